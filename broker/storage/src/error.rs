@@ -1,0 +1,75 @@
+//! The storage engine's error type: every failure is typed, so the broker can map it to a Kafka error code.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::TopicPartition;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A record batch failed validation (length, CRC, record count); nothing of its request was written.
+    #[error("corrupt record batch at byte {position} of the request: {reason}")]
+    CorruptBatch { position: usize, reason: String },
+
+    /// Only RecordBatch v2 (magic 2) is stored.
+    #[error("unsupported record batch magic {magic} at byte {position} (only magic 2 is accepted)")]
+    InvalidMagic { position: usize, magic: i8 },
+
+    #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
+    RecordTooLarge { size: usize, max: u32 },
+
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+
+    /// ENOSPC (or EDQUOT): the append was undone and the log is unchanged; it can be retried once space is freed.
+    #[error("disk full while writing {path}")]
+    DiskFull { path: PathBuf },
+
+    #[error("I/O error: {op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+
+    /// On-disk data that fails its checks outside recovery (recovery truncates instead).
+    #[error("corrupt log {path} at position {position}: {reason}")]
+    CorruptLog { path: PathBuf, position: u64, reason: String },
+
+    #[error("corrupt index {path}: {reason}")]
+    CorruptIndex { path: PathBuf, reason: String },
+
+    #[error("invalid value {value:?} for config {key}: {reason}")]
+    InvalidConfig { key: String, value: String, reason: String },
+
+    #[error("log {0} does not exist")]
+    UnknownLog(TopicPartition),
+
+    #[error("log {0} is closed or deleted")]
+    LogClosed(TopicPartition),
+
+    #[error("invalid partition directory name {0:?} (expected <topic>-<partition>)")]
+    InvalidLogDirName(String),
+
+    #[error("corrupt checkpoint file {path}: {reason}")]
+    CorruptCheckpoint { path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    /// Wraps an I/O error with what was being done and to which file; ENOSPC/EDQUOT become [`StorageError::DiskFull`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        match source.raw_os_error() {
+            Some(libc_enospc) if libc_enospc == nix::libc::ENOSPC || libc_enospc == nix::libc::EDQUOT => {
+                StorageError::DiskFull { path }
+            }
+            _ => StorageError::Io { op, path, source },
+        }
+    }
+
+    /// True for errors that mean the storage itself failed (Kafka's KAFKA_STORAGE_ERROR), as opposed to bad input.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, StorageError::DiskFull { .. }
+                | StorageError::Io { .. }
+                | StorageError::CorruptIndex { .. }
+                | StorageError::CorruptLog { .. })
+    }
+}

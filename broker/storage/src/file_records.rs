@@ -1,0 +1,142 @@
+//! A segment's `.log` file: the bytes readers may see, and the batch-header scans over them.
+//!
+//! The file handle is shared (`Arc`) with in-flight read ranges, so a segment that retention deletes meanwhile
+//! stays readable through its open descriptor until the last range is dropped.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::batch::{BatchHeader, HEADER_SIZE};
+use crate::error::{Result, StorageError};
+
+#[derive(Debug)]
+pub struct FileRecords {
+    path: PathBuf,
+    file: File,
+    /// Bytes published to readers; the file may be longer (preallocated tail, append in progress).
+    size: AtomicU64,
+}
+
+impl FileRecords {
+    pub(crate) fn new(path: PathBuf, file: File, size: u64) -> FileRecords {
+        FileRecords { path, file, size: AtomicU64::new(size) }
+    }
+
+    /// Path at open time (a deleted segment's file is renamed, but reads go through the descriptor).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Reads exactly `buf.len()` bytes at `position` (the copy path and recovery).
+    pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
+        self.file.read_exact_at(buf, position).map_err(|e| StorageError::io("read", &self.path, e))
+    }
+
+    /// Publishes `size` bytes to readers (release: everything written before is visible to them).
+    pub(crate) fn publish_size(&self, size: u64) {
+        self.size.store(size, Ordering::Release);
+    }
+
+    /// Cuts the file to `size` bytes and publishes that size.
+    pub(crate) fn truncate(&self, size: u64) -> Result<()> {
+        self.file.set_len(size).map_err(|e| StorageError::io("truncate", &self.path, e))?;
+        self.publish_size(size);
+        Ok(())
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| StorageError::io("fdatasync", &self.path, e))
+    }
+
+    /// Batch headers from `position` up to `end`, reading ahead in chunks so small batches cost one read per chunk.
+    pub(crate) fn headers(&self, position: u64, end: u64) -> HeaderScan<'_> {
+        HeaderScan { records: self, position, end, buf: Vec::new(), buf_start: 0 }
+    }
+}
+
+impl AsRawFd for FileRecords {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl AsFd for FileRecords {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// About one index interval: a lookup scans at most that far from its index entry.
+const SCAN_CHUNK: usize = 4096 + crate::batch::HEADER_SIZE;
+
+/// Iterates `(position, header)` over whole batches in `[position, end)`. A batch that does not fit before
+/// `end` or whose header is malformed ends the scan with a `CorruptLog` error: below the published size that
+/// means the file changed under us or an index pointed into the middle of a batch.
+pub(crate) struct HeaderScan<'a> {
+    records: &'a FileRecords,
+    position: u64,
+    end: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl HeaderScan<'_> {
+    fn header_bytes(&mut self) -> Result<&[u8]> {
+        let in_buf = self.position >= self.buf_start
+            && self.position + HEADER_SIZE as u64 <= self.buf_start + self.buf.len() as u64;
+        if !in_buf {
+            let len = (self.end - self.position).min(SCAN_CHUNK as u64) as usize;
+            self.buf.resize(len, 0);
+            self.records.read_at(&mut self.buf, self.position)?;
+            self.buf_start = self.position;
+        }
+        let at = (self.position - self.buf_start) as usize;
+        Ok(&self.buf[at..at + HEADER_SIZE])
+    }
+
+    fn corrupt(&self, reason: String) -> StorageError {
+        StorageError::CorruptLog { path: self.records.path.clone(), position: self.position, reason }
+    }
+}
+
+impl Iterator for HeaderScan<'_> {
+    type Item = Result<(u64, BatchHeader)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.position >= self.end {
+            return None;
+        }
+        if self.end - self.position < HEADER_SIZE as u64 {
+            let err = self.corrupt(format!("{} trailing bytes are not a batch", self.end - self.position));
+            self.position = self.end;
+            return Some(Err(err));
+        }
+        let header = match self.header_bytes() {
+            Ok(bytes) => BatchHeader::parse(bytes).expect("HEADER_SIZE bytes"),
+            Err(e) => {
+                self.position = self.end;
+                return Some(Err(e));
+            }
+        };
+        let size = header.size() as u64;
+        if header.magic != crate::batch::MAGIC_V2 || size < HEADER_SIZE as u64 || self.position + size > self.end {
+            let err = self.corrupt(format!("bad batch header {header:?}"));
+            self.position = self.end;
+            return Some(Err(err));
+        }
+        let at = self.position;
+        self.position += size;
+        Some(Ok((at, header)))
+    }
+}

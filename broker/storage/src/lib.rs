@@ -1,0 +1,32 @@
+//! Strata's storage engine: each partition is a directory of append-only segments (`<base offset>.log`) with
+//! sparse, memory-mapped offset and time indexes, in Kafka's on-disk layout. Record batches are stored exactly
+//! as produced (only the base offset is assigned); reads return file ranges for zero-copy sendfile(2).
+//!
+//! Module map: [`batch`] (RecordBatch v2 headers), [`segment`] (LogSegment), [`offset_index`], [`time_index`]
+//! (over [`index_file`]), [`file_records`] (a segment's log file), [`log`] (one partition: UnifiedLog),
+//! [`log_manager`] (all logs of a data dir), [`recovery`], [`retention`], [`checkpoint`], [`config`].
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod file_records;
+mod index_file;
+pub mod log;
+pub mod log_manager;
+pub mod offset_index;
+pub mod recovery;
+pub mod retention;
+pub mod segment;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+pub mod time_index;
+mod topic_partition;
+
+pub use config::{CleanupPolicy, LogConfig, WriteMode};
+pub use error::{Result, StorageError};
+pub use file_records::FileRecords;
+pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult};
+pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
+pub use time_index::TimestampOffset;
+pub use topic_partition::TopicPartition;

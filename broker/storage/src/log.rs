@@ -1,0 +1,704 @@
+//! One partition's log (Kafka's UnifiedLog): ordered segments, offsets, appends, reads as file ranges,
+//! retention, truncation and flushing.
+//!
+//! Concurrency: appends, rolls, retention and truncation are serialized by the writer lock. Readers take no
+//! lock for longer than cloning an `Arc`: the segment map is copy-on-write (a roll or deletion publishes a
+//! new map), and offsets, sizes and index entries are published through atomics after the bytes they
+//! describe are written.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tracing::{info, warn};
+
+use crate::batch::{self, BatchHeader};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::file_records::FileRecords;
+use crate::recovery::recover_segment;
+use crate::retention::{self, SegmentStats};
+use crate::segment::{
+    parse_segment_file_name, segment_file_name, ActiveSegment, LogSegment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+};
+use crate::time_index::TimestampOffset;
+use crate::TopicPartition;
+
+type SegmentMap = BTreeMap<i64, Arc<LogSegment>>;
+
+/// A byte range of a segment file holding whole batches; keeps the file open while it exists.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<FileRecords>,
+    pub position: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// In log order; their bytes concatenated are the records of a fetch response.
+    pub ranges: Vec<FileRange>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub record_count: u64,
+    pub batch_count: u32,
+    pub bytes: u64,
+}
+
+/// What the log manager knows of a log from its checkpoint files when loading it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadState {
+    pub clean_shutdown: bool,
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+}
+
+/// What loading a log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub rebuilt_indexes: usize,
+    pub truncated_bytes: u64,
+    pub deleted_segments: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollReason {
+    Size,
+    Time,
+    IndexFull,
+    OffsetOverflow,
+}
+
+/// What an append brings, for the roll decision.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingAppend {
+    pub bytes: u64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// Kafka's `shouldRoll`: whether `append` needs a new segment. Age is measured like Kafka: from the first
+/// batch's timestamp to the new batch's (so old record timestamps do not roll every append), or by wall
+/// clock since the segment was created when it has no timestamps.
+pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfig, now_ms: i64) -> Option<RollReason> {
+    let size = active.size();
+    if size == 0 {
+        return None;
+    }
+    let age = match active.first_batch_timestamp() {
+        Some(first) => append.max_timestamp.saturating_sub(first),
+        None => now_ms.saturating_sub(active.created_ms()),
+    };
+    if size + append.bytes > config.segment_bytes {
+        Some(RollReason::Size)
+    } else if age > config.segment_ms {
+        Some(RollReason::Time)
+    } else if active.offset_index().is_full() || active.time_index().is_full() {
+        Some(RollReason::IndexFull)
+    } else if append.last_offset - active.base_offset() > u32::MAX as i64 {
+        Some(RollReason::OffsetOverflow)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug)]
+struct Writer {
+    /// Always present while the log is open.
+    active: Option<ActiveSegment>,
+    unflushed_messages: u64,
+}
+
+impl Writer {
+    fn active(&mut self) -> &mut ActiveSegment {
+        self.active.as_mut().expect("an open log has an active segment")
+    }
+}
+
+#[derive(Debug)]
+pub struct Log {
+    tp: TopicPartition,
+    dir: PathBuf,
+    config: RwLock<Arc<LogConfig>>,
+    segments: RwLock<Arc<SegmentMap>>,
+    writer: Mutex<Writer>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    recovery_point: AtomicI64,
+    last_flush_ms: AtomicI64,
+    /// Segments were created or deleted since the last flush: the directory needs an fsync too.
+    dir_dirty: AtomicBool,
+    closed: AtomicBool,
+    /// Renamed `.deleted` files and when to unlink them.
+    pending_deletes: Mutex<Vec<(i64, Vec<PathBuf>)>>,
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove", path, e)),
+    }
+}
+
+fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_file_if_exists(&dir.join(segment_file_name(base_offset, suffix)))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io("fsync directory", dir, e))
+}
+
+/// Base offsets of the segments in `dir`, after removing leftovers: `.deleted` files of a previous run and
+/// index files without a log.
+fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(DELETED_SUFFIX) {
+            remove_file_if_exists(&entry.path())?;
+        } else if let Some(base) = parse_segment_file_name(&name, LOG_SUFFIX) {
+            bases.push(base);
+        } else if let Some(base) = parse_segment_file_name(&name, INDEX_SUFFIX)
+            .or_else(|| parse_segment_file_name(&name, TIME_INDEX_SUFFIX))
+        {
+            index_files.push((base, entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            warn!(path = %path.display(), "removing index file without a log segment");
+            remove_file_if_exists(&path)?;
+        }
+    }
+    Ok(bases)
+}
+
+impl Log {
+    /// Opens the log in `dir` (creating it if needed), recovering what a crash left behind.
+    pub(crate) fn open(dir: PathBuf, tp: TopicPartition, config: LogConfig, state: LoadState) -> Result<(Log, LoadReport)> {
+        let now = now_ms();
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("create log directory", &dir, e))?;
+        let mut bases = scan_segment_files(&dir)?;
+        let mut report = LoadReport::default();
+        if bases.is_empty() {
+            let base = state.log_start_offset.max(0);
+            LogSegment::create(&dir, base, &config, now)?;
+            fsync_dir(&dir)?;
+            bases.push(base);
+        }
+        // Without a clean shutdown, everything from the segment holding the recovery point on is suspect.
+        let recover_from = (!state.clean_shutdown)
+            .then(|| bases.iter().rposition(|&b| b <= state.recovery_point).unwrap_or(0));
+
+        let mut segments = SegmentMap::new();
+        let mut prev_next_offset: Option<i64> = None;
+        let mut log_end_offset = None;
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let is_last = i + 1 == bases.len();
+            let index_missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|s| !dir.join(segment_file_name(base, s)).exists());
+            let mut must_recover = recover_from.is_some_and(|r| i >= r) || index_missing;
+            let segment = match LogSegment::open(&dir, base, &config, is_last || must_recover, now) {
+                Ok(s) => s,
+                Err(e @ StorageError::CorruptIndex { .. }) => {
+                    warn!(log = %tp, error = %e, "rebuilding the indexes of segment {base}");
+                    remove_file_if_exists(&dir.join(segment_file_name(base, INDEX_SUFFIX)))?;
+                    remove_file_if_exists(&dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)))?;
+                    must_recover = true;
+                    LogSegment::open(&dir, base, &config, true, now)?
+                }
+                Err(e) => return Err(e),
+            };
+            let mut becomes_last = is_last;
+            if must_recover {
+                if index_missing || recover_from.is_none() {
+                    report.rebuilt_indexes += 1;
+                }
+                let min_offset = prev_next_offset.unwrap_or(base);
+                let recovered = recover_segment(&segment, min_offset, config.index_interval_bytes)?;
+                report.recovered_segments += 1;
+                report.truncated_bytes += recovered.truncated_bytes;
+                prev_next_offset = recovered.next_offset.or(prev_next_offset);
+                if let Some(problem) = &recovered.problem {
+                    warn!(log = %tp, segment = base, truncated_bytes = recovered.truncated_bytes, "recovery truncated the log: {problem}");
+                    // Nothing after a corrupt batch can be trusted: later segments go.
+                    for &later in &bases[i + 1..] {
+                        remove_segment_files(&dir, later)?;
+                        report.deleted_segments += 1;
+                    }
+                    bases.truncate(i + 1);
+                    becomes_last = true;
+                }
+                if becomes_last {
+                    log_end_offset = Some(recovered.next_offset.unwrap_or(min_offset.max(base)));
+                } else {
+                    segment.seal_indexes()?;
+                }
+            } else if is_last {
+                log_end_offset = Some(Self::scan_tail(&segment)?);
+            }
+            segments.insert(base, Arc::new(segment));
+            i += 1;
+        }
+        report.segments = segments.len();
+        let (&last_base, last) = segments.iter().next_back().expect("at least one segment");
+        let log_end_offset = log_end_offset.expect("the last segment sets the log end offset").max(last_base);
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let log_start_offset = state.log_start_offset.max(first_base).min(log_end_offset);
+        let active = ActiveSegment::new(Arc::clone(last), config.write_mode, config.segment_bytes)?;
+        let log = Log {
+            tp,
+            dir,
+            config: RwLock::new(Arc::new(config)),
+            segments: RwLock::new(Arc::new(segments)),
+            writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0 }),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            high_watermark: AtomicI64::new(log_end_offset),
+            recovery_point: AtomicI64::new(if state.clean_shutdown {
+                log_end_offset
+            } else {
+                state.recovery_point.min(log_end_offset)
+            }),
+            last_flush_ms: AtomicI64::new(now),
+            dir_dirty: AtomicBool::new(report.deleted_segments > 0),
+            closed: AtomicBool::new(false),
+            pending_deletes: Mutex::new(Vec::new()),
+        };
+        // The recovery point stays where it was: until the next flush makes the recovered state durable, a
+        // second crash recovers the same segments again (Kafka does the same).
+        Ok((log, report))
+    }
+
+    /// The offset after the last batch of a segment that needs no recovery: a short scan from the last index entry.
+    fn scan_tail(segment: &LogSegment) -> Result<i64> {
+        let start = segment.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
+        let mut next = segment.base_offset();
+        for item in segment.log().headers(start, segment.size()) {
+            next = item?.1.next_offset();
+        }
+        Ok(next)
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> Arc<LogConfig> {
+        Arc::clone(&self.config.read().expect("config lock"))
+    }
+
+    /// Takes effect at once for retention, flushing and validation; segment and index sizes and the write
+    /// mode apply from the next roll.
+    pub fn update_config(&self, config: LogConfig) {
+        *self.config.write().expect("config lock") = Arc::new(config);
+    }
+
+    fn segments(&self) -> Arc<SegmentMap> {
+        Arc::clone(&self.segments.read().expect("segments lock"))
+    }
+
+    fn publish_segments(&self, map: SegmentMap) {
+        *self.segments.write().expect("segments lock") = Arc::new(map);
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Equal to the log end offset while there is a single replica.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Everything below this offset has been flushed to disk.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().values().map(|s| s.size()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments().len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments().keys().copied().collect()
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = self.writer.lock().expect("writer lock");
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::LogClosed(self.tp.clone()));
+        }
+        Ok(w)
+    }
+
+    /// Appends the record batches of one produce request. Every batch is validated first; offsets are then
+    /// assigned by rewriting each batch's base offset in place, and the bytes are stored as they are.
+    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo> {
+        let config = self.config();
+        let mut headers = batch::validate_batches(records, config.max_message_bytes)?;
+        let now = now_ms();
+        let mut w = self.lock_writer()?;
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut position = 0;
+        for h in headers.iter_mut() {
+            batch::set_base_offset(&mut records[position..], next);
+            h.base_offset = next;
+            next = h.next_offset();
+            position += h.size();
+        }
+        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
+        let pending = PendingAppend { bytes: records.len() as u64, last_offset: next - 1, max_timestamp };
+        if let Some(reason) = roll_reason(&w.active().segment, pending, &config, now) {
+            tracing::debug!(log = %self.tp, ?reason, "rolling segment");
+            self.roll_locked(&mut w, &config, now)?;
+        }
+        w.active().append(records, &headers, config.index_interval_bytes)?;
+        self.log_end_offset.store(next, Ordering::Release);
+        self.high_watermark.store(next, Ordering::Release);
+        let record_count: u64 = headers.iter().map(|h: &BatchHeader| h.record_count as u64).sum();
+        w.unflushed_messages += record_count;
+        let flush_due = w.unflushed_messages >= config.flush_messages;
+        drop(w);
+        if flush_due {
+            self.flush()?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            record_count,
+            batch_count: headers.len() as u32,
+            bytes: records.len() as u64,
+        })
+    }
+
+    /// Starts a new segment at the log end offset (no-op if the active segment is empty).
+    pub fn roll(&self) -> Result<()> {
+        let config = self.config();
+        let mut w = self.lock_writer()?;
+        self.roll_locked(&mut w, &config, now_ms())
+    }
+
+    fn roll_locked(&self, w: &mut Writer, config: &LogConfig, now: i64) -> Result<()> {
+        let base = self.log_end_offset();
+        if w.active().segment.base_offset() == base {
+            return Ok(());
+        }
+        let segment = Arc::new(LogSegment::create(&self.dir, base, config, now)?);
+        let next = ActiveSegment::new(Arc::clone(&segment), config.write_mode, config.segment_bytes)
+            .and_then(|next| w.active().seal().map(|()| next));
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => {
+                remove_segment_files(&self.dir, base)?;
+                return Err(e);
+            }
+        };
+        w.active = Some(next);
+        let mut map = (*self.segments()).clone();
+        map.insert(base, segment);
+        self.publish_segments(map);
+        self.dir_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whole batches from the one containing `offset`, at most `max_bytes` (but at least one batch), only
+    /// batches whose last offset is below `upper_bound` (the high watermark, for consumers).
+    pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<ReadResult> {
+        // The end offset first: any segment holding offsets below it is already in the map snapshot.
+        let log_end_offset = self.log_end_offset();
+        let segments = self.segments();
+        let log_start_offset = self.log_start_offset();
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
+        }
+        let upper_bound = upper_bound.min(log_end_offset);
+        let mut result = ReadResult::default();
+        if offset >= upper_bound {
+            return Ok(result);
+        }
+        let first_base = segments.range(..=offset).next_back().map_or(i64::MIN, |(&b, _)| b);
+        let mut remaining = max_bytes as u64;
+        for segment in segments.range(first_base..).map(|(_, s)| s) {
+            let end = segment.size();
+            let Some((position, header)) = segment.find_batch(offset, end)? else { continue };
+            if header.last_offset() >= upper_bound {
+                break;
+            }
+            let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty())?;
+            if stop > position {
+                let len = stop - position;
+                result.ranges.push(FileRange { file: Arc::clone(segment.log()), position, len });
+                result.bytes += len;
+                remaining = remaining.saturating_sub(len);
+            }
+            if stop < end || remaining == 0 {
+                break;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Kafka's ListOffsets by time: the first record with timestamp >= `timestamp` (and offset >= log start).
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let segments = self.segments();
+        let start = self.log_start_offset();
+        for segment in segments.values().filter(|s| s.max_timestamp() >= timestamp) {
+            if let Some(found) = segment.find_offset_by_timestamp(timestamp, start)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Kafka's ListOffsets MAX_TIMESTAMP: the (first) record with the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        let segments = self.segments();
+        let best = segments.values().filter(|s| s.max_timestamp() >= 0).fold(None::<&Arc<LogSegment>>, |best, s| match best {
+            Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+            _ => Some(s),
+        });
+        match best {
+            Some(segment) => segment.find_offset_by_timestamp(segment.max_timestamp(), self.log_start_offset()),
+            None => Ok(None),
+        }
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset to `offset` (at most the high watermark) and
+    /// deletes the segments wholly below it. Returns the new log start offset. Made durable by
+    /// [`crate::LogManager::delete_records`], which checkpoints the log start offsets.
+    pub(crate) fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let w = self.lock_writer()?;
+        let high_watermark = self.high_watermark();
+        if offset < 0 || offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        // Only the log start offset rule: time and size retention run on their own schedule.
+        let config = LogConfig { retention_ms: -1, retention_bytes: -1, ..(*self.config()).clone() };
+        self.delete_old_segments_locked(w, &config, now_ms())?;
+        Ok(self.log_start_offset())
+    }
+
+    /// Applies retention.ms, retention.bytes and the log start offset; returns how many segments went.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let w = self.lock_writer()?;
+        self.delete_old_segments_locked(w, &self.config(), now_ms)
+    }
+
+    fn delete_old_segments_locked(&self, mut w: MutexGuard<'_, Writer>, config: &LogConfig, now: i64) -> Result<usize> {
+        let segments = self.segments();
+        let stats = segments
+            .values()
+            .map(|s| {
+                let max_timestamp = match s.max_timestamp() {
+                    ts if ts >= 0 => ts,
+                    // Like Kafka: records without timestamps age by the file's modification time.
+                    _ => s.log().file().metadata().and_then(|m| m.modified()).ok().and_then(|t| {
+                        t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
+                    }).unwrap_or(now),
+                };
+                SegmentStats { base_offset: s.base_offset(), size: s.size(), max_timestamp }
+            })
+            .collect::<Vec<_>>();
+        let Some((count, reason)) = retention::deletable_prefix(
+            &stats,
+            self.log_end_offset(),
+            self.high_watermark(),
+            self.log_start_offset(),
+            config,
+            now,
+        ) else {
+            return Ok(0);
+        };
+        if count == segments.len() {
+            // Keep an active segment: roll so the expired one is no longer active.
+            self.roll_locked(&mut w, config, now)?;
+        }
+        let mut map = (*self.segments()).clone();
+        let doomed: Vec<Arc<LogSegment>> = stats[..count].iter().filter_map(|s| map.remove(&s.base_offset)).collect();
+        let new_start = map.keys().next().copied().unwrap_or(self.log_end_offset());
+        self.publish_segments(map);
+        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
+        self.dir_dirty.store(true, Ordering::Release);
+        drop(w);
+        let mut pending = Vec::new();
+        for segment in &doomed {
+            pending.extend(segment.rename_to_deleted(&self.dir)?);
+        }
+        self.pending_deletes.lock().expect("pending lock").push((now + config.file_delete_delay_ms, pending));
+        info!(log = %self.tp, ?reason, segments = count, log_start_offset = self.log_start_offset(), "deleted old segments");
+        Ok(count)
+    }
+
+    /// Unlinks the files of deleted segments whose delay has passed (all of them with `now_ms = i64::MAX`).
+    pub fn delete_expired_files(&self, now_ms: i64) -> Result<()> {
+        let due: Vec<PathBuf> = {
+            let mut pending = self.pending_deletes.lock().expect("pending lock");
+            let (due, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(at, _)| *at <= now_ms);
+            *pending = keep;
+            due.into_iter().flat_map(|(_, paths)| paths).collect()
+        };
+        due.iter().try_for_each(|p| remove_file_if_exists(p))
+    }
+
+    /// Removes everything from the batch containing `offset` on (a follower's truncation). The log end offset
+    /// becomes that batch's base offset.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let config = self.config();
+        let mut w = self.lock_writer()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset() {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        let segments = self.segments();
+        let (&base, segment) = segments.range(..=offset).next_back().expect("a segment holds the log start offset");
+        let cut = segment.find_batch(offset, segment.size())?.map_or(segment.size(), |(position, _)| position);
+        w.active().seal()?;
+        let mut map = (*segments).clone();
+        for (&later, doomed) in segments.range(base + 1..) {
+            map.remove(&later);
+            doomed.log().publish_size(0);
+            remove_segment_files(&self.dir, later)?;
+        }
+        segment.log().truncate(cut)?;
+        // Reopened with fresh indexes rebuilt from the log: truncation is rare and this keeps one code path.
+        remove_file_if_exists(&self.dir.join(segment_file_name(base, INDEX_SUFFIX)))?;
+        remove_file_if_exists(&self.dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)))?;
+        let reopened = Arc::new(LogSegment::open(&self.dir, base, &config, true, now_ms())?);
+        let recovered = recover_segment(&reopened, base, config.index_interval_bytes)?;
+        let mut new_end = recovered.next_offset.unwrap_or(base);
+        if new_end < self.log_start_offset() {
+            // The cut batch straddled the log start: start over, empty, at the log start offset, so the end
+            // offset is recorded on disk (as the new segment's base) and survives a crash.
+            new_end = self.log_start_offset();
+            drop(reopened);
+            remove_segment_files(&self.dir, base)?;
+            map.remove(&base);
+            let fresh = Arc::new(LogSegment::create(&self.dir, new_end, &config, now_ms())?);
+            w.active = Some(ActiveSegment::new(Arc::clone(&fresh), config.write_mode, config.segment_bytes)?);
+            map.insert(new_end, fresh);
+        } else {
+            w.active = Some(ActiveSegment::new(Arc::clone(&reopened), config.write_mode, config.segment_bytes)?);
+            map.insert(base, reopened);
+        }
+        self.publish_segments(map);
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        self.dir_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes everything appended so far to disk (fdatasync, or msync of the active map in mmap mode) and
+    /// advances the recovery point. The fsyncs run outside the writer lock: appends continue meanwhile.
+    pub fn flush(&self) -> Result<()> {
+        let (log_end_offset, to_sync, active_base, active_map) = {
+            let mut w = self.writer.lock().expect("writer lock");
+            let Some(active) = w.active.as_ref() else { return Ok(()) };
+            let active_base = active.segment.base_offset();
+            let active_map = active.map().cloned();
+            w.unflushed_messages = 0;
+            let segments = self.segments();
+            let from = segments.range(..=self.recovery_point()).next_back().map_or(i64::MIN, |(&b, _)| b);
+            let to_sync: Vec<Arc<LogSegment>> = segments.range(from..).map(|(_, s)| Arc::clone(s)).collect();
+            (self.log_end_offset(), to_sync, active_base, active_map)
+        };
+        for segment in &to_sync {
+            match (&active_map, segment.base_offset() == active_base) {
+                (Some(map), true) => {
+                    map.flush_range(0, segment.size() as usize)
+                        .map_err(|e| StorageError::io("msync", segment.log().path(), e))?;
+                    segment.offset_index().flush()?;
+                    segment.time_index().flush()?;
+                }
+                _ => segment.flush()?,
+            }
+        }
+        if self.dir_dirty.swap(false, Ordering::AcqRel) {
+            fsync_dir(&self.dir)?;
+        }
+        self.recovery_point.fetch_max(log_end_offset, Ordering::AcqRel);
+        self.last_flush_ms.store(now_ms(), Ordering::Release);
+        Ok(())
+    }
+
+    /// `flush.ms`: flushes if the last flush is older than the configured interval.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
+        let config = self.config();
+        let unflushed = self.recovery_point() < self.log_end_offset();
+        if unflushed && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire)) >= config.flush_ms {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and seals the active segment (indexes trimmed, preallocated tail cut); the log refuses further
+    /// writes. Files of deleted segments are removed at once.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.flush()?;
+        let mut w = self.lock_writer()?;
+        w.active().seal()?;
+        self.closed.store(true, Ordering::Release);
+        drop(w);
+        self.delete_expired_files(i64::MAX)
+    }
+
+    /// Refuses further writes without flushing (the log's directory is about to be deleted).
+    pub(crate) fn mark_deleted(&self) {
+        let _w = self.writer.lock().expect("writer lock");
+        self.closed.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,314 @@
+//! All partition logs of a data directory (Kafka's LogManager): loading and recovery at startup, creation and
+//! deletion, checkpoints, the background retention/flush tasks, and clean shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use tracing::{info, warn};
+
+use crate::checkpoint::{read_checkpoint, write_checkpoint, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::log::{fsync_dir, now_ms, LoadReport, LoadState, Log};
+use crate::TopicPartition;
+
+/// Present only after a clean shutdown (Kafka's marker name, so operators' habits carry over).
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+const LOCK_FILE: &str = ".lock";
+const DELETE_DIR_SUFFIX: &str = "-delete";
+
+#[derive(Debug, Clone)]
+pub struct LogManagerConfig {
+    pub log_dir: PathBuf,
+    pub default_config: LogConfig,
+    /// Per-topic configs known at startup (the broker's topic store); other logs use `default_config`.
+    pub topic_configs: HashMap<String, LogConfig>,
+    /// log.retention.check.interval.ms
+    pub retention_check_interval_ms: u64,
+    /// log.flush.scheduler.interval.ms: how often `flush.ms` is checked.
+    pub flush_check_interval_ms: u64,
+    /// log.flush.offset.checkpoint.interval.ms
+    pub recovery_point_checkpoint_interval_ms: u64,
+}
+
+impl LogManagerConfig {
+    /// Kafka's defaults for the intervals.
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        LogManagerConfig {
+            log_dir: log_dir.into(),
+            default_config: LogConfig::default(),
+            topic_configs: HashMap::new(),
+            retention_check_interval_ms: 300_000,
+            flush_check_interval_ms: 1_000,
+            recovery_point_checkpoint_interval_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LogManager {
+    config: LogManagerConfig,
+    logs: RwLock<BTreeMap<TopicPartition, Arc<Log>>>,
+    /// What loading each log found (recovery, truncation), for the broker's startup report.
+    load_reports: BTreeMap<TopicPartition, LoadReport>,
+    had_clean_shutdown: bool,
+    _dir_lock: Flock<File>,
+}
+
+impl LogManager {
+    /// Locks the data directory, loads every `<topic>-<partition>` log (recovering after an unclean
+    /// shutdown) and removes the clean-shutdown marker, so that a crash from now on is noticed.
+    pub fn open(config: LogManagerConfig) -> Result<Arc<LogManager>> {
+        let dir = config.log_dir.clone();
+        fs::create_dir_all(&dir).map_err(|e| StorageError::io("create data directory", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StorageError::io("open lock file", &lock_path, e))?;
+        let dir_lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            StorageError::io("lock data directory (is another broker using it?)", &lock_path, errno.into())
+        })?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let had_clean_shutdown = marker.exists();
+        let recovery_points = read_checkpoint_or_empty(&dir.join(RECOVERY_POINT_CHECKPOINT));
+        let log_starts = read_checkpoint_or_empty(&dir.join(LOG_START_OFFSET_CHECKPOINT));
+
+        let started = Instant::now();
+        let mut logs = BTreeMap::new();
+        let mut load_reports = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() {
+                continue;
+            }
+            if name.ends_with(DELETE_DIR_SUFFIX) {
+                fs::remove_dir_all(entry.path()).map_err(|e| StorageError::io("remove deleted log", entry.path(), e))?;
+                continue;
+            }
+            let Some(tp) = TopicPartition::from_dir_name(&name) else {
+                warn!(dir = %entry.path().display(), "ignoring a directory that is not a partition log");
+                continue;
+            };
+            let state = LoadState {
+                clean_shutdown: had_clean_shutdown,
+                recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
+                log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
+            };
+            let log_config = config.topic_configs.get(&tp.topic).unwrap_or(&config.default_config).clone();
+            let (log, report) = Log::open(entry.path(), tp.clone(), log_config, state)?;
+            if report.recovered_segments > 0 {
+                info!(log = %tp, ?report, "recovered log");
+            }
+            load_reports.insert(tp.clone(), report);
+            logs.insert(tp, Arc::new(log));
+        }
+        info!(logs = logs.len(), clean_shutdown = had_clean_shutdown, elapsed_ms = started.elapsed().as_millis() as u64, "loaded logs");
+
+        let manager = LogManager { config, logs: RwLock::new(logs), load_reports, had_clean_shutdown, _dir_lock: dir_lock };
+        manager.checkpoint()?;
+        if had_clean_shutdown {
+            fs::remove_file(&marker).map_err(|e| StorageError::io("remove clean shutdown marker", &marker, e))?;
+            fsync_dir(&dir)?;
+        }
+        Ok(Arc::new(manager))
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.config.log_dir
+    }
+
+    pub fn default_config(&self) -> &LogConfig {
+        &self.config.default_config
+    }
+
+    pub fn had_clean_shutdown(&self) -> bool {
+        self.had_clean_shutdown
+    }
+
+    pub fn load_reports(&self) -> &BTreeMap<TopicPartition, LoadReport> {
+        &self.load_reports
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
+        self.logs.read().expect("logs lock").get(tp).cloned()
+    }
+
+    pub fn logs(&self) -> Vec<Arc<Log>> {
+        self.logs.read().expect("logs lock").values().cloned().collect()
+    }
+
+    /// The log of `tp`, created empty with `config` if it does not exist yet.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<Log>> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write().expect("logs lock");
+        if let Some(log) = logs.get(tp) {
+            return Ok(Arc::clone(log));
+        }
+        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
+        let (log, _) = Log::open(self.config.log_dir.join(tp.to_string()), tp.clone(), config, state)?;
+        fsync_dir(&self.config.log_dir)?;
+        let log = Arc::new(log);
+        logs.insert(tp.clone(), Arc::clone(&log));
+        Ok(log)
+    }
+
+    /// Deletes the log and its directory. Reads already holding its files finish normally.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
+        let log = self.logs.write().expect("logs lock").remove(tp).ok_or_else(|| StorageError::UnknownLog(tp.clone()))?;
+        log.mark_deleted();
+        let doomed = self.config.log_dir.join(format!("{tp}.{}{DELETE_DIR_SUFFIX}", now_ms()));
+        fs::rename(log.dir(), &doomed).map_err(|e| StorageError::io("rename deleted log", log.dir(), e))?;
+        fsync_dir(&self.config.log_dir)?;
+        fs::remove_dir_all(&doomed).map_err(|e| StorageError::io("remove deleted log", &doomed, e))?;
+        self.checkpoint()
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset of `tp` to `offset` (at most its high watermark),
+    /// deletes the segments wholly below it, and checkpoints the new start before returning, so deleted
+    /// records stay deleted after a crash. Returns the new log start offset (the low watermark).
+    pub fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64> {
+        let log = self.get(tp).ok_or_else(|| StorageError::UnknownLog(tp.clone()))?;
+        let start = log.delete_records_before(offset)?;
+        self.checkpoint()?;
+        Ok(start)
+    }
+
+    /// Writes the recovery-point and log-start-offset checkpoints of all logs.
+    pub fn checkpoint(&self) -> Result<()> {
+        let logs = self.logs.read().expect("logs lock").clone();
+        let recovery_points = logs.iter().map(|(tp, l)| (tp.clone(), l.recovery_point())).collect();
+        let log_starts = logs.iter().map(|(tp, l)| (tp.clone(), l.log_start_offset())).collect();
+        write_checkpoint(&self.config.log_dir.join(RECOVERY_POINT_CHECKPOINT), &recovery_points)?;
+        write_checkpoint(&self.config.log_dir.join(LOG_START_OFFSET_CHECKPOINT), &log_starts)
+    }
+
+    /// Retention on every log now (the background task does this every retention check interval).
+    pub fn apply_retention(&self, now_ms: i64) -> usize {
+        self.logs()
+            .iter()
+            .map(|log| {
+                log.apply_retention(now_ms).unwrap_or_else(|e| {
+                    warn!(log = %log.topic_partition(), error = %e, "retention failed");
+                    0
+                })
+            })
+            .sum()
+    }
+
+    /// Starts the background thread for retention, `flush.ms`, delayed file deletion and checkpoints.
+    pub fn start_background(self: &Arc<Self>) -> BackgroundTasks {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let manager = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("strata-log-manager".into())
+            .spawn(move || manager.background_loop(stopped))
+            .expect("spawn log manager thread");
+        BackgroundTasks { stop: Some(stop), handle: Some(handle) }
+    }
+
+    fn background_loop(&self, stopped: mpsc::Receiver<()>) {
+        let c = &self.config;
+        let tick = Duration::from_millis(c.flush_check_interval_ms.clamp(10, 1_000));
+        let mut last = [Instant::now(); 3];
+        let intervals = [c.flush_check_interval_ms, c.retention_check_interval_ms, c.recovery_point_checkpoint_interval_ms]
+            .map(Duration::from_millis);
+        loop {
+            match stopped.recv_timeout(tick) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            let now = now_ms();
+            let due: Vec<bool> = (0..3).map(|i| last[i].elapsed() >= intervals[i]).collect();
+            for log in self.logs() {
+                if due[0] {
+                    if let Err(e) = log.flush_if_due(now) {
+                        warn!(log = %log.topic_partition(), error = %e, "scheduled flush failed");
+                    }
+                }
+                if let Err(e) = log.delete_expired_files(now) {
+                    warn!(log = %log.topic_partition(), error = %e, "removing deleted segment files failed");
+                }
+            }
+            if due[1] {
+                self.apply_retention(now);
+            }
+            if due[2] {
+                if let Err(e) = self.checkpoint() {
+                    warn!(error = %e, "writing checkpoints failed");
+                }
+            }
+            for (i, d) in due.iter().enumerate() {
+                if *d {
+                    last[i] = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log, writes the checkpoints and then the clean-shutdown marker, so the next
+    /// start skips recovery. A log that fails to close leaves no marker: the next start recovers.
+    pub fn shutdown(&self) -> Result<()> {
+        let mut first_error = None;
+        for log in self.logs() {
+            if let Err(e) = log.close() {
+                warn!(log = %log.topic_partition(), error = %e, "closing log failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        self.checkpoint()?;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let marker = self.config.log_dir.join(CLEAN_SHUTDOWN_FILE);
+        File::create(&marker).and_then(|f| f.sync_all()).map_err(|e| StorageError::io("write clean shutdown marker", &marker, e))?;
+        fsync_dir(&self.config.log_dir)?;
+        info!(dir = %self.config.log_dir.display(), "logs closed cleanly");
+        Ok(())
+    }
+}
+
+/// A corrupt checkpoint is not fatal: without it, recovery starts from the beginning of each log (safe, slower).
+fn read_checkpoint_or_empty(path: &Path) -> BTreeMap<TopicPartition, i64> {
+    read_checkpoint(path).unwrap_or_else(|e| {
+        warn!(error = %e, "ignoring checkpoint; logs will be fully recovered");
+        BTreeMap::new()
+    })
+}
+
+/// The log manager's background thread; stopped (and joined) by [`BackgroundTasks::stop`] or on drop.
+#[derive(Debug)]
+pub struct BackgroundTasks {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BackgroundTasks {
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}

@@ -1,0 +1,44 @@
+//! Builders for tests and benchmarks: record batches made by the real Kafka codec (`kafka-protocol`).
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+pub use kafka_protocol::records::Compression;
+
+/// One RecordBatch v2 of `count` records, as a producer sends it: record i has key `key-i`, a header
+/// `h: i`, a value of `value_len` bytes and timestamp `ts0 + i`.
+pub fn encode_batch(count: usize, value_len: usize, ts0: i64, compression: Compression) -> Vec<u8> {
+    let records: Vec<Record> = (0..count)
+        .map(|i| {
+            let mut headers = IndexMap::new();
+            headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from(i.to_string())));
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder groups records whose offset - sequence is constant into one batch.
+                sequence: i as i32,
+                timestamp: ts0 + i as i64,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from((0..value_len).map(|j| (i + j) as u8).collect::<Vec<u8>>())),
+                headers,
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
+        .expect("the Kafka codec encodes what we give it");
+    // A non-idempotent producer sends base sequence -1; patch it in and recompute the CRC-32C.
+    let mut batch = buf.to_vec();
+    batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}

@@ -1,0 +1,94 @@
+//! ENOSPC on a real (tiny tmpfs) filesystem: the append fails with DiskFull, the log stays consistent, and
+//! appends succeed again once space is freed. Needs root to mount the tmpfs (CI runs as root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use strata_storage::{LogConfig, StorageError, WriteMode};
+
+/// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    fn mount(size: &str) -> TinyFs {
+        assert!(nix::unistd::geteuid().is_root(), "the disk-full tests mount a tmpfs and must run as root");
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).status().unwrap();
+        assert!(status.success(), "mount tmpfs");
+        TinyFs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn fill(fs: &TinyFs) -> PathBuf {
+    let filler = fs.path().join("filler");
+    // Write until the filesystem refuses.
+    let chunk = vec![7u8; 64 * 1024];
+    let mut f = std::fs::File::create(&filler).unwrap();
+    use std::io::Write;
+    while f.write_all(&chunk).is_ok() {}
+    filler
+}
+
+#[test]
+fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
+    for mode in [WriteMode::Write, WriteMode::Mmap] {
+        let fs = TinyFs::mount("4m");
+        let data = fs.path().join("data");
+        let config = LogConfig { segment_bytes: 256 * 1024, segment_index_bytes: 4096, ..LogConfig::default() };
+        let config = LogConfig { write_mode: mode, ..config };
+        let manager = open_manager(&data, config.clone());
+        let log = manager.get_or_create(&tp(), config.clone()).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..20 {
+            let b = batch(4, 1000, i, Compression::None);
+            let base = log.log_end_offset();
+            log.append(&mut b.clone()).unwrap();
+            expected.extend(with_base_offset(b, base));
+        }
+        let filler = fill(&fs);
+        // Keep appending until the disk is full: in write mode the current segment fills, in mmap mode the
+        // next roll cannot reserve its segment. Either way a typed error, and nothing torn.
+        let mut saw_full = false;
+        for i in 0..2_000 {
+            let b = batch(4, 1000, i, Compression::None);
+            let base = log.log_end_offset();
+            match log.append(&mut b.clone()) {
+                Ok(_) => expected.extend(with_base_offset(b, base)),
+                Err(StorageError::DiskFull { .. }) => {
+                    saw_full = true;
+                    break;
+                }
+                Err(e) => panic!("{mode:?}: expected DiskFull, got {e}"),
+            }
+        }
+        assert!(saw_full, "{mode:?}: the disk never filled");
+        let end = log.log_end_offset();
+        assert_eq!(read_all(&log, 0, 1 << 20), expected, "{mode:?}: the log is unchanged by the failed append");
+        // Space comes back: appends work again, at the next offset.
+        std::fs::remove_file(filler).unwrap();
+        let info = log.append(&mut batch(4, 1000, 0, Compression::None)).unwrap();
+        assert_eq!(info.first_offset, end);
+        drop(log);
+        manager.shutdown().unwrap();
+        drop(manager);
+        // And the directory reopens cleanly with everything acknowledged.
+        let manager = open_manager(&data, config);
+        assert_eq!(manager.get(&tp()).unwrap().log_end_offset(), end + 4);
+        drop(manager);
+    }
+}
