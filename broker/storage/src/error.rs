@@ -37,6 +37,14 @@ pub enum StorageError {
     #[error("corrupt index {path}: {reason}")]
     CorruptIndex { path: PathBuf, reason: String },
 
+    /// An idempotent producer skipped sequence numbers (or retried a batch no longer remembered).
+    #[error("out of order sequence number for producer {producer_id}: expected {expected}, received {received}")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, received: i32 },
+
+    /// An idempotent producer with an older epoch than the partition has seen (a fenced, zombie producer).
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+
     #[error("invalid value {value:?} for config {key}: {reason}")]
     InvalidConfig { key: String, value: String, reason: String },
 

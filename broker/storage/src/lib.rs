@@ -4,7 +4,8 @@
 //!
 //! Module map: [`batch`] (RecordBatch v2 headers), [`segment`] (LogSegment), [`offset_index`], [`time_index`]
 //! (over [`index_file`]), [`file_records`] (a segment's log file), [`log`] (one partition: UnifiedLog),
-//! [`log_manager`] (all logs of a data dir), [`recovery`], [`retention`], [`checkpoint`], [`config`].
+//! [`log_manager`] (all logs of a data dir), [`recovery`], [`retention`], [`checkpoint`], [`config`],
+//! [`page_cache`] (residency of file ranges, for page-cache hit metrics), [`producer_state`] (idempotent producers).
 
 pub mod batch;
 pub mod checkpoint;
@@ -15,6 +16,8 @@ mod index_file;
 pub mod log;
 pub mod log_manager;
 pub mod offset_index;
+pub mod page_cache;
+pub mod producer_state;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
@@ -27,6 +30,7 @@ pub use config::{CleanupPolicy, LogConfig, WriteMode};
 pub use error::{Result, StorageError};
 pub use file_records::FileRecords;
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult};
+pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
 pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
 pub use time_index::TimestampOffset;
 pub use topic_partition::TopicPartition;

@@ -18,6 +18,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::file_records::FileRecords;
+use crate::producer_state::{self, ProducerCheck, ProducerStateManager};
 use crate::recovery::recover_segment;
 use crate::retention::{self, SegmentStats};
 use crate::segment::{
@@ -52,6 +53,9 @@ pub struct AppendInfo {
     pub record_count: u64,
     pub batch_count: u32,
     pub bytes: u64,
+    /// An idempotent producer's retry of batches already in the log: nothing was appended and the offsets
+    /// are the original ones (Kafka answers such a produce with success).
+    pub duplicate: bool,
 }
 
 /// What the log manager knows of a log from its checkpoint files when loading it.
@@ -122,6 +126,7 @@ struct Writer {
     /// Always present while the log is open.
     active: Option<ActiveSegment>,
     unflushed_messages: u64,
+    producers: ProducerStateManager,
 }
 
 impl Writer {
@@ -168,15 +173,15 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
-/// Base offsets of the segments in `dir`, after removing leftovers: `.deleted` files of a previous run and
-/// index files without a log.
+/// Base offsets of the segments in `dir`, after removing leftovers: `.deleted` files of a previous run,
+/// unfinished `.tmp` files and index files without a log.
 fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))? {
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(DELETED_SUFFIX) {
+        if name.ends_with(DELETED_SUFFIX) || name.ends_with(".tmp") {
             remove_file_if_exists(&entry.path())?;
         } else if let Some(base) = parse_segment_file_name(&name, LOG_SUFFIX) {
             bases.push(base);
@@ -194,6 +199,24 @@ fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
         }
     }
     Ok(bases)
+}
+
+/// The producer state as of `log_end_offset`: the newest snapshot at or below it, then a replay of the batch
+/// headers after it (only headers: nothing is decompressed).
+fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64, log_end_offset: i64) -> Result<ProducerStateManager> {
+    let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?.unwrap_or_default();
+    let first_base = segments.range(..=from).next_back().map_or(i64::MIN, |(&b, _)| b);
+    for segment in segments.range(first_base..).map(|(_, s)| s) {
+        let start = if segment.base_offset() <= from { u64::from(segment.offset_index().lookup(from).position) } else { 0 };
+        for item in segment.log().headers(start, segment.size()) {
+            let (_, header) = item?;
+            if header.base_offset >= from && header.base_offset < log_end_offset {
+                state.update(&[header]);
+            }
+        }
+    }
+    state.truncate_head(log_start_offset);
+    Ok(state)
 }
 
 impl Log {
@@ -270,12 +293,13 @@ impl Log {
         let first_base = *segments.keys().next().expect("at least one segment");
         let log_start_offset = state.log_start_offset.max(first_base).min(log_end_offset);
         let active = ActiveSegment::new(Arc::clone(last), config.write_mode, config.segment_bytes)?;
+        let producers = load_producer_state(&dir, &segments, log_start_offset, log_end_offset)?;
         let log = Log {
             tp,
             dir,
             config: RwLock::new(Arc::new(config)),
             segments: RwLock::new(Arc::new(segments)),
-            writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0 }),
+            writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0, producers }),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             high_watermark: AtomicI64::new(log_end_offset),
@@ -376,6 +400,17 @@ impl Log {
         let mut headers = batch::validate_batches(records, config.max_message_bytes)?;
         let now = now_ms();
         let mut w = self.lock_writer()?;
+        if let ProducerCheck::Duplicate(original) = w.producers.check(&headers)? {
+            return Ok(AppendInfo {
+                first_offset: original.first_offset,
+                last_offset: original.last_offset,
+                max_timestamp: original.max_timestamp,
+                record_count: 0,
+                batch_count: 0,
+                bytes: 0,
+                duplicate: true,
+            });
+        }
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
         let mut position = 0;
@@ -392,6 +427,7 @@ impl Log {
             self.roll_locked(&mut w, &config, now)?;
         }
         w.active().append(records, &headers, config.index_interval_bytes)?;
+        w.producers.update(&headers);
         self.log_end_offset.store(next, Ordering::Release);
         self.high_watermark.store(next, Ordering::Release);
         let record_count: u64 = headers.iter().map(|h: &BatchHeader| h.record_count as u64).sum();
@@ -408,6 +444,7 @@ impl Log {
             record_count,
             batch_count: headers.len() as u32,
             bytes: records.len() as u64,
+            duplicate: false,
         })
     }
 
@@ -434,6 +471,10 @@ impl Log {
             }
         };
         w.active = Some(next);
+        // The producer state as of the new segment's start, so recovery replays at most one segment.
+        if let Err(e) = producer_state::write_snapshot(&self.dir, base, &w.producers) {
+            warn!(log = %self.tp, error = %e, "writing the producer state snapshot failed");
+        }
         let mut map = (*self.segments()).clone();
         map.insert(base, segment);
         self.publish_segments(map);
@@ -507,7 +548,7 @@ impl Log {
     /// deletes the segments wholly below it. Returns the new log start offset. Made durable by
     /// [`crate::LogManager::delete_records`], which checkpoints the log start offsets.
     pub(crate) fn delete_records_before(&self, offset: i64) -> Result<i64> {
-        let w = self.lock_writer()?;
+        let mut w = self.lock_writer()?;
         let high_watermark = self.high_watermark();
         if offset < 0 || offset > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
@@ -517,6 +558,7 @@ impl Log {
             });
         }
         self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        w.producers.truncate_head(self.log_start_offset());
         // Only the log start offset rule: time and size retention run on their own schedule.
         let config = LogConfig { retention_ms: -1, retention_bytes: -1, ..(*self.config()).clone() };
         self.delete_old_segments_locked(w, &config, now_ms())?;
@@ -561,9 +603,12 @@ impl Log {
         let mut map = (*self.segments()).clone();
         let doomed: Vec<Arc<LogSegment>> = stats[..count].iter().filter_map(|s| map.remove(&s.base_offset)).collect();
         let new_start = map.keys().next().copied().unwrap_or(self.log_end_offset());
+        let first_segment = map.keys().next().copied().unwrap_or(new_start);
         self.publish_segments(map);
         self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
         self.dir_dirty.store(true, Ordering::Release);
+        w.producers.truncate_head(self.log_start_offset());
+        producer_state::delete_snapshots_below(&self.dir, first_segment)?;
         drop(w);
         let mut pending = Vec::new();
         for segment in &doomed {
@@ -631,6 +676,7 @@ impl Log {
             w.active = Some(ActiveSegment::new(Arc::clone(&reopened), config.write_mode, config.segment_bytes)?);
             map.insert(base, reopened);
         }
+        w.producers = load_producer_state(&self.dir, &map, self.log_start_offset(), new_end)?;
         self.publish_segments(map);
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
@@ -691,9 +737,15 @@ impl Log {
         self.flush()?;
         let mut w = self.lock_writer()?;
         w.active().seal()?;
+        producer_state::write_snapshot(&self.dir, self.log_end_offset(), &w.producers)?;
         self.closed.store(true, Ordering::Release);
         drop(w);
         self.delete_expired_files(i64::MAX)
+    }
+
+    /// Forgets idempotent producers idle for `expiration_ms` (producer.id.expiration.ms).
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<usize> {
+        Ok(self.lock_writer()?.producers.expire(now_ms, expiration_ms))
     }
 
     /// Refuses further writes without flushing (the log's directory is about to be deleted).

@@ -35,6 +35,8 @@ pub struct LogManagerConfig {
     pub flush_check_interval_ms: u64,
     /// log.flush.offset.checkpoint.interval.ms
     pub recovery_point_checkpoint_interval_ms: u64,
+    /// producer.id.expiration.ms: idempotent producers idle this long are forgotten.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl LogManagerConfig {
@@ -47,6 +49,7 @@ impl LogManagerConfig {
             retention_check_interval_ms: 300_000,
             flush_check_interval_ms: 1_000,
             recovery_point_checkpoint_interval_ms: 60_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -194,11 +197,15 @@ impl LogManager {
         write_checkpoint(&self.config.log_dir.join(LOG_START_OFFSET_CHECKPOINT), &log_starts)
     }
 
-    /// Retention on every log now (the background task does this every retention check interval).
+    /// Retention and producer expiry on every log now (the background task does this every retention
+    /// check interval). Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> usize {
         self.logs()
             .iter()
             .map(|log| {
+                if let Err(e) = log.expire_producers(now_ms, self.config.producer_id_expiration_ms) {
+                    warn!(log = %log.topic_partition(), error = %e, "producer expiry failed");
+                }
                 log.apply_retention(now_ms).unwrap_or_else(|e| {
                     warn!(log = %log.topic_partition(), error = %e, "retention failed");
                     0

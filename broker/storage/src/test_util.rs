@@ -35,10 +35,18 @@ pub fn encode_batch(count: usize, value_len: usize, ts0: i64, compression: Compr
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
         .expect("the Kafka codec encodes what we give it");
-    // A non-idempotent producer sends base sequence -1; patch it in and recompute the CRC-32C.
+    // A non-idempotent producer sends base sequence -1.
     let mut batch = buf.to_vec();
-    batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    set_producer(&mut batch, -1, -1, -1);
+    batch
+}
+
+/// Sets the producer id, epoch and base sequence of an encoded batch, as an idempotent producer sends them,
+/// and recomputes the CRC-32C.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
-    batch
 }
