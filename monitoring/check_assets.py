@@ -13,9 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-DASHBOARD = HERE / "strata-dashboard.json"
-RULES = HERE / "strata-rules.yml"
+# The assets ship in the Helm chart (a ConfigMap for Grafana, a PrometheusRule).
+FILES = Path(__file__).resolve().parent.parent / "charts" / "strata-operator" / "files"
+DASHBOARD = FILES / "strata-dashboard.json"
+RULES = FILES / "strata-rules.yml"
 
 # PromQL words that look like identifiers but are not metric names.
 KEYWORDS = {

@@ -189,6 +189,23 @@ fn main() {
     drop(manager);
 
     println!();
+    println!("== page-cache probe (the broker probes a 64 KiB window of 1 fetched range in 8)");
+    let seg = dir.join("probe.bin");
+    fs::write(&seg, vec![7u8; 64 << 20]).unwrap();
+    let file = fs::File::open(&seg).unwrap();
+    let mut raw = [0u8; 64 * 1024];
+    let mut read = measure(u64::MAX, Duration::from_secs(2), || {
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut raw, 0).unwrap();
+        raw.len() as u64
+    });
+    println!("baseline: pread of the same 64 KiB (cached)        p50 {:>6.2} us  p99 {:>6.2} us", read.pct(0.5), read.pct(0.99));
+    for method in [strata_storage::ProbeMethod::Cachestat, strata_storage::ProbeMethod::Mincore] {
+        let probe = strata_storage::PageCacheProbe::with_method(method);
+        let mut s = measure(u64::MAX, Duration::from_secs(2), || probe.probe(&file, 0, 64 * 1024).unwrap().resident_bytes);
+        println!("{:<50} p50 {:>6.2} us  p99 {:>6.2} us", format!("{} of 64 KiB", method.as_str()), s.pct(0.5), s.pct(0.99));
+    }
+
+    println!();
     println!("== startup with 1,000 segments (16 KiB batches, 64 KiB segments)");
     let dir = fresh_dir(&root, "startup");
     let open = |dir: &Path| {

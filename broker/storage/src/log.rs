@@ -226,19 +226,21 @@ impl Log {
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("create log directory", &dir, e))?;
         let mut bases = scan_segment_files(&dir)?;
         let mut report = LoadReport::default();
+        let mut segments = SegmentMap::new();
+        let mut log_end_offset = None;
         if bases.is_empty() {
+            // A new log: its segment is used as created (reopening would read the preallocated index files
+            // as full of entries).
             let base = state.log_start_offset.max(0);
-            LogSegment::create(&dir, base, &config, now)?;
+            segments.insert(base, Arc::new(LogSegment::create(&dir, base, &config, now)?));
             fsync_dir(&dir)?;
-            bases.push(base);
+            log_end_offset = Some(base);
         }
         // Without a clean shutdown, everything from the segment holding the recovery point on is suspect.
         let recover_from = (!state.clean_shutdown)
             .then(|| bases.iter().rposition(|&b| b <= state.recovery_point).unwrap_or(0));
 
-        let mut segments = SegmentMap::new();
         let mut prev_next_offset: Option<i64> = None;
-        let mut log_end_offset = None;
         let mut i = 0;
         while i < bases.len() {
             let base = bases[i];
@@ -752,5 +754,19 @@ impl Log {
     pub(crate) fn mark_deleted(&self) {
         let _w = self.writer.lock().expect("writer lock");
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_log_is_not_recovered_or_reindexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
+        let (log, report) = Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state).unwrap();
+        assert_eq!(report, LoadReport { segments: 1, ..LoadReport::default() });
+        assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
     }
 }

@@ -1,0 +1,213 @@
+//! Wiring: opens the storage and topic metadata, binds the listeners, runs the server, and shuts down cleanly
+//! (stop accepting, finish in-flight requests, flush, clean-shutdown marker).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use strata_storage::LogManagerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cluster::Cluster;
+use crate::config::{BrokerConfig, Listener};
+use crate::group::coordinator::{now_ms, run_timers};
+use crate::group::GroupCoordinator;
+use crate::handlers::Handler;
+use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIdManager;
+use crate::replica::ReplicaManager;
+use crate::server::{self, ConnectionOptions};
+
+/// Everything handlers need.
+pub struct BrokerState {
+    /// With advertised ports resolved (a configured port 0 becomes the bound port).
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub cluster: Cluster,
+    pub replicas: ReplicaManager,
+    pub metrics: Metrics,
+    pub groups: Arc<GroupCoordinator>,
+    pub producer_ids: ProducerIdManager,
+    /// Turns true at shutdown; waiting fetches answer at once.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl BrokerState {
+    /// The address advertised on the listener a client connected to.
+    pub fn advertised(&self, listener: &str) -> &Listener {
+        let adv = &self.config.advertised_listeners;
+        adv.iter().find(|l| l.name == listener).unwrap_or(&adv[0])
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<()>,
+    background: Option<strata_storage::BackgroundTasks>,
+    /// Bound address per listener name.
+    pub addresses: Vec<(String, SocketAddr)>,
+}
+
+/// Reads or creates `meta.properties` (cluster id and node id), as Kafka keeps in each log directory. A
+/// configured `cluster.id` must match the stored one: a data directory never changes clusters.
+fn cluster_id(dir: &Path, node_id: i32, configured: Option<&str>) -> anyhow::Result<String> {
+    let path = dir.join("meta.properties");
+    if path.exists() {
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let props = crate::config::parse_properties(&path, &text)?;
+        let stored: i32 = props.get("node.id").and_then(|v| v.parse().ok()).context("meta.properties without node.id")?;
+        if stored != node_id {
+            bail!("{} belongs to node.id {stored}, but this broker is node.id {node_id}", dir.display());
+        }
+        let stored = props.get("cluster.id").cloned().context("meta.properties without cluster.id")?;
+        if let Some(c) = configured.filter(|c| *c != stored) {
+            bail!("{} belongs to cluster {stored}, but cluster.id is {c}", dir.display());
+        }
+        return Ok(stored);
+    }
+    // Kafka's format: a random UUID in URL-safe base64 without padding (22 characters).
+    let id = configured.map_or_else(|| base64_url(uuid::Uuid::new_v4().as_bytes()), str::to_string);
+    let tmp = dir.join("meta.properties.tmp");
+    fs::write(&tmp, format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"))?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(id)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+impl Broker {
+    /// Opens the data directory and starts serving on every listener.
+    pub async fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
+        fs::create_dir_all(&config.log_dir).with_context(|| format!("creating log.dirs {}", config.log_dir.display()))?;
+        let cluster_id = cluster_id(&config.log_dir, config.node_id, config.cluster_id.as_deref())?;
+        let cluster = Cluster::open(&config).context("loading the cluster membership")?;
+        let logs_config = LogManagerConfig {
+            retention_check_interval_ms: config.retention_check_interval_ms,
+            flush_check_interval_ms: config.flush_check_interval_ms,
+            recovery_point_checkpoint_interval_ms: config.recovery_point_checkpoint_interval_ms,
+            producer_id_expiration_ms: config.groups.producer_id_expiration_ms,
+            ..LogManagerConfig::new(&config.log_dir)
+        };
+        let static_overrides: BTreeMap<String, String> = config.log_overrides.iter().cloned().collect();
+        let replicas = ReplicaManager::open(logs_config, static_overrides, config.node_id)
+            .with_context(|| format!("opening the logs in {}", config.log_dir.display()))?;
+        // Before the background tasks, which would apply the default retention to the offsets log.
+        let groups = GroupCoordinator::open(config.groups.clone(), replicas.log_manager().clone(), &config.log_dir, now_ms())
+            .context("loading consumer groups")?;
+        let producer_ids = ProducerIdManager::open(&config.log_dir, config.node_id).context("opening the producer id block")?;
+        let background = replicas.log_manager().start_background();
+
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let listener = TcpListener::bind(l.bind_addr()).await.with_context(|| format!("binding listener {l}"))?;
+            bound.push((l.name.clone(), listener.local_addr()?, listener));
+        }
+        let ports: HashMap<&str, u16> = bound.iter().map(|(n, a, _)| (n.as_str(), a.port())).collect();
+        let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+        for adv in &mut config.advertised_listeners {
+            if adv.port == 0 {
+                adv.port = ports[adv.name.as_str()];
+            }
+            if adv.is_wildcard() {
+                adv.host = hostname.clone();
+            }
+        }
+
+        let (stop, shutdown) = watch::channel(false);
+        let opts = ConnectionOptions {
+            max_request_bytes: config.socket_request_max_bytes,
+            max_inflight: config.max_inflight_requests,
+            fetch_mode: config.fetch_mode,
+        };
+        let grace = config.shutdown_timeout;
+        let metrics_port = config.metrics_port;
+        let metrics_addr = config.metrics_bind_address.clone();
+        let config_pagecache_probe = config.metrics_pagecache_probe;
+        let groups = Arc::new(groups);
+        let state = Arc::new(BrokerState {
+            config,
+            cluster_id,
+            cluster,
+            replicas,
+            metrics: Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect)),
+            groups: groups.clone(),
+            producer_ids,
+            shutdown: shutdown.clone(),
+        });
+        let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
+        let mut servers = JoinSet::new();
+        let mut addresses = Vec::new();
+        for (name, addr, listener) in bound {
+            tracing::info!(listener = %name, %addr, "listening");
+            addresses.push((name.clone(), addr));
+            servers.spawn(server::serve(listener, name.into(), handler.clone(), opts.clone(), shutdown.clone(), grace));
+        }
+        // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
+        servers.spawn(run_timers(groups, shutdown.clone()));
+        servers.spawn(crate::cluster::sync::run(state.clone(), shutdown.clone()));
+        if metrics_port != 0 {
+            let metrics_listener =
+                TcpListener::bind((metrics_addr.as_str(), metrics_port)).await.context("binding metrics.port")?;
+            servers.spawn(crate::http::serve(metrics_listener, state.clone(), shutdown.clone()));
+        }
+        Ok(Broker { state, stop, servers, background: Some(background), addresses })
+    }
+
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish (bounded by shutdown.timeout.ms), stop
+    /// background storage work, then flush every log and write the clean-shutdown marker.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        while self.servers.join_next().await.is_some() {}
+        if let Some(bg) = self.background.take() {
+            bg.stop();
+        }
+        let logs = self.state.replicas.log_manager().clone();
+        tokio::task::spawn_blocking(move || logs.shutdown()).await?.context("flushing logs at shutdown")?;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas_and_persist() {
+        assert_eq!(base64_url(&[0xfb, 0xff, 0x00]), "-_8A");
+        assert_eq!(base64_url(&[0u8; 16]).len(), 22);
+        let dir = tempfile::tempdir().unwrap();
+        let id = cluster_id(dir.path(), 3, None).unwrap();
+        assert_eq!(id.len(), 22);
+        assert_eq!(cluster_id(dir.path(), 3, None).unwrap(), id);
+        assert_eq!(cluster_id(dir.path(), 3, Some(&id)).unwrap(), id);
+        assert!(cluster_id(dir.path(), 4, None).unwrap_err().to_string().contains("node.id 3"));
+        assert!(cluster_id(dir.path(), 3, Some("other")).unwrap_err().to_string().contains("cluster.id is other"));
+        let configured = tempfile::tempdir().unwrap();
+        assert_eq!(cluster_id(configured.path(), 0, Some("shared")).unwrap(), "shared");
+        assert_eq!(cluster_id(configured.path(), 0, None).unwrap(), "shared");
+    }
+}

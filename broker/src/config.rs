@@ -1,0 +1,533 @@
+//! Broker configuration with Kafka's setting names. Sources, strongest first: command-line flags
+//! (`--log.dirs DIR`), environment variables (`STRATA_LOG_DIRS`), a properties file (`--config FILE`),
+//! then the defaults below (topic-level log defaults come from strata-storage's `LogConfig::default()`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use strata_storage::LogConfig;
+
+use crate::cluster::membership::Membership;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+    #[error("cannot read config file {path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: expected key=value")]
+    Syntax { path: PathBuf, line: usize },
+}
+
+fn invalid(key: &str, value: &str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.to_string() }
+}
+
+/// One broker setting: its Kafka name, its default (None: none, or the storage default) and what it does.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+const fn s(name: &'static str, default: Option<&'static str>, help: &'static str) -> Setting {
+    Setting { name, default, help }
+}
+
+/// Broker-level log settings and the topic-level key each one is the default for (Kafka's pairs).
+pub const LOG_DEFAULT_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.write.mode", "log.write.mode"),
+];
+
+/// The topic-level key a broker-level log setting is the default for.
+pub fn topic_key_for(broker_key: &str) -> Option<&'static str> {
+    LOG_DEFAULT_KEYS.iter().find(|(b, _)| *b == broker_key).map(|(_, t)| *t)
+}
+
+pub const SETTINGS: &[Setting] = &[
+    s("node.id", Some("0"), "This broker's id, returned in Metadata."),
+    s(
+        "listeners",
+        Some("PLAINTEXT://127.0.0.1:9092"),
+        "Comma-separated NAME://HOST:PORT to listen on (plaintext); an empty host or 0.0.0.0 binds all interfaces.",
+    ),
+    s(
+        "advertised.listeners",
+        None,
+        "NAME://HOST:PORT given to clients in Metadata, per listener name (default: listeners; a wildcard host becomes \
+         this machine's hostname). Pods advertise their stable DNS name.",
+    ),
+    s("log.dirs", Some("./data"), "Directory holding the partition logs and topic metadata (one directory)."),
+    s("num.partitions", Some("1"), "Partition count of auto-created topics and of CreateTopics with -1 partitions."),
+    s("auto.create.topics.enable", Some("true"), "Create unknown topics on Metadata requests that allow it."),
+    s("log.retention.ms", None, "Default retention.ms of topics (-1: unlimited; default from .minutes/.hours)."),
+    s("log.retention.minutes", None, "Default retention in minutes, used when log.retention.ms is not set."),
+    s("log.retention.hours", None, "Default retention in hours, used when neither .ms nor .minutes is set (168)."),
+    s("log.retention.bytes", None, "Default retention.bytes per partition (-1: unlimited)."),
+    s("log.segment.bytes", None, "Default segment.bytes: roll a new segment file past this size."),
+    s("log.roll.ms", None, "Default segment.ms: roll a new segment after this age (default from log.roll.hours)."),
+    s("log.roll.hours", None, "Default segment age in hours, used when log.roll.ms is not set (168)."),
+    s("log.index.size.max.bytes", None, "Default segment.index.bytes: maximum size of a segment's offset index."),
+    s("log.index.interval.bytes", None, "Default index.interval.bytes: bytes between offset index entries."),
+    s("log.flush.interval.messages", None, "Default flush.messages: fsync after this many records (default never)."),
+    s("log.flush.interval.ms", None, "Default flush.ms: fsync data older than this (default never)."),
+    s("log.segment.delete.delay.ms", None, "Default file.delete.delay.ms: delay before deleting removed segments."),
+    s("log.cleanup.policy", None, "Default cleanup.policy (only delete is supported)."),
+    s("message.max.bytes", None, "Default max.message.bytes: largest record batch accepted."),
+    s("log.write.mode", None, "How appends reach the page cache: write (pwrite) or mmap."),
+    s("log.retention.check.interval.ms", Some("300000"), "How often retention is enforced."),
+    s("log.flush.scheduler.interval.ms", Some("1000"), "How often logs are checked for flush.ms."),
+    s("log.flush.offset.checkpoint.interval.ms", Some("60000"), "How often recovery points are checkpointed."),
+    s("socket.request.max.bytes", Some("104857600"), "Largest request accepted; bigger ones close the connection."),
+    s(
+        "connection.max.inflight.requests",
+        Some("64"),
+        "Pipelined requests read from one connection before its responses are written (backpressure bound).",
+    ),
+    s("fetch.mode", Some("sendfile"), "How Fetch sends record bytes: sendfile (zero-copy) or copy (read + write)."),
+    s("metrics.port", Some("0"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
+    s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),
+    s(
+        "metrics.pagecache.probe",
+        Some("true"),
+        "Measure page-cache hits of fetched bytes (cachestat(2), or mincore(2) on older kernels).",
+    ),
+    s("shutdown.timeout.ms", Some("15000"), "How long SIGTERM waits for in-flight requests before closing them."),
+    s(
+        "cluster.id",
+        None,
+        "Id shared by every broker of the cluster (1-64 characters of [A-Za-z0-9_-]); needed when cluster.brokers lists \
+         other brokers. Default: a random id kept in the data directory.",
+    ),
+    s(
+        "cluster.brokers",
+        Some(""),
+        "Every broker of the cluster, this one included, as id@host:port,... (empty: a single node). Also settable at \
+         run time with IncrementalAlterConfigs on this broker's BROKER resource (stored in the data directory).",
+    ),
+    s("cluster.sync.interval.ms", Some("10000"), "How often a broker compares its topic metadata with the other brokers'."),
+];
+
+/// How record bytes of Fetch responses reach the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchMode {
+    /// sendfile(2) from the segment file: no copy through user space.
+    Sendfile,
+    /// pread into a buffer, then write: for comparison, and for TLS later.
+    Copy,
+}
+
+impl FromStr for FetchMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sendfile" => Ok(FetchMode::Sendfile),
+            "copy" => Ok(FetchMode::Copy),
+            _ => Err("expected sendfile or copy".into()),
+        }
+    }
+}
+
+/// `NAME://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "{}://[{}]:{}", self.name, self.host, self.port)
+        } else {
+            write!(f, "{}://{}:{}", self.name, self.host, self.port)
+        }
+    }
+}
+
+impl Listener {
+    /// True when the host binds every interface, so it cannot be advertised as is.
+    pub fn is_wildcard(&self) -> bool {
+        matches!(self.host.as_str(), "" | "0.0.0.0" | "::")
+    }
+
+    /// The address to bind.
+    pub fn bind_addr(&self) -> String {
+        match self.host.as_str() {
+            "" => format!("0.0.0.0:{}", self.port),
+            h if h.contains(':') => format!("[{h}]:{}", self.port),
+            h => format!("{h}:{}", self.port),
+        }
+    }
+}
+
+/// Parses a comma-separated listener list; security protocols other than plaintext are refused, not ignored.
+pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let mut out: Vec<Listener> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, addr) = item.split_once("://").ok_or_else(|| invalid(key, value, "expected NAME://HOST:PORT"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(invalid(key, value, format!("bad listener name {name:?}")));
+        }
+        if matches!(name, "SSL" | "SASL_SSL" | "SASL_PLAINTEXT") {
+            return Err(invalid(key, value, format!("{name}: only plaintext listeners are supported")));
+        }
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| invalid(key, value, "missing :PORT"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.parse().map_err(|_| invalid(key, value, format!("bad port {port:?}")))?;
+        if out.iter().any(|l| l.name == name) {
+            return Err(invalid(key, value, format!("listener name {name} appears twice")));
+        }
+        out.push(Listener { name: name.into(), host: host.into(), port });
+    }
+    if out.is_empty() {
+        return Err(invalid(key, value, "no listener"));
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    /// Same names as `listeners`; a port of 0 is replaced by the bound port at startup.
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dir: PathBuf,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    /// Broker-level overrides of topic-level log settings, by topic key (e.g. "retention.ms").
+    pub log_overrides: Vec<(String, String)>,
+    /// `LogConfig::default()` with `log_overrides` applied: the config of topics without overrides.
+    pub log_defaults: LogConfig,
+    pub retention_check_interval_ms: u64,
+    pub flush_check_interval_ms: u64,
+    pub recovery_point_checkpoint_interval_ms: u64,
+    pub socket_request_max_bytes: usize,
+    pub max_inflight_requests: usize,
+    pub fetch_mode: FetchMode,
+    pub metrics_port: u16,
+    pub metrics_bind_address: String,
+    pub metrics_pagecache_probe: bool,
+    pub shutdown_timeout: Duration,
+    /// Consumer groups, committed offsets and idempotent producers.
+    pub groups: crate::group::GroupConfig,
+    /// Shared by the brokers of a cluster; None: each data directory gets its own.
+    pub cluster_id: Option<String>,
+    /// The static `cluster.brokers` (a value set at run time replaces it).
+    pub cluster_brokers: Membership,
+    pub cluster_sync_interval: Duration,
+}
+
+fn parse<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value.trim().parse().map_err(|e| invalid(key, value, e))
+}
+
+pub(crate) fn parse_range<T: FromStr + PartialOrd + fmt::Display + Copy>(key: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    let v: T = parse(key, value)?;
+    if v < min || v > max {
+        return Err(invalid(key, value, format!("must be in [{min}, {max}]")));
+    }
+    Ok(v)
+}
+
+impl BrokerConfig {
+    /// Builds the config from a lookup by Kafka name (the merged sources); unset names take the defaults.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<BrokerConfig, ConfigError> {
+        let val = |key: &str| -> String {
+            get(key).unwrap_or_else(|| {
+                SETTINGS.iter().find(|s| s.name == key).and_then(|s| s.default).unwrap_or_default().to_string()
+            })
+        };
+        let listeners = parse_listeners("listeners", &val("listeners"))?;
+        let advertised_listeners = match get("advertised.listeners") {
+            Some(v) => {
+                let adv = parse_listeners("advertised.listeners", &v)?;
+                if let Some(l) = adv.iter().find(|a| !listeners.iter().any(|l| l.name == a.name)) {
+                    return Err(invalid("advertised.listeners", &v, format!("{} is not in listeners", l.name)));
+                }
+                if let Some(l) = adv.iter().find(|a| a.is_wildcard()) {
+                    return Err(invalid("advertised.listeners", &v, format!("{l}: cannot advertise a wildcard host")));
+                }
+                // Listeners without an advertised address advertise their own.
+                listeners.iter().map(|l| adv.iter().find(|a| a.name == l.name).unwrap_or(l).clone()).collect()
+            }
+            None => listeners.clone(),
+        };
+        let log_dirs = val("log.dirs");
+        if log_dirs.contains(',') {
+            return Err(invalid("log.dirs", &log_dirs, "only one log directory is supported"));
+        }
+        if log_dirs.trim().is_empty() {
+            return Err(invalid("log.dirs", &log_dirs, "empty"));
+        }
+
+        let mut log_overrides: Vec<(String, String)> = Vec::new();
+        for (broker_key, topic_key) in LOG_DEFAULT_KEYS {
+            if let Some(v) = get(broker_key) {
+                log_overrides.push((topic_key.to_string(), v.trim().to_string()));
+            }
+        }
+        // Kafka's precedence: .ms, then .minutes, then .hours.
+        for (ms_key, topic_key, coarse) in [
+            ("log.retention.ms", "retention.ms", &[("log.retention.minutes", 60_000i64), ("log.retention.hours", 3_600_000)][..]),
+            ("log.roll.ms", "segment.ms", &[("log.roll.hours", 3_600_000)][..]),
+        ] {
+            if get(ms_key).is_some() {
+                continue;
+            }
+            if let Some((k, v, unit)) = coarse.iter().find_map(|(k, unit)| get(k).map(|v| (*k, v, *unit))) {
+                let n: i64 = parse(k, &v)?;
+                let ms = if n < 0 { -1 } else { n.checked_mul(unit).ok_or_else(|| invalid(k, &v, "too large"))? };
+                log_overrides.push((topic_key.to_string(), ms.to_string()));
+            }
+        }
+        let log_defaults = LogConfig::default()
+            .with_overrides(log_overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| match e {
+                strata_storage::StorageError::InvalidConfig { key, value, reason } => {
+                    let broker_key = LOG_DEFAULT_KEYS.iter().find(|(_, t)| *t == key).map_or(key.clone(), |(b, _)| b.to_string());
+                    ConfigError::Invalid { key: broker_key, value, reason }
+                }
+                other => invalid("log config", "", other),
+            })?;
+
+        let node_id = parse_range("node.id", &val("node.id"), 0, i32::MAX)?;
+        let cluster_id = get("cluster.id").map(|v| v.trim().to_string());
+        if let Some(id) = &cluster_id {
+            check_cluster_id(id).map_err(|e| invalid("cluster.id", id, e))?;
+        }
+        let brokers = val("cluster.brokers");
+        let cluster_brokers = Membership::parse(&brokers)
+            .and_then(|m| m.validate(node_id, cluster_id.is_some()).map(|()| m))
+            .map_err(|e| invalid("cluster.brokers", &brokers, e))?;
+
+        Ok(BrokerConfig {
+            node_id,
+            listeners,
+            advertised_listeners,
+            log_dir: PathBuf::from(log_dirs.trim()),
+            num_partitions: parse_range("num.partitions", &val("num.partitions"), 1, 1_000_000)?,
+            auto_create_topics: parse("auto.create.topics.enable", &val("auto.create.topics.enable"))?,
+            log_overrides,
+            log_defaults,
+            retention_check_interval_ms: parse_range(
+                "log.retention.check.interval.ms",
+                &val("log.retention.check.interval.ms"),
+                1,
+                u64::MAX,
+            )?,
+            flush_check_interval_ms: parse_range(
+                "log.flush.scheduler.interval.ms",
+                &val("log.flush.scheduler.interval.ms"),
+                1,
+                u64::MAX,
+            )?,
+            recovery_point_checkpoint_interval_ms: parse_range(
+                "log.flush.offset.checkpoint.interval.ms",
+                &val("log.flush.offset.checkpoint.interval.ms"),
+                1,
+                u64::MAX,
+            )?,
+            socket_request_max_bytes: parse_range(
+                "socket.request.max.bytes",
+                &val("socket.request.max.bytes"),
+                64,
+                i32::MAX as usize,
+            )?,
+            max_inflight_requests: parse_range(
+                "connection.max.inflight.requests",
+                &val("connection.max.inflight.requests"),
+                1,
+                100_000,
+            )?,
+            fetch_mode: parse("fetch.mode", &val("fetch.mode"))?,
+            metrics_port: parse("metrics.port", &val("metrics.port"))?,
+            metrics_bind_address: val("metrics.bind.address"),
+            metrics_pagecache_probe: parse("metrics.pagecache.probe", &val("metrics.pagecache.probe"))?,
+            shutdown_timeout: Duration::from_millis(parse("shutdown.timeout.ms", &val("shutdown.timeout.ms"))?),
+            groups: crate::group::GroupConfig::from_lookup(&get)?,
+            cluster_id,
+            cluster_brokers,
+            cluster_sync_interval: Duration::from_millis(parse_range(
+                "cluster.sync.interval.ms",
+                &val("cluster.sync.interval.ms"),
+                10,
+                u64::MAX / 2,
+            )?),
+        })
+    }
+
+    /// A config from explicit `key=value` pairs over the defaults (tests, embedding).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<BrokerConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        BrokerConfig::from_lookup(|k| map.get(k).cloned())
+    }
+}
+
+/// Kafka's cluster ids are 22 characters of URL-safe base64; any short id of those characters is accepted.
+pub fn check_cluster_id(id: &str) -> Result<(), String> {
+    if (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(())
+    } else {
+        Err("expected 1-64 characters of [A-Za-z0-9_-]".into())
+    }
+}
+
+/// Every name the broker understands, for warning about unknown ones.
+pub fn is_known(key: &str) -> bool {
+    all_settings().any(|s| s.name == key)
+}
+
+/// The broker's settings and those of the group coordinator.
+pub fn all_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().chain(crate::group::config::SETTINGS)
+}
+
+/// Parses a Java-style properties file: `key=value` or `key: value`, `#`/`!` comments, blank lines.
+pub fn parse_properties(path: &Path, text: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line.find(['=', ':']).ok_or(ConfigError::Syntax { path: path.into(), line: i + 1 })?;
+        let (k, v) = (line[..split].trim(), line[split + 1..].trim());
+        if k.is_empty() {
+            return Err(ConfigError::Syntax { path: path.into(), line: i + 1 });
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// The environment variable for a setting: `STRATA_` + the name upper-cased with dots as underscores.
+pub fn env_name(key: &str) -> String {
+    format!("STRATA_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_local_single_node_broker() {
+        let c = BrokerConfig::from_pairs([]).unwrap();
+        assert_eq!(c.node_id, 0);
+        assert_eq!(c.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }]);
+        assert_eq!(c.advertised_listeners, c.listeners);
+        assert_eq!(c.log_dir, PathBuf::from("./data"));
+        assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(c.fetch_mode, FetchMode::Sendfile);
+        assert_eq!(c.log_defaults, LogConfig::default());
+    }
+
+    #[test]
+    fn listeners_and_advertised_listeners() {
+        let c = BrokerConfig::from_pairs([
+            ("listeners", "INTERNAL://0.0.0.0:9092, EXTERNAL://:9094"),
+            ("advertised.listeners", "INTERNAL://broker-0.strata.ns.svc:9092"),
+        ])
+        .unwrap();
+        assert_eq!(c.listeners[0].bind_addr(), "0.0.0.0:9092");
+        assert_eq!(c.listeners[1].bind_addr(), "0.0.0.0:9094");
+        assert_eq!(c.advertised_listeners[0].host, "broker-0.strata.ns.svc");
+        assert_eq!(c.advertised_listeners[1], c.listeners[1]);
+        let v6 = parse_listeners("listeners", "PLAINTEXT://[::1]:9092").unwrap();
+        assert_eq!(v6[0].bind_addr(), "[::1]:9092");
+        assert_eq!(v6[0].to_string(), "PLAINTEXT://[::1]:9092");
+        for bad in ["", "PLAINTEXT://host", "PLAINTEXT://h:x", "SSL://h:1", "h:1", "A://h:1,A://h:2"] {
+            assert!(parse_listeners("listeners", bad).is_err(), "{bad}");
+        }
+        for (l, adv) in [("A://:1", "B://h:1"), ("A://:1", "A://0.0.0.0:1")] {
+            assert!(BrokerConfig::from_pairs([("listeners", l), ("advertised.listeners", adv)]).is_err(), "{adv}");
+        }
+    }
+
+    #[test]
+    fn broker_log_settings_become_topic_defaults() {
+        let c = BrokerConfig::from_pairs([
+            ("log.retention.hours", "1"),
+            ("log.segment.bytes", "1048576"),
+            ("message.max.bytes", "2000000"),
+            ("log.roll.ms", "60000"),
+            ("log.roll.hours", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.log_defaults.retention_ms, 3_600_000);
+        assert_eq!(c.log_defaults.segment_bytes, 1_048_576);
+        assert_eq!(c.log_defaults.max_message_bytes, 2_000_000);
+        assert_eq!(c.log_defaults.segment_ms, 60_000, "log.roll.ms wins over log.roll.hours");
+        let c = BrokerConfig::from_pairs([("log.retention.ms", "5"), ("log.retention.minutes", "1")]).unwrap();
+        assert_eq!(c.log_defaults.retention_ms, 5);
+        let c = BrokerConfig::from_pairs([("log.retention.minutes", "2"), ("log.retention.hours", "1")]).unwrap();
+        assert_eq!(c.log_defaults.retention_ms, 120_000);
+        let err = BrokerConfig::from_pairs([("log.segment.bytes", "abc")]).unwrap_err();
+        assert!(err.to_string().contains("log.segment.bytes"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        for (k, v) in [
+            ("node.id", "-1"),
+            ("num.partitions", "0"),
+            ("auto.create.topics.enable", "yes"),
+            ("socket.request.max.bytes", "1"),
+            ("fetch.mode", "mmap"),
+            ("log.dirs", "/a,/b"),
+            ("log.cleanup.policy", "compact"),
+            ("metrics.port", "70000"),
+            ("cluster.id", "has space"),
+            ("cluster.brokers", "0@h"),
+            ("cluster.sync.interval.ms", "0"),
+        ] {
+            let err = BrokerConfig::from_pairs([(k, v)]).unwrap_err();
+            assert!(err.to_string().contains(k), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn cluster_settings() {
+        let c = BrokerConfig::from_pairs([]).unwrap();
+        assert_eq!((c.cluster_id, c.cluster_brokers.brokers().len()), (None, 0));
+        let three = [("node.id", "1"), ("cluster.id", "Jx1_-a"), ("cluster.brokers", "0@a:9092,1@b:9092,2@c:9092")];
+        let c = BrokerConfig::from_pairs(three).unwrap();
+        assert_eq!((c.cluster_id.as_deref(), c.cluster_brokers.controller(1)), (Some("Jx1_-a"), 0));
+        let err = BrokerConfig::from_pairs([three[0], three[2]]).unwrap_err().to_string();
+        assert!(err.contains("cluster.brokers") && err.contains("cluster.id"), "{err}");
+        let err = BrokerConfig::from_pairs([("node.id", "5"), three[1], three[2]]).unwrap_err().to_string();
+        assert!(err.contains("node.id 5"), "{err}");
+    }
+
+    #[test]
+    fn properties_files() {
+        let p = Path::new("server.properties");
+        let m = parse_properties(p, "# c\n! c\n\nnode.id=3\nlog.dirs : /var/lib/strata\n a.b = x=y \n").unwrap();
+        assert_eq!(m["node.id"], "3");
+        assert_eq!(m["log.dirs"], "/var/lib/strata");
+        assert_eq!(m["a.b"], "x=y");
+        assert!(matches!(parse_properties(p, "ok=1\nnovalue\n"), Err(ConfigError::Syntax { line: 2, .. })));
+        assert_eq!(env_name("log.retention.ms"), "STRATA_LOG_RETENTION_MS");
+    }
+}

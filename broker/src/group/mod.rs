@@ -1,0 +1,20 @@
+//! Consumer groups (Kafka's classic group protocol): the group state machine ([`state`], [`member`],
+//! [`offsets`]), their durable form in the internal `__consumer_offsets` log ([`records`], [`store`]), and the
+//! coordinator that serves the group APIs from them ([`coordinator`]).
+
+pub mod config;
+pub mod coordinator;
+pub mod member;
+pub mod offsets;
+pub mod records;
+pub mod state;
+pub mod store;
+
+pub use config::GroupConfig;
+pub use coordinator::{GroupCoordinator, Pending};
+pub use store::OFFSETS_TOPIC;
+
+/// Topics the broker keeps for itself: not listed, not creatable by clients.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}

@@ -1,0 +1,433 @@
+//! The group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+//! ListGroups, DescribeGroups, DeleteGroups, OffsetDelete) over the group coordinator, and InitProducerId.
+//! Fields a request version does not have are left at their defaults, as kafka-protocol requires.
+
+use kafka_protocol::messages::{
+    describe_groups_response, find_coordinator_response, join_group_response, leave_group_response, list_groups_response,
+    offset_commit_response, offset_delete_response, offset_fetch_response, BrokerId, DeleteGroupsRequest, DeleteGroupsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, ProducerId, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::Encodable;
+use strata_storage::TopicPartition;
+
+use super::{message_if, respond, s};
+use crate::broker::BrokerState;
+use crate::errors::code;
+use crate::group::coordinator::{now_ms, Commit, OffsetCommitEntry};
+use crate::group::member::Protocol;
+use crate::group::offsets::CommittedOffset;
+use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
+use crate::group::Pending;
+use crate::protocol::RequestHeader;
+use crate::server::{Peer, Reply};
+
+/// Answers now, or when the parked request completes (a dropped waiter means the coordinator went away).
+fn reply_pending<T, R, F>(header: &RequestHeader, pending: Pending<T>, gone: T, build: F) -> Reply
+where
+    T: Send + 'static,
+    R: Encodable,
+    F: FnOnce(T) -> R + Send + 'static,
+{
+    match pending {
+        Pending::Ready(v) => respond(header, &build(v)),
+        Pending::Wait(rx) => {
+            let header = header.clone();
+            let later = async move {
+                let body = build(rx.await.unwrap_or(gone));
+                match crate::protocol::encode_response(&header, &body) {
+                    Ok(b) => Some(b.into()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "response encoding failed");
+                        None
+                    }
+                }
+            };
+            Reply::Later(Box::pin(later))
+        }
+    }
+}
+
+// Transactions need a transaction coordinator, which this broker does not have. Kafka answers a client that
+// may not use a transactional id with TRANSACTIONAL_ID_AUTHORIZATION_FAILED; both librdkafka and the Java
+// client treat it as fatal at once (instead of retrying until a timeout), so it is the clearest refusal.
+const NO_TRANSACTIONS: &str = "transactions are not supported by this broker";
+
+pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let version = header.api_version;
+    let adv = state.advertised(&peer.listener);
+    let (node, host, port) = (BrokerId(state.config.node_id), s(adv.host.clone()), i32::from(adv.port));
+    let outcome = |key_type: i8| match key_type {
+        0 => Ok(()),
+        1 => Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.to_string())),
+        other => Err((code::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
+    };
+    let resp = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = find_coordinator_response::Coordinator::default().with_key(key);
+                match outcome(req.key_type) {
+                    Ok(()) => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                    Err((error, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(Some(s(msg))),
+                }
+            })
+            .collect();
+        return resp.with_coordinators(coordinators);
+    }
+    match outcome(req.key_type) {
+        Ok(()) => resp.with_node_id(node).with_host(host).with_port(port),
+        Err((error, msg)) => {
+            resp.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(message_if(version >= 1, Some(msg)))
+        }
+    }
+}
+
+pub fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    match req.transactional_id {
+        Some(t) if t.0.is_empty() => resp.with_error_code(code::INVALID_REQUEST),
+        Some(_) => resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        // Non-transactional: always a fresh id with epoch 0, also when the producer asks to bump its epoch
+        // (KIP-360), as Kafka does without a transactional id.
+        None => match state.producer_ids.next_id() {
+            Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+            Err(e) => {
+                tracing::error!(error = %e, "allocating a producer id failed");
+                resp.with_error_code(code::KAFKA_STORAGE_ERROR)
+            }
+        },
+    }
+}
+
+fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
+    let members = r
+        .members
+        .into_iter()
+        .map(|m| {
+            join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(s(m.member_id))
+                .with_group_instance_id(m.instance_id.filter(|_| version >= 5).map(s))
+                .with_metadata(m.metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation_id)
+        .with_protocol_type(r.protocol_type.filter(|_| version >= 7).map(s))
+        // Nullable only from v7.
+        .with_protocol_name(r.protocol_name.or_else(|| (version < 7).then(String::new)).map(s))
+        .with_leader(s(r.leader_id))
+        .with_skip_assignment(r.skip_assignment && version >= 9)
+        .with_member_id(s(r.member_id))
+        .with_members(members)
+}
+
+pub fn join_group(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: JoinGroupRequest) -> Reply {
+    let version = header.api_version;
+    let member_id = req.member_id.to_string();
+    let join = JoinRequest {
+        member_id: member_id.clone(),
+        instance_id: req.group_instance_id.map(|i| i.to_string()),
+        client_id: header.client_id.clone().unwrap_or_default(),
+        client_host: format!("/{}", peer.addr.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.into_iter().map(|p| Protocol { name: p.name.to_string(), metadata: p.metadata }).collect(),
+        require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
+    };
+    let pending = state.groups.join(&req.group_id.0, join, now_ms());
+    reply_pending(header, pending, JoinResult::error(&member_id, code::NOT_COORDINATOR), move |r| join_response(version, r))
+}
+
+fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
+    let v5 = version >= 5;
+    SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_protocol_type(r.protocol_type.filter(|_| v5).map(s))
+        .with_protocol_name(r.protocol_name.filter(|_| v5).map(s))
+        .with_assignment(r.assignment)
+}
+
+pub fn sync_group(state: &BrokerState, header: &RequestHeader, req: SyncGroupRequest) -> Reply {
+    let version = header.api_version;
+    let sync = SyncRequest {
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.map(|i| i.to_string()),
+        protocol_type: req.protocol_type.map(|p| p.to_string()),
+        protocol_name: req.protocol_name.map(|p| p.to_string()),
+        assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+    };
+    let pending = state.groups.sync(&req.group_id.0, sync, now_ms());
+    reply_pending(header, pending, SyncResult::error(code::NOT_COORDINATOR), move |r| sync_response(version, r))
+}
+
+pub fn heartbeat(state: &BrokerState, req: HeartbeatRequest) -> HeartbeatResponse {
+    let instance = req.group_instance_id.as_deref();
+    let error = state.groups.heartbeat(&req.group_id.0, &req.member_id, instance, req.generation_id, now_ms());
+    HeartbeatResponse::default().with_error_code(error)
+}
+
+pub fn leave_group(state: &BrokerState, header: &RequestHeader, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let batch = header.api_version >= 3;
+    let members: Vec<(String, Option<String>)> = if batch {
+        req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    match state.groups.leave(&req.group_id.0, &members, now_ms()) {
+        Err(error) => LeaveGroupResponse::default().with_error_code(error),
+        // Before v3 the one member's error is the response's.
+        Ok(errors) if !batch => LeaveGroupResponse::default().with_error_code(errors[0]),
+        Ok(errors) => LeaveGroupResponse::default().with_members(
+            members
+                .into_iter()
+                .zip(errors)
+                .map(|((member_id, instance_id), error)| {
+                    leave_group_response::MemberResponse::default()
+                        .with_member_id(s(member_id))
+                        .with_group_instance_id(instance_id.map(s))
+                        .with_error_code(error)
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let version = header.api_version;
+    // Partitions of unknown topics are refused here; the rest go to the coordinator (`slots` index `entries`).
+    let mut entries = Vec::new();
+    let mut slots = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+            let slot = state.replicas.has_partition(&tp.topic, tp.partition).then(|| {
+                entries.push(OffsetCommitEntry {
+                    tp: tp.clone(),
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                });
+                entries.len() - 1
+            });
+            slots.push((tp, slot));
+        }
+    }
+    // v2-v4 may ask for a retention time (-1: the broker's).
+    let retention = (version <= 4 && req.retention_time_ms >= 0).then_some(req.retention_time_ms);
+    let commit = Commit {
+        generation: req.generation_id_or_member_epoch,
+        member_id: &req.member_id,
+        instance_id: req.group_instance_id.as_deref(),
+        retention_ms: retention,
+        offsets: &entries,
+    };
+    let errors = state.groups.commit(&req.group_id.0, commit, now_ms());
+    OffsetCommitResponse::default().with_topics(
+        by_topic(slots)
+            .into_iter()
+            .map(|(name, partitions)| {
+                offset_commit_response::OffsetCommitResponseTopic::default().with_name(TopicName(s(name))).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, slot)| {
+                            offset_commit_response::OffsetCommitResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_error_code(slot.map_or(code::UNKNOWN_TOPIC_OR_PARTITION, |i| errors[i]))
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Per topic, its partitions with a value each.
+type ByTopic<T> = Vec<(String, Vec<(i32, T)>)>;
+
+/// Groups per-partition values by topic, keeping the order of first appearance.
+fn by_topic<T>(items: Vec<(TopicPartition, T)>) -> ByTopic<T> {
+    let mut out: ByTopic<T> = Vec::new();
+    for (tp, o) in items {
+        match out.iter_mut().find(|(t, _)| *t == tp.topic) {
+            Some((_, ps)) => ps.push((tp.partition, o)),
+            None => out.push((tp.topic, vec![(tp.partition, o)])),
+        }
+    }
+    out
+}
+
+/// (offset, leader epoch, metadata) of a partition without a committed offset: Kafka's -1, -1, "".
+fn offset_fields(o: Option<CommittedOffset>) -> (i64, i32, String) {
+    o.map_or((-1, -1, String::new()), |o| (o.offset, o.leader_epoch, o.metadata))
+}
+
+pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let version = header.api_version;
+    let fetch = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| {
+        let tps: Option<Vec<TopicPartition>> =
+            topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect());
+        state.groups.fetch_offsets(group, tps.as_deref()).map(by_topic)
+    };
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+                let resp = offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch(&g.group_id.0, topics) {
+                    Err(error) => resp.with_error_code(error),
+                    Ok(topics) => resp.with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(name, ps)| {
+                                offset_fetch_response::OffsetFetchResponseTopics::default().with_name(TopicName(s(name))).with_partitions(
+                                    ps.into_iter()
+                                        .map(|(p, o)| {
+                                            let (offset, epoch, metadata) = offset_fields(o);
+                                            offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(s(metadata)))
+                                        })
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    match fetch(&req.group_id.0, topics) {
+        // v1 has no top-level error: Kafka puts it on every partition, of which there are none here.
+        Err(error) => OffsetFetchResponse::default().with_error_code(if version >= 2 { error } else { 0 }),
+        Ok(topics) => OffsetFetchResponse::default().with_topics(
+            topics
+                .into_iter()
+                .map(|(name, ps)| {
+                    offset_fetch_response::OffsetFetchResponseTopic::default().with_name(TopicName(s(name))).with_partitions(
+                        ps.into_iter()
+                            .map(|(p, o)| {
+                                let (offset, epoch, metadata) = offset_fields(o);
+                                offset_fetch_response::OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
+                                    .with_metadata(Some(s(metadata)))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsRequest) -> ListGroupsResponse {
+    let version = header.api_version;
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    // Only classic groups exist here.
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+        return ListGroupsResponse::default();
+    }
+    let groups = state
+        .groups
+        .list_groups()
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_lowercase()))
+        .map(|g| {
+            list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(s(g.group_id)))
+                .with_protocol_type(s(g.protocol_type))
+                .with_group_state(if version >= 4 { s(g.state.as_str()) } else { Default::default() })
+                .with_group_type(if version >= 5 { s("classic") } else { Default::default() })
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let version = header.api_version;
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| {
+            let base = describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
+            let Some(d) = state.groups.describe(&id.0) else {
+                // Kafka describes unknown groups as Dead; v6 adds GROUP_ID_NOT_FOUND.
+                let error = if version >= 6 { code::GROUP_ID_NOT_FOUND } else { code::NONE };
+                let msg = message_if(version >= 6, Some(format!("group {} does not exist", id.0)));
+                return base.with_error_code(error).with_error_message(msg).with_group_state(s("Dead"));
+            };
+            base.with_group_state(s(d.state.as_str())).with_protocol_type(s(d.protocol_type)).with_protocol_data(s(d.protocol)).with_members(
+                d.members
+                    .into_iter()
+                    .map(|m| {
+                        describe_groups_response::DescribedGroupMember::default()
+                            .with_member_id(s(m.member_id))
+                            .with_group_instance_id(m.instance_id.filter(|_| version >= 4).map(s))
+                            .with_client_id(s(m.client_id))
+                            .with_client_host(s(m.client_host))
+                            .with_member_metadata(m.metadata)
+                            .with_member_assignment(m.assignment)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub fn delete_groups(state: &BrokerState, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let errors = state.groups.delete_groups(&ids, now_ms());
+    DeleteGroupsResponse::default().with_results(
+        req.groups_names
+            .into_iter()
+            .zip(errors)
+            .map(|(id, error)| kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default().with_group_id(id).with_error_code(error))
+            .collect(),
+    )
+}
+
+pub fn offset_delete(state: &BrokerState, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let tps: Vec<TopicPartition> =
+        req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index))).collect();
+    let errors = match state.groups.delete_offsets(&req.group_id.0, &tps, now_ms()) {
+        Ok(errors) => errors,
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error),
+    };
+    let mut errors = errors.into_iter();
+    OffsetDeleteResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        offset_delete_response::OffsetDeleteResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(errors.next().unwrap_or(code::UNKNOWN_SERVER_ERROR))
+                    })
+                    .collect();
+                offset_delete_response::OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect(),
+    )
+}

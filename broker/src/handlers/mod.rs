@@ -1,0 +1,169 @@
+//! Request handlers, one module per API family, behind the [`Service`] the network server calls.
+
+mod admin;
+mod cluster;
+mod configs;
+mod fetch;
+mod groups;
+mod offsets;
+mod produce;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::broker::BrokerState;
+use crate::cluster::membership::BrokerAddr;
+use crate::cluster::peer;
+use crate::protocol::{decode_header, decode_request, encode_response, DecodeError, Request, RequestHeader, StrBytes};
+use crate::server::{Peer, Reply, Service};
+
+pub struct Handler {
+    state: Arc<BrokerState>,
+}
+
+impl Handler {
+    pub fn new(state: Arc<BrokerState>) -> Handler {
+        Handler { state }
+    }
+}
+
+impl Service for Handler {
+    fn call(&self, peer: &Peer, frame: Bytes) -> Reply {
+        let (header, body_start) = match decode_header(&frame) {
+            Ok(h) => h,
+            Err(e) => return Reply::Close(e.to_string()),
+        };
+        let state = &self.state;
+        // Observes the request's latency when dropped: at once, or when a parked reply completes.
+        let timer = state.metrics.request(header.api_key).start_timer();
+        let request = match decode_request(&header, frame, body_start) {
+            Ok(r) => r,
+            // Kafka answers an ApiVersions version it does not know with a v0 response listing what it supports,
+            // so that newer clients can downgrade.
+            Err(DecodeError::UnsupportedVersion { api: ApiKey::ApiVersions, .. }) => {
+                let v0 = RequestHeader { api_version: 0, ..header };
+                return respond(&v0, &cluster::api_versions(crate::errors::code::UNSUPPORTED_VERSION));
+            }
+            Err(e) => {
+                state.metrics.request_error();
+                return Reply::Close(format!("{e} (client {:?})", header.client_id));
+            }
+        };
+        tracing::trace!(peer = %peer.addr, api = ?header.api_key, version = header.api_version, "request");
+        let reply = match request {
+            Request::ApiVersions(_) => respond(&header, &cluster::api_versions(0)),
+            Request::Metadata(r) => respond(&header, &cluster::metadata(state, peer, &header, r)),
+            Request::DescribeCluster(r) => respond(&header, &cluster::describe_cluster(state, peer, r)),
+            Request::FindCoordinator(r) => respond(&header, &groups::find_coordinator(state, peer, &header, r)),
+            Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),
+            Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
+            Request::SyncGroup(r) => groups::sync_group(state, &header, r),
+            Request::Heartbeat(r) => respond(&header, &groups::heartbeat(state, r)),
+            Request::LeaveGroup(r) => respond(&header, &groups::leave_group(state, &header, r)),
+            Request::OffsetCommit(r) => respond(&header, &groups::offset_commit(state, &header, r)),
+            Request::OffsetFetch(r) => respond(&header, &groups::offset_fetch(state, &header, r)),
+            Request::ListGroups(r) => respond(&header, &groups::list_groups(state, &header, r)),
+            Request::DescribeGroups(r) => respond(&header, &groups::describe_groups(state, &header, r)),
+            Request::DeleteGroups(r) => respond(&header, &groups::delete_groups(state, r)),
+            Request::OffsetDelete(r) => respond(&header, &groups::offset_delete(state, r)),
+            Request::Produce(r) => produce::handle(state, &header, r),
+            Request::Fetch(r) => fetch::handle(state, &header, r),
+            Request::ListOffsets(r) => respond(&header, &offsets::list_offsets(state, header.api_version, r)),
+            Request::OffsetForLeaderEpoch(r) => respond(&header, &offsets::offset_for_leader_epoch(state, r)),
+            Request::DeleteRecords(r) => respond(&header, &offsets::delete_records(state, r)),
+            Request::CreateTopics(r) => admin::create_topics(state, &header, r),
+            Request::DeleteTopics(r) => admin::delete_topics(state, &header, r),
+            Request::CreatePartitions(r) => admin::create_partitions(state, &header, r),
+            Request::DescribeConfigs(r) => respond(&header, &configs::describe_configs(state, &header, r)),
+            Request::IncrementalAlterConfigs(r) => configs::incremental_alter_configs(state, &header, r),
+        };
+        match reply {
+            Reply::Later(fut) => Reply::Later(Box::pin(async move {
+                let frame = fut.await;
+                drop(timer);
+                frame
+            })),
+            other => other,
+        }
+    }
+}
+
+fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Reply {
+    match encode_response(header, body) {
+        Ok(b) => Reply::Ready(b.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "response encoding failed");
+            Reply::Close(e.to_string())
+        }
+    }
+}
+
+/// Answers once `body` is ready.
+fn respond_later<R, F>(header: &RequestHeader, body: F) -> Reply
+where
+    R: Encodable,
+    F: Future<Output = R> + Send + 'static,
+{
+    let header = header.clone();
+    Reply::Later(Box::pin(async move {
+        match encode_response(&header, &body.await) {
+            Ok(b) => Some(b.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "response encoding failed");
+                None
+            }
+        }
+    }))
+}
+
+/// How long a request passed to the controller may take (the controller pushes the change to its peers,
+/// each bounded by the peer timeout, before it answers).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Passes a client's topic change to the controller and relays its answer; `unreachable` builds the answer
+/// when the controller cannot be asked.
+fn forward<Req, Resp>(header: &RequestHeader, controller: BrokerAddr, req: Req, unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static) -> Reply
+where
+    Req: Encodable + Send + Sync + 'static,
+    Resp: Encodable + Decodable + Send + 'static,
+{
+    respond_later(header, forwarded(header, controller, req, unreachable))
+}
+
+/// The controller's answer to a client's request (see [`forward`]).
+fn forwarded<Req, Resp>(
+    header: &RequestHeader,
+    controller: BrokerAddr,
+    req: Req,
+    unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static,
+) -> impl Future<Output = Resp> + Send + 'static
+where
+    Req: Encodable + Send + Sync + 'static,
+    Resp: Decodable + Send + 'static,
+{
+    let (api, version) = (header.api_key, header.api_version);
+    async move {
+        let addr = controller.socket_addr();
+        match peer::call(&addr, api, version, peer::FORWARD_CLIENT_ID, &req, FORWARD_TIMEOUT).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::info!(controller = %controller, error = %e, ?api, "cannot pass a request to the controller");
+                unreachable(&req, format!("the controller, broker {}, cannot be reached: {e}", controller.id))
+            }
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// Error messages go out only when the request version has the field; kafka-protocol rejects them otherwise.
+fn message_if(supported: bool, msg: Option<String>) -> Option<StrBytes> {
+    msg.filter(|_| supported).map(s)
+}

@@ -1,0 +1,127 @@
+//! ListOffsets (earliest, latest, by timestamp, max timestamp), OffsetForLeaderEpoch (always epoch 0 on this
+//! broker, whose partitions never change leaders), and DeleteRecords.
+
+use kafka_protocol::messages::{
+    delete_records_response, list_offsets_response, offset_for_leader_epoch_response, DeleteRecordsRequest,
+    DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+
+use crate::broker::BrokerState;
+use crate::errors::{code, storage_error_code};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// The (timestamp, offset) answer for one partition, or an error code.
+fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
+    let p = state.replicas.partition(topic, partition).ok_or_else(|| state.replicas.missing_partition_code(topic, partition))?;
+    let log = &p.log;
+    Ok(match timestamp {
+        // Read-committed clients get the last stable offset, which equals the high watermark without transactions.
+        LATEST => (-1, log.high_watermark()),
+        EARLIEST | EARLIEST_LOCAL => (-1, log.log_start_offset()),
+        // Nothing is tiered: Kafka answers "no offset".
+        LATEST_TIERED => (-1, -1),
+        MAX_TIMESTAMP => match log.max_timestamp_offset() {
+            Ok(found) => found.map_or((-1, -1), |t| (t.timestamp, t.offset)),
+            Err(e) => return Err(storage_error_code(&e)),
+        },
+        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
+            Ok(found) => found.map_or((-1, -1), |t| (t.timestamp, t.offset)),
+            Err(e) => return Err(storage_error_code(&e)),
+        },
+        _ => return Err(code::INVALID_REQUEST),
+    })
+}
+
+pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    ListOffsetsResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let r = list_offsets_response::ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                        match lookup(state, &name, p.partition_index, p.timestamp) {
+                            Ok((timestamp, offset)) => {
+                                r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(if offset >= 0 && version >= 4 { 0 } else { -1 })
+                            }
+                            Err(error_code) => r.with_error_code(error_code),
+                        }
+                    })
+                    .collect();
+                list_offsets_response::ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect(),
+    )
+}
+
+pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    OffsetForLeaderEpochResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let name = t.topic.0.to_string();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let r = offset_for_leader_epoch_response::EpochEndOffset::default().with_partition(p.partition);
+                        match state.replicas.partition(&name, p.partition) {
+                            None => r
+                                .with_error_code(state.replicas.missing_partition_code(&name, p.partition))
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1),
+                            // The client knows a newer epoch than the leader's 0.
+                            Some(_) if p.current_leader_epoch > 0 => r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1),
+                            // Epoch 0 has always been the only one, so it ends at the log end.
+                            Some(part) if p.leader_epoch == 0 => r.with_leader_epoch(0).with_end_offset(part.log.log_end_offset()),
+                            // Epochs before 0 do not exist and later ones have not started: undefined, as Kafka says.
+                            Some(_) => r.with_leader_epoch(-1).with_end_offset(-1),
+                        }
+                    })
+                    .collect();
+                offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+            })
+            .collect(),
+    )
+}
+
+pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    DeleteRecordsResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let r = delete_records_response::DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                        let Some(part) = state.replicas.partition(&name, p.partition_index) else {
+                            return r.with_error_code(state.replicas.missing_partition_code(&name, p.partition_index)).with_low_watermark(-1);
+                        };
+                        let hw = part.log.high_watermark();
+                        // -1 means "up to the high watermark".
+                        let offset = if p.offset == -1 { hw } else { p.offset };
+                        if offset < 0 || offset > hw {
+                            return r.with_error_code(code::OFFSET_OUT_OF_RANGE).with_low_watermark(-1);
+                        }
+                        match state.replicas.log_manager().delete_records(part.log.topic_partition(), offset) {
+                            Ok(low) => r.with_low_watermark(low),
+                            Err(e) => r.with_error_code(storage_error_code(&e)).with_low_watermark(-1),
+                        }
+                    })
+                    .collect();
+                delete_records_response::DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,74 @@
+//! Produce: appends each partition's record batches (validated by the storage engine) straight from the request
+//! frame. acks=-1 is the same as acks=1 without replication: the leader is the whole in-sync replica set.
+
+use kafka_protocol::messages::{produce_response, ProduceResponse, TopicName};
+
+use super::{message_if, respond, s};
+use crate::broker::BrokerState;
+use crate::errors::{code, storage_error_code};
+use crate::protocol::{ProduceRequest, RequestHeader};
+use crate::server::Reply;
+
+pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) -> Reply {
+    let version = header.api_version;
+    let valid_acks = matches!(req.acks, -1..=1);
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for mut topic in req.topics {
+        // v13+ names topics by id.
+        let name = if version >= 13 { state.replicas.topic_name_by_id(topic.topic_id) } else { Some(topic.name.clone()) };
+        let unknown = if version >= 13 { code::UNKNOWN_TOPIC_ID } else { code::UNKNOWN_TOPIC_OR_PARTITION };
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in &mut topic.partitions {
+            let resp = produce_response::PartitionProduceResponse::default().with_index(p.index);
+            let partition = name.as_deref().and_then(|n| state.replicas.partition(n, p.index));
+            let outcome = match (valid_acks, partition, p.records.as_mut()) {
+                (false, _, _) => Err((code::INVALID_REQUIRED_ACKS, format!("acks={} (expected -1, 0 or 1)", req.acks))),
+                // No transaction coordinator: see handlers::groups.
+                _ if req.transactional_id.is_some() => {
+                    Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker".to_string()))
+                }
+                (true, None, _) => match name.as_deref().map(|n| state.replicas.missing_partition_code(n, p.index)) {
+                    Some(code::NOT_LEADER_OR_FOLLOWER) => {
+                        Err((code::NOT_LEADER_OR_FOLLOWER, "another broker leads this partition".to_string()))
+                    }
+                    _ => Err((unknown, "unknown topic or partition".to_string())),
+                },
+                (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
+                (true, Some(partition), Some(records)) => match partition.append(records) {
+                    Ok(info) => {
+                        state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
+                        Ok((info.first_offset, partition.log.log_start_offset()))
+                    }
+                    Err(e) => {
+                        tracing::info!(topic = ?name, partition = p.index, error = %e, "produce rejected");
+                        Err((storage_error_code(&e), e.to_string()))
+                    }
+                },
+            };
+            partitions.push(match outcome {
+                Ok((base_offset, log_start)) => resp
+                    .with_base_offset(base_offset)
+                    .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
+                Err((error_code, msg)) => {
+                    any_error = true;
+                    if let Some(topic) = name.as_deref() {
+                        state.metrics.topics.produce_failed(topic);
+                    }
+                    resp.with_error_code(error_code).with_base_offset(-1).with_error_message(message_if(version >= 8, Some(msg)))
+                }
+            });
+        }
+        topics.push(
+            produce_response::TopicProduceResponse::default()
+                .with_name(TopicName(s(if version >= 13 { String::new() } else { topic.name })))
+                .with_topic_id(if version >= 13 { topic.topic_id } else { uuid::Uuid::nil() })
+                .with_partition_responses(partitions),
+        );
+    }
+    if req.acks == 0 {
+        // There is no response to carry an error; Kafka closes the connection so the client notices.
+        return if any_error { Reply::Close("acks=0 produce failed".into()) } else { Reply::None };
+    }
+    respond(header, &ProduceResponse::default().with_responses(topics))
+}

@@ -1,0 +1,23 @@
+//! strata-broker: a Kafka-compatible broker over the strata-storage engine.
+
+pub mod alloc_guard;
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod errors;
+pub mod fetch_response;
+pub mod frame;
+pub mod group;
+pub mod handlers;
+pub mod http;
+pub mod metrics;
+pub mod node_stats;
+pub mod producer_ids;
+pub mod protocol;
+pub mod replica;
+pub mod server;
+pub mod topics;
+pub mod tune;
+
+#[global_allocator]
+static GLOBAL: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;

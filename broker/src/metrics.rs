@@ -1,0 +1,322 @@
+//! Prometheus metrics with Kafka's names (as Kafka's JMX exporter shows them), so dashboards and habits
+//! carry over, plus what Kafka does not measure: page-cache hits of fetched bytes, zero-copy share, node
+//! tuning. Per-topic series carry `topic`; the all-topics series has an empty `topic` (which Prometheus
+//! treats as no label), like Kafka's BrokerTopicMetrics without a topic tag.
+
+use std::path::Path;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use strata_storage::{PageCacheProbe, Residency};
+
+use crate::broker::BrokerState;
+use crate::node_stats::{disk_space, NodeStats};
+
+const ALL_TOPICS: &str = "";
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+/// Kafka's BrokerTopicMetrics.
+pub struct TopicMetrics {
+    bytes_in: IntCounterVec,
+    bytes_out: IntCounterVec,
+    messages_in: IntCounterVec,
+    produce_requests: IntCounterVec,
+    fetch_requests: IntCounterVec,
+    failed_produce: IntCounterVec,
+    failed_fetch: IntCounterVec,
+}
+
+fn inc_both(c: &IntCounterVec, topic: &str, by: u64) {
+    c.with_label_values(&[topic]).inc_by(by);
+    c.with_label_values(&[ALL_TOPICS]).inc_by(by);
+}
+
+impl TopicMetrics {
+    fn new(r: &Registry) -> TopicMetrics {
+        let v = |name: &str, help: &str| {
+            let c = counter_vec(r, &format!("kafka_server_brokertopicmetrics_{name}_total"), help, &["topic"]);
+            // The all-topics series exists from the start (at 0), as Kafka's does, so rates and alerts see it.
+            c.with_label_values(&[ALL_TOPICS]);
+            c
+        };
+        TopicMetrics {
+            bytes_in: v("bytesin", "Record bytes appended by produce requests"),
+            bytes_out: v("bytesout", "Record bytes sent to consumers"),
+            messages_in: v("messagesin", "Records appended"),
+            produce_requests: v("totalproducerequests", "Produce requests, per topic"),
+            fetch_requests: v("totalfetchrequests", "Fetch requests, per topic"),
+            failed_produce: v("failedproducerequests", "Produce requests that failed, per topic"),
+            failed_fetch: v("failedfetchrequests", "Fetch requests that failed, per topic"),
+        }
+    }
+
+    /// A successful append of `bytes` holding `messages` records (duplicates of an idempotent retry count 0).
+    pub fn produced(&self, topic: &str, bytes: u64, messages: u64) {
+        inc_both(&self.produce_requests, topic, 1);
+        inc_both(&self.bytes_in, topic, bytes);
+        inc_both(&self.messages_in, topic, messages);
+    }
+
+    pub fn produce_failed(&self, topic: &str) {
+        inc_both(&self.produce_requests, topic, 1);
+        inc_both(&self.failed_produce, topic, 1);
+    }
+
+    pub fn fetched(&self, topic: &str, bytes: u64) {
+        inc_both(&self.fetch_requests, topic, 1);
+        inc_both(&self.bytes_out, topic, bytes);
+    }
+
+    pub fn fetch_failed(&self, topic: &str) {
+        inc_both(&self.fetch_requests, topic, 1);
+        inc_both(&self.failed_fetch, topic, 1);
+    }
+}
+
+/// Bytes probed per fetched range. A consumer's range is read sequentially and is nearly always all hot (tail
+/// reads) or all cold (catching up), so its first window stands for the whole range; this bounds the cost of a
+/// probe (a cachestat walk is proportional to the pages asked about) whatever the fetch size.
+const PROBE_WINDOW: u64 = 64 * 1024;
+/// One fetched range in this many is probed, and counts for all of them: the ratio is what matters, and
+/// consumers fetching one small batch at a time would otherwise pay a syscall per batch.
+const PROBE_EVERY: u64 = 8;
+
+/// Page-cache residency of the bytes fetches serve, probed before they are sent.
+pub struct PageCacheMetrics {
+    probe: Option<PageCacheProbe>,
+    ranges: std::sync::atomic::AtomicU64,
+    hit_bytes: IntCounterVec,
+    miss_bytes: IntCounterVec,
+}
+
+impl PageCacheMetrics {
+    /// Records the residency of one fetched file range of `topic`. Probe errors are not fatal to a fetch.
+    pub fn observe(&self, topic: &str, file: &impl std::os::fd::AsRawFd, position: u64, len: u64) {
+        let Some(probe) = &self.probe else { return };
+        if self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PROBE_EVERY != 0 {
+            return;
+        }
+        if let Ok(Residency { resident_bytes, total_bytes }) = probe.probe(file, position, len.min(PROBE_WINDOW)) {
+            let hit = if total_bytes == 0 { 0 } else { (u128::from(len) * u128::from(resident_bytes) / u128::from(total_bytes)) as u64 };
+            self.hit_bytes.with_label_values(&[topic]).inc_by(hit * PROBE_EVERY);
+            self.miss_bytes.with_label_values(&[topic]).inc_by((len - hit) * PROBE_EVERY);
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub topics: TopicMetrics,
+    pub page_cache: PageCacheMetrics,
+    requests: IntCounterVec,
+    request_time: HistogramVec,
+    request_errors: IntCounter,
+    pub sendfile_bytes: IntCounter,
+    pub copy_bytes: IntCounter,
+    log_size: IntGaugeVec,
+    log_start_offset: IntGaugeVec,
+    log_end_offset: IntGaugeVec,
+    partition_count: IntGauge,
+    leader_count: IntGauge,
+    under_replicated: IntGauge,
+    disk_read_bytes: IntGauge,
+    disk_write_bytes: IntGauge,
+    consumer_lag: IntGaugeVec,
+    node: [IntGauge; 6],
+    log_dir_free: IntGauge,
+    log_dir_total: IntGauge,
+}
+
+impl Metrics {
+    /// `probe`: the page-cache probe to use for fetched ranges, or None to disable that measurement.
+    pub fn new(probe: Option<PageCacheProbe>) -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique metric");
+        let request_time = HistogramVec::new(
+            HistogramOpts::new("kafka_network_requestmetrics_totaltime_seconds", "Time from request received to response ready")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.5, 14).expect("valid buckets")),
+            &["request"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(request_time.clone())).expect("unique metric");
+        let probe_method = gauge_vec(&r, "strata_pagecache_probe_method", "Page-cache probe in use (1 for the active method)", &["method"]);
+        probe_method.with_label_values(&[probe.map_or("off", |p| p.method().as_str())]).set(1);
+        let node_gauge = |name: &str, help: &str| gauge(&r, name, help);
+        Metrics {
+            topics: TopicMetrics::new(&r),
+            page_cache: PageCacheMetrics {
+                probe,
+                ranges: Default::default(),
+                hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Fetched bytes that were in the page cache", &["topic"]),
+                miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Fetched bytes read from disk", &["topic"]),
+            },
+            requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
+            request_time,
+            request_errors: counter(&r, "strata_request_errors_total", "Requests that could not be decoded (connection closed)"),
+            sendfile_bytes: counter(&r, "strata_fetch_sendfile_bytes_total", "Record bytes sent with sendfile(2) (zero-copy)"),
+            copy_bytes: counter(&r, "strata_fetch_copy_bytes_total", "Record bytes sent through a user-space copy"),
+            log_size: gauge_vec(&r, "kafka_log_log_size", "Bytes of a partition's log", &["topic", "partition"]),
+            log_start_offset: gauge_vec(&r, "kafka_log_log_logstartoffset", "Log start offset", &["topic", "partition"]),
+            log_end_offset: gauge_vec(&r, "kafka_log_log_logendoffset", "Log end offset", &["topic", "partition"]),
+            partition_count: gauge(&r, "kafka_server_replicamanager_partitioncount", "Partitions on this broker"),
+            leader_count: gauge(&r, "kafka_server_replicamanager_leadercount", "Partitions this broker leads"),
+            under_replicated: gauge(&r, "kafka_server_replicamanager_underreplicatedpartitions", "Partitions with fewer in-sync replicas than replicas"),
+            disk_read_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_read_bytes", "Bytes this process read from storage (/proc/self/io)"),
+            disk_write_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_write_bytes", "Bytes this process wrote to storage (/proc/self/io)"),
+            consumer_lag: gauge_vec(&r, "kafka_consumergroup_lag", "Log end offset minus committed offset", &["consumergroup", "topic", "partition"]),
+            node: [
+                node_gauge("strata_node_vm_swappiness", "vm.swappiness of the broker's node"),
+                node_gauge("strata_node_vm_dirty_ratio", "vm.dirty_ratio of the broker's node"),
+                node_gauge("strata_node_vm_dirty_background_ratio", "vm.dirty_background_ratio of the broker's node"),
+                node_gauge("strata_node_vm_max_map_count", "vm.max_map_count of the broker's node"),
+                node_gauge("strata_node_swap_used_bytes", "Swap in use on the broker's node"),
+                node_gauge("strata_process_map_count", "Memory maps of the broker process (limit: vm.max_map_count)"),
+            ],
+            log_dir_free: gauge(&r, "strata_log_dir_free_bytes", "Free bytes of the log directory's filesystem"),
+            log_dir_total: gauge(&r, "strata_log_dir_total_bytes", "Size of the log directory's filesystem"),
+            registry: r,
+        }
+    }
+
+    /// Counts a request and returns the timer that records its latency when the response is ready.
+    pub fn request(&self, api: ApiKey) -> Histogram {
+        let name = format!("{api:?}");
+        self.requests.with_label_values(&[&name]).inc();
+        self.request_time.with_label_values(&[&name])
+    }
+
+    pub fn request_error(&self) {
+        self.request_errors.inc();
+    }
+
+    /// The text exposition; gauges are read from the logs, groups, /proc and the log directory now.
+    pub fn render(&self, state: &BrokerState) -> String {
+        self.refresh(state, Path::new("/proc"));
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+
+    fn refresh(&self, state: &BrokerState, proc: &Path) {
+        let logs = state.replicas.log_manager().logs();
+        // Reset first, so deleted partitions and groups disappear from the exposition.
+        for g in [&self.log_size, &self.log_start_offset, &self.log_end_offset, &self.consumer_lag] {
+            g.reset();
+        }
+        let mut end_offsets = std::collections::HashMap::new();
+        for log in &logs {
+            let tp = log.topic_partition();
+            let labels = [tp.topic.as_str(), &tp.partition.to_string()];
+            self.log_size.with_label_values(&labels).set(log.size_bytes() as i64);
+            self.log_start_offset.with_label_values(&labels).set(log.log_start_offset());
+            self.log_end_offset.with_label_values(&labels).set(log.log_end_offset());
+            end_offsets.insert(tp.clone(), log.high_watermark());
+        }
+        let internal = logs.iter().filter(|l| l.topic_partition().topic.starts_with("__")).count();
+        let user_partitions = (logs.len() - internal) as i64;
+        self.partition_count.set(user_partitions);
+        // One replica per partition: this broker leads every partition it hosts, and none is under-replicated.
+        self.leader_count.set(user_partitions);
+        self.under_replicated.set(0);
+        for listing in state.groups.list_groups() {
+            let Ok(offsets) = state.groups.fetch_offsets(&listing.group_id, None) else { continue };
+            for (tp, committed) in offsets {
+                if let (Some(c), Some(end)) = (committed, end_offsets.get(&tp)) {
+                    let labels = [listing.group_id.as_str(), tp.topic.as_str(), &tp.partition.to_string()];
+                    self.consumer_lag.with_label_values(&labels).set((end - c.offset).max(0));
+                }
+            }
+        }
+        let n = NodeStats::read(proc);
+        let values = [
+            n.vm_swappiness,
+            n.vm_dirty_ratio,
+            n.vm_dirty_background_ratio,
+            n.vm_max_map_count,
+            n.swap_used_bytes.map(|v| v as i64),
+            n.process_map_count.map(|v| v as i64),
+        ];
+        for (g, v) in self.node.iter().zip(values) {
+            g.set(v.unwrap_or(-1));
+        }
+        self.disk_read_bytes.set(n.disk_read_bytes.map_or(-1, |v| v as i64));
+        self.disk_write_bytes.set(n.disk_write_bytes.map_or(-1, |v| v as i64));
+        if let Some((free, total)) = disk_space(state.replicas.log_manager().log_dir()) {
+            self.log_dir_free.set(free as i64);
+            self.log_dir_total.set(total as i64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_counters_keep_an_all_topics_series() {
+        let m = Metrics::new(None);
+        m.topics.produced("orders", 100, 3);
+        m.topics.produced("clicks", 50, 1);
+        m.topics.fetch_failed("orders");
+        let text = {
+            let mut out = Vec::new();
+            TextEncoder::new().encode(&m.registry.gather(), &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(text.contains("kafka_server_brokertopicmetrics_bytesin_total{topic=\"orders\"} 100"), "{text}");
+        assert!(text.contains("kafka_server_brokertopicmetrics_bytesin_total{topic=\"\"} 150"));
+        assert!(text.contains("kafka_server_brokertopicmetrics_messagesin_total{topic=\"\"} 4"));
+        assert!(text.contains("kafka_server_brokertopicmetrics_failedfetchrequests_total{topic=\"orders\"} 1"));
+        assert!(text.contains("strata_pagecache_probe_method{method=\"off\"} 1"));
+    }
+
+    #[test]
+    fn page_cache_probe_counts_hits_of_a_fresh_file() {
+        let probe = PageCacheProbe::detect();
+        let m = Metrics::new(Some(probe));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        std::fs::write(&path, vec![1u8; 1 << 20]).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        // One range in PROBE_EVERY is probed and stands for all of them.
+        for _ in 0..PROBE_EVERY {
+            m.page_cache.observe("t", &f, 0, 1 << 20);
+        }
+        assert_eq!(m.page_cache.hit_bytes.with_label_values(&["t"]).get(), PROBE_EVERY << 20);
+        assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), 0);
+        // Dropped from the cache: the window probed says miss, scaled to the whole range.
+        f.sync_all().unwrap();
+        nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        for _ in 0..PROBE_EVERY {
+            m.page_cache.observe("t", &f, 0, 1 << 20);
+        }
+        assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), PROBE_EVERY << 20);
+    }
+}

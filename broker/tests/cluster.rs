@@ -1,0 +1,343 @@
+//! Three in-process brokers on 127.0.0.1 as one cluster, told their membership at run time as the operator
+//! does: topic metadata reaches every broker, librdkafka produces to and consumes from partitions spread
+//! over them, brokers that missed changes (restarted, or replaced with an empty disk) catch up, and deleted
+//! topics stay deleted.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{record_batch, s, Client, TestBroker};
+use kafka_protocol::messages::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use uuid::Uuid;
+
+const N: usize = 3;
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    brokers: Vec<Option<TestBroker>>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mut c = Cluster { rt, brokers: (0..N).map(|_| None).collect() };
+        for id in 0..N {
+            c.start_broker(id, tempfile::tempdir().unwrap());
+        }
+        c.announce();
+        c
+    }
+
+    fn start_broker(&mut self, id: usize, dir: tempfile::TempDir) {
+        let node = id.to_string();
+        let settings = [("node.id", node.as_str()), ("cluster.id", "cluster-test"), ("cluster.sync.interval.ms", "200"), ("num.partitions", "3")];
+        self.brokers[id] = Some(self.rt.block_on(TestBroker::start_in(dir, &settings)));
+    }
+
+    fn stop_broker(&mut self, id: usize) -> tempfile::TempDir {
+        let b = self.brokers[id].take().unwrap();
+        self.rt.block_on(b.stop())
+    }
+
+    fn broker(&self, id: usize) -> &TestBroker {
+        self.brokers[id].as_ref().unwrap()
+    }
+
+    fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..N).filter(|id| self.brokers[*id].is_some())
+    }
+
+    /// Sets `cluster.brokers` on every running broker (IncrementalAlterConfigs, BROKER resource), as the
+    /// operator does when pod addresses change.
+    fn announce(&self) {
+        for id in self.running() {
+            let resp: IncrementalAlterConfigsResponse = self.call(id, ApiKey::IncrementalAlterConfigs, 1, &self.membership_request(id));
+            assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
+        }
+    }
+
+    fn membership_request(&self, id: usize) -> IncrementalAlterConfigsRequest {
+        let value: Vec<String> = self.running().map(|id| format!("{id}@{}", self.broker(id).bootstrap())).collect();
+        IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s(&id.to_string()))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s("cluster.brokers"))
+                .with_config_operation(0)
+                .with_value(Some(s(&value.join(","))))])])
+    }
+
+    fn create_request(name: &str, partitions: i32) -> CreateTopicsRequest {
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1)])
+    }
+
+    fn call<Req: kafka_protocol::protocol::Encodable, Resp: kafka_protocol::protocol::Decodable>(
+        &self,
+        id: usize,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.rt.block_on(async {
+            let mut c: Client = self.broker(id).client().await;
+            c.call(api, version, req).await
+        })
+    }
+
+    fn metadata(&self, id: usize) -> MetadataResponse {
+        self.call(id, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None))
+    }
+
+    /// (id, leader of each partition) of `topic` as broker `id` describes it.
+    fn topic(&self, id: usize, topic: &str) -> Option<(Uuid, Vec<i32>)> {
+        let md = self.metadata(id);
+        let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+        let mut leaders: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+        leaders.sort();
+        Some((t.topic_id, leaders.into_iter().map(|(_, l)| l).collect()))
+    }
+
+    fn wait_for(&self, what: &str, done: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The same topic (id and leaders) on every running broker.
+    fn everywhere(&self, topic: &str) -> Option<(Uuid, Vec<i32>)> {
+        let views: BTreeSet<Option<(Uuid, Vec<i32>)>> = self.running().map(|id| self.topic(id, topic)).collect();
+        match views.len() {
+            1 => views.into_iter().next().unwrap(),
+            _ => None,
+        }
+    }
+
+    fn create_topic(&self, id: usize, name: &str, partitions: i32) -> CreateTopicsResponse {
+        self.call(id, ApiKey::CreateTopics, 7, &Cluster::create_request(name, partitions))
+    }
+
+    fn client_config(&self, id: usize) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.broker(id).bootstrap());
+        c
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for b in self.brokers.iter_mut().filter_map(Option::take) {
+            self.rt.block_on(b.stop());
+        }
+    }
+}
+
+#[test]
+fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
+    let c = Cluster::start();
+    // On broker 2, which passes the request to the controller (broker 0).
+    let resp = c.create_topic(2, "spread", 6);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    let id = resp.topics[0].topic_id;
+    c.wait_for("every broker describes the topic alike", |c| c.everywhere("spread").is_some());
+    let (seen_id, leaders) = c.everywhere("spread").unwrap();
+    assert_eq!(seen_id, id);
+    assert_eq!(leaders.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]), "{leaders:?}");
+    for id in 0..N {
+        let md = c.metadata(id);
+        let brokers: Vec<(i32, String)> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        let expected: Vec<(i32, String)> = (0..N).map(|i| (i as i32, c.broker(i).bootstrap())).collect();
+        assert_eq!(brokers, expected);
+        assert_eq!(md.controller_id.0, 0);
+        assert_eq!(md.cluster_id.as_deref(), Some("cluster-test"));
+    }
+
+    // The membership is a dynamic broker config; bad values are refused and change nothing.
+    let describe = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(s("1"))
+        .with_configuration_keys(Some(vec![s("cluster.brokers")]))]);
+    let resp: DescribeConfigsResponse = c.call(1, ApiKey::DescribeConfigs, 4, &describe);
+    let entry = &resp.results[0].configs[0];
+    let expected: Vec<String> = (0..N).map(|i| format!("{i}@{}", c.broker(i).bootstrap())).collect();
+    assert_eq!((entry.value.as_deref(), entry.config_source), (Some(expected.join(",").as_str()), 2));
+    for (op, value, code) in [(0, "0@nowhere", 40), (0, "1@h:1,1@h:2", 40), (2, "3@h:1", 42)] {
+        let mut req = c.membership_request(1);
+        req.resources[0].configs[0] = req.resources[0].configs[0].clone().with_config_operation(op).with_value(Some(s(value)));
+        let resp: IncrementalAlterConfigsResponse = c.call(1, ApiKey::IncrementalAlterConfigs, 1, &req);
+        assert_eq!(resp.responses[0].error_code, code, "{op} {value}: {:?}", resp.responses[0].error_message);
+    }
+    let resp: DescribeConfigsResponse = c.call(1, ApiKey::DescribeConfigs, 4, &describe);
+    assert_eq!(resp.results[0].configs[0].value.as_deref(), Some(expected.join(",").as_str()));
+
+    // A partition led elsewhere: NOT_LEADER_OR_FOLLOWER, so clients refresh their metadata.
+    let other = leaders.iter().position(|l| *l != 0).unwrap() as i32;
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
+        .with_name(TopicName(s("spread")))
+        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(other).with_records(Some(record_batch(1, 10, 0)))])]);
+    let resp: ProduceResponse = c.call(0, ApiKey::Produce, 9, &req);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 6);
+
+    // librdkafka, bootstrapped from one broker, produces to all three and consumes from all three.
+    let n = 3000;
+    let producer: FutureProducer = c.client_config(1).set("acks", "all").create().unwrap();
+    let sends: Vec<_> = (0..n)
+        .map(|i| {
+            let (key, value) = (format!("k{i}"), format!("v{i}"));
+            producer.send_result(FutureRecord::to("spread").key(&key).payload(&value).partition(i % 6)).map_err(|(e, _)| e).unwrap()
+        })
+        .collect();
+    for send in sends {
+        c.rt.block_on(send).unwrap().unwrap();
+    }
+    let consumer: BaseConsumer = c.client_config(2).set("group.id", "unused").set("enable.auto.commit", "false").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..6 {
+        tpl.add_partition_offset("spread", p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.values().map(Vec::len).sum::<usize>() < n as usize && Instant::now() < deadline {
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let m = m.unwrap();
+        got.entry(m.partition()).or_default().push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+    }
+    for p in 0..6 {
+        let expected: Vec<String> = (0..n).filter(|i| i % 6 == p).map(|i| format!("v{i}")).collect();
+        assert_eq!(got.get(&p), Some(&expected), "partition {p}");
+    }
+    // Each broker holds the records of its own partitions only.
+    for (p, leader) in leaders.iter().enumerate() {
+        for id in 0..N {
+            let log = c.broker(id).broker.as_ref().unwrap().state().replicas.partition("spread", p as i32);
+            assert_eq!(log.is_some(), *leader == id as i32, "partition {p} on broker {id}");
+        }
+    }
+
+    // More partitions, asked of broker 1: they continue the rotation and reach every broker.
+    let req = CreatePartitionsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(s("spread"))).with_count(9)]);
+    let resp: CreatePartitionsResponse = c.call(1, ApiKey::CreatePartitions, 3, &req);
+    assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0].error_message);
+    c.wait_for("every broker has 9 partitions", |c| c.everywhere("spread").is_some_and(|(_, l)| l.len() == 9));
+    let (_, grown) = c.everywhere("spread").unwrap();
+    assert_eq!(grown[..6], leaders[..]);
+    assert_eq!(grown[6..].iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
+
+    // A topic config changed through broker 2 applies on every broker.
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s("spread"))
+        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(s("retention.ms"))
+            .with_config_operation(0)
+            .with_value(Some(s("7200000")))])]);
+    let resp: IncrementalAlterConfigsResponse = c.call(2, ApiKey::IncrementalAlterConfigs, 1, &req);
+    assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
+    for id in 0..N {
+        let retention = c.broker(id).broker.as_ref().unwrap().state().replicas.topic("spread").unwrap().configs.get("retention.ms").cloned();
+        assert_eq!(retention.as_deref(), Some("7200000"), "broker {id}");
+    }
+
+    // Automatic creation on a broker that is not the controller: "not yet" first, then everywhere.
+    let req = MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
+        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("auto")))),
+    ]));
+    let resp: MetadataResponse = c.call(1, ApiKey::Metadata, 12, &req);
+    assert_eq!(resp.topics[0].error_code, 5, "LEADER_NOT_AVAILABLE while the controller creates it");
+    c.wait_for("the auto-created topic is everywhere", |c| c.everywhere("auto").is_some_and(|(_, l)| l.len() == 3));
+
+    // A forwarded request that reaches a broker that is not the controller is refused, never passed on.
+    let refused: CreateTopicsResponse = c.rt.block_on(async {
+        let mut client = c.broker(1).client().await;
+        client.send_raw(&forwarded_frame(&Cluster::create_request("loop", 1))).await;
+        Client::decode(ApiKey::CreateTopics, 7, client.read_frame().await.unwrap()).1
+    });
+    assert_eq!(refused.topics[0].error_code, 41, "NOT_CONTROLLER");
+}
+
+/// A CreateTopics v7 frame that claims to come from a broker passing a client's request on.
+fn forwarded_frame(req: &CreateTopicsRequest) -> Vec<u8> {
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::Encodable;
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::CreateTopics as i16)
+        .with_request_api_version(7)
+        .with_correlation_id(99)
+        .with_client_id(Some(s("strata-forward")));
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, ApiKey::CreateTopics.request_header_version(7)).unwrap();
+    req.encode(&mut buf, 7).unwrap();
+    [&(buf.len() as i32).to_be_bytes()[..], &buf].concat()
+}
+
+#[test]
+fn brokers_that_missed_changes_catch_up_and_deleted_topics_stay_deleted() {
+    let mut c = Cluster::start();
+    for (topic, partitions) in [("kept", 3), ("doomed", 3)] {
+        let resp = c.create_topic(0, topic, partitions);
+        assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    }
+    c.wait_for("both topics are everywhere", |c| c.everywhere("kept").is_some() && c.everywhere("doomed").is_some());
+    let kept = c.everywhere("kept").unwrap();
+
+    // Broker 1 is down while one topic is deleted and another created.
+    let dir1 = c.stop_broker(1);
+    let req = DeleteTopicsRequest::default().with_timeout_ms(30_000).with_topic_names(vec![TopicName(s("doomed"))]);
+    let resp: DeleteTopicsResponse = c.call(2, ApiKey::DeleteTopics, 4, &req);
+    assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
+    assert!(c.topic(0, "doomed").is_none() && c.topic(2, "doomed").is_none());
+    let resp = c.create_topic(2, "fresh", 2);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+
+    // Back with its disk (and a new port): it adopts the new topic and drops the deleted one, which does
+    // not come back anywhere, though broker 1 still had it when it rejoined.
+    c.start_broker(1, dir1);
+    c.announce();
+    c.wait_for("broker 1 has the new topic", |c| c.topic(1, "fresh").is_some());
+    c.wait_for("broker 1 dropped the deleted topic", |c| c.topic(1, "doomed").is_none());
+    std::thread::sleep(Duration::from_secs(1)); // five sync rounds
+    for id in 0..N {
+        assert!(c.topic(id, "doomed").is_none(), "broker {id} resurrected a deleted topic");
+    }
+    assert_eq!(c.everywhere("kept"), Some(kept.clone()));
+    assert!(c.everywhere("fresh").is_some());
+
+    // Broker 2 replaced by one with an empty disk: it learns every topic from its peers.
+    c.stop_broker(2);
+    c.start_broker(2, tempfile::tempdir().unwrap());
+    assert!(c.topic(2, "kept").is_none());
+    c.announce();
+    c.wait_for("the new broker 2 knows every topic", |c| c.everywhere("kept").is_some() && c.everywhere("fresh").is_some());
+    assert_eq!(c.everywhere("kept"), Some(kept));
+    assert!(c.topic(2, "doomed").is_none());
+
+    // The controller itself restarted with an empty disk compares its metadata with its peers before it
+    // decides anything: a CreateTopics right behind the membership change (same connection) is refused for
+    // an existing name, not created a second time with another id.
+    c.stop_broker(0);
+    c.start_broker(0, tempfile::tempdir().unwrap());
+    let (resp, _): (CreateTopicsResponse, IncrementalAlterConfigsResponse) = c.rt.block_on(async {
+        let mut client = c.broker(0).client().await;
+        let mut frames = client.encode(ApiKey::IncrementalAlterConfigs, 1, &c.membership_request(0));
+        frames.extend(client.encode(ApiKey::CreateTopics, 7, &Cluster::create_request("kept", 1)));
+        client.send_raw(&frames).await;
+        let alter = Client::decode(ApiKey::IncrementalAlterConfigs, 1, client.read_frame().await.unwrap()).1;
+        (Client::decode(ApiKey::CreateTopics, 7, client.read_frame().await.unwrap()).1, alter)
+    });
+    assert_eq!(resp.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS: {:?}", resp.topics[0].error_message);
+    c.announce();
+    c.wait_for("the new controller knows every topic", |c| c.everywhere("kept").is_some() && c.everywhere("fresh").is_some());
+}

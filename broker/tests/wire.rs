@@ -1,0 +1,322 @@
+//! Wire-level tests: requests encoded by kafka-protocol over real sockets to an in-process broker, including
+//! malformed and hostile input.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{record_batch, s, Client, TestBroker};
+use kafka_protocol::messages::*;
+use kafka_protocol::records::RecordBatchDecoder;
+use uuid::Uuid;
+
+async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let req = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(s(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
+                .collect(),
+        )]);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
+        .with_name(TopicName(s(topic)))
+        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+}
+
+async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> produce_response::PartitionProduceResponse {
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, partition, records, -1)).await;
+    resp.responses[0].partition_responses[0].clone()
+}
+
+fn fetch_request(topic: &str, topic_id: Uuid, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_topic_id(topic_id).with_partitions(
+            vec![fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)],
+        )])
+}
+
+async fn topic_id(c: &mut Client, topic: &str) -> Uuid {
+    let req = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    resp.topics[0].topic_id
+}
+
+#[tokio::test]
+async fn api_versions_of_every_version_and_v0_fallback() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    for v in 0..=4 {
+        let resp: ApiVersionsResponse = c
+            .call(ApiKey::ApiVersions, v, &ApiVersionsRequest::default().with_client_software_name(s("t")).with_client_software_version(s("1")))
+            .await;
+        assert_eq!(resp.error_code, 0);
+        let fetch = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).unwrap();
+        assert_eq!((fetch.min_version, fetch.max_version), (4, 18));
+        assert!(resp.api_keys.iter().all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16), "only implemented APIs are advertised");
+    }
+    // A future ApiVersions version gets a v0 response with UNSUPPORTED_VERSION and the supported list.
+    let mut req = c.encode(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+    req[6..8].copy_from_slice(&99i16.to_be_bytes());
+    c.send_raw(&req).await;
+    let (_, resp): (i32, ApiVersionsResponse) = Client::decode(ApiKey::ApiVersions, 0, c.read_frame().await.unwrap());
+    assert_eq!(resp.error_code, 35);
+    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let b = TestBroker::start(&[("socket.request.max.bytes", "1048576")]).await;
+    let mut good = b.client().await;
+    create_topic(&mut good, "keep", 1, &[]).await;
+    assert_eq!(produce(&mut good, "keep", 0, record_batch(3, 10, 1000)).await.error_code, 0);
+
+    let unknown_key = [0, 0, 0, 10, 0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0, 0];
+    let truncated_metadata = [0, 0, 0, 12, 0, 3, 0, 9, 0, 0, 0, 1, 0, 0, 0xff, 0xff];
+    let oversized = (2i32 << 20).to_be_bytes();
+    let negative = (-5i32).to_be_bytes();
+    let huge_array = {
+        let mut r = good.encode(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(Some(vec![])));
+        let n = r.len();
+        r[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes()); // 2^31 topics declared, none sent
+        r
+    };
+    let mut unsupported_produce = good.encode(ApiKey::Produce, 9, &produce_request("keep", 0, record_batch(1, 1, 1), 1));
+    unsupported_produce[6..8].copy_from_slice(&2i16.to_be_bytes());
+    for (what, bytes) in [
+        ("unknown api key", &unknown_key[..]),
+        ("truncated body", &truncated_metadata[..]),
+        ("oversized", &oversized[..]),
+        ("negative size", &negative[..]),
+        ("huge array count", &huge_array[..]),
+        ("unsupported version", &unsupported_produce[..]),
+    ] {
+        let mut c = b.client().await;
+        c.send_raw(bytes).await;
+        assert!(c.is_closed().await, "{what}: connection should be closed");
+    }
+    // The healthy connection and the stored data are untouched.
+    let resp: ListOffsetsResponse = good
+        .call(
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(s("keep")))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]),
+        )
+        .await;
+    assert_eq!(resp.topics[0].partitions[0].offset, 3);
+}
+
+#[tokio::test]
+async fn produce_errors_have_kafka_codes_and_store_nothing() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "small", 1, &[("max.message.bytes", "1000")]).await;
+
+    let mut corrupt = record_batch(5, 10, 1000).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff; // breaks the CRC
+    assert_eq!(produce(&mut c, "small", 0, Bytes::from(corrupt)).await.error_code, 2, "CORRUPT_MESSAGE");
+    assert_eq!(produce(&mut c, "small", 0, Bytes::from_static(&[1, 2, 3])).await.error_code, 2, "CORRUPT_MESSAGE");
+    assert_eq!(produce(&mut c, "small", 0, record_batch(1, 5000, 1000)).await.error_code, 10, "MESSAGE_TOO_LARGE");
+    assert_eq!(produce(&mut c, "small", 7, record_batch(1, 5, 1000)).await.error_code, 3, "unknown partition");
+    assert_eq!(produce(&mut c, "nope", 0, record_batch(1, 5, 1000)).await.error_code, 3, "unknown topic");
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request("small", 0, record_batch(1, 5, 1), 5)).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 21, "INVALID_REQUIRED_ACKS");
+
+    let ok = produce(&mut c, "small", 0, record_batch(2, 5, 1000)).await;
+    assert_eq!((ok.error_code, ok.base_offset), (0, 0), "nothing was stored by the failed requests");
+    // acks=0: no response; the next request's answer comes back first.
+    let quiet = c.encode(ApiKey::Produce, 9, &produce_request("small", 0, record_batch(1, 5, 1), 0));
+    c.send_raw(&quiet).await;
+    assert_eq!(produce(&mut c, "small", 0, record_batch(1, 5, 1000)).await.base_offset, 3);
+}
+
+#[tokio::test]
+async fn metadata_auto_creates_valid_topics_only() {
+    let b = TestBroker::start(&[("num.partitions", "3")]).await;
+    let mut c = b.client().await;
+    let req = |names: &[&str], allow: bool| {
+        MetadataRequest::default().with_allow_auto_topic_creation(allow).with_topics(Some(
+            names.iter().map(|n| metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(n))))).collect(),
+        ))
+    };
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req(&["auto", "bad name", "x".repeat(250).as_str()], true)).await;
+    assert_eq!(resp.topics[0].error_code, 0);
+    assert_eq!(resp.topics[0].partitions.len(), 3);
+    assert_ne!(resp.topics[0].topic_id, Uuid::nil());
+    assert_eq!(resp.topics[1].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(resp.topics[2].error_code, 17);
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req(&["other"], false)).await;
+    assert_eq!(resp.topics[0].error_code, 3);
+    // By id (v10+) and the all-topics form.
+    let id = topic_id(&mut c, "auto").await;
+    let by_id = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(None).with_topic_id(id)]));
+    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &by_id).await;
+    assert_eq!(resp.topics[0].name.as_ref().map(|n| n.0.to_string()), Some("auto".into()));
+    let all: MetadataResponse = c.call(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!(all.topics.len(), 1);
+}
+
+#[tokio::test]
+async fn fetch_long_poll_is_woken_by_produce() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "poll", 1, &[]).await;
+    let mut producer = b.client().await;
+    let start = Instant::now();
+    let waiting = tokio::spawn(async move {
+        let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("poll", Uuid::nil(), 0, 10_000)).await;
+        resp
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "no data yet: the fetch waits");
+    produce(&mut producer, "poll", 0, record_batch(4, 10, 1000)).await;
+    let resp = waiting.await.unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "woken by the produce, not the 10 s timeout: {elapsed:?}");
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 4);
+    let mut records = p.records.clone().unwrap();
+    assert_eq!(RecordBatchDecoder::decode_all(&mut records).unwrap().iter().map(|s| s.records.len()).sum::<usize>(), 4);
+
+    // Nothing new: the fetch returns empty after max_wait_ms.
+    let mut c = b.client().await;
+    let start = Instant::now();
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("poll", Uuid::nil(), 4, 300)).await;
+    assert!(start.elapsed() >= Duration::from_millis(290));
+    assert_eq!(resp.responses[0].partitions[0].records.as_ref().map(|r| r.len()), Some(0));
+    // Past the end: OFFSET_OUT_OF_RANGE at once.
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("poll", Uuid::nil(), 99, 5000)).await;
+    assert_eq!(resp.responses[0].partitions[0].error_code, 1);
+}
+
+/// Produces the same batches to a sendfile broker and a copy broker and fetches with every Fetch version:
+/// both answer with the same bytes, which kafka-protocol decodes to the produced records.
+#[tokio::test]
+async fn every_fetch_version_decodes_and_both_fetch_modes_send_the_same_bytes() {
+    let sendfile = TestBroker::start(&[("fetch.mode", "sendfile")]).await;
+    let copy = TestBroker::start(&[("fetch.mode", "copy")]).await;
+    let batches = [record_batch(10, 100, 5000), record_batch(1, 70_000, 6000), record_batch(50, 3, 7000)];
+    let mut frames = Vec::new();
+    for b in [&sendfile, &copy] {
+        let mut c = b.client().await;
+        create_topic(&mut c, "modes", 1, &[]).await;
+        for batch in &batches {
+            assert_eq!(produce(&mut c, "modes", 0, batch.clone()).await.error_code, 0);
+        }
+        let id = topic_id(&mut c, "modes").await;
+        let mut per_version = Vec::new();
+        for version in 4..=18 {
+            let req = c.encode(ApiKey::Fetch, version, &fetch_request("modes", id, 0, 0));
+            c.send_raw(&req).await;
+            let frame = c.read_frame().await.unwrap();
+            let (_, resp): (i32, FetchResponse) = Client::decode(ApiKey::Fetch, version, frame.clone());
+            let p = &resp.responses[0].partitions[0];
+            assert_eq!((p.error_code, p.high_watermark), (0, 61), "v{version}");
+            let mut records = p.records.clone().unwrap();
+            let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+            let offsets: Vec<i64> = sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
+            assert_eq!(offsets, (0..61).collect::<Vec<_>>(), "v{version}");
+            per_version.push((version, frame));
+        }
+        frames.push(per_version);
+    }
+    for ((v, a), (_, b)) in frames[0].iter().zip(&frames[1]) {
+        if *v < 13 {
+            assert_eq!(a, b, "v{v}: sendfile and copy responses differ");
+        }
+    }
+}
+
+#[tokio::test]
+async fn offset_for_leader_epoch_is_epoch_zero() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "epochs", 1, &[]).await;
+    produce(&mut c, "epochs", 0, record_batch(7, 1, 1)).await;
+    let req = |epoch| {
+        OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(TopicName(s("epochs"))).with_partitions(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(epoch),
+            ]),
+        ])
+    };
+    let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req(0)).await;
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 7));
+    let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req(3)).await;
+    assert_eq!(resp.topics[0].partitions[0].end_offset, -1);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "pipe", 1, &[]).await;
+    let mut all = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let req = match i % 3 {
+            0 => c.encode(ApiKey::Produce, 9, &produce_request("pipe", 0, record_batch(1, 10, i), 1)),
+            1 => c.encode(ApiKey::Fetch, 12, &fetch_request("pipe", Uuid::nil(), 0, 50)),
+            _ => c.encode(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+        };
+        all.extend_from_slice(&req);
+        expected.push(i32::from_be_bytes(req[8..12].try_into().unwrap()));
+    }
+    c.send_raw(&all).await;
+    let mut offsets = Vec::new();
+    for (i, correlation) in expected.iter().enumerate() {
+        let frame = c.read_frame().await.unwrap();
+        assert_eq!(i32::from_be_bytes(frame[..4].try_into().unwrap()), *correlation);
+        if i % 3 == 0 {
+            let (_, resp): (i32, ProduceResponse) = Client::decode(ApiKey::Produce, 9, frame);
+            offsets.push(resp.responses[0].partition_responses[0].base_offset);
+        }
+    }
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "pipelined produces append in order");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_and_restart_keep_topics_configs_and_records() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "durable", 2, &[("retention.ms", "86400000")]).await;
+    produce(&mut c, "durable", 0, record_batch(5, 10, 1)).await;
+    let id = topic_id(&mut c, "durable").await;
+    drop(c);
+    let dir = b.stop().await;
+    assert!(dir.path().join(".kafka_cleanshutdown").exists());
+
+    let b = TestBroker::start_in(dir, &[]).await;
+    let mut c = b.client().await;
+    assert_eq!(topic_id(&mut c, "durable").await, id);
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 13, &fetch_request("durable", id, 0, 0)).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 5));
+    let req = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s("durable"))
+        .with_configuration_keys(Some(vec![s("retention.ms")]))]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
+    let cfg = &resp.results[0].configs[0];
+    assert_eq!((cfg.name.as_str(), cfg.value.as_ref().map(|v| v.as_str())), ("retention.ms", Some("86400000")));
+}

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Integration test of strata-operator against a real kube-apiserver + kube-controller-manager
+# (v1.20.2, built from Debian's source package and cached) and etcd, all on 127.0.0.1.
+#
+# There is no kubelet or scheduler: pods stay Pending. Where the scenario needs brokers to be
+# ready, this script plays the kubelet's part by writing pod status (Ready condition, pod IP,
+# the tuning init container's report) through the pods/status subresource, as a kubelet would.
+# Behind each "pod" IP (127.0.0.<ordinal+1>) a real strata-broker process listens, so the
+# operator's admin-API calls (IncrementalAlterConfigs, Metadata) reach a real broker.
+# Not covered here (no kubelet/containers): the start script inside a container, probes,
+# the tune init container on a real node; see unit tests and e2e/cluster-test.sh.
+#
+# Usage: e2e/apiserver-test.sh        (KEEP=1 leaves the run directory for inspection)
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+T0=$(date +%s)
+prepare_e2e
+T_READY=$(date +%s)
+
+RUN=$(mktemp -d /tmp/strata-e2e-apiserver.XXXXXX)
+cleanup() {
+  local rc=$?
+  set +e # clean up as much as possible, whatever fails
+  for f in "$RUN"/operator-*.pid "$RUN"/broker-*.pid; do
+    if [ -f "$f" ]; then stop_pid_file "$f"; fi
+  done
+  cp_stop "$RUN"
+  if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
+    for f in "$RUN"/operator-*.log; do [ -f "$f" ] && { log "--- tail of $f"; tail -25 "$f" >&2; }; done
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM # run the EXIT trap on signals too
+
+k() { "$KUBECTL" --kubeconfig "$RUN/kubeconfig" "$@"; }
+jp() { k get "$1" "${@:3}" -o "jsonpath=$2"; }
+
+
+start_operator() { # start_operator NAME: runs a replica with its own identity and metrics port
+  local name=$1 port; port=$(free_port)
+  KUBECONFIG=$RUN/kubeconfig POD_NAMESPACE=strata-system POD_NAME=$name RUST_LOG=info,kube=warn \
+    "$OPERATOR" run --metrics-addr "127.0.0.1:$port" --lease-duration 4 --broker-timeout 2 \
+    > "$RUN/operator-$name.log" 2>&1 &
+  echo $! > "$RUN/operator-$name.pid"
+  echo "$port" > "$RUN/operator-$name.port"
+}
+stop_operator() { stop_pid_file "$RUN/operator-$1.pid" "${2:-TERM}"; } # stop_operator NAME [SIGNAL]
+operator_alive() { alive "$(cat "$RUN/operator-$1.pid")"; }
+metric() { curl -s "http://127.0.0.1:$(cat "$RUN/operator-$1.port")/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+
+CLIENT_PORT=$(free_port)
+start_broker() { # as a pod of StatefulSet demo would run, with its cluster id
+  start_real_broker "$RUN" "$BROKER" "$1" "$CLIENT_PORT" \
+    "$(jp statefulset/demo '{.spec.template.spec.containers[0].env[?(@.name=="STRATA_CLUSTER_ID")].value}' -n e2e)"
+}
+stop_broker() { stop_pid_file "$RUN/broker-$1.pid"; }
+dyn_applied() { jp pod/"$1" '{.metadata.annotations.strata\.io/dynamic-config-applied}' -n e2e; }
+dyn_applied_both() { # both brokers carry the same applied-settings hash, different from $1
+  local a b; a=$(dyn_applied demo-0); b=$(dyn_applied demo-1)
+  [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$1" ]
+}
+
+cond() { jp logcluster/"$1" "{.status.conditions[?(@.type==\"$2\")].$3}" -n e2e; }
+pod_uid() { jp pod/"$1" '{.metadata.uid}' -n e2e; }
+pod_revision() { jp pod/"$1" '{.metadata.labels.controller-revision-hash}' -n e2e; }
+pods_named() { k get pods -n e2e -l "app.kubernetes.io/instance=$1" -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{end}'; }
+
+mark_ready() { mark_pod_ready e2e "$1"; }
+all_ready() { # all_ready CLUSTER N: N pods exist and each is marked ready
+  local n=0 p
+  for p in $(pods_named "$1"); do
+    [ "$(jp pod/"$p" '{.status.conditions[?(@.type=="Ready")].status}' -n e2e)" = True ] || mark_ready "$p"
+    n=$((n + 1))
+  done
+  [ "$n" = "$2" ]
+}
+
+log "starting etcd + kube-apiserver + kube-controller-manager"
+cp_start "$BIN_DIR" "$RUN"
+T_CP=$(date +%s)
+
+log "== CRD"
+k apply -f "$REPO_DIR/crds/logclusters.strata.io.yaml" >/dev/null
+wait_until "CRD established" 30 equals True jp crd/logclusters.strata.io '{.status.conditions[?(@.type=="Established")].status}'
+k create namespace e2e >/dev/null
+k create namespace strata-system >/dev/null
+
+log "== schema rejects invalid resources before the operator sees them"
+out=$(k apply --validate=false -f - 2>&1 <<'EOF' || true
+apiVersion: strata.io/v1alpha1
+kind: LogCluster
+metadata: {name: broken, namespace: e2e}
+spec: {replicas: 0, image: "", imagePullPolicy: Sometimes, storage: {}, retention: {cleanupPolicy: shred}}
+EOF
+)
+check_match "schema: replicas minimum" "$out" 'spec.replicas.*greater than or equal to 1'
+check_match "schema: image required non-empty" "$out" 'spec.image.*at least 1 chars'
+check_match "schema: pull policy enum" "$out" 'supported values: "Always", "IfNotPresent", "Never"'
+check_match "schema: storage.size required" "$out" 'spec.storage.size: Required value'
+check_match "schema: cleanup policy enum" "$out" 'supported values: "delete", "compact"'
+check "rejected resource was not stored" "$(k get logclusters -n e2e -o name)" ""
+
+log "== operator start, leader election"
+start_operator op-a
+wait_until "operator op-a leads" 20 grep -q "acquired leadership" "$RUN/operator-op-a.log"
+start_operator op-b
+wait_until "operator op-b stands by" 20 grep -q "standing by" "$RUN/operator-op-b.log"
+check "lease holder" "$(jp lease/strata-operator '{.spec.holderIdentity}' -n strata-system)" "op-a"
+
+log "== apply a LogCluster"
+sed "s/@CLIENT_PORT@/$CLIENT_PORT/" "$E2E_DIR/testdata/apiserver-cluster.yaml" | k apply -f - >/dev/null
+wait_until "StatefulSet created" 30 k get statefulset demo -n e2e
+wait_until "status observed generation 1" 30 equals 1 jp logcluster/demo '{.status.observedGeneration}' -n e2e
+check "finalizer on the LogCluster" "$(jp logcluster/demo '{.metadata.finalizers[*]}' -n e2e)" "strata.io/cleanup"
+for obj in statefulset/demo service/demo-headless service/demo-bootstrap configmap/demo-config poddisruptionbudget/demo; do
+  check "$obj owned by the LogCluster" \
+    "$(jp "$obj" '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}' -n e2e)" \
+    "LogCluster/demo/true"
+  check "$obj managed by strata-operator (server-side apply)" \
+    "$(jp "$obj" '{.metadata.managedFields[?(@.operation=="Apply")].manager}' -n e2e)" "strata-operator"
+done
+check "sts replicas" "$(jp statefulset/demo '{.spec.replicas}' -n e2e)" "2"
+check "sts serviceName" "$(jp statefulset/demo '{.spec.serviceName}' -n e2e)" "demo-headless"
+check "sts OnDelete updates" "$(jp statefulset/demo '{.spec.updateStrategy.type}' -n e2e)" "OnDelete"
+check "sts parallel pods" "$(jp statefulset/demo '{.spec.podManagementPolicy}' -n e2e)" "Parallel"
+check "sts claim class" "$(jp statefulset/demo '{.spec.volumeClaimTemplates[0].spec.storageClassName}' -n e2e)" "strata-local-e2e-demo"
+check "sts claim size" "$(jp statefulset/demo '{.spec.volumeClaimTemplates[0].spec.resources.requests.storage}' -n e2e)" "1Gi"
+check "broker readiness probe" "$(jp statefulset/demo '{.spec.template.spec.containers[0].readinessProbe.httpGet.path}' -n e2e)" "/readyz"
+check "broker liveness probe" "$(jp statefulset/demo '{.spec.template.spec.containers[0].livenessProbe.httpGet.path}' -n e2e)" "/healthz"
+check "broker read-only root fs" "$(jp statefulset/demo '{.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem}' -n e2e)" "true"
+check "broker non-root" "$(jp statefulset/demo '{.spec.template.spec.securityContext.runAsNonRoot}' -n e2e)" "true"
+check "advertise pod IP" "$(jp statefulset/demo '{.spec.template.spec.containers[0].env[?(@.name=="STRATA_ADVERTISE")].value}' -n e2e)" "pod-ip"
+check "tune init container" "$(jp statefulset/demo '{.spec.template.spec.initContainers[0].command[0]} {.spec.template.spec.initContainers[0].command[3:]}' -n e2e)" \
+  "/bin/sh tune --vm-swappiness 1 --vm-max-map-count 262144"
+check "tune container privileged" "$(jp statefulset/demo '{.spec.template.spec.initContainers[0].securityContext.privileged}' -n e2e)" "true"
+check "grace period" "$(jp statefulset/demo '{.spec.template.spec.terminationGracePeriodSeconds}' -n e2e)" "60"
+HASH1=$(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/config-hash}' -n e2e)
+check_match "config hash annotation" "$HASH1" '^[0-9a-f]{16}$'
+check "headless service" "$(jp service/demo-headless '{.spec.clusterIP} {.spec.publishNotReadyAddresses} {.spec.ports[*].port}' -n e2e)" "None true $CLIENT_PORT 9644"
+check "bootstrap service" "$(jp service/demo-bootstrap '{.spec.type} {.spec.ports[*].port}' -n e2e)" "ClusterIP $CLIENT_PORT"
+props=$(jp configmap/demo-config '{.data.server\.properties}' -n e2e)
+check_match "properties: retention" "$props" $'log.retention.ms=3600000\n'
+check_match "properties: listeners" "$props" "listeners=PLAINTEXT://0.0.0.0:$CLIENT_PORT"
+check_match "start script in ConfigMap" "$(jp configmap/demo-config '{.data.start\.sh}' -n e2e)" 'exec strata-broker --config'
+check "PDB (policy/v1beta1 on 1.20)" "$(k get poddisruptionbudgets.v1beta1.policy demo -n e2e -o 'jsonpath={.spec.maxUnavailable}')" "1"
+check "StorageClass" "$(jp storageclass/strata-local-e2e-demo '{.provisioner} {.volumeBindingMode} {.reclaimPolicy}')" \
+  "kubernetes.io/no-provisioner WaitForFirstConsumer Retain"
+check "local PVs" "$(k get pv -l app.kubernetes.io/instance=demo,strata.io/cluster-namespace=e2e -o 'jsonpath={range .items[*]}{.metadata.name}={.spec.local.path}@{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}/{.spec.capacity.storage} {end}')" \
+  "strata-e2e-demo-0=/mnt/strata/disk0@node-a/1Gi strata-e2e-demo-1=/mnt/strata/disk0@node-b/2Gi "
+wait_until "controller manager created 2 pods" 30 equals "demo-0 demo-1 " pods_named demo
+wait_until "status lists 2 brokers" 30 equals "0 1" jp logcluster/demo '{.status.brokers[*].id}' -n e2e
+check "Ready=False while pods are pending" "$(cond demo Ready status)" "False"
+check "Progressing while pods are pending" "$(cond demo Progressing reason)" "WaitingForBrokers"
+check "not Degraded" "$(cond demo Degraded status)" "False"
+check "bootstrap servers" "$(jp logcluster/demo '{.status.bootstrapServers}' -n e2e)" "demo-bootstrap.e2e.svc:$CLIENT_PORT"
+check_match "Created event" "$(k get events -n e2e --field-selector involvedObject.name=demo -o 'jsonpath={.items[*].reason}')" 'Created'
+
+log "== brokers become ready (kubelet role played by the test, real brokers behind the pod IPs)"
+for ord in 0 1 2; do start_broker $ord; done
+wait_until "both pods marked ready" 20 all_ready demo 2
+wait_until "Ready=True" 30 equals True cond demo Ready status
+check "readyReplicas" "$(jp logcluster/demo '{.status.readyReplicas}' -n e2e)" "2"
+check "Progressing=False" "$(cond demo Progressing status)" "False"
+wait_until "dynamic settings applied to both brokers via the admin API" 30 dyn_applied_both ""
+check_match "same settings on both" "$(dyn_applied demo-0) $(dyn_applied demo-1)" '^([0-9a-f]{16}) \1$'
+check_match "ConfigApplied event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ConfigApplied'
+DYN1=$(dyn_applied demo-0)
+MEMBERS="0@127.0.0.1:$CLIENT_PORT,1@127.0.0.2:$CLIENT_PORT" # pod IPs and the client port
+for ord in 0 1; do
+  wait_until "broker $ord told the cluster membership" 30 grep -q "cluster membership changed brokers=$MEMBERS" "$RUN/broker-$ord.log"
+done
+check_match "MembershipApplied event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'MembershipApplied'
+check "tuning values in status" "$(jp logcluster/demo '{.status.brokers[0].tuning.vm\.max_map_count} {.status.brokers[1].tuning.vm\.swappiness}' -n e2e)" "262144 1"
+check "printer columns" "$(k get logcluster demo -n e2e --no-headers | awk '{print $1, $2, $3, $4}')" "demo 2 2 demo-bootstrap.e2e.svc:$CLIENT_PORT"
+
+log "objects created for LogCluster e2e/demo and the status it reached:"
+k get logcluster,statefulset,service,configmap,poddisruptionbudget,pod,persistentvolumeclaim -n e2e -l 'app.kubernetes.io/instance=demo' >&2 || true
+k get storageclass,persistentvolume -l 'app.kubernetes.io/instance=demo' >&2 || true
+k get logcluster demo -n e2e -o yaml | sed -n '/^status:/,$p' >&2
+
+log "== retention change: ConfigMap updated, pod template and pods untouched"
+UID0=$(pod_uid demo-0); UID1=$(pod_uid demo-1); STS_GEN=$(jp statefulset/demo '{.metadata.generation}' -n e2e)
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"retention":{"ms":7200000,"bytes":1073741824}}}' >/dev/null
+wait_until "new retention in ConfigMap" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get cm demo-config -n e2e -o 'jsonpath={.data.server\.properties}' | grep -q 'log.retention.ms=7200000'"
+wait_until "status caught up with generation 2" 30 equals 2 jp logcluster/demo '{.status.observedGeneration}' -n e2e
+check "StatefulSet generation unchanged" "$(jp statefulset/demo '{.metadata.generation}' -n e2e)" "$STS_GEN"
+check "config hash unchanged" "$(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/config-hash}' -n e2e)" "$HASH1"
+check "pods not restarted" "$(pod_uid demo-0) $(pod_uid demo-1)" "$UID0 $UID1"
+wait_until "new retention applied live to both brokers" 30 dyn_applied_both "$DYN1"
+check "still not restarted after the live change" "$(pod_uid demo-0) $(pod_uid demo-1)" "$UID0 $UID1"
+check "Degraded=False (brokers accepted the change)" "$(cond demo Degraded status)" "False"
+
+log "== restart-requiring change: one broker at a time"
+REV1=$(pod_revision demo-0)
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"config":{"num.partitions":"8"}}}' >/dev/null
+wait_until "config hash changed" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get sts demo -n e2e -o 'jsonpath={.spec.template.metadata.annotations.strata\.io/config-hash}')\" != '$HASH1' ]"
+wait_until "highest broker restarted first" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-1 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID1' ]"
+sleep 3 # several reconciles happen here; broker 0 must stay up while broker 1 is not ready
+check "broker 0 kept while broker 1 is not ready" "$(pod_uid demo-0)" "$UID0"
+check "Progressing: rolling restart" "$(cond demo Progressing reason)" "RollingRestart"
+check_match "RestartingBroker event" "$(k get events -n e2e -o 'jsonpath={.items[*].message}')" 'restarting demo-1'
+mark_ready demo-1
+wait_until "broker 0 restarted after broker 1 was ready" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-0 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID0' ]"
+wait_until "both ready again" 20 all_ready demo 2
+wait_until "Ready=True after the restart" 30 equals True cond demo Ready status
+check "pods run the new revision" "$(pod_revision demo-0) $(pod_revision demo-1)" \
+  "$(jp statefulset/demo '{.status.updateRevision} {.status.updateRevision}' -n e2e)"
+[ "$(pod_revision demo-0)" != "$REV1" ] && check "revision changed" yes yes || check "revision changed" no yes
+
+log "== operator-level validation: Degraded, objects untouched, operator keeps running"
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"replicas":3}}' >/dev/null
+wait_until "Degraded: InvalidSpec" 30 equals InvalidSpec cond demo Degraded reason
+check_match "message explains" "$(cond demo Degraded message)" 'storage.local lists 2 volumes but replicas is 3'
+check "StatefulSet left at 2" "$(jp statefulset/demo '{.spec.replicas}' -n e2e)" "2"
+check_match "InvalidSpec warning event" "$(k get events -n e2e -o 'jsonpath={.items[?(@.type=="Warning")].reason}')" 'InvalidSpec'
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"config":{"log.flush.everything":"yes"}}}' >/dev/null
+wait_until "unknown config key reported" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get logcluster demo -n e2e -o 'jsonpath={.status.conditions[?(@.type==\"Degraded\")].message}' | grep -q 'log.flush.everything'"
+sleep 2
+if operator_alive op-a; then check "operator still running" yes yes; else check "operator still running" no yes; fi
+
+log "== scale up (with a third local volume)"
+k patch logcluster demo -n e2e --type=json -p '[
+  {"op": "remove", "path": "/spec/config/log.flush.everything"},
+  {"op": "add", "path": "/spec/storage/local/-", "value": {"node": "node-c", "path": "/mnt/strata/disk0"}}]' >/dev/null
+wait_until "StatefulSet scaled to 3" 30 equals 3 jp statefulset/demo '{.spec.replicas}' -n e2e
+wait_until "Degraded cleared" 30 equals False cond demo Degraded status
+wait_until "third PV" 30 equals 3 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pv -l app.kubernetes.io/instance=demo -o name | wc -l"
+wait_until "three ready brokers" 30 all_ready demo 3
+wait_until "Ready with 3" 30 equals 3 jp logcluster/demo '{.status.readyReplicas}' -n e2e
+check_match "ScalingUp event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ScalingUp'
+
+log "== restart the operator mid-way: standby takes over, converges, no duplicates"
+stop_operator op-a TERM
+wait_until "op-b took over" 20 grep -q "acquired leadership" "$RUN/operator-op-b.log"
+check "lease holder now op-b" "$(jp lease/strata-operator '{.spec.holderIdentity}' -n strata-system)" "op-b"
+check "op-b leader metric" "$(metric op-b strata_operator_leader)" "1"
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"retention":{"ms":60000}}}' >/dev/null
+stop_operator op-b KILL # crash: no lease release, the next replica must wait for expiry
+start_operator op-c
+wait_until "op-c leads after the lease expired" 30 grep -q "acquired leadership" "$RUN/operator-op-c.log"
+wait_until "op-c applied the change made during the crash" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get cm demo-config -n e2e -o 'jsonpath={.data.server\.properties}' | grep -q 'log.retention.ms=60000'"
+check "one StatefulSet" "$(k get statefulsets -n e2e -o name | wc -l)" "1"
+check "two Services" "$(k get services -n e2e -o name | wc -l)" "2"
+check "one broker ConfigMap" "$(k get configmaps -n e2e -l app.kubernetes.io/instance=demo -o name | wc -l)" "1"
+check "one PDB" "$(k get poddisruptionbudgets -n e2e -o name | wc -l)" "1"
+check "three PVs" "$(k get pv -o name | wc -l)" "3"
+check_match "reconcile metrics" "$(metric op-c 'strata_operator_reconciliations_total{result="ok"}')" '^[1-9][0-9]*$'
+
+log "== scale down: refused while partition placement cannot be verified"
+for ord in 0 1 2; do stop_broker $ord; done
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"replicas":2}}' >/dev/null
+wait_until "ScaleDownBlocked" 30 equals ScaleDownBlocked cond demo Degraded reason
+check_match "blocked message" "$(cond demo Degraded message)" 'cannot verify that brokers 2 host no partitions.*(refused|Connection).*strata.io/force-scale-down'
+check "StatefulSet kept at 3" "$(jp statefulset/demo '{.spec.replicas}' -n e2e)" "3"
+check_match "ScaleDownBlocked event" "$(k get events -n e2e -o 'jsonpath={.items[?(@.type=="Warning")].reason}')" 'ScaleDownBlocked'
+log "== brokers back: metadata shows broker 2 hosts nothing, scale-down proceeds"
+for ord in 0 1 2; do start_broker $ord; done
+k annotate logcluster demo -n e2e e2e.strata.io/poke=1 >/dev/null # any change triggers a reconcile
+wait_until "StatefulSet scaled to 2" 30 equals 2 jp statefulset/demo '{.spec.replicas}' -n e2e
+check_match "ScalingDown event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ScalingDown'
+wait_until "broker 2 pod gone" 30 equals "demo-0 demo-1 " pods_named demo
+wait_until "claim of broker 2 deleted (deleteClaim)" 30 equals "data-demo-0 data-demo-1 " \
+  k get pvc -n e2e -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{end}'
+wait_until "Degraded cleared after scale-down" 30 equals False cond demo Degraded status
+
+log "== a second cluster that keeps its data; ServiceMonitor only where the CRD exists"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: strata.io/v1alpha1
+kind: LogCluster
+metadata: {name: keep, namespace: e2e}
+spec:
+  replicas: 1
+  image: strata/broker:e2e
+  storage: {size: 1Gi}
+  podDisruptionBudget: {enabled: false}
+  metrics: {serviceMonitor: true}
+EOF
+wait_until "keep: StatefulSet" 30 k get statefulset keep -n e2e
+wait_until "keep: claim created" 30 k get pvc data-keep-0 -n e2e
+check "keep: no PDB" "$(k get poddisruptionbudgets -n e2e -o name | wc -l)" "1"
+wait_until "keep: Degraded, ServiceMonitor CRD missing" 30 equals MissingAPI cond keep Degraded reason
+k apply -f "$E2E_DIR/testdata/servicemonitor-crd.yaml" >/dev/null
+wait_until "ServiceMonitor CRD established" 30 equals True jp crd/servicemonitors.monitoring.coreos.com '{.status.conditions[?(@.type=="Established")].status}'
+k annotate logcluster keep -n e2e e2e.strata.io/poke=1 >/dev/null
+wait_until "keep: ServiceMonitor created" 30 k get servicemonitors.monitoring.coreos.com keep -n e2e
+check "ServiceMonitor owned and selecting the headless Service" \
+  "$(jp servicemonitors.monitoring.coreos.com/keep '{.metadata.ownerReferences[0].name} {.spec.selector.matchLabels.strata\.io/service} {.spec.endpoints[0].port}' -n e2e)" "keep headless metrics"
+wait_until "keep: Degraded cleared" 30 equals False cond keep Degraded status
+k patch logcluster keep -n e2e --type=merge -p '{"spec":{"metrics":{"serviceMonitor":false}}}' >/dev/null
+wait_until "keep: ServiceMonitor removed when disabled" 30 equals "" k get servicemonitors.monitoring.coreos.com -n e2e -o name
+
+log "== delete: garbage collection, finalizer, claim policy"
+k delete logcluster demo keep -n e2e --wait=false >/dev/null
+wait_until "LogClusters gone (finalizer done)" 60 equals "" k get logclusters -n e2e -o name
+wait_until "owned objects garbage-collected" 60 equals "" k get statefulsets,configmaps,poddisruptionbudgets -n e2e -l app.kubernetes.io/managed-by=strata-operator -o name
+wait_until "services garbage-collected" 60 equals "" k get services -n e2e -o name
+wait_until "demo: claims deleted" 60 equals "data-keep-0" k get pvc -n e2e -o 'jsonpath={.items[*].metadata.name}'
+wait_until "demo: local PVs deleted" 60 equals "" k get pv -o name
+wait_until "demo: StorageClass deleted" 60 equals "" k get storageclass -o name
+check_match "VolumesRetained event for keep" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'VolumesRetained'
+if operator_alive op-c; then check "operator ran throughout" yes yes; else check "operator ran throughout" no yes; fi
+check "no reconcile panics or crashes" "$(grep -c -i 'panicked' "$RUN"/operator-*.log | awk -F: '{s+=$2} END {print s+0}')" "0"
+
+T_END=$(date +%s)
+log "timings: tools+build $((T_READY - T0))s, control plane $((T_CP - T_READY))s, scenario $((T_END - T_CP))s, total $((T_END - T0))s"
+echo "apiserver-test: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

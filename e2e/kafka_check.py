@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Kafka-client steps of the Kubernetes e2e scenario (confluent-kafka, from the host to pod IPs).
+
+    kafka_check.py BOOTSTRAP create TOPIC PARTITIONS
+    kafka_check.py BOOTSTRAP produce TOPIC COUNT [START]  # keys k<i>, values v<i> for i from START (0); prints acked count
+    kafka_check.py BOOTSTRAP consume TOPIC COUNT          # reads everything back: keys k0..k<COUNT-1>, each once
+    kafka_check.py BOOTSTRAP leaders TOPIC                # partition -> leader node id
+    kafka_check.py BOOTSTRAP describe-broker NODE KEY     # a broker config value (DescribeConfigs)
+"""
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create(bootstrap, topic, partitions):
+    client = admin(bootstrap)  # must outlive its futures
+    futures = client.create_topics([NewTopic(topic, int(partitions), 1)], operation_timeout=30)
+    futures[topic].result(timeout=60)
+    print(f"created {topic} with {partitions} partitions")
+
+
+def produce(bootstrap, topic, count, start=0):
+    count, start = int(count), int(start)
+    acked = [0]
+    errors = []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            acked[0] += 1
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                  "enable.idempotence": False})
+    for i in range(start, start + count):
+        while True:
+            try:
+                p.produce(topic, key=f"k{i}", value=f"v{i}", on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    p.flush(120)
+    if errors or acked[0] != count:
+        sys.exit(f"produced {acked[0]}/{count}, errors: {errors[:5]}")
+    print(acked[0])
+
+
+def consume(bootstrap, topic, count):
+    count = int(count)
+    md = admin(bootstrap).list_topics(topic, timeout=30)
+    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-{time.time()}", "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    c.assign(parts)
+    seen = {}
+    deadline = time.time() + 180
+    while len(seen) < count and time.time() < deadline:
+        for m in c.consume(1000, timeout=1.0):
+            if m.error():
+                raise KafkaException(m.error())
+            k = m.key().decode()
+            if m.value().decode() != "v" + k[1:]:
+                sys.exit(f"record {k} has value {m.value()!r}")
+            seen[k] = seen.get(k, 0) + 1
+    if seen:
+        c.commit(asynchronous=False)  # committed offsets: the broker reports this group's lag
+    c.close()
+    missing = [i for i in range(count) if f"k{i}" not in seen]
+    dups = sum(n - 1 for n in seen.values())
+    if missing or dups:
+        sys.exit(f"consumed {len(seen)} distinct of {count}: {len(missing)} missing (e.g. {missing[:5]}), {dups} duplicates")
+    print(len(seen))
+
+
+def leaders(bootstrap, topic):
+    md = admin(bootstrap).list_topics(topic, timeout=30)
+    for p, meta in sorted(md.topics[topic].partitions.items()):
+        print(p, meta.leader)
+
+
+def describe_broker(bootstrap, node, key):
+    res = ConfigResource(ConfigResource.Type.BROKER, str(node))
+    client = admin(bootstrap)  # must outlive its futures
+    configs = client.describe_configs([res])[res].result(timeout=30)
+    print(configs[key].value)
+
+
+if __name__ == "__main__":
+    bootstrap, cmd, *args = sys.argv[1:]
+    {"create": create, "produce": produce, "consume": consume, "leaders": leaders,
+     "describe-broker": describe_broker}[cmd](bootstrap, *args)

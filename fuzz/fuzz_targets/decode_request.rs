@@ -1,0 +1,13 @@
+//! Any bytes as a request frame (after the size prefix): header and body decoding must return an error, never
+//! panic, hang or abort (the broker closes the connection on errors).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use strata_broker::protocol::{decode_header, decode_request};
+
+fuzz_target!(|data: &[u8]| {
+    let frame = bytes::Bytes::copy_from_slice(data);
+    if let Ok((header, body_start)) = decode_header(&frame) {
+        let _ = decode_request(&header, frame, body_start);
+    }
+});

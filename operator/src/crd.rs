@@ -1,0 +1,382 @@
+//! The `LogCluster` custom resource (`strata.io/v1alpha1`).
+//!
+//! What the OpenAPI schema can express (types, ranges, enums, required fields, defaults) is put
+//! into the schema so the apiserver rejects it up front; everything else is checked by
+//! [`crate::validation`] and reported in the status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::broker_contract;
+
+pub const GROUP: &str = "strata.io";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "LogCluster";
+
+/// A Strata cluster: a set of Kafka-compatible brokers run as one StatefulSet.
+// clippy reads the repeated `type_ = ...` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "strata.io",
+    version = "v1alpha1",
+    kind = "LogCluster",
+    namespaced,
+    status = "LogClusterStatus",
+    shortname = "lc",
+    doc = "A Strata cluster: Kafka-compatible brokers run as one StatefulSet, managed by strata-operator.",
+    category = "strata",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.bootstrapServers"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct LogClusterSpec {
+    /// Number of brokers. Scale-down is refused while a removed broker still hosts partitions,
+    /// unless the annotation `strata.io/force-scale-down: "true"` is set.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: i32,
+    /// Broker container image.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    #[serde(default)]
+    pub image_pull_policy: PullPolicy,
+    /// Broker container resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Pod affinity; when unset, brokers prefer to run on different nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Extra annotations on broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+    /// Extra labels on broker pods (the operator's own selector labels cannot be overridden).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Seconds a broker gets to shut down cleanly after SIGTERM.
+    #[serde(default = "default_grace")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub termination_grace_period_seconds: i64,
+    #[serde(default)]
+    pub listeners: ListenersSpec,
+    pub storage: StorageSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+    /// Other broker settings by their Kafka names; unknown keys are rejected (status condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub tuning: TuningSpec,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub pod_disruption_budget: PodDisruptionBudgetSpec,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_grace() -> i64 {
+    60
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// Kafka client port.
+    #[serde(default = "default_client_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub client_port: i32,
+    /// What brokers advertise to clients: `PodDNS` (`<pod>.<headless-service>.<namespace>.svc`),
+    /// `PodIP` (for clusters without DNS), or `Explicit` (`advertisedHosts[ordinal]`).
+    #[serde(default)]
+    pub advertise: AdvertiseMode,
+    /// Host names per broker ordinal, used with `advertise: Explicit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_hosts: Option<Vec<String>>,
+}
+
+impl Default for ListenersSpec {
+    fn default() -> Self {
+        Self {
+            client_port: default_client_port(),
+            advertise: AdvertiseMode::default(),
+            advertised_hosts: None,
+        }
+    }
+}
+
+fn default_client_port() -> i32 {
+    broker_contract::DEFAULT_CLIENT_PORT
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AdvertiseMode {
+    #[default]
+    #[serde(rename = "PodDNS")]
+    PodDns,
+    #[serde(rename = "PodIP")]
+    PodIp,
+    Explicit,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each broker's data volume.
+    pub size: Quantity,
+    /// StorageClass of the data volumes (cannot be combined with `local`, which makes its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Delete the brokers' PersistentVolumeClaims (and local PersistentVolumes) when brokers
+    /// are scaled away or the LogCluster is deleted. Off by default: data outlives the resource.
+    #[serde(default)]
+    pub delete_claim: bool,
+    /// Pre-provisioned local disks: one `local` PersistentVolume per entry, pinned to its node,
+    /// in a no-provisioner StorageClass with `WaitForFirstConsumer` binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Vec<LocalVolume>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalVolume {
+    /// Node name (value of `kubernetes.io/hostname`).
+    #[schemars(length(min = 1))]
+    pub node: String,
+    /// Absolute path of the disk's mount point on that node.
+    #[schemars(regex(pattern = r"^/.*"))]
+    pub path: String,
+    /// Capacity of this volume; defaults to `storage.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Quantity>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// `log.retention.ms`; -1 keeps data forever. Mutually exclusive with `hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub ms: Option<i64>,
+    /// Retention in hours (converted to `log.retention.ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub hours: Option<i64>,
+    /// `log.retention.bytes` per partition; -1 for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1))]
+    pub bytes: Option<i64>,
+    /// `log.segment.bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1048576))]
+    pub segment_bytes: Option<i64>,
+    /// `log.roll.ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub segment_ms: Option<i64>,
+    /// `log.cleanup.policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = enum_without_null)]
+    pub cleanup_policy: Option<CleanupPolicy>,
+}
+
+/// schemars lists `null` among the values of an optional enum; apiextensions/v1 rejects that
+/// (absence is expressed by `nullable`).
+fn enum_without_null(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::Array(values)) = schema.get_mut("enum") {
+        values.retain(|v| !v.is_null());
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+}
+
+impl CleanupPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
+}
+
+/// Node-level kernel tuning through a privileged init container (opt-in).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TuningSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_swappiness")]
+    #[schemars(range(min = 0, max = 100))]
+    pub vm_swappiness: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub vm_dirty_ratio: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub vm_dirty_background_ratio: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 65530))]
+    pub vm_max_map_count: Option<i64>,
+}
+
+impl Default for TuningSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            vm_swappiness: default_swappiness(),
+            vm_dirty_ratio: None,
+            vm_dirty_background_ratio: None,
+            vm_max_map_count: None,
+        }
+    }
+}
+
+fn default_swappiness() -> i64 {
+    1
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Broker HTTP port for /metrics, /healthz and /readyz.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// Create a Prometheus-operator ServiceMonitor (only if that CRD is installed).
+    #[serde(default)]
+    pub service_monitor: bool,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            port: default_metrics_port(),
+            service_monitor: false,
+        }
+    }
+}
+
+fn default_metrics_port() -> i32 {
+    broker_contract::DEFAULT_METRICS_PORT
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionBudgetSpec {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 0))]
+    pub max_unavailable: i32,
+}
+
+impl Default for PodDisruptionBudgetSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+/// Observed state, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Desired brokers.
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Kafka bootstrap address for clients inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    #[serde(default)]
+    pub brokers: Vec<BrokerStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Broker `node.id` (equals the pod ordinal).
+    pub id: i32,
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub ready: bool,
+    /// Runs the current pod template (restart-requiring settings applied).
+    pub up_to_date: bool,
+    /// Effective vm.* values reported by the tuning init container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<BTreeMap<String, String>>,
+}
+
+/// The CRD as committed in `crds/`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    Ok(format!(
+        "# Generated by `strata-operator crd` from operator/src/crd.rs; do not edit.\n{}",
+        serde_yaml::to_string(&LogCluster::crd())?
+    ))
+}

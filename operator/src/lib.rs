@@ -1,0 +1,21 @@
+//! Strata operator: reconciles `LogCluster` resources into broker StatefulSets and everything
+//! around them. Pure logic (builders, validation, status, rollout decisions) is kept apart from
+//! the code that talks to the apiserver and to brokers.
+
+pub mod broker_contract;
+pub mod builders;
+pub mod config;
+pub mod crd;
+pub mod kafka_admin;
+pub mod leader;
+pub mod membership;
+pub mod names;
+pub mod reconcile;
+pub mod render;
+pub mod rollout;
+pub mod status;
+pub mod telemetry;
+pub mod validation;
+
+#[cfg(test)]
+mod testing;

@@ -1,0 +1,128 @@
+//! Names and labels of the objects the operator creates for a LogCluster.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use crate::crd::LogCluster;
+
+pub const FIELD_MANAGER: &str = "strata-operator";
+pub const FINALIZER: &str = "strata.io/cleanup";
+/// Annotation that lets a scale-down proceed without the partition-placement check.
+pub const FORCE_SCALE_DOWN_ANNOTATION: &str = "strata.io/force-scale-down";
+/// Pod template annotation: hash of everything that needs a restart to take effect.
+pub const CONFIG_HASH_ANNOTATION: &str = "strata.io/config-hash";
+/// Pod annotation: hash of the dynamic settings last applied to that broker via the admin API.
+pub const DYNAMIC_CONFIG_ANNOTATION: &str = "strata.io/dynamic-config-applied";
+/// Pod annotation: hash of the `cluster.brokers` list last given to that broker.
+pub const CLUSTER_BROKERS_ANNOTATION: &str = "strata.io/cluster-brokers-applied";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// On cluster-scoped objects, which have no owner references: the owning LogCluster's namespace.
+pub const LABEL_CLUSTER_NAMESPACE: &str = "strata.io/cluster-namespace";
+/// Distinguishes the two Services (the ServiceMonitor selects the headless one).
+pub const LABEL_SERVICE_ROLE: &str = "strata.io/service";
+
+pub const APP_NAME: &str = "strata";
+pub const COMPONENT: &str = "broker";
+
+pub fn cluster_name(lc: &LogCluster) -> String {
+    lc.name_any()
+}
+
+pub fn namespace(lc: &LogCluster) -> String {
+    lc.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+pub fn statefulset(lc: &LogCluster) -> String {
+    cluster_name(lc)
+}
+pub fn headless_service(lc: &LogCluster) -> String {
+    format!("{}-headless", cluster_name(lc))
+}
+pub fn bootstrap_service(lc: &LogCluster) -> String {
+    format!("{}-bootstrap", cluster_name(lc))
+}
+pub fn config_map(lc: &LogCluster) -> String {
+    format!("{}-config", cluster_name(lc))
+}
+pub fn pod(lc: &LogCluster, ordinal: i32) -> String {
+    format!("{}-{ordinal}", statefulset(lc))
+}
+/// Name of the StatefulSet's data volumeClaimTemplate.
+pub const DATA_VOLUME: &str = "data";
+/// PVC the StatefulSet controller creates for an ordinal.
+pub fn data_claim(lc: &LogCluster, ordinal: i32) -> String {
+    format!("{DATA_VOLUME}-{}", pod(lc, ordinal))
+}
+/// Cluster-scoped names carry the namespace so clusters of the same name do not collide.
+pub fn local_storage_class(lc: &LogCluster) -> String {
+    format!("strata-local-{}-{}", namespace(lc), cluster_name(lc))
+}
+pub fn local_volume(lc: &LogCluster, index: usize) -> String {
+    format!("strata-{}-{}-{index}", namespace(lc), cluster_name(lc))
+}
+pub fn bootstrap_servers(lc: &LogCluster) -> String {
+    format!(
+        "{}.{}.svc:{}",
+        bootstrap_service(lc),
+        namespace(lc),
+        lc.spec.listeners.client_port
+    )
+}
+
+/// Keys of [`selector_labels`]; users cannot override them through `podLabels`.
+pub fn selector_labels_keys() -> [&'static str; 3] {
+    [LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT]
+}
+
+/// Labels that select this cluster's broker pods (also on every object the operator creates).
+pub fn selector_labels(lc: &LogCluster) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), APP_NAME.to_string()),
+        (LABEL_INSTANCE.to_string(), cluster_name(lc)),
+        (LABEL_COMPONENT.to_string(), COMPONENT.to_string()),
+    ])
+}
+
+pub fn labels(lc: &LogCluster) -> BTreeMap<String, String> {
+    let mut l = selector_labels(lc);
+    l.insert(LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string());
+    l
+}
+
+/// Labels for cluster-scoped objects, which are found again by label on deletion.
+pub fn cluster_scoped_labels(lc: &LogCluster) -> BTreeMap<String, String> {
+    let mut l = labels(lc);
+    l.insert(LABEL_CLUSTER_NAMESPACE.to_string(), namespace(lc));
+    l
+}
+
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Ordinal of a StatefulSet pod name (`<sts>-<n>`), if it belongs to `sts`.
+pub fn ordinal_of(sts: &str, pod: &str) -> Option<i32> {
+    pod.strip_prefix(sts)?.strip_prefix('-')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_are_parsed_only_for_own_pods() {
+        assert_eq!(ordinal_of("logs", "logs-3"), Some(3));
+        assert_eq!(ordinal_of("logs", "logs-x"), None);
+        assert_eq!(ordinal_of("logs", "logs2-1"), None);
+        assert_eq!(ordinal_of("logs", "other-1"), None);
+    }
+}

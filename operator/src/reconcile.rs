@@ -1,0 +1,855 @@
+//! The controller: drives the cluster toward what the builders describe and reports the truth
+//! in the LogCluster status. All decisions are made by the pure modules; this one does the I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::broker_contract;
+use crate::builders;
+use crate::config::{hash_str, BrokerSettings};
+use crate::crd::{LogCluster, LogClusterStatus};
+use crate::kafka_admin::{dynamic_changes, AdminClient, AdminError, ConfigChange};
+use crate::membership;
+use crate::names::{self, FIELD_MANAGER};
+use crate::rollout::{self, Restart, ScaleDown};
+use crate::status::{self, is_ready, is_terminating, Observed, Problem};
+use crate::telemetry::Metrics;
+use crate::validation;
+
+/// Re-check interval while something is changing (pods starting, a restart in flight).
+const BUSY_REQUEUE: Duration = Duration::from_secs(10);
+/// Re-check interval of a settled cluster (watches trigger earlier on any change).
+const IDLE_REQUEUE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("broker {node}: {source}")]
+    Admin { node: i32, source: AdminError },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.kind(),
+                _ => "finalizer",
+            },
+            Error::Admin { .. } => "broker_admin",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// PodDisruptionBudget API the cluster serves (policy/v1, or v1beta1 before 1.21).
+    pub pdb_resource: ApiResource,
+    pub admin_timeout: Duration,
+    /// Consecutive failures per LogCluster, for exponential back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        pdb_resource: ApiResource,
+        admin_timeout: Duration,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            pdb_resource,
+            admin_timeout,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Finds the PodDisruptionBudget API version the cluster serves.
+pub async fn discover_pdb_resource(client: &Client) -> Result<ApiResource, Error> {
+    let group = kube::discovery::group(client, "policy").await?;
+    for version in ["v1", "v1beta1"] {
+        if let Some((ar, _)) = group
+            .versioned_resources(version)
+            .into_iter()
+            .find(|(ar, _)| ar.kind == "PodDisruptionBudget")
+        {
+            return Ok(ar);
+        }
+    }
+    Err(Error::Invalid(
+        "the cluster serves no PodDisruptionBudget API".into(),
+    ))
+}
+
+fn key(lc: &LogCluster) -> String {
+    format!("{}/{}", names::namespace(lc), lc.name_any())
+}
+
+/// Back-off after failures: 5 s doubling to 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.min(7).saturating_sub(1));
+    Duration::from_secs(secs.min(300))
+}
+
+pub async fn reconcile(lc: Arc<LogCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &names::namespace(&lc));
+    let result = finalizer(&api, names::FINALIZER, lc.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(lc) => apply(&lc, &ctx).await,
+            FinalizerEvent::Cleanup(lc) => cleanup(&lc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe(
+        if result.is_ok() { "ok" } else { "error" },
+        started.elapsed(),
+    );
+    if result.is_ok() {
+        ctx.failures().remove(&key(&lc));
+    }
+    result
+}
+
+pub fn error_policy(lc: Arc<LogCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.kind()])
+        .inc();
+    let n = {
+        let mut failures = ctx.failures();
+        let n = failures.entry(key(&lc)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(n);
+    tracing::warn!(cluster = %key(&lc), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn publish(ctx: &Context, lc: &LogCluster, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &lc.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+async fn apply_object<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn selector(lc: &LogCluster) -> ListParams {
+    ListParams::default().labels(&names::label_selector(&names::selector_labels(lc)))
+}
+
+fn cluster_scoped_selector(lc: &LogCluster) -> ListParams {
+    let mut labels = names::selector_labels(lc);
+    labels.insert(
+        names::LABEL_CLUSTER_NAMESPACE.to_string(),
+        names::namespace(lc),
+    );
+    ListParams::default().labels(&names::label_selector(&labels))
+}
+
+/// What one pass of [`converge`] found.
+struct Outcome {
+    problem: Option<Problem>,
+    busy: bool,
+}
+
+async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
+    let settings = match validation::validate(&lc.spec) {
+        Ok(s) => s,
+        Err(errors) => {
+            let already_reported = lc.status.as_ref().is_some_and(|s| {
+                s.observed_generation == lc.metadata.generation
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == status::DEGRADED && c.reason == "InvalidSpec")
+            });
+            if !already_reported {
+                publish(
+                    ctx,
+                    lc,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    errors.join("; "),
+                )
+                .await;
+            }
+            write_status(lc, ctx, Some(Problem::InvalidSpec(errors))).await?;
+            // Nothing will change until the spec does; the watch brings the next generation.
+            return Ok(Action::await_change());
+        }
+    };
+    match converge(lc, &settings, ctx).await {
+        Ok(outcome) => {
+            let busy = outcome.busy || outcome.problem.is_some();
+            let status = write_status(lc, ctx, outcome.problem).await?;
+            let settled = !busy
+                && status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == status::READY && c.status == "True");
+            Ok(Action::requeue(if settled {
+                IDLE_REQUEUE
+            } else {
+                BUSY_REQUEUE
+            }))
+        }
+        Err(e) => {
+            // Report the failure, then let the error policy back off.
+            if let Err(status_err) =
+                write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string()))).await
+            {
+                tracing::warn!(error = %status_err, "could not record the failure in the status");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn converge(
+    lc: &LogCluster,
+    settings: &BrokerSettings,
+    ctx: &Context,
+) -> Result<Outcome, Error> {
+    let ns = names::namespace(lc);
+    let client = &ctx.client;
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let pods = pods_api.list(&selector(lc)).await?.items;
+    let existing = sts_api.get_opt(&names::statefulset(lc)).await?;
+    let mut problem = None;
+
+    // Replicas: a scale-down waits until the brokers to be removed host no partitions.
+    let desired = lc.spec.replicas;
+    let current = existing.as_ref().and_then(|s| s.spec.replicas);
+    let forced = lc
+        .annotations()
+        .get(names::FORCE_SCALE_DOWN_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let replicas = match current {
+        Some(cur) if desired < cur => {
+            let placement = if forced {
+                Ok(BTreeMap::new())
+            } else {
+                partition_placement(lc, &pods, ctx).await
+            };
+            match rollout::check_scale_down(
+                cur,
+                desired,
+                forced,
+                placement.as_ref().map_err(String::as_str),
+            ) {
+                ScaleDown::Allowed => {
+                    publish(
+                        ctx,
+                        lc,
+                        EventType::Normal,
+                        "ScalingDown",
+                        format!("scaling from {cur} to {desired} brokers"),
+                    )
+                    .await;
+                    desired
+                }
+                ScaleDown::Blocked(why) => {
+                    let already = lc.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.reason == "ScaleDownBlocked" && c.message == why)
+                    });
+                    if !already {
+                        publish(ctx, lc, EventType::Warning, "ScaleDownBlocked", why.clone()).await;
+                    }
+                    problem = Some(Problem::ScaleDownBlocked(why));
+                    cur
+                }
+            }
+        }
+        Some(cur) if desired > cur => {
+            publish(
+                ctx,
+                lc,
+                EventType::Normal,
+                "ScalingUp",
+                format!("scaling from {cur} to {desired} brokers"),
+            )
+            .await;
+            desired
+        }
+        _ => desired,
+    };
+
+    apply_local_storage(lc, ctx).await?;
+    apply_object(
+        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+        &builders::config_map(lc, settings),
+    )
+    .await?;
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    apply_object(&svc_api, &builders::headless_service(lc)).await?;
+    apply_object(&svc_api, &builders::bootstrap_service(lc)).await?;
+    let mut sts = builders::statefulset(lc, settings);
+    sts.spec.replicas = Some(replicas);
+    if existing.is_none() {
+        publish(
+            ctx,
+            lc,
+            EventType::Normal,
+            "Created",
+            format!("created StatefulSet with {replicas} brokers"),
+        )
+        .await;
+    }
+    let sts = apply_object(&sts_api, &sts).await?;
+    apply_pdb(lc, ctx).await?;
+    if let Some(p) = apply_service_monitor(lc, ctx).await? {
+        problem.get_or_insert(p);
+    }
+
+    // Restarts under operator control (OnDelete), only once the StatefulSet controller has seen
+    // the latest template, so its update revision is current.
+    let sts_status = sts.status.as_ref();
+    let observed_latest = sts_status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
+    let update_revision = sts_status
+        .and_then(|s| s.update_revision.as_deref())
+        .filter(|_| observed_latest);
+    let mut busy = false;
+    match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision) {
+        Restart::Done => {}
+        Restart::Wait(why) => {
+            tracing::info!(cluster = %key(lc), %why, "restart pending");
+            busy = true;
+        }
+        Restart::Delete(pod) => {
+            publish(
+                ctx,
+                lc,
+                EventType::Normal,
+                "RestartingBroker",
+                format!("restarting {pod} to apply a new pod template"),
+            )
+            .await;
+            delete_if_present(&pods_api, &pod).await?;
+            busy = true;
+        }
+    }
+
+    // Both are tried even if one fails.
+    let membership = apply_membership(lc, &pods, replicas, ctx).await;
+    apply_dynamic_config(lc, settings, &pods, replicas, ctx).await?;
+    membership?;
+    delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
+    Ok(Outcome { problem, busy })
+}
+
+/// Asks a ready broker which brokers host partitions.
+async fn partition_placement(
+    lc: &LogCluster,
+    pods: &[Pod],
+    ctx: &Context,
+) -> Result<BTreeMap<i32, Vec<String>>, String> {
+    let mut last_error = "no broker is ready to report partition placement".to_string();
+    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
+            continue;
+        };
+        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
+        let result = async {
+            let mut admin = AdminClient::connect(&addr, ctx.admin_timeout).await?;
+            admin.partitions_by_broker().await
+        }
+        .await;
+        match result {
+            Ok(placement) => return Ok(placement),
+            Err(e) => last_error = format!("{addr}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+/// Sends the dynamic settings to every ready broker that has not got the current ones yet, and
+/// records the applied version on the pod.
+async fn apply_dynamic_config(
+    lc: &LogCluster,
+    settings: &BrokerSettings,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let changes = dynamic_changes(&settings.dynamic);
+    let target = BrokerPush {
+        annotation: names::DYNAMIC_CONFIG_ANNOTATION,
+        hash: settings.dynamic_hash(),
+        changes: &changes,
+    };
+    let (applied, error) = push_to_brokers(lc, pods, replicas, ctx, target).await;
+    if !applied.is_empty() {
+        let ids: Vec<String> = applied.iter().map(i32::to_string).collect();
+        publish(
+            ctx,
+            lc,
+            EventType::Normal,
+            "ConfigApplied",
+            format!(
+                "applied dynamic settings (retention etc.) to brokers {} without restart",
+                ids.join(",")
+            ),
+        )
+        .await;
+    }
+    error.map_or(Ok(()), Err)
+}
+
+/// Tells every ready broker the current membership (`cluster.brokers`) once all brokers have an
+/// address, so they know their peers and the controller.
+async fn apply_membership(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(brokers) = membership::cluster_brokers(lc, pods, replicas) else {
+        tracing::debug!(cluster = %key(lc), "waiting for every broker to have an address");
+        return Ok(());
+    };
+    let changes = [ConfigChange::Set(
+        broker_contract::CLUSTER_BROKERS.to_string(),
+        brokers.clone(),
+    )];
+    let target = BrokerPush {
+        annotation: names::CLUSTER_BROKERS_ANNOTATION,
+        hash: hash_str(&brokers),
+        changes: &changes,
+    };
+    let (applied, error) = push_to_brokers(lc, pods, replicas, ctx, target).await;
+    if !applied.is_empty() {
+        let ids: Vec<String> = applied.iter().map(i32::to_string).collect();
+        publish(
+            ctx,
+            lc,
+            EventType::Normal,
+            "MembershipApplied",
+            format!(
+                "told brokers {} the cluster's brokers: {brokers}",
+                ids.join(",")
+            ),
+        )
+        .await;
+    }
+    error.map_or(Ok(()), Err)
+}
+
+/// Config changes for running brokers, and the pod annotation that records (as `hash`) which
+/// version a broker has got.
+struct BrokerPush<'a> {
+    annotation: &'static str,
+    hash: String,
+    changes: &'a [ConfigChange],
+}
+
+/// Sends `target.changes` to every ready broker whose pod does not record `target.hash` yet, and
+/// records it. Returns the brokers reached and the first failure.
+async fn push_to_brokers(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+    target: BrokerPush<'_>,
+) -> (Vec<i32>, Option<Error>) {
+    let BrokerPush {
+        annotation,
+        hash,
+        changes,
+    } = target;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let sts = names::statefulset(lc);
+    let mut first_error = None;
+    let mut applied = Vec::new();
+    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
+        let name = pod.name_any();
+        let Some(node) = names::ordinal_of(&sts, &name).filter(|o| *o < replicas) else {
+            continue;
+        };
+        if pod.annotations().get(annotation) == Some(&hash) {
+            continue;
+        }
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
+            continue;
+        };
+        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
+        let result = async {
+            let mut admin = AdminClient::connect(&addr, ctx.admin_timeout).await?;
+            admin.alter_broker_configs(node, changes).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                let patch = json!({"metadata": {"annotations": {annotation: hash}}});
+                match pods_api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => applied.push(node),
+                    Err(e) => {
+                        first_error.get_or_insert(e.into());
+                    }
+                }
+            }
+            Err(source) => {
+                tracing::warn!(pod = %name, error = %source, %annotation, "could not change broker settings");
+                first_error.get_or_insert(Error::Admin { node, source });
+            }
+        }
+    }
+    (applied, first_error)
+}
+
+async fn apply_local_storage(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
+    let Some(class) = builders::local_storage_class(lc) else {
+        return Ok(());
+    };
+    apply_object(&Api::<StorageClass>::all(ctx.client.clone()), &class).await?;
+    let pv_api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    let wanted = builders::local_persistent_volumes(lc);
+    for pv in &wanted {
+        apply_object(&pv_api, pv).await?;
+    }
+    // Entries removed from storage.local: drop their volumes unless a claim still uses them.
+    let wanted_names: BTreeSet<String> = wanted
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    for pv in pv_api.list(&cluster_scoped_selector(lc)).await?.items {
+        let bound = pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_some());
+        if !wanted_names.contains(&pv.name_any()) && !bound {
+            delete_if_present(&pv_api, &pv.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_pdb(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ctx.pdb_resource);
+    match builders::pod_disruption_budget(lc) {
+        Some(pdb) => {
+            let mut value =
+                serde_json::to_value(&pdb).map_err(|e| Error::Invalid(e.to_string()))?;
+            value["apiVersion"] = json!(ctx.pdb_resource.api_version);
+            let name = names::cluster_name(lc);
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&value),
+            )
+            .await?;
+        }
+        None => {
+            delete_if_present(&api, &names::cluster_name(lc)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or removes) the ServiceMonitor. Returns a problem when one is requested but the
+/// Prometheus-operator CRD is missing.
+async fn apply_service_monitor(lc: &LogCluster, ctx: &Context) -> Result<Option<Problem>, Error> {
+    let gvk = GroupVersionKind::gvk(
+        "monitoring.coreos.com",
+        "v1",
+        builders::SERVICE_MONITOR_KIND,
+    );
+    let resource = match kube::discovery::pinned_kind(&ctx.client, &gvk).await {
+        Ok((ar, _)) => Some(ar),
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(kube::Error::Discovery(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let name = names::cluster_name(lc);
+    match (lc.spec.metrics.service_monitor, resource) {
+        (true, Some(ar)) => {
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ar);
+            let sm = builders::service_monitor(lc);
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&sm))
+                .await?;
+            Ok(None)
+        }
+        (true, None) => Ok(Some(Problem::MissingApi(
+            "metrics.serviceMonitor is set but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed; \
+             install the Prometheus operator or set it to false"
+                .into(),
+        ))),
+        (false, Some(ar)) => {
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ar);
+            delete_if_present(&api, &name).await?;
+            Ok(None)
+        }
+        (false, None) => Ok(None),
+    }
+}
+
+async fn delete_orphaned_claims(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if !lc.spec.storage.delete_claim {
+        return Ok(());
+    }
+    let sts = names::statefulset(lc);
+    let pvc_api: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let claims: Vec<String> = pvc_api
+        .list(&selector(lc))
+        .await?
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    let pod_ordinals: BTreeSet<i32> = pods
+        .iter()
+        .filter_map(|p| names::ordinal_of(&sts, p.metadata.name.as_deref()?))
+        .collect();
+    for claim in rollout::orphaned_claims(&sts, &claims, replicas, &pod_ordinals) {
+        if delete_if_present(&pvc_api, &claim).await? {
+            publish(
+                ctx,
+                lc,
+                EventType::Normal,
+                "DeletedClaim",
+                format!("deleted {claim} of a removed broker (storage.deleteClaim)"),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// Computes the status from the current pods and StatefulSet and writes it if it changed.
+async fn write_status(
+    lc: &LogCluster,
+    ctx: &Context,
+    problem: Option<Problem>,
+) -> Result<LogClusterStatus, Error> {
+    let ns = names::namespace(lc);
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&selector(lc))
+        .await?
+        .items;
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&names::statefulset(lc))
+        .await?;
+    let update_revision = sts
+        .as_ref()
+        .and_then(|s| s.status.as_ref()?.update_revision.clone());
+    let observed = Observed {
+        pods: &pods,
+        update_revision: update_revision.as_deref(),
+        problem,
+    };
+    let new = status::compute(lc, &observed, Time(Timestamp::now()));
+    if lc.status.as_ref() != Some(&new) {
+        let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &lc.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": new})),
+        )
+        .await?;
+    }
+    Ok(new)
+}
+
+/// Deletion: namespaced objects go with the owner references; the finalizer handles what
+/// garbage collection cannot (cluster-scoped objects) and what it must not (data, by policy).
+async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
+    if !lc.spec.storage.delete_claim {
+        let kept = if lc.spec.storage.local.is_some() {
+            "PersistentVolumeClaims, local PersistentVolumes and their StorageClass"
+        } else {
+            "PersistentVolumeClaims"
+        };
+        publish(
+            ctx,
+            lc,
+            EventType::Normal,
+            "VolumesRetained",
+            format!("kept the brokers' {kept} (storage.deleteClaim is false)"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let pvc_api: Api<PersistentVolumeClaim> =
+        Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    for claim in pvc_api.list(&selector(lc)).await?.items {
+        delete_if_present(&pvc_api, &claim.name_any()).await?;
+    }
+    let pv_api: Api<PersistentVolume> = Api::all(ctx.client.clone());
+    for pv in pv_api.list(&cluster_scoped_selector(lc)).await?.items {
+        delete_if_present(&pv_api, &pv.name_any()).await?;
+    }
+    if lc.spec.storage.local.is_some() {
+        delete_if_present(
+            &Api::<StorageClass>::all(ctx.client.clone()),
+            &names::local_storage_class(lc),
+        )
+        .await?;
+    }
+    publish(
+        ctx,
+        lc,
+        EventType::Normal,
+        "VolumesDeleted",
+        "deleted the brokers' volumes (storage.deleteClaim)".into(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Pod events map to their LogCluster through the instance label.
+fn pod_owner(pod: Pod) -> Option<ObjectRef<LogCluster>> {
+    let labels = pod.metadata.labels.as_ref()?;
+    if labels.get(names::LABEL_NAME).map(String::as_str) != Some(names::APP_NAME) {
+        return None;
+    }
+    let instance = labels.get(names::LABEL_INSTANCE)?;
+    Some(ObjectRef::new(instance).within(pod.metadata.namespace.as_deref()?))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let client = &ctx.client;
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        names::LABEL_MANAGED_BY,
+        FIELD_MANAGER
+    ));
+    let pods = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        names::LABEL_NAME,
+        names::APP_NAME,
+        names::LABEL_COMPONENT,
+        names::COMPONENT
+    ));
+    Controller::new(
+        api::<LogCluster>(client, &namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(client, &namespace), owned.clone())
+    .owns(api::<ConfigMap>(client, &namespace), owned.clone())
+    .owns(api::<Service>(client, &namespace), owned)
+    .watches(api::<Pod>(client, &namespace), pods, pod_owner)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx.clone())
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+            Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged by error_policy
+            // A child changed after its LogCluster was deleted: nothing to do.
+            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                tracing::debug!(%obj, "owner gone")
+            }
+            Err(e) => tracing::warn!(error = %e, "controller"),
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert!(backoff(u32::MAX) <= Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,260 @@
+//! Decisions about changing the set of running brokers: restarting them one at a time after a
+//! restart-requiring change, and whether a scale-down may go ahead.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::names;
+use crate::status::{is_ready, is_terminating, revision};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Every broker runs the current template.
+    Done,
+    /// A restart is due but would cost availability now; the reason says what it waits for.
+    Wait(String),
+    /// Delete this pod; the StatefulSet controller recreates it from the current template.
+    Delete(String),
+}
+
+/// Picks the next pod to restart. A ready broker is restarted only when every other wanted
+/// broker is ready and nothing is terminating, so at most one serving broker is down at a time.
+/// Brokers that are not ready serve nothing, so they may be restarted straight away.
+// Later: also wait until the partitions the previous broker leads are back in sync.
+pub fn next_restart(
+    sts: &str,
+    pods: &[Pod],
+    replicas: i32,
+    update_revision: Option<&str>,
+) -> Restart {
+    let Some(update) = update_revision else {
+        return Restart::Wait("the StatefulSet has no update revision yet".to_string());
+    };
+    let wanted: BTreeMap<i32, &Pod> = pods
+        .iter()
+        .filter_map(|p| Some((names::ordinal_of(sts, p.metadata.name.as_deref()?)?, p)))
+        .filter(|(o, _)| *o < replicas)
+        .collect();
+    let outdated: Vec<(i32, &Pod)> = wanted
+        .iter()
+        .filter(|(_, p)| revision(p) != Some(update))
+        .map(|(o, p)| (*o, *p))
+        .collect();
+    if outdated.is_empty() {
+        return Restart::Done;
+    }
+    if let Some(p) = pods.iter().find(|p| is_terminating(p)) {
+        return Restart::Wait(format!(
+            "pod {} is terminating",
+            p.metadata.name.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some((_, p)) = outdated.iter().rev().find(|(_, p)| !is_ready(p)) {
+        return Restart::Delete(p.metadata.name.clone().unwrap_or_default());
+    }
+    if let Some(missing) = (0..replicas).find(|o| !wanted.contains_key(o)) {
+        return Restart::Wait(format!("broker {missing} has no pod yet"));
+    }
+    if let Some((o, _)) = wanted.iter().find(|(_, p)| !is_ready(p)) {
+        return Restart::Wait(format!("broker {o} is not ready"));
+    }
+    let (_, p) = outdated.last().expect("outdated is not empty");
+    Restart::Delete(p.metadata.name.clone().unwrap_or_default())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleDown {
+    /// Go ahead with the new replica count.
+    Allowed,
+    /// Keep the current replica count; the message explains why.
+    Blocked(String),
+}
+
+/// `hosting`: for each broker id that holds partition replicas, a few of those partitions
+/// (as reported by the brokers' metadata), or the error that prevented finding out.
+pub fn check_scale_down(
+    current: i32,
+    desired: i32,
+    forced: bool,
+    hosting: Result<&BTreeMap<i32, Vec<String>>, &str>,
+) -> ScaleDown {
+    if desired >= current || forced {
+        return ScaleDown::Allowed;
+    }
+    let removed: BTreeSet<i32> = (desired..current).collect();
+    let override_hint = format!(
+        "set annotation {}: \"true\" to force",
+        names::FORCE_SCALE_DOWN_ANNOTATION
+    );
+    match hosting {
+        Err(e) => ScaleDown::Blocked(format!(
+            "scale-down from {current} to {desired} refused: cannot verify that brokers {} host no partitions ({e}); {override_hint}",
+            join(&removed)
+        )),
+        Ok(hosting) => {
+            let busy: Vec<String> = hosting
+                .iter()
+                .filter(|(id, parts)| removed.contains(id) && !parts.is_empty())
+                .map(|(id, parts)| format!("broker {id} hosts {}", parts.join(", ")))
+                .collect();
+            if busy.is_empty() {
+                ScaleDown::Allowed
+            } else {
+                ScaleDown::Blocked(format!(
+                    "scale-down from {current} to {desired} refused: {}; move those partitions first or {override_hint}",
+                    busy.join("; ")
+                ))
+            }
+        }
+    }
+}
+
+fn join(ids: &BTreeSet<i32>) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Data claims of brokers that no longer exist (ordinal >= replicas and no pod left).
+pub fn orphaned_claims(
+    lc_sts: &str,
+    claims: &[String],
+    replicas: i32,
+    pod_ordinals: &BTreeSet<i32>,
+) -> Vec<String> {
+    let prefix = format!("{}-", names::DATA_VOLUME);
+    claims
+        .iter()
+        .filter(|c| {
+            c.strip_prefix(&prefix)
+                .and_then(|pod| names::ordinal_of(lc_sts, pod))
+                .is_some_and(|o| o >= replicas && !pod_ordinals.contains(&o))
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::status::tests::pod;
+
+    #[test]
+    fn nothing_to_do_when_current() {
+        let pods = [pod("logs-0", "r2", true), pod("logs-1", "r2", false)];
+        assert_eq!(next_restart("logs", &pods, 2, Some("r2")), Restart::Done);
+    }
+
+    #[test]
+    fn restarts_highest_outdated_ready_broker_when_all_ready() {
+        let pods = [
+            pod("logs-0", "r1", true),
+            pod("logs-1", "r1", true),
+            pod("logs-2", "r2", true),
+        ];
+        assert_eq!(
+            next_restart("logs", &pods, 3, Some("r2")),
+            Restart::Delete("logs-1".into())
+        );
+    }
+
+    #[test]
+    fn waits_while_another_broker_is_down() {
+        let pods = [
+            pod("logs-0", "r1", true),
+            pod("logs-1", "r2", false),
+            pod("logs-2", "r2", true),
+        ];
+        assert_eq!(
+            next_restart("logs", &pods, 3, Some("r2")),
+            Restart::Wait("broker 1 is not ready".into())
+        );
+        let pods = [pod("logs-0", "r1", true), pod("logs-2", "r2", true)];
+        assert_eq!(
+            next_restart("logs", &pods, 3, Some("r2")),
+            Restart::Wait("broker 1 has no pod yet".into())
+        );
+        let mut terminating = pod("logs-2", "r2", true);
+        terminating.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let pods = [
+            pod("logs-0", "r1", true),
+            pod("logs-1", "r2", true),
+            terminating,
+        ];
+        assert_eq!(
+            next_restart("logs", &pods, 3, Some("r2")),
+            Restart::Wait("pod logs-2 is terminating".into())
+        );
+    }
+
+    #[test]
+    fn not_ready_outdated_brokers_go_first() {
+        let pods = [pod("logs-0", "r1", false), pod("logs-1", "r1", true)];
+        assert_eq!(
+            next_restart("logs", &pods, 2, Some("r2")),
+            Restart::Delete("logs-0".into())
+        );
+    }
+
+    #[test]
+    fn brokers_being_scaled_away_are_not_restarted() {
+        let pods = [pod("logs-0", "r2", true), pod("logs-1", "r1", true)];
+        assert_eq!(next_restart("logs", &pods, 1, Some("r2")), Restart::Done);
+        assert!(matches!(
+            next_restart("logs", &pods, 1, None),
+            Restart::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn scale_down_checks_partition_placement() {
+        let empty = BTreeMap::new();
+        assert_eq!(
+            check_scale_down(3, 5, false, Ok(&empty)),
+            ScaleDown::Allowed
+        );
+        assert_eq!(
+            check_scale_down(3, 2, false, Ok(&empty)),
+            ScaleDown::Allowed
+        );
+        let hosting = BTreeMap::from([
+            (0, vec!["a-0".to_string()]),
+            (2, vec!["a-1".to_string(), "b-0".to_string()]),
+        ]);
+        let ScaleDown::Blocked(msg) = check_scale_down(3, 2, false, Ok(&hosting)) else {
+            panic!()
+        };
+        assert!(msg.contains("broker 2 hosts a-1, b-0"), "{msg}");
+        assert!(msg.contains("strata.io/force-scale-down"), "{msg}");
+        assert_eq!(
+            check_scale_down(3, 1, true, Ok(&hosting)),
+            ScaleDown::Allowed
+        );
+        let ScaleDown::Blocked(msg) = check_scale_down(3, 1, false, Err("connection refused"))
+        else {
+            panic!()
+        };
+        assert!(
+            msg.contains("brokers 1,2") && msg.contains("connection refused"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn only_claims_of_removed_brokers_are_orphaned() {
+        let claims: Vec<String> = [
+            "data-logs-0",
+            "data-logs-1",
+            "data-logs-2",
+            "data-other-3",
+            "data-logs-x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let pods = BTreeSet::from([0, 2]);
+        assert_eq!(orphaned_claims("logs", &claims, 1, &pods), ["data-logs-1"]);
+    }
+}

@@ -1,0 +1,489 @@
+//! What the LogCluster status says, computed from what the operator observed. Pure: the
+//! reconciler gathers the inputs and writes the result.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::broker_contract;
+use crate::crd::{BrokerStatus, LogCluster, LogClusterStatus};
+use crate::names;
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// Label the StatefulSet controller puts on each pod: the revision it was created from.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+const TUNE_CONTAINER: &str = "tune";
+
+/// Something wrong that the status must report (at most one, the most important).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The spec fails validation; nothing was changed.
+    InvalidSpec(Vec<String>),
+    /// A scale-down is held back.
+    ScaleDownBlocked(String),
+    /// Applying objects or talking to brokers failed; retried with back-off.
+    ReconcileFailed(String),
+    /// Something the spec asks for needs an API the cluster does not serve.
+    MissingApi(String),
+}
+
+/// Inputs of [`compute`].
+pub struct Observed<'a> {
+    /// Pods of this cluster (any ordinal).
+    pub pods: &'a [Pod],
+    /// `status.updateRevision` of the StatefulSet, if it exists yet.
+    pub update_revision: Option<&'a str>,
+    pub problem: Option<Problem>,
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+pub fn revision(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(REVISION_LABEL)
+        .map(String::as_str)
+}
+
+fn tuning_report(pod: &Pod) -> Option<std::collections::BTreeMap<String, String>> {
+    let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
+    let tune = statuses.iter().find(|s| s.name == TUNE_CONTAINER)?;
+    let message = tune
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .as_deref()?;
+    let values = broker_contract::parse_tune_report(message);
+    (!values.is_empty()).then_some(values)
+}
+
+fn broker_status(sts: &str, pod: &Pod, update_revision: Option<&str>) -> Option<BrokerStatus> {
+    let name = pod.metadata.name.clone()?;
+    let id = names::ordinal_of(sts, &name)?;
+    Some(BrokerStatus {
+        id,
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ready: is_ready(pod) && !is_terminating(pod),
+        up_to_date: update_revision.is_some() && revision(pod) == update_revision,
+        tuning: tuning_report(pod),
+        pod: name,
+    })
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// Keeps the previous transition time when a condition's status did not change.
+fn carry_transition_times(conditions: &mut [Condition], previous: Option<&LogClusterStatus>) {
+    let Some(prev) = previous else { return };
+    for c in conditions {
+        if let Some(p) = prev
+            .conditions
+            .iter()
+            .find(|p| p.type_ == c.type_ && p.status == c.status)
+        {
+            c.last_transition_time = p.last_transition_time.clone();
+        }
+    }
+}
+
+pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterStatus {
+    let generation = lc.metadata.generation;
+    let desired = lc.spec.replicas;
+    let sts = names::statefulset(lc);
+    let mut brokers: Vec<BrokerStatus> = observed
+        .pods
+        .iter()
+        .filter_map(|p| broker_status(&sts, p, observed.update_revision))
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    let wanted = |b: &&BrokerStatus| b.id < desired;
+    let ready = brokers.iter().filter(wanted).filter(|b| b.ready).count() as i32;
+    let present = brokers.iter().filter(wanted).count() as i32;
+    let current = brokers
+        .iter()
+        .filter(wanted)
+        .filter(|b| b.up_to_date)
+        .count() as i32;
+    let extra = brokers.len() as i32 - present;
+
+    let degraded = match &observed.problem {
+        Some(Problem::InvalidSpec(errors)) => condition(
+            DEGRADED,
+            true,
+            "InvalidSpec",
+            format!(
+                "spec rejected, existing objects left unchanged: {}",
+                errors.join("; ")
+            ),
+            generation,
+            &now,
+        ),
+        Some(Problem::ScaleDownBlocked(why)) => condition(
+            DEGRADED,
+            true,
+            "ScaleDownBlocked",
+            why.clone(),
+            generation,
+            &now,
+        ),
+        Some(Problem::ReconcileFailed(why)) => condition(
+            DEGRADED,
+            true,
+            "ReconcileFailed",
+            why.clone(),
+            generation,
+            &now,
+        ),
+        Some(Problem::MissingApi(why)) => {
+            condition(DEGRADED, true, "MissingAPI", why.clone(), generation, &now)
+        }
+        None => condition(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "no problems".to_string(),
+            generation,
+            &now,
+        ),
+    };
+
+    let progressing = if matches!(observed.problem, Some(Problem::InvalidSpec(_))) {
+        condition(
+            PROGRESSING,
+            false,
+            "InvalidSpec",
+            "waiting for a valid spec".to_string(),
+            generation,
+            &now,
+        )
+    } else if present < desired || extra > 0 {
+        condition(
+            PROGRESSING,
+            true,
+            "Scaling",
+            format!("{present} of {desired} brokers exist, {extra} to remove"),
+            generation,
+            &now,
+        )
+    } else if current < desired {
+        condition(
+            PROGRESSING,
+            true,
+            "RollingRestart",
+            format!("{current} of {desired} brokers run the current pod template; restarting one at a time"),
+            generation,
+            &now,
+        )
+    } else if ready < desired {
+        condition(
+            PROGRESSING,
+            true,
+            "WaitingForBrokers",
+            format!("{ready} of {desired} brokers ready"),
+            generation,
+            &now,
+        )
+    } else {
+        condition(
+            PROGRESSING,
+            false,
+            "Stable",
+            format!("{desired} brokers up to date"),
+            generation,
+            &now,
+        )
+    };
+
+    let all_ready = ready == desired && current == desired;
+    let ready_cond = condition(
+        READY,
+        all_ready,
+        if all_ready {
+            "AllBrokersReady"
+        } else {
+            "BrokersNotReady"
+        },
+        format!("{ready}/{desired} brokers ready"),
+        generation,
+        &now,
+    );
+
+    let mut conditions = vec![ready_cond, progressing, degraded];
+    carry_transition_times(&mut conditions, lc.status.as_ref());
+    LogClusterStatus {
+        observed_generation: generation,
+        conditions,
+        replicas: desired,
+        ready_replicas: ready,
+        bootstrap_servers: Some(names::bootstrap_servers(lc)),
+        brokers,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodSpec, PodStatus,
+    };
+    use k8s_openapi::jiff::Timestamp;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::testing::{cluster, spec};
+
+    pub fn pod(name: &str, revision: &str, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([(REVISION_LABEL.into(), revision.into())])),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("node-a".into()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn get<'a>(s: &'a LogClusterStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn all_brokers_ready_and_current() {
+        let lc = cluster(spec());
+        let pods = [
+            pod("logs-0", "r1", true),
+            pod("logs-1", "r1", true),
+            pod("logs-2", "r1", true),
+        ];
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r1"),
+                problem: None,
+            },
+            at(10),
+        );
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!((s.replicas, s.ready_replicas), (3, 3));
+        assert_eq!(
+            s.bootstrap_servers.as_deref(),
+            Some("logs-bootstrap.prod.svc:9092")
+        );
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, PROGRESSING).reason, "Stable");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(
+            s.brokers.iter().map(|b| b.id).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(s
+            .brokers
+            .iter()
+            .all(|b| b.ready && b.up_to_date && b.node.as_deref() == Some("node-a")));
+    }
+
+    #[test]
+    fn pending_pods_are_not_ready() {
+        let lc = cluster(spec());
+        let pods = [pod("logs-0", "r1", false), pod("logs-1", "r1", true)];
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r1"),
+                problem: None,
+            },
+            at(10),
+        );
+        assert_eq!(s.ready_replicas, 1);
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(get(&s, READY).message, "1/3 brokers ready");
+        let p = get(&s, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Scaling"));
+    }
+
+    #[test]
+    fn outdated_brokers_mean_a_rolling_restart() {
+        let lc = cluster(spec());
+        let pods = [
+            pod("logs-0", "r2", true),
+            pod("logs-1", "r1", true),
+            pod("logs-2", "r1", true),
+        ];
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r2"),
+                problem: None,
+            },
+            at(10),
+        );
+        assert_eq!(get(&s, PROGRESSING).reason, "RollingRestart");
+        assert!(get(&s, PROGRESSING).message.starts_with("1 of 3"));
+        assert_eq!(get(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_with_every_message() {
+        let lc = cluster(spec());
+        let problem = Some(Problem::InvalidSpec(vec![
+            "a is wrong".into(),
+            "b is wrong".into(),
+        ]));
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &[],
+                update_revision: None,
+                problem,
+            },
+            at(10),
+        );
+        let d = get(&s, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert!(
+            d.message.ends_with("a is wrong; b is wrong"),
+            "{}",
+            d.message
+        );
+        assert_eq!(get(&s, PROGRESSING).status, "False");
+    }
+
+    #[test]
+    fn scale_down_in_progress_and_blocked() {
+        let mut lc = cluster(spec());
+        lc.spec.replicas = 2;
+        let pods = [
+            pod("logs-0", "r1", true),
+            pod("logs-1", "r1", true),
+            pod("logs-2", "r1", true),
+        ];
+        let problem = Some(Problem::ScaleDownBlocked(
+            "broker 2 hosts partitions".into(),
+        ));
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r1"),
+                problem,
+            },
+            at(10),
+        );
+        assert_eq!(s.ready_replicas, 2);
+        assert_eq!(
+            get(&s, PROGRESSING).message,
+            "2 of 2 brokers exist, 1 to remove"
+        );
+        assert_eq!(get(&s, DEGRADED).reason, "ScaleDownBlocked");
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_change() {
+        let mut lc = cluster(spec());
+        let pods = [pod("logs-0", "r1", true)];
+        lc.spec.replicas = 1;
+        let first = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r1"),
+                problem: None,
+            },
+            at(10),
+        );
+        lc.status = Some(first);
+        let failing = Some(Problem::ReconcileFailed("boom".into()));
+        let second = compute(
+            &lc,
+            &Observed {
+                pods: &pods,
+                update_revision: Some("r1"),
+                problem: failing,
+            },
+            at(20),
+        );
+        assert_eq!(get(&second, READY).last_transition_time, at(10));
+        assert_eq!(get(&second, DEGRADED).last_transition_time, at(20));
+    }
+
+    #[test]
+    fn tuning_report_comes_from_the_init_container() {
+        let lc = cluster(spec());
+        let mut p = pod("logs-0", "r1", true);
+        p.status.as_mut().unwrap().init_container_statuses = Some(vec![ContainerStatus {
+            name: "tune".into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    message: Some("vm.swappiness=1\nvm.max_map_count=262144\n".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        let s = compute(
+            &lc,
+            &Observed {
+                pods: &[p],
+                update_revision: Some("r1"),
+                problem: None,
+            },
+            at(1),
+        );
+        let t = s.brokers[0].tuning.as_ref().unwrap();
+        assert_eq!(t["vm.swappiness"], "1");
+        assert_eq!(t["vm.max_map_count"], "262144");
+    }
+}

@@ -1,0 +1,216 @@
+//! Checks of a LogCluster spec that the OpenAPI schema cannot express. Failures are reported
+//! in the `Degraded` condition; the operator then leaves the existing objects alone.
+
+use std::collections::BTreeSet;
+
+use crate::config::{self, BrokerSettings};
+use crate::crd::{AdvertiseMode, LogClusterSpec};
+use crate::names;
+
+/// Returns the broker settings of a valid spec, or every problem found.
+pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
+    let mut errors = Vec::new();
+    let replicas = usize::try_from(spec.replicas).unwrap_or(0);
+
+    let hosts = spec.listeners.advertised_hosts.as_deref();
+    match (spec.listeners.advertise, hosts) {
+        (AdvertiseMode::Explicit, None) => errors.push(
+            "listeners.advertise is Explicit but listeners.advertisedHosts is empty".to_string(),
+        ),
+        (AdvertiseMode::Explicit, Some(h)) => {
+            if h.len() < replicas {
+                errors.push(format!(
+                    "listeners.advertisedHosts has {} entries but replicas is {}; one host per broker is needed",
+                    h.len(),
+                    spec.replicas
+                ));
+            }
+            if let Some(bad) = h.iter().find(|h| !is_host(h)) {
+                errors.push(format!(
+                    "listeners.advertisedHosts entry {bad:?} is not a host name or address"
+                ));
+            }
+        }
+        (_, Some(_)) => errors.push(
+            "listeners.advertisedHosts is only used with listeners.advertise: Explicit".to_string(),
+        ),
+        (_, None) => {}
+    }
+
+    check_quantity("storage.size", &spec.storage.size.0, &mut errors);
+    if let Some(local) = &spec.storage.local {
+        if spec.storage.storage_class_name.is_some() {
+            errors.push(
+                "storage.storageClassName cannot be combined with storage.local (the operator creates the class)"
+                    .to_string(),
+            );
+        }
+        if local.len() < replicas {
+            errors.push(format!(
+                "storage.local lists {} volumes but replicas is {}; each broker needs its own volume",
+                local.len(),
+                spec.replicas
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, v) in local.iter().enumerate() {
+            if !seen.insert((v.node.as_str(), v.path.as_str())) {
+                errors.push(format!(
+                    "storage.local[{i}] repeats node {:?} path {:?}",
+                    v.node, v.path
+                ));
+            }
+            if let Some(c) = &v.capacity {
+                check_quantity(&format!("storage.local[{i}].capacity"), &c.0, &mut errors);
+            }
+        }
+    }
+
+    let reserved = names::selector_labels_keys();
+    for key in spec.pod_labels.iter().flat_map(|l| l.keys()) {
+        if reserved.contains(&key.as_str()) {
+            errors.push(format!(
+                "podLabels cannot set {key:?}: the operator uses it to select broker pods"
+            ));
+        }
+    }
+
+    if let (Some(bg), Some(dirty)) = (
+        spec.tuning.vm_dirty_background_ratio,
+        spec.tuning.vm_dirty_ratio,
+    ) {
+        if bg >= dirty {
+            errors.push(format!(
+                "tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"
+            ));
+        }
+    }
+    if spec.listeners.client_port == spec.metrics.port {
+        errors.push(format!(
+            "listeners.clientPort and metrics.port are both {}",
+            spec.metrics.port
+        ));
+    }
+
+    match config::broker_settings(spec) {
+        Ok(settings) if errors.is_empty() => Ok(settings),
+        Ok(_) => Err(errors),
+        Err(mut config_errors) => {
+            errors.append(&mut config_errors);
+            Err(errors)
+        }
+    }
+}
+
+/// Kubernetes quantity syntax (`10Gi`, `500M`, `1.5T`), without exponent forms.
+fn check_quantity(field: &str, value: &str, errors: &mut Vec<String>) {
+    const SUFFIXES: [&str; 13] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let number_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(number_end);
+    let number_ok = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n > 0.0);
+    if !number_ok || !SUFFIXES.contains(&suffix) {
+        errors.push(format!(
+            "{field} {value:?} is not a positive quantity like 10Gi"
+        ));
+    }
+}
+
+fn is_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::crd::LocalVolume;
+    use crate::testing::{quantity, spec};
+
+    fn local(node: &str, path: &str) -> LocalVolume {
+        LocalVolume {
+            node: node.into(),
+            path: path.into(),
+            capacity: None,
+        }
+    }
+
+    #[test]
+    fn the_fixture_is_valid() {
+        assert!(validate(&spec()).is_ok());
+    }
+
+    #[test]
+    fn explicit_hosts_must_cover_every_broker() {
+        let mut s = spec();
+        s.listeners.advertise = AdvertiseMode::Explicit;
+        assert!(validate(&s).unwrap_err()[0].contains("advertisedHosts is empty"));
+        s.listeners.advertised_hosts = Some(vec!["a.example".into(), "b example".into()]);
+        let errs = validate(&s).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("has 2 entries but replicas is 3")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.contains("\"b example\"")), "{errs:?}");
+        s.listeners.advertise = AdvertiseMode::PodIp;
+        assert!(validate(&s).unwrap_err()[0].contains("only used with"));
+    }
+
+    #[test]
+    fn local_storage_needs_a_volume_per_broker() {
+        let mut s = spec();
+        s.storage.local = Some(vec![local("n1", "/mnt/a"), local("n1", "/mnt/a")]);
+        s.storage.storage_class_name = Some("fast".into());
+        let errs = validate(&s).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("cannot be combined")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("lists 2 volumes but replicas is 3")));
+        assert!(errs.iter().any(|e| e.contains("storage.local[1] repeats")));
+    }
+
+    #[test]
+    fn quantities_are_checked() {
+        let mut s = spec();
+        s.storage.size = quantity("ten gigs");
+        assert!(validate(&s).unwrap_err()[0].contains("not a positive quantity"));
+        for ok in ["10Gi", "1.5T", "500M", "1024"] {
+            s.storage.size = quantity(ok);
+            assert!(validate(&s).is_ok(), "{ok}");
+        }
+        for bad in ["", "0", "Gi", "10Gb", "-1Gi"] {
+            s.storage.size = quantity(bad);
+            assert!(validate(&s).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selector_labels_and_tuning_order_are_protected() {
+        let mut s = spec();
+        s.pod_labels = Some(BTreeMap::from([(
+            "app.kubernetes.io/instance".into(),
+            "x".into(),
+        )]));
+        s.tuning.vm_dirty_ratio = Some(10);
+        s.tuning.vm_dirty_background_ratio = Some(20);
+        s.metrics.port = 9092;
+        s.config = Some(BTreeMap::from([("unknown".into(), "1".into())]));
+        let errs = validate(&s).unwrap_err();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("podLabels cannot set")));
+        assert!(errs.iter().any(|e| e.contains("must be lower than")));
+        assert!(errs.iter().any(|e| e.contains("both 9092")));
+        assert!(errs
+            .iter()
+            .any(|e| e.contains("\"unknown\" is not a known broker setting")));
+    }
+}

@@ -1,0 +1,102 @@
+"""Fixtures for the real-client tests: a strata-broker child process on 127.0.0.1 with a temporary data dir."""
+
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("STRATA_BROKER_BIN", str(REPO / "target" / "debug" / "strata-broker"))
+LISTENING = re.compile(r"strata-broker listening on PLAINTEXT://127\.0\.0\.1:(\d+)")
+
+
+class Broker:
+    """One broker process; `restart` keeps the data dir and the port, so clients reconnect to it."""
+
+    def __init__(self, data_dir: Path, log_path: Path, extra_args=()):
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.port = 0
+        self.proc = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout=30):
+        args = [BINARY, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}", "--log.dirs", str(self.data_dir)]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args + self.extra_args, stdout=subprocess.PIPE, stderr=log)
+        deadline = time.time() + timeout
+        line = b""
+        while time.time() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                m = LISTENING.search(line.decode())
+                if m:
+                    self.port = int(m.group(1))
+                    return self
+            if self.proc.poll() is not None:
+                break
+        self.kill()
+        raise RuntimeError(f"broker did not start: {line!r}; log: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait for the graceful shutdown; returns the exit code."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self.proc = None
+        return code
+
+    def kill(self):
+        """SIGKILL: a crash, no clean shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self, hard=False):
+        self.kill() if hard else self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def make_broker(tmp_path):
+    brokers = []
+
+    def make(*extra_args):
+        b = Broker(tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args)
+        brokers.append(b)
+        return b.start()
+
+    yield make
+    for b in brokers:
+        b.kill()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("broker")
+    b = Broker(tmp / "data", tmp / "broker.log", ["--log.retention.check.interval.ms", "500"]).start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def topic_name():
+    return f"t-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,174 @@
+"""Topic administration through confluent-kafka's AdminClient: create (with configs, validate-only, bad input),
+describe, alter configs at run time, add partitions, delete records, delete topics, describe the cluster."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from kafka_util import admin, create_topic
+
+
+def error_of(future):
+    with pytest.raises(KafkaException) as e:
+        future.result(30)
+    return e.value.args[0].code()
+
+
+def describe(a, resource):
+    return a.describe_configs([resource])[resource].result(30)
+
+
+def produce(bootstrap, topic, n, partition=0, size=1000):
+    # One record per batch, so that small segment sizes give many segments.
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "batch.num.messages": 1})
+    for i in range(n):
+        p.produce(topic, value=b"x" * size, partition=partition)
+        p.poll(0)
+    assert p.flush(30) == 0
+
+
+def test_create_describe_delete(broker, topic_name):
+    a = admin(broker.bootstrap)
+    fs = a.create_topics([NewTopic(topic_name, 3, 1, config={"retention.ms": "3600000"})])
+    assert fs[topic_name].result(30) is None
+    md = a.list_topics(timeout=10)
+    assert len(md.topics[topic_name].partitions) == 3
+    assert md.brokers[0].port == broker.port
+
+    desc = a.describe_topics(TopicCollection([topic_name]))[topic_name].result(30)
+    assert [p.id for p in desc.partitions] == [0, 1, 2]
+    assert desc.partitions[0].leader.id == 0
+
+    cfg = describe(a, ConfigResource(ResourceType.TOPIC, topic_name))
+    assert cfg["retention.ms"].value == "3600000"
+    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["cleanup.policy"].value == "delete"
+    assert cfg["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    assert error_of(a.create_topics([NewTopic(topic_name, 1, 1)])[topic_name]) == KafkaError.TOPIC_ALREADY_EXISTS
+    assert a.delete_topics([topic_name])[topic_name].result(30) is None
+    assert topic_name not in a.list_topics(timeout=10).topics
+    assert error_of(a.delete_topics([topic_name])[topic_name]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_create_refuses_bad_requests(broker, topic_name):
+    a = admin(broker.bootstrap)
+    cases = {
+        "bad/name": NewTopic("bad/name", 1, 1),
+        topic_name + "-rf": NewTopic(topic_name + "-rf", 1, 3),
+        topic_name + "-cfg": NewTopic(topic_name + "-cfg", 1, 1, config={"retention.ms": "soon"}),
+        topic_name + "-unknown": NewTopic(topic_name + "-unknown", 1, 1, config={"no.such.config": "1"}),
+        topic_name + "-compact": NewTopic(topic_name + "-compact", 1, 1, config={"cleanup.policy": "compact"}),
+        topic_name + "-parts": NewTopic(topic_name + "-parts", 0, 1),
+    }
+    fs = a.create_topics(list(cases.values()))
+    assert error_of(fs["bad/name"]) == KafkaError.TOPIC_EXCEPTION
+    assert error_of(fs[topic_name + "-rf"]) == KafkaError.INVALID_REPLICATION_FACTOR
+    assert error_of(fs[topic_name + "-cfg"]) == KafkaError.INVALID_CONFIG
+    assert error_of(fs[topic_name + "-unknown"]) == KafkaError.INVALID_CONFIG
+    assert error_of(fs[topic_name + "-compact"]) == KafkaError.INVALID_CONFIG
+    assert error_of(fs[topic_name + "-parts"]) == KafkaError.INVALID_PARTITIONS
+    # validate_only creates nothing
+    assert a.create_topics([NewTopic(topic_name, 2, 1)], validate_only=True)[topic_name].result(30) is None
+    assert topic_name not in a.list_topics(timeout=10).topics
+    assert all(name not in a.list_topics(timeout=10).topics for name in cases)
+
+
+def test_incremental_alter_configs_apply_at_run_time(broker, topic_name):
+    a = admin(broker.bootstrap)
+    create_topic(broker.bootstrap, topic_name, 1, {"segment.bytes": "16384"})
+    produce(broker.bootstrap, topic_name, 300)  # ~300 KB: about 20 segments
+    c = __import__("confluent_kafka").Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    assert c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10) == (0, 300)
+
+    res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("retention.bytes", "50000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("file.delete.delay.ms", "0", incremental_operation=AlterConfigOpType.SET),
+    ])
+    assert a.incremental_alter_configs([res])[res].result(30) is None
+    cfg = describe(a, ConfigResource(ResourceType.TOPIC, topic_name))
+    assert cfg["retention.bytes"].value == "50000"
+    assert cfg["retention.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    # The broker checks retention every 500 ms in this test: old segments go without a restart.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        low, high = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10, cached=False)
+        if low > 0:
+            break
+        time.sleep(0.2)
+    assert high == 300 and low > 200, (low, high)
+    c.close()
+
+    res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("retention.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+    ])
+    a.incremental_alter_configs([res])[res].result(30)
+    assert describe(a, ConfigResource(ResourceType.TOPIC, topic_name))["retention.bytes"].value == "-1"
+
+    bad = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry("max.message.bytes", "-5", incremental_operation=AlterConfigOpType.SET),
+    ])
+    assert error_of(a.incremental_alter_configs([bad])[bad]) == KafkaError.INVALID_CONFIG
+    missing = ConfigResource(ResourceType.TOPIC, topic_name + "-missing", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET),
+    ])
+    assert error_of(a.incremental_alter_configs([missing])[missing]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_broker_configs(broker, topic_name):
+    a = admin(broker.bootstrap)
+    create_topic(broker.bootstrap, topic_name, 1)
+    node = ConfigResource(ResourceType.BROKER, "0")
+    cfg = describe(a, node)
+    assert cfg["log.dirs"].is_read_only
+    assert cfg["log.retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    alter = ConfigResource(ResourceType.BROKER, "0", incremental_configs=[
+        ConfigEntry("log.retention.ms", "123456789", incremental_operation=AlterConfigOpType.SET),
+    ])
+    a.incremental_alter_configs([alter])[alter].result(30)
+    assert describe(a, node)["log.retention.ms"].value == "123456789"
+    # Topics without their own value follow the new broker default.
+    topic_cfg = describe(a, ConfigResource(ResourceType.TOPIC, topic_name))
+    assert topic_cfg["retention.ms"].value == "123456789"
+    assert topic_cfg["retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+    undo = ConfigResource(ResourceType.BROKER, "0", incremental_configs=[
+        ConfigEntry("log.retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+    ])
+    a.incremental_alter_configs([undo])[undo].result(30)
+    readonly = ConfigResource(ResourceType.BROKER, "0", incremental_configs=[
+        ConfigEntry("log.dirs", "/elsewhere", incremental_operation=AlterConfigOpType.SET),
+    ])
+    assert error_of(a.incremental_alter_configs([readonly])[readonly]) == KafkaError.INVALID_REQUEST
+
+
+def test_create_partitions_and_delete_records(broker, topic_name):
+    a = admin(broker.bootstrap)
+    create_topic(broker.bootstrap, topic_name, 2)
+    assert a.create_partitions([NewPartitions(topic_name, 5)])[topic_name].result(30) is None
+    assert len(a.list_topics(topic_name, timeout=10).topics[topic_name].partitions) == 5
+    assert error_of(a.create_partitions([NewPartitions(topic_name, 3)])[topic_name]) == KafkaError.INVALID_PARTITIONS
+    produce(broker.bootstrap, topic_name, 10, partition=4, size=10)
+    res = a.delete_records([TopicPartition(topic_name, 4, 7)])
+    assert res[TopicPartition(topic_name, 4, 7)].result(30).low_watermark == 7
+    c = __import__("confluent_kafka").Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    assert c.get_watermark_offsets(TopicPartition(topic_name, 4), timeout=10, cached=False) == (7, 10)
+    c.close()
+
+
+def test_describe_cluster(broker):
+    a = admin(broker.bootstrap)
+    desc = a.describe_cluster().result(30)
+    assert [n.id for n in desc.nodes] == [0]
+    assert desc.controller.id == 0
+    assert len(desc.cluster_id) == 22

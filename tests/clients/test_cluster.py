@@ -1,0 +1,127 @@
+"""Three strata-broker processes as one cluster, driven by confluent-kafka: the membership is set at run time
+with IncrementalAlterConfigs (as the operator does once it knows the pods' addresses), a topic is spread over
+the brokers, records go in through one broker and come out through another, a broker restarted with an empty
+data directory catches up, and a topic deleted while a broker was down stays deleted."""
+
+import shutil
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+from kafka_util import admin, consume_all, create_topic
+
+SETTINGS = ("--cluster.id", "py-cluster", "--cluster.sync.interval.ms", "300", "--num.partitions", "3")
+PARTITIONS = 6
+
+
+def start_cluster(make_broker):
+    brokers = [make_broker("--node.id", str(i), *SETTINGS) for i in range(3)]
+    announce(brokers)
+    return brokers
+
+
+def announce(brokers):
+    """Sets cluster.brokers on every broker, as a dynamic BROKER config."""
+    value = ",".join(f"{i}@{b.bootstrap}" for i, b in enumerate(brokers))
+    for i, b in enumerate(brokers):
+        a = admin(b.bootstrap)
+        entry = ConfigEntry("cluster.brokers", value, incremental_operation=AlterConfigOpType.SET)
+        resource = ConfigResource(ResourceType.BROKER, str(i), incremental_configs=[entry])
+        a.incremental_alter_configs([resource])[resource].result(30)
+
+
+def view(bootstrap, topic):
+    """(topic id, leader per partition) of `topic` as one broker describes it, or None if it has no such topic."""
+    a = admin(bootstrap)
+    try:
+        d = a.describe_topics(TopicCollection([topic]))[topic].result(10)
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+        return None
+    return str(d.topic_id), [p.leader.id for p in sorted(d.partitions, key=lambda p: p.id)]
+
+
+def wait_for(what, done, timeout=30):
+    deadline = time.time() + timeout
+    while not done():
+        assert time.time() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
+
+
+def same_everywhere(brokers, topic):
+    views = {repr(view(b.bootstrap, topic)) for b in brokers}
+    return len(views) == 1 and views != {"None"}
+
+
+def test_topic_spread_over_three_brokers(make_broker, topic_name):
+    brokers = start_cluster(make_broker)
+    create_topic(brokers[1].bootstrap, topic_name, PARTITIONS)
+    wait_for("every broker describes the topic alike", lambda: same_everywhere(brokers, topic_name))
+    _, leaders = view(brokers[2].bootstrap, topic_name)
+    assert set(leaders) == {0, 1, 2}, leaders
+    md = admin(brokers[2].bootstrap).list_topics(timeout=10)
+    assert sorted((b.id, f"{b.host}:{b.port}") for b in md.brokers.values()) == [
+        (i, b.bootstrap) for i, b in enumerate(brokers)
+    ]
+    assert md.controller_id == 0
+
+    n = 30_000
+    p = Producer({"bootstrap.servers": brokers[1].bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic_name, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS)
+                break
+            except BufferError:
+                p.poll(0.1)
+    assert p.flush(60) == 0
+    got = consume_all(brokers[2].bootstrap, topic_name, PARTITIONS, n)
+    for part in range(PARTITIONS):
+        assert [m.value().decode() for m in got[part]] == [f"v{i}" for i in range(part, n, PARTITIONS)]
+    # A one-member consumer group reads everything and commits offsets of partitions led by every broker.
+    c = Consumer({"bootstrap.servers": brokers[0].bootstrap, "group.id": f"g-{topic_name}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic_name])
+        seen, deadline = 0, time.time() + 120
+        while seen < n and time.time() < deadline:
+            for m in c.consume(10000, 1.0):
+                assert m.error() is None, m.error()
+                seen += 1
+        assert seen == n
+        c.commit(asynchronous=False)
+        committed = c.committed([TopicPartition(topic_name, p) for p in range(PARTITIONS)], timeout=30)
+        assert [(tp.error, tp.offset) for tp in committed] == [(None, n // PARTITIONS)] * PARTITIONS
+    finally:
+        c.close()
+    # Every partition's log lives on its leader only.
+    for part, leader in enumerate(leaders):
+        for i, b in enumerate(brokers):
+            assert (b.data_dir / f"{topic_name}-{part}").exists() == (i == leader), (part, i)
+
+
+def test_restarted_brokers_catch_up_and_deleted_topics_stay_deleted(make_broker, topic_name):
+    brokers = start_cluster(make_broker)
+    kept, doomed = f"{topic_name}-kept", f"{topic_name}-doomed"
+    for t in (kept, doomed):
+        create_topic(brokers[0].bootstrap, t, 3)
+    wait_for("both topics are everywhere", lambda: same_everywhere(brokers, kept) and same_everywhere(brokers, doomed))
+    kept_view = view(brokers[0].bootstrap, kept)
+
+    # Broker 1 is down while a topic is deleted; it comes back with its data and still has it.
+    assert brokers[1].stop() == 0
+    a = admin(brokers[0].bootstrap)
+    a.delete_topics([doomed])[doomed].result(30)
+    brokers[1].start()
+    wait_for("broker 1 dropped the deleted topic", lambda: view(brokers[1].bootstrap, doomed) is None)
+    time.sleep(2)  # several sync rounds: nobody brings it back
+    assert all(view(b.bootstrap, doomed) is None for b in brokers)
+
+    # Broker 2 restarted with an empty data directory learns every topic from its peers.
+    assert brokers[2].stop() == 0
+    shutil.rmtree(brokers[2].data_dir)
+    brokers[2].start()
+    announce(brokers)  # its stored membership went with its data directory
+    wait_for("broker 2 knows the topics again", lambda: view(brokers[2].bootstrap, kept) == kept_view)
+    assert view(brokers[2].bootstrap, doomed) is None
