@@ -56,21 +56,22 @@ except ValueError:
     r = []  # Prometheus not answering yet
 print(r[0]["value"][1] if r else "")'; }
 for _ in $(seq 1 60); do [ "$(query up)" = 1 ] && break; sleep 0.5; done
-# Traffic while Prometheus scrapes, so rates and the hit ratio have samples on both sides.
-for round in 0 1 2; do
-  kafka "$B" produce metrics-e2e 2000 $((5000 + round * 2000)) >/dev/null
-  kafka "$B" consume metrics-e2e $((7000 + round * 2000)) >/dev/null
-  sleep 2
-done
+# Traffic while Prometheus scrapes, until the rate and the hit ratio (fetched ranges are sampled, 1 in 8)
+# have samples on both sides of the window.
 rate=""; ratio=""
-for _ in $(seq 1 30); do
+total=5000
+for round in $(seq 0 11); do
+  kafka "$B" produce metrics-e2e 2000 $total >/dev/null
+  total=$((total + 2000))
+  kafka "$B" consume metrics-e2e $total >/dev/null
+  sleep 2
   rate=$(query 'rate(kafka_server_brokertopicmetrics_bytesin_total{topic="metrics-e2e"}[1m])')
   ratio=$(query 'strata:pagecache_hit_ratio:rate5m')
-  [ -n "$rate" ] && [ -n "$ratio" ] && break
-  sleep 1
+  python3 -c "import sys; r=float('${ratio:-nan}'); sys.exit(0 if 0 <= r <= 1 and float('${rate:-0}') > 0 else 1)" && break
 done
 echo "bytes-in rate (B/s): ${rate:-none}; page-cache hit ratio (recording rule): ${ratio:-none}"
 python3 -c "import sys; sys.exit(0 if float('${rate:-0}') > 0 else 1)" && ok "bytes-in rate > 0 in Prometheus" || not_ok "bytes-in rate"
-[ -n "$ratio" ] && ok "hit-ratio recording rule has a value" || not_ok "hit-ratio recording rule"
+python3 -c "import sys; r=float('${ratio:-nan}'); sys.exit(0 if 0 <= r <= 1 else 1)" \
+  && ok "hit-ratio recording rule has a value in [0, 1]" || not_ok "hit-ratio recording rule: '${ratio}'"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -103,8 +103,8 @@ impl TopicMetrics {
 /// reads) or all cold (catching up), so its first window stands for the whole range; this bounds the cost of a
 /// probe (a cachestat walk is proportional to the pages asked about) whatever the fetch size.
 const PROBE_WINDOW: u64 = 64 * 1024;
-/// One fetched range in this many is probed, and counts for all of them: the ratio is what matters, and
-/// consumers fetching one small batch at a time would otherwise pay a syscall per batch.
+/// One fetched range in this many is probed (and counted): the hit ratio is what matters, and consumers
+/// fetching one small batch at a time would otherwise pay a syscall per batch.
 const PROBE_EVERY: u64 = 8;
 
 /// Page-cache residency of the bytes fetches serve, probed before they are sent.
@@ -124,8 +124,8 @@ impl PageCacheMetrics {
         }
         if let Ok(Residency { resident_bytes, total_bytes }) = probe.probe(file, position, len.min(PROBE_WINDOW)) {
             let hit = if total_bytes == 0 { 0 } else { (u128::from(len) * u128::from(resident_bytes) / u128::from(total_bytes)) as u64 };
-            self.hit_bytes.with_label_values(&[topic]).inc_by(hit * PROBE_EVERY);
-            self.miss_bytes.with_label_values(&[topic]).inc_by((len - hit) * PROBE_EVERY);
+            self.hit_bytes.with_label_values(&[topic]).inc_by(hit);
+            self.miss_bytes.with_label_values(&[topic]).inc_by(len - hit);
         }
     }
 }
@@ -174,8 +174,8 @@ impl Metrics {
             page_cache: PageCacheMetrics {
                 probe,
                 ranges: Default::default(),
-                hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Fetched bytes that were in the page cache", &["topic"]),
-                miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Fetched bytes read from disk", &["topic"]),
+                hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Sampled fetched bytes that were in the page cache (1 range in 8)", &["topic"]),
+                miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Sampled fetched bytes read from disk (1 range in 8)", &["topic"]),
             },
             requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
             request_time,
@@ -305,11 +305,11 @@ mod tests {
         let path = dir.path().join("seg");
         std::fs::write(&path, vec![1u8; 1 << 20]).unwrap();
         let f = std::fs::File::open(&path).unwrap();
-        // One range in PROBE_EVERY is probed and stands for all of them.
+        // One range in PROBE_EVERY is probed and counted.
         for _ in 0..PROBE_EVERY {
             m.page_cache.observe("t", &f, 0, 1 << 20);
         }
-        assert_eq!(m.page_cache.hit_bytes.with_label_values(&["t"]).get(), PROBE_EVERY << 20);
+        assert_eq!(m.page_cache.hit_bytes.with_label_values(&["t"]).get(), 1 << 20);
         assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), 0);
         // Dropped from the cache: the window probed says miss, scaled to the whole range.
         f.sync_all().unwrap();
@@ -317,6 +317,6 @@ mod tests {
         for _ in 0..PROBE_EVERY {
             m.page_cache.observe("t", &f, 0, 1 << 20);
         }
-        assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), PROBE_EVERY << 20);
+        assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), 1 << 20);
     }
 }
