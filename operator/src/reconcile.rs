@@ -454,22 +454,10 @@ async fn apply_dynamic_config(
         hash: settings.dynamic_hash(),
         changes: &changes,
     };
-    let (applied, error) = push_to_brokers(lc, pods, replicas, ctx, target).await;
-    if !applied.is_empty() {
-        let ids: Vec<String> = applied.iter().map(i32::to_string).collect();
-        publish(
-            ctx,
-            lc,
-            EventType::Normal,
-            "ConfigApplied",
-            format!(
-                "applied dynamic settings (retention etc.) to brokers {} without restart",
-                ids.join(",")
-            ),
-        )
-        .await;
-    }
-    error.map_or(Ok(()), Err)
+    push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
+        format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
+    })
+    .await
 }
 
 /// Tells every ready broker the current membership (`cluster.brokers`) once all brokers have an
@@ -493,20 +481,27 @@ async fn apply_membership(
         hash: hash_str(&brokers),
         changes: &changes,
     };
+    push_and_announce(lc, pods, replicas, ctx, target, "MembershipApplied", |ids| {
+        format!("told brokers {ids} the cluster's brokers: {brokers}")
+    })
+    .await
+}
+
+/// Pushes `target` to the brokers and records an event naming the brokers (comma-separated ids)
+/// that got it; the first push error, if any, is returned after the event.
+async fn push_and_announce(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+    target: BrokerPush<'_>,
+    reason: &str,
+    describe: impl FnOnce(&str) -> String,
+) -> Result<(), Error> {
     let (applied, error) = push_to_brokers(lc, pods, replicas, ctx, target).await;
     if !applied.is_empty() {
         let ids: Vec<String> = applied.iter().map(i32::to_string).collect();
-        publish(
-            ctx,
-            lc,
-            EventType::Normal,
-            "MembershipApplied",
-            format!(
-                "told brokers {} the cluster's brokers: {brokers}",
-                ids.join(",")
-            ),
-        )
-        .await;
+        publish(ctx, lc, EventType::Normal, reason, describe(&ids.join(","))).await;
     }
     error.map_or(Ok(()), Err)
 }
