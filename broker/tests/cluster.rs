@@ -1,7 +1,7 @@
 //! Three in-process brokers on 127.0.0.1 as one cluster, told their membership at run time as the operator
 //! does: topic metadata reaches every broker, librdkafka produces to and consumes from partitions spread
-//! over them, brokers that missed changes (restarted, or replaced with an empty disk) catch up, and deleted
-//! topics stay deleted.
+//! over them, brokers that missed changes (restarted, or replaced with an empty disk) catch up, deleted
+//! topics stay deleted, and each consumer group has one coordinator that every broker names.
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{record_batch, s, Client, TestBroker};
 use kafka_protocol::messages::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -125,6 +126,26 @@ impl Cluster {
 
     fn create_topic(&self, id: usize, name: &str, partitions: i32) -> CreateTopicsResponse {
         self.call(id, ApiKey::CreateTopics, 7, &Cluster::create_request(name, partitions))
+    }
+
+    /// (node id, host:port) of the coordinator of `group` as broker `id` names it (FindCoordinator v3).
+    fn coordinator(&self, id: usize, group: &str) -> (i32, String) {
+        let r: FindCoordinatorResponse = self.call(id, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s(group)));
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        (r.node_id.0, format!("{}:{}", r.host.as_str(), r.port))
+    }
+
+    /// (partition, committed offset) of every partition `group` committed, asked of broker `id` (OffsetFetch
+    /// v7), or its error.
+    fn committed(&self, id: usize, group: &str) -> Result<Vec<(i32, i64)>, i16> {
+        let req = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_topics(None);
+        let r: OffsetFetchResponse = self.call(id, ApiKey::OffsetFetch, 7, &req);
+        if r.error_code != 0 {
+            return Err(r.error_code);
+        }
+        let mut out: Vec<(i32, i64)> = r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect();
+        out.sort();
+        Ok(out)
     }
 
     fn client_config(&self, id: usize) -> ClientConfig {
@@ -340,4 +361,206 @@ fn brokers_that_missed_changes_catch_up_and_deleted_topics_stay_deleted() {
     assert_eq!(resp.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS: {:?}", resp.topics[0].error_message);
     c.announce();
     c.wait_for("the new controller knows every topic", |c| c.everywhere("kept").is_some() && c.everywhere("fresh").is_some());
+}
+
+/// A simple commit (generation -1) of `offset` for partition 0 of `topic`; the partition's error code.
+fn commit_request(group: &str, topic: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default().with_group_id(GroupId(s(group))).with_generation_id_or_member_epoch(-1).with_topics(vec![
+        offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+            offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset),
+        ]),
+    ])
+}
+
+/// Every request of the group APIs about `group`, with the error code each got from broker `id`.
+fn group_request_errors(c: &Cluster, id: usize, group: &str, topic: &str) -> Vec<(&'static str, i16)> {
+    let g = || GroupId(s(group));
+    let join = JoinGroupRequest::default()
+        .with_group_id(g())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range"))]);
+    let join: JoinGroupResponse = c.call(id, ApiKey::JoinGroup, 9, &join);
+    let sync: SyncGroupResponse = c.call(id, ApiKey::SyncGroup, 5, &SyncGroupRequest::default().with_group_id(g()).with_member_id(s("m")));
+    let heartbeat: HeartbeatResponse = c.call(id, ApiKey::Heartbeat, 4, &HeartbeatRequest::default().with_group_id(g()).with_member_id(s("m")));
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(g())
+        .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(s("m"))]);
+    let leave: LeaveGroupResponse = c.call(id, ApiKey::LeaveGroup, 5, &leave);
+    let commit: OffsetCommitResponse = c.call(id, ApiKey::OffsetCommit, 8, &commit_request(group, topic, 1));
+    let fetch_v1 = OffsetFetchRequest::default().with_group_id(g()).with_topics(Some(vec![
+        offset_fetch_request::OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(vec![0]),
+    ]));
+    let fetch_v1: OffsetFetchResponse = c.call(id, ApiKey::OffsetFetch, 1, &fetch_v1);
+    let fetch_v8 = OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(g())]);
+    let fetch_v8: OffsetFetchResponse = c.call(id, ApiKey::OffsetFetch, 8, &fetch_v8);
+    let describe: DescribeGroupsResponse = c.call(id, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![g()]));
+    let delete: DeleteGroupsResponse = c.call(id, ApiKey::DeleteGroups, 2, &DeleteGroupsRequest::default().with_groups_names(vec![g()]));
+    let offset_delete = OffsetDeleteRequest::default().with_group_id(g()).with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
+        .with_name(TopicName(s(topic)))
+        .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+    let offset_delete: OffsetDeleteResponse = c.call(id, ApiKey::OffsetDelete, 0, &offset_delete);
+    vec![
+        ("JoinGroup", join.error_code),
+        ("SyncGroup", sync.error_code),
+        ("Heartbeat", heartbeat.error_code),
+        ("LeaveGroup", leave.error_code),
+        ("OffsetCommit", commit.topics[0].partitions[0].error_code),
+        ("OffsetFetch v1", fetch_v1.topics[0].partitions[0].error_code),
+        ("OffsetFetch v8", fetch_v8.groups[0].error_code),
+        ("DescribeGroups", describe.groups[0].error_code),
+        ("DeleteGroups", delete.results[0].error_code),
+        ("OffsetDelete", offset_delete.error_code),
+    ]
+}
+
+fn listed_groups(c: &Cluster, id: usize) -> Vec<String> {
+    let r: ListGroupsResponse = c.call(id, ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    assert_eq!(r.error_code, 0);
+    r.groups.iter().map(|g| g.group_id.0.to_string()).collect()
+}
+
+fn assigned(consumer: &BaseConsumer) -> BTreeSet<i32> {
+    consumer.assignment().unwrap().elements().iter().map(|e| e.partition()).collect()
+}
+
+#[test]
+fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
+    let mut c = Cluster::start();
+    let topic = "shared";
+    let partitions = 6;
+    let resp = c.create_topic(0, topic, partitions);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    c.wait_for("every broker knows the topic", |c| c.everywhere(topic).is_some());
+
+    // Every broker names the same coordinator for a group, at its address; groups spread over all three.
+    let group = "readers";
+    let (coord, addr) = c.coordinator(0, group);
+    assert_eq!(addr, c.broker(coord as usize).bootstrap());
+    for id in 0..N {
+        assert_eq!(c.coordinator(id, group), (coord, addr.clone()), "FindCoordinator at broker {id}");
+    }
+    let keys: Vec<StrBytes> = (0..30).map(|i| s(&format!("g{i}"))).collect();
+    let batched = |id: usize| -> Vec<(String, i32, i32)> {
+        let r: FindCoordinatorResponse = c.call(id, ApiKey::FindCoordinator, 4, &FindCoordinatorRequest::default().with_coordinator_keys(keys.clone()));
+        r.coordinators.iter().map(|k| (k.key.to_string(), k.node_id.0, k.port)).collect()
+    };
+    let at_0 = batched(0);
+    assert_eq!(at_0, batched(1));
+    assert_eq!(at_0, batched(2));
+    assert_eq!(at_0.iter().map(|(_, node, _)| *node).collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
+
+    // Other brokers refuse the group's requests with NOT_COORDINATOR, so clients look for the coordinator.
+    let others: Vec<usize> = (0..N).filter(|id| *id as i32 != coord).collect();
+    for id in &others {
+        for (api, error) in group_request_errors(&c, *id, group, topic) {
+            assert_eq!(error, 16, "{api} at broker {id}");
+        }
+    }
+
+    // Two librdkafka consumers of one group, bootstrapped through different brokers, form one group and
+    // split the partitions.
+    let consumer = |id: usize| -> BaseConsumer {
+        c.client_config(id)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    let members = [consumer(others[0]), consumer(others[1])];
+    for m in &members {
+        m.subscribe(&[topic]).unwrap();
+    }
+    let all: BTreeSet<i32> = (0..partitions).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for m in &members {
+            assert!(!matches!(m.poll(Duration::from_millis(100)), Some(Ok(_))), "nothing is produced yet");
+        }
+        let (a, b) = (assigned(&members[0]), assigned(&members[1]));
+        if !a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && a.union(&b).copied().collect::<BTreeSet<_>>() == all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the two consumers never shared the partitions: {a:?} {b:?}");
+    }
+    let d: DescribeGroupsResponse = c.call(coord as usize, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]));
+    assert_eq!((d.groups[0].group_state.as_str(), d.groups[0].members.len()), ("Stable", 2));
+    assert_eq!(listed_groups(&c, coord as usize), vec![group.to_string()]);
+    for id in &others {
+        assert!(listed_groups(&c, *id).is_empty(), "ListGroups at broker {id} lists only the groups it coordinates");
+    }
+
+    // Records to every partition; each consumer reads exactly its own partitions, then commits.
+    let n = 600;
+    let producer: FutureProducer = c.client_config(coord as usize).set("acks", "all").create().unwrap();
+    let sends: Vec<_> = (0..n)
+        .map(|i| {
+            let value = format!("v{i}");
+            producer.send_result(FutureRecord::<(), _>::to(topic).payload(&value).partition(i % partitions)).map_err(|(e, _)| e).unwrap()
+        })
+        .collect();
+    for send in sends {
+        c.rt.block_on(send).unwrap().unwrap();
+    }
+    let mut got: Vec<BTreeMap<i32, usize>> = vec![BTreeMap::new(), BTreeMap::new()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.iter().flat_map(|g| g.values()).sum::<usize>() < n as usize {
+        assert!(Instant::now() < deadline, "consumed {got:?} of {n} records");
+        for (i, m) in members.iter().enumerate() {
+            if let Some(msg) = m.poll(Duration::from_millis(100)) {
+                *got[i].entry(msg.unwrap().partition()).or_default() += 1;
+            }
+        }
+    }
+    for (i, m) in members.iter().enumerate() {
+        assert_eq!(got[i].keys().copied().collect::<BTreeSet<_>>(), assigned(m), "consumer {i} read only its partitions");
+        m.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    let per_partition = i64::from(n / partitions);
+    let expected: Vec<(i32, i64)> = (0..partitions).map(|p| (p, per_partition)).collect();
+    assert_eq!(c.committed(coord as usize, group), Ok(expected.clone()));
+    for id in &others {
+        assert_eq!(c.committed(*id, group), Err(16), "OffsetFetch at broker {id}");
+    }
+    // Only the coordinator exports the group's lag (of the partitions it leads: the end offsets of the others
+    // are on their brokers), all caught up.
+    let (_, leaders) = c.everywhere(topic).unwrap();
+    for id in 0..N {
+        let state = c.broker(id).broker.as_ref().unwrap().state().clone();
+        let text = state.metrics.render(&state);
+        let lag: Vec<&str> = text.lines().filter(|l| l.starts_with("kafka_consumergroup_lag{") && l.contains(r#"consumergroup="readers""#)).collect();
+        let led = leaders.iter().filter(|l| **l == id as i32).count();
+        let expected = if id as i32 == coord { led } else { 0 };
+        assert_eq!(lag.len(), expected, "broker {id}: {lag:?}");
+        assert!(lag.iter().all(|l| l.ends_with(" 0")), "{lag:?}");
+    }
+    // A client bootstrapped through any broker finds the offsets through the coordinator.
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(topic, p);
+    }
+    for id in 0..N {
+        let offsets = consumer(id).committed_offsets(wanted.clone(), Duration::from_secs(30)).unwrap();
+        let offsets: Vec<(i32, Offset)> = offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
+        assert_eq!(offsets, (0..partitions).map(|p| (p, Offset::Offset(per_partition))).collect::<Vec<_>>(), "through broker {id}");
+    }
+    drop(members);
+
+    // The coordinator leaves the cluster: the group moves to another broker, which every remaining broker
+    // names. Its state stays with the broker that left (no replication), so it starts without offsets.
+    c.stop_broker(coord as usize);
+    c.announce();
+    c.wait_for("the remaining brokers agree on a new coordinator", |c| {
+        let named: BTreeSet<i32> = c.running().map(|id| c.coordinator(id, group).0).collect();
+        named.len() == 1 && !named.contains(&coord)
+    });
+    let (moved, _) = c.coordinator(others[0], group);
+    assert_eq!(c.committed(moved as usize, group), Ok(vec![]));
+    let r: OffsetCommitResponse = c.call(moved as usize, ApiKey::OffsetCommit, 8, &commit_request(group, topic, 3));
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(c.committed(moved as usize, group), Ok(vec![(0, 3)]));
+    let other = others.iter().copied().find(|id| *id as i32 != moved).unwrap();
+    assert_eq!(c.committed(other, group), Err(16));
 }

@@ -1,12 +1,14 @@
 """Three strata-broker processes as one cluster, driven by confluent-kafka: the membership is set at run time
 with IncrementalAlterConfigs (as the operator does once it knows the pods' addresses), a topic is spread over
 the brokers, records go in through one broker and come out through another, a broker restarted with an empty
-data directory catches up, and a topic deleted while a broker was down stays deleted."""
+data directory catches up, a topic deleted while a broker was down stays deleted, and consumers of one group
+that bootstrap through different brokers form one group."""
 
 import shutil
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from kafka_util import admin, consume_all, create_topic
@@ -15,8 +17,8 @@ SETTINGS = ("--cluster.id", "py-cluster", "--cluster.sync.interval.ms", "300", "
 PARTITIONS = 6
 
 
-def start_cluster(make_broker):
-    brokers = [make_broker("--node.id", str(i), *SETTINGS) for i in range(3)]
+def start_cluster(make_broker, *extra_args):
+    brokers = [make_broker("--node.id", str(i), *SETTINGS, *extra_args) for i in range(3)]
     announce(brokers)
     return brokers
 
@@ -125,3 +127,65 @@ def test_restarted_brokers_catch_up_and_deleted_topics_stay_deleted(make_broker,
     announce(brokers)  # its stored membership went with its data directory
     wait_for("broker 2 knows the topics again", lambda: view(brokers[2].bootstrap, kept) == kept_view)
     assert view(brokers[2].bootstrap, doomed) is None
+
+
+def test_one_group_across_brokers(make_broker, topic_name):
+    brokers = start_cluster(make_broker, "--group.initial.rebalance.delay.ms", "300")
+    create_topic(brokers[0].bootstrap, topic_name, PARTITIONS)
+    wait_for("every broker describes the topic alike", lambda: same_everywhere(brokers, topic_name))
+    group = f"g-{topic_name}"
+    config = {"group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    members = [Consumer({"bootstrap.servers": brokers[i].bootstrap, **config}) for i in (1, 2)]
+    try:
+        for m in members:
+            m.subscribe([topic_name])
+
+        def split():
+            for m in members:
+                for msg in m.consume(100, 0.1):
+                    assert msg.error() is not None, "nothing is produced yet"
+            mine = [{tp.partition for tp in m.assignment()} for m in members]
+            return all(mine) and not mine[0] & mine[1] and mine[0] | mine[1] == set(range(PARTITIONS))
+
+        wait_for("the two consumers share the partitions", split, timeout=60)
+        # Every broker's admin client finds the same coordinator, which knows both members.
+        coordinators = set()
+        for b in brokers:
+            a = admin(b.bootstrap)  # must outlive the future
+            d = a.describe_consumer_groups([group])[group].result(10)
+            assert (d.state, len(d.members)) == (ConsumerGroupState.STABLE, 2), (d.state, d.members)
+            coordinators.add(d.coordinator.id)
+        assert len(coordinators) == 1, coordinators
+        # ListGroups is answered by every broker; only the coordinator lists the group.
+        a = admin(brokers[0].bootstrap)
+        listed = a.list_consumer_groups().result(10)
+        assert [g.group_id for g in listed.valid].count(group) == 1
+
+        n = 600
+        p = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all"})
+        for i in range(n):
+            p.produce(topic_name, value=f"v{i}".encode(), partition=i % PARTITIONS)
+        assert p.flush(60) == 0
+        got = [set(), set()]
+        seen, deadline = 0, time.time() + 60
+        while seen < n:
+            assert time.time() < deadline, f"consumed {seen} of {n}"
+            for i, m in enumerate(members):
+                for msg in m.consume(1000, 0.1):
+                    assert msg.error() is None, msg.error()
+                    got[i].add(msg.partition())
+                    seen += 1
+        for i, m in enumerate(members):
+            assert got[i] == {tp.partition for tp in m.assignment()}, "each consumer reads its own partitions"
+            m.commit(asynchronous=False)
+    finally:
+        for m in members:
+            m.close()
+    # The committed offsets are found through every broker.
+    for b in brokers:
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group})
+        try:
+            tps = c.committed([TopicPartition(topic_name, p) for p in range(PARTITIONS)], timeout=30)
+            assert [(tp.error, tp.offset) for tp in tps] == [(None, n // PARTITIONS)] * PARTITIONS
+        finally:
+            c.close()

@@ -105,7 +105,13 @@ impl Cluster {
 
     /// The membership in effect: the one set at run time, else the configured one.
     pub fn membership(&self) -> Membership {
-        self.dynamic_brokers.read().unwrap().clone().unwrap_or_else(|| self.static_brokers.clone())
+        self.versioned_membership().1
+    }
+
+    /// The membership in effect with its version, read together (both change under the same lock).
+    pub fn versioned_membership(&self) -> (u64, Membership) {
+        let dynamic = self.dynamic_brokers.read().unwrap();
+        (self.version(), dynamic.clone().unwrap_or_else(|| self.static_brokers.clone()))
     }
 
     /// (value, set at run time?) of `cluster.brokers`, for DescribeConfigs.
@@ -159,8 +165,9 @@ impl Cluster {
         }
     }
 
-    /// The membership version a round that starts now works with.
-    fn version(&self) -> u64 {
+    /// Counts membership changes (starts at 1): what a round that starts now, or a view of the membership
+    /// taken now, works with.
+    pub fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
     }
 

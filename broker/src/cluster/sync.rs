@@ -33,6 +33,9 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     // Peers that failed last time, so an unreachable peer is reported once, not every round.
     let mut failing: HashSet<i32> = HashSet::new();
     loop {
+        // The group coordinator also follows the membership from each group request; this covers a broker
+        // that gets none (its ListGroups and lag metrics must drop the groups that moved away).
+        state.groups.follow(cluster);
         let version = cluster.version();
         let membership = cluster.membership();
         let controller = membership.controller(cluster.node_id());

@@ -14,7 +14,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "offsets.topic.num.partitions",
         default: Some("50"),
-        help: "Partitions of the internal __consumer_offsets log (groups are spread over them). Fixed once the log exists.",
+        help: "Partitions of the internal __consumer_offsets log (groups are spread over them, and in a cluster over \
+               the brokers by them). Fixed once the log exists; must be the same on every broker of a cluster.",
     },
     Setting { name: "offsets.topic.segment.bytes", default: Some("104857600"), help: "Segment size of the __consumer_offsets log." },
     Setting {

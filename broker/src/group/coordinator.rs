@@ -2,6 +2,9 @@
 //! `__consumer_offsets` partition, each shard behind its own lock together with that partition's log. It runs
 //! the state machine of [`super::state`], parks JoinGroup/SyncGroup requests until their answer exists, writes
 //! group metadata and committed offsets to the log before answering, and drives the timers.
+//!
+//! In a cluster it serves only the partitions the membership gives it ([`super::placement`]) and answers
+//! NOT_COORDINATOR for the other groups, so clients ask FindCoordinator again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,6 +23,8 @@ use super::offsets::CommittedOffset;
 use super::records::{self, GroupRecord, MemberRecord, Record, MAX_STRING};
 use super::state::{Effects, Group, GroupState, JoinReply, JoinRequest, JoinResult, Limits, SyncReply, SyncRequest, SyncResult};
 use super::store::{self, partition_for, KeyValue, PartitionLog, StoreError};
+use super::placement;
+use crate::cluster::Cluster;
 use crate::errors::code;
 use crate::topics::{self, MetaError};
 
@@ -148,6 +153,9 @@ impl Entry {
 struct Shard {
     log: PartitionLog,
     groups: HashMap<String, Entry>,
+    /// Whether this broker coordinates the partition's groups. Those of a partition it does not coordinate are
+    /// left as they were, timers stopped, in case the partition comes back.
+    coordinated: bool,
 }
 
 impl Shard {
@@ -282,6 +290,8 @@ pub struct GroupCoordinator {
     limits: Limits,
     shards: Vec<Mutex<Shard>>,
     stopping: AtomicBool,
+    /// The membership version the shards' `coordinated` flags follow; 0 before the first: all coordinated.
+    followed: Mutex<u64>,
 }
 
 impl GroupCoordinator {
@@ -324,7 +334,7 @@ impl GroupCoordinator {
                     Record::Group { group, value } => groups.entry(group).or_default().0 = value,
                 }
             }
-            let mut shard = Shard { log, groups: HashMap::new() };
+            let mut shard = Shard { log, groups: HashMap::new(), coordinated: true };
             for (id, (record, offsets)) in groups {
                 if record.is_none() && offsets.is_empty() {
                     continue;
@@ -343,7 +353,55 @@ impl GroupCoordinator {
         }
         tracing::info!(groups = loaded, partitions, "loaded consumer groups");
         let limits = Limits { initial_rebalance_delay_ms: i64::from(config.initial_rebalance_delay_ms), max_size: config.max_size as usize };
-        Ok(GroupCoordinator { config, limits, shards, stopping: AtomicBool::new(false) })
+        Ok(GroupCoordinator { config, limits, shards, stopping: AtomicBool::new(false), followed: Mutex::new(0) })
+    }
+
+    /// Takes the cluster's current membership into account, if it changed since the last call: cheap
+    /// otherwise, so every group request can call it first.
+    pub fn follow(&self, cluster: &Cluster) {
+        if *self.followed.lock().expect("membership version lock") >= cluster.version() {
+            return;
+        }
+        let (version, membership) = cluster.versioned_membership();
+        self.set_membership(version, &membership.ids(cluster.node_id()), cluster.node_id());
+    }
+
+    /// Coordinates the partitions that `brokers` (version `version`; older versions are ignored) give to
+    /// `node_id`. Parked requests of groups that moved away are answered NOT_COORDINATOR. Their state is not
+    /// handed over: without replication the new coordinator has only its own log, so a group that moved has
+    /// no committed offsets there (or those of the last time that broker coordinated it), and its consumers
+    /// restart from their auto.offset.reset position (or from those older offsets).
+    pub fn set_membership(&self, version: u64, brokers: &[i32], node_id: i32) {
+        let mut followed = self.followed.lock().expect("membership version lock");
+        if version <= *followed {
+            return;
+        }
+        *followed = version;
+        let (mut gained, mut lost) = (Vec::new(), Vec::new());
+        for (p, shard) in self.shards.iter().enumerate() {
+            let coordinated = placement::owner(p as i32, brokers) == Some(node_id);
+            let mut shard = shard.lock().expect("group shard lock");
+            if shard.coordinated == coordinated {
+                continue;
+            }
+            shard.coordinated = coordinated;
+            if coordinated {
+                gained.push(p);
+            } else {
+                for entry in shard.groups.values_mut() {
+                    entry.fail_parked(code::NOT_COORDINATOR);
+                }
+                lost.push(p);
+            }
+        }
+        if !gained.is_empty() || !lost.is_empty() {
+            tracing::info!(?brokers, ?gained, ?lost, "group coordination moved with the cluster membership");
+        }
+    }
+
+    /// The broker of `brokers` that coordinates `group_id`.
+    pub fn coordinator_of(&self, group_id: &str, brokers: &[i32]) -> Option<i32> {
+        placement::owner(partition_for(group_id, self.partitions()), brokers)
     }
 
     pub fn partitions(&self) -> i32 {
@@ -354,13 +412,32 @@ impl GroupCoordinator {
         self.shards[partition_for(group_id, self.partitions()) as usize].lock().expect("group shard lock")
     }
 
+    /// The shard of a group this broker coordinates, else the request's error: INVALID_GROUP_ID or
+    /// NOT_COORDINATOR (in Kafka's order).
+    fn coordinated_shard(&self, group_id: &str, allow_empty: bool) -> Result<MutexGuard<'_, Shard>, i16> {
+        if invalid_group_id(group_id, allow_empty) {
+            return Err(code::INVALID_GROUP_ID);
+        }
+        let shard = self.shard(group_id);
+        if !shard.coordinated {
+            return Err(code::NOT_COORDINATOR);
+        }
+        Ok(shard)
+    }
+
+    /// Every shard this broker coordinates, locked one at a time.
+    fn coordinated_shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+        self.shards.iter().map(|s| s.lock().expect("group shard lock")).filter(|s| s.coordinated)
+    }
+
     // ---- membership ----
 
     pub fn join(&self, group_id: &str, req: JoinRequest, now: i64) -> Pending<JoinResult> {
         let error = |e| Pending::Ready(JoinResult::error(&req.member_id, e));
-        if invalid_group_id(group_id, false) {
-            return error(code::INVALID_GROUP_ID);
-        }
+        let mut shard = match self.coordinated_shard(group_id, false) {
+            Ok(shard) => shard,
+            Err(e) => return error(e),
+        };
         if !(self.config.min_session_timeout_ms..=self.config.max_session_timeout_ms).contains(&req.session_timeout_ms) {
             return error(code::INVALID_SESSION_TIMEOUT);
         }
@@ -371,8 +448,7 @@ impl GroupCoordinator {
         if self.stopping.load(Ordering::Acquire) {
             return error(code::NOT_COORDINATOR);
         }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let Shard { log, groups, .. } = &mut *shard;
         let created = !groups.contains_key(group_id);
         if created {
             // Only a member without an id may create a group.
@@ -401,14 +477,14 @@ impl GroupCoordinator {
     }
 
     pub fn sync(&self, group_id: &str, req: SyncRequest, now: i64) -> Pending<SyncResult> {
-        if invalid_group_id(group_id, false) {
-            return Pending::Ready(SyncResult::error(code::INVALID_GROUP_ID));
-        }
+        let mut shard = match self.coordinated_shard(group_id, false) {
+            Ok(shard) => shard,
+            Err(e) => return Pending::Ready(SyncResult::error(e)),
+        };
         if self.stopping.load(Ordering::Acquire) {
             return Pending::Ready(SyncResult::error(code::NOT_COORDINATOR));
         }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let Shard { log, groups, .. } = &mut *shard;
         let Some(entry) = groups.get_mut(group_id) else { return Pending::Ready(SyncResult::error(code::UNKNOWN_MEMBER_ID)) };
         let member_id = req.member_id.clone();
         let reply = match entry.group.sync(req, now) {
@@ -432,10 +508,11 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, now: i64) -> i16 {
-        if invalid_group_id(group_id, false) {
-            return code::INVALID_GROUP_ID;
-        }
-        match self.shard(group_id).groups.get_mut(group_id) {
+        let mut shard = match self.coordinated_shard(group_id, false) {
+            Ok(shard) => shard,
+            Err(e) => return e,
+        };
+        match shard.groups.get_mut(group_id) {
             Some(e) => e.group.heartbeat(member_id, instance_id, generation, now),
             None => code::UNKNOWN_MEMBER_ID,
         }
@@ -443,11 +520,8 @@ impl GroupCoordinator {
 
     /// LeaveGroup of (member id, instance id) pairs: an error for the whole request, or one per member.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)], now: i64) -> Result<Vec<i16>, i16> {
-        if invalid_group_id(group_id, false) {
-            return Err(code::INVALID_GROUP_ID);
-        }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let mut shard = self.coordinated_shard(group_id, false)?;
+        let Shard { log, groups, .. } = &mut *shard;
         let Some(entry) = groups.get_mut(group_id) else { return Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]) };
         if entry.group.state() == GroupState::Dead {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
@@ -472,11 +546,11 @@ impl GroupCoordinator {
     pub fn commit(&self, group_id: &str, commit: Commit<'_>, now: i64) -> Vec<i16> {
         let Commit { generation, member_id, instance_id, retention_ms, offsets } = commit;
         let all = |e| vec![e; offsets.len()];
-        if invalid_group_id(group_id, true) {
-            return all(code::INVALID_GROUP_ID);
-        }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let mut shard = match self.coordinated_shard(group_id, true) {
+            Ok(shard) => shard,
+            Err(e) => return all(e),
+        };
+        let Shard { log, groups, .. } = &mut *shard;
         let created = !groups.contains_key(group_id);
         if created {
             // Only commits outside group management (generation -1) may create a group.
@@ -535,10 +609,7 @@ impl GroupCoordinator {
     /// OffsetFetch: the committed offset of each of `partitions` (all committed ones if None); unknown groups
     /// have none.
     pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[TopicPartition]>) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, i16> {
-        if invalid_group_id(group_id, true) {
-            return Err(code::INVALID_GROUP_ID);
-        }
-        let shard = self.shard(group_id);
+        let shard = self.coordinated_shard(group_id, true)?;
         let group = shard.groups.get(group_id).map(|e| &e.group).filter(|g| g.state() != GroupState::Dead);
         Ok(match (partitions, group) {
             (Some(tps), g) => tps.iter().map(|tp| (tp.clone(), g.and_then(|g| g.offset(tp)).cloned())).collect(),
@@ -549,11 +620,8 @@ impl GroupCoordinator {
 
     /// OffsetDelete: an error for the request, or one per partition.
     pub fn delete_offsets(&self, group_id: &str, partitions: &[TopicPartition], now: i64) -> Result<Vec<i16>, i16> {
-        if invalid_group_id(group_id, false) {
-            return Err(code::INVALID_GROUP_ID);
-        }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let mut shard = self.coordinated_shard(group_id, false)?;
+        let Shard { log, groups, .. } = &mut *shard;
         let entry = groups.get_mut(group_id).ok_or(code::GROUP_ID_NOT_FOUND)?;
         let mut errors = entry.group.offset_delete_errors(partitions)?;
         let doomed: Vec<&TopicPartition> =
@@ -580,10 +648,10 @@ impl GroupCoordinator {
 
     // ---- administration ----
 
+    /// The groups this broker coordinates.
     pub fn list_groups(&self) -> Vec<Listing> {
         let mut out = Vec::new();
-        for shard in &self.shards {
-            let shard = shard.lock().expect("group shard lock");
+        for shard in self.coordinated_shards() {
             out.extend(shard.groups.iter().filter(|(_, e)| e.group.state() != GroupState::Dead).map(|(id, e)| Listing {
                 group_id: id.clone(),
                 protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
@@ -594,13 +662,14 @@ impl GroupCoordinator {
         out
     }
 
-    /// None for an unknown group.
-    pub fn describe(&self, group_id: &str) -> Option<Description> {
-        let shard = self.shard(group_id);
-        let group = &shard.groups.get(group_id)?.group;
+    /// Ok(None) for an unknown group.
+    pub fn describe(&self, group_id: &str) -> Result<Option<Description>, i16> {
+        let shard = self.coordinated_shard(group_id, true)?;
+        let Some(entry) = shard.groups.get(group_id) else { return Ok(None) };
+        let group = &entry.group;
         let stable = group.state() == GroupState::Stable;
         let protocol = if stable { group.protocol_name().unwrap_or_default().to_string() } else { String::new() };
-        Some(Description {
+        Ok(Some(Description {
             state: group.state(),
             protocol_type: group.protocol_type().unwrap_or_default().to_string(),
             members: group
@@ -615,7 +684,7 @@ impl GroupCoordinator {
                 })
                 .collect(),
             protocol,
-        })
+        }))
     }
 
     /// DeleteGroups: only empty groups; their offsets and metadata are deleted.
@@ -624,11 +693,11 @@ impl GroupCoordinator {
     }
 
     fn delete_group(&self, group_id: &str, now: i64) -> i16 {
-        if invalid_group_id(group_id, true) {
-            return code::INVALID_GROUP_ID;
-        }
-        let mut shard = self.shard(group_id);
-        let Shard { log, groups } = &mut *shard;
+        let mut shard = match self.coordinated_shard(group_id, true) {
+            Ok(shard) => shard,
+            Err(e) => return e,
+        };
+        let Shard { log, groups, .. } = &mut *shard;
         let Some(entry) = groups.get_mut(group_id) else { return code::GROUP_ID_NOT_FOUND };
         match entry.group.state() {
             GroupState::Dead => return code::GROUP_ID_NOT_FOUND,
@@ -653,11 +722,10 @@ impl GroupCoordinator {
 
     // ---- timers ----
 
-    /// Session, rebalance and sync timeouts due at `now`.
+    /// Session, rebalance and sync timeouts due at `now`, in the groups this broker coordinates.
     pub fn tick(&self, now: i64) {
-        for shard in &self.shards {
-            let mut shard = shard.lock().expect("group shard lock");
-            let Shard { log, groups } = &mut *shard;
+        for mut shard in self.coordinated_shards() {
+            let Shard { log, groups, .. } = &mut *shard;
             let mut touched = false;
             for (id, entry) in groups.iter_mut() {
                 if entry.group.next_deadline().is_some_and(|d| d <= now) {
@@ -672,11 +740,11 @@ impl GroupCoordinator {
         }
     }
 
-    /// Deletes expired offsets (offsets.retention.minutes), and empty groups left without offsets.
+    /// Deletes expired offsets (offsets.retention.minutes), and empty groups left without offsets, of the groups
+    /// this broker coordinates.
     pub fn expire_offsets(&self, now: i64) {
-        for shard in &self.shards {
-            let mut shard = shard.lock().expect("group shard lock");
-            let Shard { log, groups } = &mut *shard;
+        for mut shard in self.coordinated_shards() {
+            let Shard { log, groups, .. } = &mut *shard;
             let mut tombstones: Vec<KeyValue> = Vec::new();
             let mut expired: Vec<(String, Vec<TopicPartition>, bool)> = Vec::new();
             for (id, entry) in groups.iter() {
@@ -752,4 +820,127 @@ pub async fn run_timers(coordinator: Arc<GroupCoordinator>, mut shutdown: watch:
         }
     }
     coordinator.shutdown();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use strata_storage::LogManagerConfig;
+
+    use super::*;
+
+    fn open(dir: &Path) -> GroupCoordinator {
+        let settings = HashMap::from([("offsets.topic.num.partitions", "6")]);
+        let config = GroupConfig::from_lookup(&|k| settings.get(k).map(|v| v.to_string())).unwrap();
+        let logs = LogManager::open(LogManagerConfig::new(dir)).unwrap();
+        GroupCoordinator::open(config, logs, dir, 0).unwrap()
+    }
+
+    /// A group id whose partition `brokers` give to `owner`.
+    fn group_of(gc: &GroupCoordinator, brokers: &[i32], owner: i32) -> String {
+        (0..).map(|i| format!("g{i}")).find(|g| gc.coordinator_of(g, brokers) == Some(owner)).unwrap()
+    }
+
+    fn commit(gc: &GroupCoordinator, group: &str, offset: i64) -> Vec<i16> {
+        let offsets = [OffsetCommitEntry { tp: TopicPartition::new("t", 0), offset, leader_epoch: -1, metadata: None }];
+        gc.commit(group, Commit { generation: -1, member_id: "", instance_id: None, retention_ms: None, offsets: &offsets }, 1)
+    }
+
+    fn join(gc: &GroupCoordinator, group: &str) -> Pending<JoinResult> {
+        let req = JoinRequest {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![Protocol { name: "range".into(), metadata: Bytes::new() }],
+            require_known_member_id: false,
+            supports_skip_assignment: false,
+        };
+        gc.join(group, req, 1)
+    }
+
+    fn listed(gc: &GroupCoordinator) -> Vec<String> {
+        gc.list_groups().into_iter().map(|l| l.group_id).collect()
+    }
+
+    #[test]
+    fn a_single_broker_coordinates_every_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = open(dir.path());
+        let groups: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
+        for g in &groups {
+            assert_eq!(commit(&gc, g, 5), vec![code::NONE]);
+        }
+        gc.set_membership(1, &[3], 3);
+        let mut expected = groups.clone();
+        expected.sort();
+        assert_eq!(listed(&gc), expected);
+        assert!(groups.iter().all(|g| gc.coordinator_of(g, &[3]) == Some(3)));
+    }
+
+    #[test]
+    fn other_brokers_groups_are_refused_with_not_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = open(dir.path());
+        let brokers = [0, 1];
+        let (mine, theirs) = (group_of(&gc, &brokers, 0), group_of(&gc, &brokers, 1));
+        gc.set_membership(1, &brokers, 0);
+        assert_eq!(commit(&gc, &mine, 5), vec![code::NONE]);
+        let tp = [TopicPartition::new("t", 0)];
+        assert_eq!(commit(&gc, &theirs, 5), vec![code::NOT_COORDINATOR]);
+        assert_eq!(gc.fetch_offsets(&theirs, None), Err(code::NOT_COORDINATOR));
+        assert_eq!(gc.heartbeat(&theirs, "m", None, 1, 1), code::NOT_COORDINATOR);
+        assert_eq!(gc.leave(&theirs, &[("m".into(), None)], 1), Err(code::NOT_COORDINATOR));
+        assert_eq!(gc.describe(&theirs), Err(code::NOT_COORDINATOR));
+        assert_eq!(gc.delete_groups(std::slice::from_ref(&theirs), 1), vec![code::NOT_COORDINATOR]);
+        assert_eq!(gc.delete_offsets(&theirs, &tp, 1), Err(code::NOT_COORDINATOR));
+        assert!(matches!(join(&gc, &theirs), Pending::Ready(r) if r.error == code::NOT_COORDINATOR));
+        let sync = SyncRequest {
+            generation_id: 1,
+            member_id: "m".into(),
+            instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: HashMap::new(),
+        };
+        assert!(matches!(gc.sync(&theirs, sync, 1), Pending::Ready(r) if r.error == code::NOT_COORDINATOR));
+        // Invalid ids are refused as such first, as Kafka does.
+        assert_eq!(gc.heartbeat("", "m", None, 1, 1), code::INVALID_GROUP_ID);
+        assert_eq!(listed(&gc), vec![mine]);
+    }
+
+    #[test]
+    fn groups_move_with_the_membership_and_come_back_with_their_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = open(dir.path());
+        let (alone, pair) = ([0], [0, 1]);
+        let moving = group_of(&gc, &pair, 1);
+        gc.set_membership(1, &alone, 0);
+        assert_eq!(commit(&gc, &moving, 7), vec![code::NONE]);
+        let Pending::Wait(parked) = join(&gc, &moving) else { panic!("the first join waits for the initial rebalance delay") };
+
+        // Broker 1 joins and takes the group over: the parked request is told to look for the coordinator.
+        gc.set_membership(2, &pair, 0);
+        assert_eq!(parked.blocking_recv().unwrap().error, code::NOT_COORDINATOR);
+        assert_eq!(gc.fetch_offsets(&moving, None), Err(code::NOT_COORDINATOR));
+        assert!(listed(&gc).is_empty());
+        // Timers and retention leave it alone meanwhile.
+        gc.tick(i64::MAX / 2);
+        gc.expire_offsets(i64::MAX / 2);
+        // An older membership arriving late changes nothing.
+        gc.set_membership(1, &alone, 0);
+        assert_eq!(gc.fetch_offsets(&moving, None), Err(code::NOT_COORDINATOR));
+
+        // Broker 1 leaves again: the group is back, with what this broker had.
+        gc.set_membership(3, &alone, 0);
+        let offsets = gc.fetch_offsets(&moving, None).unwrap();
+        assert_eq!(offsets.iter().map(|(tp, o)| (tp.partition, o.as_ref().map(|o| o.offset))).collect::<Vec<_>>(), vec![(0, Some(7))]);
+        assert_eq!(listed(&gc), vec![moving.clone()]);
+        let d = gc.describe(&moving).unwrap().unwrap();
+        assert_eq!((d.state, d.members.len()), (GroupState::PreparingRebalance, 1), "no session or rebalance timeout ran");
+    }
 }

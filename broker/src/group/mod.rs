@@ -1,11 +1,13 @@
 //! Consumer groups (Kafka's classic group protocol): the group state machine ([`state`], [`member`],
-//! [`offsets`]), their durable form in the internal `__consumer_offsets` log ([`records`], [`store`]), and the
-//! coordinator that serves the group APIs from them ([`coordinator`]).
+//! [`offsets`]), their durable form in the internal `__consumer_offsets` log ([`records`], [`store`]), which
+//! broker of a cluster coordinates which groups ([`placement`]), and the coordinator that serves the group APIs
+//! from them ([`coordinator`]).
 
 pub mod config;
 pub mod coordinator;
 pub mod member;
 pub mod offsets;
+pub mod placement;
 pub mod records;
 pub mod state;
 pub mod store;

@@ -1,6 +1,9 @@
 //! The group APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 //! ListGroups, DescribeGroups, DeleteGroups, OffsetDelete) over the group coordinator, and InitProducerId.
 //! Fields a request version does not have are left at their defaults, as kafka-protocol requires.
+//!
+//! In a cluster each group has one coordinator, named by FindCoordinator on every broker alike; the others
+//! answer the group's requests with NOT_COORDINATOR (the coordinator decides that itself).
 
 use kafka_protocol::messages::{
     describe_groups_response, find_coordinator_response, join_group_response, leave_group_response, list_groups_response,
@@ -10,19 +13,26 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, ProducerId, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use strata_storage::TopicPartition;
 
 use super::{message_if, respond, s};
 use crate::broker::BrokerState;
+use crate::cluster::membership::Membership;
 use crate::errors::code;
 use crate::group::coordinator::{now_ms, Commit, OffsetCommitEntry};
 use crate::group::member::Protocol;
 use crate::group::offsets::CommittedOffset;
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
-use crate::group::Pending;
+use crate::group::{GroupCoordinator, Pending};
 use crate::protocol::RequestHeader;
 use crate::server::{Peer, Reply};
+
+/// The group coordinator, following the cluster's current membership (which decides the groups it coordinates).
+fn coordinator(state: &BrokerState) -> &GroupCoordinator {
+    state.groups.follow(&state.cluster);
+    &state.groups
+}
 
 /// Answers now, or when the parked request completes (a dropped waiter means the coordinator went away).
 fn reply_pending<T, R, F>(header: &RequestHeader, pending: Pending<T>, gone: T, build: F) -> Reply
@@ -55,12 +65,26 @@ where
 // client treat it as fatal at once (instead of retrying until a timeout), so it is the clearest refusal.
 const NO_TRANSACTIONS: &str = "transactions are not supported by this broker";
 
+/// (id, host, port) where clients reach broker `id`: this one at the listener the client used, a peer at its
+/// address in the membership.
+fn address(state: &BrokerState, peer: &Peer, membership: &Membership, id: i32) -> Option<(BrokerId, StrBytes, i32)> {
+    if id == state.config.node_id {
+        let adv = state.advertised(&peer.listener);
+        return Some((BrokerId(id), s(adv.host.clone()), i32::from(adv.port)));
+    }
+    membership.get(id).map(|b| (BrokerId(id), s(b.host.clone()), i32::from(b.port)))
+}
+
 pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let version = header.api_version;
-    let adv = state.advertised(&peer.listener);
-    let (node, host, port) = (BrokerId(state.config.node_id), s(adv.host.clone()), i32::from(adv.port));
-    let outcome = |key_type: i8| match key_type {
-        0 => Ok(()),
+    let coordinator = coordinator(state);
+    let membership = state.cluster.membership();
+    let brokers = membership.ids(state.config.node_id);
+    let locate = |key: &str| match req.key_type {
+        0 => coordinator
+            .coordinator_of(key, &brokers)
+            .and_then(|id| address(state, peer, &membership, id))
+            .ok_or_else(|| (code::COORDINATOR_NOT_AVAILABLE, format!("no broker coordinates group {key}"))),
         1 => Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.to_string())),
         other => Err((code::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
     };
@@ -68,19 +92,19 @@ pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
-            .into_iter()
+            .iter()
             .map(|key| {
-                let c = find_coordinator_response::Coordinator::default().with_key(key);
-                match outcome(req.key_type) {
-                    Ok(()) => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                let c = find_coordinator_response::Coordinator::default().with_key(key.clone());
+                match locate(key) {
+                    Ok((node, host, port)) => c.with_node_id(node).with_host(host).with_port(port),
                     Err((error, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(Some(s(msg))),
                 }
             })
             .collect();
         return resp.with_coordinators(coordinators);
     }
-    match outcome(req.key_type) {
-        Ok(()) => resp.with_node_id(node).with_host(host).with_port(port),
+    match locate(&req.key) {
+        Ok((node, host, port)) => resp.with_node_id(node).with_host(host).with_port(port),
         Err((error, msg)) => {
             resp.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(message_if(version >= 1, Some(msg)))
         }
@@ -143,7 +167,7 @@ pub fn join_group(state: &BrokerState, peer: &Peer, header: &RequestHeader, req:
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let pending = state.groups.join(&req.group_id.0, join, now_ms());
+    let pending = coordinator(state).join(&req.group_id.0, join, now_ms());
     reply_pending(header, pending, JoinResult::error(&member_id, code::NOT_COORDINATOR), move |r| join_response(version, r))
 }
 
@@ -166,13 +190,13 @@ pub fn sync_group(state: &BrokerState, header: &RequestHeader, req: SyncGroupReq
         protocol_name: req.protocol_name.map(|p| p.to_string()),
         assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
     };
-    let pending = state.groups.sync(&req.group_id.0, sync, now_ms());
+    let pending = coordinator(state).sync(&req.group_id.0, sync, now_ms());
     reply_pending(header, pending, SyncResult::error(code::NOT_COORDINATOR), move |r| sync_response(version, r))
 }
 
 pub fn heartbeat(state: &BrokerState, req: HeartbeatRequest) -> HeartbeatResponse {
     let instance = req.group_instance_id.as_deref();
-    let error = state.groups.heartbeat(&req.group_id.0, &req.member_id, instance, req.generation_id, now_ms());
+    let error = coordinator(state).heartbeat(&req.group_id.0, &req.member_id, instance, req.generation_id, now_ms());
     HeartbeatResponse::default().with_error_code(error)
 }
 
@@ -183,7 +207,7 @@ pub fn leave_group(state: &BrokerState, header: &RequestHeader, req: LeaveGroupR
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    match state.groups.leave(&req.group_id.0, &members, now_ms()) {
+    match coordinator(state).leave(&req.group_id.0, &members, now_ms()) {
         Err(error) => LeaveGroupResponse::default().with_error_code(error),
         // Before v3 the one member's error is the response's.
         Ok(errors) if !batch => LeaveGroupResponse::default().with_error_code(errors[0]),
@@ -231,7 +255,7 @@ pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCom
         retention_ms: retention,
         offsets: &entries,
     };
-    let errors = state.groups.commit(&req.group_id.0, commit, now_ms());
+    let errors = coordinator(state).commit(&req.group_id.0, commit, now_ms());
     OffsetCommitResponse::default().with_topics(
         by_topic(slots)
             .into_iter()
@@ -273,10 +297,11 @@ fn offset_fields(o: Option<CommittedOffset>) -> (i64, i32, String) {
 
 pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let version = header.api_version;
+    let coordinator = coordinator(state);
     let fetch = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| {
         let tps: Option<Vec<TopicPartition>> =
             topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect());
-        state.groups.fetch_offsets(group, tps.as_deref()).map(by_topic)
+        coordinator.fetch_offsets(group, tps.as_deref()).map(by_topic)
     };
     if version >= 8 {
         let groups = req
@@ -311,30 +336,33 @@ pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetc
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    match fetch(&req.group_id.0, topics) {
-        // v1 has no top-level error: Kafka puts it on every partition, of which there are none here.
-        Err(error) => OffsetFetchResponse::default().with_error_code(if version >= 2 { error } else { 0 }),
-        Ok(topics) => OffsetFetchResponse::default().with_topics(
-            topics
-                .into_iter()
-                .map(|(name, ps)| {
-                    offset_fetch_response::OffsetFetchResponseTopic::default().with_name(TopicName(s(name))).with_partitions(
-                        ps.into_iter()
-                            .map(|(p, o)| {
-                                let (offset, epoch, metadata) = offset_fields(o);
-                                offset_fetch_response::OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
-                                    .with_metadata(Some(s(metadata)))
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ),
-    }
+    let asked: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let (error, topics) = match fetch(&req.group_id.0, asked.clone()) {
+        Ok(topics) => (code::NONE, topics),
+        Err(error) if version >= 2 => return OffsetFetchResponse::default().with_error_code(error),
+        // v1 has no top-level error: Kafka puts it on every partition asked for.
+        Err(error) => (error, asked.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect()),
+    };
+    OffsetFetchResponse::default().with_topics(
+        topics
+            .into_iter()
+            .map(|(name, ps)| {
+                offset_fetch_response::OffsetFetchResponseTopic::default().with_name(TopicName(s(name))).with_partitions(
+                    ps.into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, metadata) = offset_fields(o);
+                            offset_fetch_response::OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
+                                .with_metadata(Some(s(metadata)))
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    )
 }
 
 pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsRequest) -> ListGroupsResponse {
@@ -345,8 +373,7 @@ pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsR
     if !types.is_empty() && !types.iter().any(|t| t == "classic") {
         return ListGroupsResponse::default();
     }
-    let groups = state
-        .groups
+    let groups = coordinator(state)
         .list_groups()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_lowercase()))
@@ -363,16 +390,21 @@ pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsR
 
 pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let version = header.api_version;
+    let coordinator = coordinator(state);
     let groups = req
         .groups
         .into_iter()
         .map(|id| {
             let base = describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
-            let Some(d) = state.groups.describe(&id.0) else {
-                // Kafka describes unknown groups as Dead; v6 adds GROUP_ID_NOT_FOUND.
-                let error = if version >= 6 { code::GROUP_ID_NOT_FOUND } else { code::NONE };
-                let msg = message_if(version >= 6, Some(format!("group {} does not exist", id.0)));
-                return base.with_error_code(error).with_error_message(msg).with_group_state(s("Dead"));
+            let d = match coordinator.describe(&id.0) {
+                Ok(Some(d)) => d,
+                Err(error) => return base.with_error_code(error),
+                Ok(None) => {
+                    // Kafka describes unknown groups as Dead; v6 adds GROUP_ID_NOT_FOUND.
+                    let error = if version >= 6 { code::GROUP_ID_NOT_FOUND } else { code::NONE };
+                    let msg = message_if(version >= 6, Some(format!("group {} does not exist", id.0)));
+                    return base.with_error_code(error).with_error_message(msg).with_group_state(s("Dead"));
+                }
             };
             base.with_group_state(s(d.state.as_str())).with_protocol_type(s(d.protocol_type)).with_protocol_data(s(d.protocol)).with_members(
                 d.members
@@ -395,7 +427,7 @@ pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: Describ
 
 pub fn delete_groups(state: &BrokerState, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let errors = state.groups.delete_groups(&ids, now_ms());
+    let errors = coordinator(state).delete_groups(&ids, now_ms());
     DeleteGroupsResponse::default().with_results(
         req.groups_names
             .into_iter()
@@ -408,7 +440,7 @@ pub fn delete_groups(state: &BrokerState, req: DeleteGroupsRequest) -> DeleteGro
 pub fn offset_delete(state: &BrokerState, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let tps: Vec<TopicPartition> =
         req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index))).collect();
-    let errors = match state.groups.delete_offsets(&req.group_id.0, &tps, now_ms()) {
+    let errors = match coordinator(state).delete_offsets(&req.group_id.0, &tps, now_ms()) {
         Ok(errors) => errors,
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error),
     };
