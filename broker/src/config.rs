@@ -51,6 +51,19 @@ pub const LOG_DEFAULT_KEYS: &[(&str, &str)] = &[
     ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
     ("log.cleanup.policy", "cleanup.policy"),
     ("log.write.mode", "log.write.mode"),
+    ("log.roll.jitter.ms", "segment.jitter.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("compression.type", "compression.type"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms"),
+    ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
+    ("log.preallocate", "preallocate"),
+    ("log.message.downconversion.enable", "message.downconversion.enable"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
 ];
 
 /// The topic-level key a broker-level log setting is the default for.
@@ -89,6 +102,42 @@ pub const SETTINGS: &[Setting] = &[
     s("log.cleanup.policy", None, "Default cleanup.policy (only delete is supported)."),
     s("message.max.bytes", None, "Default max.message.bytes: largest record batch accepted."),
     s("log.write.mode", None, "How appends reach the page cache: write (pwrite) or mmap."),
+    s("log.roll.jitter.ms", None, "Default segment.jitter.ms: random time subtracted from log.roll.ms per segment."),
+    s("log.roll.jitter.hours", None, "Default segment jitter in hours, used when log.roll.jitter.ms is not set (0)."),
+    s(
+        "min.insync.replicas",
+        None,
+        "Default min.insync.replicas (1). Partitions have one replica, so acks=all produces to topics asking for more \
+         are refused with NOT_ENOUGH_REPLICAS.",
+    ),
+    s(
+        "compression.type",
+        None,
+        "Default compression.type: producer (store batches as sent), uncompressed, gzip, snappy, lz4 or zstd \
+         (batches in another codec are re-encoded).",
+    ),
+    s("log.message.timestamp.type", None, "Default message.timestamp.type: CreateTime or LogAppendTime."),
+    s(
+        "log.message.timestamp.before.max.ms",
+        None,
+        "Default message.timestamp.before.max.ms: how far in the past a CreateTime timestamp may be (unbounded).",
+    ),
+    s(
+        "log.message.timestamp.after.max.ms",
+        None,
+        "Default message.timestamp.after.max.ms: how far in the future a CreateTime timestamp may be (1 hour).",
+    ),
+    s("unclean.leader.election.enable", None, "Accepted for compatibility; no effect (partitions have one replica)."),
+    s("log.preallocate", None, "Accepted for compatibility; no effect on the data (log.write.mode=mmap preallocates)."),
+    s(
+        "log.message.downconversion.enable",
+        None,
+        "Accepted for compatibility; no effect (batches are never down-converted: Fetch v4+ only).",
+    ),
+    s("log.cleaner.delete.retention.ms", None, "Accepted for compatibility; no effect (logs are never compacted)."),
+    s("log.cleaner.min.compaction.lag.ms", None, "Accepted for compatibility; no effect (logs are never compacted)."),
+    s("log.cleaner.max.compaction.lag.ms", None, "Accepted for compatibility; no effect (logs are never compacted)."),
+    s("log.cleaner.min.cleanable.ratio", None, "Accepted for compatibility; no effect (logs are never compacted)."),
     s("log.retention.check.interval.ms", Some("300000"), "How often retention is enforced."),
     s("log.flush.scheduler.interval.ms", Some("1000"), "How often logs are checked for flush.ms."),
     s("log.flush.offset.checkpoint.interval.ms", Some("60000"), "How often recovery points are checkpointed."),
@@ -292,6 +341,7 @@ impl BrokerConfig {
         for (ms_key, topic_key, coarse) in [
             ("log.retention.ms", "retention.ms", &[("log.retention.minutes", 60_000i64), ("log.retention.hours", 3_600_000)][..]),
             ("log.roll.ms", "segment.ms", &[("log.roll.hours", 3_600_000)][..]),
+            ("log.roll.jitter.ms", "segment.jitter.ms", &[("log.roll.jitter.hours", 3_600_000)][..]),
         ] {
             if get(ms_key).is_some() {
                 continue;

@@ -17,6 +17,7 @@ pub mod code {
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
@@ -25,6 +26,7 @@ pub mod code {
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
+    pub const INVALID_TIMESTAMP: i16 = 32;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
@@ -56,6 +58,7 @@ pub fn storage_error_code(err: &StorageError) -> i16 {
         // Only RecordBatch v2 is stored; Kafka answers formats it cannot take with this code.
         StorageError::InvalidMagic { .. } => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
         StorageError::RecordTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        StorageError::InvalidTimestamp(_) => code::INVALID_TIMESTAMP,
         StorageError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         StorageError::InvalidConfig { .. } => code::INVALID_CONFIG,
         StorageError::UnknownLog(_) => code::UNKNOWN_TOPIC_OR_PARTITION,

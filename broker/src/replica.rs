@@ -26,8 +26,20 @@ impl Partition {
         Partition { log, high_watermark }
     }
 
-    /// Appends one produce request's records for this partition and wakes fetches waiting on it.
-    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo, StorageError> {
+    /// The in-sync replicas: partitions are not replicated, so the leader alone.
+    pub fn in_sync_replicas(&self) -> i32 {
+        1
+    }
+
+    /// Appends one produce request's records for this partition and wakes fetches waiting on it. With
+    /// acks=-1 the in-sync replicas must number at least min.insync.replicas, or nothing is appended
+    /// (Kafka's Partition.appendRecordsToLeader).
+    pub fn append(&self, records: &mut [u8], required_acks: i16) -> Result<AppendInfo, AppendError> {
+        let min_isr = self.log.config().min_insync_replicas;
+        let isr = self.in_sync_replicas();
+        if required_acks == -1 && isr < min_isr {
+            return Err(AppendError::NotEnoughReplicas { partition: self.log.topic_partition().clone(), isr, min_isr });
+        }
         let info = self.log.append(records)?;
         self.high_watermark.send_replace(self.log.high_watermark());
         Ok(info)
@@ -36,6 +48,23 @@ impl Partition {
     /// Changes whenever the high watermark moves.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("the in-sync replicas of {partition} number {isr}, fewer than min.insync.replicas={min_isr} (partitions have one replica)")]
+    NotEnoughReplicas { partition: TopicPartition, isr: i32, min_isr: i32 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl AppendError {
+    pub fn code(&self) -> i16 {
+        match self {
+            AppendError::NotEnoughReplicas { .. } => code::NOT_ENOUGH_REPLICAS,
+            AppendError::Storage(e) => storage_error_code(e),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
 
-async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+async fn try_create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> create_topics_response::CreatableTopicResult {
     let req = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
         .with_name(TopicName(s(name)))
         .with_num_partitions(partitions)
@@ -23,7 +23,12 @@ async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&
                 .collect(),
         )]);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
-    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    resp.topics[0].clone()
+}
+
+async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let t = try_create_topic(c, name, partitions, configs).await;
+    assert_eq!(t.error_code, 0, "{:?}", t.error_message);
 }
 
 fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
@@ -33,7 +38,11 @@ fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> Pr
 }
 
 async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> produce_response::PartitionProduceResponse {
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, partition, records, -1)).await;
+    produce_with_acks(c, topic, partition, records, -1).await
+}
+
+async fn produce_with_acks(c: &mut Client, topic: &str, partition: i32, records: Bytes, acks: i16) -> produce_response::PartitionProduceResponse {
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, partition, records, acks)).await;
     resp.responses[0].partition_responses[0].clone()
 }
 
@@ -319,4 +328,176 @@ async fn graceful_shutdown_and_restart_keep_topics_configs_and_records() {
     let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
     let cfg = &resp.results[0].configs[0];
     assert_eq!((cfg.name.as_str(), cfg.value.as_ref().map(|v| v.as_str())), ("retention.ms", Some("86400000")));
+}
+
+/// The configs of a topic (resource type 2) or broker (4), by name: (value, config source).
+async fn describe(c: &mut Client, resource_type: i8, name: &str, keys: &[&str]) -> std::collections::BTreeMap<String, (String, i8)> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(name))
+        .with_configuration_keys(Some(keys.iter().map(|k| s(k)).collect()))]);
+    let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
+    assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0].error_message);
+    resp.results[0]
+        .configs
+        .iter()
+        .map(|e| (e.name.to_string(), (e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), e.config_source)))
+        .collect()
+}
+
+/// The stored batches of partition 0 from `offset` on, as a consumer fetches them.
+async fn fetch_batches(c: &mut Client, topic: &str, offset: i64) -> Bytes {
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request(topic, Uuid::nil(), offset, 0)).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.records.clone().unwrap()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[tokio::test]
+async fn min_insync_replicas_above_one_refuses_acks_all_only() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "isr", 1, &[("min.insync.replicas", "2")]).await;
+    let refused = produce_with_acks(&mut c, "isr", 0, record_batch(3, 10, 1000), -1).await;
+    assert_eq!((refused.error_code, refused.base_offset), (19, -1), "NOT_ENOUGH_REPLICAS: {:?}", refused.error_message);
+    assert!(refused.error_message.as_ref().is_some_and(|m| m.contains("min.insync.replicas=2")));
+    let ok = produce_with_acks(&mut c, "isr", 0, record_batch(3, 10, 1000), 1).await;
+    assert_eq!((ok.error_code, ok.base_offset), (0, 0), "acks=1 is unaffected and the refused batch was not stored");
+    assert_eq!(describe(&mut c, 2, "isr", &["min.insync.replicas"]).await["min.insync.replicas"], ("2".into(), 1));
+    // Back to the default (1): acks=all works again.
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s("isr"))
+        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+            .with_name(s("min.insync.replicas"))
+            .with_config_operation(1)])]);
+    let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req).await;
+    assert_eq!(resp.responses[0].error_code, 0);
+    assert_eq!(produce(&mut c, "isr", 0, record_batch(1, 10, 1000)).await.base_offset, 3);
+    assert_eq!(describe(&mut c, 2, "isr", &["min.insync.replicas"]).await["min.insync.replicas"], ("1".into(), 5));
+    // Out of range values are refused, as Kafka does.
+    assert_eq!(try_create_topic(&mut c, "isr0", 1, &[("min.insync.replicas", "0")]).await.error_code, 40);
+}
+
+/// `n` records of `value_size` bytes in one uncompressed batch, as a producer sends them (`record_batch` gives
+/// every record the same sequence, so the encoder makes one batch per record).
+fn one_batch(n: usize, value_size: usize, timestamp: i64) -> Bytes {
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    let sets = RecordBatchDecoder::decode_all(&mut record_batch(n, value_size, timestamp)).unwrap();
+    let mut records: Vec<_> = sets.into_iter().flat_map(|set| set.records).collect();
+    for r in &mut records {
+        r.sequence = r.offset as i32 - 1; // base sequence -1: not idempotent
+    }
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.freeze()
+}
+
+#[tokio::test]
+async fn compression_type_zstd_re_encodes_uncompressed_batches() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "z", 1, &[("compression.type", "zstd")]).await;
+    let sent = one_batch(50, 200, 5000);
+    assert_eq!((sent[22] & 7, i32::from_be_bytes(sent[57..61].try_into().unwrap())), (0, 50), "one uncompressed batch");
+    assert_eq!(produce(&mut c, "z", 0, sent.clone()).await.error_code, 0);
+    let mut stored = fetch_batches(&mut c, "z", 0).await;
+    assert_eq!(stored[22] & 7, 4, "stored with zstd (attributes' codec bits)");
+    assert!(stored.len() < sent.len() / 10, "{} bytes stored for {} sent", stored.len(), sent.len());
+    let records = RecordBatchDecoder::decode(&mut stored).unwrap().records;
+    assert!(stored.is_empty(), "one batch stored");
+    let expected = RecordBatchDecoder::decode(&mut sent.clone()).unwrap().records;
+    assert_eq!(records.len(), 50);
+    for (r, e) in records.iter().zip(&expected) {
+        assert_eq!((r.offset, r.timestamp, &r.key, &r.value), (e.offset, e.timestamp, &e.key, &e.value));
+    }
+    assert_eq!(describe(&mut c, 2, "z", &["compression.type"]).await["compression.type"], ("zstd".into(), 1));
+    for bad in ["none", "brotli"] {
+        assert_eq!(try_create_topic(&mut c, "bad", 1, &[("compression.type", bad)]).await.error_code, 40, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn log_append_time_stamps_the_broker_time_and_create_time_bounds_refuse_skewed_batches() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "lat", 1, &[("message.timestamp.type", "LogAppendTime")]).await;
+    let before = now_ms();
+    let resp = produce(&mut c, "lat", 0, record_batch(3, 10, 1000)).await;
+    let after = now_ms();
+    assert_eq!(resp.error_code, 0);
+    assert!((before..=after).contains(&resp.log_append_time_ms), "{} not in [{before}, {after}]", resp.log_append_time_ms);
+    let stored = fetch_batches(&mut c, "lat", 0).await;
+    let attributes = i16::from_be_bytes([stored[21], stored[22]]);
+    let max_timestamp = i64::from_be_bytes(stored[35..43].try_into().unwrap());
+    assert_eq!((attributes & 0x08, max_timestamp), (0x08, resp.log_append_time_ms), "LogAppendTime flag and time");
+    let records = RecordBatchDecoder::decode(&mut stored.clone()).unwrap().records;
+    assert!(records.iter().all(|r| r.timestamp_type == kafka_protocol::records::TimestampType::LogAppend));
+    // ListOffsets by time uses the append time.
+    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(s("lat")))
+        .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(2000)])]);
+    let resp_list: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &list).await;
+    let found = &resp_list.topics[0].partitions[0];
+    assert_eq!((found.offset, found.timestamp), (0, resp.log_append_time_ms));
+
+    // CreateTime (the default): the response carries -1, and timestamps more than an hour ahead are refused.
+    create_topic(&mut c, "ct", 1, &[("message.timestamp.before.max.ms", "86400000")]).await;
+    assert_eq!(produce(&mut c, "ct", 0, record_batch(1, 10, now_ms())).await.log_append_time_ms, -1);
+    let ahead = produce(&mut c, "ct", 0, record_batch(1, 10, now_ms() + 2 * 3_600_000)).await;
+    assert_eq!(ahead.error_code, 32, "INVALID_TIMESTAMP: {:?}", ahead.error_message);
+    let old = produce(&mut c, "ct", 0, record_batch(1, 10, 1000)).await;
+    assert_eq!(old.error_code, 32, "older than message.timestamp.before.max.ms");
+    assert_eq!(produce(&mut c, "ct", 0, record_batch(1, 10, now_ms() - 1000)).await.base_offset, 1);
+}
+
+#[tokio::test]
+async fn broker_defaults_apply_to_topics_and_inert_configs_are_accepted_but_compaction_is_not() {
+    let settings = [
+        ("compression.type", "gzip"),
+        ("log.message.timestamp.type", "LogAppendTime"),
+        ("min.insync.replicas", "2"),
+        ("log.roll.jitter.hours", "1"),
+    ];
+    let b = TestBroker::start(&settings).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "d", 1, &[]).await;
+    let keys = ["compression.type", "message.timestamp.type", "min.insync.replicas", "segment.jitter.ms"];
+    let topic = describe(&mut c, 2, "d", &keys).await;
+    assert_eq!(topic["compression.type"], ("gzip".into(), 4), "STATIC_BROKER_CONFIG");
+    assert_eq!(topic["message.timestamp.type"], ("LogAppendTime".into(), 4));
+    assert_eq!(topic["segment.jitter.ms"], ("3600000".into(), 4));
+    let broker_keys = ["compression.type", "log.message.timestamp.type", "min.insync.replicas", "log.roll.jitter.ms"];
+    let broker = describe(&mut c, 4, "0", &broker_keys).await;
+    assert_eq!(broker["log.message.timestamp.type"].0, "LogAppendTime");
+    assert_eq!(broker["log.roll.jitter.ms"].0, "3600000");
+    assert_eq!(produce(&mut c, "d", 0, record_batch(1, 10, 1000)).await.error_code, 19, "min.insync.replicas=2 by default");
+    let resp = produce_with_acks(&mut c, "d", 0, one_batch(20, 100, 1000), 1).await;
+    assert!(resp.log_append_time_ms > 0);
+    assert_eq!(fetch_batches(&mut c, "d", 0).await[22] & 7, 1, "gzip");
+
+    // Configs without effect here are accepted and described; compaction and unknown names are refused.
+    let inert = [
+        ("unclean.leader.election.enable", "true"),
+        ("preallocate", "true"),
+        ("message.downconversion.enable", "false"),
+        ("delete.retention.ms", "1000"),
+        ("min.compaction.lag.ms", "5"),
+        ("max.compaction.lag.ms", "6000"),
+        ("min.cleanable.dirty.ratio", "0.25"),
+    ];
+    create_topic(&mut c, "inert", 1, &inert).await;
+    let names: Vec<&str> = inert.iter().map(|(k, _)| *k).collect();
+    let described = describe(&mut c, 2, "inert", &names).await;
+    for (k, v) in inert {
+        assert_eq!(described[k], (v.to_string(), 1), "{k}");
+    }
+    for bad in [("cleanup.policy", "compact"), ("cleanup.policy", "compact,delete"), ("no.such.config", "1"), ("preallocate", "maybe")] {
+        let t = try_create_topic(&mut c, "refused", 1, &[bad]).await;
+        assert_eq!(t.error_code, 40, "{bad:?}: INVALID_CONFIG");
+    }
 }

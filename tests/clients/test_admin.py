@@ -1,10 +1,19 @@
 """Topic administration through confluent-kafka's AdminClient: create (with configs, validate-only, bad input),
-describe, alter configs at run time, add partitions, delete records, delete topics, describe the cluster."""
+describe, alter configs at run time, add partitions, delete records, delete topics, describe the cluster, and
+the topic configs that change what a produce does (min.insync.replicas, compression.type, message.timestamp.type)."""
 
 import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -15,7 +24,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from kafka_util import admin, create_topic
+from kafka_util import admin, consume_all, create_topic
 
 
 def error_of(future):
@@ -172,3 +181,67 @@ def test_describe_cluster(broker):
     assert [n.id for n in desc.nodes] == [0]
     assert desc.controller.id == 0
     assert len(desc.cluster_id) == 22
+
+
+def produce_one(bootstrap, topic, acks):
+    """Produces one record without retries; returns the delivery error code (None) and the delivered message."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "retries": 0, "compression.type": "none"})
+    outcome = []
+    p.produce(topic, key=b"k", value=b"v" * 500, on_delivery=lambda err, msg: outcome.append((err, msg)))
+    assert p.flush(30) == 0
+    err, msg = outcome[0]
+    return (err.code() if err else None), msg
+
+
+def test_topic_configs_users_set_are_applied_and_described(broker, topic_name):
+    a = admin(broker.bootstrap)
+    configs = {
+        "min.insync.replicas": "2",
+        "compression.type": "zstd",
+        "message.timestamp.type": "LogAppendTime",
+        "message.timestamp.after.max.ms": "600000",
+        "segment.jitter.ms": "1000",
+        "unclean.leader.election.enable": "false",
+        "preallocate": "true",
+        "delete.retention.ms": "3600000",
+    }
+    assert a.create_topics([NewTopic(topic_name, 1, 1, config=configs)])[topic_name].result(30) is None
+    cfg = describe(a, ConfigResource(ResourceType.TOPIC, topic_name))
+    for key, value in configs.items():
+        assert cfg[key].value == value, key
+        assert cfg[key].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, key
+    assert cfg["message.timestamp.before.max.ms"].value == str(2**63 - 1)
+    assert cfg["message.downconversion.enable"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # One replica is in sync: acks=all is refused (NOT_ENOUGH_REPLICAS), acks=1 is not.
+    err, _ = produce_one(broker.bootstrap, topic_name, "all")
+    assert err == KafkaError.NOT_ENOUGH_REPLICAS
+    before = int(time.time() * 1000)
+    err, msg = produce_one(broker.bootstrap, topic_name, "1")
+    after = int(time.time() * 1000)
+    assert err is None and msg.offset() == 0
+    kind, ts = msg.timestamp()
+    assert kind == TIMESTAMP_LOG_APPEND_TIME and before <= ts <= after, (kind, ts, before, after)
+    [m] = consume_all(broker.bootstrap, topic_name, 1, 1)[0]
+    assert m.timestamp() == (TIMESTAMP_LOG_APPEND_TIME, ts)
+    assert m.value() == b"v" * 500
+
+    # The stored batch is zstd (attributes' codec bits), though the producer sent it uncompressed.
+    segment = broker.data_dir / f"{topic_name}-0" / "00000000000000000000.log"
+    assert segment.read_bytes()[22] & 7 == 4
+
+    # Back to Kafka's defaults at run time: acks=all works, timestamps are the producer's again.
+    res = ConfigResource(ResourceType.TOPIC, topic_name, incremental_configs=[
+        ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE)
+        for k in ("min.insync.replicas", "message.timestamp.type", "compression.type")
+    ])
+    assert a.incremental_alter_configs([res])[res].result(30) is None
+    err, msg = produce_one(broker.bootstrap, topic_name, "all")
+    assert err is None and msg.offset() == 1
+    assert msg.timestamp()[0] == TIMESTAMP_CREATE_TIME
+    cfg = describe(a, ConfigResource(ResourceType.TOPIC, topic_name))
+    assert (cfg["min.insync.replicas"].value, cfg["compression.type"].value) == ("1", "producer")
+
+    bad = {"compression.type": "none", "message.timestamp.type": "WallClock", "min.insync.replicas": "0"}
+    fs = a.create_topics([NewTopic(f"{topic_name}-{k}", 1, 1, config={k: v}) for k, v in bad.items()])
+    assert all(error_of(f) == KafkaError.INVALID_CONFIG for f in fs.values())

@@ -32,16 +32,20 @@ const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
 // Kafka's ConfigType values.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
 fn config_type(topic_key: &str) -> i8 {
     match topic_key {
         "cleanup.policy" => TYPE_LIST,
-        "log.write.mode" => TYPE_STRING,
-        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" => TYPE_INT,
+        "log.write.mode" | "compression.type" | "message.timestamp.type" => TYPE_STRING,
+        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => TYPE_INT,
+        "unclean.leader.election.enable" | "preallocate" | "message.downconversion.enable" => TYPE_BOOLEAN,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         _ => TYPE_LONG,
     }
 }
@@ -130,7 +134,7 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
         ("advertised.listeners", listeners(&c.advertised_listeners), TYPE_LIST),
         ("log.dirs", c.log_dir.display().to_string(), TYPE_LIST),
         ("num.partitions", c.num_partitions.to_string(), TYPE_INT),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string(), 1),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), TYPE_BOOLEAN),
         ("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), TYPE_INT),
         ("fetch.mode", format!("{:?}", c.fetch_mode).to_lowercase(), TYPE_STRING),
     ];
@@ -417,6 +421,16 @@ fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_topic_config_has_a_broker_default_and_kafkas_type() {
+        for key in LogConfig::KEYS {
+            assert!(!broker_key_for(key).is_empty(), "{key} has no broker-level synonym");
+        }
+        let keys = ["min.insync.replicas", "compression.type", "message.timestamp.after.max.ms", "preallocate", "min.cleanable.dirty.ratio"];
+        let types: Vec<i8> = keys.iter().map(|k| config_type(k)).collect();
+        assert_eq!(types, vec![TYPE_INT, TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE]);
+    }
 
     #[test]
     fn incremental_operations() {

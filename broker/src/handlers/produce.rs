@@ -1,11 +1,12 @@
 //! Produce: appends each partition's record batches (validated by the storage engine) straight from the request
-//! frame. acks=-1 is the same as acks=1 without replication: the leader is the whole in-sync replica set.
+//! frame. Without replication the leader is the whole in-sync replica set: acks=-1 is the same as acks=1,
+//! except that a topic asking for min.insync.replicas above one refuses it (NOT_ENOUGH_REPLICAS).
 
 use kafka_protocol::messages::{produce_response, ProduceResponse, TopicName};
 
 use super::{message_if, respond, s};
 use crate::broker::BrokerState;
-use crate::errors::{code, storage_error_code};
+use crate::errors::code;
 use crate::protocol::{ProduceRequest, RequestHeader};
 use crate::server::Reply;
 
@@ -35,20 +36,21 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                     _ => Err((unknown, "unknown topic or partition".to_string())),
                 },
                 (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
-                (true, Some(partition), Some(records)) => match partition.append(records) {
+                (true, Some(partition), Some(records)) => match partition.append(records, req.acks) {
                     Ok(info) => {
                         state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
-                        Ok((info.first_offset, partition.log.log_start_offset()))
+                        Ok((info.first_offset, info.log_append_time, partition.log.log_start_offset()))
                     }
                     Err(e) => {
                         tracing::info!(topic = ?name, partition = p.index, error = %e, "produce rejected");
-                        Err((storage_error_code(&e), e.to_string()))
+                        Err((e.code(), e.to_string()))
                     }
                 },
             };
             partitions.push(match outcome {
-                Ok((base_offset, log_start)) => resp
+                Ok((base_offset, log_append_time, log_start)) => resp
                     .with_base_offset(base_offset)
+                    .with_log_append_time_ms(log_append_time)
                     .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
                 Err((error_code, msg)) => {
                     any_error = true;

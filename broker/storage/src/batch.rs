@@ -1,4 +1,5 @@
-//! Kafka RecordBatch v2 headers: the only part of a batch the storage engine parses.
+//! Kafka RecordBatch v2 headers: the part of a batch the storage engine parses on every append. Records are
+//! decoded only where a lookup or a topic config needs them ([`decode_records`]).
 //!
 //! Layout (big-endian): baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
 //! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 | producerId i64 |
@@ -198,10 +199,62 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Sets the timestamp type attribute and the max timestamp of `batch` (exactly one whole batch) and recomputes
+/// its CRC-32C (Kafka's `setMaxTimestamp`); `header` is kept in step. Records are untouched: with
+/// LogAppendTime, readers take every record's timestamp from the batch's max timestamp.
+pub fn set_max_timestamp(batch: &mut [u8], header: &mut BatchHeader, log_append_time: bool, max_timestamp: i64) {
+    let attributes = if log_append_time {
+        header.attributes | TIMESTAMP_TYPE_MASK
+    } else {
+        header.attributes & !TIMESTAMP_TYPE_MASK
+    };
+    if attributes == header.attributes && max_timestamp == header.max_timestamp {
+        return;
+    }
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    header.attributes = attributes;
+    header.max_timestamp = max_timestamp;
+    header.crc = update_crc(batch);
+}
+
+/// Recomputes the CRC-32C of `batch` (exactly one whole batch) after a change to the bytes it covers.
+pub fn update_crc(batch: &mut [u8]) -> u32 {
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    crc
+}
+
+/// Every record takes at least 7 bytes (length, attributes, timestamp and offset deltas, key and value lengths,
+/// header count: one byte each at the least).
+const MIN_RECORD_SIZE: usize = 7;
+/// Most records a compressed batch may declare: librdkafka's largest batch.num.messages. The decoder reserves
+/// memory for the declared count before reading, so a small batch must not declare billions.
+const MAX_COMPRESSED_RECORDS: usize = 1_000_000;
+
+/// The records of one stored or produced batch (decompressed if needed), with absolute offsets and timestamps.
+pub fn decode_records(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Record>> {
+    let header = BatchHeader::parse(batch)
+        .ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
+    let count = header.record_count.max(0) as usize;
+    let max_count = match header.compression() {
+        0 => batch.len().saturating_sub(HEADER_SIZE) / MIN_RECORD_SIZE,
+        _ => MAX_COMPRESSED_RECORDS,
+    };
+    if count > max_count {
+        let reason = format!("{count} records declared, at most {max_count} can be in this batch");
+        return Err(StorageError::CorruptBatch { position: 0, reason });
+    }
+    let mut buf = bytes::Bytes::copy_from_slice(batch);
+    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+        .map(|set| set.records)
+        .map_err(|e| StorageError::CorruptBatch { position: 0, reason: format!("cannot decode records: {e:#}") })
+}
+
 /// Finds the offset and timestamp of the first record of a stored batch whose timestamp is at least `target`
 /// and whose offset is at least `min_offset`.
-/// This is the one place records are decoded (decompressing if needed): ListOffsets by time wants the exact
-/// record, as Kafka returns it. For log-append-time batches every record carries the batch's max timestamp.
+/// Records are decoded (decompressing if needed): ListOffsets by time wants the exact record, as Kafka
+/// returns it. For log-append-time batches every record carries the batch's max timestamp.
 pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> Result<Option<TimestampOffset>> {
     let header = BatchHeader::parse(batch)
         .ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
@@ -210,11 +263,7 @@ pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> R
         return Ok((header.max_timestamp >= target && offset <= header.last_offset())
             .then_some(TimestampOffset { timestamp: header.max_timestamp, offset }));
     }
-    let mut buf = bytes::Bytes::copy_from_slice(&batch[..header.size()]);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| StorageError::CorruptBatch { position: 0, reason: format!("cannot decode records: {e}") })?;
-    Ok(set
-        .records
+    Ok(decode_records(&batch[..header.size()])?
         .iter()
         .find(|r| r.timestamp >= target && r.offset >= min_offset)
         .map(|r| TimestampOffset { timestamp: r.timestamp, offset: r.offset }))
@@ -281,6 +330,24 @@ mod tests {
         req.extend(encode_batch(3, 5, 0, Compression::Gzip));
         let hs = validate_batches(&req, 1 << 20).unwrap();
         assert_eq!(hs.iter().map(|h| h.record_count).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn record_counts_beyond_what_the_bytes_can_hold_are_refused_before_decoding() {
+        let mut b = encode_batch(3, 1, 0, Compression::None);
+        let fits = (b.len() - HEADER_SIZE) / MIN_RECORD_SIZE;
+        for declared in [fits as i32 + 1, i32::MAX] {
+            b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&(declared - 1).to_be_bytes());
+            b[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&declared.to_be_bytes());
+            update_crc(&mut b);
+            validate_batches(&b, u32::MAX).unwrap();
+            let err = decode_records(&b).unwrap_err();
+            assert!(err.to_string().contains(&format!("{declared} records declared")), "{err}");
+        }
+        let mut z = encode_batch(3, 1, 0, Compression::Zstd);
+        z[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        update_crc(&mut z);
+        assert!(matches!(decode_records(&z), Err(StorageError::CorruptBatch { .. })));
     }
 
     #[test]

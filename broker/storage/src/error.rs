@@ -17,6 +17,10 @@ pub enum StorageError {
     #[error("unsupported record batch magic {magic} at byte {position} (only magic 2 is accepted)")]
     InvalidMagic { position: usize, magic: i8 },
 
+    /// A record timestamp outside message.timestamp.before/after.max.ms, or a producer claiming LogAppendTime.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+
     #[error("record batch of {size} bytes exceeds max.message.bytes ({max})")]
     RecordTooLarge { size: usize, max: u32 },
 

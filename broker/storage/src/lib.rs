@@ -1,13 +1,16 @@
 //! Strata's storage engine: each partition is a directory of append-only segments (`<base offset>.log`) with
 //! sparse, memory-mapped offset and time indexes, in Kafka's on-disk layout. Record batches are stored exactly
-//! as produced (only the base offset is assigned); reads return file ranges for zero-copy sendfile(2).
+//! as produced (only the base offset is assigned), unless the topic's compression.type or message.timestamp.type
+//! asks for a rewrite; reads return file ranges for zero-copy sendfile(2).
 //!
-//! Module map: [`batch`] (RecordBatch v2 headers), [`segment`] (LogSegment), [`offset_index`], [`time_index`]
-//! (over [`index_file`]), [`file_records`] (a segment's log file), [`log`] (one partition: UnifiedLog),
-//! [`log_manager`] (all logs of a data dir), [`recovery`], [`retention`], [`checkpoint`], [`config`],
-//! [`page_cache`] (residency of file ranges, for page-cache hit metrics), [`producer_state`] (idempotent producers).
+//! Module map: [`batch`] (RecordBatch v2 headers), [`batch_rewrite`] (what topic configs do to produced batches),
+//! [`segment`] (LogSegment), [`offset_index`], [`time_index`] (over [`index_file`]), [`file_records`] (a
+//! segment's log file), [`log`] (one partition: UnifiedLog), [`log_manager`] (all logs of a data dir),
+//! [`recovery`], [`retention`], [`checkpoint`], [`config`], [`page_cache`] (residency of file ranges, for
+//! page-cache hit metrics), [`producer_state`] (idempotent producers).
 
 pub mod batch;
+pub mod batch_rewrite;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -26,7 +29,7 @@ pub mod test_util;
 pub mod time_index;
 mod topic_partition;
 
-pub use config::{CleanupPolicy, LogConfig, WriteMode};
+pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, WriteMode};
 pub use error::{Result, StorageError};
 pub use file_records::FileRecords;
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult};

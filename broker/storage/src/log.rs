@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader};
-use crate::config::LogConfig;
+use crate::batch_rewrite;
+use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::file_records::FileRecords;
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager};
@@ -56,6 +57,8 @@ pub struct AppendInfo {
     /// An idempotent producer's retry of batches already in the log: nothing was appended and the offsets
     /// are the original ones (Kafka answers such a produce with success).
     pub duplicate: bool,
+    /// The time stamped on the batches of a LogAppendTime log (for the Produce response); -1 with CreateTime.
+    pub log_append_time: i64,
 }
 
 /// What the log manager knows of a log from its checkpoint files when loading it.
@@ -94,8 +97,9 @@ pub struct PendingAppend {
 
 /// Kafka's `shouldRoll`: whether `append` needs a new segment. Age is measured like Kafka: from the first
 /// batch's timestamp to the new batch's (so old record timestamps do not roll every append), or by wall
-/// clock since the segment was created when it has no timestamps.
-pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfig, now_ms: i64) -> Option<RollReason> {
+/// clock since the segment was created when it has no timestamps; it is compared with segment.ms minus the
+/// active segment's `jitter_ms`.
+pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfig, jitter_ms: i64, now_ms: i64) -> Option<RollReason> {
     let size = active.size();
     if size == 0 {
         return None;
@@ -106,7 +110,7 @@ pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfi
     };
     if size + append.bytes > config.segment_bytes {
         Some(RollReason::Size)
-    } else if age > config.segment_ms {
+    } else if age > config.segment_ms - jitter_ms {
         Some(RollReason::Time)
     } else if active.offset_index().is_full() || active.time_index().is_full() {
         Some(RollReason::IndexFull)
@@ -121,12 +125,28 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Kafka's `randomSegmentJitter`: a random time below min(segment.jitter.ms, segment.ms), drawn for each new
+/// segment so that logs created together do not all roll at once.
+fn random_segment_jitter(config: &LogConfig) -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = config.segment_jitter_ms.min(config.segment_ms);
+    if bound <= 0 {
+        return 0;
+    }
+    // std's randomly keyed hasher is random enough for spreading rolls (no rand dependency needed).
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (hasher.finish() % bound as u64) as i64
+}
+
 #[derive(Debug)]
 struct Writer {
     /// Always present while the log is open.
     active: Option<ActiveSegment>,
     unflushed_messages: u64,
     producers: ProducerStateManager,
+    /// The active segment's [`random_segment_jitter`].
+    roll_jitter_ms: i64,
 }
 
 impl Writer {
@@ -296,12 +316,18 @@ impl Log {
         let log_start_offset = state.log_start_offset.max(first_base).min(log_end_offset);
         let active = ActiveSegment::new(Arc::clone(last), config.write_mode, config.segment_bytes)?;
         let producers = load_producer_state(&dir, &segments, log_start_offset, log_end_offset)?;
+        let roll_jitter_ms = random_segment_jitter(&config);
         let log = Log {
             tp,
             dir,
             config: RwLock::new(Arc::new(config)),
             segments: RwLock::new(Arc::new(segments)),
-            writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0, producers }),
+            writer: Mutex::new(Writer {
+                active: Some(active),
+                unflushed_messages: 0,
+                producers,
+                roll_jitter_ms,
+            }),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             high_watermark: AtomicI64::new(log_end_offset),
@@ -395,14 +421,34 @@ impl Log {
         Ok(w)
     }
 
-    /// Appends the record batches of one produce request. Every batch is validated first; offsets are then
-    /// assigned by rewriting each batch's base offset in place, and the bytes are stored as they are.
+    /// Appends the record batches of one produce request. Every batch is validated first (structure, size,
+    /// timestamps); batches are re-encoded if the log's compression.type asks for another codec and stamped
+    /// if it uses LogAppendTime; offsets are then assigned by rewriting each batch's base offset in place, and
+    /// the bytes are stored as they are.
     pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo> {
         let config = self.config();
-        let mut headers = batch::validate_batches(records, config.max_message_bytes)?;
+        let headers = batch::validate_batches(records, config.max_message_bytes)?;
         let now = now_ms();
+        let mut position = 0;
+        for h in &headers {
+            batch_rewrite::check_timestamps(&records[position..position + h.size()], h, &config, now)?;
+            position += h.size();
+        }
+        // Re-encoding is the costly part: done before taking the writer lock. Kafka checks the size again after.
+        let mut recompressed = batch_rewrite::recompress_batches(records, &headers, config.compression_type)?;
+        let (records, mut headers) = match recompressed.as_deref_mut() {
+            Some(rewritten) => {
+                let headers = batch::validate_batches(rewritten, config.max_message_bytes)?;
+                (rewritten, headers)
+            }
+            None => (records, headers),
+        };
         let mut w = self.lock_writer()?;
         if let ProducerCheck::Duplicate(original) = w.producers.check(&headers)? {
+            let log_append_time = match config.timestamp_type {
+                TimestampType::LogAppendTime => original.max_timestamp,
+                TimestampType::CreateTime => -1,
+            };
             return Ok(AppendInfo {
                 first_offset: original.first_offset,
                 last_offset: original.last_offset,
@@ -411,8 +457,12 @@ impl Log {
                 batch_count: 0,
                 bytes: 0,
                 duplicate: true,
+                log_append_time,
             });
         }
+        // The append time is read under the lock, so it never goes back from one append to the next (unless the
+        // clock does).
+        let log_append_time = batch_rewrite::stamp_timestamp_type(records, &mut headers, config.timestamp_type, now_ms());
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
         let mut position = 0;
@@ -424,7 +474,8 @@ impl Log {
         }
         let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
         let pending = PendingAppend { bytes: records.len() as u64, last_offset: next - 1, max_timestamp };
-        if let Some(reason) = roll_reason(&w.active().segment, pending, &config, now) {
+        let jitter_ms = w.roll_jitter_ms;
+        if let Some(reason) = roll_reason(&w.active().segment, pending, &config, jitter_ms, now) {
             tracing::debug!(log = %self.tp, ?reason, "rolling segment");
             self.roll_locked(&mut w, &config, now)?;
         }
@@ -447,6 +498,7 @@ impl Log {
             batch_count: headers.len() as u32,
             bytes: records.len() as u64,
             duplicate: false,
+            log_append_time,
         })
     }
 
@@ -473,6 +525,7 @@ impl Log {
             }
         };
         w.active = Some(next);
+        w.roll_jitter_ms = random_segment_jitter(config);
         // The producer state as of the new segment's start, so recovery replays at most one segment.
         if let Err(e) = producer_state::write_snapshot(&self.dir, base, &w.producers) {
             warn!(log = %self.tp, error = %e, "writing the producer state snapshot failed");
@@ -678,6 +731,7 @@ impl Log {
             w.active = Some(ActiveSegment::new(Arc::clone(&reopened), config.write_mode, config.segment_bytes)?);
             map.insert(base, reopened);
         }
+        w.roll_jitter_ms = random_segment_jitter(&config);
         w.producers = load_producer_state(&self.dir, &map, self.log_start_offset(), new_end)?;
         self.publish_segments(map);
         self.log_end_offset.store(new_end, Ordering::Release);
