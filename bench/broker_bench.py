@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 from pathlib import Path
 
 BROKER, RDKAFKA, LOOPBACK = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
@@ -83,14 +84,106 @@ def consume(addr, topic, partitions, count):
     return int(m.group(1)), float(m.group(2))
 
 
-def loopback_baseline(path, mode, seconds=5):
+def loopback_baseline(path, mode, seconds):
     """MB/s of streaming a cached file over loopback TCP to a reader, without a broker (broker/examples/loopback.rs)."""
     out = subprocess.run([LOOPBACK, str(path), str(seconds), mode], capture_output=True, text=True, check=True)
     return float(out.stdout)
 
 
+FETCH_MODES = ("sendfile", "copy")
+FETCH_ROUNDS = 7
+FETCH_COUNTS = {1024: 1 << 20, 65536: 1 << 14}  # record size -> records: 1 GiB each
+
+
+def machine_cpu_seconds():
+    """CPU time of the whole machine (every state but idle and iowait), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK
+
+
+def fetch_modes(work):
+    """Brokers in every fetch mode side by side on copies of one log, consumed in rotated order, with the raw
+    loopback baselines in the same rounds (so slow phases of the machine hit every side alike)."""
+    src = work / "fetch" / "data"
+    src.mkdir(parents=True)
+    b = Broker(src)
+    try:
+        for size, count in FETCH_COUNTS.items():
+            produce(b.addr, f"big{size}", size, count, 1)
+    finally:
+        b.stop()
+    brokers = {}
+    try:
+        for m in FETCH_MODES:
+            # Copies made the same way: how a file was written decides the size of its page-cache folios.
+            shutil.copytree(src, work / m / "data")
+            brokers[m] = Broker(work / m / "data", "--fetch.mode", m)
+            for size, count in FETCH_COUNTS.items():
+                consume(brokers[m].addr, f"big{size}", 1, count)  # warm-up: page cache of this copy, connections
+        segment = max((work / "sendfile" / "data" / "big65536-0").glob("*.log"), key=lambda p: p.stat().st_size)
+        modes = {(m, size): dict(mb=[], cpu=0.0, machine=0.0, gib=0.0) for m in FETCH_MODES for size in FETCH_COUNTS}
+        raw = {m: dict(mb=[], machine=0.0, gib=0.0) for m in FETCH_MODES}
+        sides = [("broker", m, size) for m in FETCH_MODES for size in FETCH_COUNTS] + [("raw", m, 0) for m in raw]
+        for rnd in range(FETCH_ROUNDS):
+            k = rnd * len(sides) // FETCH_ROUNDS
+            for kind, m, size in sides[k:] + sides[:k]:
+                machine0 = machine_cpu_seconds()
+                if kind == "raw":
+                    mb = loopback_baseline(segment, m, seconds=2)
+                    v = raw[m]
+                    v["gib"] += mb * 1e6 * 2 / (1 << 30)
+                else:
+                    v, b = modes[(m, size)], brokers[m]
+                    cpu0 = b.cpu_seconds()
+                    _, mb = consume(b.addr, f"big{size}", 1, FETCH_COUNTS[size])
+                    v["cpu"] += b.cpu_seconds() - cpu0
+                    v["gib"] += size * FETCH_COUNTS[size] / (1 << 30)
+                v["machine"] += machine_cpu_seconds() - machine0
+                v["mb"].append(mb)
+            print(f"fetch round {rnd}: " + ", ".join(f"{m} {size}: {v['mb'][-1]:.0f}" for (m, size), v in modes.items())
+                  + ", " + ", ".join(f"raw {m}: {v['mb'][-1]:.0f}" for m, v in raw.items()), flush=True)
+        for (m, size), v in modes.items():
+            v["rss"], v["hwm"] = brokers[m].rss_mib(), brokers[m].rss_mib("VmHWM")
+        log_mib = sum(p.stat().st_size for p in src.glob("big*/*.log")) / (1 << 20)
+        return modes, raw, log_mib
+    finally:
+        for b in brokers.values():
+            b.stop()
+
+
+def fetch_report(modes, raw, log_mib):
+    lines = [
+        f"Fetch modes side by side: one broker per fetch.mode, each on its own copy of the same {log_mib:.0f} MiB of log "
+        f"(1 GiB of 1 KiB records, 1 GiB of 64 KiB records, one partition each, page cache warm), one consumer "
+        f"(fetch.message.max.bytes=8 MiB); {FETCH_ROUNDS} rounds, the order rotated every round, raw loopback "
+        "baselines (no broker: the same segment file streamed to a reader with a 4 MiB buffer) in the same rounds. "
+        "Machine CPU is all CPU time of the machine (broker, consumer and kernel) during the run.",
+        "",
+        "| fetch.mode | record | consume MB/s (median) | min..max | broker CPU s per GiB | machine CPU s per GiB | RSS MiB | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (m, size), v in modes.items():
+        lines.append(f"| {m} | {size // 1024} KiB | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | "
+                     f"{v['cpu'] / v['gib']:.2f} | {v['machine'] / v['gib']:.2f} | {v['rss']:.1f} | {v['hwm']:.1f} |")
+    lines += ["", "| raw loopback | MB/s (median) | min..max | machine CPU s per GiB |", "|---|---|---|---|"]
+    for m, v in raw.items():
+        lines.append(f"| {m} | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | {v['machine'] / v['gib']:.2f} |")
+
+    def paired(a, b):
+        return median(x / y for x, y in zip(a, b))
+
+    big = {m: modes[(m, 65536)]["mb"] for m in FETCH_MODES}
+    lines += [
+        "",
+        "Paired per-round ratios (64 KiB records), median: broker sendfile / raw sendfile "
+        f"{paired(big['sendfile'], raw['sendfile']['mb']):.2f}; broker sendfile / broker copy "
+        f"{paired(big['sendfile'], big['copy']):.2f}; raw sendfile / raw copy "
+        f"{paired(raw['sendfile']['mb'], raw['copy']['mb']):.2f}.",
+    ]
+    return lines
+
+
 def main():
-    results = []
     work = Path(tempfile.mkdtemp(prefix="strata-bench-"))
     try:
         # Throughput matrix: one broker whose auto-created topics get the partition count under test.
@@ -123,36 +216,7 @@ def main():
         lat = sorted(int(x) for x in lat_file.read_text().split())
         p50, p99 = lat[len(lat) // 2] / 1000, lat[int(len(lat) * 0.99)] / 1000
 
-        # Fetch modes over logs larger than the RSS target: 1 GiB of 1 KiB records and 1 GiB of 64 KiB records,
-        # each consumed three times per mode (best throughput, least broker CPU of the three).
-        data = work / "fetch" / "data"
-        data.mkdir(parents=True)
-        counts = {1024: 1 << 20, 65536: 1 << 14}
-        b = Broker(data)
-        try:
-            for size, count in counts.items():
-                produce(b.addr, f"big{size}", size, count, 1)
-        finally:
-            b.stop()
-        modes = {}
-        for mode in ("sendfile", "copy"):
-            b = Broker(data, "--fetch.mode", mode)
-            try:
-                for size, count in counts.items():
-                    consume(b.addr, f"big{size}", 1, 100)  # warm-up: connections, metadata
-                    runs = []
-                    for _ in range(3):
-                        cpu0 = b.cpu_seconds()
-                        _, mb = consume(b.addr, f"big{size}", 1, count)
-                        runs.append((mb, b.cpu_seconds() - cpu0))
-                    best_mb, least_cpu = max(r[0] for r in runs), min(r[1] for r in runs)
-                    modes[(mode, size)] = (best_mb, least_cpu, b.rss_mib(), b.rss_mib("VmHWM"))
-                    print(mode, size, modes[(mode, size)], flush=True)
-            finally:
-                b.stop()
-        segments = sorted((data / "big65536-0").glob("*.log"), key=lambda p: p.stat().st_size)
-        baseline = {m: max(loopback_baseline(segments[-1], m) for _ in range(3)) for m in ("sendfile", "copy")}
-        log_mib = sum(p.stat().st_size for p in data.glob("big*/*.log")) / (1 << 20)
+        modes, raw, log_mib = fetch_modes(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -165,21 +229,8 @@ def main():
         "",
         f"Produce latency (100 B, 2000 msg/s, acks=all, linger.ms=0, 20000 records): p50 {p50:.2f} ms, p99 {p99:.2f} ms",
         "",
-        f"Fetch from {log_mib:.0f} MiB of log in two 1 GiB partitions (one consumer, fetch.message.max.bytes=8 MiB):",
-        "",
-        "| fetch.mode | record | consume MB/s | broker CPU s per GiB | RSS MiB | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {m} | {size // 1024} KiB | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.1f} | {v[3]:.1f} |" for (m, size), v in modes.items()
-    ]
-    big = modes[("sendfile", 65536)][0]
-    lines += [
-        "",
-        f"Raw loopback baseline of this machine (one segment file streamed to a reader with a 4 MiB buffer, best of 3): "
-        f"sendfile {baseline['sendfile']:.0f} MB/s, pread+write {baseline['copy']:.0f} MB/s; "
-        f"the broker's sendfile consume of 64 KiB records reaches {big / baseline['sendfile'] * 100:.0f}% of raw sendfile.",
-    ]
+    lines += fetch_report(modes, raw, log_mib)
     print("\n".join(lines))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch throughput with and without the page-cache probe (see pagecache_overhead.py). A few minutes.
+# Fetch throughput with and without the page-cache probe, three brokers side by side (see pagecache_overhead.py). About three minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p strata-broker --bins --examples

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use strata_storage::{PageCacheProbe, Residency};
 
@@ -113,16 +113,21 @@ pub struct PageCacheMetrics {
     ranges: std::sync::atomic::AtomicU64,
     hit_bytes: IntCounterVec,
     miss_bytes: IntCounterVec,
+    /// What the measurement costs: time spent in probes, to compare with the process's CPU time.
+    probe_seconds: Counter,
 }
 
 impl PageCacheMetrics {
     /// Records the residency of one fetched file range of `topic`. Probe errors are not fatal to a fetch.
     pub fn observe(&self, topic: &str, file: &impl std::os::fd::AsRawFd, position: u64, len: u64) {
         let Some(probe) = &self.probe else { return };
-        if self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % PROBE_EVERY != 0 {
+        if !self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(PROBE_EVERY) {
             return;
         }
-        if let Ok(Residency { resident_bytes, total_bytes }) = probe.probe(file, position, len.min(PROBE_WINDOW)) {
+        let start = std::time::Instant::now();
+        let residency = probe.probe(file, position, len.min(PROBE_WINDOW));
+        self.probe_seconds.inc_by(start.elapsed().as_secs_f64());
+        if let Ok(Residency { resident_bytes, total_bytes }) = residency {
             let hit = if total_bytes == 0 { 0 } else { (u128::from(len) * u128::from(resident_bytes) / u128::from(total_bytes)) as u64 };
             self.hit_bytes.with_label_values(&[topic]).inc_by(hit);
             self.miss_bytes.with_label_values(&[topic]).inc_by(len - hit);
@@ -176,6 +181,11 @@ impl Metrics {
                 ranges: Default::default(),
                 hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Sampled fetched bytes that were in the page cache (1 range in 8)", &["topic"]),
                 miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Sampled fetched bytes read from disk (1 range in 8)", &["topic"]),
+                probe_seconds: {
+                    let c = Counter::new("strata_pagecache_probe_seconds_total", "Time spent probing page-cache residency").expect("valid metric");
+                    r.register(Box::new(c.clone())).expect("unique metric");
+                    c
+                },
             },
             requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
             request_time,
@@ -311,6 +321,7 @@ mod tests {
         }
         assert_eq!(m.page_cache.hit_bytes.with_label_values(&["t"]).get(), 1 << 20);
         assert_eq!(m.page_cache.miss_bytes.with_label_values(&["t"]).get(), 0);
+        assert!(m.page_cache.probe_seconds.get() > 0.0);
         // Dropped from the cache: the window probed says miss, scaled to the whole range.
         f.sync_all().unwrap();
         nix::fcntl::posix_fadvise(&f, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();

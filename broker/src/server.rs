@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::FetchMode;
-use crate::frame::{write_frame, ResponseFrame};
+use crate::frame::{write_frame, FileSender, ResponseFrame};
 
 /// What the service does with one request.
 pub enum Reply {
@@ -168,7 +168,7 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::R
 }
 
 async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, mode: FetchMode, peer: SocketAddr) {
-    let mut scratch = Vec::new();
+    let mut sender = FileSender::new(mode);
     while let Some(pending) = rx.recv().await {
         let frame = match pending {
             Pending::Ready(f) => f,
@@ -177,7 +177,7 @@ async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>
                 None => continue,
             },
         };
-        if let Err(e) = write_frame(writer.as_ref(), &frame, mode, &mut scratch).await {
+        if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
         }
