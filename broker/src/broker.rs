@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::cluster::Cluster;
 use crate::config::{BrokerConfig, Listener};
 use crate::group::coordinator::{now_ms, run_timers};
+use crate::group::lag::{self, RemoteHighWatermarks};
 use crate::group::GroupCoordinator;
 use crate::handlers::Handler;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct BrokerState {
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
     pub groups: Arc<GroupCoordinator>,
+    /// High watermarks of the partitions peers lead, for the lag of the groups this broker coordinates.
+    pub remote_high_watermarks: RemoteHighWatermarks,
     pub producer_ids: ProducerIdManager,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
@@ -142,6 +145,7 @@ impl Broker {
         let metrics_port = config.metrics_port;
         let metrics_addr = config.metrics_bind_address.clone();
         let config_pagecache_probe = config.metrics_pagecache_probe;
+        let lag_refresh = config.metrics_consumer_lag_refresh;
         let groups = Arc::new(groups);
         let state = Arc::new(BrokerState {
             config,
@@ -150,6 +154,7 @@ impl Broker {
             replicas,
             metrics: Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect)),
             groups: groups.clone(),
+            remote_high_watermarks: RemoteHighWatermarks::new(lag_refresh),
             producer_ids,
             shutdown: shutdown.clone(),
         });
@@ -164,6 +169,7 @@ impl Broker {
         // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
         servers.spawn(run_timers(groups, shutdown.clone()));
         servers.spawn(crate::cluster::sync::run(state.clone(), shutdown.clone()));
+        servers.spawn(lag::run(state.clone(), shutdown.clone()));
         if metrics_port != 0 {
             let metrics_listener =
                 TcpListener::bind((metrics_addr.as_str(), metrics_port)).await.context("binding metrics.port")?;

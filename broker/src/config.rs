@@ -155,6 +155,12 @@ pub const SETTINGS: &[Setting] = &[
         Some("true"),
         "Measure page-cache hits of fetched bytes (cachestat(2), or mincore(2) on older kernels).",
     ),
+    s(
+        "metrics.consumer.lag.refresh.ms",
+        Some("10000"),
+        "How often a group coordinator asks the brokers that lead its groups' committed partitions for their high \
+         watermarks (for kafka_consumergroup_lag; values older than 3 intervals are not exported).",
+    ),
     s("shutdown.timeout.ms", Some("15000"), "How long SIGTERM waits for in-flight requests before closing them."),
     s(
         "cluster.id",
@@ -272,6 +278,7 @@ pub struct BrokerConfig {
     pub metrics_port: u16,
     pub metrics_bind_address: String,
     pub metrics_pagecache_probe: bool,
+    pub metrics_consumer_lag_refresh: Duration,
     pub shutdown_timeout: Duration,
     /// Consumer groups, committed offsets and idempotent producers.
     pub groups: crate::group::GroupConfig,
@@ -415,6 +422,12 @@ impl BrokerConfig {
             metrics_port: parse("metrics.port", &val("metrics.port"))?,
             metrics_bind_address: val("metrics.bind.address"),
             metrics_pagecache_probe: parse("metrics.pagecache.probe", &val("metrics.pagecache.probe"))?,
+            metrics_consumer_lag_refresh: Duration::from_millis(parse_range(
+                "metrics.consumer.lag.refresh.ms",
+                &val("metrics.consumer.lag.refresh.ms"),
+                10,
+                3_600_000,
+            )?),
             shutdown_timeout: Duration::from_millis(parse("shutdown.timeout.ms", &val("shutdown.timeout.ms"))?),
             groups: crate::group::GroupConfig::from_lookup(&get)?,
             cluster_id,
@@ -491,6 +504,7 @@ mod tests {
         assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
         assert_eq!(c.fetch_mode, FetchMode::Sendfile);
         assert_eq!(c.log_defaults, LogConfig::default());
+        assert_eq!(c.metrics_consumer_lag_refresh, Duration::from_secs(10));
     }
 
     #[test]
@@ -551,6 +565,8 @@ mod tests {
             ("cluster.id", "has space"),
             ("cluster.brokers", "0@h"),
             ("cluster.sync.interval.ms", "0"),
+            ("metrics.consumer.lag.refresh.ms", "0"),
+            ("metrics.consumer.lag.refresh.ms", "3600001"),
         ] {
             let err = BrokerConfig::from_pairs([(k, v)]).unwrap_err();
             assert!(err.to_string().contains(k), "{k}={v}: {err}");

@@ -13,6 +13,7 @@ use prometheus::{
 use strata_storage::{PageCacheProbe, Residency};
 
 use crate::broker::BrokerState;
+use crate::group::lag;
 use crate::node_stats::{disk_space, NodeStats};
 
 const ALL_TOPICS: &str = "";
@@ -200,7 +201,12 @@ impl Metrics {
             under_replicated: gauge(&r, "kafka_server_replicamanager_underreplicatedpartitions", "Partitions with fewer in-sync replicas than replicas"),
             disk_read_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_read_bytes", "Bytes this process read from storage (/proc/self/io)"),
             disk_write_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_write_bytes", "Bytes this process wrote to storage (/proc/self/io)"),
-            consumer_lag: gauge_vec(&r, "kafka_consumergroup_lag", "Log end offset minus committed offset", &["consumergroup", "topic", "partition"]),
+            consumer_lag: gauge_vec(
+                &r,
+                "kafka_consumergroup_lag",
+                "High watermark minus committed offset (exported by the group's coordinator)",
+                &["consumergroup", "topic", "partition"],
+            ),
             node: [
                 node_gauge("strata_node_vm_swappiness", "vm.swappiness of the broker's node"),
                 node_gauge("strata_node_vm_dirty_ratio", "vm.dirty_ratio of the broker's node"),
@@ -255,14 +261,12 @@ impl Metrics {
         // One replica per partition: this broker leads every partition it hosts, and none is under-replicated.
         self.leader_count.set(user_partitions);
         self.under_replicated.set(0);
-        for listing in state.groups.list_groups() {
-            let Ok(offsets) = state.groups.fetch_offsets(&listing.group_id, None) else { continue };
-            for (tp, committed) in offsets {
-                if let (Some(c), Some(end)) = (committed, end_offsets.get(&tp)) {
-                    let labels = [listing.group_id.as_str(), tp.topic.as_str(), &tp.partition.to_string()];
-                    self.consumer_lag.with_label_values(&labels).set((end - c.offset).max(0));
-                }
-            }
+        // Partitions led here are read from their logs, the others from what their leaders last said.
+        let now = std::time::Instant::now();
+        for (group, tp, committed) in lag::committed(&state.groups) {
+            let Some(hw) = end_offsets.get(&tp).copied().or_else(|| state.remote_high_watermarks.get(&tp, now)) else { continue };
+            let labels = [group.as_str(), tp.topic.as_str(), &tp.partition.to_string()];
+            self.consumer_lag.with_label_values(&labels).set(lag::lag(committed, hw));
         }
         let n = NodeStats::read(proc);
         let values = [

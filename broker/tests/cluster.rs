@@ -18,6 +18,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use uuid::Uuid;
 
 const N: usize = 3;
+/// metrics.consumer.lag.refresh.ms of the brokers: how often coordinators ask peers for high watermarks.
+const LAG_REFRESH: Duration = Duration::from_millis(300);
 
 struct Cluster {
     rt: tokio::runtime::Runtime,
@@ -37,7 +39,14 @@ impl Cluster {
 
     fn start_broker(&mut self, id: usize, dir: tempfile::TempDir) {
         let node = id.to_string();
-        let settings = [("node.id", node.as_str()), ("cluster.id", "cluster-test"), ("cluster.sync.interval.ms", "200"), ("num.partitions", "3")];
+        let refresh = LAG_REFRESH.as_millis().to_string();
+        let settings = [
+            ("node.id", node.as_str()),
+            ("cluster.id", "cluster-test"),
+            ("cluster.sync.interval.ms", "200"),
+            ("num.partitions", "3"),
+            ("metrics.consumer.lag.refresh.ms", refresh.as_str()),
+        ];
         self.brokers[id] = Some(self.rt.block_on(TestBroker::start_in(dir, &settings)));
     }
 
@@ -146,6 +155,34 @@ impl Cluster {
         let mut out: Vec<(i32, i64)> = r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect();
         out.sort();
         Ok(out)
+    }
+
+    /// kafka_consumergroup_lag of `group` that broker `id` exports now, by partition.
+    fn lag(&self, id: usize, group: &str) -> BTreeMap<i32, i64> {
+        let state = self.broker(id).broker.as_ref().unwrap().state().clone();
+        let text = state.metrics.render(&state);
+        let label = format!(r#"consumergroup="{group}""#);
+        text.lines()
+            .filter(|l| l.starts_with("kafka_consumergroup_lag{") && l.contains(&label))
+            .map(|l| {
+                let partition = l.split(r#"partition=""#).nth(1).and_then(|r| r.split('"').next()).unwrap();
+                (partition.parse().unwrap(), l.rsplit(' ').next().unwrap().parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// Waits until broker `id` exports `expected` as the lag of `group`: remote partitions' values are as
+    /// old as the last refresh, so within two refresh intervals (plus slack for a loaded machine).
+    fn wait_for_lag(&self, id: usize, group: &str, expected: &BTreeMap<i32, i64>) {
+        let deadline = Instant::now() + 2 * LAG_REFRESH + Duration::from_secs(10);
+        loop {
+            let got = self.lag(id, group);
+            if got == *expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker {id} exports lag {got:?} for {group}, expected {expected:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn client_config(&self, id: usize) -> ClientConfig {
@@ -495,15 +532,21 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     // Records to every partition; each consumer reads exactly its own partitions, then commits.
     let n = 600;
     let producer: FutureProducer = c.client_config(coord as usize).set("acks", "all").create().unwrap();
-    let sends: Vec<_> = (0..n)
-        .map(|i| {
-            let value = format!("v{i}");
-            producer.send_result(FutureRecord::<(), _>::to(topic).payload(&value).partition(i % partitions)).map_err(|(e, _)| e).unwrap()
-        })
-        .collect();
-    for send in sends {
-        c.rt.block_on(send).unwrap().unwrap();
-    }
+    // One record to each partition listed, acknowledged.
+    let produce = |to: Vec<i32>| {
+        let sends: Vec<_> = to
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let value = format!("v{i}");
+                producer.send_result(FutureRecord::<(), _>::to(topic).payload(&value).partition(*p)).map_err(|(e, _)| e).unwrap()
+            })
+            .collect();
+        for send in sends {
+            c.rt.block_on(send).unwrap().unwrap();
+        }
+    };
+    produce((0..n).map(|i| i % partitions).collect());
     let mut got: Vec<BTreeMap<i32, usize>> = vec![BTreeMap::new(), BTreeMap::new()];
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.iter().flat_map(|g| g.values()).sum::<usize>() < n as usize {
@@ -524,17 +567,17 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     for id in &others {
         assert_eq!(c.committed(*id, group), Err(16), "OffsetFetch at broker {id}");
     }
-    // Only the coordinator exports the group's lag (of the partitions it leads: the end offsets of the others
-    // are on their brokers), all caught up.
+    // Only the coordinator exports the group's lag, of every committed partition: those it leads from its
+    // logs, the others from the high watermarks their leaders last gave it. All caught up, then behind by
+    // p + 1 records on partition p.
     let (_, leaders) = c.everywhere(topic).unwrap();
-    for id in 0..N {
-        let state = c.broker(id).broker.as_ref().unwrap().state().clone();
-        let text = state.metrics.render(&state);
-        let lag: Vec<&str> = text.lines().filter(|l| l.starts_with("kafka_consumergroup_lag{") && l.contains(r#"consumergroup="readers""#)).collect();
-        let led = leaders.iter().filter(|l| **l == id as i32).count();
-        let expected = if id as i32 == coord { led } else { 0 };
-        assert_eq!(lag.len(), expected, "broker {id}: {lag:?}");
-        assert!(lag.iter().all(|l| l.ends_with(" 0")), "{lag:?}");
+    assert!(leaders.iter().any(|l| *l != coord), "some partitions live on other brokers: {leaders:?}");
+    c.wait_for_lag(coord as usize, group, &(0..partitions).map(|p| (p, 0)).collect());
+    let behind: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, i64::from(p) + 1)).collect();
+    produce(behind.iter().flat_map(|(p, k)| std::iter::repeat_n(*p, *k as usize)).collect());
+    c.wait_for_lag(coord as usize, group, &behind);
+    for id in &others {
+        assert_eq!(c.lag(*id, group), BTreeMap::new(), "broker {id} does not coordinate the group");
     }
     // A client bootstrapped through any broker finds the offsets through the coordinator.
     let mut wanted = TopicPartitionList::new();
@@ -561,6 +604,10 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     let r: OffsetCommitResponse = c.call(moved as usize, ApiKey::OffsetCommit, 8, &commit_request(group, topic, 3));
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     assert_eq!(c.committed(moved as usize, group), Ok(vec![(0, 3)]));
+    // Its lag moves along: partition 0 is 3 records into its high watermark, unless that partition lived on
+    // the broker that left (then nobody knows its high watermark, and no series is exported).
+    let lag_0 = if leaders[0] == coord { BTreeMap::new() } else { BTreeMap::from([(0, per_partition + 1 - 3)]) };
+    c.wait_for_lag(moved as usize, group, &lag_0);
     let other = others.iter().copied().find(|id| *id as i32 != moved).unwrap();
     assert_eq!(c.committed(other, group), Err(16));
 }
