@@ -1,18 +1,19 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics and this broker. Topic overrides and dynamic broker
-//! defaults apply to the logs at once, without a restart.
+//! DescribeConfigs, IncrementalAlterConfigs and the legacy AlterConfigs for topics and this broker. Topic
+//! overrides and dynamic broker defaults apply to the logs at once, without a restart.
 
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::future::{ready, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    describe_configs_response, incremental_alter_configs_response, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_request, alter_configs_response, describe_configs_response, incremental_alter_configs_request,
+    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use strata_storage::LogConfig;
 
-use super::{forwarded, respond, respond_later, s};
+use super::{forwarded, respond_later, s};
 use crate::broker::BrokerState;
 use crate::cluster::{push, Role};
 use crate::config::{topic_key_for, LOG_DEFAULT_KEYS};
@@ -228,6 +229,9 @@ pub fn describe_configs(state: &BrokerState, header: &RequestHeader, req: Descri
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// A config operation: key, AlterConfigOp type, value.
+type Op = (String, i8, Option<String>);
+
 // AlterConfigOp types.
 const SET: i8 = 0;
 const DELETE: i8 = 1;
@@ -235,7 +239,7 @@ const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
 /// Applies incremental operations to an override map (keys already in topic-level form).
-fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[(String, i8, Option<String>)], effective: &LogConfig) -> Result<(), String> {
+fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[Op], effective: &LogConfig) -> Result<(), String> {
     for (key, op, value) in ops {
         match (*op, value) {
             (SET, Some(v)) => {
@@ -270,27 +274,34 @@ fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[(String, i8, Option<
 /// The broker setting that lists the cluster's brokers (settable at run time).
 const CLUSTER_BROKERS: &str = "cluster.brokers";
 
-/// Broker settings are each broker's own and change here; topic configs are the cluster's, changed by the
-/// controller, which then pushes the topics' complete overrides to the other brokers.
+/// An answer that may have to wait (for the controller, or for the pushes to the other brokers).
+type Answer<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlterConfigsRequest) -> Reply {
+    respond_later(header, alter(state, header, req))
+}
+
+/// Broker settings are each broker's own and change here; topic configs are the cluster's, changed by the
+/// controller, which then pushes the topics' complete overrides to the other brokers. What this broker
+/// changes, it changes before it returns, so the requests after this one on the connection see it.
+fn alter(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlterConfigsRequest) -> Answer<IncrementalAlterConfigsResponse> {
     let has_topics = req.resources.iter().any(|r| r.resource_type == TOPIC);
     let role = if has_topics { state.cluster.role(header.client_id.as_deref()) } else { Role::Alone };
     let (topics, others): (Vec<_>, Vec<_>) = req.resources.iter().cloned().partition(|r| r.resource_type == TOPIC);
     let part = |resources| IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
     let (topics, others) = (part(topics), part(others));
-    let remote: Pin<Box<dyn Future<Output = IncrementalAlterConfigsResponse> + Send>> = match role {
-        Role::Alone | Role::Apply => return respond(header, &alter_here(state, req)),
+    let remote: Answer<IncrementalAlterConfigsResponse> = match role {
+        Role::Alone | Role::Apply => return Box::pin(ready(alter_here(state, req))),
         Role::Controller(peers) => {
-            let state = state.clone();
-            return respond_later(header, async move {
-                let validate_only = req.validate_only;
-                let resp = alter_here(&state, req);
-                let changed: Vec<TopicMeta> = resp
-                    .responses
-                    .iter()
-                    .filter(|r| r.resource_type == TOPIC && r.error_code == 0 && !validate_only)
-                    .filter_map(|r| state.replicas.topic(r.resource_name.as_str()))
-                    .collect();
+            let validate_only = req.validate_only;
+            let resp = alter_here(state, req);
+            let changed: Vec<TopicMeta> = resp
+                .responses
+                .iter()
+                .filter(|r| r.resource_type == TOPIC && r.error_code == 0 && !validate_only)
+                .filter_map(|r| state.replicas.topic(r.resource_name.as_str()))
+                .collect();
+            return Box::pin(async move {
                 if !changed.is_empty() {
                     let request = push::topic_configs(&changed);
                     push::broadcast(&peers, ApiKey::IncrementalAlterConfigs, push::ALTER_CONFIGS_VERSION, &request, refusals).await;
@@ -299,14 +310,11 @@ pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeade
             });
         }
         Role::Forward(controller) => Box::pin(forwarded(header, controller, topics, |req, msg| alter_failed(req, code::NOT_CONTROLLER, msg))),
-        Role::NotController(id) => {
-            let refused = alter_failed(&topics, code::NOT_CONTROLLER, format!("broker {id} is the controller"));
-            Box::pin(async move { refused })
-        }
+        Role::NotController(id) => Box::pin(ready(alter_failed(&topics, code::NOT_CONTROLLER, format!("broker {id} is the controller")))),
     };
     // Topic configs from the controller, the rest from here, in the request's order.
     let local = alter_here(state, others);
-    respond_later(header, async move {
+    Box::pin(async move {
         let (mut remote, mut local) = (remote.await.responses.into_iter(), local.responses.into_iter());
         let responses = req
             .resources
@@ -315,6 +323,87 @@ pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeade
             .collect();
         IncrementalAlterConfigsResponse::default().with_responses(responses)
     })
+}
+
+/// AlterConfigs, the API IncrementalAlterConfigs replaced: the given configs become the resource's only
+/// dynamic ones. Carried out as the IncrementalAlterConfigs that sets them and deletes the others, so both
+/// APIs share validation, persistence and the way through the controller.
+pub fn alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: AlterConfigsRequest) -> Reply {
+    let mut resources = Vec::with_capacity(req.resources.len());
+    let refused: Vec<Option<(i16, String)>> = req
+        .resources
+        .iter()
+        .map(|r| as_incremental(state, r).map(|r| resources.push(r)).err())
+        .collect();
+    let incremental = IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
+    // The controller is passed the IncrementalAlterConfigs request, which is what the change now is.
+    let header_as_incremental =
+        RequestHeader { api_key: ApiKey::IncrementalAlterConfigs, api_version: push::ALTER_CONFIGS_VERSION, ..header.clone() };
+    let answer = alter(state, &header_as_incremental, incremental);
+    respond_later(header, async move {
+        let mut answers = answer.await.responses.into_iter();
+        let responses = req
+            .resources
+            .into_iter()
+            .zip(refused)
+            .filter_map(|(r, refused)| {
+                let (error_code, error_message) = match refused {
+                    Some((error_code, msg)) => (error_code, Some(s(msg))),
+                    None => answers.next().map(|a| (a.error_code, a.error_message))?,
+                };
+                Some(
+                    alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name)
+                        .with_error_code(error_code)
+                        .with_error_message(error_message),
+                )
+            })
+            .collect();
+        AlterConfigsResponse::default().with_responses(responses)
+    })
+}
+
+/// The IncrementalAlterConfigs resource that makes `r`'s configs exactly the ones it gives.
+fn as_incremental(
+    state: &BrokerState,
+    r: &alter_configs_request::AlterConfigsResource,
+) -> Result<incremental_alter_configs_request::AlterConfigsResource, (i16, String)> {
+    let dynamic: Vec<String> = match r.resource_type {
+        // Every topic config, not only those this broker has as set: the controller's may be newer.
+        TOPIC => LogConfig::KEYS.iter().map(ToString::to_string).collect(),
+        // Not cluster.brokers: the membership is the operator's, changed only when given, so that a client
+        // tuning retention with this older API cannot take brokers out of the cluster.
+        BROKER => state.replicas.defaults().dynamic_overrides.keys().map(|k| broker_key_for(k).to_string()).collect(),
+        other => return Err((code::INVALID_REQUEST, format!("AlterConfigs changes topics (2) and brokers (4), not resource type {other}"))),
+    };
+    let given: Vec<(String, Option<String>)> = r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
+    let ops = replace_ops(&given, &dynamic).map_err(|m| (code::INVALID_REQUEST, m))?;
+    Ok(incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name.clone())
+        .with_configs(
+            ops.into_iter()
+                .map(|(name, op, value)| {
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(s(name))
+                        .with_config_operation(op)
+                        .with_value(value.map(s))
+                })
+                .collect(),
+        ))
+}
+
+/// The operations that make `given` a resource's complete dynamic configs: each of the `dynamic` keys
+/// (those that may hold a value now) that is not given is deleted, each given key is set. A null value
+/// is refused, as Kafka does.
+fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result<Vec<Op>, String> {
+    let nulls: Vec<&str> = given.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
+    if !nulls.is_empty() {
+        return Err(format!("null value not supported for: {}", nulls.join(",")));
+    }
+    let deletes = dynamic.iter().filter(|k| !given.iter().any(|(g, _)| g == *k)).map(|k| (k.clone(), DELETE, None));
+    Ok(deletes.chain(given.iter().map(|(k, v)| (k.clone(), SET, v.clone()))).collect())
 }
 
 fn refusals(r: &IncrementalAlterConfigsResponse) -> Vec<String> {
@@ -342,7 +431,7 @@ fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let ops: Vec<(String, i8, Option<String>)> =
+            let ops: Vec<Op> =
                 r.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
             let outcome: Result<(), (i16, String)> = match r.resource_type {
                 TOPIC => match state.replicas.topic(&name) {
@@ -449,5 +538,30 @@ mod tests {
             let op = [(bad.0.to_string(), bad.1, bad.2.map(String::from))];
             assert!(apply_ops(&mut m, &op, &effective).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn replacing_sets_the_given_configs_and_deletes_the_other_dynamic_ones() {
+        let strings = |ks: &[&str]| ks.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let given = vec![("segment.bytes".to_string(), Some("1024".to_string())), ("retention.ms".to_string(), Some("5".to_string()))];
+        let dynamic = strings(&["retention.ms", "cleanup.policy", "flush.ms"]);
+        let ops = replace_ops(&given, &dynamic).unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                ("cleanup.policy".to_string(), DELETE, None),
+                ("flush.ms".to_string(), DELETE, None),
+                ("segment.bytes".to_string(), SET, Some("1024".to_string())),
+                ("retention.ms".to_string(), SET, Some("5".to_string())),
+            ]
+        );
+        // Applied to the current overrides, the result is exactly the given configs.
+        let mut current = BTreeMap::from([("retention.ms".to_string(), "1".to_string()), ("cleanup.policy".to_string(), "delete".to_string())]);
+        apply_ops(&mut current, &ops, &LogConfig::default()).unwrap();
+        assert_eq!(current, BTreeMap::from([("segment.bytes".into(), "1024".into()), ("retention.ms".into(), "5".into())]));
+        // Nothing given: every dynamic config goes.
+        assert!(replace_ops(&[], &dynamic).unwrap().iter().all(|(_, op, v)| *op == DELETE && v.is_none()));
+        let nulls = [("a".to_string(), None), ("b".to_string(), Some("1".to_string())), ("c".to_string(), None)];
+        assert_eq!(replace_ops(&nulls, &dynamic).unwrap_err(), "null value not supported for: a,c");
     }
 }

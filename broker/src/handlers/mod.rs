@@ -80,6 +80,7 @@ impl Service for Handler {
             Request::DeleteTopics(r) => admin::delete_topics(state, &header, r),
             Request::CreatePartitions(r) => admin::create_partitions(state, &header, r),
             Request::DescribeConfigs(r) => respond(&header, &configs::describe_configs(state, &header, r)),
+            Request::AlterConfigs(r) => configs::alter_configs(state, &header, r),
             Request::IncrementalAlterConfigs(r) => configs::incremental_alter_configs(state, &header, r),
         };
         match reply {
