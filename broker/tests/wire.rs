@@ -383,26 +383,12 @@ async fn min_insync_replicas_above_one_refuses_acks_all_only() {
     assert_eq!(try_create_topic(&mut c, "isr0", 1, &[("min.insync.replicas", "0")]).await.error_code, 40);
 }
 
-/// `n` records of `value_size` bytes in one uncompressed batch, as a producer sends them (`record_batch` gives
-/// every record the same sequence, so the encoder makes one batch per record).
-fn one_batch(n: usize, value_size: usize, timestamp: i64) -> Bytes {
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
-    let sets = RecordBatchDecoder::decode_all(&mut record_batch(n, value_size, timestamp)).unwrap();
-    let mut records: Vec<_> = sets.into_iter().flat_map(|set| set.records).collect();
-    for r in &mut records {
-        r.sequence = r.offset as i32 - 1; // base sequence -1: not idempotent
-    }
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    buf.freeze()
-}
-
 #[tokio::test]
 async fn compression_type_zstd_re_encodes_uncompressed_batches() {
     let b = TestBroker::start(&[]).await;
     let mut c = b.client().await;
     create_topic(&mut c, "z", 1, &[("compression.type", "zstd")]).await;
-    let sent = one_batch(50, 200, 5000);
+    let sent = record_batch(50, 200, 5000);
     assert_eq!((sent[22] & 7, i32::from_be_bytes(sent[57..61].try_into().unwrap())), (0, 50), "one uncompressed batch");
     assert_eq!(produce(&mut c, "z", 0, sent.clone()).await.error_code, 0);
     let mut stored = fetch_batches(&mut c, "z", 0).await;
@@ -476,7 +462,7 @@ async fn broker_defaults_apply_to_topics_and_inert_configs_are_accepted_but_comp
     assert_eq!(broker["log.message.timestamp.type"].0, "LogAppendTime");
     assert_eq!(broker["log.roll.jitter.ms"].0, "3600000");
     assert_eq!(produce(&mut c, "d", 0, record_batch(1, 10, 1000)).await.error_code, 19, "min.insync.replicas=2 by default");
-    let resp = produce_with_acks(&mut c, "d", 0, one_batch(20, 100, 1000), 1).await;
+    let resp = produce_with_acks(&mut c, "d", 0, record_batch(20, 100, 1000), 1).await;
     assert!(resp.log_append_time_ms > 0);
     assert_eq!(fetch_batches(&mut c, "d", 0).await[22] & 7, 1, "gzip");
 

@@ -127,7 +127,9 @@ pub fn record_batch(n: usize, value_size: usize, timestamp: i64) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch where offset - sequence changes: this keeps all `n` records in one
+            // batch with base sequence -1 (not idempotent).
+            sequence: i as i32 - 1,
             timestamp: timestamp + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(vec![b'v'; value_size])),
