@@ -114,6 +114,10 @@ impl FileSender {
 /// with the range's first bytes rather than as a packet of their own. (TCP_CORK around the frame does the same,
 /// but measured 25-40% slower for sendfile over loopback: see BENCHMARKS.md.)
 pub async fn write_frame(sock: &TcpStream, frame: &ResponseFrame, sender: &mut FileSender) -> io::Result<()> {
+    // Bytes may be held back (MSG_MORE) only while later parts will send more: held bytes wait for later ones
+    // (or for an ACK, or the kernel's 200 ms timer). `more_after(i)`: a part from `i` on sends bytes.
+    let last_sending = frame.parts.iter().rposition(|p| p.size() > 0);
+    let more_after = |i: usize| last_sending.is_some_and(|l| i <= l);
     let mut i = 0;
     while i < frame.parts.len() {
         match &frame.parts[i] {
@@ -123,21 +127,15 @@ pub async fn write_frame(sock: &TcpStream, frame: &ResponseFrame, sender: &mut F
                     .map_while(|p| if let Payload::Bytes(b) = p { Some(&b[..]) } else { None })
                     .collect();
                 i += run.len();
-                write_all_vectored(sock, &run, more_after(frame, i)).await?;
+                write_all_vectored(sock, &run, more_after(i)).await?;
             }
             Payload::File(f) => {
                 i += 1;
-                sender.send(sock, f, more_after(frame, i)).await?;
+                sender.send(sock, f, more_after(i)).await?;
             }
         }
     }
     Ok(())
-}
-
-/// Whether bytes of the frame follow part `i`: only then may what was sent be held back (MSG_MORE), since held
-/// bytes wait for later ones (or for an ACK, or the kernel's 200 ms timer).
-fn more_after(frame: &ResponseFrame, i: usize) -> bool {
-    frame.parts[i..].iter().any(|p| p.size() > 0)
 }
 
 /// `more`: MSG_MORE on every write (the caller sends more of the frame right after).

@@ -30,6 +30,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+fn seconds_counter(registry: &Registry, name: &str, help: &str) -> Counter {
+    let c = Counter::new(name, help).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
     registry.register(Box::new(g.clone())).expect("unique metric");
@@ -182,11 +188,7 @@ impl Metrics {
                 ranges: Default::default(),
                 hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Sampled fetched bytes that were in the page cache (1 range in 8)", &["topic"]),
                 miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Sampled fetched bytes read from disk (1 range in 8)", &["topic"]),
-                probe_seconds: {
-                    let c = Counter::new("strata_pagecache_probe_seconds_total", "Time spent probing page-cache residency").expect("valid metric");
-                    r.register(Box::new(c.clone())).expect("unique metric");
-                    c
-                },
+                probe_seconds: seconds_counter(&r, "strata_pagecache_probe_seconds_total", "Time spent probing page-cache residency"),
             },
             requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
             request_time,
