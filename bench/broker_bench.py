@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from statistics import median
 from pathlib import Path
 
@@ -101,32 +102,51 @@ def machine_cpu_seconds():
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK
 
 
-def fetch_modes(work):
-    """Brokers in every fetch mode side by side on copies of one log, consumed in rotated order, with the raw
-    loopback baselines in the same rounds (so slow phases of the machine hit every side alike)."""
-    src = work / "fetch" / "data"
+@contextmanager
+def brokers_on_copies(work, topics, sides):
+    """One broker per side (name -> its extra flags), each on its own copy of one log holding `topics` (name ->
+    (record size, count)) and warmed up (page cache of its copy, connections); all stopped on exit. The copies
+    are made the same way: how a file was written decides the size of its page-cache folios, which changes
+    sendfile's cost more than most settings do."""
+    src = work / "source" / "data"
     src.mkdir(parents=True)
     b = Broker(src)
     try:
-        for size, count in FETCH_COUNTS.items():
-            produce(b.addr, f"big{size}", size, count, 1)
+        for topic, (size, count) in topics.items():
+            produce(b.addr, topic, size, count, 1)
     finally:
         b.stop()
     brokers = {}
     try:
-        for m in FETCH_MODES:
-            # Copies made the same way: how a file was written decides the size of its page-cache folios.
-            shutil.copytree(src, work / m / "data")
-            brokers[m] = Broker(work / m / "data", "--fetch.mode", m)
-            for size, count in FETCH_COUNTS.items():
-                consume(brokers[m].addr, f"big{size}", 1, count)  # warm-up: page cache of this copy, connections
+        for name, flags in sides.items():
+            shutil.copytree(src, work / name / "data")
+            brokers[name] = Broker(work / name / "data", *flags)
+            for topic, (_, count) in topics.items():
+                consume(brokers[name].addr, topic, 1, count)
+        shutil.rmtree(src.parent)
+        yield brokers
+    finally:
+        for b in brokers.values():
+            b.stop()
+
+
+def rotated(items, rnd):
+    """`items` in the order of round `rnd`: each round starts one later, so no side is always first."""
+    k = rnd % len(items)
+    return items[k:] + items[:k]
+
+
+def fetch_modes(work):
+    """Brokers in every fetch mode side by side on copies of one log, consumed in rotated order, with the raw
+    loopback baselines in the same rounds (so slow phases of the machine hit every side alike)."""
+    topics = {f"big{size}": (size, count) for size, count in FETCH_COUNTS.items()}
+    with brokers_on_copies(work, topics, {m: ("--fetch.mode", m) for m in FETCH_MODES}) as brokers:
         segment = max((work / "sendfile" / "data" / "big65536-0").glob("*.log"), key=lambda p: p.stat().st_size)
         modes = {(m, size): dict(mb=[], cpu=0.0, machine=0.0, gib=0.0) for m in FETCH_MODES for size in FETCH_COUNTS}
         raw = {m: dict(mb=[], machine=0.0, gib=0.0) for m in FETCH_MODES}
         sides = [("broker", m, size) for m in FETCH_MODES for size in FETCH_COUNTS] + [("raw", m, 0) for m in raw]
         for rnd in range(FETCH_ROUNDS):
-            k = rnd * len(sides) // FETCH_ROUNDS
-            for kind, m, size in sides[k:] + sides[:k]:
+            for kind, m, size in rotated(sides, rnd):
                 machine0 = machine_cpu_seconds()
                 if kind == "raw":
                     mb = loopback_baseline(segment, m, seconds=2)
@@ -144,11 +164,8 @@ def fetch_modes(work):
                   + ", " + ", ".join(f"raw {m}: {v['mb'][-1]:.0f}" for m, v in raw.items()), flush=True)
         for (m, size), v in modes.items():
             v["rss"], v["hwm"] = brokers[m].rss_mib(), brokers[m].rss_mib("VmHWM")
-        log_mib = sum(p.stat().st_size for p in src.glob("big*/*.log")) / (1 << 20)
+        log_mib = sum(p.stat().st_size for p in (work / FETCH_MODES[0] / "data").glob("big*/*.log")) / (1 << 20)
         return modes, raw, log_mib
-    finally:
-        for b in brokers.values():
-            b.stop()
 
 
 def fetch_report(modes, raw, log_mib):

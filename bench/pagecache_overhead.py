@@ -40,41 +40,28 @@ def scrape(port, name):
 
 def main():
     work = Path(tempfile.mkdtemp(prefix="strata-pcbench-"))
-    brokers = {}
     metrics_port = free_port()
+    sides = {
+        side: ("--metrics.pagecache.probe", probe, "--metrics.port", str(metrics_port if side == "on" else 0),
+               "--metrics.bind.address", "127.0.0.1")
+        for side, probe in SIDES.items()
+    }
     try:
-        data = work / "produced" / "data"
-        data.mkdir(parents=True)
-        b = bb.Broker(data)
-        try:
-            bb.produce(b.addr, "pc", SIZE, COUNT, 1)
-        finally:
-            b.stop()
-        # Every side reads a copy made the same way: how a file was written decides the size of its page-cache
-        # folios, which changes sendfile's cost more than the probe does.
-        for side, probe in SIDES.items():
-            shutil.copytree(data, work / side / "data")
-            brokers[side] = bb.Broker(work / side / "data", "--metrics.pagecache.probe", probe,
-                                      "--metrics.port", str(metrics_port if side == "on" else 0), "--metrics.bind.address", "127.0.0.1")
-            bb.consume(brokers[side].addr, "pc", 1, COUNT)  # warm-up: page cache of this copy, connections
-        shutil.rmtree(work / "produced")
-        runs = {side: [] for side in SIDES}
-        cpu = dict.fromkeys(SIDES, 0.0)
-        order = list(SIDES)
-        for rnd in range(ROUNDS):
-            for side in order[rnd % 3:] + order[:rnd % 3]:
-                b = brokers[side]
-                cpu0 = b.cpu_seconds()
-                _, mb = bb.consume(b.addr, "pc", 1, COUNT)
-                cpu[side] += b.cpu_seconds() - cpu0
-                runs[side].append(mb)
-            print(f"round {rnd}: " + ", ".join(f"{s} {runs[s][-1]:.0f} MB/s" for s in SIDES), file=sys.stderr, flush=True)
-        probe_seconds = scrape(metrics_port, "strata_pagecache_probe_seconds_total")
-        sampled = scrape(metrics_port, "strata_pagecache_(?:hit|miss)_bytes_total")
-        probe_cpu_share = probe_seconds / brokers["on"].cpu_seconds()
+        with bb.brokers_on_copies(work, {"pc": (SIZE, COUNT)}, sides) as brokers:
+            runs = {side: [] for side in SIDES}
+            cpu = dict.fromkeys(SIDES, 0.0)
+            for rnd in range(ROUNDS):
+                for side in bb.rotated(list(SIDES), rnd):
+                    b = brokers[side]
+                    cpu0 = b.cpu_seconds()
+                    _, mb = bb.consume(b.addr, "pc", 1, COUNT)
+                    cpu[side] += b.cpu_seconds() - cpu0
+                    runs[side].append(mb)
+                print(f"round {rnd}: " + ", ".join(f"{s} {runs[s][-1]:.0f} MB/s" for s in SIDES), file=sys.stderr, flush=True)
+            probe_seconds = scrape(metrics_port, "strata_pagecache_probe_seconds_total")
+            sampled = scrape(metrics_port, "strata_pagecache_(?:hit|miss)_bytes_total")
+            probe_cpu_share = probe_seconds / brokers["on"].cpu_seconds()
     finally:
-        for b in brokers.values():
-            b.stop()
         shutil.rmtree(work, ignore_errors=True)
     gib = ROUNDS * SIZE * COUNT / (1 << 30)
     print(f"| broker | metrics.pagecache.probe | median MB/s ({ROUNDS} runs of 2 GiB) | min..max MB/s | broker CPU s per GiB (all runs) |")
