@@ -2,8 +2,9 @@
 """strata-broker benchmark (not a test): librdkafka's rdkafka_performance against a release broker on 127.0.0.1.
 
 Measures produce and consume throughput (100 B and 1 KiB records, 1 and 8 partitions, acks=1 and acks=all),
-produce latency percentiles at a fixed rate, sendfile versus copy fetch (MB/s and broker CPU), a raw loopback
-sendfile baseline of this machine, and the broker's RSS while it serves more log than 64 MiB.
+produce latency percentiles at a fixed rate, sendfile versus copy fetch (MB/s and broker CPU, with a real consumer
+and with one that costs next to nothing), raw loopback sendfile and copy baselines of this machine, and the
+broker's RSS while it serves more log than 64 MiB.
 Usage: bench/run.sh  (builds everything, then runs this with the broker binary, the librdkafka dir and the
 loopback baseline binary).
 """
@@ -20,6 +21,8 @@ import time
 from contextlib import contextmanager
 from statistics import median
 from pathlib import Path
+
+import fetch_sink
 
 BROKER, RDKAFKA, LOOPBACK = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 PERF = str(RDKAFKA / "examples" / "rdkafka_performance")
@@ -85,10 +88,12 @@ def consume(addr, topic, partitions, count):
     return int(m.group(1)), float(m.group(2))
 
 
-def loopback_baseline(path, mode, seconds):
-    """MB/s of streaming a cached file over loopback TCP to a reader, without a broker (broker/examples/loopback.rs)."""
-    out = subprocess.run([LOOPBACK, str(path), str(seconds), mode], capture_output=True, text=True, check=True)
-    return float(out.stdout)
+def loopback_baseline(path, mode, reader, seconds):
+    """Streams a cached file over loopback TCP without a broker (broker/examples/loopback.rs), to a reader that
+    reads into a buffer or splices into /dev/null: (MB/s, sender CPU seconds per GiB)."""
+    out = subprocess.run([LOOPBACK, str(path), str(seconds), mode, reader], capture_output=True, text=True, check=True)
+    mb, cpu = out.stdout.split()
+    return float(mb), float(cpu)
 
 
 FETCH_MODES = ("sendfile", "copy")
@@ -118,8 +123,10 @@ def brokers_on_copies(work, topics, sides):
         b.stop()
     brokers = {}
     try:
-        for name, flags in sides.items():
+        for name in sides:
             shutil.copytree(src, work / name / "data")
+        os.sync()  # the copies' writeback would otherwise still be running during the first measured rounds
+        for name, flags in sides.items():
             brokers[name] = Broker(work / name / "data", *flags)
             for topic, (_, count) in topics.items():
                 consume(brokers[name].addr, topic, 1, count)
@@ -136,67 +143,88 @@ def rotated(items, rnd):
     return items[k:] + items[:k]
 
 
+CONSUMERS = ("rdkafka", "sink")  # rdkafka_performance; bench/fetch_sink.py (splices record bytes away)
+RAW_READERS = {"rdkafka": "read", "sink": "splice"}  # the raw baseline's reader that stands for each consumer
+
+
 def fetch_modes(work):
-    """Brokers in every fetch mode side by side on copies of one log, consumed in rotated order, with the raw
-    loopback baselines in the same rounds (so slow phases of the machine hit every side alike)."""
+    """Brokers in every fetch mode side by side on copies of one log, each consumed by both consumers in rotated
+    order, with the raw loopback baselines in the same rounds (so slow phases of the machine hit every side alike)."""
     topics = {f"big{size}": (size, count) for size, count in FETCH_COUNTS.items()}
     with brokers_on_copies(work, topics, {m: ("--fetch.mode", m) for m in FETCH_MODES}) as brokers:
         segment = max((work / "sendfile" / "data" / "big65536-0").glob("*.log"), key=lambda p: p.stat().st_size)
-        modes = {(m, size): dict(mb=[], cpu=0.0, machine=0.0, gib=0.0) for m in FETCH_MODES for size in FETCH_COUNTS}
-        raw = {m: dict(mb=[], machine=0.0, gib=0.0) for m in FETCH_MODES}
-        sides = [("broker", m, size) for m in FETCH_MODES for size in FETCH_COUNTS] + [("raw", m, 0) for m in raw]
+        modes = {(m, size, c): dict(mb=[], cpu=[], machine=0.0, gib=0.0)
+                 for c in CONSUMERS for m in FETCH_MODES for size in FETCH_COUNTS}
+        raw = {(m, r): dict(mb=[], cpu=[], machine=0.0, gib=0.0) for r in RAW_READERS.values() for m in FETCH_MODES}
+        sides = [("broker", key) for key in modes] + [("raw", key) for key in raw]
         for rnd in range(FETCH_ROUNDS):
-            for kind, m, size in rotated(sides, rnd):
+            for kind, key in rotated(sides, rnd):
                 machine0 = machine_cpu_seconds()
                 if kind == "raw":
-                    mb = loopback_baseline(segment, m, seconds=2)
-                    v = raw[m]
-                    v["gib"] += mb * 1e6 * 2 / (1 << 30)
+                    v = raw[key]
+                    mb, cpu = loopback_baseline(segment, *key, seconds=2)
+                    gib = mb * 1e6 * 2 / (1 << 30)
                 else:
-                    v, b = modes[(m, size)], brokers[m]
+                    (m, size, c), v, b = key, modes[key], brokers[key[0]]
                     cpu0 = b.cpu_seconds()
-                    _, mb = consume(b.addr, f"big{size}", 1, FETCH_COUNTS[size])
-                    v["cpu"] += b.cpu_seconds() - cpu0
-                    v["gib"] += size * FETCH_COUNTS[size] / (1 << 30)
+                    if c == "sink":
+                        mb, _ = fetch_sink.consume(b.addr, f"big{size}", FETCH_COUNTS[size])
+                    else:
+                        _, mb = consume(b.addr, f"big{size}", 1, FETCH_COUNTS[size])
+                    gib = size * FETCH_COUNTS[size] / (1 << 30)
+                    cpu = (b.cpu_seconds() - cpu0) / gib
                 v["machine"] += machine_cpu_seconds() - machine0
+                v["gib"] += gib
                 v["mb"].append(mb)
-            print(f"fetch round {rnd}: " + ", ".join(f"{m} {size}: {v['mb'][-1]:.0f}" for (m, size), v in modes.items())
-                  + ", " + ", ".join(f"raw {m}: {v['mb'][-1]:.0f}" for m, v in raw.items()), flush=True)
-        for (m, size), v in modes.items():
+                v["cpu"].append(cpu)
+            print(f"fetch round {rnd}: " + ", ".join(f"{'/'.join(map(str, k))} {v['mb'][-1]:.0f}"
+                                                     for k, v in [*modes.items(), *raw.items()]), flush=True)
+        for (m, size, c), v in modes.items():
             v["rss"], v["hwm"] = brokers[m].rss_mib(), brokers[m].rss_mib("VmHWM")
         log_mib = sum(p.stat().st_size for p in (work / FETCH_MODES[0] / "data").glob("big*/*.log")) / (1 << 20)
         return modes, raw, log_mib
 
 
+def paired(a, b):
+    """Median of the per-round ratios a/b: both were measured in the same round, next to each other."""
+    return median(x / y for x, y in zip(a, b))
+
+
 def fetch_report(modes, raw, log_mib):
     lines = [
         f"Fetch modes side by side: one broker per fetch.mode, each on its own copy of the same {log_mib:.0f} MiB of log "
-        f"(1 GiB of 1 KiB records, 1 GiB of 64 KiB records, one partition each, page cache warm), one consumer "
-        f"(fetch.message.max.bytes=8 MiB); {FETCH_ROUNDS} rounds, the order rotated every round, raw loopback "
-        "baselines (no broker: the same segment file streamed to a reader with a 4 MiB buffer) in the same rounds. "
-        "Machine CPU is all CPU time of the machine (broker, consumer and kernel) during the run.",
+        "(1 GiB of 1 KiB records, 1 GiB of 64 KiB records, one partition each, page cache warm), read by two "
+        "consumers in turn: rdkafka_performance (fetch.message.max.bytes=8 MiB) and bench/fetch_sink.py (8 MiB "
+        "fetches, record bytes spliced into /dev/null so the consumer is not the bottleneck); "
+        f"{FETCH_ROUNDS} rounds, the order rotated every round, raw loopback baselines (no broker: the same segment "
+        "file streamed to a reader that reads into a 4 MiB buffer or splices into /dev/null) in the same rounds. "
+        "Broker CPU is the broker process's (for the raw baselines: the sending thread's); machine CPU is all CPU "
+        "time of the machine (broker, consumer and kernel) during the run.",
         "",
-        "| fetch.mode | record | consume MB/s (median) | min..max | broker CPU s per GiB | machine CPU s per GiB | RSS MiB | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| consumer | fetch.mode | record | consume MB/s (median) | min..max | broker CPU s per GiB (median) | "
+        "machine CPU s per GiB | RSS MiB | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for (m, size), v in modes.items():
-        lines.append(f"| {m} | {size // 1024} KiB | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | "
-                     f"{v['cpu'] / v['gib']:.2f} | {v['machine'] / v['gib']:.2f} | {v['rss']:.1f} | {v['hwm']:.1f} |")
-    lines += ["", "| raw loopback | MB/s (median) | min..max | machine CPU s per GiB |", "|---|---|---|---|"]
-    for m, v in raw.items():
-        lines.append(f"| {m} | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | {v['machine'] / v['gib']:.2f} |")
-
-    def paired(a, b):
-        return median(x / y for x, y in zip(a, b))
-
-    big = {m: modes[(m, 65536)]["mb"] for m in FETCH_MODES}
-    lines += [
-        "",
-        "Paired per-round ratios (64 KiB records), median: broker sendfile / raw sendfile "
-        f"{paired(big['sendfile'], raw['sendfile']['mb']):.2f}; broker sendfile / broker copy "
-        f"{paired(big['sendfile'], big['copy']):.2f}; raw sendfile / raw copy "
-        f"{paired(raw['sendfile']['mb'], raw['copy']['mb']):.2f}.",
-    ]
+    for (m, size, c), v in modes.items():
+        lines.append(f"| {c} | {m} | {size // 1024} KiB | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | "
+                     f"{median(v['cpu']):.2f} | {v['machine'] / v['gib']:.2f} | {v['rss']:.1f} | {v['hwm']:.1f} |")
+    lines += ["", "| raw loopback | reader | MB/s (median) | min..max | sender CPU s per GiB (median) | machine CPU s per GiB |",
+              "|---|---|---|---|---|---|"]
+    for (m, r), v in raw.items():
+        lines.append(f"| {m} | {r} | {median(v['mb']):.0f} | {min(v['mb']):.0f}..{max(v['mb']):.0f} | "
+                     f"{median(v['cpu']):.2f} | {v['machine'] / v['gib']:.2f} |")
+    lines += ["", "Paired per-round ratios, median (MB/s; CPU is broker CPU per GiB, lower is better):", ""]
+    for c in CONSUMERS:
+        r = RAW_READERS[c]
+        sf_raw, copy_raw = raw[("sendfile", r)], raw[("copy", r)]
+        parts = [f"broker sendfile (64 KiB) / raw sendfile {paired(modes[('sendfile', 65536, c)]['mb'], sf_raw['mb']):.2f}"]
+        for size in FETCH_COUNTS:
+            sf, cp = modes[("sendfile", size, c)], modes[("copy", size, c)]
+            parts.append(f"sendfile / copy {size // 1024} KiB: MB/s {paired(sf['mb'], cp['mb']):.2f}, "
+                         f"CPU {paired(sf['cpu'], cp['cpu']):.2f}")
+        parts.append(f"raw sendfile / raw copy: MB/s {paired(sf_raw['mb'], copy_raw['mb']):.2f}, "
+                     f"sender CPU {paired(sf_raw['cpu'], copy_raw['cpu']):.2f}")
+        lines.append(f"- {c}: " + "; ".join(parts) + ".")
     return lines
 
 
