@@ -19,20 +19,7 @@ prepare_e2e
 T_READY=$(date +%s)
 
 RUN=$(mktemp -d /tmp/strata-e2e-apiserver.XXXXXX)
-cleanup() {
-  local rc=$?
-  set +e # clean up as much as possible, whatever fails
-  for f in "$RUN"/operator-*.pid "$RUN"/broker-*.pid; do
-    if [ -f "$f" ]; then stop_pid_file "$f"; fi
-  done
-  cp_stop "$RUN"
-  if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
-    for f in "$RUN"/operator-*.log; do [ -f "$f" ] && { log "--- tail of $f"; tail -25 "$f" >&2; }; done
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM # run the EXIT trap on signals too
+stop_run_on_exit "$RUN"
 
 k() { "$KUBECTL" --kubeconfig "$RUN/kubeconfig" "$@"; }
 jp() { k get "$1" "${@:3}" -o "jsonpath=$2"; }

@@ -15,18 +15,7 @@ VALIDATE=$(ensure_kubernetes_validate)/kubernetes-validate
 CHART=$REPO_DIR/charts/strata-operator
 RUN=$(mktemp -d /tmp/strata-e2e-helm.XXXXXX)
 
-cleanup() {
-  local rc=$?
-  set +e # clean up as much as possible, whatever fails
-  for f in "$RUN"/*.pid; do if [ -f "$f" ]; then stop_pid_file "$f"; fi; done
-  cp_stop "$RUN"
-  if [ $rc -ne 0 ] || [ $FAILED -ne 0 ]; then
-    for f in "$RUN"/operator-*.log; do [ -f "$f" ] && { log "--- tail of $f"; tail -25 "$f" >&2; }; done
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then log "run directory kept: $RUN"; else rm -rf "$RUN"; fi
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM # run the EXIT trap on signals too
+stop_run_on_exit "$RUN"
 
 succeeds() { # succeeds DESCRIPTION COMMAND...: the command exits 0 (its output goes to the log on failure)
   local desc=$1 out; shift

@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use common::{s, Client, TestBroker};
 use kafka_protocol::messages::*;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+use strata_storage::batch::plain_record;
 use strata_storage::TopicPartition;
 
 /// No initial rebalance delay, and auto-created topics with 3 partitions.
@@ -373,19 +374,11 @@ async fn offsets_expire_after_their_retention() {
 fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
             partition_leader_epoch: -1,
             producer_id,
             producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
             sequence: seq + i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{}", seq + i as i32))),
-            headers: Default::default(),
+            ..plain_record(i, 1_700_000_000_000, None, Some(Bytes::from(format!("v{}", seq + i as i32))))
         })
         .collect();
     let mut buf = BytesMut::new();

@@ -155,6 +155,27 @@ cp_stop() {
   done
 }
 
+# stop_run_on_exit RUN: when the script ends (or is interrupted), stops every process with a pid
+# file in RUN and the control plane, shows the operator logs' tails if anything failed, and removes
+# RUN (KEEP=1 keeps it for inspection).
+stop_run_on_exit() {
+  STOP_RUN_DIR=$1
+  trap stop_run EXIT
+  trap "exit 130" INT TERM # run the EXIT trap on signals too
+}
+stop_run() {
+  local rc=$? f
+  set +e # clean up as much as possible, whatever fails
+  for f in "$STOP_RUN_DIR"/*.pid; do
+    case ${f##*/} in kcm.pid | apiserver.pid | etcd.pid) ;; *) stop_pid_file "$f" ;; esac
+  done
+  cp_stop "$STOP_RUN_DIR" # last, in its own order
+  if [ $rc -ne 0 ] || [ "$FAILED" -ne 0 ]; then
+    for f in "$STOP_RUN_DIR"/operator-*.log; do [ -f "$f" ] && { log "--- tail of $f"; tail -25 "$f" >&2; }; done
+  fi
+  if [ "${KEEP:-0}" = 1 ]; then log "run directory kept: $STOP_RUN_DIR"; else rm -rf "$STOP_RUN_DIR"; fi
+}
+
 # A process that exists and is not a zombie.
 alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
 

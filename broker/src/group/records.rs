@@ -4,7 +4,7 @@
 //! a null value is a tombstone. Batches are RecordBatch v2 built by kafka-protocol's encoder.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 use strata_storage::TopicPartition;
 
 use super::offsets::CommittedOffset;
@@ -241,23 +241,7 @@ pub fn batch(records: &[(Bytes, Option<Bytes>)], timestamp: i64) -> BytesMut {
     let records: Vec<KRecord> = records
         .iter()
         .enumerate()
-        .map(|(i, (key, value))| KRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch where offset - sequence changes; this keeps one batch whose
-            // base sequence is -1 (no producer id).
-            sequence: i as i32 - 1,
-            timestamp,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-        })
+        .map(|(i, (key, value))| strata_storage::batch::plain_record(i, timestamp, Some(key.clone()), value.clone()))
         .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })

@@ -251,6 +251,28 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Recor
         .map_err(|e| StorageError::CorruptBatch { position: 0, reason: format!("cannot decode records: {e:#}") })
 }
 
+/// Record `i` of a batch written without a producer id (no idempotence), for encoding with kafka-protocol's
+/// `RecordBatchEncoder`: offset `i`, no headers.
+pub fn plain_record(i: usize, timestamp: i64, key: Option<bytes::Bytes>, value: Option<bytes::Bytes>) -> kafka_protocol::records::Record {
+    kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: i as i64,
+        // The encoder starts a new batch wherever offset - sequence changes; this keeps one batch, whose base
+        // sequence is -1 as without a producer id.
+        sequence: i as i32 - 1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 /// Finds the offset and timestamp of the first record of a stored batch whose timestamp is at least `target`
 /// and whose offset is at least `min_offset`.
 /// Records are decoded (decompressing if needed): ListOffsets by time wants the exact record, as Kafka

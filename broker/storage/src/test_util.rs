@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
 
 pub use kafka_protocol::records::Compression;
 
@@ -14,31 +14,15 @@ pub fn encode_batch(count: usize, value_len: usize, ts0: i64, compression: Compr
         .map(|i| {
             let mut headers = IndexMap::new();
             headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from(i.to_string())));
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder groups records whose offset - sequence is constant into one batch.
-                sequence: i as i32,
-                timestamp: ts0 + i as i64,
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from((0..value_len).map(|j| (i + j) as u8).collect::<Vec<u8>>())),
-                headers,
-            }
+            let key = Some(Bytes::from(format!("key-{i}")));
+            let value = Some(Bytes::from((0..value_len).map(|j| (i + j) as u8).collect::<Vec<u8>>()));
+            Record { headers, ..crate::batch::plain_record(i, ts0 + i as i64, key, value) }
         })
         .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
         .expect("the Kafka codec encodes what we give it");
-    // A non-idempotent producer sends base sequence -1.
-    let mut batch = buf.to_vec();
-    set_producer(&mut batch, -1, -1, -1);
-    batch
+    buf.to_vec()
 }
 
 /// Sets the producer id, epoch and base sequence of an encoded batch, as an idempotent producer sends them,

@@ -116,24 +116,13 @@ impl Client {
 
 /// One RecordBatch v2 with `n` records, encoded by kafka-protocol (so the CRC is right).
 pub fn record_batch(n: usize, value_size: usize, timestamp: i64) -> Bytes {
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+    use strata_storage::batch::plain_record;
     let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch where offset - sequence changes: this keeps all `n` records in one
-            // batch with base sequence -1 (not idempotent).
-            sequence: i as i32 - 1,
-            timestamp: timestamp + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(vec![b'v'; value_size])),
-            headers: Default::default(),
+        .map(|i| {
+            let (key, value) = (Bytes::from(format!("k{i}")), Bytes::from(vec![b'v'; value_size]));
+            // A producer sends no partition leader epoch.
+            Record { partition_leader_epoch: -1, ..plain_record(i, timestamp + i as i64, Some(key), Some(value)) }
         })
         .collect();
     let mut buf = BytesMut::new();
