@@ -289,6 +289,21 @@ pub(crate) mod tests {
         Time(Timestamp::from_second(secs).unwrap())
     }
 
+    fn observe(
+        lc: &LogCluster,
+        pods: &[Pod],
+        update_revision: Option<&str>,
+        problem: Option<Problem>,
+        secs: i64,
+    ) -> LogClusterStatus {
+        let observed = Observed {
+            pods,
+            update_revision,
+            problem,
+        };
+        compute(lc, &observed, at(secs))
+    }
+
     fn get<'a>(s: &'a LogClusterStatus, t: &str) -> &'a Condition {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
@@ -301,15 +316,7 @@ pub(crate) mod tests {
             pod("logs-1", "r1", true),
             pod("logs-2", "r1", true),
         ];
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r1"),
-                problem: None,
-            },
-            at(10),
-        );
+        let s = observe(&lc, &pods, Some("r1"), None, 10);
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!((s.replicas, s.ready_replicas), (3, 3));
         assert_eq!(
@@ -333,15 +340,7 @@ pub(crate) mod tests {
     fn pending_pods_are_not_ready() {
         let lc = cluster(spec());
         let pods = [pod("logs-0", "r1", false), pod("logs-1", "r1", true)];
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r1"),
-                problem: None,
-            },
-            at(10),
-        );
+        let s = observe(&lc, &pods, Some("r1"), None, 10);
         assert_eq!(s.ready_replicas, 1);
         assert_eq!(get(&s, READY).status, "False");
         assert_eq!(get(&s, READY).message, "1/3 brokers ready");
@@ -357,15 +356,7 @@ pub(crate) mod tests {
             pod("logs-1", "r1", true),
             pod("logs-2", "r1", true),
         ];
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r2"),
-                problem: None,
-            },
-            at(10),
-        );
+        let s = observe(&lc, &pods, Some("r2"), None, 10);
         assert_eq!(get(&s, PROGRESSING).reason, "RollingRestart");
         assert!(get(&s, PROGRESSING).message.starts_with("1 of 3"));
         assert_eq!(get(&s, READY).status, "False");
@@ -378,15 +369,7 @@ pub(crate) mod tests {
             "a is wrong".into(),
             "b is wrong".into(),
         ]));
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &[],
-                update_revision: None,
-                problem,
-            },
-            at(10),
-        );
+        let s = observe(&lc, &[], None, problem, 10);
         let d = get(&s, DEGRADED);
         assert_eq!(
             (d.status.as_str(), d.reason.as_str()),
@@ -412,15 +395,7 @@ pub(crate) mod tests {
         let problem = Some(Problem::ScaleDownBlocked(
             "broker 2 hosts partitions".into(),
         ));
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r1"),
-                problem,
-            },
-            at(10),
-        );
+        let s = observe(&lc, &pods, Some("r1"), problem, 10);
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(
             get(&s, PROGRESSING).message,
@@ -434,26 +409,10 @@ pub(crate) mod tests {
         let mut lc = cluster(spec());
         let pods = [pod("logs-0", "r1", true)];
         lc.spec.replicas = 1;
-        let first = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r1"),
-                problem: None,
-            },
-            at(10),
-        );
+        let first = observe(&lc, &pods, Some("r1"), None, 10);
         lc.status = Some(first);
         let failing = Some(Problem::ReconcileFailed("boom".into()));
-        let second = compute(
-            &lc,
-            &Observed {
-                pods: &pods,
-                update_revision: Some("r1"),
-                problem: failing,
-            },
-            at(20),
-        );
+        let second = observe(&lc, &pods, Some("r1"), failing, 20);
         assert_eq!(get(&second, READY).last_transition_time, at(10));
         assert_eq!(get(&second, DEGRADED).last_transition_time, at(20));
     }
@@ -473,15 +432,7 @@ pub(crate) mod tests {
             }),
             ..Default::default()
         }]);
-        let s = compute(
-            &lc,
-            &Observed {
-                pods: &[p],
-                update_revision: Some("r1"),
-                problem: None,
-            },
-            at(1),
-        );
+        let s = observe(&lc, &[p], Some("r1"), None, 1);
         let t = s.brokers[0].tuning.as_ref().unwrap();
         assert_eq!(t["vm.swappiness"], "1");
         assert_eq!(t["vm.max_map_count"], "262144");
