@@ -7,6 +7,7 @@ use kafka_protocol::messages::{
     api_versions_response, describe_cluster_response, metadata_response, ApiVersionsResponse, BrokerId, DescribeClusterRequest,
     DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
 };
+use strata_storage::LEADER_EPOCH;
 use uuid::Uuid;
 
 use super::s;
@@ -55,7 +56,7 @@ fn describe_topic(meta: &TopicMeta, members: &[i32]) -> metadata_response::Metad
                         .with_partition_index(p as i32)
                         .with_error_code(if leader.is_some() { 0 } else { code::LEADER_NOT_AVAILABLE })
                         .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                        .with_leader_epoch(0)
+                        .with_leader_epoch(LEADER_EPOCH)
                         .with_isr_nodes(if leader.is_some() { ids.clone() } else { vec![] })
                         .with_replica_nodes(ids)
                 })

@@ -6,6 +6,7 @@ use kafka_protocol::messages::{
     DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 };
+use strata_storage::LEADER_EPOCH;
 
 use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
@@ -51,7 +52,7 @@ pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) 
                         let r = list_offsets_response::ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                         match lookup(state, &name, p.partition_index, p.timestamp) {
                             Ok((timestamp, offset)) => {
-                                r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(if offset >= 0 && version >= 4 { 0 } else { -1 })
+                                r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(if offset >= 0 && version >= 4 { LEADER_EPOCH } else { -1 })
                             }
                             Err(error_code) => r.with_error_code(error_code),
                         }
@@ -79,11 +80,11 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
                                 .with_error_code(state.replicas.missing_partition_code(&name, p.partition))
                                 .with_leader_epoch(-1)
                                 .with_end_offset(-1),
-                            // The client knows a newer epoch than the leader's 0.
-                            Some(_) if p.current_leader_epoch > 0 => r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1),
-                            // Epoch 0 has always been the only one, so it ends at the log end.
-                            Some(part) if p.leader_epoch == 0 => r.with_leader_epoch(0).with_end_offset(part.log.log_end_offset()),
-                            // Epochs before 0 do not exist and later ones have not started: undefined, as Kafka says.
+                            // The client knows a newer epoch than the leader's.
+                            Some(_) if p.current_leader_epoch > LEADER_EPOCH => r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1),
+                            // The leader's epoch has always been the only one, so it ends at the log end.
+                            Some(part) if p.leader_epoch == LEADER_EPOCH => r.with_leader_epoch(LEADER_EPOCH).with_end_offset(part.log.log_end_offset()),
+                            // Earlier epochs do not exist and later ones have not started: undefined, as Kafka says.
                             Some(_) => r.with_leader_epoch(-1).with_end_offset(-1),
                         }
                     })

@@ -199,6 +199,12 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Rewrites the partition leader epoch of the batch starting at `batch` (outside the CRC). Producers send -1
+/// (Java) or 0 (librdkafka); the log stamps its own.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
 /// Sets the timestamp type attribute and the max timestamp of `batch` (exactly one whole batch) and recomputes
 /// its CRC-32C (Kafka's `setMaxTimestamp`); `header` is kept in step. Records are untouched: with
 /// LogAppendTime, readers take every record's timestamp from the batch's max timestamp.

@@ -29,6 +29,11 @@ use crate::segment::{
 use crate::time_index::TimestampOffset;
 use crate::TopicPartition;
 
+/// Every partition's leader epoch: Strata has no leader elections yet, so it never moves from 0. Appended batches
+/// are stamped with it (as Kafka stamps the leader's epoch) and Metadata, ListOffsets and OffsetForLeaderEpoch
+/// report it, so what consumers read in batches and what they ask about always agree.
+pub const LEADER_EPOCH: i32 = 0;
+
 type SegmentMap = BTreeMap<i64, Arc<LogSegment>>;
 
 /// A byte range of a segment file holding whole batches; keeps the file open while it exists.
@@ -468,6 +473,7 @@ impl Log {
         let mut position = 0;
         for h in headers.iter_mut() {
             batch::set_base_offset(&mut records[position..], next);
+            batch::set_partition_leader_epoch(&mut records[position..], LEADER_EPOCH);
             h.base_offset = next;
             next = h.next_offset();
             position += h.size();

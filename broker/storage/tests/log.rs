@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use strata_storage::{LogConfig, StorageError, WriteMode};
+use strata_storage::{batch, LogConfig, StorageError, WriteMode, LEADER_EPOCH};
 
 const MODES: [WriteMode; 2] = [WriteMode::Write, WriteMode::Mmap];
 
@@ -32,6 +32,24 @@ fn batches_of_every_codec_are_stored_and_returned_byte_for_byte() {
         assert_eq!(headers(&range_bytes(&r))[0].base_offset, 20);
         manager.shutdown().unwrap();
     }
+}
+
+#[test]
+fn appended_batches_carry_the_leader_epoch_whatever_the_producer_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open_manager(dir.path(), LogConfig::default());
+    let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
+    // Java producers send -1, librdkafka 0; anything else must not reach consumers either.
+    for (i, sent) in [-1, 0, 7].into_iter().enumerate() {
+        let mut b = batch(5, 10, i as i64, Compression::None);
+        batch::set_partition_leader_epoch(&mut b, sent);
+        log.append(&mut b).unwrap();
+    }
+    let stored = read_all(&log, 0, 1 << 20);
+    // The epoch lies outside the CRC: the stored batches still validate.
+    let stamped = batch::validate_batches(&stored, u32::MAX).unwrap();
+    assert_eq!(stamped.iter().map(|h| h.partition_leader_epoch).collect::<Vec<_>>(), vec![LEADER_EPOCH; 3]);
+    manager.shutdown().unwrap();
 }
 
 #[test]
