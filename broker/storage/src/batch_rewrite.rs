@@ -4,7 +4,7 @@
 //! Pure functions over batch bytes; [`crate::log::Log::append`] applies them.
 //!
 //! Only what a config asks for is done: with the defaults (`producer`, CreateTime without a lower time bound)
-//! nothing is decoded and batches are stored exactly as received.
+//! nothing is decoded and batches are stored as received (the log assigns only the base offset and leader epoch).
 
 use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
