@@ -50,11 +50,21 @@ fn thread_cpu_seconds() -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, path, seconds, mode, reader] = &args[..] else {
+    let usage = || -> ! {
         eprintln!("usage: loopback FILE SECONDS sendfile|copy read|splice");
         std::process::exit(2);
     };
-    let splice_reader = reader == "splice";
+    let [_, path, seconds, mode, reader] = &args[..] else { usage() };
+    let use_sendfile = match mode.as_str() {
+        "sendfile" => true,
+        "copy" => false,
+        _ => usage(),
+    };
+    let read: fn(TcpStream) -> u64 = match reader.as_str() {
+        "read" => read_all,
+        "splice" => splice_all,
+        _ => usage(),
+    };
     let seconds: f64 = seconds.parse().expect("SECONDS is a number");
     let file = std::fs::File::open(path).expect("open FILE");
     let size = file.metadata().expect("stat FILE").len();
@@ -62,11 +72,7 @@ fn main() {
     let addr = listener.local_addr().expect("local addr");
     let reader = std::thread::spawn(move || {
         let (conn, _) = listener.accept().expect("accept");
-        if splice_reader {
-            splice_all(conn)
-        } else {
-            read_all(conn)
-        }
+        read(conn)
     });
     let mut out = TcpStream::connect(addr).expect("connect");
     let mut chunk = vec![0u8; 1 << 20];
@@ -76,7 +82,7 @@ fn main() {
     while start.elapsed() < Duration::from_secs_f64(seconds) {
         let mut offset = 0u64;
         while offset < size {
-            if mode == "sendfile" {
+            if use_sendfile {
                 let mut off = offset as i64;
                 let n = nix::sys::sendfile::sendfile(&out, &file, Some(&mut off), (size - offset) as usize).expect("sendfile");
                 offset += n as u64;
