@@ -1,13 +1,13 @@
-//! A segment's `.log` file: the bytes readers may see, and the batch-header scans over them.
+//! A segment's open `.log` file and the batch-header scans over it. How many of its bytes readers may see is
+//! the segment's published size ([`crate::segment::LogSegment::size`]).
 //!
-//! The file handle is shared (`Arc`) with in-flight read ranges, so a segment that retention deletes meanwhile
-//! stays readable through its open descriptor until the last range is dropped.
+//! The file handle is shared (`Arc`) with in-flight read ranges, so a segment that retention deletes or that
+//! is closed for being idle meanwhile stays readable through its open descriptor until the last range is dropped.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::batch::{BatchHeader, HEADER_SIZE};
 use crate::error::{Result, StorageError};
@@ -16,22 +16,16 @@ use crate::error::{Result, StorageError};
 pub struct FileRecords {
     path: PathBuf,
     file: File,
-    /// Bytes published to readers; the file may be longer (preallocated tail, append in progress).
-    size: AtomicU64,
 }
 
 impl FileRecords {
-    pub(crate) fn new(path: PathBuf, file: File, size: u64) -> FileRecords {
-        FileRecords { path, file, size: AtomicU64::new(size) }
+    pub(crate) fn new(path: PathBuf, file: File) -> FileRecords {
+        FileRecords { path, file }
     }
 
     /// Path at open time (a deleted segment's file is renamed, but reads go through the descriptor).
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
     }
 
     pub(crate) fn file(&self) -> &File {
@@ -41,18 +35,6 @@ impl FileRecords {
     /// Reads exactly `buf.len()` bytes at `position` (the copy path and recovery).
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
         self.file.read_exact_at(buf, position).map_err(|e| StorageError::io("read", &self.path, e))
-    }
-
-    /// Publishes `size` bytes to readers (release: everything written before is visible to them).
-    pub(crate) fn publish_size(&self, size: u64) {
-        self.size.store(size, Ordering::Release);
-    }
-
-    /// Cuts the file to `size` bytes and publishes that size.
-    pub(crate) fn truncate(&self, size: u64) -> Result<()> {
-        self.file.set_len(size).map_err(|e| StorageError::io("truncate", &self.path, e))?;
-        self.publish_size(size);
-        Ok(())
     }
 
     pub(crate) fn flush(&self) -> Result<()> {

@@ -24,6 +24,7 @@ pub mod producer_state;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+mod stats;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod time_index;
@@ -34,6 +35,7 @@ pub use error::{Result, StorageError};
 pub use file_records::FileRecords;
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult, LEADER_EPOCH};
 pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
+pub use stats::StorageStats;
 pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
 pub use time_index::TimestampOffset;
 pub use topic_partition::TopicPartition;

@@ -24,8 +24,9 @@ use crate::recovery::recover_segment;
 use crate::retention::{self, SegmentStats};
 use crate::segment::{
     parse_segment_file_name, segment_file_name, ActiveSegment, LogSegment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX, TMP_SUFFIX,
 };
+use crate::stats::StorageStats;
 use crate::time_index::TimestampOffset;
 use crate::TopicPartition;
 
@@ -104,7 +105,8 @@ pub struct PendingAppend {
 /// batch's timestamp to the new batch's (so old record timestamps do not roll every append), or by wall
 /// clock since the segment was created when it has no timestamps; it is compared with segment.ms minus the
 /// active segment's `jitter_ms`.
-pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfig, jitter_ms: i64, now_ms: i64) -> Option<RollReason> {
+pub(crate) fn roll_reason(active: &ActiveSegment, append: PendingAppend, config: &LogConfig, jitter_ms: i64, now_ms: i64) -> Option<RollReason> {
+    let (files, active) = (active.files(), &active.segment);
     let size = active.size();
     if size == 0 {
         return None;
@@ -117,7 +119,7 @@ pub fn roll_reason(active: &LogSegment, append: PendingAppend, config: &LogConfi
         Some(RollReason::Size)
     } else if age > config.segment_ms - jitter_ms {
         Some(RollReason::Time)
-    } else if active.offset_index().is_full() || active.time_index().is_full() {
+    } else if files.offset_index().is_full() || files.time_index().is_full() {
         Some(RollReason::IndexFull)
     } else if append.last_offset - active.base_offset() > u32::MAX as i64 {
         Some(RollReason::OffsetOverflow)
@@ -177,6 +179,7 @@ pub struct Log {
     closed: AtomicBool,
     /// Renamed `.deleted` files and when to unlink them.
     pending_deletes: Mutex<Vec<(i64, Vec<PathBuf>)>>,
+    stats: Arc<StorageStats>,
 }
 
 fn remove_file_if_exists(path: &Path) -> Result<()> {
@@ -206,7 +209,7 @@ fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
     for entry in fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))? {
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(DELETED_SUFFIX) || name.ends_with(".tmp") {
+        if name.ends_with(DELETED_SUFFIX) || name.ends_with(TMP_SUFFIX) {
             remove_file_if_exists(&entry.path())?;
         } else if let Some(base) = parse_segment_file_name(&name, LOG_SUFFIX) {
             bases.push(base);
@@ -232,8 +235,9 @@ fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64,
     let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?.unwrap_or_default();
     let first_base = segments.range(..=from).next_back().map_or(i64::MIN, |(&b, _)| b);
     for segment in segments.range(first_base..).map(|(_, s)| s) {
-        let start = if segment.base_offset() <= from { u64::from(segment.offset_index().lookup(from).position) } else { 0 };
-        for item in segment.log().headers(start, segment.size()) {
+        let start = if segment.base_offset() <= from { segment.find_batch(from, segment.size())?.map_or(0, |(p, _)| p) } else { 0 };
+        let files = segment.files()?;
+        for item in files.log().headers(start, segment.size()) {
             let (_, header) = item?;
             if header.base_offset >= from && header.base_offset < log_end_offset {
                 state.update(&[header]);
@@ -245,8 +249,9 @@ fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64,
 }
 
 impl Log {
-    /// Opens the log in `dir` (creating it if needed), recovering what a crash left behind.
-    pub(crate) fn open(dir: PathBuf, tp: TopicPartition, config: LogConfig, state: LoadState) -> Result<(Log, LoadReport)> {
+    /// Opens the log in `dir` (creating it if needed), recovering what a crash left behind. Closed segments
+    /// that need no recovery are not opened (see [`LogSegment::load_closed`]).
+    pub(crate) fn open(dir: PathBuf, tp: TopicPartition, config: LogConfig, state: LoadState, stats: &Arc<StorageStats>) -> Result<(Log, LoadReport)> {
         let now = now_ms();
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("create log directory", &dir, e))?;
         let mut bases = scan_segment_files(&dir)?;
@@ -257,7 +262,7 @@ impl Log {
             // A new log: its segment is used as created (reopening would read the preallocated index files
             // as full of entries).
             let base = state.log_start_offset.max(0);
-            segments.insert(base, Arc::new(LogSegment::create(&dir, base, &config, now)?));
+            segments.insert(base, Arc::new(LogSegment::create(&dir, base, &config, stats, now)?));
             fsync_dir(&dir)?;
             log_end_offset = Some(base);
         }
@@ -271,46 +276,54 @@ impl Log {
             let base = bases[i];
             let is_last = i + 1 == bases.len();
             let index_missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|s| !dir.join(segment_file_name(base, s)).exists());
-            let mut must_recover = recover_from.is_some_and(|r| i >= r) || index_missing;
-            let segment = match LogSegment::open(&dir, base, &config, is_last || must_recover, now) {
-                Ok(s) => s,
-                Err(e @ StorageError::CorruptIndex { .. }) => {
-                    warn!(log = %tp, error = %e, "rebuilding the indexes of segment {base}");
-                    remove_file_if_exists(&dir.join(segment_file_name(base, INDEX_SUFFIX)))?;
-                    remove_file_if_exists(&dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)))?;
-                    must_recover = true;
-                    LogSegment::open(&dir, base, &config, true, now)?
-                }
-                Err(e) => return Err(e),
+            let must_recover = recover_from.is_some_and(|r| i >= r);
+            let opened = match (must_recover || index_missing, is_last) {
+                (true, _) => None,
+                (false, true) => Some(LogSegment::open_active(&dir, base, &config, stats, now)),
+                (false, false) => Some(LogSegment::load_closed(&dir, base, &config, stats, now)),
             };
-            let mut becomes_last = is_last;
-            if must_recover {
-                if index_missing || recover_from.is_none() {
-                    report.rebuilt_indexes += 1;
-                }
-                let min_offset = prev_next_offset.unwrap_or(base);
-                let recovered = recover_segment(&segment, min_offset, config.index_interval_bytes)?;
-                report.recovered_segments += 1;
-                report.truncated_bytes += recovered.truncated_bytes;
-                prev_next_offset = recovered.next_offset.or(prev_next_offset);
-                if let Some(problem) = &recovered.problem {
-                    warn!(log = %tp, segment = base, truncated_bytes = recovered.truncated_bytes, "recovery truncated the log: {problem}");
-                    // Nothing after a corrupt batch can be trusted: later segments go.
-                    for &later in &bases[i + 1..] {
-                        remove_segment_files(&dir, later)?;
-                        report.deleted_segments += 1;
+            let segment = match opened {
+                Some(Ok(segment)) => {
+                    if is_last {
+                        log_end_offset = Some(Self::scan_tail(&segment)?);
                     }
-                    bases.truncate(i + 1);
-                    becomes_last = true;
+                    segment
                 }
-                if becomes_last {
-                    log_end_offset = Some(recovered.next_offset.unwrap_or(min_offset.max(base)));
-                } else {
-                    segment.seal_indexes()?;
+                Some(Err(e)) if !matches!(e, StorageError::CorruptIndex { .. }) => return Err(e),
+                not_opened => {
+                    if let Some(Err(e)) = &not_opened {
+                        warn!(log = %tp, error = %e, "rebuilding the indexes of segment {base}");
+                    }
+                    if not_opened.is_some() || index_missing {
+                        report.rebuilt_indexes += 1;
+                    }
+                    let segment = LogSegment::open_for_recovery(&dir, base, &config, stats, now)?;
+                    let min_offset = prev_next_offset.unwrap_or(base);
+                    let recovered = recover_segment(&segment, min_offset, config.index_interval_bytes)?;
+                    report.recovered_segments += 1;
+                    report.truncated_bytes += recovered.truncated_bytes;
+                    prev_next_offset = recovered.next_offset.or(prev_next_offset);
+                    let mut becomes_last = is_last;
+                    if let Some(problem) = &recovered.problem {
+                        warn!(log = %tp, segment = base, truncated_bytes = recovered.truncated_bytes, "recovery truncated the log: {problem}");
+                        // Nothing after a corrupt batch can be trusted: later segments go.
+                        for &later in &bases[i + 1..] {
+                            remove_segment_files(&dir, later)?;
+                            report.deleted_segments += 1;
+                        }
+                        bases.truncate(i + 1);
+                        becomes_last = true;
+                    }
+                    if becomes_last {
+                        log_end_offset = Some(recovered.next_offset.unwrap_or(min_offset.max(base)));
+                    } else {
+                        segment.seal_indexes()?;
+                        segment.unpin();
+                        segment.release_if_idle(i64::MAX, 0);
+                    }
+                    segment
                 }
-            } else if is_last {
-                log_end_offset = Some(Self::scan_tail(&segment)?);
-            }
+            };
             segments.insert(base, Arc::new(segment));
             i += 1;
         }
@@ -345,6 +358,7 @@ impl Log {
             dir_dirty: AtomicBool::new(report.deleted_segments > 0),
             closed: AtomicBool::new(false),
             pending_deletes: Mutex::new(Vec::new()),
+            stats: Arc::clone(stats),
         };
         // The recovery point stays where it was: until the next flush makes the recovered state durable, a
         // second crash recovers the same segments again (Kafka does the same).
@@ -353,9 +367,10 @@ impl Log {
 
     /// The offset after the last batch of a segment that needs no recovery: a short scan from the last index entry.
     fn scan_tail(segment: &LogSegment) -> Result<i64> {
-        let start = segment.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
+        let files = segment.files()?;
+        let start = files.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
         let mut next = segment.base_offset();
-        for item in segment.log().headers(start, segment.size()) {
+        for item in files.log().headers(start, segment.size()) {
             next = item?.1.next_offset();
         }
         Ok(next)
@@ -481,7 +496,7 @@ impl Log {
         let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
         let pending = PendingAppend { bytes: records.len() as u64, last_offset: next - 1, max_timestamp };
         let jitter_ms = w.roll_jitter_ms;
-        if let Some(reason) = roll_reason(&w.active().segment, pending, &config, jitter_ms, now) {
+        if let Some(reason) = roll_reason(w.active(), pending, &config, jitter_ms, now) {
             tracing::debug!(log = %self.tp, ?reason, "rolling segment");
             self.roll_locked(&mut w, &config, now)?;
         }
@@ -520,7 +535,7 @@ impl Log {
         if w.active().segment.base_offset() == base {
             return Ok(());
         }
-        let segment = Arc::new(LogSegment::create(&self.dir, base, config, now)?);
+        let segment = Arc::new(LogSegment::create(&self.dir, base, config, &self.stats, now)?);
         let next = ActiveSegment::new(Arc::clone(&segment), config.write_mode, config.segment_bytes)
             .and_then(|next| w.active().seal().map(|()| next));
         let next = match next {
@@ -569,7 +584,7 @@ impl Log {
             let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty())?;
             if stop > position {
                 let len = stop - position;
-                result.ranges.push(FileRange { file: Arc::clone(segment.log()), position, len });
+                result.ranges.push(FileRange { file: Arc::clone(segment.files()?.log()), position, len });
                 result.bytes += len;
                 remaining = remaining.saturating_sub(len);
             }
@@ -640,7 +655,7 @@ impl Log {
                 let max_timestamp = match s.max_timestamp() {
                     ts if ts >= 0 => ts,
                     // Like Kafka: records without timestamps age by the file's modification time.
-                    _ => s.log().file().metadata().and_then(|m| m.modified()).ok().and_then(|t| {
+                    _ => fs::metadata(s.log_path()).and_then(|m| m.modified()).ok().and_then(|t| {
                         t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
                     }).unwrap_or(now),
                 };
@@ -673,7 +688,7 @@ impl Log {
         drop(w);
         let mut pending = Vec::new();
         for segment in &doomed {
-            pending.extend(segment.rename_to_deleted(&self.dir)?);
+            pending.extend(segment.rename_to_deleted()?);
         }
         self.pending_deletes.lock().expect("pending lock").push((now + config.file_delete_delay_ms, pending));
         info!(log = %self.tp, ?reason, segments = count, log_start_offset = self.log_start_offset(), "deleted old segments");
@@ -713,14 +728,12 @@ impl Log {
         let mut map = (*segments).clone();
         for (&later, doomed) in segments.range(base + 1..) {
             map.remove(&later);
-            doomed.log().publish_size(0);
+            doomed.publish_size(0);
             remove_segment_files(&self.dir, later)?;
         }
-        segment.log().truncate(cut)?;
+        segment.truncate_log(cut)?;
         // Reopened with fresh indexes rebuilt from the log: truncation is rare and this keeps one code path.
-        remove_file_if_exists(&self.dir.join(segment_file_name(base, INDEX_SUFFIX)))?;
-        remove_file_if_exists(&self.dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)))?;
-        let reopened = Arc::new(LogSegment::open(&self.dir, base, &config, true, now_ms())?);
+        let reopened = Arc::new(LogSegment::open_for_recovery(&self.dir, base, &config, &self.stats, now_ms())?);
         let recovered = recover_segment(&reopened, base, config.index_interval_bytes)?;
         let mut new_end = recovered.next_offset.unwrap_or(base);
         if new_end < self.log_start_offset() {
@@ -730,7 +743,7 @@ impl Log {
             drop(reopened);
             remove_segment_files(&self.dir, base)?;
             map.remove(&base);
-            let fresh = Arc::new(LogSegment::create(&self.dir, new_end, &config, now_ms())?);
+            let fresh = Arc::new(LogSegment::create(&self.dir, new_end, &config, &self.stats, now_ms())?);
             w.active = Some(ActiveSegment::new(Arc::clone(&fresh), config.write_mode, config.segment_bytes)?);
             map.insert(new_end, fresh);
         } else {
@@ -754,7 +767,7 @@ impl Log {
             let mut w = self.writer.lock().expect("writer lock");
             let Some(active) = w.active.as_ref() else { return Ok(()) };
             let active_base = active.segment.base_offset();
-            let active_map = active.map().cloned();
+            let active_map = active.map().cloned().map(|map| (map, Arc::clone(active.files())));
             w.unflushed_messages = 0;
             let segments = self.segments();
             let from = segments.range(..=self.recovery_point()).next_back().map_or(i64::MIN, |(&b, _)| b);
@@ -763,11 +776,11 @@ impl Log {
         };
         for segment in &to_sync {
             match (&active_map, segment.base_offset() == active_base) {
-                (Some(map), true) => {
+                (Some((map, files)), true) => {
                     map.flush_range(0, segment.size() as usize)
-                        .map_err(|e| StorageError::io("msync", segment.log().path(), e))?;
-                    segment.offset_index().flush()?;
-                    segment.time_index().flush()?;
+                        .map_err(|e| StorageError::io("msync", files.log().path(), e))?;
+                    files.offset_index().flush()?;
+                    files.time_index().flush()?;
                 }
                 _ => segment.flush()?,
             }
@@ -805,6 +818,11 @@ impl Log {
         self.delete_expired_files(i64::MAX)
     }
 
+    /// Closes the files of closed segments not read for `idle_ms`; returns how many were closed.
+    pub fn release_idle_segments(&self, now_ms: i64, idle_ms: i64) -> usize {
+        self.segments().values().filter(|s| s.release_if_idle(now_ms, idle_ms)).count()
+    }
+
     /// Forgets idempotent producers idle for `expiration_ms` (producer.id.expiration.ms).
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<usize> {
         Ok(self.lock_writer()?.producers.expire(now_ms, expiration_ms))
@@ -825,7 +843,8 @@ mod tests {
     fn a_new_log_is_not_recovered_or_reindexed() {
         let dir = tempfile::tempdir().unwrap();
         let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
-        let (log, report) = Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state).unwrap();
+        let stats = Arc::default();
+        let (log, report) = Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state, &stats).unwrap();
         assert_eq!(report, LoadReport { segments: 1, ..LoadReport::default() });
         assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
     }

@@ -16,6 +16,7 @@ use crate::checkpoint::{read_checkpoint, write_checkpoint, LOG_START_OFFSET_CHEC
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::log::{fsync_dir, now_ms, LoadReport, LoadState, Log};
+use crate::stats::StorageStats;
 use crate::TopicPartition;
 
 /// Present only after a clean shutdown (Kafka's marker name, so operators' habits carry over).
@@ -37,6 +38,8 @@ pub struct LogManagerConfig {
     pub recovery_point_checkpoint_interval_ms: u64,
     /// producer.id.expiration.ms: idempotent producers idle this long are forgotten.
     pub producer_id_expiration_ms: i64,
+    /// log.segment.close.idle.ms: the files of a closed segment are closed again after this long without reads.
+    pub segment_close_idle_ms: i64,
 }
 
 impl LogManagerConfig {
@@ -50,6 +53,7 @@ impl LogManagerConfig {
             flush_check_interval_ms: 1_000,
             recovery_point_checkpoint_interval_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
+            segment_close_idle_ms: 60_000,
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct LogManager {
     /// What loading each log found (recovery, truncation), for the broker's startup report.
     load_reports: BTreeMap<TopicPartition, LoadReport>,
     had_clean_shutdown: bool,
+    stats: Arc<StorageStats>,
     _dir_lock: Flock<File>,
 }
 
@@ -86,6 +91,7 @@ impl LogManager {
         let log_starts = read_checkpoint_or_empty(&dir.join(LOG_START_OFFSET_CHECKPOINT));
 
         let started = Instant::now();
+        let stats = Arc::new(StorageStats::default());
         let mut logs = BTreeMap::new();
         let mut load_reports = BTreeMap::new();
         for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
@@ -108,7 +114,7 @@ impl LogManager {
                 log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
             };
             let log_config = config.topic_configs.get(&tp.topic).unwrap_or(&config.default_config).clone();
-            let (log, report) = Log::open(entry.path(), tp.clone(), log_config, state)?;
+            let (log, report) = Log::open(entry.path(), tp.clone(), log_config, state, &stats)?;
             if report.recovered_segments > 0 {
                 info!(log = %tp, ?report, "recovered log");
             }
@@ -117,7 +123,7 @@ impl LogManager {
         }
         info!(logs = logs.len(), clean_shutdown = had_clean_shutdown, elapsed_ms = started.elapsed().as_millis() as u64, "loaded logs");
 
-        let manager = LogManager { config, logs: RwLock::new(logs), load_reports, had_clean_shutdown, _dir_lock: dir_lock };
+        let manager = LogManager { config, logs: RwLock::new(logs), load_reports, had_clean_shutdown, stats, _dir_lock: dir_lock };
         manager.checkpoint()?;
         if had_clean_shutdown {
             fs::remove_file(&marker).map_err(|e| StorageError::io("remove clean shutdown marker", &marker, e))?;
@@ -142,6 +148,11 @@ impl LogManager {
         &self.load_reports
     }
 
+    /// Open segments and corrupt indexes found, for the broker's metrics.
+    pub fn stats(&self) -> &StorageStats {
+        &self.stats
+    }
+
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
         self.logs.read().expect("logs lock").get(tp).cloned()
     }
@@ -160,7 +171,7 @@ impl LogManager {
             return Ok(Arc::clone(log));
         }
         let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
-        let (log, _) = Log::open(self.config.log_dir.join(tp.to_string()), tp.clone(), config, state)?;
+        let (log, _) = Log::open(self.config.log_dir.join(tp.to_string()), tp.clone(), config, state, &self.stats)?;
         fsync_dir(&self.config.log_dir)?;
         let log = Arc::new(log);
         logs.insert(tp.clone(), Arc::clone(&log));
@@ -228,8 +239,9 @@ impl LogManager {
     fn background_loop(&self, stopped: mpsc::Receiver<()>) {
         let c = &self.config;
         let tick = Duration::from_millis(c.flush_check_interval_ms.clamp(10, 1_000));
-        let mut last = [Instant::now(); 3];
-        let intervals = [c.flush_check_interval_ms, c.retention_check_interval_ms, c.recovery_point_checkpoint_interval_ms]
+        let mut last = [Instant::now(); 4];
+        let idle_sweep_ms = (c.segment_close_idle_ms / 4).clamp(10, 10_000) as u64;
+        let intervals = [c.flush_check_interval_ms, c.retention_check_interval_ms, c.recovery_point_checkpoint_interval_ms, idle_sweep_ms]
             .map(Duration::from_millis);
         loop {
             match stopped.recv_timeout(tick) {
@@ -237,7 +249,7 @@ impl LogManager {
                 _ => return,
             }
             let now = now_ms();
-            let due: Vec<bool> = (0..3).map(|i| last[i].elapsed() >= intervals[i]).collect();
+            let due: Vec<bool> = (0..4).map(|i| last[i].elapsed() >= intervals[i]).collect();
             for log in self.logs() {
                 if due[0] {
                     if let Err(e) = log.flush_if_due(now) {
@@ -246,6 +258,9 @@ impl LogManager {
                 }
                 if let Err(e) = log.delete_expired_files(now) {
                     warn!(log = %log.topic_partition(), error = %e, "removing deleted segment files failed");
+                }
+                if due[3] {
+                    log.release_idle_segments(now, c.segment_close_idle_ms);
                 }
             }
             if due[1] {

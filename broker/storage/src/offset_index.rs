@@ -42,6 +42,24 @@ impl OffsetIndex {
         Ok(())
     }
 
+    /// The full check of a closed segment's index when it is opened for reads (its size is bounded by
+    /// `segment.index.bytes`): offsets and positions strictly increase and every position lies inside the log.
+    pub(crate) fn check_entries(&self, log_size: u64) -> Result<()> {
+        let mut prev: Option<OffsetPosition> = None;
+        for i in 0..self.entries() {
+            let e = self.decode(self.file.entry(i));
+            let out_of_order = prev.is_some_and(|p| e.offset <= p.offset || e.position <= p.position);
+            if out_of_order || u64::from(e.position) >= log_size {
+                return Err(StorageError::CorruptIndex {
+                    path: self.file.path().to_path_buf(),
+                    reason: format!("entry {i} {e:?} is out of order or outside the log's {log_size} bytes"),
+                });
+            }
+            prev = Some(e);
+        }
+        Ok(())
+    }
+
     fn decode(&self, e: &[u8]) -> OffsetPosition {
         OffsetPosition { offset: self.base_offset + i64::from(u32_at(e, 0)), position: u32_at(e, 4) }
     }

@@ -5,7 +5,7 @@
 use crate::batch::{self, BatchCheck, BatchHeader, HEADER_SIZE};
 use crate::error::{Result, StorageError};
 use crate::file_records::FileRecords;
-use crate::segment::{index_batches, LogSegment};
+use crate::segment::LogSegment;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveredSegment {
@@ -64,10 +64,11 @@ fn check_at(reader: &mut ChunkReader<'_>, position: u64) -> Result<BatchCheck> {
 /// Rebuilds `segment`'s indexes from its log and cuts the log after the last valid batch. `min_offset` is the
 /// offset the segment's first batch may not be below (the previous segment's end).
 pub fn recover_segment(segment: &LogSegment, min_offset: i64, index_interval_bytes: u64) -> Result<RecoveredSegment> {
-    let log = segment.log();
+    let files = segment.files()?;
+    let log = files.log();
     let file_len = log.file().metadata().map_err(|e| StorageError::io("stat segment", log.path(), e))?.len();
-    segment.offset_index().reset();
-    segment.time_index().reset();
+    files.offset_index().reset();
+    files.time_index().reset();
     segment.reset_timestamps();
 
     let mut reader = ChunkReader { log, file_len, buf: Vec::new(), buf_start: 0 };
@@ -79,7 +80,7 @@ pub fn recover_segment(segment: &LogSegment, min_offset: i64, index_interval_byt
     while position < file_len {
         match check_at(&mut reader, position)? {
             BatchCheck::Valid(h) if h.base_offset >= expected => {
-                index_batches(segment, &mut bytes_since_index, &[h], position, index_interval_bytes)?;
+                segment.index_appended(&files, &mut bytes_since_index, &[h], position, index_interval_bytes)?;
                 segment.record_timestamps(&[h]);
                 position += h.size() as u64;
                 expected = h.next_offset();
@@ -100,9 +101,9 @@ pub fn recover_segment(segment: &LogSegment, min_offset: i64, index_interval_byt
         }
     }
     if position < file_len {
-        log.truncate(position)?;
+        segment.truncate_log(position)?;
     } else {
-        log.publish_size(position);
+        segment.publish_size(position);
     }
     Ok(RecoveredSegment { next_offset, valid_bytes: position, truncated_bytes: file_len - position, problem })
 }

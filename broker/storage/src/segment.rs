@@ -3,28 +3,43 @@
 //! A `LogSegment` is shared by readers and the writer; everything readers look at is published through
 //! atomics. The writer-only part of the active segment (index interval bookkeeping, the write map in mmap
 //! mode) lives in [`ActiveSegment`], which the log keeps under its append lock.
+//!
+//! Only the active segment keeps its files open for good. A closed segment is known by what the log needs
+//! without reading it (base offset, size, largest timestamp); its files and index maps ([`SegmentFiles`]) are
+//! opened on the first read, fully checked, and closed again by [`LogSegment::release_if_idle`] once reads
+//! stop. So descriptors and maps grow with the partitions being written and read, not with the data kept.
+//!
+//! Reads never trust an index blindly: the batch an entry points at must be the batch the entry names. A
+//! mismatch (a flipped byte, a position past the log) is logged, counted in [`StorageStats`], and a closed
+//! segment's indexes are rebuilt from its log (written aside, then renamed over the bad files); the read goes
+//! on from the rebuilt index, or from a scan of the active segment, whose index is not rewritten under its
+//! writer.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use memmap2::MmapRaw;
 use nix::fcntl::{fallocate, FallocateFlags};
+use tracing::error;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::config::{LogConfig, WriteMode};
 use crate::error::{Result, StorageError};
 use crate::file_records::FileRecords;
 use crate::offset_index::{OffsetIndex, OffsetPosition};
-use crate::time_index::{TimeIndex, TimestampOffset};
+use crate::stats::StorageStats;
+use crate::time_index::{self, TimeIndex, TimestampOffset};
 
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 /// Files of deleted segments are renamed with this suffix and removed after `file.delete.delay.ms`.
 pub const DELETED_SUFFIX: &str = ".deleted";
+/// Files being written aside (rebuilt indexes); leftovers are removed when the log is loaded.
+pub const TMP_SUFFIX: &str = ".tmp";
 
 /// `00000000000000000042.log` and friends.
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
@@ -37,12 +52,106 @@ pub fn parse_segment_file_name(name: &str, suffix: &str) -> Option<i64> {
     (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
 }
 
+/// A segment's open files: its log and both index maps. Reads in flight hold an `Arc`, so a segment closed or
+/// deleted meanwhile stays readable until they finish.
 #[derive(Debug)]
-pub struct LogSegment {
-    base_offset: i64,
+pub struct SegmentFiles {
     log: Arc<FileRecords>,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+}
+
+impl SegmentFiles {
+    pub fn log(&self) -> &Arc<FileRecords> {
+        &self.log
+    }
+
+    pub fn offset_index(&self) -> &OffsetIndex {
+        &self.offset_index
+    }
+
+    pub fn time_index(&self) -> &TimeIndex {
+        &self.time_index
+    }
+
+    /// Opens the files of segment `base` in `dir` (with `*.deleted` names once retention renamed them).
+    /// `max_index_bytes` preallocates the indexes for appends.
+    fn open(dir: &Path, base: i64, deleted: bool, max_index_bytes: Option<u64>) -> Result<SegmentFiles> {
+        let path = |suffix: &str| segment_path(dir, base, suffix, deleted);
+        let log_path = path(LOG_SUFFIX);
+        let file = open_log_file(&log_path, false)?;
+        Ok(SegmentFiles {
+            log: Arc::new(FileRecords::new(log_path, file)),
+            offset_index: OffsetIndex::open(&path(INDEX_SUFFIX), base, max_index_bytes)?,
+            time_index: TimeIndex::open(&path(TIME_INDEX_SUFFIX), base, max_index_bytes)?,
+        })
+    }
+
+    /// fdatasync of the log and both indexes.
+    fn flush(&self) -> Result<()> {
+        self.log.flush()?;
+        self.offset_index.flush()?;
+        self.time_index.flush()
+    }
+}
+
+fn segment_path(dir: &Path, base: i64, suffix: &str, deleted: bool) -> PathBuf {
+    let name = segment_file_name(base, suffix);
+    dir.join(if deleted { format!("{name}{DELETED_SUFFIX}") } else { name })
+}
+
+/// An index entry whose position is 0 cannot skip anything: a scan from there sees every batch.
+fn needs_check(hint: OffsetPosition) -> bool {
+    hint.position != 0
+}
+
+/// Scans the batches from `hint`'s position up to `end` for the first one `wanted`. `Ok(Err(why))` when the
+/// hint is not trustworthy: it points past `end`, at bytes that are not a batch, or at a batch other than the
+/// one it names (whose last offset is the entry's offset).
+fn scan_from_hint(
+    log: &FileRecords,
+    hint: OffsetPosition,
+    end: u64,
+    wanted: impl Fn(&BatchHeader) -> bool,
+) -> Result<std::result::Result<Option<(u64, BatchHeader)>, String>> {
+    let start = u64::from(hint.position);
+    if start >= end && needs_check(hint) {
+        return Ok(Err(format!("entry {hint:?} points past the log's {end} bytes")));
+    }
+    for (i, item) in log.headers(start.min(end), end).enumerate() {
+        let (position, header) = match item {
+            Ok(found) => found,
+            Err(e) if i == 0 && needs_check(hint) => return Ok(Err(format!("entry {hint:?} does not point at a batch: {e}"))),
+            Err(e) => return Err(e),
+        };
+        if i == 0 && needs_check(hint) && header.last_offset() != hint.offset {
+            return Ok(Err(format!("entry {hint:?} points at the batch ending at offset {}", header.last_offset())));
+        }
+        if wanted(&header) {
+            return Ok(Ok(Some((position, header))));
+        }
+    }
+    Ok(Ok(None))
+}
+
+#[derive(Debug)]
+pub struct LogSegment {
+    base_offset: i64,
+    dir: PathBuf,
+    /// Bytes published to readers; the file may be longer (preallocated tail, append in progress).
+    size: AtomicU64,
+    /// The open files, if any (always for the active segment).
+    files: Mutex<Option<Arc<SegmentFiles>>>,
+    /// The active segment (or one being recovered): its files are never released.
+    pinned: AtomicBool,
+    /// Retention renamed the files to `*.deleted`: a later open uses those names.
+    deleted: AtomicBool,
+    /// The active segment's index was reported corrupt (it is only rebuilt by recovery, so say it once).
+    reported_corrupt: AtomicBool,
+    last_used_ms: AtomicI64,
+    /// index.interval.bytes when the segment was opened, for rebuilding its index.
+    index_interval_bytes: u64,
+    stats: Arc<StorageStats>,
     /// Largest batch max timestamp (-1: none) and the base offset of the batch that has it.
     max_timestamp: AtomicI64,
     offset_of_max_timestamp: AtomicI64,
@@ -60,62 +169,68 @@ fn open_log_file(path: &Path, create_new: bool) -> Result<File> {
         .map_err(|e| StorageError::io(if create_new { "create segment" } else { "open segment" }, path, e))
 }
 
+fn stat_len(path: &Path) -> Result<u64> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|e| StorageError::io("stat segment", path, e))
+}
+
 impl LogSegment {
-    /// Creates an empty segment with preallocated indexes.
-    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<LogSegment> {
-        let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
-        let file = open_log_file(&log_path, true)?;
-        let indexes = (|| {
-            let offset_index = OffsetIndex::open(
-                &dir.join(segment_file_name(base_offset, INDEX_SUFFIX)),
-                base_offset,
-                Some(config.segment_index_bytes),
-            )?;
-            let time_index = TimeIndex::open(
-                &dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX)),
-                base_offset,
-                Some(config.segment_index_bytes),
-            )?;
-            Ok::<_, StorageError>((offset_index, time_index))
-        })();
-        let (offset_index, time_index) = match indexes {
-            Ok(ix) => ix,
-            Err(e) => {
-                // Leave nothing half-created behind (e.g. the disk filled up between the files).
-                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-                    let _ = std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix)));
-                }
-                return Err(e);
-            }
-        };
-        Ok(Self::assemble(base_offset, FileRecords::new(log_path, file, 0), offset_index, time_index, now_ms))
+    fn new(dir: &Path, base_offset: i64, size: u64, files: Option<SegmentFiles>, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> LogSegment {
+        let pinned = files.is_some();
+        if pinned {
+            stats.open_segments.fetch_add(1, Ordering::Relaxed);
+        }
+        LogSegment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            size: AtomicU64::new(size),
+            files: Mutex::new(files.map(Arc::new)),
+            pinned: AtomicBool::new(pinned),
+            deleted: AtomicBool::new(false),
+            reported_corrupt: AtomicBool::new(false),
+            last_used_ms: AtomicI64::new(now_ms),
+            index_interval_bytes: config.index_interval_bytes,
+            stats: Arc::clone(stats),
+            max_timestamp: AtomicI64::new(-1),
+            offset_of_max_timestamp: AtomicI64::new(base_offset),
+            rolling_base_timestamp: AtomicI64::new(-1),
+            created_ms: now_ms,
+        }
     }
 
-    /// Opens an existing segment as found on disk; `writable_indexes` preallocates the indexes for appends.
-    /// Index problems are returned so the caller can rebuild them (see `recovery`).
-    pub(crate) fn open(dir: &Path, base_offset: i64, config: &LogConfig, writable_indexes: bool, now_ms: i64) -> Result<LogSegment> {
+    /// Creates an empty active segment with preallocated indexes.
+    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
         let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
-        let file = open_log_file(&log_path, false)?;
-        let size = file.metadata().map_err(|e| StorageError::io("stat segment", &log_path, e))?.len();
-        let max_index = writable_indexes.then_some(config.segment_index_bytes);
-        let offset_index = OffsetIndex::open(&dir.join(segment_file_name(base_offset, INDEX_SUFFIX)), base_offset, max_index)?;
-        let time_index = TimeIndex::open(&dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset, max_index)?;
-        if let Some(last) = offset_index.last_entry() {
-            if u64::from(last.position) >= size {
-                return Err(StorageError::CorruptIndex {
-                    path: offset_index.path().to_path_buf(),
-                    reason: format!("entry {last:?} points past the log's {size} bytes"),
-                });
+        let file = open_log_file(&log_path, true)?;
+        drop(file);
+        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes)).inspect_err(|_| {
+            // Leave nothing half-created behind (e.g. the disk filled up between the files).
+            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let _ = std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix)));
+            }
+        })?;
+        Ok(Self::new(dir, base_offset, 0, Some(files), config, stats, now_ms))
+    }
+
+    /// Opens the last segment of a log that needs no recovery, as the active one: indexes preallocated for
+    /// appends and their last entries checked against the log (Kafka's cheap sanity check; a full check would
+    /// make startup proportional to the data). An index problem is returned so the caller can recover.
+    pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes))?;
+        let size = stat_len(files.log.path())?;
+        if let Some(last) = files.offset_index.last_entry() {
+            if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) = scan_from_hint(&files.log, last, size, |_| true) {
+                return Err(StorageError::CorruptIndex { path: files.offset_index.path().to_path_buf(), reason });
             }
         }
-        let segment = Self::assemble(base_offset, FileRecords::new(log_path, file, size), offset_index, time_index, now_ms);
-        if let Some(last) = segment.time_index.last_entry() {
+        let segment = Self::new(dir, base_offset, size, Some(files), config, stats, now_ms);
+        let files = segment.files()?;
+        if let Some(last) = files.time_index.last_entry() {
             segment.max_timestamp.store(last.timestamp, Ordering::Relaxed);
             segment.offset_of_max_timestamp.store(last.offset, Ordering::Relaxed);
         }
         if size >= HEADER_SIZE as u64 {
             let mut first = [0u8; HEADER_SIZE];
-            segment.log.read_at(&mut first, 0)?;
+            files.log.read_at(&mut first, 0)?;
             if let Some(h) = BatchHeader::parse(&first) {
                 segment.rolling_base_timestamp.store(h.max_timestamp, Ordering::Relaxed);
                 if segment.max_timestamp() < h.max_timestamp {
@@ -127,17 +242,39 @@ impl LogSegment {
         Ok(segment)
     }
 
-    fn assemble(base_offset: i64, log: FileRecords, offset_index: OffsetIndex, time_index: TimeIndex, now_ms: i64) -> LogSegment {
-        LogSegment {
-            base_offset,
-            log: Arc::new(log),
-            offset_index,
-            time_index,
-            max_timestamp: AtomicI64::new(-1),
-            offset_of_max_timestamp: AtomicI64::new(base_offset),
-            rolling_base_timestamp: AtomicI64::new(-1),
-            created_ms: now_ms,
+    /// Opens a segment for [`crate::recovery::recover_segment`], which rebuilds its indexes from the log: the
+    /// old index files are discarded unread (after a crash the active one is a preallocated, mostly sparse
+    /// file whose untouched pages a read would have the kernel allocate and zero).
+    pub(crate) fn open_for_recovery(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let path = dir.join(segment_file_name(base_offset, suffix));
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StorageError::io("remove index", path, e)),
+                _ => {}
+            }
         }
+        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes))?;
+        let size = stat_len(files.log.path())?;
+        Ok(Self::new(dir, base_offset, size, Some(files), config, stats, now_ms))
+    }
+
+    /// A closed segment that needs no recovery, without opening it: its size from the file system and its
+    /// largest timestamp from the last time-index entry (read, not mapped). Index files of the wrong size are
+    /// reported so the caller can rebuild them; the rest of the check waits for the first read.
+    pub(crate) fn load_closed(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+        let size = stat_len(&dir.join(segment_file_name(base_offset, LOG_SUFFIX)))?;
+        let index_path = dir.join(segment_file_name(base_offset, INDEX_SUFFIX));
+        let index_len = std::fs::metadata(&index_path).map_err(|e| StorageError::io("stat index", &index_path, e))?.len();
+        if index_len % crate::offset_index::ENTRY_SIZE as u64 != 0 {
+            return Err(StorageError::CorruptIndex { path: index_path, reason: format!("size {index_len} is not a multiple of the entry size") });
+        }
+        let last_time = time_index::read_last_entry(&dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset)?;
+        let segment = Self::new(dir, base_offset, size, None, config, stats, now_ms);
+        if let Some(last) = last_time {
+            segment.max_timestamp.store(last.timestamp, Ordering::Relaxed);
+            segment.offset_of_max_timestamp.store(last.offset, Ordering::Relaxed);
+        }
+        Ok(segment)
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -145,19 +282,157 @@ impl LogSegment {
     }
 
     pub fn size(&self) -> u64 {
-        self.log.size()
+        self.size.load(Ordering::Acquire)
     }
 
-    pub fn log(&self) -> &Arc<FileRecords> {
-        &self.log
+    /// Publishes `size` bytes to readers (release: everything written before is visible to them).
+    pub(crate) fn publish_size(&self, size: u64) {
+        self.size.store(size, Ordering::Release);
     }
 
-    pub fn offset_index(&self) -> &OffsetIndex {
-        &self.offset_index
+    /// Cuts the log file to `size` bytes and publishes that size.
+    pub(crate) fn truncate_log(&self, size: u64) -> Result<()> {
+        let files = self.files()?;
+        files.log.file().set_len(size).map_err(|e| StorageError::io("truncate", files.log.path(), e))?;
+        self.publish_size(size);
+        Ok(())
     }
 
-    pub fn time_index(&self) -> &TimeIndex {
-        &self.time_index
+    /// Path of the log file (by its current name).
+    pub fn log_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.base_offset, LOG_SUFFIX, self.deleted.load(Ordering::Acquire))
+    }
+
+    /// The segment's files, opened (and fully checked) if they are not open: a closed segment whose index
+    /// does not match its log gets rebuilt indexes first.
+    pub fn files(&self) -> Result<Arc<SegmentFiles>> {
+        self.last_used_ms.store(crate::log::now_ms(), Ordering::Relaxed);
+        let mut slot = self.files.lock().expect("segment files lock");
+        if let Some(files) = slot.as_ref() {
+            return Ok(Arc::clone(files));
+        }
+        let files = Arc::new(self.open_closed()?);
+        self.stats.open_segments.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(Arc::clone(&files));
+        Ok(files)
+    }
+
+    fn open_closed(&self) -> Result<SegmentFiles> {
+        let deleted = self.deleted.load(Ordering::Acquire);
+        let missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].into_iter().map(|s| segment_path(&self.dir, self.base_offset, s, deleted)).find(|p| !p.exists());
+        let problem = match missing {
+            Some(path) => StorageError::CorruptIndex { path, reason: "missing".into() },
+            None => {
+                let checked = SegmentFiles::open(&self.dir, self.base_offset, deleted, None).and_then(|files| {
+                    files.offset_index.check_entries(self.size())?;
+                    files.time_index.check_entries()?;
+                    Ok(files)
+                });
+                match checked {
+                    Err(e @ StorageError::CorruptIndex { .. }) => e,
+                    other => return other,
+                }
+            }
+        };
+        self.report_corrupt_index(&problem.to_string());
+        self.rebuild_indexes()
+    }
+
+    /// Closes the files of a closed segment not read for `idle_ms` (reads in flight keep theirs open).
+    pub(crate) fn release_if_idle(&self, now_ms: i64, idle_ms: i64) -> bool {
+        if self.pinned.load(Ordering::Acquire) || now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)) < idle_ms {
+            return false;
+        }
+        let released = self.files.lock().expect("segment files lock").take().is_some();
+        if released {
+            self.stats.open_segments.fetch_sub(1, Ordering::Relaxed);
+        }
+        released
+    }
+
+    fn report_corrupt_index(&self, reason: &str) {
+        let active = self.pinned.load(Ordering::Acquire);
+        if active && self.reported_corrupt.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stats.corrupt_indexes.fetch_add(1, Ordering::Relaxed);
+        error!(
+            segment = %self.log_path().display(),
+            "index does not match the log: {reason}; {}",
+            if active { "reads scan this active segment until it is recovered" } else { "rebuilding the indexes from the log" }
+        );
+    }
+
+    /// A read found `files`' index lying: reports it, and for a closed segment installs rebuilt indexes and
+    /// returns them for the read to retry; `None`: scan without the index.
+    fn bad_index(&self, files: &Arc<SegmentFiles>, reason: &str) -> Option<Arc<SegmentFiles>> {
+        if self.pinned.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
+            self.report_corrupt_index(reason);
+            return None;
+        }
+        let mut slot = self.files.lock().expect("segment files lock");
+        if let Some(current) = slot.as_ref().filter(|current| !Arc::ptr_eq(current, files)) {
+            return Some(Arc::clone(current)); // another read rebuilt them meanwhile
+        }
+        self.report_corrupt_index(reason);
+        match self.rebuild_indexes() {
+            Ok(rebuilt) => {
+                let rebuilt = Arc::new(rebuilt);
+                if slot.replace(Arc::clone(&rebuilt)).is_none() {
+                    self.stats.open_segments.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(rebuilt)
+            }
+            Err(e) => {
+                error!(segment = %self.log_path().display(), error = %e, "rebuilding the indexes failed; reads scan the segment");
+                None
+            }
+        }
+    }
+
+    /// Writes new indexes of this closed segment from its log beside the old ones, renames them over them and
+    /// opens the result.
+    fn rebuild_indexes(&self) -> Result<SegmentFiles> {
+        let (dir, base) = (&self.dir, self.base_offset);
+        let log_path = self.log_path();
+        let log = FileRecords::new(log_path.clone(), open_log_file(&log_path, false)?);
+        let size = self.size();
+        let tmp = |suffix: &str| dir.join(format!("{}{TMP_SUFFIX}", segment_file_name(base, suffix)));
+        // An entry needs more than index.interval.bytes of log since the previous one.
+        let entries = size / self.index_interval_bytes.max(HEADER_SIZE as u64) + 2;
+        let offset_index = OffsetIndex::open(&tmp(INDEX_SUFFIX), base, Some(entries * crate::offset_index::ENTRY_SIZE as u64))?;
+        let time_index = TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, Some(entries * time_index::ENTRY_SIZE as u64))?;
+        offset_index.reset();
+        time_index.reset();
+        let mut max = (-1, base);
+        let mut since = 0;
+        for item in log.headers(0, size) {
+            let (position, header) = item?;
+            index_batches(&offset_index, &time_index, &mut max, &mut since, &[header], position, self.index_interval_bytes)?;
+        }
+        if max.0 >= 0 {
+            time_index.append_final(max.0, max.1)?;
+        }
+        for (index_tmp, trim, flush) in [
+            (offset_index.path().to_path_buf(), offset_index.trim(), offset_index.flush()),
+            (time_index.path().to_path_buf(), time_index.trim(), time_index.flush()),
+        ] {
+            trim.and(flush).inspect_err(|_| {
+                let _ = std::fs::remove_file(&index_tmp);
+            })?;
+        }
+        drop((offset_index, time_index));
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let to = dir.join(segment_file_name(base, suffix));
+            std::fs::rename(tmp(suffix), &to).map_err(|e| StorageError::io("rename rebuilt index", to, e))?;
+        }
+        crate::log::fsync_dir(dir)?;
+        self.max_timestamp.store(max.0, Ordering::Release);
+        self.offset_of_max_timestamp.store(max.1, Ordering::Release);
+        let files = SegmentFiles::open(dir, base, false, None)?;
+        files.offset_index.check_entries(size)?;
+        files.time_index.check_entries()?;
+        Ok(files)
     }
 
     /// Largest batch timestamp, -1 if none.
@@ -198,31 +473,50 @@ impl LogSegment {
         self.rolling_base_timestamp.store(-1, Ordering::Release);
     }
 
+    /// Index entries for batches laid out from `start` in `files` (this segment's), from the timestamps
+    /// recorded so far.
+    pub(crate) fn index_appended(&self, files: &SegmentFiles, since_last_entry: &mut u64, headers: &[BatchHeader], start: u64, interval: u64) -> Result<()> {
+        let mut max = (self.max_timestamp(), self.offset_of_max_timestamp());
+        index_batches(&files.offset_index, &files.time_index, &mut max, since_last_entry, headers, start, interval)
+    }
+
     /// The first batch whose last offset is >= `offset`, searching from the index hint, below `end`.
     pub fn find_batch(&self, offset: i64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
-        let start = self.offset_index.lookup(offset).position as u64;
-        for item in self.log.headers(start.min(end), end) {
-            let (position, header) = item?;
-            if header.last_offset() >= offset {
-                return Ok(Some((position, header)));
+        let files = self.files()?;
+        let found = scan_from_hint(&files.log, files.offset_index.lookup(offset), end, |h| h.last_offset() >= offset)?;
+        match found {
+            Ok(found) => Ok(found),
+            Err(reason) => {
+                let hint = match self.bad_index(&files, &reason) {
+                    Some(rebuilt) => rebuilt.offset_index.lookup(offset),
+                    None => OffsetPosition { offset: self.base_offset, position: 0 },
+                };
+                // A rebuilt index that still does not match means the log changed under us: scan it all.
+                let hint = if needs_check(hint) { OffsetPosition { offset: self.base_offset, position: 0 } } else { hint };
+                scan_from_hint(&files.log, hint, end, |h| h.last_offset() >= offset).map(|r| r.expect("a scan from 0 needs no check"))
             }
         }
-        Ok(None)
     }
 
     /// End position of the whole batches that a read starting at `start` (a batch boundary, below `end`) may
     /// return: batches with last offset < `upper_bound`, at most `max_bytes` in all, but at least the first
     /// batch when `at_least_one`. Jumps ahead with the index so only a few headers are read.
     pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool) -> Result<u64> {
+        let files = self.files()?;
         let limit = start.saturating_add(max_bytes);
-        let mut position = start;
-        let hint: OffsetPosition = self.offset_index.lookup_position(limit.min(u32::MAX as u64) as u32);
+        let hint: OffsetPosition = files.offset_index.lookup_position(limit.min(u32::MAX as u64) as u32);
         let hint_position = u64::from(hint.position);
+        let mut position = start;
         // The hint's batch ends at hint.offset, so every batch before it ends below that too.
         if hint_position > start && hint_position < end && hint.offset < upper_bound {
-            position = hint_position;
+            match scan_from_hint(&files.log, hint, end, |_| true)? {
+                Ok(_) => position = hint_position,
+                Err(reason) => {
+                    self.bad_index(&files, &reason);
+                }
+            }
         }
-        for item in self.log.headers(position, end) {
+        for item in files.log.headers(position, end) {
             let (at, header) = item?;
             let batch_end = at + header.size() as u64;
             let first = at == start;
@@ -236,17 +530,32 @@ impl LogSegment {
 
     /// The first record with timestamp >= `target` and offset >= `min_offset` in this segment.
     pub fn find_offset_by_timestamp(&self, target: i64, min_offset: i64) -> Result<Option<TimestampOffset>> {
-        let from = self.time_index.lookup(target).offset.max(min_offset);
-        let start = self.offset_index.lookup(from).position as u64;
+        let files = self.files()?;
         let end = self.size();
+        let entry = files.time_index.lookup(target);
+        let mut from = min_offset;
+        if entry.timestamp >= 0 {
+            // A time index entry names the batch (by base offset) whose max timestamp it holds.
+            match self.find_batch(entry.offset, end)? {
+                Some((_, h)) if h.base_offset == entry.offset && h.max_timestamp == entry.timestamp => from = from.max(entry.offset),
+                found => {
+                    let reason = format!("time index entry {entry:?} does not match the batch {:?}", found.map(|(_, h)| (h.base_offset, h.max_timestamp)));
+                    if let Some(rebuilt) = self.bad_index(&files, &reason) {
+                        drop(rebuilt); // the scan below starts from min_offset; later lookups use the rebuilt index
+                    }
+                }
+            }
+        }
+        let Some((start, _)) = self.find_batch(from, end)? else { return Ok(None) };
+        let files = self.files()?;
         let mut buf = Vec::new();
-        for item in self.log.headers(start, end) {
+        for item in files.log.headers(start, end) {
             let (position, header) = item?;
             if header.max_timestamp < target || header.last_offset() < min_offset || header.is_control() {
                 continue;
             }
             buf.resize(header.size(), 0);
-            self.log.read_at(&mut buf, position)?;
+            files.log.read_at(&mut buf, position)?;
             if let Some(found) = batch::first_record_at_or_after(&buf, target, min_offset)? {
                 return Ok(Some(found));
             }
@@ -254,61 +563,78 @@ impl LogSegment {
         Ok(None)
     }
 
-    /// Renames the files to `*.deleted`: readers holding this segment keep reading through the open
-    /// descriptors and maps. Returns the new paths, to unlink later.
-    pub(crate) fn rename_to_deleted(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+    /// Renames the files to `*.deleted`: readers holding this segment's files keep reading through the open
+    /// descriptors and maps, and later opens use the new names. Returns the new paths, to unlink later.
+    pub(crate) fn rename_to_deleted(&self) -> Result<Vec<PathBuf>> {
+        let _slot = self.files.lock().expect("segment files lock"); // no open between the renames
         let mut renamed = Vec::new();
         for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let from = dir.join(segment_file_name(self.base_offset, suffix));
-            let to = dir.join(format!("{}{DELETED_SUFFIX}", segment_file_name(self.base_offset, suffix)));
+            let from = segment_path(&self.dir, self.base_offset, suffix, false);
+            let to = segment_path(&self.dir, self.base_offset, suffix, true);
             match std::fs::rename(&from, &to) {
                 Ok(()) => renamed.push(to),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io("rename deleted segment", from, e)),
             }
         }
+        self.deleted.store(true, Ordering::Release);
         Ok(renamed)
     }
 
     /// Final time index entry (the segment's max timestamp) and both indexes trimmed to their entries.
     pub(crate) fn seal_indexes(&self) -> Result<()> {
+        let files = self.files()?;
         if self.max_timestamp() >= 0 {
-            self.time_index.append_final(self.max_timestamp(), self.offset_of_max_timestamp())?;
+            files.time_index.append_final(self.max_timestamp(), self.offset_of_max_timestamp())?;
         }
-        self.offset_index.trim()?;
-        self.time_index.trim()
+        files.offset_index.trim()?;
+        files.time_index.trim()
     }
 
-    /// fdatasync of the log and both indexes.
+    /// The segment is no longer written: its files may be released when idle.
+    pub(crate) fn unpin(&self) {
+        self.pinned.store(false, Ordering::Release);
+    }
+
+    /// fdatasync of the log and both indexes (reopening them if they were released: fsync covers the file,
+    /// not the descriptor).
     pub(crate) fn flush(&self) -> Result<()> {
-        self.log.flush()?;
-        self.offset_index.flush()?;
-        self.time_index.flush()
+        self.files()?.flush()
+    }
+}
+
+impl Drop for LogSegment {
+    fn drop(&mut self) {
+        if self.files.get_mut().map(|f| f.is_some()).unwrap_or(false) {
+            self.stats.open_segments.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 /// Adds index entries for batches laid out from `start` (Kafka's rule: an entry once more than
-/// `interval` bytes were appended since the last one). Entries are skipped, not failed, when an index is
-/// full within one append: the log rolls before the next append.
+/// `interval` bytes were appended since the last one); `max` is the (max timestamp, its batch's base offset)
+/// so far, which the time index records. Entries are skipped, not failed, when an index is full within one
+/// append: the log rolls before the next append.
 pub(crate) fn index_batches(
-    seg: &LogSegment,
+    offset_index: &OffsetIndex,
+    time_index: &TimeIndex,
+    max: &mut (i64, i64),
     bytes_since_last_index_entry: &mut u64,
     headers: &[BatchHeader],
     start: u64,
     interval: u64,
 ) -> Result<()> {
-    let (mut max_ts, mut max_ts_offset) = (seg.max_timestamp(), seg.offset_of_max_timestamp());
     let mut position = start;
     for h in headers {
-        if h.max_timestamp > max_ts {
-            (max_ts, max_ts_offset) = (h.max_timestamp, h.base_offset);
+        if h.max_timestamp > max.0 {
+            *max = (h.max_timestamp, h.base_offset);
         }
         if *bytes_since_last_index_entry > interval {
-            if !seg.offset_index.is_full() {
-                seg.offset_index.append(h.last_offset(), position as u32)?;
+            if !offset_index.is_full() {
+                offset_index.append(h.last_offset(), position as u32)?;
             }
-            if !seg.time_index.is_full() && max_ts >= 0 {
-                seg.time_index.maybe_append(max_ts, max_ts_offset)?;
+            if !time_index.is_full() && max.0 >= 0 {
+                time_index.maybe_append(max.0, max.1)?;
             }
             *bytes_since_last_index_entry = 0;
         }
@@ -322,6 +648,7 @@ pub(crate) fn index_batches(
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     pub(crate) segment: Arc<LogSegment>,
+    files: Arc<SegmentFiles>,
     bytes_since_last_index_entry: u64,
     /// mmap write mode: the preallocated file mapped for appends.
     map: Option<Arc<MmapRaw>>,
@@ -329,7 +656,8 @@ pub(crate) struct ActiveSegment {
 
 impl ActiveSegment {
     pub(crate) fn new(segment: Arc<LogSegment>, mode: WriteMode, segment_bytes: u64) -> Result<ActiveSegment> {
-        let mut active = ActiveSegment { segment, bytes_since_last_index_entry: 0, map: None };
+        let files = segment.files()?;
+        let mut active = ActiveSegment { segment, files, bytes_since_last_index_entry: 0, map: None };
         if mode == WriteMode::Mmap {
             active.map_for_writes(segment_bytes.max(active.segment.size()))?;
         }
@@ -339,7 +667,7 @@ impl ActiveSegment {
     /// Reserves blocks for `len` bytes (so stores into the map cannot hit a full disk, which would be SIGBUS)
     /// and maps them.
     fn map_for_writes(&mut self, len: u64) -> Result<()> {
-        let log = &self.segment.log;
+        let log = &self.files.log;
         fallocate(log.file(), FallocateFlags::empty(), 0, len as i64)
             .map_err(|e| StorageError::io("fallocate segment", log.path(), e.into()))?;
         let map = MmapRaw::map_raw(log.file()).map_err(|e| StorageError::io("mmap segment", log.path(), e))?;
@@ -351,6 +679,10 @@ impl ActiveSegment {
         self.map.as_ref()
     }
 
+    pub(crate) fn files(&self) -> &Arc<SegmentFiles> {
+        &self.files
+    }
+
     /// Appends validated batches (offsets already assigned) with their index entries, then publishes them.
     /// On failure the segment is left as it was.
     pub(crate) fn append(&mut self, records: &[u8], headers: &[BatchHeader], index_interval_bytes: u64) -> Result<()> {
@@ -359,25 +691,25 @@ impl ActiveSegment {
         let end = start + records.len() as u64;
         if end > u32::MAX as u64 {
             return Err(StorageError::CorruptLog {
-                path: seg.log.path().to_path_buf(),
+                path: self.files.log.path().to_path_buf(),
                 position: start,
                 reason: "segment would exceed 4 GiB (positions are 32-bit)".into(),
             });
         }
         self.write_bytes(records, start)?;
         let bytes_since_before = self.bytes_since_last_index_entry;
-        if let Err(e) = index_batches(&seg, &mut self.bytes_since_last_index_entry, headers, start, index_interval_bytes) {
+        if let Err(e) = seg.index_appended(&self.files, &mut self.bytes_since_last_index_entry, headers, start, index_interval_bytes) {
             self.bytes_since_last_index_entry = bytes_since_before;
             let first = headers.first().map_or(seg.base_offset, |h| h.base_offset);
-            seg.offset_index.truncate_to(first);
-            seg.time_index.truncate_to(first);
+            self.files.offset_index.truncate_to(first);
+            self.files.time_index.truncate_to(first);
             if self.map.is_none() {
-                let _ = seg.log.file().set_len(start);
+                let _ = self.files.log.file().set_len(start);
             }
             return Err(e);
         }
         seg.record_timestamps(headers);
-        seg.log.publish_size(end);
+        seg.publish_size(end);
         Ok(())
     }
 
@@ -388,7 +720,7 @@ impl ActiveSegment {
             self.map = None;
             self.map_for_writes(end)?;
         }
-        let log = &self.segment.log;
+        let log = &self.files.log;
         match &self.map {
             Some(map) => {
                 // SAFETY: [start, end) is inside the mapping, beyond the published size, so no reader looks at it,
@@ -404,15 +736,16 @@ impl ActiveSegment {
         }
     }
 
-    /// Makes the segment inactive: final time index entry, indexes trimmed, the preallocated tail cut.
-    /// On failure the segment stays usable as the active one.
+    /// Makes the segment inactive: final time index entry, indexes trimmed, the preallocated tail cut, and its
+    /// files free to be released when idle. On failure the segment stays usable as the active one.
     pub(crate) fn seal(&mut self) -> Result<()> {
         let seg = &self.segment;
         seg.seal_indexes()?;
         if self.map.is_some() {
-            seg.log.truncate(seg.size())?;
+            seg.truncate_log(seg.size())?;
             self.map = None;
         }
+        seg.unpin();
         Ok(())
     }
 }

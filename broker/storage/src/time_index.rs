@@ -20,6 +20,26 @@ pub struct TimeIndex {
     file: IndexFile,
 }
 
+/// The last entry of a closed segment's time index read from the file without mapping it (loading a log
+/// learns each segment's largest timestamp this way without keeping the index open).
+pub(crate) fn read_last_entry(path: &Path, base_offset: i64) -> Result<Option<TimestampOffset>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| StorageError::io("open index", path, e))?;
+    let len = file.metadata().map_err(|e| StorageError::io("stat index", path, e))?.len();
+    if len % ENTRY_SIZE as u64 != 0 {
+        return Err(StorageError::CorruptIndex {
+            path: path.to_path_buf(),
+            reason: format!("size {len} is not a multiple of the entry size {ENTRY_SIZE}"),
+        });
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut e = [0u8; ENTRY_SIZE];
+    file.read_exact_at(&mut e, len - ENTRY_SIZE as u64).map_err(|err| StorageError::io("read index", path, err))?;
+    Ok(Some(TimestampOffset { timestamp: i64_at(&e, 0), offset: base_offset + i64::from(u32_at(&e, 8)) }))
+}
+
 impl TimeIndex {
     pub(crate) fn open(path: &Path, base_offset: i64, max_bytes: Option<u64>) -> Result<TimeIndex> {
         let index = TimeIndex { base_offset, file: IndexFile::open(path, ENTRY_SIZE, max_bytes)? };
@@ -39,6 +59,23 @@ impl TimeIndex {
             let e = self.file.entry(i);
             TimestampOffset { timestamp: i64_at(e, 0), offset: self.base_offset + i64::from(u32_at(e, 8)) }
         })
+    }
+
+    /// The full check of a closed segment's index when it is opened for reads: timestamps strictly increase
+    /// (only newer ones are appended) and offsets never go back or below the base.
+    pub(crate) fn check_entries(&self) -> Result<()> {
+        let mut prev: Option<TimestampOffset> = None;
+        for i in 0..self.entries() {
+            let e = self.entry(i).expect("below the entry count");
+            if e.offset < self.base_offset || prev.is_some_and(|p| e.timestamp <= p.timestamp || e.offset < p.offset) {
+                return Err(StorageError::CorruptIndex {
+                    path: self.file.path().to_path_buf(),
+                    reason: format!("entry {i} {e:?} is out of order or below the base offset"),
+                });
+            }
+            prev = Some(e);
+        }
+        Ok(())
     }
 
     pub fn entries(&self) -> usize {
