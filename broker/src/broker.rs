@@ -108,6 +108,7 @@ impl Broker {
             flush_check_interval_ms: config.flush_check_interval_ms,
             recovery_point_checkpoint_interval_ms: config.recovery_point_checkpoint_interval_ms,
             producer_id_expiration_ms: config.groups.producer_id_expiration_ms,
+            segment_close_idle_ms: config.segment_close_idle_ms,
             ..LogManagerConfig::new(&config.log_dir)
         };
         let static_overrides: BTreeMap<String, String> = config.log_overrides.iter().cloned().collect();

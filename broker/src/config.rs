@@ -141,6 +141,12 @@ pub const SETTINGS: &[Setting] = &[
     s("log.retention.check.interval.ms", Some("300000"), "How often retention is enforced."),
     s("log.flush.scheduler.interval.ms", Some("1000"), "How often logs are checked for flush.ms."),
     s("log.flush.offset.checkpoint.interval.ms", Some("60000"), "How often recovery points are checkpointed."),
+    s(
+        "log.segment.close.idle.ms",
+        Some("60000"),
+        "A closed segment's files are opened for reads and closed again after this long without reads, so open \
+         descriptors and memory maps grow with the partitions in use, not with the data kept.",
+    ),
     s("socket.request.max.bytes", Some("104857600"), "Largest request accepted; bigger ones close the connection."),
     s(
         "connection.max.inflight.requests",
@@ -272,6 +278,7 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     pub flush_check_interval_ms: u64,
     pub recovery_point_checkpoint_interval_ms: u64,
+    pub segment_close_idle_ms: i64,
     pub socket_request_max_bytes: usize,
     pub max_inflight_requests: usize,
     pub fetch_mode: FetchMode,
@@ -406,6 +413,7 @@ impl BrokerConfig {
                 1,
                 u64::MAX,
             )?,
+            segment_close_idle_ms: parse_range("log.segment.close.idle.ms", &val("log.segment.close.idle.ms"), 0, i64::MAX)?,
             socket_request_max_bytes: parse_range(
                 "socket.request.max.bytes",
                 &val("socket.request.max.bytes"),

@@ -15,6 +15,7 @@ pub mod node_stats;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod resources;
 pub mod server;
 pub mod topics;
 pub mod tune;

@@ -1,4 +1,5 @@
-//! The `strata-broker` command: runs the broker (default) or tunes vm sysctls (`tune`).
+//! The `strata-broker` command: runs the broker (default), tunes vm sysctls (`tune`) or checks logs offline
+//! (`verify-log`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,6 +30,14 @@ fn command() -> Command {
                     .value_parser(value_parser!(u64).range(0..=100)))
                 .arg(Arg::new("vm-max-map-count").long("vm-max-map-count")
                     .value_parser(value_parser!(u64).range(65530..=i32::MAX as u64))),
+        )
+        .subcommand(
+            Command::new("verify-log")
+                .about("Checks logs offline: every batch's CRC and offsets, and the indexes against the log. Prints \
+                        what it finds and exits 1 if anything is damaged (like kafka-dump-log --verify-index-only \
+                        --deep-iteration)")
+                .arg(Arg::new("path").required(true).value_name("DIR").value_parser(value_parser!(PathBuf))
+                    .help("A data directory (log.dirs) or one partition's directory (<topic>-<partition>)")),
         );
     for s in config::all_settings() {
         let help = match s.default {
@@ -60,6 +69,23 @@ fn load_config(m: &ArgMatches) -> anyhow::Result<BrokerConfig> {
         tracing::warn!(setting = %key, "ignoring unknown setting");
     }
     Ok(BrokerConfig::from_lookup(|k| merged.get(k).cloned())?)
+}
+
+/// Returns whether every partition under the path is sound.
+fn run_verify_log(m: &ArgMatches) -> anyhow::Result<bool> {
+    let path = m.get_one::<PathBuf>("path").expect("required");
+    let checks = strata_storage::verify::verify_path(path).with_context(|| format!("checking {}", path.display()))?;
+    let damaged = checks.iter().filter(|c| !c.problems.is_empty()).count();
+    for c in &checks {
+        let name = c.dir.file_name().map_or_else(|| c.dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let verdict = if c.problems.is_empty() { "ok".to_string() } else { format!("{} problems", c.problems.len()) };
+        println!("{name}: {} segments, {} batches, {} records, {} bytes: {verdict}", c.segments, c.batches, c.records, c.bytes);
+        for p in &c.problems {
+            println!("  {p}");
+        }
+    }
+    println!("{} partitions checked, {damaged} damaged", checks.len());
+    Ok(damaged == 0)
 }
 
 fn run_tune(m: &ArgMatches) -> anyhow::Result<()> {
@@ -102,9 +128,16 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let matches = command().get_matches();
-    if let Some(("tune", m)) = matches.subcommand() {
-        return run_tune(m);
+    match matches.subcommand() {
+        Some(("tune", m)) => return run_tune(m),
+        Some(("verify-log", m)) => std::process::exit(if run_verify_log(m)? { 0 } else { 1 }),
+        _ => {}
     }
     let config = load_config(&matches)?;
+    // Each partition keeps descriptors open: use all the process may have (see resources.rs).
+    match strata_broker::resources::raise_descriptor_limit() {
+        Ok((before, soft, hard)) => tracing::info!(soft_before = before, soft, hard, "file descriptor limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(config))
 }

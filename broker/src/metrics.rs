@@ -163,6 +163,8 @@ pub struct Metrics {
     node: [IntGauge; 6],
     log_dir_free: IntGauge,
     log_dir_total: IntGauge,
+    open_segments: IntGauge,
+    corrupt_indexes: IntCounter,
 }
 
 impl Metrics {
@@ -219,6 +221,12 @@ impl Metrics {
             ],
             log_dir_free: gauge(&r, "strata_log_dir_free_bytes", "Free bytes of the log directory's filesystem"),
             log_dir_total: gauge(&r, "strata_log_dir_total_bytes", "Size of the log directory's filesystem"),
+            open_segments: gauge(&r, "strata_log_open_segments", "Segments whose files are open (active ones, and closed ones being read)"),
+            corrupt_indexes: counter(
+                &r,
+                "strata_log_corrupt_indexes_total",
+                "Index files found not to match their log (closed segments' are rebuilt; reads never skip records)",
+            ),
             registry: r,
         }
     }
@@ -284,6 +292,9 @@ impl Metrics {
         }
         self.disk_read_bytes.set(n.disk_read_bytes.map_or(-1, |v| v as i64));
         self.disk_write_bytes.set(n.disk_write_bytes.map_or(-1, |v| v as i64));
+        let storage = state.replicas.log_manager().stats();
+        self.open_segments.set(storage.open_segments());
+        self.corrupt_indexes.inc_by(storage.corrupt_indexes().saturating_sub(self.corrupt_indexes.get()));
         if let Some((free, total)) = disk_space(state.replicas.log_manager().log_dir()) {
             self.log_dir_free.set(free as i64);
             self.log_dir_total.set(total as i64);

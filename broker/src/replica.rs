@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::errors::{code, storage_error_code};
+use crate::resources;
 use crate::topics::{self, MetaError, TopicMeta};
 
 /// One partition this broker leads.
@@ -86,6 +87,9 @@ pub enum AdminError {
     InvalidConfig(String),
     #[error("topic {name} with id {id} was deleted")]
     Deleted { name: String, id: Uuid },
+    /// More partitions than this broker's descriptors or memory maps can hold (see [`crate::resources`]).
+    #[error("{0}")]
+    ResourceLimit(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -103,6 +107,7 @@ impl AdminError {
             AdminError::InvalidReplicaAssignment(_) => code::INVALID_REPLICA_ASSIGNMENT,
             AdminError::InvalidConfig(_) => code::INVALID_CONFIG,
             AdminError::Deleted { .. } => code::INVALID_REQUEST,
+            AdminError::ResourceLimit(_) => code::POLICY_VIOLATION,
             AdminError::Storage(e) => storage_error_code(e),
             AdminError::Meta(_) => code::KAFKA_STORAGE_ERROR,
         }
@@ -112,6 +117,12 @@ impl AdminError {
 /// Whether partition `p` of `meta` is assigned to broker `node_id`.
 fn is_local(meta: &TopicMeta, p: i32, node_id: i32) -> bool {
     meta.assignment.get(p as usize).is_some_and(|r| r.contains(&node_id))
+}
+
+/// Refuses `partitions` new local partitions that this process's descriptors or maps cannot hold.
+fn check_room(partitions: usize, mode: strata_storage::WriteMode) -> Result<(), AdminError> {
+    let Some(usage) = resources::Usage::read(std::path::Path::new("/proc")) else { return Ok(()) };
+    resources::admit(partitions as u64, resources::PartitionCost::for_mode(mode), usage).map_err(AdminError::ResourceLimit)
 }
 
 /// Most partitions one topic may have (a bound on what a single request can make us create).
@@ -315,6 +326,7 @@ impl ReplicaManager {
         if let Some(other) = state.topics.keys().find(|t| t.replace('.', "_") == normalized) {
             return Err(AdminError::InvalidTopic(format!("topic {name} collides with existing topic {other}")));
         }
+        check_room((0..partitions).filter(|p| is_local(&meta, *p, self.node_id)).count(), config.write_mode)?;
         if validate_only {
             return Ok(meta);
         }
@@ -369,10 +381,11 @@ impl ReplicaManager {
         if count > MAX_PARTITIONS {
             return Err(AdminError::InvalidPartitions(format!("partition count {count} exceeds {MAX_PARTITIONS}")));
         }
+        let config = self.effective_config(&meta.configs)?;
+        check_room(added.iter().filter(|r| r.contains(&self.node_id)).count(), config.write_mode)?;
         if validate_only {
             return Ok(());
         }
-        let config = self.effective_config(&meta.configs)?;
         let old = meta.partitions;
         meta.partitions = count;
         meta.assignment.extend(added);

@@ -7,7 +7,7 @@
 //! [`segment`] (LogSegment), [`offset_index`], [`time_index`] (over [`index_file`]), [`file_records`] (a
 //! segment's log file), [`log`] (one partition: UnifiedLog), [`log_manager`] (all logs of a data dir),
 //! [`recovery`], [`retention`], [`checkpoint`], [`config`], [`page_cache`] (residency of file ranges, for
-//! page-cache hit metrics), [`producer_state`] (idempotent producers).
+//! page-cache hit metrics), [`producer_state`] (idempotent producers), [`verify`] (the offline log checker).
 
 pub mod batch;
 pub mod batch_rewrite;
@@ -29,6 +29,7 @@ mod stats;
 pub mod test_util;
 pub mod time_index;
 mod topic_partition;
+pub mod verify;
 
 pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, WriteMode};
 pub use error::{Result, StorageError};

@@ -61,6 +61,35 @@ fn check_at(reader: &mut ChunkReader<'_>, position: u64) -> Result<BatchCheck> {
     }
 }
 
+/// The valid batches of `log` (`file_len` bytes) from its start, each handed to `each` with its position,
+/// until the first batch that is torn, fails its checks (structure, CRC-32C) or has a base offset below
+/// `min_offset` or its predecessor's end. Returns the end of the valid batches and why the scan stopped early.
+pub(crate) fn scan_valid_batches(
+    log: &FileRecords,
+    file_len: u64,
+    min_offset: i64,
+    mut each: impl FnMut(u64, &BatchHeader) -> Result<()>,
+) -> Result<(u64, Option<String>)> {
+    let mut reader = ChunkReader { log, file_len, buf: Vec::new(), buf_start: 0 };
+    let mut position = 0u64;
+    let mut expected = min_offset;
+    while position < file_len {
+        let problem = match check_at(&mut reader, position)? {
+            BatchCheck::Valid(h) if h.base_offset >= expected => {
+                each(position, &h)?;
+                position += h.size() as u64;
+                expected = h.next_offset();
+                continue;
+            }
+            BatchCheck::Valid(h) => format!("batch base offset {} is below {expected}", h.base_offset),
+            BatchCheck::Truncated => format!("torn batch: {} bytes at the end", file_len - position),
+            BatchCheck::Invalid(reason) => reason,
+        };
+        return Ok((position, Some(problem)));
+    }
+    Ok((position, None))
+}
+
 /// Rebuilds `segment`'s indexes from its log and cuts the log after the last valid batch. `min_offset` is the
 /// offset the segment's first batch may not be below (the previous segment's end).
 pub fn recover_segment(segment: &LogSegment, min_offset: i64, index_interval_bytes: u64) -> Result<RecoveredSegment> {
@@ -71,35 +100,14 @@ pub fn recover_segment(segment: &LogSegment, min_offset: i64, index_interval_byt
     files.time_index().reset();
     segment.reset_timestamps();
 
-    let mut reader = ChunkReader { log, file_len, buf: Vec::new(), buf_start: 0 };
-    let mut position = 0u64;
-    let mut expected = min_offset.max(segment.base_offset());
     let mut next_offset = None;
     let mut bytes_since_index = 0u64;
-    let mut problem = None;
-    while position < file_len {
-        match check_at(&mut reader, position)? {
-            BatchCheck::Valid(h) if h.base_offset >= expected => {
-                segment.index_appended(&files, &mut bytes_since_index, &[h], position, index_interval_bytes)?;
-                segment.record_timestamps(&[h]);
-                position += h.size() as u64;
-                expected = h.next_offset();
-                next_offset = Some(expected);
-            }
-            BatchCheck::Valid(h) => {
-                problem = Some(format!("batch base offset {} is below {expected}", h.base_offset));
-                break;
-            }
-            BatchCheck::Truncated => {
-                problem = Some(format!("torn batch: {} bytes at the end", file_len - position));
-                break;
-            }
-            BatchCheck::Invalid(reason) => {
-                problem = Some(reason);
-                break;
-            }
-        }
-    }
+    let (position, problem) = scan_valid_batches(log, file_len, min_offset.max(segment.base_offset()), |position, h| {
+        segment.index_appended(&files, &mut bytes_since_index, &[*h], position, index_interval_bytes)?;
+        segment.record_timestamps(&[*h]);
+        next_offset = Some(h.next_offset());
+        Ok(())
+    })?;
     if position < file_len {
         segment.truncate_log(position)?;
     } else {

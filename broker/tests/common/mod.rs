@@ -43,7 +43,7 @@ impl TestBroker {
     }
 
     pub async fn client(&self) -> Client {
-        Client { stream: TcpStream::connect(self.addr).await.unwrap(), correlation: 0 }
+        Client::connect(self.addr).await
     }
 }
 
@@ -57,6 +57,10 @@ pub fn s(v: &str) -> StrBytes {
 }
 
 impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client { stream: TcpStream::connect(addr).await.unwrap(), correlation: 0 }
+    }
+
     pub fn encode<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> Vec<u8> {
         self.correlation += 1;
         let header = RequestHeader::default()
