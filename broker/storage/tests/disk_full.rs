@@ -3,46 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
+use strata_storage::test_util::TinyFs;
 use strata_storage::{LogConfig, StorageError, WriteMode};
-
-/// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
-struct TinyFs {
-    dir: tempfile::TempDir,
-}
-
-impl TinyFs {
-    fn mount(size: &str) -> TinyFs {
-        assert!(nix::unistd::geteuid().is_root(), "the disk-full tests mount a tmpfs and must run as root");
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).status().unwrap();
-        assert!(status.success(), "mount tmpfs");
-        TinyFs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-fn fill(fs: &TinyFs) -> PathBuf {
-    let filler = fs.path().join("filler");
-    // Write until the filesystem refuses.
-    let chunk = vec![7u8; 64 * 1024];
-    let mut f = std::fs::File::create(&filler).unwrap();
-    use std::io::Write;
-    while f.write_all(&chunk).is_ok() {}
-    filler
-}
 
 #[test]
 fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
@@ -60,7 +23,7 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
             log.append(&mut b.clone()).unwrap();
             expected.extend(with_base_offset(b, base));
         }
-        let filler = fill(&fs);
+        let filler = fs.fill();
         // Keep appending until the disk is full: in write mode the current segment fills, in mmap mode the
         // next roll cannot reserve its segment. Either way a typed error, and nothing torn.
         let mut saw_full = false;
