@@ -101,7 +101,12 @@ pub const SETTINGS: &[Setting] = &[
     s("log.segment.delete.delay.ms", None, "Default file.delete.delay.ms: delay before deleting removed segments."),
     s("log.cleanup.policy", None, "Default cleanup.policy (only delete is supported)."),
     s("message.max.bytes", None, "Default max.message.bytes: largest record batch accepted."),
-    s("log.write.mode", None, "How appends reach the page cache: write (pwrite) or mmap."),
+    s(
+        "log.write.mode",
+        None,
+        "How appends reach the page cache: write (pwrite) or mmap (each segment preallocated to segment.bytes and \
+         mapped; a segment the disk lacks room to preallocate is written with pwrite, so appends go on while they fit).",
+    ),
     s("log.roll.jitter.ms", None, "Default segment.jitter.ms: random time subtracted from log.roll.ms per segment."),
     s("log.roll.jitter.hours", None, "Default segment jitter in hours, used when log.roll.jitter.ms is not set (0)."),
     s(
