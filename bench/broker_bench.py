@@ -35,6 +35,8 @@ class Broker:
         self.proc = subprocess.Popen(
             [BROKER, "--listeners", "PLAINTEXT://127.0.0.1:0", "--log.dirs", str(data), *args],
             stdout=subprocess.PIPE, stderr=open(Path(data).parent / "broker.log", "ab"),
+            # No metrics endpoint unless args ask (flags win): brokers side by side would all bind 9644.
+            env=dict(os.environ, STRATA_METRICS_PORT="0"),
         )
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
         line = self.proc.stdout.readline().decode() if ready else ""

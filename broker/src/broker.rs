@@ -19,6 +19,7 @@ use crate::group::coordinator::{now_ms, run_timers};
 use crate::group::lag::{self, RemoteHighWatermarks};
 use crate::group::GroupCoordinator;
 use crate::handlers::Handler;
+use crate::log_dir_space::LogDirSpace;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica::ReplicaManager;
@@ -32,6 +33,8 @@ pub struct BrokerState {
     pub cluster: Cluster,
     pub replicas: ReplicaManager,
     pub metrics: Metrics,
+    /// Whether produce requests find room in the log directory.
+    pub log_dir_space: LogDirSpace,
     pub groups: Arc<GroupCoordinator>,
     /// High watermarks of the partitions peers lead, for the lag of the groups this broker coordinates.
     pub remote_high_watermarks: RemoteHighWatermarks,
@@ -122,7 +125,8 @@ impl Broker {
 
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let listener = TcpListener::bind(l.bind_addr()).await.with_context(|| format!("binding listener {l}"))?;
+            let listener =
+                server::bind(&l.bind_addr(), config.socket_listen_backlog).await.with_context(|| format!("binding listener {l}"))?;
             bound.push((l.name.clone(), listener.local_addr()?, listener));
         }
         let ports: HashMap<&str, u16> = bound.iter().map(|(n, a, _)| (n.as_str(), a.port())).collect();
@@ -141,31 +145,45 @@ impl Broker {
             max_request_bytes: config.socket_request_max_bytes,
             max_inflight: config.max_inflight_requests,
             fetch_mode: config.fetch_mode,
+            max_idle: config.connections_max_idle,
         };
+        let limits = server::Limits { max_connections: config.max_connections, max_per_ip: config.max_connections_per_ip };
         let grace = config.shutdown_timeout;
         let metrics_port = config.metrics_port;
         let metrics_addr = config.metrics_bind_address.clone();
         let config_pagecache_probe = config.metrics_pagecache_probe;
         let lag_refresh = config.metrics_consumer_lag_refresh;
         let groups = Arc::new(groups);
+        let metrics = Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect));
+        let log_dir_space = LogDirSpace::new(config.log_dir.clone(), metrics.log_dir_full.clone());
         let state = Arc::new(BrokerState {
             config,
             cluster_id,
             cluster,
             replicas,
-            metrics: Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect)),
+            metrics,
+            log_dir_space,
             groups: groups.clone(),
             remote_high_watermarks: RemoteHighWatermarks::new(lag_refresh),
             producer_ids,
             shutdown: shutdown.clone(),
         });
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
+        let connections = server::Connections::new(limits, state.metrics.connections.clone());
         let mut servers = JoinSet::new();
         let mut addresses = Vec::new();
         for (name, addr, listener) in bound {
             tracing::info!(listener = %name, %addr, "listening");
             addresses.push((name.clone(), addr));
-            servers.spawn(server::serve(listener, name.into(), handler.clone(), opts.clone(), shutdown.clone(), grace));
+            servers.spawn(server::serve(
+                listener,
+                name.into(),
+                handler.clone(),
+                opts.clone(),
+                connections.clone(),
+                shutdown.clone(),
+                grace,
+            ));
         }
         // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
         servers.spawn(run_timers(groups, shutdown.clone()));

@@ -101,7 +101,12 @@ pub const SETTINGS: &[Setting] = &[
     s("log.segment.delete.delay.ms", None, "Default file.delete.delay.ms: delay before deleting removed segments."),
     s("log.cleanup.policy", None, "Default cleanup.policy (only delete is supported)."),
     s("message.max.bytes", None, "Default max.message.bytes: largest record batch accepted."),
-    s("log.write.mode", None, "How appends reach the page cache: write (pwrite) or mmap."),
+    s(
+        "log.write.mode",
+        None,
+        "How appends reach the page cache: write (pwrite) or mmap (each segment preallocated to segment.bytes and \
+         mapped; a segment the disk lacks room to preallocate is written with pwrite, so appends go on while they fit).",
+    ),
     s("log.roll.jitter.ms", None, "Default segment.jitter.ms: random time subtracted from log.roll.ms per segment."),
     s("log.roll.jitter.hours", None, "Default segment jitter in hours, used when log.roll.jitter.ms is not set (0)."),
     s(
@@ -153,8 +158,26 @@ pub const SETTINGS: &[Setting] = &[
         Some("64"),
         "Pipelined requests read from one connection before its responses are written (backpressure bound).",
     ),
+    s(
+        "connections.max.idle.ms",
+        Some("600000"),
+        "Close connections with no bytes read or written for this long and no request in progress; a request whose \
+         bytes stop arriving counts as idle.",
+    ),
+    s(
+        "max.connections",
+        Some("2147483647"),
+        "Open client connections allowed per broker (all listeners together); more are closed at once, logged and \
+         counted in strata_connections_refused_total. Keep it below the file descriptor limit.",
+    ),
+    s(
+        "max.connections.per.ip",
+        Some("2147483647"),
+        "Open connections allowed from one IP address; more are closed at once, logged and counted.",
+    ),
+    s("socket.listen.backlog.size", Some("50"), "Pending connections the kernel queues per listener (SOMAXCONN caps it)."),
     s("fetch.mode", Some("sendfile"), "How Fetch sends record bytes: sendfile (zero-copy) or copy (read + write)."),
-    s("metrics.port", Some("0"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
+    s("metrics.port", Some("9644"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
     s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),
     s(
         "metrics.pagecache.probe",
@@ -282,6 +305,10 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub max_inflight_requests: usize,
     pub fetch_mode: FetchMode,
+    pub connections_max_idle: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub socket_listen_backlog: u32,
     pub metrics_port: u16,
     pub metrics_bind_address: String,
     pub metrics_pagecache_probe: bool,
@@ -427,6 +454,15 @@ impl BrokerConfig {
                 100_000,
             )?,
             fetch_mode: parse("fetch.mode", &val("fetch.mode"))?,
+            connections_max_idle: Duration::from_millis(parse_range(
+                "connections.max.idle.ms",
+                &val("connections.max.idle.ms"),
+                1,
+                31_536_000_000, // a year: deadlines stay far from Instant overflow
+            )?),
+            max_connections: parse_range("max.connections", &val("max.connections"), 0, i32::MAX as usize)?,
+            max_connections_per_ip: parse_range("max.connections.per.ip", &val("max.connections.per.ip"), 0, i32::MAX as usize)?,
+            socket_listen_backlog: parse_range("socket.listen.backlog.size", &val("socket.listen.backlog.size"), 1, i32::MAX as u32)?,
             metrics_port: parse("metrics.port", &val("metrics.port"))?,
             metrics_bind_address: val("metrics.bind.address"),
             metrics_pagecache_probe: parse("metrics.pagecache.probe", &val("metrics.pagecache.probe"))?,
@@ -513,6 +549,9 @@ mod tests {
         assert_eq!(c.fetch_mode, FetchMode::Sendfile);
         assert_eq!(c.log_defaults, LogConfig::default());
         assert_eq!(c.metrics_consumer_lag_refresh, Duration::from_secs(10));
+        assert_eq!(c.metrics_port, 9644, "Redpanda's metrics port, as the operator's default");
+        assert_eq!(c.connections_max_idle, Duration::from_secs(600));
+        assert_eq!((c.max_connections, c.max_connections_per_ip, c.socket_listen_backlog), (i32::MAX as usize, i32::MAX as usize, 50));
     }
 
     #[test]
@@ -570,6 +609,10 @@ mod tests {
             ("log.dirs", "/a,/b"),
             ("log.cleanup.policy", "compact"),
             ("metrics.port", "70000"),
+            ("connections.max.idle.ms", "0"),
+            ("max.connections", "-1"),
+            ("max.connections.per.ip", "x"),
+            ("socket.listen.backlog.size", "0"),
             ("cluster.id", "has space"),
             ("cluster.brokers", "0@h"),
             ("cluster.sync.interval.ms", "0"),

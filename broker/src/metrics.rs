@@ -2,6 +2,14 @@
 //! carry over, plus what Kafka does not measure: page-cache hits of fetched bytes, zero-copy share, node
 //! tuning. Per-topic series carry `topic`; the all-topics series has an empty `topic` (which Prometheus
 //! treats as no label), like Kafka's BrokerTopicMetrics without a topic tag.
+//!
+//! Connections, per listener: `kafka_server_socket_server_metrics_connection_count`, `..._connection_creation_total`
+//! and `..._connection_close_total` (Kafka's socket-server-metrics; closes include idle ones, connections.max.idle.ms);
+//! `strata_connections_refused_total{reason="max.connections"|"max.connections.per.ip"}` (Kafka closes these without
+//! counting them); `strata_accept_errors_total` and `strata_accept_blocked` (1 while accept fails for lack of file
+//! descriptors and the listener backs off). Storage: `strata_log_dir_full` (1 from a write refused for lack of
+//! space until a write to the directory succeeds again; Kafka would take the directory offline, we keep serving
+//! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
 
 use std::path::Path;
 
@@ -142,8 +150,40 @@ impl PageCacheMetrics {
     }
 }
 
+/// Connection counts of the network server (see the module docs for the names). Cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGaugeVec,
+    pub created: IntCounterVec,
+    pub closed: IntCounterVec,
+    pub refused: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+    pub accept_blocked: IntGaugeVec,
+}
+
+impl ConnectionMetrics {
+    pub fn new(r: &Registry) -> ConnectionMetrics {
+        let socket = |name: &str| format!("kafka_server_socket_server_metrics_{name}");
+        ConnectionMetrics {
+            open: gauge_vec(r, &socket("connection_count"), "Open client connections", &["listener"]),
+            created: counter_vec(r, &socket("connection_creation_total"), "Client connections accepted", &["listener"]),
+            closed: counter_vec(r, &socket("connection_close_total"), "Client connections closed (idle ones included)", &["listener"]),
+            refused: counter_vec(
+                r,
+                "strata_connections_refused_total",
+                "Connections closed at once because max.connections or max.connections.per.ip was reached",
+                &["listener", "reason"],
+            ),
+            accept_errors: counter_vec(r, "strata_accept_errors_total", "accept(2) failures for lack of file descriptors or memory", &["listener"]),
+            accept_blocked: gauge_vec(r, "strata_accept_blocked", "1 while the listener backs off because accept(2) fails", &["listener"]),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub connections: ConnectionMetrics,
+    pub log_dir_full: IntGauge,
     pub topics: TopicMetrics,
     pub page_cache: PageCacheMetrics,
     requests: IntCounterVec,
@@ -185,6 +225,8 @@ impl Metrics {
         let node_gauge = |name: &str, help: &str| gauge(&r, name, help);
         Metrics {
             topics: TopicMetrics::new(&r),
+            connections: ConnectionMetrics::new(&r),
+            log_dir_full: gauge(&r, "strata_log_dir_full", "1 while the log directory refuses writes for lack of space"),
             page_cache: PageCacheMetrics {
                 probe,
                 ranges: Default::default(),

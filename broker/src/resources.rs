@@ -55,10 +55,14 @@ fn reserve(limit: u64, floor: u64) -> u64 {
 
 /// Whether `partitions` more partitions fit, leaving the reserve free; the error says what ran short.
 pub fn admit(partitions: u64, cost: PartitionCost, usage: Usage) -> Result<(), String> {
-    let need = |per: u64| partitions.saturating_mul(per);
+    if partitions == 0 {
+        return Ok(()); // nothing is opened here (e.g. a topic whose partitions are on other brokers)
+    }
+    // u128: no product or sum of u64 values overflows it.
+    let need = |per: u64| u128::from(partitions) * u128::from(per);
     let fds_left = usage.descriptor_limit.saturating_sub(usage.open_descriptors);
     let fd_reserve = reserve(usage.descriptor_limit, 256);
-    if need(cost.descriptors).saturating_add(fd_reserve) > fds_left {
+    if need(cost.descriptors) + u128::from(fd_reserve) > u128::from(fds_left) {
         return Err(format!(
             "{partitions} more partitions need {} file descriptors; {} of the limit of {} are in use and {fd_reserve} \
              are kept free (raise the broker's RLIMIT_NOFILE, e.g. LimitNOFILE in systemd or ulimit -n)",
@@ -69,7 +73,7 @@ pub fn admit(partitions: u64, cost: PartitionCost, usage: Usage) -> Result<(), S
     }
     let maps_left = usage.max_maps.saturating_sub(usage.maps);
     let map_reserve = reserve(usage.max_maps, 1024);
-    if need(cost.maps).saturating_add(map_reserve) > maps_left {
+    if need(cost.maps) + u128::from(map_reserve) > u128::from(maps_left) {
         return Err(format!(
             "{partitions} more partitions need {} memory maps; {} of vm.max_map_count {} are in use and {map_reserve} \
              are kept free (raise vm.max_map_count, e.g. strata-broker tune --vm-max-map-count 262144)",
@@ -113,8 +117,8 @@ mod tests {
             (2_000, usage(500, 1_048_576, 100, 65530), true),
             // Maps run short first: 65530 - 60000 - 6553 reserve < 0.
             (1, usage(50, 1_048_576, 60_000, 65530), false),
-            (10_000, usage(50, 1_048_576, 100, 65530), false),
-            (10_000, usage(50, 1_048_576, 100, 262_144), true),
+            (30_000, usage(50, 1_048_576, 100, 65530), false),
+            (30_000, usage(50, 1_048_576, 100, 262_144), true),
             (0, usage(2_000, 1024, 100, 65530), true),
             (u64::MAX, usage(0, u64::MAX, 0, u64::MAX), false),
         ];

@@ -1,23 +1,32 @@
-//! The network server: accepts connections, reads size-prefixed request frames (refusing oversized ones before
-//! allocating), hands them to the service in order, and writes responses in request order while later requests
-//! are already being read (pipelining), with a bound on the requests in flight per connection.
+//! The network server: accepts connections (within max.connections and max.connections.per.ip, backing off
+//! while the process is out of file descriptors), reads size-prefixed request frames (refusing oversized ones
+//! before allocating), hands them to the service in order, and writes responses in request order while later
+//! requests are already being read (pipelining), with a bound on the requests in flight per connection.
+//! Connections idle for connections.max.idle.ms (nothing read or written, no request in progress; a request
+//! whose bytes stop arriving counts as idle) are closed, as Kafka's Selector does.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::FetchMode;
+use crate::episode::{Episode, Throttle, Transition, LOG_INTERVAL};
 use crate::frame::{write_frame, FileSender, ResponseFrame};
+use crate::metrics::ConnectionMetrics;
 
 /// What the service does with one request.
 pub enum Reply {
@@ -49,6 +58,131 @@ pub struct ConnectionOptions {
     pub max_request_bytes: usize,
     pub max_inflight: usize,
     pub fetch_mode: FetchMode,
+    /// connections.max.idle.ms
+    pub max_idle: Duration,
+}
+
+/// max.connections and max.connections.per.ip.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_per_ip: usize,
+}
+
+/// Why a new connection is closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    MaxConnections,
+    MaxConnectionsPerIp,
+}
+
+impl Refusal {
+    /// The setting that refused it (also the metric's `reason` label).
+    pub fn setting(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max.connections",
+            Refusal::MaxConnectionsPerIp => "max.connections.per.ip",
+        }
+    }
+}
+
+/// May one more connection from an address with `open_from_ip` open connections be accepted, with
+/// `open_total` open on the broker? Kafka's max.connections blocks the acceptor instead (clients wait in the
+/// listen backlog); here both limits close the new connection at once, as Kafka does per IP, so a client
+/// learns at once and retries with its reconnect backoff.
+pub fn admit(limits: Limits, open_total: usize, open_from_ip: usize) -> Result<(), Refusal> {
+    if open_from_ip >= limits.max_per_ip {
+        Err(Refusal::MaxConnectionsPerIp)
+    } else if open_total >= limits.max_connections {
+        Err(Refusal::MaxConnections)
+    } else {
+        Ok(())
+    }
+}
+
+/// The open connections of a broker, across its listeners: what the limits are checked against.
+pub struct Connections {
+    limits: Limits,
+    metrics: ConnectionMetrics,
+    /// Total and per IP address.
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    refusals: Mutex<Throttle>,
+}
+
+impl Connections {
+    pub fn new(limits: Limits, metrics: ConnectionMetrics) -> Arc<Connections> {
+        Arc::new(Connections { limits, metrics, open: Mutex::default(), refusals: Mutex::new(Throttle::new(LOG_INTERVAL)) })
+    }
+
+    /// Counts a new connection from `peer` until the guard drops, or refuses it (logged, rate-limited, and
+    /// counted).
+    fn open(self: &Arc<Self>, peer: &Peer) -> Result<Open, Refusal> {
+        let ip = peer.addr.ip();
+        let admitted = {
+            let mut open = self.open.lock().expect("connections lock");
+            let from_ip = open.1.get(&ip).copied().unwrap_or(0);
+            let admitted = admit(self.limits, open.0, from_ip);
+            if admitted.is_ok() {
+                open.0 += 1;
+                *open.1.entry(ip).or_default() += 1;
+            }
+            admitted
+        };
+        let listener = &*peer.listener;
+        if let Err(refusal) = admitted {
+            self.metrics.refused.with_label_values(&[listener, refusal.setting()]).inc();
+            if let Some(suppressed) = self.refusals.lock().expect("refusals lock").allow(std::time::Instant::now()) {
+                let limit = match refusal {
+                    Refusal::MaxConnections => self.limits.max_connections,
+                    Refusal::MaxConnectionsPerIp => self.limits.max_per_ip,
+                };
+                tracing::warn!(listener, peer = %peer.addr, limit, refused_since_last_line = suppressed, "refusing connection: {} reached", refusal.setting());
+            }
+            return Err(refusal);
+        }
+        self.metrics.created.with_label_values(&[listener]).inc();
+        self.metrics.open.with_label_values(&[listener]).inc();
+        Ok(Open { connections: self.clone(), ip, listener: peer.listener.clone() })
+    }
+}
+
+/// One admitted connection, counted until dropped.
+struct Open {
+    connections: Arc<Connections>,
+    ip: IpAddr,
+    listener: Arc<str>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let c = &self.connections;
+        {
+            let mut open = c.open.lock().expect("connections lock");
+            open.0 -= 1;
+            if let Some(n) = open.1.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.1.remove(&self.ip);
+                }
+            }
+        }
+        c.metrics.open.with_label_values(&[&self.listener]).dec();
+        c.metrics.closed.with_label_values(&[&self.listener]).inc();
+    }
+}
+
+/// Binds a listener with a listen backlog of `backlog` (socket.listen.backlog.size).
+pub async fn bind(addr: &str, backlog: u32) -> io::Result<TcpListener> {
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to no address"));
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -59,6 +193,16 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// The smallest request: api key, version, correlation id.
 const MIN_FRAME: usize = 8;
 
+/// accept(2) errors that mean the process or system is out of resources (not a problem of one connection).
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM))
+}
+
+/// The wait before accepting again after another out-of-resources failure: 100 ms, doubling up to 1 s.
+fn accept_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(Duration::from_millis(100), |d| (d * 2).min(Duration::from_secs(1)))
+}
+
 /// Accepts connections until `shutdown` turns true, then waits up to `grace` for open connections to finish
 /// their in-flight requests.
 pub async fn serve(
@@ -66,23 +210,49 @@ pub async fn serve(
     name: Arc<str>,
     service: Arc<dyn Service>,
     opts: ConnectionOptions,
+    limits: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let mut connections = JoinSet::new();
     let conn_shutdown = shutdown.clone();
+    let mut backoff = None;
+    let mut out_of_fds = Episode::new(LOG_INTERVAL);
+    let blocked = limits.metrics.accept_blocked.with_label_values(&[&name]);
+    blocked.set(0);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    if let Some(Transition::Ended) = out_of_fds.observe(false, std::time::Instant::now()) {
+                        tracing::info!(listener = %name, "accepting connections again");
+                    }
+                    backoff = None;
+                    blocked.set(0);
                     let peer = Peer { addr, listener: name.clone() };
-                    connections.spawn(connection(stream, peer, service.clone(), opts.clone(), conn_shutdown.clone()));
+                    // A refused connection is closed by dropping it.
+                    if let Ok(open) = limits.open(&peer) {
+                        connections.spawn(connection(stream, peer, service.clone(), opts.clone(), conn_shutdown.clone(), open));
+                    }
                 }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors: connections wait in the backlog until some close. Back off instead of
+                // spinning, and say so once per episode, not once per failure.
+                Err(e) if out_of_resources(&e) => {
+                    limits.metrics.accept_errors.with_label_values(&[&name]).inc();
+                    blocked.set(1);
+                    if let Some(Transition::Started { unlogged }) = out_of_fds.observe(true, std::time::Instant::now()) {
+                        tracing::warn!(listener = %name, error = %e, earlier_unlogged_episodes = unlogged,
+                            "accept failed: out of file descriptors; backing off until connections close (see max.connections)");
+                    }
+                    let delay = accept_backoff(backoff);
+                    backoff = Some(delay);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stopped(&mut shutdown) => break,
+                    }
                 }
+                // A connection that failed before it was accepted (ECONNABORTED and the like).
+                Err(e) => tracing::debug!(listener = %name, error = %e, "accept failed"),
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stopped(&mut shutdown) => break,
@@ -101,59 +271,142 @@ enum Pending {
     Later(Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>),
 }
 
-async fn connection(stream: TcpStream, peer: Peer, service: Arc<dyn Service>, opts: ConnectionOptions, shutdown: watch::Receiver<bool>) {
+/// When a connection last read or wrote, and how many responses it still owes: what the idle timer checks.
+struct Activity {
+    since: Instant,
+    /// Milliseconds after `since`.
+    last_ms: AtomicU64,
+    pending: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { since: Instant::now(), last_ms: AtomicU64::new(0), pending: AtomicUsize::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts every byte read as activity.
+struct Tracked<'a, R> {
+    inner: R,
+    activity: &'a Activity,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+/// Runs `read` unless the connection goes idle first: nothing read or written for `max_idle` while no
+/// response is owed (a request being processed, a Fetch or JoinGroup waiting, is not idleness).
+async fn unless_idle<T>(read: impl Future<Output = io::Result<T>>, activity: &Activity, max_idle: Duration) -> io::Result<T> {
+    tokio::pin!(read);
+    loop {
+        let now = Instant::now();
+        let deadline = if activity.pending.load(Ordering::Acquire) > 0 {
+            now + max_idle.min(Duration::from_secs(1))
+        } else if now >= activity.last() + max_idle {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("idle for {} ms (connections.max.idle.ms)", max_idle.as_millis()),
+            ));
+        } else {
+            activity.last() + max_idle
+        };
+        tokio::select! {
+            r = &mut read => return r,
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: Peer,
+    service: Arc<dyn Service>,
+    opts: ConnectionOptions,
+    shutdown: watch::Receiver<bool>,
+    _open: Open,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(peer = %peer.addr, error = %e, "set_nodelay failed");
     }
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let activity = Arc::new(Activity::new());
     let (tx, rx) = mpsc::channel(opts.max_inflight);
-    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, peer.addr));
+    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, peer.addr, activity.clone()));
+    let mut reader = Tracked { inner: reader, activity: &activity };
     let reason = read_requests(&mut reader, &tx, &peer, &*service, &opts, shutdown).await;
     match &reason {
         Ok(()) => tracing::debug!(peer = %peer.addr, "connection closed"),
+        // Idle connections are routine (Kafka does not log them either).
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::debug!(peer = %peer.addr, error = %e, "closing connection"),
         Err(e) => tracing::info!(peer = %peer.addr, error = %e, "closing connection"),
     }
     drop(tx); // the writer finishes the responses already queued, then closes
     let _ = write_task.await;
 }
 
-async fn read_requests(
-    reader: &mut (impl AsyncRead + Unpin),
+async fn read_requests<R: AsyncRead + Unpin>(
+    reader: &mut Tracked<'_, R>,
     tx: &mpsc::Sender<Pending>,
     peer: &Peer,
     service: &dyn Service,
     opts: &ConnectionOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let activity = reader.activity;
     loop {
-        let mut size = [0u8; 4];
-        tokio::select! {
-            r = reader.read_exact(&mut size) => match r {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
+        let frame = tokio::select! {
+            r = unless_idle(read_request(reader, opts.max_request_bytes), activity, opts.max_idle) => match r? {
+                Some(frame) => frame,
+                None => return Ok(()),
             },
             _ = stopped(&mut shutdown) => return Ok(()),
-        }
-        let size = i32::from_be_bytes(size);
-        if size < MIN_FRAME as i32 || size as usize > opts.max_request_bytes {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("request size {size} is outside [{MIN_FRAME}, {}] (socket.request.max.bytes)", opts.max_request_bytes),
-            ));
-        }
-        let frame = read_frame(reader, size as usize).await?;
+        };
         let pending = match service.call(peer, frame) {
             Reply::None => continue,
             Reply::Ready(f) => Pending::Ready(f),
             Reply::Later(f) => Pending::Later(f),
             Reply::Close(reason) => return Err(io::Error::new(io::ErrorKind::InvalidData, reason)),
         };
+        activity.pending.fetch_add(1, Ordering::AcqRel);
         // Blocks while max_inflight responses are queued: backpressure instead of unbounded buffering.
         if tx.send(pending).await.is_err() {
             return Ok(()); // the writer failed and logged why
         }
     }
+}
+
+/// One request frame; None if the connection closed between requests.
+async fn read_request(reader: &mut (impl AsyncRead + Unpin), max_request_bytes: usize) -> io::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < MIN_FRAME as i32 || size as usize > max_request_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("request size {size} is outside [{MIN_FRAME}, {max_request_bytes}] (socket.request.max.bytes)"),
+        ));
+    }
+    read_frame(reader, size as usize).await.map(Some)
 }
 
 async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::Result<Bytes> {
@@ -167,20 +420,28 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::R
     Ok(buf.freeze())
 }
 
-async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, mode: FetchMode, peer: SocketAddr) {
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    mode: FetchMode,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) {
     let mut sender = FileSender::new(mode);
     while let Some(pending) = rx.recv().await {
         let frame = match pending {
-            Pending::Ready(f) => f,
-            Pending::Later(fut) => match fut.await {
-                Some(f) => f,
-                None => continue,
-            },
+            Pending::Ready(f) => Some(f),
+            Pending::Later(fut) => fut.await,
         };
-        if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
-            tracing::debug!(%peer, error = %e, "write failed");
-            return;
+        if let Some(frame) = frame {
+            if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
         }
+        // Touched before the count drops, so the reader never sees an owed response gone with an old time.
+        activity.touch();
+        activity.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -217,8 +478,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let echo = Arc::new(Echo(AtomicUsize::new(0)));
         let (stop, stopped) = watch::channel(false);
-        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy };
-        let task = tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, stopped, Duration::from_secs(5)));
+        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy, max_idle: Duration::from_secs(600) };
+        let limits = Limits { max_connections: 100, max_per_ip: 100 };
+        let connections = Connections::new(limits, ConnectionMetrics::new(&prometheus::Registry::new()));
+        let task = tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, connections, stopped, Duration::from_secs(5)));
         (addr, echo, stop, task)
     }
 
@@ -226,6 +489,33 @@ mod tests {
         let mut v = (body.len() as i32).to_be_bytes().to_vec();
         v.extend_from_slice(body);
         v
+    }
+
+    #[test]
+    fn connections_are_admitted_below_both_limits() {
+        let limits = Limits { max_connections: 3, max_per_ip: 2 };
+        // (open on the broker, open from the peer's address) -> decision
+        let table = [
+            (0, 0, Ok(())),
+            (2, 1, Ok(())),
+            (2, 2, Err(Refusal::MaxConnectionsPerIp)),
+            (3, 0, Err(Refusal::MaxConnections)),
+            (3, 2, Err(Refusal::MaxConnectionsPerIp)),
+        ];
+        for (total, from_ip, want) in table {
+            assert_eq!(admit(limits, total, from_ip), want, "total {total}, from ip {from_ip}");
+        }
+        assert_eq!(admit(Limits { max_connections: 0, max_per_ip: 5 }, 0, 0), Err(Refusal::MaxConnections));
+    }
+
+    #[test]
+    fn accept_backs_off_from_100_ms_to_1_s() {
+        let mut d = None;
+        let waits: Vec<u128> = (0..6).map(|_| { d = Some(accept_backoff(d)); d.unwrap().as_millis() }).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert!(out_of_resources(&io::Error::from_raw_os_error(nix::libc::EMFILE)));
+        assert!(out_of_resources(&io::Error::from_raw_os_error(nix::libc::ENFILE)));
+        assert!(!out_of_resources(&io::Error::from_raw_os_error(nix::libc::ECONNABORTED)));
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! The `strata-broker` binary: help, config errors, the `tune` subcommand, SIGTERM and the metrics endpoint.
+//! The `strata-broker` binary: help, config errors, the `tune` subcommand, SIGTERM, the metrics endpoint, and
+//! accepting again after running out of file descriptors.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -81,6 +82,65 @@ fn serves_metrics_and_stops_cleanly_on_sigterm() {
     let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap();
     assert!(status.success(), "{status}: {log}");
     assert!(dir.path().join(".kafka_cleanshutdown").exists());
+}
+
+/// ApiVersions v0 (correlation id 1, null client id): answered by any accepted connection.
+const API_VERSIONS: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+
+/// True if `c` gets a response to ApiVersions within `wait`.
+fn answered(c: &mut std::net::TcpStream, wait: Duration) -> bool {
+    c.set_read_timeout(Some(wait)).unwrap();
+    c.write_all(&API_VERSIONS).unwrap();
+    let mut size = [0u8; 4];
+    c.read_exact(&mut size).is_ok()
+}
+
+/// With both descriptor limits low (the broker may raise its soft limit to the hard one), connections beyond
+/// the limit wait in the backlog while accept fails; once some close, the waiting client is served, and the
+/// log says so once (not once per failed accept), plus one recovery line.
+#[test]
+fn accept_recovers_after_running_out_of_file_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("broker.log");
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=24:24", "--", BIN, "--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", "0", "--log.dirs"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit_once("//").expect("listening line").1.to_string();
+
+    let mut served = Vec::new();
+    let mut waiting = loop {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        if !answered(&mut c, Duration::from_secs(3)) {
+            break c;
+        }
+        served.push(c);
+        assert!(served.len() < 30, "the descriptor limit was never reached");
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let count = |needle: &str| log().lines().filter(|l| l.contains(needle)).count();
+    // Failed accepts go on (backing off) while nothing closes; still one line.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count("accept failed: out of file descriptors"), 1, "{}", log());
+    served.truncate(served.len() - 2);
+    let mut size = [0u8; 4];
+    waiting.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    waiting.read_exact(&mut size).expect("the waiting client is served once descriptors are free");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count("accepting connections again") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no recovery line: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count("accept failed: out of file descriptors"), 1, "{}", log());
+    assert_eq!(count("accepting connections again"), 1, "{}", log());
+    drop(guard);
+    let _ = child.wait();
 }
 
 struct KillOnDrop(u32);

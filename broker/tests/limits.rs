@@ -31,7 +31,7 @@ impl BrokerProcess {
     /// Starts the binary on `data` with RLIMIT_NOFILE (soft, hard) if given; waits for its listening line.
     fn start(data: &Path, log: &Path, nofile: Option<(u64, u64)>) -> BrokerProcess {
         let mut cmd = Command::new(BIN);
-        cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0", "--log.dirs"])
+        cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", "0", "--log.dirs"])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap());

@@ -196,7 +196,8 @@ stop_pid_file() {
 start_real_broker() {
   local run=$1 bin=$2 ord=$3 port=$4 dir=$1/broker-$3
   mkdir -p "$dir/logs"
-  printf 'node.id=%s\nlisteners=PLAINTEXT://127.0.0.%s:%s\nlog.dirs=%s/logs\n' "$ord" $((ord + 1)) "$port" "$dir" > "$dir/server.properties"
+  # metrics.port=0: the brokers of one run would all bind the default 9644 on 0.0.0.0.
+  printf 'node.id=%s\nlisteners=PLAINTEXT://127.0.0.%s:%s\nlog.dirs=%s/logs\nmetrics.port=0\n' "$ord" $((ord + 1)) "$port" "$dir" > "$dir/server.properties"
   if [ -n "${5:-}" ]; then echo "cluster.id=$5" >> "$dir/server.properties"; fi
   "$bin" --config "$dir/server.properties" > "$dir.log" 2>&1 &
   echo $! > "$dir.pid"

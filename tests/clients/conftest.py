@@ -33,7 +33,9 @@ class Broker:
     def start(self, timeout=30):
         args = [BINARY, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}", "--log.dirs", str(self.data_dir)]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args + self.extra_args, stdout=subprocess.PIPE, stderr=log)
+        # No metrics endpoint (flags win over the environment): several brokers would all bind the default 9644.
+        env = dict(os.environ, STRATA_METRICS_PORT="0")
+        self.proc = subprocess.Popen(args + self.extra_args, stdout=subprocess.PIPE, stderr=log, env=env)
         deadline = time.time() + timeout
         line = b""
         while time.time() < deadline:

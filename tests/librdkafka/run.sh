@@ -25,7 +25,7 @@ trap cleanup EXIT
 
 mkfifo "$work/out"
 # librdkafka's test clusters auto-create topics with 4 partitions.
-"$bin" --listeners PLAINTEXT://127.0.0.1:0 --log.dirs "$work/data" --num.partitions 4 >"$work/out" 2>"$work/broker.log" &
+"$bin" --listeners PLAINTEXT://127.0.0.1:0 --log.dirs "$work/data" --num.partitions 4 --metrics.port 0 >"$work/out" 2>"$work/broker.log" &
 broker_pid=$!
 exec 3<"$work/out"
 read -r -t 30 line <&3 || { cat "$work/broker.log"; exit 1; }

@@ -3,11 +3,13 @@
 //! except that a topic asking for min.insync.replicas above one refuses it (NOT_ENOUGH_REPLICAS).
 
 use kafka_protocol::messages::{produce_response, ProduceResponse, TopicName};
+use strata_storage::StorageError;
 
 use super::{message_if, respond, s};
 use crate::broker::BrokerState;
-use crate::errors::code;
+use crate::errors::{code, storage_error_code};
 use crate::protocol::{ProduceRequest, RequestHeader};
+use crate::replica::AppendError;
 use crate::server::Reply;
 
 pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) -> Reply {
@@ -36,16 +38,24 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                     _ => Err((unknown, "unknown topic or partition".to_string())),
                 },
                 (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
-                (true, Some(partition), Some(records)) => match partition.append(records, req.acks) {
-                    Ok(info) => {
-                        state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
-                        Ok((info.first_offset, info.log_append_time, partition.log.log_start_offset()))
+                (true, Some(partition), Some(records)) => {
+                    match partition.append(records, req.acks) {
+                        Ok(info) => {
+                            state.log_dir_space.write_succeeded();
+                            state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
+                            Ok((info.first_offset, info.log_append_time, partition.log.log_start_offset()))
+                        }
+                        Err(AppendError::Storage(e @ StorageError::DiskFull { .. })) => {
+                            // Said once per episode by the log dir's state, not once per batch.
+                            state.log_dir_space.write_failed(&e);
+                            Err((storage_error_code(&e), e.to_string()))
+                        }
+                        Err(e) => {
+                            tracing::info!(topic = ?name, partition = p.index, error = %e, "produce rejected");
+                            Err((e.code(), e.to_string()))
+                        }
                     }
-                    Err(e) => {
-                        tracing::info!(topic = ?name, partition = p.index, error = %e, "produce rejected");
-                        Err((e.code(), e.to_string()))
-                    }
-                },
+                }
             };
             partitions.push(match outcome {
                 Ok((base_offset, log_append_time, log_start)) => resp

@@ -650,18 +650,37 @@ pub(crate) struct ActiveSegment {
     pub(crate) segment: Arc<LogSegment>,
     files: Arc<SegmentFiles>,
     bytes_since_last_index_entry: u64,
-    /// mmap write mode: the preallocated file mapped for appends.
+    /// mmap write mode: the preallocated file mapped for appends. None in write mode, and in mmap mode when the
+    /// filesystem had no room to reserve the segment: its appends then use pwrite, which fails cleanly at ENOSPC
+    /// (a store into an unreserved map would be SIGBUS), so appends go on while they fit.
     map: Option<Arc<MmapRaw>>,
+    /// mmap write mode: the file may extend past its data (a reservation, or what a failed one left), cut at seal.
+    preallocates: bool,
 }
 
 impl ActiveSegment {
     pub(crate) fn new(segment: Arc<LogSegment>, mode: WriteMode, segment_bytes: u64) -> Result<ActiveSegment> {
         let files = segment.files()?;
-        let mut active = ActiveSegment { segment, files, bytes_since_last_index_entry: 0, map: None };
-        if mode == WriteMode::Mmap {
-            active.map_for_writes(segment_bytes.max(active.segment.size()))?;
+        let preallocates = mode == WriteMode::Mmap;
+        let mut active = ActiveSegment { segment, files, bytes_since_last_index_entry: 0, map: None, preallocates };
+        if preallocates {
+            active.reserve(segment_bytes.max(active.segment.size()))?;
         }
         Ok(active)
+    }
+
+    /// Maps `len` reserved bytes for appends, or, if the filesystem has less room than that, falls back to pwrite
+    /// for this segment (the next one tries to reserve again).
+    fn reserve(&mut self, len: u64) -> Result<()> {
+        self.map = None;
+        match self.map_for_writes(len) {
+            Err(StorageError::DiskFull { .. }) => {
+                tracing::warn!(segment = %self.files.log.path().display(), bytes = len,
+                    "not enough free space to preallocate the segment for mmap writes; appending with pwrite until it rolls");
+                Ok(())
+            }
+            reserved => reserved,
+        }
     }
 
     /// Reserves blocks for `len` bytes (so stores into the map cannot hit a full disk, which would be SIGBUS)
@@ -717,8 +736,7 @@ impl ActiveSegment {
         let end = start + records.len() as u64;
         if self.map.as_ref().is_some_and(|m| (m.len() as u64) < end) {
             // Only an empty segment takes an append larger than segment.bytes; grow its reservation.
-            self.map = None;
-            self.map_for_writes(end)?;
+            self.reserve(end)?;
         }
         let log = &self.files.log;
         match &self.map {
@@ -741,7 +759,7 @@ impl ActiveSegment {
     pub(crate) fn seal(&mut self) -> Result<()> {
         let seg = &self.segment;
         seg.seal_indexes()?;
-        if self.map.is_some() {
+        if self.preallocates {
             seg.truncate_log(seg.size())?;
             self.map = None;
         }

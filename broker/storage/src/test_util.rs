@@ -1,4 +1,5 @@
-//! Builders for tests and benchmarks: record batches made by the real Kafka codec (`kafka-protocol`).
+//! Builders for tests and benchmarks: record batches made by the real Kafka codec (`kafka-protocol`), and a
+//! tiny tmpfs to fill up for disk-full tests.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -32,4 +33,46 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
     batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
     crate::batch::update_crc(batch);
+}
+
+/// A tmpfs of `size` (mount's syntax: "4m") mounted on a temp dir, unmounted on drop. Needs root (CI runs the
+/// disk-full tests as root).
+pub struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    pub fn mount(size: &str) -> TinyFs {
+        assert!(nix::unistd::geteuid().is_root(), "the disk-full tests mount a tmpfs and must run as root");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount tmpfs");
+        TinyFs { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem refuses more; removing it gives the space back.
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let chunk = vec![7u8; 64 * 1024];
+        let mut f = std::fs::File::create(&filler).expect("create filler");
+        while f.write_all(&chunk).is_ok() {}
+        // Whatever a 64 KiB chunk left over.
+        while f.write_all(&[7u8]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
 }

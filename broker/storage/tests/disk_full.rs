@@ -3,46 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::*;
+use strata_storage::test_util::TinyFs;
 use strata_storage::{LogConfig, StorageError, WriteMode};
-
-/// A tmpfs of `size` mounted on a temp dir, unmounted on drop.
-struct TinyFs {
-    dir: tempfile::TempDir,
-}
-
-impl TinyFs {
-    fn mount(size: &str) -> TinyFs {
-        assert!(nix::unistd::geteuid().is_root(), "the disk-full tests mount a tmpfs and must run as root");
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).status().unwrap();
-        assert!(status.success(), "mount tmpfs");
-        TinyFs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
-fn fill(fs: &TinyFs) -> PathBuf {
-    let filler = fs.path().join("filler");
-    // Write until the filesystem refuses.
-    let chunk = vec![7u8; 64 * 1024];
-    let mut f = std::fs::File::create(&filler).unwrap();
-    use std::io::Write;
-    while f.write_all(&chunk).is_ok() {}
-    filler
-}
 
 #[test]
 fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
@@ -60,7 +23,7 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
             log.append(&mut b.clone()).unwrap();
             expected.extend(with_base_offset(b, base));
         }
-        let filler = fill(&fs);
+        let filler = fs.fill();
         // Keep appending until the disk is full: in write mode the current segment fills, in mmap mode the
         // next roll cannot reserve its segment. Either way a typed error, and nothing torn.
         let mut saw_full = false;
@@ -91,4 +54,43 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
         assert_eq!(manager.get(&tp()).unwrap().log_end_offset(), end + 4);
         drop(manager);
     }
+}
+
+/// mmap mode with less free space than segment.bytes: appends still succeed while they fit (such a segment is
+/// written with pwrite instead of reserving segment.bytes up front), a rolled segment keeps no preallocated
+/// tail, and the disk filling up is a clean DiskFull with the log intact, then across a restart.
+#[test]
+fn mmap_mode_appends_while_they_fit_even_without_room_for_a_whole_segment() {
+    let fs = TinyFs::mount("4m");
+    let data = fs.path().join("data");
+    let config = LogConfig { segment_bytes: 8 << 20, segment_index_bytes: 4096, write_mode: WriteMode::Mmap, ..LogConfig::default() };
+    let manager = open_manager(&data, config.clone());
+    let log = manager.get_or_create(&tp(), config.clone()).expect("a segment bigger than the disk still opens");
+    let mut expected = Vec::new();
+    for i in 0..100 {
+        let b = batch(4, 1000, i, Compression::None);
+        let base = log.log_end_offset();
+        log.append(&mut b.clone()).expect("an append that fits succeeds");
+        expected.extend(with_base_offset(b, base));
+    }
+    log.roll().unwrap();
+    let sealed = data.join(format!("{}", tp())).join("00000000000000000000.log");
+    assert_eq!(std::fs::metadata(&sealed).unwrap().len(), expected.len() as u64, "no preallocated tail after the roll");
+    let filler = fs.fill();
+    let full = log.append(&mut batch(4, 1000, 0, Compression::None)).unwrap_err();
+    assert!(matches!(full, StorageError::DiskFull { .. }), "{full}");
+    assert_eq!(read_all(&log, 0, 1 << 20), expected, "the failed append left nothing behind");
+    std::fs::remove_file(filler).unwrap();
+    let b = batch(4, 1000, 0, Compression::None);
+    let base = log.log_end_offset();
+    log.append(&mut b.clone()).expect("space is back");
+    expected.extend(with_base_offset(b, base));
+    let end = log.log_end_offset();
+    drop(log);
+    manager.shutdown().unwrap();
+    drop(manager);
+    let manager = open_manager(&data, config);
+    let log = manager.get(&tp()).unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&log, 0, 1 << 20), expected);
 }

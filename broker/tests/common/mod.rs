@@ -25,7 +25,8 @@ impl TestBroker {
 
     pub async fn start_in(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> TestBroker {
         let log_dir = dir.path().to_str().unwrap().to_string();
-        let mut pairs = vec![("listeners", "PLAINTEXT://127.0.0.1:0"), ("log.dirs", log_dir.as_str())];
+        // No metrics endpoint unless asked: brokers of parallel tests would all bind the default port.
+        let mut pairs = vec![("listeners", "PLAINTEXT://127.0.0.1:0"), ("log.dirs", log_dir.as_str()), ("metrics.port", "0")];
         pairs.extend_from_slice(settings);
         let broker = Broker::start(BrokerConfig::from_pairs(pairs).unwrap()).await.unwrap();
         let addr = broker.addresses[0].1;
@@ -40,6 +41,13 @@ impl TestBroker {
     pub async fn stop(mut self) -> tempfile::TempDir {
         self.broker.take().unwrap().shutdown().await.unwrap();
         self.dir
+    }
+
+    /// The value of one series of the Prometheus exposition (`name{labels}` as rendered), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let state = self.broker.as_ref().unwrap().state();
+        let text = state.metrics.render(state);
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     pub async fn client(&self) -> Client {
@@ -58,7 +66,11 @@ pub fn s(v: &str) -> StrBytes {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        Client { stream: TcpStream::connect(addr).await.unwrap(), correlation: 0 }
+        Client::from_stream(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client { stream, correlation: 0 }
     }
 
     pub fn encode<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> Vec<u8> {
@@ -115,6 +127,43 @@ impl Client {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// The log lines of this thread (a current-thread test runtime: the broker's tasks too) while the guard lives.
+pub struct LogCapture {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        LogCapture { lines, _guard: tracing::subscriber::set_default(subscriber) }
+    }
+
+    /// Captured lines containing `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.lines.lock().unwrap()).into_owned();
+        text.lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+    }
+}
+
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
