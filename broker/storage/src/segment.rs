@@ -366,7 +366,7 @@ impl LogSegment {
     /// A read found `files`' index lying: reports it, and for a closed segment installs rebuilt indexes and
     /// returns them for the read to retry; `None`: scan without the index.
     fn bad_index(&self, files: &Arc<SegmentFiles>, reason: &str) -> Option<Arc<SegmentFiles>> {
-        if self.pinned.load(Ordering::Acquire) || self.deleted.load(Ordering::Acquire) {
+        if self.pinned.load(Ordering::Acquire) {
             self.report_corrupt_index(reason);
             return None;
         }
@@ -393,7 +393,7 @@ impl LogSegment {
     /// Writes new indexes of this closed segment from its log beside the old ones, renames them over them and
     /// opens the result.
     fn rebuild_indexes(&self) -> Result<SegmentFiles> {
-        let (dir, base) = (&self.dir, self.base_offset);
+        let (dir, base, deleted) = (&self.dir, self.base_offset, self.deleted.load(Ordering::Acquire));
         let log_path = self.log_path();
         let log = FileRecords::new(log_path.clone(), open_log_file(&log_path, false)?);
         let size = self.size();
@@ -423,13 +423,13 @@ impl LogSegment {
         }
         drop((offset_index, time_index));
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let to = dir.join(segment_file_name(base, suffix));
+            let to = segment_path(dir, base, suffix, deleted);
             std::fs::rename(tmp(suffix), &to).map_err(|e| StorageError::io("rename rebuilt index", to, e))?;
         }
         crate::log::fsync_dir(dir)?;
         self.max_timestamp.store(max.0, Ordering::Release);
         self.offset_of_max_timestamp.store(max.1, Ordering::Release);
-        let files = SegmentFiles::open(dir, base, false, None)?;
+        let files = SegmentFiles::open(dir, base, deleted, None)?;
         files.offset_index.check_entries(size)?;
         files.time_index.check_entries()?;
         Ok(files)
@@ -482,20 +482,20 @@ impl LogSegment {
 
     /// The first batch whose last offset is >= `offset`, searching from the index hint, below `end`.
     pub fn find_batch(&self, offset: i64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let wanted = |h: &BatchHeader| h.last_offset() >= offset;
         let files = self.files()?;
-        let found = scan_from_hint(&files.log, files.offset_index.lookup(offset), end, |h| h.last_offset() >= offset)?;
-        match found {
-            Ok(found) => Ok(found),
-            Err(reason) => {
-                let hint = match self.bad_index(&files, &reason) {
-                    Some(rebuilt) => rebuilt.offset_index.lookup(offset),
-                    None => OffsetPosition { offset: self.base_offset, position: 0 },
-                };
-                // A rebuilt index that still does not match means the log changed under us: scan it all.
-                let hint = if needs_check(hint) { OffsetPosition { offset: self.base_offset, position: 0 } } else { hint };
-                scan_from_hint(&files.log, hint, end, |h| h.last_offset() >= offset).map(|r| r.expect("a scan from 0 needs no check"))
+        let reason = match scan_from_hint(&files.log, files.offset_index.lookup(offset), end, wanted)? {
+            Ok(found) => return Ok(found),
+            Err(reason) => reason,
+        };
+        if let Some(rebuilt) = self.bad_index(&files, &reason) {
+            if let Ok(found) = scan_from_hint(&rebuilt.log, rebuilt.offset_index.lookup(offset), end, wanted)? {
+                return Ok(found);
             }
+            // Even the rebuilt index does not match: the log changed under us; scan it all.
         }
+        let start = OffsetPosition { offset: self.base_offset, position: 0 };
+        scan_from_hint(&files.log, start, end, wanted).map(|r| r.expect("a scan from position 0 is not checked"))
     }
 
     /// End position of the whole batches that a read starting at `start` (a batch boundary, below `end`) may
@@ -539,10 +539,9 @@ impl LogSegment {
             match self.find_batch(entry.offset, end)? {
                 Some((_, h)) if h.base_offset == entry.offset && h.max_timestamp == entry.timestamp => from = from.max(entry.offset),
                 found => {
-                    let reason = format!("time index entry {entry:?} does not match the batch {:?}", found.map(|(_, h)| (h.base_offset, h.max_timestamp)));
-                    if let Some(rebuilt) = self.bad_index(&files, &reason) {
-                        drop(rebuilt); // the scan below starts from min_offset; later lookups use the rebuilt index
-                    }
+                    // The scan below starts from min_offset; later lookups use the rebuilt index.
+                    let found = found.map(|(_, h)| (h.base_offset, h.max_timestamp));
+                    self.bad_index(&files, &format!("time index entry {entry:?} does not match the batch {found:?}"));
                 }
             }
         }
