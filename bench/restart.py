@@ -3,10 +3,11 @@
 after SIGKILL with thousands of small partitions, next to the time to stat every file of the data dir.
 
 Usage: bench/restart.sh (builds the release broker and the client venv, then runs
-  restart.py BROKER [BASELINE_BROKER] [--partitions 2000,10000] [--rounds 3]).
+  restart.py BROKER [BASELINE_BROKER] [--partitions 2000,5000] [--rounds 3]).
 With a second broker binary (e.g. an older release), both are measured on identical data in the same run.
-Every broker runs on 127.0.0.1 with RLIMIT_NOFILE raised to 65536 (as root), so the old broker's
-one-descriptor-per-file layout fits too.
+Every broker runs on 127.0.0.1 with its soft RLIMIT_NOFILE at the hard limit. Each partition holds three
+descriptors (its active segment), so the hard limit bounds the partition count: 10,000 partitions need a hard
+limit above 33,000 (this VM has 20,000, and root here cannot raise it).
 """
 
 import argparse
@@ -24,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-NOFILE = 65536
+NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 PER_TOPIC = 100
 
 
@@ -61,21 +62,29 @@ class Broker:
         self.proc.wait(600)
 
 
-def fill(binary, data, partitions):
-    """Creates `partitions` partitions (topics of 100) with 6 records each, then stops cleanly."""
-    b = Broker(binary, data)
-    admin = AdminClient({"bootstrap.servers": b.addr})
-    topics = [f"t{i:04d}" for i in range(partitions // PER_TOPIC)]
-    for f in admin.create_topics([NewTopic(t, PER_TOPIC, 1) for t in topics], request_timeout=600).values():
-        f.result()
-    p = Producer({"bootstrap.servers": b.addr, "linger.ms": 50, "acks": 1})
-    for t in topics:
+def topics(partitions):
+    return [f"t{i:04d}" for i in range(partitions // PER_TOPIC)]
+
+
+def produce(addr, partitions, records):
+    """`records` records of 90 B to every partition."""
+    p = Producer({"bootstrap.servers": addr, "linger.ms": 50, "acks": 1})
+    for t in topics(partitions):
         for part in range(PER_TOPIC):
-            for i in range(6):
+            for _ in range(records):
                 p.produce(t, b"x" * 90, partition=part)
         p.poll(0)
     if p.flush(120) != 0:
         raise RuntimeError("records left unsent")
+
+
+def fill(binary, data, partitions):
+    """Creates `partitions` partitions (topics of 100) with 5 records each, then stops cleanly."""
+    b = Broker(binary, data)
+    admin = AdminClient({"bootstrap.servers": b.addr})
+    for f in admin.create_topics([NewTopic(t, PER_TOPIC, 1) for t in topics(partitions)], request_timeout=600).values():
+        f.result()
+    produce(b.addr, partitions, 5)
     b.stop(signal.SIGTERM)
 
 
@@ -89,9 +98,12 @@ def stat_all_s(data):
     return time.monotonic() - t0, n
 
 
-def restart(binary, data, after):
-    """Starts the broker, stops it with `after` (SIGTERM or SIGKILL), and measures the next start."""
-    Broker(binary, data).stop(after)
+def restart(binary, data, after, partitions):
+    """Starts the broker, writes a record to every partition, stops it with `after` (SIGTERM or SIGKILL), and
+    measures the next start."""
+    b = Broker(binary, data)
+    produce(b.addr, partitions, 1)
+    b.stop(after)
     b = Broker(binary, data)
     started, peak = b.started_s, b.status_mib("VmHWM")
     b.stop(signal.SIGTERM)
@@ -102,7 +114,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("broker")
     ap.add_argument("baseline", nargs="?")
-    ap.add_argument("--partitions", default="2000,10000")
+    ap.add_argument("--partitions", default="2000,5000")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     binaries = [("strata", args.broker)] + ([("baseline", args.baseline)] if args.baseline else [])
@@ -115,7 +127,7 @@ def main():
                 fill(binary, data, n)
                 stat_s, files = stat_all_s(data)
                 for after in (signal.SIGTERM, signal.SIGKILL):
-                    runs = [restart(binary, data, after) for _ in range(args.rounds)]
+                    runs = [restart(binary, data, after, n) for _ in range(args.rounds)]
                     rows.append((n, name, after.name, files, stat_s,
                                  statistics.median(r[0] for r in runs), max(r[0] for r in runs),
                                  statistics.median(r[1] for r in runs)))

@@ -16,6 +16,19 @@ use memmap2::MmapRaw;
 
 use crate::error::{Result, StorageError};
 
+/// How an index file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexOpen {
+    /// With its entries, for lookups (a closed segment's index).
+    Read,
+    /// With its entries, preallocated to this many bytes for appends (the active segment's).
+    Append(u64),
+    /// Emptied, to be rebuilt, and preallocated for appends. The file is truncated rather than replaced: ext4
+    /// scans for recently deleted inodes when it allocates one, which took seconds when thousands of
+    /// partitions were recovered after a crash.
+    Reset(u64),
+}
+
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
@@ -32,14 +45,19 @@ pub(crate) struct IndexFile {
 }
 
 impl IndexFile {
-    /// Opens or creates the index. Existing entries are `len / entry_size`; with `max_bytes`, the file is
-    /// preallocated to that size (rounded down to whole entries) so entries can be appended.
-    pub(crate) fn open(path: &Path, entry_size: usize, max_bytes: Option<u64>) -> Result<IndexFile> {
+    /// Opens or creates the index. Existing entries are `len / entry_size`; for appends the file is
+    /// preallocated (sparse) to the given size, rounded down to whole entries.
+    pub(crate) fn open(path: &Path, entry_size: usize, mode: IndexOpen) -> Result<IndexFile> {
+        let (max_bytes, reset) = match mode {
+            IndexOpen::Read => (None, false),
+            IndexOpen::Append(max) => (Some(max), false),
+            IndexOpen::Reset(max) => (Some(max), true),
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
+            .truncate(reset)
             .open(path)
             .map_err(|e| StorageError::io("open index", path, e))?;
         let len = file.metadata().map_err(|e| StorageError::io("stat index", path, e))?.len();

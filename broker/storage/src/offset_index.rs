@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::index_file::{u32_at, IndexFile};
+use crate::index_file::{IndexOpen, u32_at, IndexFile};
 
 pub const ENTRY_SIZE: usize = 8;
 
@@ -23,8 +23,8 @@ pub struct OffsetIndex {
 }
 
 impl OffsetIndex {
-    pub(crate) fn open(path: &Path, base_offset: i64, max_bytes: Option<u64>) -> Result<OffsetIndex> {
-        let index = OffsetIndex { base_offset, file: IndexFile::open(path, ENTRY_SIZE, max_bytes)? };
+    pub(crate) fn open(path: &Path, base_offset: i64, mode: IndexOpen) -> Result<OffsetIndex> {
+        let index = OffsetIndex { base_offset, file: IndexFile::open(path, ENTRY_SIZE, mode)? };
         index.sanity_check()?;
         Ok(index)
     }
@@ -156,7 +156,7 @@ mod tests {
     fn lookups_find_the_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.index");
-        let idx = OffsetIndex::open(&path, 100, Some(80)).unwrap();
+        let idx = OffsetIndex::open(&path, 100, IndexOpen::Append(80)).unwrap();
         assert_eq!(idx.lookup(150), OffsetPosition { offset: 100, position: 0 });
         for (o, p) in [(104, 0), (110, 4096), (130, 8192)] {
             idx.append(o, p).unwrap();
@@ -174,7 +174,7 @@ mod tests {
         idx.trim().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
         drop(idx);
-        let reopened = OffsetIndex::open(&path, 100, None).unwrap();
+        let reopened = OffsetIndex::open(&path, 100, IndexOpen::Read).unwrap();
         assert_eq!(reopened.last_entry(), Some(OffsetPosition { offset: 104, position: 0 }));
     }
 
@@ -182,13 +182,13 @@ mod tests {
     fn full_index_refuses_and_corrupt_sizes_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let idx = OffsetIndex::open(&path, 0, Some(17)).unwrap(); // rounds down to 2 entries
+        let idx = OffsetIndex::open(&path, 0, IndexOpen::Append(17)).unwrap(); // rounds down to 2 entries
         idx.append(1, 0).unwrap();
         idx.append(2, 10).unwrap();
         assert!(idx.is_full());
         assert!(idx.append(3, 20).is_err());
         drop(idx);
         std::fs::write(&path, [0u8; 13]).unwrap();
-        assert!(matches!(OffsetIndex::open(&path, 0, None), Err(StorageError::CorruptIndex { .. })));
+        assert!(matches!(OffsetIndex::open(&path, 0, IndexOpen::Read), Err(StorageError::CorruptIndex { .. })));
     }
 }

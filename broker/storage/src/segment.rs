@@ -29,6 +29,7 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::config::{LogConfig, WriteMode};
 use crate::error::{Result, StorageError};
 use crate::file_records::FileRecords;
+use crate::index_file::IndexOpen;
 use crate::offset_index::{OffsetIndex, OffsetPosition};
 use crate::stats::StorageStats;
 use crate::time_index::{self, TimeIndex, TimestampOffset};
@@ -75,15 +76,14 @@ impl SegmentFiles {
     }
 
     /// Opens the files of segment `base` in `dir` (with `*.deleted` names once retention renamed them).
-    /// `max_index_bytes` preallocates the indexes for appends.
-    fn open(dir: &Path, base: i64, deleted: bool, max_index_bytes: Option<u64>) -> Result<SegmentFiles> {
+    fn open(dir: &Path, base: i64, deleted: bool, indexes: IndexOpen) -> Result<SegmentFiles> {
         let path = |suffix: &str| segment_path(dir, base, suffix, deleted);
         let log_path = path(LOG_SUFFIX);
         let file = open_log_file(&log_path, false)?;
         Ok(SegmentFiles {
             log: Arc::new(FileRecords::new(log_path, file)),
-            offset_index: OffsetIndex::open(&path(INDEX_SUFFIX), base, max_index_bytes)?,
-            time_index: TimeIndex::open(&path(TIME_INDEX_SUFFIX), base, max_index_bytes)?,
+            offset_index: OffsetIndex::open(&path(INDEX_SUFFIX), base, indexes)?,
+            time_index: TimeIndex::open(&path(TIME_INDEX_SUFFIX), base, indexes)?,
         })
     }
 
@@ -202,7 +202,7 @@ impl LogSegment {
         let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
         let file = open_log_file(&log_path, true)?;
         drop(file);
-        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes)).inspect_err(|_| {
+        let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes)).inspect_err(|_| {
             // Leave nothing half-created behind (e.g. the disk filled up between the files).
             for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                 let _ = std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix)));
@@ -215,7 +215,7 @@ impl LogSegment {
     /// appends and their last entries checked against the log (Kafka's cheap sanity check; a full check would
     /// make startup proportional to the data). An index problem is returned so the caller can recover.
     pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
-        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes))?;
+        let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes))?;
         let size = stat_len(files.log.path())?;
         if let Some(last) = files.offset_index.last_entry() {
             if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) = scan_from_hint(&files.log, last, size, |_| true) {
@@ -246,14 +246,7 @@ impl LogSegment {
     /// old index files are discarded unread (after a crash the active one is a preallocated, mostly sparse
     /// file whose untouched pages a read would have the kernel allocate and zero).
     pub(crate) fn open_for_recovery(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
-        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let path = dir.join(segment_file_name(base_offset, suffix));
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StorageError::io("remove index", path, e)),
-                _ => {}
-            }
-        }
-        let files = SegmentFiles::open(dir, base_offset, false, Some(config.segment_index_bytes))?;
+        let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Reset(config.segment_index_bytes))?;
         let size = stat_len(files.log.path())?;
         Ok(Self::new(dir, base_offset, size, Some(files), config, stats, now_ms))
     }
@@ -323,7 +316,7 @@ impl LogSegment {
         let problem = match missing {
             Some(path) => StorageError::CorruptIndex { path, reason: "missing".into() },
             None => {
-                let checked = SegmentFiles::open(&self.dir, self.base_offset, deleted, None).and_then(|files| {
+                let checked = SegmentFiles::open(&self.dir, self.base_offset, deleted, IndexOpen::Read).and_then(|files| {
                     files.offset_index.check_entries(self.size())?;
                     files.time_index.check_entries()?;
                     Ok(files)
@@ -400,10 +393,8 @@ impl LogSegment {
         let tmp = |suffix: &str| dir.join(format!("{}{TMP_SUFFIX}", segment_file_name(base, suffix)));
         // An entry needs more than index.interval.bytes of log since the previous one.
         let entries = size / self.index_interval_bytes.max(HEADER_SIZE as u64) + 2;
-        let offset_index = OffsetIndex::open(&tmp(INDEX_SUFFIX), base, Some(entries * crate::offset_index::ENTRY_SIZE as u64))?;
-        let time_index = TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, Some(entries * time_index::ENTRY_SIZE as u64))?;
-        offset_index.reset();
-        time_index.reset();
+        let offset_index = OffsetIndex::open(&tmp(INDEX_SUFFIX), base, IndexOpen::Reset(entries * crate::offset_index::ENTRY_SIZE as u64))?;
+        let time_index = TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, IndexOpen::Reset(entries * time_index::ENTRY_SIZE as u64))?;
         let mut max = (-1, base);
         let mut since = 0;
         for item in log.headers(0, size) {
@@ -429,7 +420,7 @@ impl LogSegment {
         crate::log::fsync_dir(dir)?;
         self.max_timestamp.store(max.0, Ordering::Release);
         self.offset_of_max_timestamp.store(max.1, Ordering::Release);
-        let files = SegmentFiles::open(dir, base, deleted, None)?;
+        let files = SegmentFiles::open(dir, base, deleted, IndexOpen::Read)?;
         files.offset_index.check_entries(size)?;
         files.time_index.check_entries()?;
         Ok(files)

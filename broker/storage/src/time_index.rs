@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::index_file::{i64_at, u32_at, IndexFile};
+use crate::index_file::{IndexOpen, i64_at, u32_at, IndexFile};
 
 pub const ENTRY_SIZE: usize = 12;
 
@@ -41,8 +41,8 @@ pub(crate) fn read_last_entry(path: &Path, base_offset: i64) -> Result<Option<Ti
 }
 
 impl TimeIndex {
-    pub(crate) fn open(path: &Path, base_offset: i64, max_bytes: Option<u64>) -> Result<TimeIndex> {
-        let index = TimeIndex { base_offset, file: IndexFile::open(path, ENTRY_SIZE, max_bytes)? };
+    pub(crate) fn open(path: &Path, base_offset: i64, mode: IndexOpen) -> Result<TimeIndex> {
+        let index = TimeIndex { base_offset, file: IndexFile::open(path, ENTRY_SIZE, mode)? };
         if let (Some(first), Some(last)) = (index.entry(0), index.last_entry()) {
             if last.offset < base_offset || last.timestamp < first.timestamp {
                 return Err(StorageError::CorruptIndex {
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn appends_only_newer_timestamps_and_finds_floor() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 50, Some(120)).unwrap();
+        let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 50, IndexOpen::Append(120)).unwrap();
         assert_eq!(idx.lookup(10), TimestampOffset { timestamp: -1, offset: 50 });
         idx.maybe_append(1000, 55).unwrap();
         idx.maybe_append(900, 60).unwrap(); // older: skipped
