@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica::ReplicaManager;
 use crate::server::{self, ConnectionOptions};
+use crate::warmup::Warmer;
 
 /// Everything handlers need.
 pub struct BrokerState {
@@ -136,11 +137,6 @@ impl Broker {
         }
 
         let (stop, shutdown) = watch::channel(false);
-        let opts = ConnectionOptions {
-            max_request_bytes: config.socket_request_max_bytes,
-            max_inflight: config.max_inflight_requests,
-            fetch_mode: config.fetch_mode,
-        };
         let grace = config.shutdown_timeout;
         let metrics_port = config.metrics_port;
         let metrics_addr = config.metrics_bind_address.clone();
@@ -158,6 +154,16 @@ impl Broker {
             producer_ids,
             shutdown: shutdown.clone(),
         });
+        let config = &state.config;
+        let warmer = config.fetch_warmup_enable.then(|| {
+            Arc::new(Warmer::new(strata_storage::PageCacheProbe::detect(), config.num_io_threads, state.metrics.warmup.clone()))
+        });
+        let opts = ConnectionOptions {
+            max_request_bytes: config.socket_request_max_bytes,
+            max_inflight: config.max_inflight_requests,
+            fetch_mode: config.fetch_mode,
+            warmer,
+        };
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
         let mut servers = JoinSet::new();
         let mut addresses = Vec::new();

@@ -148,6 +148,19 @@ pub const SETTINGS: &[Setting] = &[
         "Pipelined requests read from one connection before its responses are written (backpressure bound).",
     ),
     s("fetch.mode", Some("sendfile"), "How Fetch sends record bytes: sendfile (zero-copy) or copy (read + write)."),
+    s(
+        "fetch.warmup.enable",
+        Some("true"),
+        "Read fetched ranges that are not in the page cache into it on num.io.threads blocking threads before \
+         sending them, so a consumer reading old, evicted segments does not block the network threads that serve \
+         other connections (false: send them at once, reading the disk on the network thread).",
+    ),
+    s(
+        "num.io.threads",
+        Some("4"),
+        "Cold fetched ranges read into the page cache at once (fetch.warmup.enable), each on its own blocking \
+         thread through a 1 MiB buffer: the warm-up's bound of threads and of memory (this many MiB).",
+    ),
     s("metrics.port", Some("0"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
     s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),
     s(
@@ -275,6 +288,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     pub max_inflight_requests: usize,
     pub fetch_mode: FetchMode,
+    pub fetch_warmup_enable: bool,
+    pub num_io_threads: usize,
     pub metrics_port: u16,
     pub metrics_bind_address: String,
     pub metrics_pagecache_probe: bool,
@@ -419,6 +434,8 @@ impl BrokerConfig {
                 100_000,
             )?,
             fetch_mode: parse("fetch.mode", &val("fetch.mode"))?,
+            fetch_warmup_enable: parse("fetch.warmup.enable", &val("fetch.warmup.enable"))?,
+            num_io_threads: parse_range("num.io.threads", &val("num.io.threads"), 1, 1024)?,
             metrics_port: parse("metrics.port", &val("metrics.port"))?,
             metrics_bind_address: val("metrics.bind.address"),
             metrics_pagecache_probe: parse("metrics.pagecache.probe", &val("metrics.pagecache.probe"))?,
@@ -559,6 +576,8 @@ mod tests {
             ("auto.create.topics.enable", "yes"),
             ("socket.request.max.bytes", "1"),
             ("fetch.mode", "mmap"),
+            ("fetch.warmup.enable", "on"),
+            ("num.io.threads", "0"),
             ("log.dirs", "/a,/b"),
             ("log.cleanup.policy", "compact"),
             ("metrics.port", "70000"),

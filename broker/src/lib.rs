@@ -18,6 +18,7 @@ pub mod replica;
 pub mod server;
 pub mod topics;
 pub mod tune;
+pub mod warmup;
 
 #[global_allocator]
 static GLOBAL: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;

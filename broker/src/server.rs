@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::config::FetchMode;
 use crate::frame::{write_frame, FileSender, ResponseFrame};
+use crate::warmup::Warmer;
 
 /// What the service does with one request.
 pub enum Reply {
@@ -44,11 +45,13 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, peer: &Peer, frame: Bytes) -> Reply;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionOptions {
     pub max_request_bytes: usize,
     pub max_inflight: usize,
     pub fetch_mode: FetchMode,
+    /// Reads cold file ranges into the page cache before a frame is written; None: written as they are.
+    pub warmer: Option<Arc<Warmer>>,
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).
@@ -107,7 +110,7 @@ async fn connection(stream: TcpStream, peer: Peer, service: Arc<dyn Service>, op
     }
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel(opts.max_inflight);
-    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, peer.addr));
+    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, opts.warmer.clone(), peer.addr));
     let reason = read_requests(&mut reader, &tx, &peer, &*service, &opts, shutdown).await;
     match &reason {
         Ok(()) => tracing::debug!(peer = %peer.addr, "connection closed"),
@@ -167,7 +170,15 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::R
     Ok(buf.freeze())
 }
 
-async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, mode: FetchMode, peer: SocketAddr) {
+/// Writes the responses in request order. A frame with cold file ranges waits here, off the worker thread, while
+/// they are read into the page cache: only this connection's later responses wait behind it.
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    mode: FetchMode,
+    warmer: Option<Arc<Warmer>>,
+    peer: SocketAddr,
+) {
     let mut sender = FileSender::new(mode);
     while let Some(pending) = rx.recv().await {
         let frame = match pending {
@@ -177,6 +188,9 @@ async fn write_responses(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>
                 None => continue,
             },
         };
+        if let Some(w) = &warmer {
+            w.warm(&frame).await;
+        }
         if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
             tracing::debug!(%peer, error = %e, "write failed");
             return;
@@ -217,7 +231,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let echo = Arc::new(Echo(AtomicUsize::new(0)));
         let (stop, stopped) = watch::channel(false);
-        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy };
+        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy, warmer: None };
         let task = tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, stopped, Duration::from_secs(5)));
         (addr, echo, stop, task)
     }

@@ -1,0 +1,115 @@
+//! Cold-read warm-up: before a response frame is written, its file ranges that are not fully in the page cache
+//! are read into it on a bounded set of blocking threads, so that sendfile(2) (or the copy path) on the network
+//! worker finds them resident and never waits for the disk. A consumer catching up on evicted segments then
+//! delays only its own responses, not every connection served by the same worker (Kafka's KAFKA-7504, fixed at
+//! LINE the same way). Resident ranges cost one page-cache probe and take the usual path.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+use strata_storage::PageCacheProbe;
+use tokio::sync::Semaphore;
+
+use crate::frame::{FileSlice, Payload, ResponseFrame};
+use crate::metrics::WarmupMetrics;
+
+/// Bytes read per pread: the scratch buffer of one warm-up, so warm-up memory is at most this times the
+/// number of warm-ups allowed at once.
+pub const WARMUP_CHUNK: usize = 1 << 20;
+
+/// Reads cold ranges into the page cache; shared by every connection of the broker.
+pub struct Warmer {
+    probe: PageCacheProbe,
+    /// One permit per range being read: bounds the threads (and buffers) busy with warm-ups.
+    permits: Arc<Semaphore>,
+    metrics: WarmupMetrics,
+}
+
+impl Warmer {
+    /// `threads`: how many ranges may be read at once (`num.io.threads`).
+    pub fn new(probe: PageCacheProbe, threads: usize, metrics: WarmupMetrics) -> Warmer {
+        Warmer { probe, permits: Arc::new(Semaphore::new(threads)), metrics }
+    }
+
+    /// Returns once every file range of `frame` is resident. Ranges are warmed one after another: a connection's
+    /// responses go out in order anyway, and other connections get the remaining permits. A range that cannot be
+    /// probed or read is left to the writer, which fails the connection as it did before.
+    pub async fn warm(&self, frame: &ResponseFrame) {
+        let mut cold = frame.parts.iter().filter_map(|p| match p {
+            Payload::File(f) if self.is_cold(f) => Some(f.clone()),
+            _ => None,
+        });
+        let Some(first) = cold.next() else { return };
+        self.metrics.cold_fetches.inc();
+        for f in std::iter::once(first).chain(cold) {
+            let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
+            let metrics = self.metrics.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let start = Instant::now();
+                let read = read_into_cache(&f);
+                metrics.seconds.inc_by(start.elapsed().as_secs_f64());
+                metrics.bytes.inc_by(f.len);
+                read
+            });
+            if let Ok(Err(e)) = read.await {
+                tracing::debug!(error = %e, "cold range warm-up failed; the writer will read it");
+            }
+        }
+    }
+
+    fn is_cold(&self, f: &FileSlice) -> bool {
+        f.len > 0 && self.probe.probe(&f.file.fd(), f.position, f.len).is_ok_and(|r| r.resident_bytes < r.total_bytes)
+    }
+}
+
+/// Reads the range through a scratch buffer: the reads return only once the pages are cached. WILLNEED first
+/// queues the whole range at once, so the disk sees one large request rather than chunk after chunk.
+fn read_into_cache(f: &FileSlice) -> std::io::Result<()> {
+    let _ = posix_fadvise(f.file.fd(), f.position as i64, f.len as i64, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+    let mut buf = vec![0u8; (f.len as usize).min(WARMUP_CHUNK)];
+    let (mut pos, end) = (f.position, f.position + f.len);
+    while pos < end {
+        let n = ((end - pos) as usize).min(WARMUP_CHUNK);
+        f.file.read_exact_at(&mut buf[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    use bytes::Bytes;
+
+    use crate::frame::RecordsFile;
+    use crate::metrics::Metrics;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn evicted_ranges_become_resident_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&vec![5u8; 3 * WARMUP_CHUNK + 123]).unwrap();
+        f.sync_all().unwrap();
+        posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        let file: Arc<dyn RecordsFile> = Arc::new(std::fs::File::open(&path).unwrap());
+        let probe = PageCacheProbe::detect();
+        let metrics = Metrics::new(None);
+        let warmer = Warmer::new(probe, 2, metrics.warmup.clone());
+        let range = |position, len| Payload::File(FileSlice { file: file.clone(), position, len });
+        let frame = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * WARMUP_CHUNK as u64), range(0, 0)] };
+        assert!(probe.probe(&file.fd(), 10, 2 * WARMUP_CHUNK as u64).unwrap().resident_bytes < 2 * WARMUP_CHUNK as u64);
+        warmer.warm(&frame).await;
+        let r = probe.probe(&file.fd(), 10, 2 * WARMUP_CHUNK as u64).unwrap();
+        assert_eq!(r.resident_bytes, r.total_bytes);
+        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * WARMUP_CHUNK as u64));
+        // Resident now: nothing more to do or count.
+        warmer.warm(&frame).await;
+        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * WARMUP_CHUNK as u64));
+        assert!(metrics.warmup.seconds.get() > 0.0);
+    }
+}
