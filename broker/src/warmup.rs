@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 use strata_storage::PageCacheProbe;
 use tokio::sync::Semaphore;
 
@@ -64,10 +63,11 @@ impl Warmer {
     }
 }
 
-/// Reads the range through a scratch buffer: the reads return only once the pages are cached. WILLNEED first
-/// queues the whole range at once, so the disk sees one large request rather than chunk after chunk.
+/// Reads the range through a scratch buffer: the reads return only once the pages are cached. Plain sequential
+/// preads, no POSIX_FADV_WILLNEED: the file's readahead state is the one sendfile uses, so the kernel keeps
+/// reading ahead of a catching-up consumer while its last fetch is sent (a WILLNEED of each range measured half
+/// the throughput: it sets no readahead marks, so the disk idled between fetches).
 fn read_into_cache(f: &FileSlice) -> std::io::Result<()> {
-    let _ = posix_fadvise(f.file.fd(), f.position as i64, f.len as i64, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
     let mut buf = vec![0u8; (f.len as usize).min(WARMUP_CHUNK)];
     let (mut pos, end) = (f.position, f.position + f.len);
     while pos < end {
@@ -84,6 +84,7 @@ mod tests {
     use std::io::Write;
 
     use bytes::Bytes;
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
     use crate::frame::RecordsFile;
     use crate::metrics::Metrics;
