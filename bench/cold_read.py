@@ -10,6 +10,9 @@ round and in the same run:
             evicted from the page cache (posix_fadvise DONTNEED, per file: no root, no whole-machine cache drop),
             with fetch.warmup.enable=true;
   off       the same with fetch.warmup.enable=false (a broker restarted on the same data: the old code path).
+This machine's virtual disk reads at GB/s from its host's cache, so as root the broker runs in a cgroup that caps
+its reads at BENCH_READ_MBPS (default 380, the disk's write speed and the issue's reading; 0: no cap), cgroup v1
+blkio or v2 io.max; without root it runs uncapped and says so.
 The lagging consumer is bench/fetch_sink.py (8 MiB fetches, record bytes spliced away), so its MB/s is the
 broker's and the disk's, not a Python parser's. Only the records sent while the cold read ran are counted in
 the two cold cases. Prints p50/p99/max per case and round and the lagging consumer's MB/s.
@@ -151,6 +154,41 @@ def evict(data, topic):
             os.close(fd)
 
 
+class ReadCap:
+    """A cgroup capping the block-device reads of the processes put in it (see the module comment)."""
+
+    def __init__(self, data, mbps):
+        self.dir = None
+        if mbps <= 0 or os.geteuid() != 0:
+            return
+        dev = os.stat(data).st_dev
+        sys_dev = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+        if (sys_dev / "partition").exists():  # throttles apply to whole disks
+            sys_dev = sys_dev.resolve().parent
+        disk = (sys_dev / "dev").read_text().strip()
+        v1, v2 = Path("/sys/fs/cgroup/blkio"), Path("/sys/fs/cgroup")
+        if v1.is_dir():
+            self.dir, limit = v1 / f"strata-cold-read-{os.getpid()}", ("blkio.throttle.read_bps_device", f"{disk} {mbps * 10**6}")
+        elif "io" in (v2 / "cgroup.controllers").read_text().split():
+            self.dir, limit = v2 / f"strata-cold-read-{os.getpid()}", ("io.max", f"{disk} rbps={mbps * 10**6}")
+        else:
+            return
+        self.dir.mkdir()
+        (self.dir / limit[0]).write_text(limit[1])
+        self.mbps = mbps
+
+    def add(self, pid):
+        if self.dir:
+            (self.dir / "cgroup.procs").write_text(str(pid))
+
+    def describe(self):
+        return f"broker reads capped at {self.mbps} MB/s ({self.dir})" if self.dir else "broker reads not capped"
+
+    def remove(self):
+        if self.dir:
+            self.dir.rmdir()
+
+
 def run_producer(addr, topic, stop, out):
     """One record per request at RATE/s until `stop` is set: [(send time, latency s, offset)]."""
     p, _ = create_topic(addr, topic)
@@ -250,6 +288,7 @@ def main():
     data.mkdir()
     results = {c: [] for c in CASES}
     port = free_port()
+    cap = ReadCap(data, int(os.environ.get("BENCH_READ_MBPS", "380")))
     metrics_flags = ("--metrics.port", str(port), "--metrics.bind.address", "127.0.0.1")
     try:
         b = bb.Broker(data, *metrics_flags)
@@ -265,6 +304,7 @@ def main():
                 evict(data, "old")
                 b = bb.Broker(data, *flags, *metrics_flags)
                 try:
+                    cap.add(b.proc.pid)
                     r = measure(b.addr, case, rnd, old_records)
                     if case == "warmup":
                         warmups.append([scrape(port, f"strata_pagecache_{m}") for m in
@@ -278,6 +318,8 @@ def main():
                       + (f"; lagging consumer {mb:.0f} MB/s" if mb else ""), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        cap.remove()
+    print(f"{cap.describe()}; {RATE} records/s of 100 B, one per request, acks=1\n")
     print(f"| case | round | producer p50 ms | p99 ms | max ms | consumer e2e p50 ms | p99 ms | max ms | records "
           f"| lagging consumer MB/s ({OLD_GIB} GiB, evicted) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

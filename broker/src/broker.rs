@@ -156,7 +156,7 @@ impl Broker {
         });
         let config = &state.config;
         let warmer = config.fetch_warmup_enable.then(|| {
-            Arc::new(Warmer::new(strata_storage::PageCacheProbe::detect(), config.num_io_threads, state.metrics.warmup.clone()))
+            Arc::new(Warmer::new(config.num_io_threads, state.metrics.warmup.clone()))
         });
         let opts = ConnectionOptions {
             max_request_bytes: config.socket_request_max_bytes,

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_storage::PageCacheProbe;
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+use strata_storage::{PageCacheProbe, ProbeMethod};
 use tokio::sync::Semaphore;
 
 use crate::frame::{FileSlice, Payload, ResponseFrame};
@@ -19,6 +20,8 @@ pub const WARMUP_CHUNK: usize = 1 << 20;
 
 /// Reads cold ranges into the page cache; shared by every connection of the broker.
 pub struct Warmer {
+    /// mincore(2), not cachestat(2): cachestat counts pages whose read is still in flight (readahead of an
+    /// earlier fetch) as cached, and sendfile would wait for them; mincore counts only pages holding their data.
     probe: PageCacheProbe,
     /// One permit per range being read: bounds the threads (and buffers) busy with warm-ups.
     permits: Arc<Semaphore>,
@@ -27,8 +30,8 @@ pub struct Warmer {
 
 impl Warmer {
     /// `threads`: how many ranges may be read at once (`num.io.threads`).
-    pub fn new(probe: PageCacheProbe, threads: usize, metrics: WarmupMetrics) -> Warmer {
-        Warmer { probe, permits: Arc::new(Semaphore::new(threads)), metrics }
+    pub fn new(threads: usize, metrics: WarmupMetrics) -> Warmer {
+        Warmer { probe: PageCacheProbe::with_method(ProbeMethod::Mincore), permits: Arc::new(Semaphore::new(threads)), metrics }
     }
 
     /// Returns once every file range of `frame` is resident. Ranges are warmed one after another: a connection's
@@ -63,19 +66,29 @@ impl Warmer {
     }
 }
 
-/// Reads the range through a scratch buffer: the reads return only once the pages are cached. Plain sequential
-/// preads, no POSIX_FADV_WILLNEED: the file's readahead state is the one sendfile uses, so the kernel keeps
-/// reading ahead of a catching-up consumer while its last fetch is sent (a WILLNEED of each range measured half
-/// the throughput: it sets no readahead marks, so the disk idled between fetches).
+/// Reads the range through a scratch buffer: the reads return only once the pages are cached.
+///
+/// The file is first marked POSIX_FADV_RANDOM, which stops the kernel's own readahead on it (for every reader of
+/// this descriptor, the network threads' sendfile included): readahead leaves marks on the pages it reads, and a
+/// sendfile reaching a mark starts the next readahead itself, on the network thread, where it was measured to
+/// wait for the disk as before. The readahead is done here instead: WILLNEED queues the range (up to the
+/// device's readahead size) so the disk sees large requests, the preads wait for it, and a WILLNEED of the same
+/// length after the range keeps the disk busy while this response is sent and a catching-up consumer asks for
+/// the next one (a consumer that stops there costs one range of cache).
 fn read_into_cache(f: &FileSlice) -> std::io::Result<()> {
+    let fd = f.file.fd();
+    let (start, end) = (f.position, f.position + f.len);
+    let advise = |offset: u64, advice| posix_fadvise(fd, offset as i64, f.len as i64, advice).map_err(std::io::Error::from);
+    advise(0, PosixFadviseAdvice::POSIX_FADV_RANDOM)?;
+    advise(start, PosixFadviseAdvice::POSIX_FADV_WILLNEED)?;
     let mut buf = vec![0u8; (f.len as usize).min(WARMUP_CHUNK)];
-    let (mut pos, end) = (f.position, f.position + f.len);
+    let mut pos = start;
     while pos < end {
         let n = ((end - pos) as usize).min(WARMUP_CHUNK);
         f.file.read_exact_at(&mut buf[..n], pos)?;
         pos += n as u64;
     }
-    Ok(())
+    advise(end, PosixFadviseAdvice::POSIX_FADV_WILLNEED)
 }
 
 #[cfg(test)]
@@ -84,7 +97,6 @@ mod tests {
     use std::io::Write;
 
     use bytes::Bytes;
-    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
     use crate::frame::RecordsFile;
     use crate::metrics::Metrics;
@@ -98,9 +110,9 @@ mod tests {
         f.sync_all().unwrap();
         posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
         let file: Arc<dyn RecordsFile> = Arc::new(std::fs::File::open(&path).unwrap());
-        let probe = PageCacheProbe::detect();
+        let probe = PageCacheProbe::with_method(ProbeMethod::Mincore);
         let metrics = Metrics::new(None);
-        let warmer = Warmer::new(probe, 2, metrics.warmup.clone());
+        let warmer = Warmer::new(2, metrics.warmup.clone());
         let range = |position, len| Payload::File(FileSlice { file: file.clone(), position, len });
         let frame = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * WARMUP_CHUNK as u64), range(0, 0)] };
         assert!(probe.probe(&file.fd(), 10, 2 * WARMUP_CHUNK as u64).unwrap().resident_bytes < 2 * WARMUP_CHUNK as u64);
