@@ -31,7 +31,7 @@ mod topic_partition;
 
 pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, WriteMode};
 pub use error::{Result, StorageError};
-pub use file_records::FileRecords;
+pub use file_records::{FileRecords, ReadIo};
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult, LEADER_EPOCH};
 pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
 pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};

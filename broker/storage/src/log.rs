@@ -18,7 +18,7 @@ use crate::batch::{self, BatchHeader};
 use crate::batch_rewrite;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
-use crate::file_records::FileRecords;
+use crate::file_records::{FileRecords, ReadIo};
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager};
 use crate::recovery::recover_segment;
 use crate::retention::{self, SegmentStats};
@@ -233,7 +233,7 @@ fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64,
     let first_base = segments.range(..=from).next_back().map_or(i64::MIN, |(&b, _)| b);
     for segment in segments.range(first_base..).map(|(_, s)| s) {
         let start = if segment.base_offset() <= from { u64::from(segment.offset_index().lookup(from).position) } else { 0 };
-        for item in segment.log().headers(start, segment.size()) {
+        for item in segment.log().headers(start, segment.size(), ReadIo::Wait) {
             let (_, header) = item?;
             if header.base_offset >= from && header.base_offset < log_end_offset {
                 state.update(&[header]);
@@ -355,7 +355,7 @@ impl Log {
     fn scan_tail(segment: &LogSegment) -> Result<i64> {
         let start = segment.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
         let mut next = segment.base_offset();
-        for item in segment.log().headers(start, segment.size()) {
+        for item in segment.log().headers(start, segment.size(), ReadIo::Wait) {
             next = item?.1.next_offset();
         }
         Ok(next)
@@ -546,6 +546,12 @@ impl Log {
     /// Whole batches from the one containing `offset`, at most `max_bytes` (but at least one batch), only
     /// batches whose last offset is below `upper_bound` (the high watermark, for consumers).
     pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<ReadResult> {
+        self.read_io(offset, max_bytes, upper_bound, ReadIo::Wait)
+    }
+
+    /// [`Log::read`], which with [`ReadIo::NoWait`] fails with `StorageError::WouldBlock` instead of waiting for
+    /// the disk to read the batch headers that locate the range (a network thread tries this first).
+    pub fn read_io(&self, offset: i64, max_bytes: usize, upper_bound: i64, io: ReadIo) -> Result<ReadResult> {
         // The end offset first: any segment holding offsets below it is already in the map snapshot.
         let log_end_offset = self.log_end_offset();
         let segments = self.segments();
@@ -562,11 +568,11 @@ impl Log {
         let mut remaining = max_bytes as u64;
         for segment in segments.range(first_base..).map(|(_, s)| s) {
             let end = segment.size();
-            let Some((position, header)) = segment.find_batch(offset, end)? else { continue };
+            let Some((position, header)) = segment.find_batch(offset, end, io)? else { continue };
             if header.last_offset() >= upper_bound {
                 break;
             }
-            let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty())?;
+            let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty(), io)?;
             if stop > position {
                 let len = stop - position;
                 result.ranges.push(FileRange { file: Arc::clone(segment.log()), position, len });
@@ -708,7 +714,7 @@ impl Log {
         }
         let segments = self.segments();
         let (&base, segment) = segments.range(..=offset).next_back().expect("a segment holds the log start offset");
-        let cut = segment.find_batch(offset, segment.size())?.map_or(segment.size(), |(position, _)| position);
+        let cut = segment.find_batch(offset, segment.size(), ReadIo::Wait)?.map_or(segment.size(), |(position, _)| position);
         w.active().seal()?;
         let mut map = (*segments).clone();
         for (&later, doomed) in segments.range(base + 1..) {

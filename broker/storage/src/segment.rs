@@ -16,7 +16,7 @@ use nix::fcntl::{fallocate, FallocateFlags};
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::config::{LogConfig, WriteMode};
 use crate::error::{Result, StorageError};
-use crate::file_records::FileRecords;
+use crate::file_records::{FileRecords, ReadIo};
 use crate::offset_index::{OffsetIndex, OffsetPosition};
 use crate::time_index::{TimeIndex, TimestampOffset};
 
@@ -199,9 +199,9 @@ impl LogSegment {
     }
 
     /// The first batch whose last offset is >= `offset`, searching from the index hint, below `end`.
-    pub fn find_batch(&self, offset: i64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+    pub fn find_batch(&self, offset: i64, end: u64, io: ReadIo) -> Result<Option<(u64, BatchHeader)>> {
         let start = self.offset_index.lookup(offset).position as u64;
-        for item in self.log.headers(start.min(end), end) {
+        for item in self.log.headers(start.min(end), end, io) {
             let (position, header) = item?;
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));
@@ -213,7 +213,7 @@ impl LogSegment {
     /// End position of the whole batches that a read starting at `start` (a batch boundary, below `end`) may
     /// return: batches with last offset < `upper_bound`, at most `max_bytes` in all, but at least the first
     /// batch when `at_least_one`. Jumps ahead with the index so only a few headers are read.
-    pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool) -> Result<u64> {
+    pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool, io: ReadIo) -> Result<u64> {
         let limit = start.saturating_add(max_bytes);
         let mut position = start;
         let hint: OffsetPosition = self.offset_index.lookup_position(limit.min(u32::MAX as u64) as u32);
@@ -222,7 +222,7 @@ impl LogSegment {
         if hint_position > start && hint_position < end && hint.offset < upper_bound {
             position = hint_position;
         }
-        for item in self.log.headers(position, end) {
+        for item in self.log.headers(position, end, io) {
             let (at, header) = item?;
             let batch_end = at + header.size() as u64;
             let first = at == start;
@@ -240,7 +240,7 @@ impl LogSegment {
         let start = self.offset_index.lookup(from).position as u64;
         let end = self.size();
         let mut buf = Vec::new();
-        for item in self.log.headers(start, end) {
+        for item in self.log.headers(start, end, ReadIo::Wait) {
             let (position, header) = item?;
             if header.max_timestamp < target || header.last_offset() < min_offset || header.is_control() {
                 continue;
