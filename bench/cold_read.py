@@ -35,7 +35,7 @@ import broker_bench as bb  # noqa: E402
 import fetch_sink  # noqa: E402
 from pagecache_overhead import free_port, scrape  # noqa: E402
 
-OLD_GIB, RATE, ALONE_S, ROUNDS = 3, 2000, 8, 2
+OLD_GIB, RATE, ALONE_S, ROUNDS = 3, 2000, 8, 3
 CASES = ("alone", "warmup", "off")
 
 _CRC_TABLE = []

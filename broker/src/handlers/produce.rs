@@ -36,7 +36,7 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                     _ => Err((unknown, "unknown topic or partition".to_string())),
                 },
                 (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
-                (true, Some(partition), Some(records)) => match partition.append(records, req.acks) {
+                (true, Some(partition), Some(records)) => match super::may_block(|| partition.append(records, req.acks)) {
                     Ok(info) => {
                         state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
                         Ok((info.first_offset, info.log_append_time, partition.log.log_start_offset()))
