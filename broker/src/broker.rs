@@ -37,6 +37,8 @@ pub struct BrokerState {
     /// High watermarks of the partitions peers lead, for the lag of the groups this broker coordinates.
     pub remote_high_watermarks: RemoteHighWatermarks,
     pub producer_ids: ProducerIdManager,
+    /// Fetch disk reads off the network threads (fetch.warmup.enable); None: they read on the network threads.
+    pub warmer: Option<Arc<Warmer>>,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -143,26 +145,26 @@ impl Broker {
         let config_pagecache_probe = config.metrics_pagecache_probe;
         let lag_refresh = config.metrics_consumer_lag_refresh;
         let groups = Arc::new(groups);
+        let metrics = Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect));
+        let warmer = config.fetch_warmup_enable.then(|| Arc::new(Warmer::new(config.num_io_threads, metrics.warmup.clone())));
         let state = Arc::new(BrokerState {
             config,
             cluster_id,
             cluster,
             replicas,
-            metrics: Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect)),
+            metrics,
             groups: groups.clone(),
             remote_high_watermarks: RemoteHighWatermarks::new(lag_refresh),
             producer_ids,
+            warmer,
             shutdown: shutdown.clone(),
         });
         let config = &state.config;
-        let warmer = config.fetch_warmup_enable.then(|| {
-            Arc::new(Warmer::new(config.num_io_threads, state.metrics.warmup.clone()))
-        });
         let opts = ConnectionOptions {
             max_request_bytes: config.socket_request_max_bytes,
             max_inflight: config.max_inflight_requests,
             fetch_mode: config.fetch_mode,
-            warmer,
+            warmer: state.warmer.clone(),
         };
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
         let mut servers = JoinSet::new();

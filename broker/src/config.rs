@@ -158,8 +158,9 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "num.io.threads",
         Some("4"),
-        "Cold fetched ranges read into the page cache at once (fetch.warmup.enable), each on its own blocking \
-         thread through a 1 MiB buffer: the warm-up's bound of threads and of memory (this many MiB).",
+        "Blocking threads doing the disk reads of fetches when fetch.warmup.enable is true: reading cold ranges into \
+         the page cache (each through a 1 MiB buffer, so at most this many MiB) and locating ranges in evicted \
+         segments. The bound of the warm-up's threads and memory.",
     ),
     s("metrics.port", Some("0"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
     s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),

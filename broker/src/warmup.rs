@@ -18,12 +18,13 @@ use crate::metrics::WarmupMetrics;
 /// number of warm-ups allowed at once.
 pub const WARMUP_CHUNK: usize = 1 << 20;
 
-/// Reads cold ranges into the page cache; shared by every connection of the broker.
+/// Reads cold ranges into the page cache, and runs the other disk reads of fetches, on at most `num.io.threads`
+/// blocking threads; one per broker (BrokerState), present when fetch.warmup.enable is true.
 pub struct Warmer {
     /// mincore(2), not cachestat(2): cachestat counts pages whose read is still in flight (readahead of an
     /// earlier fetch) as cached, and sendfile would wait for them; mincore counts only pages holding their data.
     probe: PageCacheProbe,
-    /// One permit per range being read: bounds the threads (and buffers) busy with warm-ups.
+    /// One permit per read in progress: bounds the threads (and warm-up buffers) busy with fetch disk reads.
     permits: Arc<Semaphore>,
     metrics: WarmupMetrics,
 }
@@ -32,6 +33,17 @@ impl Warmer {
     /// `threads`: how many ranges may be read at once (`num.io.threads`).
     pub fn new(threads: usize, metrics: WarmupMetrics) -> Warmer {
         Warmer { probe: PageCacheProbe::with_method(ProbeMethod::Mincore), permits: Arc::new(Semaphore::new(threads)), metrics }
+    }
+
+    /// Runs `f`, which may wait for the disk, on a blocking thread once one of the `num.io.threads` permits is
+    /// free (a panic in `f` resumes here).
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        });
+        done.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
     /// Returns once every file range of `frame` is resident. Ranges are warmed one after another: a connection's
@@ -45,17 +57,15 @@ impl Warmer {
         let Some(first) = cold.next() else { return };
         self.metrics.cold_fetches.inc();
         for f in std::iter::once(first).chain(cold) {
-            let Ok(permit) = self.permits.clone().acquire_owned().await else { return };
             let metrics = self.metrics.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+            let read = self.run(move || {
                 let start = Instant::now();
                 let read = read_into_cache(&f);
                 metrics.seconds.inc_by(start.elapsed().as_secs_f64());
                 metrics.bytes.inc_by(f.len);
                 read
             });
-            if let Ok(Err(e)) = read.await {
+            if let Err(e) = read.await {
                 tracing::debug!(error = %e, "cold range warm-up failed; the writer will read it");
             }
         }

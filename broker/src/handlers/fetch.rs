@@ -114,10 +114,10 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
 /// How the network thread reads: without waiting for the disk when the cold-read fix is on
 /// (fetch.warmup.enable), so locating a range in an evicted segment (a few batch headers) cannot block it.
 fn network_io(state: &BrokerState) -> ReadIo {
-    if state.config.fetch_warmup_enable { ReadIo::NoWait } else { ReadIo::Wait }
+    if state.warmer.is_some() { ReadIo::NoWait } else { ReadIo::Wait }
 }
 
-/// Reads on the network thread if it need not wait for the disk, otherwise on a blocking thread.
+/// Reads on the network thread if it need not wait for the disk, otherwise on an I/O thread.
 async fn read_off_disk(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResponseData, u64, bool) {
     match read(state, plan, network_io(state)) {
         Some(r) => r,
@@ -125,11 +125,15 @@ async fn read_off_disk(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResp
     }
 }
 
+/// A read that may wait for the disk, on one of the `num.io.threads` (where there is no warmer, a read never
+/// gives up, so this only runs in place for completeness).
 async fn read_blocking(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResponseData, u64, bool) {
-    let (state, plan) = (state.clone(), plan.clone());
-    tokio::task::spawn_blocking(move || read(&state, &plan, ReadIo::Wait).expect("a read allowed to wait does not give up"))
-        .await
-        .expect("the fetch read panicked")
+    let (s, p) = (state.clone(), plan.clone());
+    let read = move || read(&s, &p, ReadIo::Wait).expect("a read allowed to wait does not give up");
+    match &state.warmer {
+        Some(w) => w.run(read).await,
+        None => read(),
+    }
 }
 
 fn encode(state: &BrokerState, plan: &Plan, data: FetchResponseData) -> ResponseFrame {
