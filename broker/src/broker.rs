@@ -146,7 +146,10 @@ impl Broker {
         let lag_refresh = config.metrics_consumer_lag_refresh;
         let groups = Arc::new(groups);
         let metrics = Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect));
-        let warmer = config.fetch_warmup_enable.then(|| Arc::new(Warmer::new(config.num_io_threads, metrics.warmup.clone())));
+        let warmer = match config.fetch_warmup_enable {
+            true => Some(Arc::new(Warmer::new(config.num_io_threads, metrics.warmup.clone()).context("opening /dev/null for the warm-up")?)),
+            false => None,
+        };
         let state = Arc::new(BrokerState {
             config,
             cluster_id,

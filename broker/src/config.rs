@@ -159,8 +159,9 @@ pub const SETTINGS: &[Setting] = &[
         "num.io.threads",
         Some("4"),
         "Blocking threads doing the disk reads of fetches when fetch.warmup.enable is true: reading cold ranges into \
-         the page cache (each through a 1 MiB buffer, so at most this many MiB) and locating ranges in evicted \
-         segments. The bound of the warm-up's threads and memory.",
+         the page cache and locating ranges in evicted segments. At most this many fetches read from disk at once, \
+         with no buffer of their own (ranges are read with sendfile to /dev/null), and at most this many ranges \
+         are read ahead.",
     ),
     s("metrics.port", Some("0"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
     s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),

@@ -4,19 +4,17 @@
 //! delays only its own responses, not every connection served by the same worker (Kafka's KAFKA-7504, fixed at
 //! LINE the same way). Resident ranges cost one page-cache probe and take the usual path.
 
+use std::fs::File;
 use std::sync::Arc;
 use std::time::Instant;
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+use nix::sys::sendfile::sendfile;
 use strata_storage::{PageCacheProbe, ProbeMethod};
 use tokio::sync::Semaphore;
 
 use crate::frame::{FileSlice, Payload, ResponseFrame};
 use crate::metrics::WarmupMetrics;
-
-/// Bytes read per pread: the scratch buffer of one warm-up, so warm-up memory is at most this times the
-/// number of warm-ups allowed at once.
-pub const WARMUP_CHUNK: usize = 1 << 20;
 
 /// Reads cold ranges into the page cache, and runs the other disk reads of fetches, on at most `num.io.threads`
 /// blocking threads; one per broker (BrokerState), present when fetch.warmup.enable is true.
@@ -27,12 +25,15 @@ pub struct Warmer {
     /// One permit per read in progress: bounds the threads (and warm-up buffers) busy with fetch disk reads.
     permits: Arc<Semaphore>,
     metrics: WarmupMetrics,
+    /// Where warm-ups send the ranges they read.
+    null: Arc<File>,
 }
 
 impl Warmer {
     /// `threads`: how many ranges may be read at once (`num.io.threads`).
-    pub fn new(threads: usize, metrics: WarmupMetrics) -> Warmer {
-        Warmer { probe: PageCacheProbe::with_method(ProbeMethod::Mincore), permits: Arc::new(Semaphore::new(threads)), metrics }
+    pub fn new(threads: usize, metrics: WarmupMetrics) -> std::io::Result<Warmer> {
+        let null = Arc::new(File::options().write(true).open("/dev/null")?);
+        Ok(Warmer { probe: PageCacheProbe::with_method(ProbeMethod::Mincore), permits: Arc::new(Semaphore::new(threads)), metrics, null })
     }
 
     /// Runs `f`, which may wait for the disk, on a blocking thread once one of the `num.io.threads` permits is
@@ -57,10 +58,10 @@ impl Warmer {
         let Some(first) = cold.next() else { return };
         self.metrics.cold_fetches.inc();
         for f in std::iter::once(first).chain(cold) {
-            let metrics = self.metrics.clone();
+            let (metrics, null) = (self.metrics.clone(), self.null.clone());
             let read = self.run(move || {
                 let start = Instant::now();
-                let read = read_into_cache(&f);
+                let read = read_into_cache(&f, &null);
                 metrics.seconds.inc_by(start.elapsed().as_secs_f64());
                 metrics.bytes.inc_by(f.len);
                 read
@@ -76,27 +77,28 @@ impl Warmer {
     }
 }
 
-/// Reads the range through a scratch buffer: the reads return only once the pages are cached.
+/// Reads the range into the page cache by sending it to /dev/null with sendfile(2): the call returns once the
+/// pages hold their data, and /dev/null takes them without copying them anywhere (no buffer, no memcpy).
 ///
 /// The file is first marked POSIX_FADV_RANDOM, which stops the kernel's own readahead on it (for every reader of
 /// this descriptor, the network threads' sendfile included): readahead leaves marks on the pages it reads, and a
 /// sendfile reaching a mark starts the next readahead itself, on the network thread, where it was measured to
 /// wait for the disk as before. The readahead is done here instead: WILLNEED queues the range (up to the
-/// device's readahead size) so the disk sees large requests, the preads wait for it, and a WILLNEED of the same
-/// length after the range keeps the disk busy while this response is sent and a catching-up consumer asks for
-/// the next one (a consumer that stops there costs one range of cache).
-fn read_into_cache(f: &FileSlice) -> std::io::Result<()> {
+/// device's readahead size) so the disk sees large requests, and a WILLNEED of the same length after the range
+/// keeps the disk busy while this response is sent and a catching-up consumer asks for the next one (a consumer
+/// that stops there costs one range of cache).
+fn read_into_cache(f: &FileSlice, null: &File) -> std::io::Result<()> {
     let fd = f.file.fd();
     let (start, end) = (f.position, f.position + f.len);
     let advise = |offset: u64, advice| posix_fadvise(fd, offset as i64, f.len as i64, advice).map_err(std::io::Error::from);
     advise(0, PosixFadviseAdvice::POSIX_FADV_RANDOM)?;
     advise(start, PosixFadviseAdvice::POSIX_FADV_WILLNEED)?;
-    let mut buf = vec![0u8; (f.len as usize).min(WARMUP_CHUNK)];
-    let mut pos = start;
-    while pos < end {
-        let n = ((end - pos) as usize).min(WARMUP_CHUNK);
-        f.file.read_exact_at(&mut buf[..n], pos)?;
-        pos += n as u64;
+    let mut offset = start as i64;
+    while (offset as u64) < end {
+        let count = (end - offset as u64) as usize;
+        if sendfile(null, fd, Some(&mut offset), count)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
     }
     advise(end, PosixFadviseAdvice::POSIX_FADV_WILLNEED)
 }
@@ -111,28 +113,30 @@ mod tests {
     use crate::frame::RecordsFile;
     use crate::metrics::Metrics;
 
+    const CHUNK: usize = 1 << 20;
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn evicted_ranges_become_resident_and_are_counted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         let mut f = std::fs::File::create(&path).unwrap();
-        f.write_all(&vec![5u8; 3 * WARMUP_CHUNK + 123]).unwrap();
+        f.write_all(&vec![5u8; 3 * CHUNK + 123]).unwrap();
         f.sync_all().unwrap();
         posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
         let file: Arc<dyn RecordsFile> = Arc::new(std::fs::File::open(&path).unwrap());
         let probe = PageCacheProbe::with_method(ProbeMethod::Mincore);
         let metrics = Metrics::new(None);
-        let warmer = Warmer::new(2, metrics.warmup.clone());
+        let warmer = Warmer::new(2, metrics.warmup.clone()).unwrap();
         let range = |position, len| Payload::File(FileSlice { file: file.clone(), position, len });
-        let frame = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * WARMUP_CHUNK as u64), range(0, 0)] };
-        assert!(probe.probe(&file.fd(), 10, 2 * WARMUP_CHUNK as u64).unwrap().resident_bytes < 2 * WARMUP_CHUNK as u64);
+        let frame = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * CHUNK as u64), range(0, 0)] };
+        assert!(probe.probe(&file.fd(), 10, 2 * CHUNK as u64).unwrap().resident_bytes < 2 * CHUNK as u64);
         warmer.warm(&frame).await;
-        let r = probe.probe(&file.fd(), 10, 2 * WARMUP_CHUNK as u64).unwrap();
+        let r = probe.probe(&file.fd(), 10, 2 * CHUNK as u64).unwrap();
         assert_eq!(r.resident_bytes, r.total_bytes);
-        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * WARMUP_CHUNK as u64));
+        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * CHUNK as u64));
         // Resident now: nothing more to do or count.
         warmer.warm(&frame).await;
-        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * WARMUP_CHUNK as u64));
+        assert_eq!((metrics.warmup.cold_fetches.get(), metrics.warmup.bytes.get()), (1, 2 * CHUNK as u64));
         assert!(metrics.warmup.seconds.get() > 0.0);
     }
 }
