@@ -77,22 +77,25 @@ impl Warmer {
     }
 }
 
+/// Bytes read ahead after a cold range, for the next fetches of a catching-up consumer, so the disk stays busy
+/// (a consumer that stops there leaves this much unused cache). Enough for a disk of a few hundred MB/s; a
+/// disk of GB/s gives a catching-up consumer about half of what the kernel's readahead did (BENCHMARKS.md).
+const READ_AHEAD: u64 = 32 << 20;
+
 /// Reads the range into the page cache by sending it to /dev/null with sendfile(2): the call returns once the
 /// pages hold their data, and /dev/null takes them without copying them anywhere (no buffer, no memcpy).
 ///
 /// The file is first marked POSIX_FADV_RANDOM, which stops the kernel's own readahead on it (for every reader of
 /// this descriptor, the network threads' sendfile included): readahead leaves marks on the pages it reads, and a
 /// sendfile reaching a mark starts the next readahead itself, on the network thread, where it was measured to
-/// wait for the disk as before. The readahead is done here instead: WILLNEED queues the range (up to the
-/// device's readahead size) so the disk sees large requests, and a WILLNEED of the same length after the range
-/// keeps the disk busy while this response is sent and a catching-up consumer asks for the next one (a consumer
-/// that stops there costs one range of cache).
+/// wait for the disk as before. The readahead is done here instead: WILLNEED queues the range so the disk sees
+/// large requests, and READ_AHEAD bytes after it keep the disk busy while this response is sent and the
+/// consumer asks for the next ones.
 fn read_into_cache(f: &FileSlice, null: &File) -> std::io::Result<()> {
     let fd = f.file.fd();
     let (start, end) = (f.position, f.position + f.len);
-    let advise = |offset: u64, advice| posix_fadvise(fd, offset as i64, f.len as i64, advice).map_err(std::io::Error::from);
-    advise(0, PosixFadviseAdvice::POSIX_FADV_RANDOM)?;
-    advise(start, PosixFadviseAdvice::POSIX_FADV_WILLNEED)?;
+    posix_fadvise(fd, 0, 0, PosixFadviseAdvice::POSIX_FADV_RANDOM)?;
+    will_need(f, start, f.len)?;
     let mut offset = start as i64;
     while (offset as u64) < end {
         let count = (end - offset as u64) as usize;
@@ -100,7 +103,19 @@ fn read_into_cache(f: &FileSlice, null: &File) -> std::io::Result<()> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
-    advise(end, PosixFadviseAdvice::POSIX_FADV_WILLNEED)
+    will_need(f, end, READ_AHEAD)
+}
+
+/// POSIX_FADV_WILLNEED in steps the kernel reads in full (it reads at most the device's readahead or request
+/// size per call, as little as 128 KiB, and ignores the rest).
+fn will_need(f: &FileSlice, from: u64, len: u64) -> std::io::Result<()> {
+    const STEP: u64 = 128 << 10;
+    let mut at = from;
+    while at < from + len {
+        posix_fadvise(f.file.fd(), at as i64, STEP.min(from + len - at) as i64, PosixFadviseAdvice::POSIX_FADV_WILLNEED)?;
+        at += STEP;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
