@@ -22,6 +22,8 @@ pub struct Warmer {
     /// mincore(2), not cachestat(2): cachestat counts pages whose read is still in flight (readahead of an
     /// earlier fetch) as cached, and sendfile would wait for them; mincore counts only pages holding their data.
     probe: PageCacheProbe,
+    /// cachestat(2) where the kernel has it: whether read-ahead bytes are cached or already being read.
+    requested: PageCacheProbe,
     /// One permit per read in progress: bounds the threads (and warm-up buffers) busy with fetch disk reads.
     permits: Arc<Semaphore>,
     metrics: WarmupMetrics,
@@ -33,7 +35,8 @@ impl Warmer {
     /// `threads`: how many ranges may be read at once (`num.io.threads`).
     pub fn new(threads: usize, metrics: WarmupMetrics) -> std::io::Result<Warmer> {
         let null = Arc::new(File::options().write(true).open("/dev/null")?);
-        Ok(Warmer { probe: PageCacheProbe::with_method(ProbeMethod::Mincore), permits: Arc::new(Semaphore::new(threads)), metrics, null })
+        let probe = PageCacheProbe::with_method(ProbeMethod::Mincore);
+        Ok(Warmer { probe, requested: PageCacheProbe::detect(), permits: Arc::new(Semaphore::new(threads)), metrics, null })
     }
 
     /// Runs `f`, which may wait for the disk, on a blocking thread once one of the `num.io.threads` permits is
@@ -51,14 +54,17 @@ impl Warmer {
     /// responses go out in order anyway, and other connections get the remaining permits. A range that cannot be
     /// probed or read is left to the writer, which fails the connection as it did before.
     pub async fn warm(&self, frame: &ResponseFrame) {
-        let mut cold = frame.parts.iter().filter_map(|p| match p {
-            Payload::File(f) if self.is_cold(f) => Some(f.clone()),
-            _ => None,
-        });
-        let Some(first) = cold.next() else { return };
-        self.metrics.cold_fetches.inc();
-        for f in std::iter::once(first).chain(cold) {
-            let (metrics, null) = (self.metrics.clone(), self.null.clone());
+        let mut counted = false;
+        for f in frame.parts.iter().filter_map(|p| if let Payload::File(f) = p { Some(f) } else { None }) {
+            if !self.is_cold(f) {
+                self.keep_reading_ahead(f);
+                continue;
+            }
+            if !counted {
+                self.metrics.cold_fetches.inc();
+                counted = true;
+            }
+            let (f, metrics, null) = (f.clone(), self.metrics.clone(), self.null.clone());
             let read = self.run(move || {
                 let start = Instant::now();
                 let read = read_into_cache(&f, &null);
@@ -72,6 +78,27 @@ impl Warmer {
         }
     }
 
+    /// A consumer fetching what the warm-up read ahead finds its ranges resident and would reach cold data again
+    /// only after the disk idled; so when the page halfway into the next READ_AHEAD bytes after a catch-up-sized
+    /// range is not even being read (cachestat counts pages in flight), those bytes are requested now, on a free
+    /// I/O thread, without waiting (none free: the next cold range reads ahead anyway).
+    fn keep_reading_ahead(&self, f: &FileSlice) {
+        let next = f.position + f.len + READ_AHEAD / 2;
+        if f.len < CATCH_UP_BYTES || next >= f.file.size() {
+            return;
+        }
+        if self.requested.probe(&f.file.fd(), next, 1).is_ok_and(|r| r.resident_bytes > 0) {
+            return;
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else { return };
+        let f = f.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _ = posix_fadvise(f.file.fd(), 0, 0, PosixFadviseAdvice::POSIX_FADV_RANDOM);
+            let _ = will_need(&f, f.position + f.len, READ_AHEAD);
+        });
+    }
+
     fn is_cold(&self, f: &FileSlice) -> bool {
         f.len > 0 && self.probe.probe(&f.file.fd(), f.position, f.len).is_ok_and(|r| r.resident_bytes < r.total_bytes)
     }
@@ -81,6 +108,9 @@ impl Warmer {
 /// (a consumer that stops there leaves this much unused cache). Enough for a disk of a few hundred MB/s; a
 /// disk of GB/s gives a catching-up consumer about half of what the kernel's readahead did (BENCHMARKS.md).
 const READ_AHEAD: u64 = 32 << 20;
+
+/// Ranges at least this long are a consumer catching up (tail reads are small), whose read-ahead is kept going.
+const CATCH_UP_BYTES: u64 = 1 << 20;
 
 /// Reads the range into the page cache by sending it to /dev/null with sendfile(2): the call returns once the
 /// pages hold their data, and /dev/null takes them without copying them anywhere (no buffer, no memcpy).

@@ -27,6 +27,9 @@ impl RecordsFile for FileRecords {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> std::io::Result<()> {
         self.read_at(buf, position).map_err(std::io::Error::other)
     }
+    fn size(&self) -> u64 {
+        FileRecords::size(self)
+    }
 }
 
 struct Wanted {
