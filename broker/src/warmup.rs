@@ -2,7 +2,8 @@
 //! are read into it on a bounded set of blocking threads, so that sendfile(2) (or the copy path) on the network
 //! worker finds them resident and never waits for the disk. A consumer catching up on evicted segments then
 //! delays only its own responses, not every connection served by the same worker (Kafka's KAFKA-7504, fixed at
-//! LINE the same way). Resident ranges cost one page-cache probe and take the usual path.
+//! LINE the same way). Resident ranges cost a page-cache probe (two for a consumer catching up, whose read-ahead
+//! is kept going) and take the usual path.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub struct Warmer {
     probe: PageCacheProbe,
     /// cachestat(2) where the kernel has it: whether read-ahead bytes are cached or already being read.
     requested: PageCacheProbe,
-    /// One permit per read in progress: bounds the threads (and warm-up buffers) busy with fetch disk reads.
+    /// One permit per read in progress: bounds the threads busy with fetch disk reads.
     permits: Arc<Semaphore>,
     metrics: WarmupMetrics,
     /// Where warm-ups send the ranges they read.
@@ -105,8 +106,8 @@ impl Warmer {
 }
 
 /// Bytes read ahead after a cold range, for the next fetches of a catching-up consumer, so the disk stays busy
-/// (a consumer that stops there leaves this much unused cache). Enough for a disk of a few hundred MB/s; a
-/// disk of GB/s gives a catching-up consumer about half of what the kernel's readahead did (BENCHMARKS.md).
+/// (a consumer that stops there leaves this much unused cache). Enough for a disk of a few hundred MB/s; on a
+/// disk of GB/s a catching-up consumer gets about two thirds of what the kernel's readahead gave it (BENCHMARKS.md).
 const READ_AHEAD: u64 = 32 << 20;
 
 /// Ranges at least this long are a consumer catching up (tail reads are small), whose read-ahead is kept going.
