@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica::ReplicaManager;
 use crate::server::{self, ConnectionOptions};
+use crate::warmup::Warmer;
 
 /// Everything handlers need.
 pub struct BrokerState {
@@ -39,6 +40,8 @@ pub struct BrokerState {
     /// High watermarks of the partitions peers lead, for the lag of the groups this broker coordinates.
     pub remote_high_watermarks: RemoteHighWatermarks,
     pub producer_ids: ProducerIdManager,
+    /// Fetch disk reads off the network threads (fetch.warmup.enable); None: they read on the network threads.
+    pub warmer: Option<Arc<Warmer>>,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -141,12 +144,6 @@ impl Broker {
         }
 
         let (stop, shutdown) = watch::channel(false);
-        let opts = ConnectionOptions {
-            max_request_bytes: config.socket_request_max_bytes,
-            max_inflight: config.max_inflight_requests,
-            fetch_mode: config.fetch_mode,
-            max_idle: config.connections_max_idle,
-        };
         let limits = server::Limits { max_connections: config.max_connections, max_per_ip: config.max_connections_per_ip };
         let grace = config.shutdown_timeout;
         let metrics_port = config.metrics_port;
@@ -156,6 +153,10 @@ impl Broker {
         let groups = Arc::new(groups);
         let metrics = Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect));
         let log_dir_space = LogDirSpace::new(config.log_dir.clone(), metrics.log_dir_full.clone());
+        let warmer = match config.fetch_warmup_enable {
+            true => Some(Arc::new(Warmer::new(config.num_io_threads, metrics.warmup.clone()).context("opening /dev/null for the warm-up")?)),
+            false => None,
+        };
         let state = Arc::new(BrokerState {
             config,
             cluster_id,
@@ -166,8 +167,17 @@ impl Broker {
             groups: groups.clone(),
             remote_high_watermarks: RemoteHighWatermarks::new(lag_refresh),
             producer_ids,
+            warmer,
             shutdown: shutdown.clone(),
         });
+        let config = &state.config;
+        let opts = ConnectionOptions {
+            max_request_bytes: config.socket_request_max_bytes,
+            max_inflight: config.max_inflight_requests,
+            fetch_mode: config.fetch_mode,
+            max_idle: config.connections_max_idle,
+            warmer: state.warmer.clone(),
+        };
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
         let connections = server::Connections::new(limits, state.metrics.connections.clone());
         let mut servers = JoinSet::new();

@@ -177,6 +177,21 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s("socket.listen.backlog.size", Some("50"), "Pending connections the kernel queues per listener (SOMAXCONN caps it)."),
     s("fetch.mode", Some("sendfile"), "How Fetch sends record bytes: sendfile (zero-copy) or copy (read + write)."),
+    s(
+        "fetch.warmup.enable",
+        Some("true"),
+        "Read fetched ranges that are not in the page cache into it on num.io.threads blocking threads before \
+         sending them, so a consumer reading old, evicted segments does not block the network threads that serve \
+         other connections (false: send them at once, reading the disk on the network thread).",
+    ),
+    s(
+        "num.io.threads",
+        Some("4"),
+        "Blocking threads doing the disk reads of fetches when fetch.warmup.enable is true: reading cold ranges into \
+         the page cache and locating ranges in evicted segments. At most this many fetches read from disk at once, \
+         with no buffer of their own (ranges are read with sendfile to /dev/null), and at most this many ranges \
+         are read ahead.",
+    ),
     s("metrics.port", Some("9644"), "Port of the HTTP endpoint: /metrics (Prometheus), /healthz, /readyz (0: disabled)."),
     s("metrics.bind.address", Some("0.0.0.0"), "Address the metrics.port endpoint binds to."),
     s(
@@ -309,6 +324,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub socket_listen_backlog: u32,
+    pub fetch_warmup_enable: bool,
+    pub num_io_threads: usize,
     pub metrics_port: u16,
     pub metrics_bind_address: String,
     pub metrics_pagecache_probe: bool,
@@ -463,6 +480,8 @@ impl BrokerConfig {
             max_connections: parse_range("max.connections", &val("max.connections"), 0, i32::MAX as usize)?,
             max_connections_per_ip: parse_range("max.connections.per.ip", &val("max.connections.per.ip"), 0, i32::MAX as usize)?,
             socket_listen_backlog: parse_range("socket.listen.backlog.size", &val("socket.listen.backlog.size"), 1, i32::MAX as u32)?,
+            fetch_warmup_enable: parse("fetch.warmup.enable", &val("fetch.warmup.enable"))?,
+            num_io_threads: parse_range("num.io.threads", &val("num.io.threads"), 1, 1024)?,
             metrics_port: parse("metrics.port", &val("metrics.port"))?,
             metrics_bind_address: val("metrics.bind.address"),
             metrics_pagecache_probe: parse("metrics.pagecache.probe", &val("metrics.pagecache.probe"))?,
@@ -606,6 +625,8 @@ mod tests {
             ("auto.create.topics.enable", "yes"),
             ("socket.request.max.bytes", "1"),
             ("fetch.mode", "mmap"),
+            ("fetch.warmup.enable", "on"),
+            ("num.io.threads", "0"),
             ("log.dirs", "/a,/b"),
             ("log.cleanup.policy", "compact"),
             ("metrics.port", "70000"),

@@ -16,6 +16,8 @@ pub trait RecordsFile: Send + Sync {
     fn fd(&self) -> BorrowedFd<'_>;
     /// Fills `buf` from `position` (the copy path).
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()>;
+    /// The file's length now (the warm-up reads ahead no further).
+    fn size(&self) -> u64;
 }
 
 impl RecordsFile for std::fs::File {
@@ -24,6 +26,9 @@ impl RecordsFile for std::fs::File {
     }
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
         std::os::unix::fs::FileExt::read_exact_at(self, buf, position)
+    }
+    fn size(&self) -> u64 {
+        self.metadata().map_or(0, |m| m.len())
     }
 }
 

@@ -21,6 +21,7 @@ pub mod resources;
 pub mod server;
 pub mod topics;
 pub mod tune;
+pub mod warmup;
 
 #[global_allocator]
 static GLOBAL: alloc_guard::GuardedAlloc = alloc_guard::GuardedAlloc;

@@ -180,12 +180,22 @@ impl ConnectionMetrics {
     }
 }
 
+/// What the cold-read warm-up (warmup.rs) does; shared with it.
+#[derive(Clone)]
+pub struct WarmupMetrics {
+    /// Response frames that had a range not fully in the page cache.
+    pub cold_fetches: IntCounter,
+    pub bytes: IntCounter,
+    pub seconds: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections: ConnectionMetrics,
     pub log_dir_full: IntGauge,
     pub topics: TopicMetrics,
     pub page_cache: PageCacheMetrics,
+    pub warmup: WarmupMetrics,
     requests: IntCounterVec,
     request_time: HistogramVec,
     request_errors: IntCounter,
@@ -233,6 +243,11 @@ impl Metrics {
                 hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Sampled fetched bytes that were in the page cache (1 range in 8)", &["topic"]),
                 miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Sampled fetched bytes read from disk (1 range in 8)", &["topic"]),
                 probe_seconds: seconds_counter(&r, "strata_pagecache_probe_seconds_total", "Time spent probing page-cache residency"),
+            },
+            warmup: WarmupMetrics {
+                cold_fetches: counter(&r, "strata_pagecache_cold_fetches_total", "Fetch responses with a range not fully in the page cache, read into it before sending"),
+                bytes: counter(&r, "strata_pagecache_warmup_bytes_total", "Bytes of cold fetched ranges read into the page cache off the network threads"),
+                seconds: seconds_counter(&r, "strata_pagecache_warmup_seconds_total", "Time spent reading cold fetched ranges into the page cache"),
             },
             requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
             request_time,

@@ -27,6 +27,7 @@ use crate::config::FetchMode;
 use crate::episode::{Episode, Throttle, Transition, LOG_INTERVAL};
 use crate::frame::{write_frame, FileSender, ResponseFrame};
 use crate::metrics::ConnectionMetrics;
+use crate::warmup::Warmer;
 
 /// What the service does with one request.
 pub enum Reply {
@@ -53,13 +54,15 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, peer: &Peer, frame: Bytes) -> Reply;
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionOptions {
     pub max_request_bytes: usize,
     pub max_inflight: usize,
     pub fetch_mode: FetchMode,
     /// connections.max.idle.ms
     pub max_idle: Duration,
+    /// Reads cold file ranges into the page cache before a frame is written; None: written as they are.
+    pub warmer: Option<Arc<Warmer>>,
 }
 
 /// max.connections and max.connections.per.ip.
@@ -347,7 +350,7 @@ async fn connection(
     let (reader, writer) = stream.into_split();
     let activity = Arc::new(Activity::new());
     let (tx, rx) = mpsc::channel(opts.max_inflight);
-    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, peer.addr, activity.clone()));
+    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, opts.warmer.clone(), peer.addr, activity.clone()));
     let mut reader = Tracked { inner: reader, activity: &activity };
     let reason = read_requests(&mut reader, &tx, &peer, &*service, &opts, shutdown).await;
     match &reason {
@@ -420,10 +423,13 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::R
     Ok(buf.freeze())
 }
 
+/// Writes the responses in request order. A frame with cold file ranges waits here, off the worker thread, while
+/// they are read into the page cache: only this connection's later responses wait behind it.
 async fn write_responses(
     writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
     mode: FetchMode,
+    warmer: Option<Arc<Warmer>>,
     peer: SocketAddr,
     activity: Arc<Activity>,
 ) {
@@ -434,6 +440,9 @@ async fn write_responses(
             Pending::Later(fut) => fut.await,
         };
         if let Some(frame) = frame {
+            if let Some(w) = &warmer {
+                w.warm(&frame).await;
+            }
             if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
                 tracing::debug!(%peer, error = %e, "write failed");
                 return;
@@ -478,7 +487,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let echo = Arc::new(Echo(AtomicUsize::new(0)));
         let (stop, stopped) = watch::channel(false);
-        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy, max_idle: Duration::from_secs(600) };
+        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy, max_idle: Duration::from_secs(600), warmer: None };
         let limits = Limits { max_connections: 100, max_per_ip: 100 };
         let connections = Connections::new(limits, ConnectionMetrics::new(&prometheus::Registry::new()));
         let task = tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, connections, stopped, Duration::from_secs(5)));

@@ -6,63 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{record_batch, s, Client, TestBroker};
+use common::{create_topic, fetch_request, produce, produce_request, produce_with_acks, record_batch, s, topic_id, try_create_topic, Client, TestBroker};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
-
-async fn try_create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> create_topics_response::CreatableTopicResult {
-    let req = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
-                .collect(),
-        )]);
-    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
-    resp.topics[0].clone()
-}
-
-async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let t = try_create_topic(c, name, partitions, configs).await;
-    assert_eq!(t.error_code, 0, "{:?}", t.error_message);
-}
-
-fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
-}
-
-async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> produce_response::PartitionProduceResponse {
-    produce_with_acks(c, topic, partition, records, -1).await
-}
-
-async fn produce_with_acks(c: &mut Client, topic: &str, partition: i32, records: Bytes, acks: i16) -> produce_response::PartitionProduceResponse {
-    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, partition, records, acks)).await;
-    resp.responses[0].partition_responses[0].clone()
-}
-
-fn fetch_request(topic: &str, topic_id: Uuid, offset: i64, max_wait_ms: i32) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(10 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_topic_id(topic_id).with_partitions(
-            vec![fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)],
-        )])
-}
-
-async fn topic_id(c: &mut Client, topic: &str) -> Uuid {
-    let req = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
-    let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
-    resp.topics[0].topic_id
-}
 
 #[tokio::test]
 async fn api_versions_of_every_version_and_v0_fallback() {

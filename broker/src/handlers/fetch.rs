@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use kafka_protocol::messages::FetchRequest;
-use strata_storage::FileRecords;
+use strata_storage::{FileRecords, ReadIo, StorageError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -26,6 +26,9 @@ impl RecordsFile for FileRecords {
     }
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> std::io::Result<()> {
         self.read_at(buf, position).map_err(std::io::Error::other)
+    }
+    fn size(&self) -> u64 {
+        self.file_len()
     }
 }
 
@@ -73,14 +76,23 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
         .flat_map(|(n, ps)| ps.iter().filter_map(move |(p, _, _)| state.replicas.partition(n, *p)))
         .map(|p| p.watch_high_watermark())
         .collect();
-    let (data, bytes, errors) = read(state, &plan);
     let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
-    if bytes >= min_bytes || errors || req.max_wait_ms <= 0 || watches.is_empty() || *state.shutdown.borrow() {
-        return Reply::Ready(encode(state, &plan, data));
-    }
-    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms as u64);
+    let no_wait = req.max_wait_ms <= 0 || watches.is_empty() || *state.shutdown.borrow();
+    let would_block = match read(state, &plan, network_io(state)) {
+        Some((data, bytes, errors)) if bytes >= min_bytes || errors || no_wait => return Reply::Ready(encode(state, &plan, data)),
+        first => first.is_none(),
+    };
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let state = state.clone();
+    let plan = Arc::new(plan);
     Reply::Later(Box::pin(async move {
+        if would_block {
+            // The first read would have waited for the disk: it is done where waiting is allowed.
+            let (data, bytes, errors) = read_blocking(&state, &plan).await;
+            if bytes >= min_bytes || errors || no_wait {
+                return Some(encode(&state, &plan, data));
+            }
+        }
         let mut shutdown = state.shutdown.clone();
         loop {
             let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
@@ -89,7 +101,7 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = crate::server::stopped(&mut shutdown) => break,
             }
-            let (data, bytes, errors) = read(&state, &plan);
+            let (data, bytes, errors) = read_off_disk(&state, &plan).await;
             if bytes >= min_bytes || errors {
                 return Some(encode(&state, &plan, data));
             }
@@ -97,9 +109,34 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
                 w.borrow_and_update();
             }
         }
-        let (data, _, _) = read(&state, &plan);
+        let (data, _, _) = read_off_disk(&state, &plan).await;
         Some(encode(&state, &plan, data))
     }))
+}
+
+/// How the network thread reads: without waiting for the disk when the cold-read fix is on
+/// (fetch.warmup.enable), so locating a range in an evicted segment (a few batch headers) cannot block it.
+fn network_io(state: &BrokerState) -> ReadIo {
+    if state.warmer.is_some() { ReadIo::NoWait } else { ReadIo::Wait }
+}
+
+/// Reads on the network thread if it need not wait for the disk, otherwise on an I/O thread.
+async fn read_off_disk(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResponseData, u64, bool) {
+    match read(state, plan, network_io(state)) {
+        Some(r) => r,
+        None => read_blocking(state, plan).await,
+    }
+}
+
+/// A read that may wait for the disk, on one of the `num.io.threads` (where there is no warmer, a read never
+/// gives up, so this only runs in place for completeness).
+async fn read_blocking(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResponseData, u64, bool) {
+    let (s, p) = (state.clone(), plan.clone());
+    let read = move || read(&s, &p, ReadIo::Wait).expect("a read allowed to wait does not give up");
+    match &state.warmer {
+        Some(w) => w.run(read).await,
+        None => read(),
+    }
 }
 
 fn encode(state: &BrokerState, plan: &Plan, data: FetchResponseData) -> ResponseFrame {
@@ -135,14 +172,15 @@ fn error_partition(partition_index: i32, error_code: i16) -> PartitionData {
     PartitionData { partition_index, error_code, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, records: vec![] }
 }
 
-/// Reads every requested partition within the byte limits: (response, record bytes, any partition error).
-fn read(state: &BrokerState, plan: &Plan) -> (FetchResponseData, u64, bool) {
+/// Reads every requested partition within the byte limits: (response, record bytes, any partition error), or
+/// None if `io` is `NoWait` and a partition's read would have waited for the disk.
+fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseData, u64, bool)> {
     let mut data = FetchResponseData { throttle_time_ms: 0, error_code: 0, session_id: 0, topics: vec![] };
     if plan.session_error {
         // This broker never creates fetch sessions (it answers session id 0), so an incremental fetch names a
         // session it does not know; the client falls back to full fetches.
         data.error_code = code::FETCH_SESSION_ID_NOT_FOUND;
-        return (data, 0, true);
+        return Some((data, 0, true));
     }
     let (mut total, mut errors) = (0u64, false);
     for t in &plan.topics {
@@ -172,7 +210,7 @@ fn read(state: &BrokerState, plan: &Plan) -> (FetchResponseData, u64, bool) {
                 log_start_offset: log.log_start_offset(),
                 records: vec![],
             };
-            match log.read(offset, limit as usize, high_watermark) {
+            match log.read_io(offset, limit as usize, high_watermark, io) {
                 Ok(r) if total == 0 || r.bytes <= limit => {
                     total += r.bytes;
                     p.records = r
@@ -182,6 +220,7 @@ fn read(state: &BrokerState, plan: &Plan) -> (FetchResponseData, u64, bool) {
                         .collect();
                 }
                 Ok(_) => {}
+                Err(StorageError::WouldBlock) => return None,
                 Err(e) => {
                     errors = true;
                     p.error_code = storage_error_code(&e);
@@ -191,5 +230,5 @@ fn read(state: &BrokerState, plan: &Plan) -> (FetchResponseData, u64, bool) {
         }
         data.topics.push(TopicData { name: t.name.clone().unwrap_or_default(), topic_id: t.topic_id, partitions });
     }
-    (data, total, errors)
+    Some((data, total, errors))
 }

@@ -160,6 +160,17 @@ where
     }
 }
 
+/// Runs disk work that may block the thread (an append waiting on the file system's block reservation or on
+/// dirty-page throttling) without holding up the other connections of this worker: on the multi-threaded
+/// runtime the worker first hands its other tasks to another thread (block_in_place). It runs in place, so the
+/// appends of one connection keep their order. A current-thread runtime (tests) has no other thread to hand to.
+fn may_block<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }

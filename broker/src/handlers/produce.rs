@@ -39,7 +39,7 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                 },
                 (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
                 (true, Some(partition), Some(records)) => {
-                    match partition.append(records, req.acks) {
+                    match super::may_block(|| partition.append(records, req.acks)) {
                         Ok(info) => {
                             state.log_dir_space.write_succeeded();
                             state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);

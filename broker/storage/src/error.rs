@@ -9,6 +9,9 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A read asked not to wait for the disk found its bytes outside the page cache (see [`crate::file_records::ReadIo`]).
+    #[error("the read would wait for the disk")]
+    WouldBlock,
     /// A record batch failed validation (length, CRC, record count); nothing of its request was written.
     #[error("corrupt record batch at byte {position} of the request: {reason}")]
     CorruptBatch { position: usize, reason: String },

@@ -32,6 +32,12 @@ impl FileRecords {
         &self.file
     }
 
+    /// The file's length now (fstat): the published data, and in an active mmap-mode segment also its
+    /// preallocated tail.
+    pub fn file_len(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
     /// Reads exactly `buf.len()` bytes at `position` (the copy path and recovery).
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
         self.file.read_exact_at(buf, position).map_err(|e| StorageError::io("read", &self.path, e))
@@ -41,9 +47,30 @@ impl FileRecords {
         self.file.sync_data().map_err(|e| StorageError::io("fdatasync", &self.path, e))
     }
 
+    /// `read_at`, or with [`ReadIo::NoWait`] `StorageError::WouldBlock` unless every byte is in the page cache
+    /// now (preadv2 with RWF_NOWAIT: no disk read is started and none in flight is waited for).
+    pub fn read_at_io(&self, buf: &mut [u8], position: u64, io: ReadIo) -> Result<()> {
+        if io == ReadIo::Wait || buf.is_empty() {
+            return self.read_at(buf, position);
+        }
+        let iov = nix::libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: one iovec over `buf`, which outlives the call.
+        let n = unsafe { nix::libc::preadv2(self.file.as_raw_fd(), &iov, 1, position as i64, nix::libc::RWF_NOWAIT) };
+        match n {
+            n if n >= 0 && n as usize == buf.len() => Ok(()),
+            // A short read or EAGAIN: part is not cached. EOPNOTSUPP (a file system without RWF_NOWAIT): unknown,
+            // so the caller reads it where waiting is allowed.
+            n if n >= 0 => Err(StorageError::WouldBlock),
+            _ => match std::io::Error::last_os_error() {
+                e if matches!(e.raw_os_error(), Some(nix::libc::EAGAIN | nix::libc::EOPNOTSUPP)) => Err(StorageError::WouldBlock),
+                e => Err(StorageError::io("read", &self.path, e)),
+            },
+        }
+    }
+
     /// Batch headers from `position` up to `end`, reading ahead in chunks so small batches cost one read per chunk.
-    pub(crate) fn headers(&self, position: u64, end: u64) -> HeaderScan<'_> {
-        HeaderScan { records: self, position, end, buf: Vec::new(), buf_start: 0 }
+    pub(crate) fn headers(&self, position: u64, end: u64, io: ReadIo) -> HeaderScan<'_> {
+        HeaderScan { records: self, position, end, io, buf: Vec::new(), buf_start: 0 }
     }
 }
 
@@ -59,6 +86,14 @@ impl AsFd for FileRecords {
     }
 }
 
+/// Whether a read may wait for the disk. A network thread reads with `NoWait` and, on
+/// `StorageError::WouldBlock`, reads again with `Wait` on a thread that may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadIo {
+    Wait,
+    NoWait,
+}
+
 /// About one index interval: a lookup scans at most that far from its index entry.
 const SCAN_CHUNK: usize = 4096 + crate::batch::HEADER_SIZE;
 
@@ -69,6 +104,7 @@ pub(crate) struct HeaderScan<'a> {
     records: &'a FileRecords,
     position: u64,
     end: u64,
+    io: ReadIo,
     buf: Vec<u8>,
     buf_start: u64,
 }
@@ -80,7 +116,7 @@ impl HeaderScan<'_> {
         if !in_buf {
             let len = (self.end - self.position).min(SCAN_CHUNK as u64) as usize;
             self.buf.resize(len, 0);
-            self.records.read_at(&mut self.buf, self.position)?;
+            self.records.read_at_io(&mut self.buf, self.position, self.io)?;
             self.buf_start = self.position;
         }
         let at = (self.position - self.buf_start) as usize;
@@ -120,5 +156,27 @@ impl Iterator for HeaderScan<'_> {
         let at = self.position;
         self.position += size;
         Some(Ok((at, header)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_no_wait_read_fails_on_evicted_bytes_and_succeeds_once_they_are_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.log");
+        std::fs::write(&path, vec![3u8; 1 << 20]).unwrap();
+        let file = File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        let records = FileRecords::new(path, file);
+        let mut buf = vec![0u8; 4096];
+        assert!(matches!(records.read_at_io(&mut buf, 8192, ReadIo::NoWait), Err(StorageError::WouldBlock)));
+        records.read_at_io(&mut buf, 8192, ReadIo::Wait).unwrap();
+        buf.fill(0);
+        records.read_at_io(&mut buf, 8192, ReadIo::NoWait).unwrap();
+        assert_eq!(buf, vec![3u8; 4096]);
     }
 }

@@ -33,7 +33,7 @@ pub mod verify;
 
 pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, WriteMode};
 pub use error::{Result, StorageError};
-pub use file_records::FileRecords;
+pub use file_records::{FileRecords, ReadIo};
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult, LEADER_EPOCH};
 pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
 pub use stats::StorageStats;

@@ -18,7 +18,7 @@ use crate::batch::{self, BatchHeader};
 use crate::batch_rewrite;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
-use crate::file_records::FileRecords;
+use crate::file_records::{FileRecords, ReadIo};
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager};
 use crate::recovery::recover_segment;
 use crate::retention::{self, SegmentStats};
@@ -235,9 +235,9 @@ fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64,
     let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?.unwrap_or_default();
     let first_base = segments.range(..=from).next_back().map_or(i64::MIN, |(&b, _)| b);
     for segment in segments.range(first_base..).map(|(_, s)| s) {
-        let start = if segment.base_offset() <= from { segment.find_batch(from, segment.size())?.map_or(0, |(p, _)| p) } else { 0 };
+        let start = if segment.base_offset() <= from { segment.find_batch(from, segment.size(), ReadIo::Wait)?.map_or(0, |(p, _)| p) } else { 0 };
         let files = segment.files()?;
-        for item in files.log().headers(start, segment.size()) {
+        for item in files.log().headers(start, segment.size(), ReadIo::Wait) {
             let (_, header) = item?;
             if header.base_offset >= from && header.base_offset < log_end_offset {
                 state.update(&[header]);
@@ -370,7 +370,7 @@ impl Log {
         let files = segment.files()?;
         let start = files.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
         let mut next = segment.base_offset();
-        for item in files.log().headers(start, segment.size()) {
+        for item in files.log().headers(start, segment.size(), ReadIo::Wait) {
             next = item?.1.next_offset();
         }
         Ok(next)
@@ -561,6 +561,13 @@ impl Log {
     /// Whole batches from the one containing `offset`, at most `max_bytes` (but at least one batch), only
     /// batches whose last offset is below `upper_bound` (the high watermark, for consumers).
     pub fn read(&self, offset: i64, max_bytes: usize, upper_bound: i64) -> Result<ReadResult> {
+        self.read_io(offset, max_bytes, upper_bound, ReadIo::Wait)
+    }
+
+    /// [`Log::read`], which with [`ReadIo::NoWait`] fails with `StorageError::WouldBlock` instead of waiting for
+    /// the disk to read the batch headers that locate the range or to open a closed segment (a network thread
+    /// tries this first).
+    pub fn read_io(&self, offset: i64, max_bytes: usize, upper_bound: i64, io: ReadIo) -> Result<ReadResult> {
         // The end offset first: any segment holding offsets below it is already in the map snapshot.
         let log_end_offset = self.log_end_offset();
         let segments = self.segments();
@@ -577,11 +584,11 @@ impl Log {
         let mut remaining = max_bytes as u64;
         for segment in segments.range(first_base..).map(|(_, s)| s) {
             let end = segment.size();
-            let Some((position, header)) = segment.find_batch(offset, end)? else { continue };
+            let Some((position, header)) = segment.find_batch(offset, end, io)? else { continue };
             if header.last_offset() >= upper_bound {
                 break;
             }
-            let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty())?;
+            let stop = segment.read_end(position, end, remaining, upper_bound, result.ranges.is_empty(), io)?;
             if stop > position {
                 let len = stop - position;
                 result.ranges.push(FileRange { file: Arc::clone(segment.files()?.log()), position, len });
@@ -723,7 +730,7 @@ impl Log {
         }
         let segments = self.segments();
         let (&base, segment) = segments.range(..=offset).next_back().expect("a segment holds the log start offset");
-        let cut = segment.find_batch(offset, segment.size())?.map_or(segment.size(), |(position, _)| position);
+        let cut = segment.find_batch(offset, segment.size(), ReadIo::Wait)?.map_or(segment.size(), |(position, _)| position);
         w.active().seal()?;
         let mut map = (*segments).clone();
         for (&later, doomed) in segments.range(base + 1..) {

@@ -28,7 +28,7 @@ use tracing::error;
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::config::{LogConfig, WriteMode};
 use crate::error::{Result, StorageError};
-use crate::file_records::FileRecords;
+use crate::file_records::{FileRecords, ReadIo};
 use crate::index_file::IndexOpen;
 use crate::offset_index::{OffsetIndex, OffsetPosition};
 use crate::stats::StorageStats;
@@ -112,16 +112,19 @@ fn scan_from_hint(
     log: &FileRecords,
     hint: OffsetPosition,
     end: u64,
+    io: ReadIo,
     wanted: impl Fn(&BatchHeader) -> bool,
 ) -> Result<std::result::Result<Option<(u64, BatchHeader)>, String>> {
     let start = u64::from(hint.position);
     if start >= end && needs_check(hint) {
         return Ok(Err(format!("entry {hint:?} points past the log's {end} bytes")));
     }
-    for (i, item) in log.headers(start.min(end), end).enumerate() {
+    for (i, item) in log.headers(start.min(end), end, io).enumerate() {
         let (position, header) = match item {
             Ok(found) => found,
-            Err(e) if i == 0 && needs_check(hint) => return Ok(Err(format!("entry {hint:?} does not point at a batch: {e}"))),
+            Err(e) if i == 0 && needs_check(hint) && !matches!(e, StorageError::WouldBlock) => {
+                return Ok(Err(format!("entry {hint:?} does not point at a batch: {e}")))
+            }
             Err(e) => return Err(e),
         };
         if i == 0 && needs_check(hint) && header.last_offset() != hint.offset {
@@ -218,7 +221,7 @@ impl LogSegment {
         let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes))?;
         let size = stat_len(files.log.path())?;
         if let Some(last) = files.offset_index.last_entry() {
-            if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) = scan_from_hint(&files.log, last, size, |_| true) {
+            if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) = scan_from_hint(&files.log, last, size, ReadIo::Wait, |_| true) {
                 return Err(StorageError::CorruptIndex { path: files.offset_index.path().to_path_buf(), reason });
             }
         }
@@ -310,6 +313,15 @@ impl LogSegment {
         Ok(files)
     }
 
+    /// [`LogSegment::files`], or with [`ReadIo::NoWait`] `StorageError::WouldBlock` if they would have to be
+    /// opened (which reads and checks the indexes).
+    fn files_io(&self, io: ReadIo) -> Result<Arc<SegmentFiles>> {
+        if io == ReadIo::NoWait && self.files.lock().expect("segment files lock").is_none() {
+            return Err(StorageError::WouldBlock);
+        }
+        self.files()
+    }
+
     fn open_closed(&self) -> Result<SegmentFiles> {
         let deleted = self.deleted.load(Ordering::Acquire);
         let missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].into_iter().map(|s| segment_path(&self.dir, self.base_offset, s, deleted)).find(|p| !p.exists());
@@ -397,7 +409,7 @@ impl LogSegment {
         let time_index = TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, IndexOpen::Reset(entries * time_index::ENTRY_SIZE as u64))?;
         let mut max = (-1, base);
         let mut since = 0;
-        for item in log.headers(0, size) {
+        for item in log.headers(0, size, ReadIo::Wait) {
             let (position, header) = item?;
             index_batches(&offset_index, &time_index, &mut max, &mut since, &[header], position, self.index_interval_bytes)?;
         }
@@ -471,43 +483,46 @@ impl LogSegment {
         index_batches(&files.offset_index, &files.time_index, &mut max, since_last_entry, headers, start, interval)
     }
 
-    /// The first batch whose last offset is >= `offset`, searching from the index hint, below `end`.
-    pub fn find_batch(&self, offset: i64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+    /// The first batch whose last offset is >= `offset`, searching from the index hint, below `end`. With
+    /// [`ReadIo::NoWait`], `StorageError::WouldBlock` where the disk would be read (or an index rebuilt).
+    pub fn find_batch(&self, offset: i64, end: u64, io: ReadIo) -> Result<Option<(u64, BatchHeader)>> {
         let wanted = |h: &BatchHeader| h.last_offset() >= offset;
-        let files = self.files()?;
-        let reason = match scan_from_hint(&files.log, files.offset_index.lookup(offset), end, wanted)? {
+        let files = self.files_io(io)?;
+        let reason = match scan_from_hint(&files.log, files.offset_index.lookup(offset), end, io, wanted)? {
             Ok(found) => return Ok(found),
+            Err(_) if io == ReadIo::NoWait => return Err(StorageError::WouldBlock),
             Err(reason) => reason,
         };
         if let Some(rebuilt) = self.bad_index(&files, &reason) {
-            if let Ok(found) = scan_from_hint(&rebuilt.log, rebuilt.offset_index.lookup(offset), end, wanted)? {
+            if let Ok(found) = scan_from_hint(&rebuilt.log, rebuilt.offset_index.lookup(offset), end, io, wanted)? {
                 return Ok(found);
             }
             // Even the rebuilt index does not match: the log changed under us; scan it all.
         }
         let start = OffsetPosition { offset: self.base_offset, position: 0 };
-        scan_from_hint(&files.log, start, end, wanted).map(|r| r.expect("a scan from position 0 is not checked"))
+        scan_from_hint(&files.log, start, end, io, wanted).map(|r| r.expect("a scan from position 0 is not checked"))
     }
 
     /// End position of the whole batches that a read starting at `start` (a batch boundary, below `end`) may
     /// return: batches with last offset < `upper_bound`, at most `max_bytes` in all, but at least the first
     /// batch when `at_least_one`. Jumps ahead with the index so only a few headers are read.
-    pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool) -> Result<u64> {
-        let files = self.files()?;
+    pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool, io: ReadIo) -> Result<u64> {
+        let files = self.files_io(io)?;
         let limit = start.saturating_add(max_bytes);
         let hint: OffsetPosition = files.offset_index.lookup_position(limit.min(u32::MAX as u64) as u32);
         let hint_position = u64::from(hint.position);
         let mut position = start;
         // The hint's batch ends at hint.offset, so every batch before it ends below that too.
         if hint_position > start && hint_position < end && hint.offset < upper_bound {
-            match scan_from_hint(&files.log, hint, end, |_| true)? {
+            match scan_from_hint(&files.log, hint, end, io, |_| true)? {
                 Ok(_) => position = hint_position,
+                Err(_) if io == ReadIo::NoWait => return Err(StorageError::WouldBlock),
                 Err(reason) => {
                     self.bad_index(&files, &reason);
                 }
             }
         }
-        for item in files.log.headers(position, end) {
+        for item in files.log.headers(position, end, io) {
             let (at, header) = item?;
             let batch_end = at + header.size() as u64;
             let first = at == start;
@@ -527,7 +542,7 @@ impl LogSegment {
         let mut from = min_offset;
         if entry.timestamp >= 0 {
             // A time index entry names the batch (by base offset) whose max timestamp it holds.
-            match self.find_batch(entry.offset, end)? {
+            match self.find_batch(entry.offset, end, ReadIo::Wait)? {
                 Some((_, h)) if h.base_offset == entry.offset && h.max_timestamp == entry.timestamp => from = from.max(entry.offset),
                 found => {
                     // The scan below starts from min_offset; later lookups use the rebuilt index.
@@ -536,10 +551,10 @@ impl LogSegment {
                 }
             }
         }
-        let Some((start, _)) = self.find_batch(from, end)? else { return Ok(None) };
+        let Some((start, _)) = self.find_batch(from, end, ReadIo::Wait)? else { return Ok(None) };
         let files = self.files()?;
         let mut buf = Vec::new();
-        for item in files.log.headers(start, end) {
+        for item in files.log.headers(start, end, ReadIo::Wait) {
             let (position, header) = item?;
             if header.max_timestamp < target || header.last_offset() < min_offset || header.is_control() {
                 continue;
