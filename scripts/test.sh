@@ -6,22 +6,25 @@ cd "$(dirname "$0")/.."
 
 durations=()
 started=$SECONDS
+running=""
 report() {
     local rc=$?
     echo
     echo "== stage durations"
     for d in "${durations[@]}"; do echo "$d"; done
+    [ -z "$running" ] || printf '%6ds  %s (failed)\n' $((SECONDS - running_t0)) "$running"
     printf '%6ds  total%s\n' $((SECONDS - started)) "$([ "$rc" = 0 ] || echo " (failed: exit $rc)")"
 }
 trap report EXIT
 
 # stage NAME COMMAND...: runs one stage and records how long it took.
 stage() {
-    local name=$1 t0=$SECONDS
+    running=$1 running_t0=$SECONDS
     shift
-    echo "== $name"
+    echo "== $running"
     "$@"
-    durations+=("$(printf '%6ds  %s' $((SECONDS - t0)) "$name")")
+    durations+=("$(printf '%6ds  %s' $((SECONDS - running_t0)) "$running")")
+    running=""
 }
 
 monitoring() {

@@ -7,4 +7,6 @@ if ! ip link show strata0 >/dev/null 2>&1; then
   ip addr add 10.244.77.1/24 dev strata0
   ip link set strata0 up
 fi
-ip addr show dev strata0 | grep -q "inet 172.30.255.1/" || ip addr add 172.30.255.1/32 dev strata0
+# `replace` is idempotent: a second call (node-up.sh calls this again) must not fail with "Address already
+# assigned", which a check-then-add once did in CI.
+ip addr replace 172.30.255.1/32 dev strata0
