@@ -87,6 +87,12 @@ impl SegmentFiles {
         })
     }
 
+    /// The full check of both indexes of a closed segment whose log holds `log_size` bytes.
+    fn check_indexes(&self, log_size: u64) -> Result<()> {
+        self.offset_index.check_entries(log_size)?;
+        self.time_index.check_entries()
+    }
+
     /// fdatasync of the log and both indexes.
     fn flush(&self) -> Result<()> {
         self.log.flush()?;
@@ -328,11 +334,8 @@ impl LogSegment {
         let problem = match missing {
             Some(path) => StorageError::CorruptIndex { path, reason: "missing".into() },
             None => {
-                let checked = SegmentFiles::open(&self.dir, self.base_offset, deleted, IndexOpen::Read).and_then(|files| {
-                    files.offset_index.check_entries(self.size())?;
-                    files.time_index.check_entries()?;
-                    Ok(files)
-                });
+                let checked = SegmentFiles::open(&self.dir, self.base_offset, deleted, IndexOpen::Read)
+                    .and_then(|files| files.check_indexes(self.size()).map(|()| files));
                 match checked {
                     Err(e @ StorageError::CorruptIndex { .. }) => e,
                     other => return other,
@@ -416,14 +419,11 @@ impl LogSegment {
         if max.0 >= 0 {
             time_index.append_final(max.0, max.1)?;
         }
-        for (index_tmp, trim, flush) in [
-            (offset_index.path().to_path_buf(), offset_index.trim(), offset_index.flush()),
-            (time_index.path().to_path_buf(), time_index.trim(), time_index.flush()),
-        ] {
-            trim.and(flush).inspect_err(|_| {
-                let _ = std::fs::remove_file(&index_tmp);
-            })?;
-        }
+        // A failure leaves `*.tmp` files: the next rebuild empties them, loading the log removes them.
+        offset_index.trim()?;
+        offset_index.flush()?;
+        time_index.trim()?;
+        time_index.flush()?;
         drop((offset_index, time_index));
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             let to = segment_path(dir, base, suffix, deleted);
@@ -433,8 +433,7 @@ impl LogSegment {
         self.max_timestamp.store(max.0, Ordering::Release);
         self.offset_of_max_timestamp.store(max.1, Ordering::Release);
         let files = SegmentFiles::open(dir, base, deleted, IndexOpen::Read)?;
-        files.offset_index.check_entries(size)?;
-        files.time_index.check_entries()?;
+        files.check_indexes(size)?;
         Ok(files)
     }
 

@@ -113,14 +113,8 @@ fn damaged_indexes_of_closed_segments_never_return_other_records() {
             let ctx = format!("{mode:?} {d:?}");
             let dir = tempfile::tempdir().unwrap();
             let config = config(mode);
-            let manager = open_manager(dir.path(), config.clone());
-            let log = manager.get_or_create(&tp(), config.clone()).unwrap();
-            let stored = append_varied(&log, 150, TS0);
-            let bases = log.segment_base_offsets();
+            let (stored, bases) = cleanly_closed_log(dir.path(), &config, 150, TS0);
             assert!(bases.len() >= 3, "{ctx}: {bases:?}");
-            drop(log);
-            manager.shutdown().unwrap();
-            drop(manager);
 
             let damaged = damage(dir.path(), &bases, d);
             let manager = open_manager(dir.path(), config.clone());
@@ -148,14 +142,9 @@ fn damaged_indexes_of_closed_segments_never_return_other_records() {
 fn closed_segments_are_opened_on_demand_and_released_when_idle() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(WriteMode::Write);
-    let manager = open_manager(dir.path(), config.clone());
-    let log = manager.get_or_create(&tp(), config.clone()).unwrap();
-    let stored = append_varied(&log, 150, TS0);
-    let segments = log.segment_count();
+    let (stored, bases) = cleanly_closed_log(dir.path(), &config, 150, TS0);
+    let segments = bases.len();
     assert!(segments >= 3);
-    drop(log);
-    manager.shutdown().unwrap();
-    drop(manager);
 
     let manager = open_manager(dir.path(), config);
     // Only the active segment is open after loading.

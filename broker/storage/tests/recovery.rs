@@ -80,13 +80,7 @@ fn lost_or_garbage_indexes_are_rebuilt_after_a_clean_shutdown() {
     for mode in [WriteMode::Write, WriteMode::Mmap] {
         let dir = tempfile::tempdir().unwrap();
         let config = small_config(mode);
-        let manager = open_manager(dir.path(), config.clone());
-        let log = manager.get_or_create(&tp(), config.clone()).unwrap();
-        let stored = append_varied(&log, 150, now_ms());
-        let bases = log.segment_base_offsets();
-        drop(log);
-        manager.shutdown().unwrap();
-        drop(manager);
+        let (stored, bases) = cleanly_closed_log(dir.path(), &config, 150, now_ms());
         let seg = |base: i64, suffix: &str| dir.path().join(format!("events-0/{base:020}{suffix}"));
         std::fs::remove_file(seg(bases[1], ".index")).unwrap();
         std::fs::remove_file(seg(bases[2], ".timeindex")).unwrap();

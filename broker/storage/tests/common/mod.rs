@@ -97,6 +97,17 @@ pub fn append_varied(log: &Log, n: usize, ts0: i64) -> Vec<Stored> {
         .collect()
 }
 
+/// A log of `n` varied batches from `ts0` on, closed cleanly: the batches and the segments' base offsets.
+pub fn cleanly_closed_log(dir: &Path, config: &LogConfig, n: usize, ts0: i64) -> (Vec<Stored>, Vec<i64>) {
+    let manager = open_manager(dir, config.clone());
+    let log = manager.get_or_create(&tp(), config.clone()).expect("create log");
+    let stored = append_varied(&log, n, ts0);
+    let bases = log.segment_base_offsets();
+    drop(log);
+    manager.shutdown().expect("clean shutdown");
+    (stored, bases)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
