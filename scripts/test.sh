@@ -35,6 +35,8 @@ monitoring() {
     bash monitoring/prometheus-e2e.sh
 }
 
+stage "cargo fmt --check" cargo fmt --all --check
+stage "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "cargo test (workspace)" cargo test --workspace --locked
 stage "monitoring assets: promtool check/test rules, dashboard structure, real Prometheus" monitoring
 

@@ -128,8 +128,9 @@ impl Broker {
 
         let mut bound = Vec::new();
         for l in &config.listeners {
-            let listener =
-                server::bind(&l.bind_addr(), config.socket_listen_backlog).await.with_context(|| format!("binding listener {l}"))?;
+            let listener = server::bind(&l.bind_addr(), config.socket_listen_backlog)
+                .await
+                .with_context(|| format!("binding listener {l}"))?;
             bound.push((l.name.clone(), listener.local_addr()?, listener));
         }
         let ports: HashMap<&str, u16> = bound.iter().map(|(n, a, _)| (n.as_str(), a.port())).collect();
@@ -154,7 +155,9 @@ impl Broker {
         let metrics = Metrics::new(config_pagecache_probe.then(strata_storage::PageCacheProbe::detect));
         let log_dir_space = LogDirSpace::new(config.log_dir.clone(), metrics.log_dir_full.clone());
         let warmer = match config.fetch_warmup_enable {
-            true => Some(Arc::new(Warmer::new(config.num_io_threads, metrics.warmup.clone()).context("opening /dev/null for the warm-up")?)),
+            true => Some(Arc::new(
+                Warmer::new(config.num_io_threads, metrics.warmup.clone()).context("opening /dev/null for the warm-up")?,
+            )),
             false => None,
         };
         let state = Arc::new(BrokerState {

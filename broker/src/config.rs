@@ -347,7 +347,12 @@ where
     value.trim().parse().map_err(|e| invalid(key, value, e))
 }
 
-pub(crate) fn parse_range<T: FromStr + PartialOrd + fmt::Display + Copy>(key: &str, value: &str, min: T, max: T) -> Result<T, ConfigError>
+pub(crate) fn parse_range<T: FromStr + PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
@@ -479,7 +484,12 @@ impl BrokerConfig {
             )?),
             max_connections: parse_range("max.connections", &val("max.connections"), 0, i32::MAX as usize)?,
             max_connections_per_ip: parse_range("max.connections.per.ip", &val("max.connections.per.ip"), 0, i32::MAX as usize)?,
-            socket_listen_backlog: parse_range("socket.listen.backlog.size", &val("socket.listen.backlog.size"), 1, i32::MAX as u32)?,
+            socket_listen_backlog: parse_range(
+                "socket.listen.backlog.size",
+                &val("socket.listen.backlog.size"),
+                1,
+                i32::MAX as u32,
+            )?,
             fetch_warmup_enable: parse("fetch.warmup.enable", &val("fetch.warmup.enable"))?,
             num_io_threads: parse_range("num.io.threads", &val("num.io.threads"), 1, 1024)?,
             metrics_port: parse("metrics.port", &val("metrics.port"))?,
@@ -570,7 +580,10 @@ mod tests {
         assert_eq!(c.metrics_consumer_lag_refresh, Duration::from_secs(10));
         assert_eq!(c.metrics_port, 9644, "Redpanda's metrics port, as the operator's default");
         assert_eq!(c.connections_max_idle, Duration::from_secs(600));
-        assert_eq!((c.max_connections, c.max_connections_per_ip, c.socket_listen_backlog), (i32::MAX as usize, i32::MAX as usize, 50));
+        assert_eq!(
+            (c.max_connections, c.max_connections_per_ip, c.socket_listen_backlog),
+            (i32::MAX as usize, i32::MAX as usize, 50)
+        );
     }
 
     #[test]

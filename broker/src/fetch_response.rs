@@ -163,7 +163,11 @@ mod tests {
                     .iter()
                     .map(|t| {
                         kf::FetchableTopicResponse::default()
-                            .with_topic(if version < 13 { TopicName(StrBytes::from_string(t.name.clone())) } else { Default::default() })
+                            .with_topic(if version < 13 {
+                                TopicName(StrBytes::from_string(t.name.clone()))
+                            } else {
+                                Default::default()
+                            })
                             .with_topic_id(if version >= 13 { t.topic_id } else { Uuid::nil() })
                             .with_partitions(
                                 t.partitions
@@ -234,11 +238,8 @@ mod tests {
     fn records_are_file_ranges_not_copies() {
         let data = sample();
         let frame = encode(12, &[0, 0, 0, 1, 0], &data);
-        let files: Vec<(u64, u64)> = frame
-            .parts
-            .iter()
-            .filter_map(|p| if let Payload::File(f) = p { Some((f.position, f.len)) } else { None })
-            .collect();
+        let files: Vec<(u64, u64)> =
+            frame.parts.iter().filter_map(|p| if let Payload::File(f) = p { Some((f.position, f.len)) } else { None }).collect();
         assert_eq!(files, [(0, 100), (500, 69_000), (3, 1)]);
         let bytes: u64 = frame.parts.iter().filter(|p| matches!(p, Payload::Bytes(_))).map(Payload::size).sum();
         assert!(bytes < 1000, "only headers are encoded in memory: {bytes}");

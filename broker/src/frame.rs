@@ -127,10 +127,8 @@ pub async fn write_frame(sock: &TcpStream, frame: &ResponseFrame, sender: &mut F
     while i < frame.parts.len() {
         match &frame.parts[i] {
             Payload::Bytes(_) => {
-                let run: Vec<&[u8]> = frame.parts[i..]
-                    .iter()
-                    .map_while(|p| if let Payload::Bytes(b) = p { Some(&b[..]) } else { None })
-                    .collect();
+                let run: Vec<&[u8]> =
+                    frame.parts[i..].iter().map_while(|p| if let Payload::Bytes(b) = p { Some(&b[..]) } else { None }).collect();
                 i += run.len();
                 write_all_vectored(sock, &run, more_after(i)).await?;
             }
@@ -153,16 +151,11 @@ async fn write_all_vectored(sock: &TcpStream, bufs: &[&[u8]], more: bool) -> io:
     let bufs: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
     let (mut idx, mut off) = (0, 0);
     while idx < bufs.len() {
-        let slices: Vec<IoSlice> = bufs[idx..]
-            .iter()
-            .enumerate()
-            .map(|(j, b)| IoSlice::new(if j == 0 { &b[off..] } else { &b[..] }))
-            .take(64)
-            .collect();
+        let slices: Vec<IoSlice> =
+            bufs[idx..].iter().enumerate().map(|(j, b)| IoSlice::new(if j == 0 { &b[off..] } else { &b[..] })).take(64).collect();
         sock.writable().await?;
-        let sent = sock.try_io(Interest::WRITABLE, || {
-            sendmsg::<()>(sock.as_raw_fd(), &slices, &[], flags, None).map_err(io::Error::from)
-        });
+        let sent = sock
+            .try_io(Interest::WRITABLE, || sendmsg::<()>(sock.as_raw_fd(), &slices, &[], flags, None).map_err(io::Error::from));
         let mut n = match sent {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
@@ -218,8 +211,8 @@ async fn copy_file(sock: &TcpStream, f: &FileSlice, scratch: &mut Vec<u8>, more:
 mod tests {
     use super::*;
     use std::io::Write;
-    use tokio::io::AsyncReadExt;
     use std::time::Duration;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A frame of encoded pieces and ranges of one file, an empty range last (nothing follows it, so nothing
@@ -265,7 +258,8 @@ mod tests {
             for _ in 0..2 {
                 write_frame(&server, &frame, &mut sender).await.unwrap();
             }
-            let (mut client, got) = tokio::time::timeout(Duration::from_secs(10), reader).await.expect("frame held back").unwrap();
+            let (mut client, got) =
+                tokio::time::timeout(Duration::from_secs(10), reader).await.expect("frame held back").unwrap();
             assert_eq!(got.len(), 2 * expected.len(), "{mode:?}");
             assert!(got[..expected.len()] == expected[..] && got[expected.len()..] == expected[..], "{mode:?}");
             // A small frame on an idle connection: nothing in flight whose ACK would release held bytes, so bytes
@@ -273,7 +267,10 @@ mod tests {
             let small = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"small")), frame.parts[6].clone()] };
             write_frame(&server, &small, &mut sender).await.unwrap();
             let mut buf = [0; 5];
-            tokio::time::timeout(Duration::from_millis(150), client.read_exact(&mut buf)).await.expect("small frame held back").unwrap();
+            tokio::time::timeout(Duration::from_millis(150), client.read_exact(&mut buf))
+                .await
+                .expect("small frame held back")
+                .unwrap();
             assert_eq!(&buf, b"small");
         }
     }

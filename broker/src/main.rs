@@ -13,31 +13,63 @@ use strata_broker::tune;
 fn command() -> Command {
     let mut cmd = Command::new("strata-broker")
         .version(env!("CARGO_PKG_VERSION"))
-        .about("Kafka-compatible log broker. Settings use Kafka's names; each can be given as a flag (--log.dirs DIR), \
-                an environment variable (STRATA_LOG_DIRS) or in the --config properties file, strongest first.")
-        .arg(Arg::new("config").long("config").short('c').value_name("FILE").value_parser(value_parser!(PathBuf))
-            .help("Java-style properties file with broker settings (key=value)"))
-        .arg(Arg::new("override").long("override").value_name("KEY=VALUE").action(ArgAction::Append)
-            .help("Sets any setting, like a flag (repeatable)"))
+        .about(
+            "Kafka-compatible log broker. Settings use Kafka's names; each can be given as a flag (--log.dirs DIR), \
+                an environment variable (STRATA_LOG_DIRS) or in the --config properties file, strongest first.",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .short('c')
+                .value_name("FILE")
+                .value_parser(value_parser!(PathBuf))
+                .help("Java-style properties file with broker settings (key=value)"),
+        )
+        .arg(
+            Arg::new("override")
+                .long("override")
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .help("Sets any setting, like a flag (repeatable)"),
+        )
         .subcommand(
             Command::new("tune")
                 .about("Writes vm.* sysctls for a broker host and prints the effective values as key=value lines")
-                .arg(Arg::new("proc-sys").long("proc-sys").value_name("DIR").default_value("/proc/sys")
-                    .value_parser(value_parser!(PathBuf)).help("Root of the sysctl tree"))
+                .arg(
+                    Arg::new("proc-sys")
+                        .long("proc-sys")
+                        .value_name("DIR")
+                        .default_value("/proc/sys")
+                        .value_parser(value_parser!(PathBuf))
+                        .help("Root of the sysctl tree"),
+                )
                 .arg(Arg::new("vm-swappiness").long("vm-swappiness").value_parser(value_parser!(u64).range(0..=200)))
                 .arg(Arg::new("vm-dirty-ratio").long("vm-dirty-ratio").value_parser(value_parser!(u64).range(0..=100)))
-                .arg(Arg::new("vm-dirty-background-ratio").long("vm-dirty-background-ratio")
-                    .value_parser(value_parser!(u64).range(0..=100)))
-                .arg(Arg::new("vm-max-map-count").long("vm-max-map-count")
-                    .value_parser(value_parser!(u64).range(65530..=i32::MAX as u64))),
+                .arg(
+                    Arg::new("vm-dirty-background-ratio")
+                        .long("vm-dirty-background-ratio")
+                        .value_parser(value_parser!(u64).range(0..=100)),
+                )
+                .arg(
+                    Arg::new("vm-max-map-count")
+                        .long("vm-max-map-count")
+                        .value_parser(value_parser!(u64).range(65530..=i32::MAX as u64)),
+                ),
         )
         .subcommand(
             Command::new("verify-log")
-                .about("Checks logs offline: every batch's CRC and offsets, and the indexes against the log. Prints \
+                .about(
+                    "Checks logs offline: every batch's CRC and offsets, and the indexes against the log. Prints \
                         what it finds and exits 1 if anything is damaged (like kafka-dump-log --verify-index-only \
-                        --deep-iteration)")
-                .arg(Arg::new("path").required(true).value_name("DIR").value_parser(value_parser!(PathBuf))
-                    .help("A data directory (log.dirs) or one partition's directory (<topic>-<partition>)")),
+                        --deep-iteration)",
+                )
+                .arg(
+                    Arg::new("path")
+                        .required(true)
+                        .value_name("DIR")
+                        .value_parser(value_parser!(PathBuf))
+                        .help("A data directory (log.dirs) or one partition's directory (<topic>-<partition>)"),
+                ),
         );
     for s in config::all_settings() {
         let help = match s.default {

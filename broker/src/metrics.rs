@@ -15,8 +15,8 @@ use std::path::Path;
 
 use kafka_protocol::messages::ApiKey;
 use prometheus::{
-    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use strata_storage::{PageCacheProbe, Residency};
 
@@ -143,7 +143,11 @@ impl PageCacheMetrics {
         let residency = probe.probe(file, position, len.min(PROBE_WINDOW));
         self.probe_seconds.inc_by(start.elapsed().as_secs_f64());
         if let Ok(Residency { resident_bytes, total_bytes }) = residency {
-            let hit = if total_bytes == 0 { 0 } else { (u128::from(len) * u128::from(resident_bytes) / u128::from(total_bytes)) as u64 };
+            let hit = if total_bytes == 0 {
+                0
+            } else {
+                (u128::from(len) * u128::from(resident_bytes) / u128::from(total_bytes)) as u64
+            };
             self.hit_bytes.with_label_values(&[topic]).inc_by(hit);
             self.miss_bytes.with_label_values(&[topic]).inc_by(len - hit);
         }
@@ -167,15 +171,30 @@ impl ConnectionMetrics {
         ConnectionMetrics {
             open: gauge_vec(r, &socket("connection_count"), "Open client connections", &["listener"]),
             created: counter_vec(r, &socket("connection_creation_total"), "Client connections accepted", &["listener"]),
-            closed: counter_vec(r, &socket("connection_close_total"), "Client connections closed (idle ones included)", &["listener"]),
+            closed: counter_vec(
+                r,
+                &socket("connection_close_total"),
+                "Client connections closed (idle ones included)",
+                &["listener"],
+            ),
             refused: counter_vec(
                 r,
                 "strata_connections_refused_total",
                 "Connections closed at once because max.connections or max.connections.per.ip was reached",
                 &["listener", "reason"],
             ),
-            accept_errors: counter_vec(r, "strata_accept_errors_total", "accept(2) failures for lack of file descriptors or memory", &["listener"]),
-            accept_blocked: gauge_vec(r, "strata_accept_blocked", "1 while the listener backs off because accept(2) fails", &["listener"]),
+            accept_errors: counter_vec(
+                r,
+                "strata_accept_errors_total",
+                "accept(2) failures for lack of file descriptors or memory",
+                &["listener"],
+            ),
+            accept_blocked: gauge_vec(
+                r,
+                "strata_accept_blocked",
+                "1 while the listener backs off because accept(2) fails",
+                &["listener"],
+            ),
         }
     }
 }
@@ -230,7 +249,8 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(request_time.clone())).expect("unique metric");
-        let probe_method = gauge_vec(&r, "strata_pagecache_probe_method", "Page-cache probe in use (1 for the active method)", &["method"]);
+        let probe_method =
+            gauge_vec(&r, "strata_pagecache_probe_method", "Page-cache probe in use (1 for the active method)", &["method"]);
         probe_method.with_label_values(&[probe.map_or("off", |p| p.method().as_str())]).set(1);
         let node_gauge = |name: &str, help: &str| gauge(&r, name, help);
         Metrics {
@@ -240,14 +260,40 @@ impl Metrics {
             page_cache: PageCacheMetrics {
                 probe,
                 ranges: Default::default(),
-                hit_bytes: counter_vec(&r, "strata_pagecache_hit_bytes_total", "Sampled fetched bytes that were in the page cache (1 range in 8)", &["topic"]),
-                miss_bytes: counter_vec(&r, "strata_pagecache_miss_bytes_total", "Sampled fetched bytes read from disk (1 range in 8)", &["topic"]),
-                probe_seconds: seconds_counter(&r, "strata_pagecache_probe_seconds_total", "Time spent probing page-cache residency"),
+                hit_bytes: counter_vec(
+                    &r,
+                    "strata_pagecache_hit_bytes_total",
+                    "Sampled fetched bytes that were in the page cache (1 range in 8)",
+                    &["topic"],
+                ),
+                miss_bytes: counter_vec(
+                    &r,
+                    "strata_pagecache_miss_bytes_total",
+                    "Sampled fetched bytes read from disk (1 range in 8)",
+                    &["topic"],
+                ),
+                probe_seconds: seconds_counter(
+                    &r,
+                    "strata_pagecache_probe_seconds_total",
+                    "Time spent probing page-cache residency",
+                ),
             },
             warmup: WarmupMetrics {
-                cold_fetches: counter(&r, "strata_pagecache_cold_fetches_total", "Fetch responses with a range not fully in the page cache, read into it before sending"),
-                bytes: counter(&r, "strata_pagecache_warmup_bytes_total", "Bytes of cold fetched ranges read into the page cache off the network threads"),
-                seconds: seconds_counter(&r, "strata_pagecache_warmup_seconds_total", "Time spent reading cold fetched ranges into the page cache"),
+                cold_fetches: counter(
+                    &r,
+                    "strata_pagecache_cold_fetches_total",
+                    "Fetch responses with a range not fully in the page cache, read into it before sending",
+                ),
+                bytes: counter(
+                    &r,
+                    "strata_pagecache_warmup_bytes_total",
+                    "Bytes of cold fetched ranges read into the page cache off the network threads",
+                ),
+                seconds: seconds_counter(
+                    &r,
+                    "strata_pagecache_warmup_seconds_total",
+                    "Time spent reading cold fetched ranges into the page cache",
+                ),
             },
             requests: counter_vec(&r, "kafka_network_requestmetrics_requests_total", "Requests, per API", &["request"]),
             request_time,
@@ -259,9 +305,21 @@ impl Metrics {
             log_end_offset: gauge_vec(&r, "kafka_log_log_logendoffset", "Log end offset", &["topic", "partition"]),
             partition_count: gauge(&r, "kafka_server_replicamanager_partitioncount", "Partitions on this broker"),
             leader_count: gauge(&r, "kafka_server_replicamanager_leadercount", "Partitions this broker leads"),
-            under_replicated: gauge(&r, "kafka_server_replicamanager_underreplicatedpartitions", "Partitions with fewer in-sync replicas than replicas"),
-            disk_read_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_read_bytes", "Bytes this process read from storage (/proc/self/io)"),
-            disk_write_bytes: gauge(&r, "kafka_server_kafkaserver_linux_disk_write_bytes", "Bytes this process wrote to storage (/proc/self/io)"),
+            under_replicated: gauge(
+                &r,
+                "kafka_server_replicamanager_underreplicatedpartitions",
+                "Partitions with fewer in-sync replicas than replicas",
+            ),
+            disk_read_bytes: gauge(
+                &r,
+                "kafka_server_kafkaserver_linux_disk_read_bytes",
+                "Bytes this process read from storage (/proc/self/io)",
+            ),
+            disk_write_bytes: gauge(
+                &r,
+                "kafka_server_kafkaserver_linux_disk_write_bytes",
+                "Bytes this process wrote to storage (/proc/self/io)",
+            ),
             consumer_lag: gauge_vec(
                 &r,
                 "kafka_consumergroup_lag",
@@ -278,7 +336,11 @@ impl Metrics {
             ],
             log_dir_free: gauge(&r, "strata_log_dir_free_bytes", "Free bytes of the log directory's filesystem"),
             log_dir_total: gauge(&r, "strata_log_dir_total_bytes", "Size of the log directory's filesystem"),
-            open_segments: gauge(&r, "strata_log_open_segments", "Segments whose files are open (active ones, and closed ones being read)"),
+            open_segments: gauge(
+                &r,
+                "strata_log_open_segments",
+                "Segments whose files are open (active ones, and closed ones being read)",
+            ),
             corrupt_indexes: counter(
                 &r,
                 "strata_log_corrupt_indexes_total",

@@ -81,12 +81,17 @@ mod tests {
         let p = dir.path();
         std::fs::create_dir_all(p.join("sys/vm")).unwrap();
         std::fs::create_dir_all(p.join("self")).unwrap();
-        for (name, v) in [("swappiness", "1"), ("dirty_ratio", "20"), ("dirty_background_ratio", "10"), ("max_map_count", "262144")] {
+        for (name, v) in
+            [("swappiness", "1"), ("dirty_ratio", "20"), ("dirty_background_ratio", "10"), ("max_map_count", "262144")]
+        {
             std::fs::write(p.join("sys/vm").join(name), format!("{v}\n")).unwrap();
         }
         std::fs::write(p.join("self/maps"), "a\nb\nc\n").unwrap();
         let s = NodeStats::read(p);
-        assert_eq!((s.vm_swappiness, s.vm_dirty_ratio, s.vm_dirty_background_ratio, s.vm_max_map_count), (Some(1), Some(20), Some(10), Some(262144)));
+        assert_eq!(
+            (s.vm_swappiness, s.vm_dirty_ratio, s.vm_dirty_background_ratio, s.vm_max_map_count),
+            (Some(1), Some(20), Some(10), Some(262144))
+        );
         assert_eq!(s.process_map_count, Some(3));
         assert_eq!((s.swap_used_bytes, s.disk_read_bytes), (None, None));
         // The real /proc of this machine has all of them.

@@ -42,7 +42,9 @@ impl ProducerIdManager {
         let path = dir.join(FILE);
         let start = match topics::load_json::<Stored>(&path)? {
             Some(s) if s.next_block_start >= 0 => s.next_block_start,
-            Some(s) => return Err(MetaError::Corrupt { path, reason: format!("negative next_block_start {}", s.next_block_start) }),
+            Some(s) => {
+                return Err(MetaError::Corrupt { path, reason: format!("negative next_block_start {}", s.next_block_start) })
+            }
             None => 0,
         };
         let base = i64::from(node_id) * IDS_PER_NODE;
@@ -53,10 +55,11 @@ impl ProducerIdManager {
     pub fn next_id(&self) -> Result<i64, MetaError> {
         let mut block = self.block.lock().expect("producer id lock");
         if block.next == block.end {
-            let end = block.end.checked_add(BLOCK_SIZE).filter(|e| *e <= IDS_PER_NODE).ok_or_else(|| MetaError::Corrupt {
-                path: self.path.clone(),
-                reason: "producer ids exhausted".into(),
-            })?;
+            let end = block
+                .end
+                .checked_add(BLOCK_SIZE)
+                .filter(|e| *e <= IDS_PER_NODE)
+                .ok_or_else(|| MetaError::Corrupt { path: self.path.clone(), reason: "producer ids exhausted".into() })?;
             topics::save_json(&self.path, &Stored { next_block_start: end })?;
             block.end = end;
         }

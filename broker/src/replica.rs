@@ -157,7 +157,10 @@ pub struct Defaults {
 }
 
 impl Defaults {
-    fn new(static_overrides: BTreeMap<String, String>, dynamic_overrides: BTreeMap<String, String>) -> Result<Defaults, AdminError> {
+    fn new(
+        static_overrides: BTreeMap<String, String>,
+        dynamic_overrides: BTreeMap<String, String>,
+    ) -> Result<Defaults, AdminError> {
         let config = LogConfig::default()
             .with_overrides(static_overrides.iter().chain(&dynamic_overrides).map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(config_error)?;
@@ -185,8 +188,7 @@ impl ReplicaManager {
         node_id: i32,
     ) -> Result<ReplicaManager, AdminError> {
         let meta_dir = logs_config.log_dir.clone();
-        std::fs::create_dir_all(&meta_dir)
-            .map_err(|source| MetaError::Io { op: "create", path: meta_dir.clone(), source })?;
+        std::fs::create_dir_all(&meta_dir).map_err(|source| MetaError::Io { op: "create", path: meta_dir.clone(), source })?;
         let dynamic = topics::load_json(&meta_dir.join(DYNAMIC_BROKER_CONFIG))?.unwrap_or_default();
         let defaults = Defaults::new(static_overrides, dynamic)?;
         let deleted: BTreeMap<Uuid, String> = topics::load_json(&meta_dir.join(DELETED_TOPICS))?.unwrap_or_default();
@@ -204,7 +206,10 @@ impl ReplicaManager {
         }
         let mut configs = HashMap::new();
         for meta in topics.values() {
-            let c = defaults.config.with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(config_error)?;
+            let c = defaults
+                .config
+                .with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(config_error)?;
             configs.insert(meta.name.clone(), c);
         }
         logs_config.default_config = defaults.config.clone();
@@ -311,7 +316,10 @@ impl ReplicaManager {
             return Err(AdminError::InvalidPartitions(format!("partition count {partitions} is not in [1, {MAX_PARTITIONS}]")));
         }
         if meta.assignment.len() != partitions as usize {
-            return Err(AdminError::InvalidReplicaAssignment(format!("{} partitions assigned, {partitions} wanted", meta.assignment.len())));
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "{} partitions assigned, {partitions} wanted",
+                meta.assignment.len()
+            )));
         }
         let config = self.effective_config(&meta.configs)?;
         let mut state = self.state.write().unwrap();
@@ -369,7 +377,10 @@ impl ReplicaManager {
         let mut state = self.state.write().unwrap();
         let mut meta = state.topics.get(name).cloned().ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
         if first != meta.partitions {
-            return Err(AdminError::InvalidPartitions(format!("topic {name} has {} partitions now, not {first}", meta.partitions)));
+            return Err(AdminError::InvalidPartitions(format!(
+                "topic {name} has {} partitions now, not {first}",
+                meta.partitions
+            )));
         }
         let count = meta.partitions.saturating_add(i32::try_from(added.len()).unwrap_or(i32::MAX));
         if count <= meta.partitions {
@@ -401,7 +412,12 @@ impl ReplicaManager {
     }
 
     /// Replaces a topic's config overrides and applies them to its logs at once.
-    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), AdminError> {
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
         let mut state = self.state.write().unwrap();
         let mut meta = state.topics.get(name).cloned().ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
         let config = self.effective_config(&configs)?;
@@ -430,7 +446,10 @@ impl ReplicaManager {
         // Validate every topic against the new defaults before changing anything.
         let mut effective = Vec::new();
         for meta in state.topics.values() {
-            let c = defaults.config.with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(config_error)?;
+            let c = defaults
+                .config
+                .with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(config_error)?;
             effective.push((meta, c));
         }
         if validate_only {

@@ -487,10 +487,17 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let echo = Arc::new(Echo(AtomicUsize::new(0)));
         let (stop, stopped) = watch::channel(false);
-        let opts = ConnectionOptions { max_request_bytes, max_inflight: 2, fetch_mode: FetchMode::Copy, max_idle: Duration::from_secs(600), warmer: None };
+        let opts = ConnectionOptions {
+            max_request_bytes,
+            max_inflight: 2,
+            fetch_mode: FetchMode::Copy,
+            max_idle: Duration::from_secs(600),
+            warmer: None,
+        };
         let limits = Limits { max_connections: 100, max_per_ip: 100 };
         let connections = Connections::new(limits, ConnectionMetrics::new(&prometheus::Registry::new()));
-        let task = tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, connections, stopped, Duration::from_secs(5)));
+        let task =
+            tokio::spawn(serve(listener, "PLAINTEXT".into(), echo.clone(), opts, connections, stopped, Duration::from_secs(5)));
         (addr, echo, stop, task)
     }
 
@@ -520,7 +527,12 @@ mod tests {
     #[test]
     fn accept_backs_off_from_100_ms_to_1_s() {
         let mut d = None;
-        let waits: Vec<u128> = (0..6).map(|_| { d = Some(accept_backoff(d)); d.unwrap().as_millis() }).collect();
+        let waits: Vec<u128> = (0..6)
+            .map(|_| {
+                d = Some(accept_backoff(d));
+                d.unwrap().as_millis()
+            })
+            .collect();
         assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
         assert!(out_of_resources(&io::Error::from_raw_os_error(nix::libc::EMFILE)));
         assert!(out_of_resources(&io::Error::from_raw_os_error(nix::libc::ENFILE)));

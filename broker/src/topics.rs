@@ -108,9 +108,9 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), MetaError> 
 /// Reads a JSON file written by [`save_json`]; `None` if it does not exist.
 pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, MetaError> {
     match fs::read(path) {
-        Ok(text) => serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|e| MetaError::Corrupt { path: path.into(), reason: e.to_string() }),
+        Ok(text) => {
+            serde_json::from_slice(&text).map(Some).map_err(|e| MetaError::Corrupt { path: path.into(), reason: e.to_string() })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(MetaError::Io { op: "read", path: path.into(), source: e }),
     }

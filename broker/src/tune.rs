@@ -51,9 +51,11 @@ pub fn apply(root: &Path, requested: &[(&str, u64)]) -> Result<Vec<(String, Stri
 }
 
 fn read(path: &Path) -> Result<String, TuneError> {
-    fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| TuneError::Io { op: "read", path: path.to_path_buf(), source })
+    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|source| TuneError::Io {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -174,7 +174,8 @@ mod tests {
         let metrics = Metrics::new(None);
         let warmer = Warmer::new(2, metrics.warmup.clone()).unwrap();
         let range = |position, len| Payload::File(FileSlice { file: file.clone(), position, len });
-        let frame = ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * CHUNK as u64), range(0, 0)] };
+        let frame =
+            ResponseFrame { parts: vec![Payload::Bytes(Bytes::from_static(b"head")), range(10, 2 * CHUNK as u64), range(0, 0)] };
         assert!(probe.probe(&file.fd(), 10, 2 * CHUNK as u64).unwrap().resident_bytes < 2 * CHUNK as u64);
         warmer.warm(&frame).await;
         let r = probe.probe(&file.fd(), 10, 2 * CHUNK as u64).unwrap();

@@ -25,7 +25,9 @@ const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 
 async fn create_topic(c: &mut Client, name: &str) {
-    let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default()
+    let req =
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default(
+        )
         .with_name(TopicName(s(name)))
         .with_num_partitions(1)
         .with_replication_factor(-1)]);
@@ -34,13 +36,24 @@ async fn create_topic(c: &mut Client, name: &str) {
 }
 
 fn resource(resource_type: i8, name: &str, configs: &[(&str, Option<&str>)]) -> alter_configs_request::AlterConfigsResource {
-    alter_configs_request::AlterConfigsResource::default().with_resource_type(resource_type).with_resource_name(s(name)).with_configs(
-        configs.iter().map(|(k, v)| alter_configs_request::AlterableConfig::default().with_name(s(k)).with_value(v.map(s))).collect(),
-    )
+    alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(s(name))
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| alter_configs_request::AlterableConfig::default().with_name(s(k)).with_value(v.map(s)))
+                .collect(),
+        )
 }
 
 /// (error code, error message) of each resource, in the request's order.
-async fn alter(c: &mut Client, version: i16, validate_only: bool, resources: Vec<alter_configs_request::AlterConfigsResource>) -> Vec<(i16, String)> {
+async fn alter(
+    c: &mut Client,
+    version: i16,
+    validate_only: bool,
+    resources: Vec<alter_configs_request::AlterConfigsResource>,
+) -> Vec<(i16, String)> {
     let names: Vec<(i8, String)> = resources.iter().map(|r| (r.resource_type, r.resource_name.to_string())).collect();
     let req = AlterConfigsRequest::default().with_resources(resources).with_validate_only(validate_only);
     let resp: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, version, &req).await;
@@ -49,26 +62,33 @@ async fn alter(c: &mut Client, version: i16, validate_only: bool, resources: Vec
     resp.responses.into_iter().map(|r| (r.error_code, r.error_message.map(|m| m.to_string()).unwrap_or_default())).collect()
 }
 
-async fn alter_one(c: &mut Client, version: i16, validate_only: bool, r: alter_configs_request::AlterConfigsResource) -> (i16, String) {
+async fn alter_one(
+    c: &mut Client,
+    version: i16,
+    validate_only: bool,
+    r: alter_configs_request::AlterConfigsResource,
+) -> (i16, String) {
     alter(c, version, validate_only, vec![r]).await.remove(0)
 }
 
 async fn incremental_set(c: &mut Client, resource_type: i8, name: &str, key: &str, value: &str) {
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-        .with_resource_type(resource_type)
-        .with_resource_name(s(name))
-        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-            .with_name(s(key))
-            .with_config_operation(0)
-            .with_value(Some(s(value)))])]);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s(key))
+                .with_config_operation(0)
+                .with_value(Some(s(value)))]),
+    ]);
     let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req).await;
     assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
 }
 
 /// Every config of a resource by name: (value, config source), or the error code.
 async fn try_describe(c: &mut Client, resource_type: i8, name: &str) -> Result<BTreeMap<String, (String, i8)>, i16> {
-    let req = DescribeConfigsRequest::default()
-        .with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
             .with_resource_type(resource_type)
             .with_resource_name(s(name))
             .with_configuration_keys(None)]);
@@ -77,7 +97,11 @@ async fn try_describe(c: &mut Client, resource_type: i8, name: &str) -> Result<B
     if result.error_code != 0 {
         return Err(result.error_code);
     }
-    Ok(result.configs.iter().map(|e| (e.name.to_string(), (e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), e.config_source))).collect())
+    Ok(result
+        .configs
+        .iter()
+        .map(|e| (e.name.to_string(), (e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), e.config_source)))
+        .collect())
 }
 
 async fn describe(c: &mut Client, resource_type: i8, name: &str) -> BTreeMap<String, (String, i8)> {
@@ -86,7 +110,12 @@ async fn describe(c: &mut Client, resource_type: i8, name: &str) -> BTreeMap<Str
 
 /// The configs of a topic that come from its own overrides.
 async fn topic_overrides(c: &mut Client, topic: &str) -> BTreeMap<String, String> {
-    describe(c, TOPIC, topic).await.into_iter().filter(|(_, (_, source))| *source == DYNAMIC_TOPIC_CONFIG).map(|(k, (v, _))| (k, v)).collect()
+    describe(c, TOPIC, topic)
+        .await
+        .into_iter()
+        .filter(|(_, (_, source))| *source == DYNAMIC_TOPIC_CONFIG)
+        .map(|(k, (v, _))| (k, v))
+        .collect()
 }
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -109,11 +138,21 @@ async fn every_version_replaces_a_topics_configs() {
 
     for version in 0..=2 {
         let retention = format!("{}", 3_600_000 + i64::from(version));
-        let (code, msg) = alter_one(&mut c, version, false, resource(TOPIC, "t", &[("retention.ms", Some(&retention)), ("segment.bytes", Some("1048576"))])).await;
+        let (code, msg) = alter_one(
+            &mut c,
+            version,
+            false,
+            resource(TOPIC, "t", &[("retention.ms", Some(&retention)), ("segment.bytes", Some("1048576"))]),
+        )
+        .await;
         assert_eq!(code, 0, "v{version}: {msg}");
         let described = describe(&mut c, TOPIC, "t").await;
         assert_eq!(described["flush.ms"].1, DEFAULT_CONFIG, "v{version}: a config not given is back to its default");
-        assert_eq!(topic_overrides(&mut c, "t").await, map(&[("retention.ms", &retention), ("segment.bytes", "1048576")]), "v{version}");
+        assert_eq!(
+            topic_overrides(&mut c, "t").await,
+            map(&[("retention.ms", &retention), ("segment.bytes", "1048576")]),
+            "v{version}"
+        );
         // The next version starts from a config it does not give.
         incremental_set(&mut c, TOPIC, "t", "flush.ms", "1000").await;
     }
@@ -137,7 +176,10 @@ async fn refused_and_validate_only_changes_leave_the_configs_as_they_were() {
 
     // validate_only: checked, answered, not applied.
     for version in 0..=2 {
-        assert_eq!(alter_one(&mut c, version, true, resource(TOPIC, "t", &[("retention.ms", Some("5000"))])).await, (0, String::new()));
+        assert_eq!(
+            alter_one(&mut c, version, true, resource(TOPIC, "t", &[("retention.ms", Some("5000"))])).await,
+            (0, String::new())
+        );
         assert_eq!(topic_overrides(&mut c, "t").await, before, "v{version} validate_only");
         let (code, msg) = alter_one(&mut c, version, true, resource(TOPIC, "t", &[("retention.ms", Some("soon"))])).await;
         assert_eq!(code, INVALID_CONFIG, "v{version}: validate_only still validates");
@@ -146,14 +188,16 @@ async fn refused_and_validate_only_changes_leave_the_configs_as_they_were() {
 
     // Invalid values and unknown names: INVALID_CONFIG, and the valid configs given with them are not applied.
     for bad in [("max.message.bytes", "-5"), ("retention.ms", "soon"), ("no.such.config", "1"), ("cleanup.policy", "compact")] {
-        let (code, msg) = alter_one(&mut c, 1, false, resource(TOPIC, "t", &[("retention.ms", Some("5000")), (bad.0, Some(bad.1))])).await;
+        let (code, msg) =
+            alter_one(&mut c, 1, false, resource(TOPIC, "t", &[("retention.ms", Some("5000")), (bad.0, Some(bad.1))])).await;
         assert_eq!(code, INVALID_CONFIG, "{bad:?}: {msg}");
         assert!(msg.contains(bad.0), "{bad:?}: the message names the config: {msg}");
         assert_eq!(topic_overrides(&mut c, "t").await, before, "{bad:?}");
     }
 
     // A null value is a bad request.
-    let (code, msg) = alter_one(&mut c, 0, false, resource(TOPIC, "t", &[("retention.ms", Some("5000")), ("segment.ms", None)])).await;
+    let (code, msg) =
+        alter_one(&mut c, 0, false, resource(TOPIC, "t", &[("retention.ms", Some("5000")), ("segment.ms", None)])).await;
     assert_eq!(code, INVALID_REQUEST, "{msg}");
     assert!(msg.contains("segment.ms"), "{msg}");
     assert_eq!(topic_overrides(&mut c, "t").await, before);
@@ -250,10 +294,15 @@ async fn in_a_cluster_topic_configs_change_through_the_controller_on_every_broke
 
     // Through a broker that is not the controller (forwarded), then through the controller.
     for (via, retention) in [(1, "3600000"), (0, "7200000")] {
-        let (code, msg) = alter_one(&mut clients[via], 1, false, resource(TOPIC, "shared", &[("retention.ms", Some(retention))])).await;
+        let (code, msg) =
+            alter_one(&mut clients[via], 1, false, resource(TOPIC, "shared", &[("retention.ms", Some(retention))])).await;
         assert_eq!(code, 0, "via broker {via}: {msg}");
         for (id, c) in clients.iter_mut().enumerate() {
-            assert_eq!(topic_overrides(c, "shared").await, map(&[("retention.ms", retention)]), "via broker {via}, on broker {id}");
+            assert_eq!(
+                topic_overrides(c, "shared").await,
+                map(&[("retention.ms", retention)]),
+                "via broker {via}, on broker {id}"
+            );
         }
     }
     let (code, msg) = alter_one(&mut clients[1], 2, false, resource(TOPIC, "shared", &[("retention.ms", Some("soon"))])).await;

@@ -67,20 +67,23 @@ impl Cluster {
     /// operator does when pod addresses change.
     fn announce(&self) {
         for id in self.running() {
-            let resp: IncrementalAlterConfigsResponse = self.call(id, ApiKey::IncrementalAlterConfigs, 1, &self.membership_request(id));
+            let resp: IncrementalAlterConfigsResponse =
+                self.call(id, ApiKey::IncrementalAlterConfigs, 1, &self.membership_request(id));
             assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
         }
     }
 
     fn membership_request(&self, id: usize) -> IncrementalAlterConfigsRequest {
         let value: Vec<String> = self.running().map(|id| format!("{id}@{}", self.broker(id).bootstrap())).collect();
-        IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(4)
-            .with_resource_name(s(&id.to_string()))
-            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(s("cluster.brokers"))
-                .with_config_operation(0)
-                .with_value(Some(s(&value.join(","))))])])
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s(&id.to_string()))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(s("cluster.brokers"))
+                    .with_config_operation(0)
+                    .with_value(Some(s(&value.join(","))))]),
+        ])
     }
 
     fn create_request(name: &str, partitions: i32) -> CreateTopicsRequest {
@@ -139,7 +142,8 @@ impl Cluster {
 
     /// (node id, host:port) of the coordinator of `group` as broker `id` names it (FindCoordinator v3).
     fn coordinator(&self, id: usize, group: &str) -> (i32, String) {
-        let r: FindCoordinatorResponse = self.call(id, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s(group)));
+        let r: FindCoordinatorResponse =
+            self.call(id, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s(group)));
         assert_eq!(r.error_code, 0, "{:?}", r.error_message);
         (r.node_id.0, format!("{}:{}", r.host.as_str(), r.port))
     }
@@ -152,7 +156,8 @@ impl Cluster {
         if r.error_code != 0 {
             return Err(r.error_code);
         }
-        let mut out: Vec<(i32, i64)> = r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect();
+        let mut out: Vec<(i32, i64)> =
+            r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect();
         out.sort();
         Ok(out)
     }
@@ -213,7 +218,8 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     assert_eq!(leaders.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]), "{leaders:?}");
     for id in 0..N {
         let md = c.metadata(id);
-        let brokers: Vec<(i32, String)> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        let brokers: Vec<(i32, String)> =
+            md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
         let expected: Vec<(i32, String)> = (0..N).map(|i| (i as i32, c.broker(i).bootstrap())).collect();
         assert_eq!(brokers, expected);
         assert_eq!(md.controller_id.0, 0);
@@ -221,10 +227,11 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     }
 
     // The membership is a dynamic broker config; bad values are refused and change nothing.
-    let describe = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
-        .with_resource_type(4)
-        .with_resource_name(s("1"))
-        .with_configuration_keys(Some(vec![s("cluster.brokers")]))]);
+    let describe =
+        DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("1"))
+            .with_configuration_keys(Some(vec![s("cluster.brokers")]))]);
     let resp: DescribeConfigsResponse = c.call(1, ApiKey::DescribeConfigs, 4, &describe);
     let entry = &resp.results[0].configs[0];
     let expected: Vec<String> = (0..N).map(|i| format!("{i}@{}", c.broker(i).bootstrap())).collect();
@@ -240,9 +247,11 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
 
     // A partition led elsewhere: NOT_LEADER_OR_FOLLOWER, so clients refresh their metadata.
     let other = leaders.iter().position(|l| *l != 0).unwrap() as i32;
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(s("spread")))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(other).with_records(Some(record_batch(1, 10, 0)))])]);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(TopicName(s("spread"))).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(other).with_records(Some(record_batch(1, 10, 0))),
+        ]),
+    ]);
     let resp: ProduceResponse = c.call(0, ApiKey::Produce, 9, &req);
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 6);
 
@@ -252,13 +261,17 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     let sends: Vec<_> = (0..n)
         .map(|i| {
             let (key, value) = (format!("k{i}"), format!("v{i}"));
-            producer.send_result(FutureRecord::to("spread").key(&key).payload(&value).partition(i % 6)).map_err(|(e, _)| e).unwrap()
+            producer
+                .send_result(FutureRecord::to("spread").key(&key).payload(&value).partition(i % 6))
+                .map_err(|(e, _)| e)
+                .unwrap()
         })
         .collect();
     for send in sends {
         c.rt.block_on(send).unwrap().unwrap();
     }
-    let consumer: BaseConsumer = c.client_config(2).set("group.id", "unused").set("enable.auto.commit", "false").create().unwrap();
+    let consumer: BaseConsumer =
+        c.client_config(2).set("group.id", "unused").set("enable.auto.commit", "false").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..6 {
         tpl.add_partition_offset("spread", p, Offset::Beginning).unwrap();
@@ -284,9 +297,9 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     }
 
     // More partitions, asked of broker 1: they continue the rotation and reach every broker.
-    let req = CreatePartitionsRequest::default()
-        .with_timeout_ms(30_000)
-        .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(s("spread"))).with_count(9)]);
+    let req = CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(s("spread"))).with_count(9),
+    ]);
     let resp: CreatePartitionsResponse = c.call(1, ApiKey::CreatePartitions, 3, &req);
     assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0].error_message);
     c.wait_for("every broker has 9 partitions", |c| c.everywhere("spread").is_some_and(|(_, l)| l.len() == 9));
@@ -295,24 +308,27 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     assert_eq!(grown[6..].iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
 
     // A topic config changed through broker 2 applies on every broker.
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(s("spread"))
-        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-            .with_name(s("retention.ms"))
-            .with_config_operation(0)
-            .with_value(Some(s("7200000")))])]);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("spread"))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(s("7200000")))]),
+    ]);
     let resp: IncrementalAlterConfigsResponse = c.call(2, ApiKey::IncrementalAlterConfigs, 1, &req);
     assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
     for id in 0..N {
-        let retention = c.broker(id).broker.as_ref().unwrap().state().replicas.topic("spread").unwrap().configs.get("retention.ms").cloned();
+        let retention =
+            c.broker(id).broker.as_ref().unwrap().state().replicas.topic("spread").unwrap().configs.get("retention.ms").cloned();
         assert_eq!(retention.as_deref(), Some("7200000"), "broker {id}");
     }
 
     // Automatic creation on a broker that is not the controller: "not yet" first, then everywhere.
-    let req = MetadataRequest::default().with_allow_auto_topic_creation(true).with_topics(Some(vec![
-        metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("auto")))),
-    ]));
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("auto"))))]));
     let resp: MetadataResponse = c.call(1, ApiKey::Metadata, 12, &req);
     assert_eq!(resp.topics[0].error_code, 5, "LEADER_NOT_AVAILABLE while the controller creates it");
     c.wait_for("the auto-created topic is everywhere", |c| c.everywhere("auto").is_some_and(|(_, l)| l.len() == 3));
@@ -419,8 +435,10 @@ fn group_request_errors(c: &Cluster, id: usize, group: &str, topic: &str) -> Vec
         .with_protocol_type(s("consumer"))
         .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default().with_name(s("range"))]);
     let join: JoinGroupResponse = c.call(id, ApiKey::JoinGroup, 9, &join);
-    let sync: SyncGroupResponse = c.call(id, ApiKey::SyncGroup, 5, &SyncGroupRequest::default().with_group_id(g()).with_member_id(s("m")));
-    let heartbeat: HeartbeatResponse = c.call(id, ApiKey::Heartbeat, 4, &HeartbeatRequest::default().with_group_id(g()).with_member_id(s("m")));
+    let sync: SyncGroupResponse =
+        c.call(id, ApiKey::SyncGroup, 5, &SyncGroupRequest::default().with_group_id(g()).with_member_id(s("m")));
+    let heartbeat: HeartbeatResponse =
+        c.call(id, ApiKey::Heartbeat, 4, &HeartbeatRequest::default().with_group_id(g()).with_member_id(s("m")));
     let leave = LeaveGroupRequest::default()
         .with_group_id(g())
         .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(s("m"))]);
@@ -430,13 +448,18 @@ fn group_request_errors(c: &Cluster, id: usize, group: &str, topic: &str) -> Vec
         offset_fetch_request::OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(vec![0]),
     ]));
     let fetch_v1: OffsetFetchResponse = c.call(id, ApiKey::OffsetFetch, 1, &fetch_v1);
-    let fetch_v8 = OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(g())]);
+    let fetch_v8 = OffsetFetchRequest::default()
+        .with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(g())]);
     let fetch_v8: OffsetFetchResponse = c.call(id, ApiKey::OffsetFetch, 8, &fetch_v8);
-    let describe: DescribeGroupsResponse = c.call(id, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![g()]));
-    let delete: DeleteGroupsResponse = c.call(id, ApiKey::DeleteGroups, 2, &DeleteGroupsRequest::default().with_groups_names(vec![g()]));
-    let offset_delete = OffsetDeleteRequest::default().with_group_id(g()).with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
-        .with_name(TopicName(s(topic)))
-        .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+    let describe: DescribeGroupsResponse =
+        c.call(id, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![g()]));
+    let delete: DeleteGroupsResponse =
+        c.call(id, ApiKey::DeleteGroups, 2, &DeleteGroupsRequest::default().with_groups_names(vec![g()]));
+    let offset_delete = OffsetDeleteRequest::default().with_group_id(g()).with_topics(vec![
+        offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+    ]);
     let offset_delete: OffsetDeleteResponse = c.call(id, ApiKey::OffsetDelete, 0, &offset_delete);
     vec![
         ("JoinGroup", join.error_code),
@@ -480,7 +503,8 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     }
     let keys: Vec<StrBytes> = (0..30).map(|i| s(&format!("g{i}"))).collect();
     let batched = |id: usize| -> Vec<(String, i32, i32)> {
-        let r: FindCoordinatorResponse = c.call(id, ApiKey::FindCoordinator, 4, &FindCoordinatorRequest::default().with_coordinator_keys(keys.clone()));
+        let r: FindCoordinatorResponse =
+            c.call(id, ApiKey::FindCoordinator, 4, &FindCoordinatorRequest::default().with_coordinator_keys(keys.clone()));
         r.coordinators.iter().map(|k| (k.key.to_string(), k.node_id.0, k.port)).collect()
     };
     let at_0 = batched(0);
@@ -522,7 +546,8 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
         }
         assert!(Instant::now() < deadline, "the two consumers never shared the partitions: {a:?} {b:?}");
     }
-    let d: DescribeGroupsResponse = c.call(coord as usize, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]));
+    let d: DescribeGroupsResponse =
+        c.call(coord as usize, ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]));
     assert_eq!((d.groups[0].group_state.as_str(), d.groups[0].members.len()), ("Stable", 2));
     assert_eq!(listed_groups(&c, coord as usize), vec![group.to_string()]);
     for id in &others {
@@ -587,7 +612,11 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     for id in 0..N {
         let offsets = consumer(id).committed_offsets(wanted.clone(), Duration::from_secs(30)).unwrap();
         let offsets: Vec<(i32, Offset)> = offsets.elements().iter().map(|e| (e.partition(), e.offset())).collect();
-        assert_eq!(offsets, (0..partitions).map(|p| (p, Offset::Offset(per_partition))).collect::<Vec<_>>(), "through broker {id}");
+        assert_eq!(
+            offsets,
+            (0..partitions).map(|p| (p, Offset::Offset(per_partition))).collect::<Vec<_>>(),
+            "through broker {id}"
+        );
     }
     drop(members);
 

@@ -140,7 +140,10 @@ async fn a_cold_fetch_does_not_stall_other_connections() {
         let cold = b.broker.as_ref().unwrap().state().metrics.warmup.cold_fetches.get() - cold_before;
         eprintln!("{mode}: the worker read {worker_read} bytes from disk; {answered} requests of another connection answered");
         assert!(worker_read < FETCH_BYTES as u64 / 16, "{mode}: the network thread read {worker_read} bytes from disk");
-        assert!(answered >= MIN_ANSWERED, "{mode}: only {answered} requests of another connection were answered during a cold fetch");
+        assert!(
+            answered >= MIN_ANSWERED,
+            "{mode}: only {answered} requests of another connection were answered during a cold fetch"
+        );
         assert_eq!(cold, 1, "{mode}: the fetch found its range cold");
         dir = b.stop().await;
     }

@@ -54,9 +54,9 @@ async fn idle_connections_and_half_sent_requests_are_closed() {
         .with_session_epoch(-1)
         .with_min_bytes(1)
         .with_max_bytes(1 << 20)
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(s("t")))
-            .with_partitions(vec![fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)])]);
+        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s("t"))).with_partitions(vec![
+            fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
+        ])]);
     let started = Instant::now();
     let frame = waiting.encode(ApiKey::Fetch, 11, &fetch);
     waiting.send_raw(&frame).await;

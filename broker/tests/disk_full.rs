@@ -10,9 +10,11 @@ use kafka_protocol::messages::*;
 use strata_storage::test_util::TinyFs;
 
 async fn produce(c: &mut Client, records: Bytes) -> i16 {
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(s("t")))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(TopicName(s("t"))).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records)),
+        ]),
+    ]);
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
     resp.responses[0].partition_responses[0].error_code
 }

@@ -64,13 +64,18 @@ fn sync_request(group: &str, member: &str, generation: i32, assignments: &[(&str
         .with_assignments(
             assignments
                 .iter()
-                .map(|(m, a)| sync_group_request::SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::from(a.to_string())))
+                .map(|(m, a)| {
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(s(m))
+                        .with_assignment(Bytes::from(a.to_string()))
+                })
                 .collect(),
         )
 }
 
 async fn heartbeat(c: &mut Client, group: &str, member: &str, generation: i32) -> i16 {
-    let req = HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation);
+    let req =
+        HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_generation_id(generation);
     let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &req).await;
     r.error_code
 }
@@ -85,7 +90,11 @@ fn commit_request(group: &str, member: &str, generation: i32, offsets: &[(&str, 
             .with_committed_metadata(Some(s(metadata)));
         match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
             Some(t) => t.partitions.push(p),
-            None => topics.push(offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![p])),
+            None => topics.push(
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![p]),
+            ),
         }
     }
     OffsetCommitRequest::default()
@@ -111,7 +120,9 @@ async fn fetch_offsets(c: &mut Client, group: &str) -> Vec<(String, i32, i64, St
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index, p.committed_offset, p.metadata.as_deref().unwrap_or("").to_string()))
+            t.partitions.iter().map(|p| {
+                (t.name.0.to_string(), p.partition_index, p.committed_offset, p.metadata.as_deref().unwrap_or("").to_string())
+            })
         })
         .collect();
     out.sort();
@@ -128,16 +139,18 @@ async fn describe(c: &mut Client, version: i16, group: &str) -> describe_groups_
 async fn find_coordinator_single_and_batched() {
     let b = TestBroker::start(SETTINGS).await;
     let mut c = b.client().await;
-    let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 0, &FindCoordinatorRequest::default().with_key(s("g"))).await;
+    let r: FindCoordinatorResponse =
+        c.call(ApiKey::FindCoordinator, 0, &FindCoordinatorRequest::default().with_key(s("g"))).await;
     assert_eq!((r.error_code, r.node_id.0, r.port, r.host.as_str()), (0, 0, i32::from(b.addr.port()), "127.0.0.1"));
     let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("a"), s("b")]);
     let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 4, &req).await;
-    assert_eq!(r.coordinators.iter().map(|c| (c.key.to_string(), c.error_code, c.port)).collect::<Vec<_>>(), vec![
-        ("a".to_string(), 0, i32::from(b.addr.port())),
-        ("b".to_string(), 0, i32::from(b.addr.port()))
-    ]);
+    assert_eq!(
+        r.coordinators.iter().map(|c| (c.key.to_string(), c.error_code, c.port)).collect::<Vec<_>>(),
+        vec![("a".to_string(), 0, i32::from(b.addr.port())), ("b".to_string(), 0, i32::from(b.addr.port()))]
+    );
     // Transaction coordinators do not exist: a fatal error for the client, with a message where possible.
-    let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s("tx")).with_key_type(1)).await;
+    let r: FindCoordinatorResponse =
+        c.call(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s("tx")).with_key_type(1)).await;
     assert_eq!(r.error_code, 53);
     assert!(r.error_message.unwrap().contains("transactions"));
     let req = FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx")]);
@@ -146,7 +159,9 @@ async fn find_coordinator_single_and_batched() {
     // The group APIs are advertised, KIP-848 and transactions are not.
     let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
     let keys: Vec<i16> = r.api_keys.iter().map(|k| k.api_key).collect();
-    for api in [ApiKey::JoinGroup, ApiKey::SyncGroup, ApiKey::Heartbeat, ApiKey::LeaveGroup, ApiKey::OffsetCommit, ApiKey::OffsetDelete] {
+    for api in
+        [ApiKey::JoinGroup, ApiKey::SyncGroup, ApiKey::Heartbeat, ApiKey::LeaveGroup, ApiKey::OffsetCommit, ApiKey::OffsetDelete]
+    {
         assert!(keys.contains(&(api as i16)), "{api:?}");
     }
     for api in [ApiKey::ConsumerGroupHeartbeat, ApiKey::AddPartitionsToTxn, ApiKey::EndTxn, ApiKey::TxnOffsetCommit] {
@@ -180,22 +195,32 @@ async fn membership_and_offsets_survive_a_restart() {
     let group = |id: &str, topics: Option<Vec<offset_fetch_request::OffsetFetchRequestTopics>>| {
         offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(s(id))).with_topics(topics)
     };
-    let named = vec![offset_fetch_request::OffsetFetchRequestTopics::default().with_name(TopicName(s("t"))).with_partition_indexes(vec![1, 2])];
+    let named = vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+        .with_name(TopicName(s("t")))
+        .with_partition_indexes(vec![1, 2])];
     let req = OffsetFetchRequest::default().with_groups(vec![group("g1", Some(named)), group("g1", None), group("other", None)]);
     let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 9, &req).await;
     let offsets = |g: &offset_fetch_response::OffsetFetchResponseGroup| -> Vec<(i32, i64, i32)> {
-        g.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch))).collect()
+        g.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.committed_leader_epoch)))
+            .collect()
     };
     assert_eq!(offsets(&r.groups[0]), vec![(1, 20, 3), (2, -1, -1)]);
     assert_eq!(offsets(&r.groups[1]).len(), 2);
     assert!(r.groups[2].topics.is_empty() && r.groups[2].error_code == 0);
     let d = describe(&mut c, 5, "g1").await;
-    assert_eq!((d.group_state.as_str(), d.protocol_data.as_str(), &d.members[0].member_assignment[..]), ("Stable", "range", &b"A"[..]));
+    assert_eq!(
+        (d.group_state.as_str(), d.protocol_data.as_str(), &d.members[0].member_assignment[..]),
+        ("Stable", "range", &b"A"[..])
+    );
     assert_eq!(d.members[0].client_host.as_str(), "/127.0.0.1");
     let r: ListGroupsResponse = c.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default()).await;
-    let listed: Vec<_> = r.groups.iter().map(|g| (g.group_id.0.to_string(), g.protocol_type.to_string(), g.group_state.to_string())).collect();
+    let listed: Vec<_> =
+        r.groups.iter().map(|g| (g.group_id.0.to_string(), g.protocol_type.to_string(), g.group_state.to_string())).collect();
     assert_eq!(listed, vec![("g1".to_string(), "consumer".to_string(), "Stable".to_string())]);
-    let r: ListGroupsResponse = c.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default().with_states_filter(vec![s("Empty")])).await;
+    let r: ListGroupsResponse =
+        c.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default().with_states_filter(vec![s("Empty")])).await;
     assert!(r.groups.is_empty());
 
     let dir = b.stop().await;
@@ -273,11 +298,11 @@ async fn bad_group_requests_get_kafkas_error_codes() {
     let mut c = b.client().await;
     let join = |group: &str, member: &str| join_request(group, member);
     let cases: Vec<(JoinGroupRequest, i16)> = vec![
-        (join("", ""), 24),                               // INVALID_GROUP_ID
-        (join(&"g".repeat(40_000), ""), 24),              // longer than a stored string can be
-        (join("g", "").with_session_timeout_ms(1), 26),   // INVALID_SESSION_TIMEOUT
-        (join("unknown", "someone"), 25),                 // UNKNOWN_MEMBER_ID: only new members create groups
-        (join("g", "").with_protocol_type(s("")), 23),    // INCONSISTENT_GROUP_PROTOCOL
+        (join("", ""), 24),                             // INVALID_GROUP_ID
+        (join(&"g".repeat(40_000), ""), 24),            // longer than a stored string can be
+        (join("g", "").with_session_timeout_ms(1), 26), // INVALID_SESSION_TIMEOUT
+        (join("unknown", "someone"), 25),               // UNKNOWN_MEMBER_ID: only new members create groups
+        (join("g", "").with_protocol_type(s("")), 23),  // INCONSISTENT_GROUP_PROTOCOL
     ];
     for (req, expected) in cases {
         let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 9, &req).await;
@@ -300,17 +325,28 @@ async fn bad_group_requests_get_kafkas_error_codes() {
     // A member of a running group: wrong protocol name, stale generation, subscribed-topic offsets.
     let m = member_id(&mut c, "g").await;
     let _: JoinGroupResponse = c.call(ApiKey::JoinGroup, 9, &join_request("g", &m)).await;
-    let r: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_request("g", &m, 1, &[]).with_protocol_name(Some(s("roundrobin")))).await;
+    let r: SyncGroupResponse =
+        c.call(ApiKey::SyncGroup, 5, &sync_request("g", &m, 1, &[]).with_protocol_name(Some(s("roundrobin")))).await;
     assert_eq!(r.error_code, 23);
     let r: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_request("g", &m, 0, &[])).await;
     assert_eq!(r.error_code, 22);
-    assert_eq!(commit(&mut c, 9, &commit_request("g", &m, 1, &[("t", 0, 1, "")])).await, vec![27], "REBALANCE_IN_PROGRESS before sync");
+    assert_eq!(
+        commit(&mut c, 9, &commit_request("g", &m, 1, &[("t", 0, 1, "")])).await,
+        vec![27],
+        "REBALANCE_IN_PROGRESS before sync"
+    );
     let _: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &sync_request("g", &m, 1, &[])).await;
     assert_eq!(commit(&mut c, 9, &commit_request("g", &m, 1, &[("t", 0, 1, "")])).await, vec![0]);
-    assert_eq!(commit(&mut c, 9, &commit_request("g", "", -1, &[("t", 0, 2, "")])).await, vec![25], "admin commit to a live group");
-    let req = OffsetDeleteRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
-        .with_name(TopicName(s("t")))
-        .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+    assert_eq!(
+        commit(&mut c, 9, &commit_request("g", "", -1, &[("t", 0, 2, "")])).await,
+        vec![25],
+        "admin commit to a live group"
+    );
+    let req = OffsetDeleteRequest::default().with_group_id(GroupId(s("g"))).with_topics(vec![
+        offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+    ]);
     let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &req).await;
     assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 86), "GROUP_SUBSCRIBED_TO_TOPIC");
     // Once the group is empty the offset can be deleted.
@@ -340,14 +376,18 @@ async fn the_offsets_log_is_rewritten_and_stays_small() {
         let req = commit_request("simple", "", -1, &[("t", 0, i, "m"), ("t", 1, 2 * i, "")]);
         assert_eq!(commit(&mut c, 7, &req).await, vec![0, 0]);
     }
-    let log = b.broker.as_ref().unwrap().state().replicas.log_manager().get(&TopicPartition::new("__consumer_offsets", 0)).unwrap();
+    let log =
+        b.broker.as_ref().unwrap().state().replicas.log_manager().get(&TopicPartition::new("__consumer_offsets", 0)).unwrap();
     assert!(log.log_start_offset() > 2000, "old records deleted: start {}", log.log_start_offset());
     assert!(log.size_bytes() < 64 * 1024, "{} bytes for 6000 commits", log.size_bytes());
     drop(log);
     let dir = b.stop().await;
     let b = TestBroker::start_in(dir, &settings).await;
     let mut c = b.client().await;
-    assert_eq!(fetch_offsets(&mut c, "simple").await, vec![("t".into(), 0, 2999, "m".into()), ("t".into(), 1, 5998, String::new())]);
+    assert_eq!(
+        fetch_offsets(&mut c, "simple").await,
+        vec![("t".into(), 0, 2999, "m".into()), ("t".into(), 1, 5998, String::new())]
+    );
     b.stop().await;
 }
 
@@ -388,18 +428,22 @@ fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
 
 /// (error code, base offset) of producing `records` to partition 0 of "idem".
 async fn produce(c: &mut Client, records: Bytes, transactional_id: Option<&str>) -> (i16, i64) {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_transactional_id(transactional_id.map(|t| TransactionalId(s(t)))).with_topic_data(
-        vec![produce_request::TopicProduceData::default()
-            .with_name(TopicName(s("idem")))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))])],
-    );
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_transactional_id(transactional_id.map(|t| TransactionalId(s(t))))
+        .with_topic_data(vec![produce_request::TopicProduceData::default().with_name(TopicName(s("idem"))).with_partition_data(
+            vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))],
+        )]);
     let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
 async fn init_producer_id(c: &mut Client, transactional_id: Option<&str>) -> (i16, i64, i16) {
-    let req = InitProducerIdRequest::default().with_transactional_id(transactional_id.map(|t| TransactionalId(s(t)))).with_transaction_timeout_ms(60_000);
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(transactional_id.map(|t| TransactionalId(s(t))))
+        .with_transaction_timeout_ms(60_000);
     let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }

@@ -111,7 +111,11 @@ async fn produce_everywhere(c: &mut Client, topic: &str, partitions: i32, record
     let req = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![
         produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(
             (0..partitions)
-                .map(|p| produce_request::PartitionProduceData::default().with_index(p).with_records(Some(record_batch(records, 20, 1_000))))
+                .map(|p| {
+                    produce_request::PartitionProduceData::default()
+                        .with_index(p)
+                        .with_records(Some(record_batch(records, 20, 1_000)))
+                })
                 .collect(),
         ),
     ]);
@@ -124,7 +128,10 @@ async fn produce_everywhere(c: &mut Client, topic: &str, partitions: i32, record
 async fn fetch_records(c: &mut Client, topic: &str, partition: i32) -> usize {
     let req = FetchRequest::default().with_max_wait_ms(0).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![
         fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
-            fetch_request::FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+            fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20),
         ]),
     ]);
     let resp: FetchResponse = c.call(ApiKey::Fetch, 11, &req).await;
@@ -227,7 +234,8 @@ fn verify_log(path: &Path) -> (bool, String) {
 fn verify_log_finds_damaged_indexes_and_batches() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig { segment_bytes: 8192, index_interval_bytes: 256, ..LogConfig::default() };
-    let manager = LogManager::open(LogManagerConfig { default_config: config.clone(), ..LogManagerConfig::new(dir.path()) }).unwrap();
+    let manager =
+        LogManager::open(LogManagerConfig { default_config: config.clone(), ..LogManagerConfig::new(dir.path()) }).unwrap();
     for p in 0..2 {
         let log = manager.get_or_create(&TopicPartition::new("checked", p), config.clone()).unwrap();
         for i in 0..100 {

@@ -207,7 +207,8 @@ fn log_append_time_topics_give_clients_the_broker_time() {
     create_topic_with(&env, "lat", 1, &[("message.timestamp.type", "LogAppendTime")]);
     let producer: FutureProducer = env.config().create().unwrap();
     let before = now_ms();
-    let delivery = producer.send_result(FutureRecord::to("lat").key("k").payload("v").timestamp(1_000)).map_err(|(e, _)| e).unwrap();
+    let delivery =
+        producer.send_result(FutureRecord::to("lat").key("k").payload("v").timestamp(1_000)).map_err(|(e, _)| e).unwrap();
     let delivered = env.rt.block_on(delivery).unwrap().unwrap();
     let after = now_ms();
     let Timestamp::LogAppendTime(t) = delivered.timestamp else { panic!("{:?}", delivered.timestamp) };

@@ -6,7 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{create_topic, fetch_request, produce, produce_request, produce_with_acks, record_batch, s, topic_id, try_create_topic, Client, TestBroker};
+use common::{
+    create_topic, fetch_request, produce, produce_request, produce_with_acks, record_batch, s, topic_id, try_create_topic,
+    Client, TestBroker,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 use uuid::Uuid;
@@ -17,12 +20,19 @@ async fn api_versions_of_every_version_and_v0_fallback() {
     let mut c = b.client().await;
     for v in 0..=4 {
         let resp: ApiVersionsResponse = c
-            .call(ApiKey::ApiVersions, v, &ApiVersionsRequest::default().with_client_software_name(s("t")).with_client_software_version(s("1")))
+            .call(
+                ApiKey::ApiVersions,
+                v,
+                &ApiVersionsRequest::default().with_client_software_name(s("t")).with_client_software_version(s("1")),
+            )
             .await;
         assert_eq!(resp.error_code, 0);
         let fetch = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).unwrap();
         assert_eq!((fetch.min_version, fetch.max_version), (4, 18));
-        assert!(resp.api_keys.iter().all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16), "only implemented APIs are advertised");
+        assert!(
+            resp.api_keys.iter().all(|k| k.api_key != ApiKey::ConsumerGroupHeartbeat as i16),
+            "only implemented APIs are advertised"
+        );
     }
     // A future ApiVersions version gets a v0 response with UNSUPPORTED_VERSION and the supported list.
     let mut req = c.encode(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
@@ -69,9 +79,11 @@ async fn bad_frames_close_only_their_connection() {
         .call(
             ApiKey::ListOffsets,
             7,
-            &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-                .with_name(TopicName(s("keep")))
-                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]),
+            &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s("keep"))).with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
+                ]),
+            ]),
         )
         .await;
     assert_eq!(resp.topics[0].partitions[0].offset, 3);
@@ -121,7 +133,8 @@ async fn metadata_auto_creates_valid_topics_only() {
     assert_eq!(resp.topics[0].error_code, 3);
     // By id (v10+) and the all-topics form.
     let id = topic_id(&mut c, "auto").await;
-    let by_id = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(None).with_topic_id(id)]));
+    let by_id = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(None).with_topic_id(id)]));
     let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &by_id).await;
     assert_eq!(resp.topics[0].name.as_ref().map(|n| n.0.to_string()), Some("auto".into()));
     let all: MetadataResponse = c.call(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(None)).await;
@@ -207,12 +220,12 @@ async fn offset_for_leader_epoch_is_epoch_zero() {
     produce(&mut c, "epochs", 0, record_batch(7, 1, 1)).await;
     let req = |epoch| {
         OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(TopicName(s("epochs"))).with_partitions(vec![
-                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default().with_topic(TopicName(s("epochs"))).with_partitions(
+                vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
                     .with_partition(0)
                     .with_current_leader_epoch(-1)
-                    .with_leader_epoch(epoch),
-            ]),
+                    .with_leader_epoch(epoch)],
+            ),
         ])
     };
     let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req(0)).await;
@@ -268,21 +281,28 @@ async fn graceful_shutdown_and_restart_keep_topics_configs_and_records() {
     let resp: FetchResponse = c.call(ApiKey::Fetch, 13, &fetch_request("durable", id, 0, 0)).await;
     let p = &resp.responses[0].partitions[0];
     assert_eq!((p.error_code, p.high_watermark), (0, 5));
-    let req = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(s("durable"))
-        .with_configuration_keys(Some(vec![s("retention.ms")]))]);
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("durable"))
+            .with_configuration_keys(Some(vec![s("retention.ms")]))]);
     let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
     let cfg = &resp.results[0].configs[0];
     assert_eq!((cfg.name.as_str(), cfg.value.as_ref().map(|v| v.as_str())), ("retention.ms", Some("86400000")));
 }
 
 /// The configs of a topic (resource type 2) or broker (4), by name: (value, config source).
-async fn describe(c: &mut Client, resource_type: i8, name: &str, keys: &[&str]) -> std::collections::BTreeMap<String, (String, i8)> {
-    let req = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
-        .with_resource_type(resource_type)
-        .with_resource_name(s(name))
-        .with_configuration_keys(Some(keys.iter().map(|k| s(k)).collect()))]);
+async fn describe(
+    c: &mut Client,
+    resource_type: i8,
+    name: &str,
+    keys: &[&str],
+) -> std::collections::BTreeMap<String, (String, i8)> {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(Some(keys.iter().map(|k| s(k)).collect()))]);
     let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req).await;
     assert_eq!(resp.results[0].error_code, 0, "{:?}", resp.results[0].error_message);
     resp.results[0]
@@ -316,12 +336,14 @@ async fn min_insync_replicas_above_one_refuses_acks_all_only() {
     assert_eq!((ok.error_code, ok.base_offset), (0, 0), "acks=1 is unaffected and the refused batch was not stored");
     assert_eq!(describe(&mut c, 2, "isr", &["min.insync.replicas"]).await["min.insync.replicas"], ("2".into(), 1));
     // Back to the default (1): acks=all works again.
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
-        .with_resource_type(2)
-        .with_resource_name(s("isr"))
-        .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-            .with_name(s("min.insync.replicas"))
-            .with_config_operation(1)])]);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("isr"))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s("min.insync.replicas"))
+                .with_config_operation(1)]),
+    ]);
     let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req).await;
     assert_eq!(resp.responses[0].error_code, 0);
     assert_eq!(produce(&mut c, "isr", 0, record_batch(1, 10, 1000)).await.base_offset, 3);
@@ -371,9 +393,11 @@ async fn log_append_time_stamps_the_broker_time_and_create_time_bounds_refuse_sk
     let records = RecordBatchDecoder::decode(&mut stored.clone()).unwrap().records;
     assert!(records.iter().all(|r| r.timestamp_type == kafka_protocol::records::TimestampType::LogAppend));
     // ListOffsets by time uses the append time.
-    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
-        .with_name(TopicName(s("lat")))
-        .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(2000)])]);
+    let list = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s("lat"))).with_partitions(vec![
+            list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(2000),
+        ]),
+    ]);
     let resp_list: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &list).await;
     let found = &resp_list.topics[0].partitions[0];
     assert_eq!((found.offset, found.timestamp), (0, resp.log_append_time_ms));
@@ -429,7 +453,9 @@ async fn broker_defaults_apply_to_topics_and_inert_configs_are_accepted_but_comp
     for (k, v) in inert {
         assert_eq!(described[k], (v.to_string(), 1), "{k}");
     }
-    for bad in [("cleanup.policy", "compact"), ("cleanup.policy", "compact,delete"), ("no.such.config", "1"), ("preallocate", "maybe")] {
+    for bad in
+        [("cleanup.policy", "compact"), ("cleanup.policy", "compact,delete"), ("no.such.config", "1"), ("preallocate", "maybe")]
+    {
         let t = try_create_topic(&mut c, "refused", 1, &[bad]).await;
         assert_eq!(t.error_code, 40, "{bad:?}: INVALID_CONFIG");
     }

@@ -136,12 +136,7 @@ cat "$report"
 exit $rc"#;
 
 /// The sysctls `tune` manages, in report order.
-pub const TUNE_SYSCTLS: [&str; 4] = [
-    "vm.swappiness",
-    "vm.dirty_ratio",
-    "vm.dirty_background_ratio",
-    "vm.max_map_count",
-];
+pub const TUNE_SYSCTLS: [&str; 4] = ["vm.swappiness", "vm.dirty_ratio", "vm.dirty_background_ratio", "vm.max_map_count"];
 
 /// Desired sysctl values for `tune`; `None` leaves the node's value alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -154,12 +149,7 @@ pub struct TuneValues {
 
 /// Full command line of the tuning init container.
 pub fn tune_command(values: &TuneValues) -> Vec<String> {
-    let mut args = vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        TUNE_SCRIPT.to_string(),
-        "tune".to_string(),
-    ];
+    let mut args = vec!["/bin/sh".to_string(), "-c".to_string(), TUNE_SCRIPT.to_string(), "tune".to_string()];
     let flags = [
         ("--vm-swappiness", values.swappiness),
         ("--vm-dirty-ratio", values.dirty_ratio),
@@ -219,12 +209,7 @@ pub struct ConfigKey {
 }
 
 const fn key(name: &'static str, kind: ValueKind, owner: Owner, dynamic: bool) -> ConfigKey {
-    ConfigKey {
-        name,
-        kind,
-        owner,
-        dynamic,
-    }
+    ConfigKey { name, kind, owner, dynamic }
 }
 
 pub const NODE_ID: &str = "node.id";
@@ -246,51 +231,16 @@ pub const CLUSTER_BROKERS: &str = "cluster.brokers";
 pub const KNOWN_KEYS: &[ConfigKey] = &[
     key(NODE_ID, ValueKind::Int { min: 0 }, Owner::Operator, false),
     key(LISTENERS, ValueKind::Text, Owner::Operator, false),
-    key(
-        ADVERTISED_LISTENERS,
-        ValueKind::Text,
-        Owner::Operator,
-        false,
-    ),
+    key(ADVERTISED_LISTENERS, ValueKind::Text, Owner::Operator, false),
     key(LOG_DIRS, ValueKind::Text, Owner::Operator, false),
-    key(
-        METRICS_PORT,
-        ValueKind::Int { min: 1 },
-        Owner::Operator,
-        false,
-    ),
-    key(
-        LOG_RETENTION_MS,
-        ValueKind::Int { min: -1 },
-        Owner::User,
-        true,
-    ),
-    key(
-        LOG_RETENTION_BYTES,
-        ValueKind::Int { min: -1 },
-        Owner::User,
-        true,
-    ),
-    key(
-        LOG_SEGMENT_BYTES,
-        ValueKind::Int { min: 1 },
-        Owner::User,
-        true,
-    ),
+    key(METRICS_PORT, ValueKind::Int { min: 1 }, Owner::Operator, false),
+    key(LOG_RETENTION_MS, ValueKind::Int { min: -1 }, Owner::User, true),
+    key(LOG_RETENTION_BYTES, ValueKind::Int { min: -1 }, Owner::User, true),
+    key(LOG_SEGMENT_BYTES, ValueKind::Int { min: 1 }, Owner::User, true),
     key(LOG_ROLL_MS, ValueKind::Int { min: 1 }, Owner::User, true),
     // The broker implements only deletion so far (no compaction).
-    key(
-        LOG_CLEANUP_POLICY,
-        ValueKind::OneOf(&["delete"]),
-        Owner::User,
-        true,
-    ),
-    key(
-        NUM_PARTITIONS,
-        ValueKind::Int { min: 1 },
-        Owner::User,
-        false,
-    ),
+    key(LOG_CLEANUP_POLICY, ValueKind::OneOf(&["delete"]), Owner::User, true),
+    key(NUM_PARTITIONS, ValueKind::Int { min: 1 }, Owner::User, false),
     key(AUTO_CREATE_TOPICS, ValueKind::Bool, Owner::User, false),
     key(CLUSTER_ID, ValueKind::Text, Owner::Operator, false),
     // Set at run time by the operator, not from the spec: see "Cluster membership".
@@ -314,14 +264,8 @@ pub fn check_value(key: &ConfigKey, value: &str) -> Result<(), String> {
             Err(_) => Err(format!("{} must be an integer, got {value:?}", key.name)),
         },
         ValueKind::OneOf(options) if options.contains(&value) => Ok(()),
-        ValueKind::OneOf(options) => Err(format!(
-            "{} must be one of {}, got {value:?}",
-            key.name,
-            options.join(", ")
-        )),
-        ValueKind::Text if value.trim().is_empty() => {
-            Err(format!("{} must not be empty", key.name))
-        }
+        ValueKind::OneOf(options) => Err(format!("{} must be one of {}, got {value:?}", key.name, options.join(", "))),
+        ValueKind::Text if value.trim().is_empty() => Err(format!("{} must not be empty", key.name)),
         ValueKind::Text => Ok(()),
     }
 }
@@ -332,22 +276,9 @@ mod tests {
 
     #[test]
     fn tune_command_passes_only_requested_values() {
-        let cmd = tune_command(&TuneValues {
-            swappiness: Some(1),
-            max_map_count: Some(262144),
-            ..Default::default()
-        });
+        let cmd = tune_command(&TuneValues { swappiness: Some(1), max_map_count: Some(262144), ..Default::default() });
         assert_eq!(cmd[..2], ["/bin/sh", "-c"]);
-        assert_eq!(
-            cmd[3..],
-            [
-                "tune",
-                "--vm-swappiness",
-                "1",
-                "--vm-max-map-count",
-                "262144"
-            ]
-        );
+        assert_eq!(cmd[3..], ["tune", "--vm-swappiness", "1", "--vm-max-map-count", "262144"]);
     }
 
     /// Runs the real tune wrapper with `sh` and a stub broker that reports (or fails).
@@ -355,16 +286,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stub = dir.path().join(BINARY);
         std::fs::write(&stub, format!("#!/bin/sh\n{stub_body}\n")).unwrap();
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&stub)
-            .status()
-            .unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
         let report = dir.path().join("termination-log");
-        let cmd = tune_command(&TuneValues {
-            swappiness: Some(1),
-            ..Default::default()
-        });
+        let cmd = tune_command(&TuneValues { swappiness: Some(1), ..Default::default() });
         let out = std::process::Command::new(&cmd[0])
             .args(&cmd[1..])
             .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
@@ -380,9 +304,7 @@ mod tests {
 
     #[test]
     fn tune_script_keeps_the_report_and_the_exit_status() {
-        let (code, report, stdout) = run_tune(
-            r#"[ "$1 $2 $3" = "tune --vm-swappiness 1" ] || exit 9; echo vm.swappiness=1"#,
-        );
+        let (code, report, stdout) = run_tune(r#"[ "$1 $2 $3" = "tune --vm-swappiness 1" ] || exit 9; echo vm.swappiness=1"#);
         assert_eq!(code, Some(0));
         assert_eq!(report, "vm.swappiness=1\n");
         assert_eq!(stdout, report, "the report is also logged");
@@ -392,8 +314,7 @@ mod tests {
 
     #[test]
     fn tune_report_keeps_known_sysctls_only() {
-        let parsed =
-            parse_tune_report("vm.swappiness=1\nvm.dirty_ratio = 20\ngarbage\nvm.other=3\n");
+        let parsed = parse_tune_report("vm.swappiness=1\nvm.dirty_ratio = 20\ngarbage\nvm.other=3\n");
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed["vm.swappiness"], "1");
         assert_eq!(parsed["vm.dirty_ratio"], "20");
@@ -409,9 +330,7 @@ mod tests {
         assert!(check_value(b, "yes").is_err());
         let p = lookup(LOG_CLEANUP_POLICY).unwrap();
         assert!(check_value(p, "delete").is_ok());
-        assert!(check_value(p, "compact")
-            .unwrap_err()
-            .contains("must be one of delete"));
+        assert!(check_value(p, "compact").unwrap_err().contains("must be one of delete"));
         assert!(lookup("no.such.key").is_none());
     }
 
@@ -425,21 +344,13 @@ mod tests {
         for d in [&conf, &run, &bin] {
             std::fs::create_dir(d).unwrap();
         }
-        std::fs::write(
-            conf.join(SHARED_PROPERTIES_FILE),
-            "log.dirs=/var/lib/strata/logs\n",
-        )
-        .unwrap();
+        std::fs::write(conf.join(SHARED_PROPERTIES_FILE), "log.dirs=/var/lib/strata/logs\n").unwrap();
         std::fs::write(conf.join(ADVERTISED_HOSTS_FILE), "a.example\nb.example\n").unwrap();
         let stub = bin.join(BINARY);
         let mut f = std::fs::File::create(&stub).unwrap();
         writeln!(f, "#!/bin/sh\necho \"args: $*\"\ncat \"$2\"").unwrap();
         drop(f);
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&stub)
-            .status()
-            .unwrap();
+        std::process::Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
         let script = dir.path().join(START_SCRIPT_FILE);
         std::fs::write(&script, START_SCRIPT).unwrap();
         let out = std::process::Command::new("sh")
@@ -464,28 +375,18 @@ mod tests {
     fn start_script_derives_node_id_and_dns_name() {
         let (ok, out, err) = run_start_script(
             "logs-12",
-            &[
-                (ENV_ADVERTISE, ADVERTISE_POD_DNS),
-                (ENV_HEADLESS_SERVICE, "logs-headless"),
-                (ENV_POD_NAMESPACE, "prod"),
-            ],
+            &[(ENV_ADVERTISE, ADVERTISE_POD_DNS), (ENV_HEADLESS_SERVICE, "logs-headless"), (ENV_POD_NAMESPACE, "prod")],
         );
         assert!(ok, "{err}");
         assert!(out.contains("args: --config "), "{out}");
         assert!(out.contains("log.dirs=/var/lib/strata/logs\n"));
         assert!(out.contains("node.id=12\n"));
-        assert!(
-            out.contains("advertised.listeners=PLAINTEXT://logs-12.logs-headless.prod.svc:9092\n"),
-            "{out}"
-        );
+        assert!(out.contains("advertised.listeners=PLAINTEXT://logs-12.logs-headless.prod.svc:9092\n"), "{out}");
     }
 
     #[test]
     fn start_script_advertises_pod_ip_or_explicit_host() {
-        let (ok, out, _) = run_start_script(
-            "logs-0",
-            &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3")],
-        );
+        let (ok, out, _) = run_start_script("logs-0", &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3")]);
         assert!(ok);
         assert!(out.contains("advertised.listeners=PLAINTEXT://10.1.2.3:9092\n"));
         let (ok, out, _) = run_start_script("logs-1", &[(ENV_ADVERTISE, ADVERTISE_EXPLICIT)]);
@@ -495,10 +396,7 @@ mod tests {
 
     #[test]
     fn start_script_refuses_what_it_cannot_derive() {
-        let (ok, _, err) = run_start_script(
-            "broker",
-            &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3")],
-        );
+        let (ok, _, err) = run_start_script("broker", &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3")]);
         assert!(!ok);
         assert!(err.contains("cannot derive node.id"), "{err}");
         let (ok, _, err) = run_start_script("logs-0", &[(ENV_ADVERTISE, ADVERTISE_POD_IP)]);

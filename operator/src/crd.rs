@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
-};
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -36,16 +34,8 @@ pub const KIND: &str = "LogCluster";
     category = "strata",
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(
-        name = "Bootstrap",
-        type_ = "string",
-        json_path = ".status.bootstrapServers"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Bootstrap", type_ = "string", json_path = ".status.bootstrapServers"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LogClusterSpec {
@@ -140,11 +130,7 @@ pub struct ListenersSpec {
 
 impl Default for ListenersSpec {
     fn default() -> Self {
-        Self {
-            client_port: default_client_port(),
-            advertise: AdvertiseMode::default(),
-            advertised_hosts: None,
-        }
+        Self { client_port: default_client_port(), advertise: AdvertiseMode::default(), advertised_hosts: None }
     }
 }
 
@@ -297,10 +283,7 @@ pub struct MetricsSpec {
 
 impl Default for MetricsSpec {
     fn default() -> Self {
-        Self {
-            port: default_metrics_port(),
-            service_monitor: false,
-        }
+        Self { port: default_metrics_port(), service_monitor: false }
     }
 }
 
@@ -320,10 +303,7 @@ pub struct PodDisruptionBudgetSpec {
 
 impl Default for PodDisruptionBudgetSpec {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_unavailable: default_max_unavailable(),
-        }
+        Self { enabled: true, max_unavailable: default_max_unavailable() }
     }
 }
 

@@ -6,13 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,28 +28,17 @@ const MAX_RESPONSE: usize = 64 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("connecting to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    Connect { addr: String, source: std::io::Error },
     #[error("talking to the broker: {0}")]
     Io(#[from] std::io::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("broker does not support {api:?} versions {ours:?} (it offers {theirs:?})")]
-    Unsupported {
-        api: ApiKey,
-        ours: (i16, i16),
-        theirs: Option<(i16, i16)>,
-    },
+    Unsupported { api: ApiKey, ours: (i16, i16), theirs: Option<(i16, i16)> },
     #[error("malformed response: {0}")]
     Protocol(String),
     #[error("broker rejected {what}: error code {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Rejected {
-        what: String,
-        code: i16,
-        message: Option<String>,
-    },
+    Rejected { what: String, code: i16, message: Option<String> },
 }
 
 pub type Result<T, E = AdminError> = std::result::Result<T, E>;
@@ -79,10 +65,7 @@ pub fn dynamic_changes(desired: &BTreeMap<String, String>) -> Vec<ConfigChange> 
         .collect()
 }
 
-pub fn alter_configs_request(
-    node_id: i32,
-    changes: &[ConfigChange],
-) -> IncrementalAlterConfigsRequest {
+pub fn alter_configs_request(node_id: i32, changes: &[ConfigChange]) -> IncrementalAlterConfigsRequest {
     let configs = changes
         .iter()
         .map(|c| match c {
@@ -103,12 +86,7 @@ pub fn alter_configs_request(
 }
 
 /// A size-prefixed request frame.
-pub fn encode_frame<T: Encodable + HeaderVersion>(
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &T,
-) -> Result<Bytes> {
+pub fn encode_frame<T: Encodable + HeaderVersion>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Bytes> {
     let header = RequestHeader::default()
         .with_request_api_key(api as i16)
         .with_request_api_version(version)
@@ -116,13 +94,9 @@ pub fn encode_frame<T: Encodable + HeaderVersion>(
         .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let mut buf = BytesMut::new();
     buf.put_i32(0);
-    header
-        .encode(&mut buf, T::header_version(version))
-        .map_err(|e| AdminError::Protocol(e.to_string()))?;
-    body.encode(&mut buf, version)
-        .map_err(|e| AdminError::Protocol(e.to_string()))?;
-    let len = i32::try_from(buf.len() - 4)
-        .map_err(|_| AdminError::Protocol("request too large".into()))?;
+    header.encode(&mut buf, T::header_version(version)).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    body.encode(&mut buf, version).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    let len = i32::try_from(buf.len() - 4).map_err(|_| AdminError::Protocol("request too large".into()))?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
 }
@@ -140,9 +114,7 @@ pub fn partitions_by_broker(metadata: &MetadataResponse) -> BTreeMap<i32, Vec<St
         let name = topic.name.as_ref().map(|n| n.0.as_str()).unwrap_or("?");
         for p in &topic.partitions {
             for replica in &p.replica_nodes {
-                out.entry(replica.0)
-                    .or_default()
-                    .push(format!("{name}-{}", p.partition_index));
+                out.entry(replica.0).or_default().push(format!("{name}-{}", p.partition_index));
             }
         }
     }
@@ -169,41 +141,21 @@ impl AdminClient {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| AdminError::Timeout(timeout))?
-            .map_err(|source| AdminError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let mut client = Self {
-            stream,
-            correlation_id: 0,
-            versions: BTreeMap::new(),
-            timeout,
-        };
+            .map_err(|source| AdminError::Connect { addr: addr.to_string(), source })?;
+        let mut client = Self { stream, correlation_id: 0, versions: BTreeMap::new(), timeout };
         // v0 is understood by every broker and needs no version knowledge yet.
-        let resp: ApiVersionsResponse = client
-            .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
-            .await?;
+        let resp: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
         if resp.error_code != 0 {
-            return Err(AdminError::Rejected {
-                what: "ApiVersions".into(),
-                code: resp.error_code,
-                message: None,
-            });
+            return Err(AdminError::Rejected { what: "ApiVersions".into(), code: resp.error_code, message: None });
         }
-        client.versions = resp
-            .api_keys
-            .iter()
-            .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect();
+        client.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
         Ok(client)
     }
 
     fn version<M: Message>(&self, api: ApiKey) -> Result<i16> {
         let ours = (M::VERSIONS.min, M::VERSIONS.max);
         let theirs = self.versions.get(&(api as i16)).copied();
-        theirs
-            .and_then(|t| pick_version(ours, t))
-            .ok_or(AdminError::Unsupported { api, ours, theirs })
+        theirs.and_then(|t| pick_version(ours, t)).ok_or(AdminError::Unsupported { api, ours, theirs })
     }
 
     async fn call<Req, Resp>(&mut self, api: ApiKey, version: i16, request: &Req) -> Result<Resp>
@@ -212,17 +164,10 @@ impl AdminClient {
         Resp: Decodable + HeaderVersion,
     {
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.exchange(api, version, request))
-            .await
-            .map_err(|_| AdminError::Timeout(timeout))?
+        tokio::time::timeout(timeout, self.exchange(api, version, request)).await.map_err(|_| AdminError::Timeout(timeout))?
     }
 
-    async fn exchange<Req, Resp>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Result<Resp>
+    async fn exchange<Req, Resp>(&mut self, api: ApiKey, version: i16, request: &Req) -> Result<Resp>
     where
         Req: Encodable + HeaderVersion,
         Resp: Decodable + HeaderVersion,
@@ -246,41 +191,27 @@ impl AdminClient {
                 header.correlation_id, self.correlation_id
             )));
         }
-        let resp = Resp::decode(&mut buf, version)
-            .map_err(|e| AdminError::Protocol(format!("{api:?} response: {e}")))?;
+        let resp = Resp::decode(&mut buf, version).map_err(|e| AdminError::Protocol(format!("{api:?} response: {e}")))?;
         if buf.has_remaining() {
-            return Err(AdminError::Protocol(format!(
-                "{} trailing bytes after {api:?} response",
-                buf.remaining()
-            )));
+            return Err(AdminError::Protocol(format!("{} trailing bytes after {api:?} response", buf.remaining())));
         }
         Ok(resp)
     }
 
     /// Applies dynamic settings to broker `node_id` (IncrementalAlterConfigs, BROKER resource).
-    pub async fn alter_broker_configs(
-        &mut self,
-        node_id: i32,
-        changes: &[ConfigChange],
-    ) -> Result<()> {
-        let version =
-            self.version::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs)?;
-        let resp: IncrementalAlterConfigsResponse = self
-            .call(
-                ApiKey::IncrementalAlterConfigs,
-                version,
-                &alter_configs_request(node_id, changes),
-            )
-            .await?;
+    pub async fn alter_broker_configs(&mut self, node_id: i32, changes: &[ConfigChange]) -> Result<()> {
+        let version = self.version::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs)?;
+        let resp: IncrementalAlterConfigsResponse =
+            self.call(ApiKey::IncrementalAlterConfigs, version, &alter_configs_request(node_id, changes)).await?;
         match resp.responses.iter().find(|r| r.error_code != 0) {
             Some(r) => Err(AdminError::Rejected {
                 what: format!("config change for broker {}", r.resource_name.as_str()),
                 code: r.error_code,
                 message: r.error_message.as_ref().map(|m| m.to_string()),
             }),
-            None if resp.responses.is_empty() => Err(AdminError::Protocol(
-                "IncrementalAlterConfigs response has no result".into(),
-            )),
+            None if resp.responses.is_empty() => {
+                Err(AdminError::Protocol("IncrementalAlterConfigs response has no result".into()))
+            }
             None => Ok(()),
         }
     }
@@ -300,9 +231,7 @@ impl AdminClient {
 mod tests {
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-    use kafka_protocol::messages::metadata_response::{
-        MetadataResponsePartition, MetadataResponseTopic,
-    };
+    use kafka_protocol::messages::metadata_response::{MetadataResponsePartition, MetadataResponseTopic};
     use kafka_protocol::messages::{BrokerId, TopicName};
     use tokio::net::TcpListener;
 
@@ -315,12 +244,7 @@ mod tests {
         assert!(changes.contains(&ConfigChange::Set("log.retention.ms".into(), "1000".into())));
         assert!(changes.contains(&ConfigChange::Delete("log.retention.bytes".into())));
         for key in ["num.partitions", "cluster.brokers"] {
-            assert!(
-                !changes.iter().any(
-                    |c| matches!(c, ConfigChange::Delete(k) | ConfigChange::Set(k, _) if k == key)
-                ),
-                "{key}"
-            );
+            assert!(!changes.iter().any(|c| matches!(c, ConfigChange::Delete(k) | ConfigChange::Set(k, _) if k == key)), "{key}");
         }
     }
 
@@ -328,54 +252,28 @@ mod tests {
     fn alter_request_targets_the_broker_resource() {
         let req = alter_configs_request(
             2,
-            &[
-                ConfigChange::Set("log.retention.ms".into(), "5".into()),
-                ConfigChange::Delete("log.roll.ms".into()),
-            ],
+            &[ConfigChange::Set("log.retention.ms".into(), "5".into()), ConfigChange::Delete("log.roll.ms".into())],
         );
         let r = &req.resources[0];
         assert_eq!((r.resource_type, r.resource_name.as_str()), (4, "2"));
         assert_eq!(r.configs[0].config_operation, 0);
         assert_eq!(r.configs[0].value.as_ref().map(|v| v.as_str()), Some("5"));
-        assert_eq!(
-            (r.configs[1].name.as_str(), r.configs[1].config_operation),
-            ("log.roll.ms", 1)
-        );
+        assert_eq!((r.configs[1].name.as_str(), r.configs[1].config_operation), ("log.roll.ms", 1));
         assert_eq!(r.configs[1].value, None);
         assert!(!req.validate_only);
     }
 
     #[test]
     fn frame_is_size_prefixed_and_decodes_as_sent() {
-        let req = alter_configs_request(
-            7,
-            &[ConfigChange::Set(
-                "log.segment.bytes".into(),
-                "1048576".into(),
-            )],
-        );
+        let req = alter_configs_request(7, &[ConfigChange::Set("log.segment.bytes".into(), "1048576".into())]);
         for version in [0, 1] {
             let frame = encode_frame(ApiKey::IncrementalAlterConfigs, version, 42, &req).unwrap();
             let mut buf = frame.clone();
             assert_eq!(buf.get_i32() as usize, frame.len() - 4);
-            let header = RequestHeader::decode(
-                &mut buf,
-                IncrementalAlterConfigsRequest::header_version(version),
-            )
-            .unwrap();
-            assert_eq!(
-                (
-                    header.request_api_key,
-                    header.request_api_version,
-                    header.correlation_id
-                ),
-                (44, version, 42)
-            );
+            let header = RequestHeader::decode(&mut buf, IncrementalAlterConfigsRequest::header_version(version)).unwrap();
+            assert_eq!((header.request_api_key, header.request_api_version, header.correlation_id), (44, version, 42));
             assert_eq!(header.client_id.unwrap().as_str(), "strata-operator");
-            assert_eq!(
-                IncrementalAlterConfigsRequest::decode(&mut buf, version).unwrap(),
-                req
-            );
+            assert_eq!(IncrementalAlterConfigsRequest::decode(&mut buf, version).unwrap(), req);
             assert!(!buf.has_remaining());
         }
     }
@@ -388,18 +286,16 @@ mod tests {
     }
 
     fn topic(name: &str, partitions: &[(i32, &[i32])]) -> MetadataResponseTopic {
-        MetadataResponseTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(name.into()))))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|(i, replicas)| {
-                        MetadataResponsePartition::default()
-                            .with_partition_index(*i)
-                            .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect())
-                    })
-                    .collect(),
-            )
+        MetadataResponseTopic::default().with_name(Some(TopicName(StrBytes::from_string(name.into())))).with_partitions(
+            partitions
+                .iter()
+                .map(|(i, replicas)| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(*i)
+                        .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect())
+                })
+                .collect(),
+        )
     }
 
     #[test]
@@ -426,11 +322,7 @@ mod tests {
         (header, buf)
     }
 
-    async fn respond<T: Encodable + HeaderVersion>(
-        sock: &mut TcpStream,
-        header: &RequestHeader,
-        body: &T,
-    ) {
+    async fn respond<T: Encodable + HeaderVersion>(sock: &mut TcpStream, header: &RequestHeader, body: &T) {
         let version = header.request_api_version;
         let mut buf = BytesMut::new();
         ResponseHeader::default()
@@ -453,14 +345,8 @@ mod tests {
             let (h, _) = read_request(&mut sock).await;
             assert_eq!((h.request_api_key, h.request_api_version), (18, 0));
             let versions = ApiVersionsResponse::default().with_api_keys(vec![
-                ApiVersion::default()
-                    .with_api_key(44)
-                    .with_min_version(0)
-                    .with_max_version(1),
-                ApiVersion::default()
-                    .with_api_key(3)
-                    .with_min_version(0)
-                    .with_max_version(12),
+                ApiVersion::default().with_api_key(44).with_min_version(0).with_max_version(1),
+                ApiVersion::default().with_api_key(3).with_min_version(0).with_max_version(12),
             ]);
             respond(&mut sock, &h, &versions).await;
             let mut seen = Vec::new();
@@ -469,29 +355,21 @@ mod tests {
                 assert_eq!((h.request_api_key, h.request_api_version), (44, 1));
                 let req = IncrementalAlterConfigsRequest::decode(&mut body, 1).unwrap();
                 seen.push(req.clone());
-                let resp = IncrementalAlterConfigsResponse::default().with_responses(vec![
-                    AlterConfigsResourceResponse::default()
+                let resp =
+                    IncrementalAlterConfigsResponse::default().with_responses(vec![AlterConfigsResourceResponse::default()
                         .with_error_code(code)
-                        .with_error_message(
-                            (code != 0).then(|| StrBytes::from_static_str("bad value")),
-                        )
+                        .with_error_message((code != 0).then(|| StrBytes::from_static_str("bad value")))
                         .with_resource_type(4)
-                        .with_resource_name(req.resources[0].resource_name.clone()),
-                ]);
+                        .with_resource_name(req.resources[0].resource_name.clone())]);
                 respond(&mut sock, &h, &resp).await;
             }
             seen
         });
-        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5)).await.unwrap();
         let changes = [ConfigChange::Set("log.retention.ms".into(), "60000".into())];
         client.alter_broker_configs(3, &changes).await.unwrap();
         let err = client.alter_broker_configs(3, &changes).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "broker rejected config change for broker 3: error code 40 (bad value)"
-        );
+        assert_eq!(err.to_string(), "broker rejected config change for broker 3: error code 40 (bad value)");
         let seen = broker.await.unwrap();
         assert_eq!(seen[0], alter_configs_request(3, &changes));
     }
@@ -509,25 +387,10 @@ mod tests {
             let _ = read_request(&mut silent).await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         });
-        let mut client = AdminClient::connect(&addr, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5)).await.unwrap();
         let err = client.partitions_by_broker().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AdminError::Unsupported {
-                    api: ApiKey::Metadata,
-                    theirs: None,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        let err = AdminClient::connect(&addr, Duration::from_millis(300))
-            .await
-            .err()
-            .unwrap();
+        assert!(matches!(err, AdminError::Unsupported { api: ApiKey::Metadata, theirs: None, .. }), "{err}");
+        let err = AdminClient::connect(&addr, Duration::from_millis(300)).await.err().unwrap();
         assert!(matches!(err, AdminError::Timeout(_)), "{err}");
         broker.abort();
     }

@@ -30,25 +30,16 @@ pub enum Decision {
 
 /// Whether `identity` may hold the lease at `now`, given its current spec. Pure.
 pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decision {
-    let holder = spec
-        .and_then(|s| s.holder_identity.as_deref())
-        .filter(|h| !h.is_empty());
+    let holder = spec.and_then(|s| s.holder_identity.as_deref()).filter(|h| !h.is_empty());
     match holder {
         None => Decision::Take { transition: true },
         Some(h) if h == identity => Decision::Take { transition: false },
         Some(h) => {
             let spec = spec.expect("holder implies spec");
-            let renewed = spec
-                .renew_time
-                .as_ref()
-                .or(spec.acquire_time.as_ref())
-                .map(|t| t.0);
-            let duration =
-                SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
+            let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
+            let duration = SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
             match renewed {
-                Some(t) if t + duration > now => Decision::Wait {
-                    holder: h.to_string(),
-                },
+                Some(t) if t + duration > now => Decision::Wait { holder: h.to_string() },
                 _ => Decision::Take { transition: true },
             }
         }
@@ -56,26 +47,14 @@ pub fn decide(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Decis
 }
 
 /// The spec after `identity` takes or renews the lease.
-pub fn taken(
-    previous: Option<&LeaseSpec>,
-    cfg: &LeaseConfig,
-    now: Timestamp,
-    transition: bool,
-) -> LeaseSpec {
+pub fn taken(previous: Option<&LeaseSpec>, cfg: &LeaseConfig, now: Timestamp, transition: bool) -> LeaseSpec {
     let prev = previous.cloned().unwrap_or_default();
     LeaseSpec {
         holder_identity: Some(cfg.identity.clone()),
         lease_duration_seconds: Some(cfg.duration.as_secs().max(1) as i32),
-        acquire_time: if transition {
-            Some(MicroTime(now))
-        } else {
-            prev.acquire_time.clone()
-        },
+        acquire_time: if transition { Some(MicroTime(now)) } else { prev.acquire_time.clone() },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(
-            prev.lease_transitions.unwrap_or(0)
-                + i32::from(transition && prev.holder_identity.is_some()),
-        ),
+        lease_transitions: Some(prev.lease_transitions.unwrap_or(0) + i32::from(transition && prev.holder_identity.is_some())),
         ..prev
     }
 }
@@ -86,10 +65,7 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> kube::Result<bo
     match api.get_opt(&cfg.name).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(cfg.name.clone()),
-                    ..Default::default()
-                },
+                metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },
                 spec: Some(taken(None, cfg, now, true)),
             };
             match api.create(&PostParams::default(), &lease).await {
@@ -160,17 +136,12 @@ pub async fn hold(api: &Api<Lease>, cfg: &LeaseConfig) {
 /// Gives the lease up on clean shutdown so a standby takes over at once.
 pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> kube::Result<()> {
     if let Some(mut lease) = api.get_opt(&cfg.name).await? {
-        let ours = lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            == Some(cfg.identity.as_str());
+        let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(cfg.identity.as_str());
         if ours {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
             }
-            api.replace(&cfg.name, &PostParams::default(), &lease)
-                .await?;
+            api.replace(&cfg.name, &PostParams::default(), &lease).await?;
         }
     }
     Ok(())
@@ -205,34 +176,17 @@ mod tests {
 
     #[test]
     fn free_or_expired_leases_are_taken() {
-        assert_eq!(
-            decide(None, "me", t(100)),
-            Decision::Take { transition: true }
-        );
+        assert_eq!(decide(None, "me", t(100)), Decision::Take { transition: true });
         let mut released = held_by("other", 100);
         released.holder_identity = None;
-        assert_eq!(
-            decide(Some(&released), "me", t(101)),
-            Decision::Take { transition: true }
-        );
-        assert_eq!(
-            decide(Some(&held_by("other", 100)), "me", t(115)),
-            Decision::Take { transition: true }
-        );
+        assert_eq!(decide(Some(&released), "me", t(101)), Decision::Take { transition: true });
+        assert_eq!(decide(Some(&held_by("other", 100)), "me", t(115)), Decision::Take { transition: true });
     }
 
     #[test]
     fn valid_leases_of_others_are_respected_and_own_renewed() {
-        assert_eq!(
-            decide(Some(&held_by("other", 100)), "me", t(114)),
-            Decision::Wait {
-                holder: "other".into()
-            }
-        );
-        assert_eq!(
-            decide(Some(&held_by("me", 100)), "me", t(500)),
-            Decision::Take { transition: false }
-        );
+        assert_eq!(decide(Some(&held_by("other", 100)), "me", t(114)), Decision::Wait { holder: "other".into() });
+        assert_eq!(decide(Some(&held_by("me", 100)), "me", t(500)), Decision::Take { transition: false });
     }
 
     #[test]

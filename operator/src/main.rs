@@ -13,11 +13,7 @@ use strata_operator::reconcile::{self, Context};
 use strata_operator::telemetry::{self, Health, Metrics};
 
 #[derive(Parser)]
-#[command(
-    name = "strata-operator",
-    version,
-    about = "Kubernetes operator for Strata LogClusters"
-)]
+#[command(name = "strata-operator", version, about = "Kubernetes operator for Strata LogClusters")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,8 +69,7 @@ async fn main() -> anyhow::Result<()> {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
             } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?
+                std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
             };
             print!("{}", strata_operator::render::render_yaml(&text)?);
         }
@@ -107,9 +102,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the metrics endpoint {}", args.metrics_addr))?;
     tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
 
-    let client = Client::try_default()
-        .await
-        .context("loading the Kubernetes client configuration")?;
+    let client = Client::try_default().await.context("loading the Kubernetes client configuration")?;
     let pdb_resource = loop {
         match reconcile::discover_pdb_resource(&client).await {
             Ok(ar) => break ar,
@@ -163,17 +156,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let reporter = Reporter {
-        controller: "strata-operator".into(),
-        instance: Some(identity),
-    };
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics.clone(),
-        pdb_resource,
-        Duration::from_secs(args.broker_timeout),
-        reporter,
-    ));
+    let reporter = Reporter { controller: "strata-operator".into(), instance: Some(identity) };
+    let ctx = Arc::new(Context::new(client, metrics.clone(), pdb_resource, Duration::from_secs(args.broker_timeout), reporter));
     tracing::info!("starting the LogCluster controller");
     reconcile::run(ctx, args.namespace, shutdown).await;
     holder.abort();

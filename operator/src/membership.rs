@@ -12,10 +12,7 @@ use crate::names;
 /// The id every broker of the cluster shares, stable for the LogCluster's namespace and name (a
 /// LogCluster re-created over retained volumes finds its data again).
 pub fn cluster_id(lc: &LogCluster) -> String {
-    format!(
-        "strata-{}",
-        hash_str(&format!("{}/{}", names::namespace(lc), lc.name_any()))
-    )
+    format!("strata-{}", hash_str(&format!("{}/{}", names::namespace(lc), lc.name_any())))
 }
 
 /// The host broker `ordinal` advertises, as the start script derives it; `None` while a pod-IP
@@ -23,26 +20,11 @@ pub fn cluster_id(lc: &LogCluster) -> String {
 fn advertised_host(lc: &LogCluster, ordinal: i32, pods: &[Pod]) -> Option<String> {
     let pod_name = names::pod(lc, ordinal);
     match lc.spec.listeners.advertise {
-        AdvertiseMode::PodDns => Some(format!(
-            "{pod_name}.{}.{}.svc",
-            names::headless_service(lc),
-            names::namespace(lc)
-        )),
-        AdvertiseMode::PodIp => pods
-            .iter()
-            .find(|p| p.name_any() == pod_name)?
-            .status
-            .as_ref()?
-            .pod_ip
-            .clone()
-            .filter(|ip| !ip.is_empty()),
-        AdvertiseMode::Explicit => lc
-            .spec
-            .listeners
-            .advertised_hosts
-            .as_ref()?
-            .get(usize::try_from(ordinal).ok()?)
-            .cloned(),
+        AdvertiseMode::PodDns => Some(format!("{pod_name}.{}.{}.svc", names::headless_service(lc), names::namespace(lc))),
+        AdvertiseMode::PodIp => {
+            pods.iter().find(|p| p.name_any() == pod_name)?.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty())
+        }
+        AdvertiseMode::Explicit => lc.spec.listeners.advertised_hosts.as_ref()?.get(usize::try_from(ordinal).ok()?).cloned(),
     }
 }
 
@@ -53,11 +35,7 @@ pub fn cluster_brokers(lc: &LogCluster, pods: &[Pod], replicas: i32) -> Option<S
     let entries: Option<Vec<String>> = (0..replicas)
         .map(|o| {
             let host = advertised_host(lc, o, pods)?;
-            Some(if host.contains(':') {
-                format!("{o}@[{host}]:{port}")
-            } else {
-                format!("{o}@{host}:{port}")
-            })
+            Some(if host.contains(':') { format!("{o}@[{host}]:{port}") } else { format!("{o}@{host}:{port}") })
         })
         .collect();
     entries.map(|e| e.join(","))
@@ -72,10 +50,7 @@ mod tests {
     fn pod(name: &str, ip: Option<&str>) -> Pod {
         let mut p = Pod::default();
         p.metadata.name = Some(name.into());
-        p.status = Some(PodStatus {
-            pod_ip: ip.map(String::from),
-            ..Default::default()
-        });
+        p.status = Some(PodStatus { pod_ip: ip.map(String::from), ..Default::default() });
         p
     }
 
@@ -100,10 +75,7 @@ mod tests {
             pod("logs-2", None),
             pod("other-2", Some("10.9.9.9")),
         ];
-        assert_eq!(
-            cluster_brokers(&lc, &pods, 2).as_deref(),
-            Some("0@[fd00::3]:9093,1@10.0.0.7:9093")
-        );
+        assert_eq!(cluster_brokers(&lc, &pods, 2).as_deref(), Some("0@[fd00::3]:9093,1@10.0.0.7:9093"));
         assert_eq!(cluster_brokers(&lc, &pods, 3), None, "logs-2 has no IP yet");
         assert_eq!(cluster_brokers(&lc, &pods[..1], 2), None, "logs-0 is gone");
     }
@@ -114,10 +86,7 @@ mod tests {
         s.listeners.advertise = AdvertiseMode::Explicit;
         s.listeners.advertised_hosts = Some(vec!["a.example".into(), "b.example".into()]);
         let lc = cluster(s);
-        assert_eq!(
-            cluster_brokers(&lc, &[], 2).as_deref(),
-            Some("0@a.example:9092,1@b.example:9092")
-        );
+        assert_eq!(cluster_brokers(&lc, &[], 2).as_deref(), Some("0@a.example:9092,1@b.example:9092"));
         assert_eq!(cluster_brokers(&lc, &[], 3), None);
     }
 

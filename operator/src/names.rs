@@ -66,12 +66,7 @@ pub fn local_volume(lc: &LogCluster, index: usize) -> String {
     format!("strata-{}-{}-{index}", namespace(lc), cluster_name(lc))
 }
 pub fn bootstrap_servers(lc: &LogCluster) -> String {
-    format!(
-        "{}.{}.svc:{}",
-        bootstrap_service(lc),
-        namespace(lc),
-        lc.spec.listeners.client_port
-    )
+    format!("{}.{}.svc:{}", bootstrap_service(lc), namespace(lc), lc.spec.listeners.client_port)
 }
 
 /// Keys of [`selector_labels`]; users cannot override them through `podLabels`.
@@ -102,11 +97,7 @@ pub fn cluster_scoped_labels(lc: &LogCluster) -> BTreeMap<String, String> {
 }
 
 pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// Ordinal of a StatefulSet pod name (`<sts>-<n>`), if it belongs to `sts`.

@@ -8,15 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
@@ -61,8 +57,9 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Finalizer(e) => match e.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(inner)
-                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.kind(),
+                kube::runtime::finalizer::Error::ApplyFailed(inner) | kube::runtime::finalizer::Error::CleanupFailed(inner) => {
+                    inner.kind()
+                }
                 _ => "finalizer",
             },
             Error::Admin { .. } => "broker_admin",
@@ -83,13 +80,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        metrics: Metrics,
-        pdb_resource: ApiResource,
-        admin_timeout: Duration,
-        reporter: Reporter,
-    ) -> Self {
+    pub fn new(client: Client, metrics: Metrics, pdb_resource: ApiResource, admin_timeout: Duration, reporter: Reporter) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -109,17 +100,11 @@ impl Context {
 pub async fn discover_pdb_resource(client: &Client) -> Result<ApiResource, Error> {
     let group = kube::discovery::group(client, "policy").await?;
     for version in ["v1", "v1beta1"] {
-        if let Some((ar, _)) = group
-            .versioned_resources(version)
-            .into_iter()
-            .find(|(ar, _)| ar.kind == "PodDisruptionBudget")
-        {
+        if let Some((ar, _)) = group.versioned_resources(version).into_iter().find(|(ar, _)| ar.kind == "PodDisruptionBudget") {
             return Ok(ar);
         }
     }
-    Err(Error::Invalid(
-        "the cluster serves no PodDisruptionBudget API".into(),
-    ))
+    Err(Error::Invalid("the cluster serves no PodDisruptionBudget API".into()))
 }
 
 fn key(lc: &LogCluster) -> String {
@@ -143,10 +128,7 @@ pub async fn reconcile(lc: Arc<LogCluster>, ctx: Arc<Context>) -> Result<Action,
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.observe(
-        if result.is_ok() { "ok" } else { "error" },
-        started.elapsed(),
-    );
+    ctx.metrics.observe(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
     if result.is_ok() {
         ctx.failures().remove(&key(&lc));
     }
@@ -154,10 +136,7 @@ pub async fn reconcile(lc: Arc<LogCluster>, ctx: Arc<Context>) -> Result<Action,
 }
 
 pub fn error_policy(lc: Arc<LogCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[error.kind()])
-        .inc();
+    ctx.metrics.reconcile_errors.with_label_values(&[error.kind()]).inc();
     let n = {
         let mut failures = ctx.failures();
         let n = failures.entry(key(&lc)).or_insert(0);
@@ -170,13 +149,7 @@ pub fn error_policy(lc: Arc<LogCluster>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn publish(ctx: &Context, lc: &LogCluster, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: reason.to_string(),
-        secondary: None,
-    };
+    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&event, &lc.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "could not publish event");
     }
@@ -187,13 +160,7 @@ where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    Ok(api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?)
+    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?)
 }
 
 async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
@@ -213,10 +180,7 @@ fn selector(lc: &LogCluster) -> ListParams {
 
 fn cluster_scoped_selector(lc: &LogCluster) -> ListParams {
     let mut labels = names::selector_labels(lc);
-    labels.insert(
-        names::LABEL_CLUSTER_NAMESPACE.to_string(),
-        names::namespace(lc),
-    );
+    labels.insert(names::LABEL_CLUSTER_NAMESPACE.to_string(), names::namespace(lc));
     ListParams::default().labels(&names::label_selector(&labels))
 }
 
@@ -232,19 +196,10 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         Err(errors) => {
             let already_reported = lc.status.as_ref().is_some_and(|s| {
                 s.observed_generation == lc.metadata.generation
-                    && s.conditions
-                        .iter()
-                        .any(|c| c.type_ == status::DEGRADED && c.reason == "InvalidSpec")
+                    && s.conditions.iter().any(|c| c.type_ == status::DEGRADED && c.reason == "InvalidSpec")
             });
             if !already_reported {
-                publish(
-                    ctx,
-                    lc,
-                    EventType::Warning,
-                    "InvalidSpec",
-                    errors.join("; "),
-                )
-                .await;
+                publish(ctx, lc, EventType::Warning, "InvalidSpec", errors.join("; ")).await;
             }
             write_status(lc, ctx, Some(Problem::InvalidSpec(errors))).await?;
             // Nothing will change until the spec does; the watch brings the next generation.
@@ -255,22 +210,12 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         Ok(outcome) => {
             let busy = outcome.busy || outcome.problem.is_some();
             let status = write_status(lc, ctx, outcome.problem).await?;
-            let settled = !busy
-                && status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == status::READY && c.status == "True");
-            Ok(Action::requeue(if settled {
-                IDLE_REQUEUE
-            } else {
-                BUSY_REQUEUE
-            }))
+            let settled = !busy && status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
+            Ok(Action::requeue(if settled { IDLE_REQUEUE } else { BUSY_REQUEUE }))
         }
         Err(e) => {
             // Report the failure, then let the error policy back off.
-            if let Err(status_err) =
-                write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string()))).await
-            {
+            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string()))).await {
                 tracing::warn!(error = %status_err, "could not record the failure in the status");
             }
             Err(e)
@@ -278,11 +223,7 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
-async fn converge(
-    lc: &LogCluster,
-    settings: &BrokerSettings,
-    ctx: &Context,
-) -> Result<Outcome, Error> {
+async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> Result<Outcome, Error> {
     let ns = names::namespace(lc);
     let client = &ctx.client;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -294,41 +235,20 @@ async fn converge(
     // Replicas: a scale-down waits until the brokers to be removed host no partitions.
     let desired = lc.spec.replicas;
     let current = existing.as_ref().and_then(|s| s.spec.replicas);
-    let forced = lc
-        .annotations()
-        .get(names::FORCE_SCALE_DOWN_ANNOTATION)
-        .map(String::as_str)
-        == Some("true");
+    let forced = lc.annotations().get(names::FORCE_SCALE_DOWN_ANNOTATION).map(String::as_str) == Some("true");
     let replicas = match current {
         Some(cur) if desired < cur => {
-            let placement = if forced {
-                Ok(BTreeMap::new())
-            } else {
-                partition_placement(lc, &pods, ctx).await
-            };
-            match rollout::check_scale_down(
-                cur,
-                desired,
-                forced,
-                placement.as_ref().map_err(String::as_str),
-            ) {
+            let placement = if forced { Ok(BTreeMap::new()) } else { partition_placement(lc, &pods, ctx).await };
+            match rollout::check_scale_down(cur, desired, forced, placement.as_ref().map_err(String::as_str)) {
                 ScaleDown::Allowed => {
-                    publish(
-                        ctx,
-                        lc,
-                        EventType::Normal,
-                        "ScalingDown",
-                        format!("scaling from {cur} to {desired} brokers"),
-                    )
-                    .await;
+                    publish(ctx, lc, EventType::Normal, "ScalingDown", format!("scaling from {cur} to {desired} brokers")).await;
                     desired
                 }
                 ScaleDown::Blocked(why) => {
-                    let already = lc.status.as_ref().is_some_and(|s| {
-                        s.conditions
-                            .iter()
-                            .any(|c| c.reason == "ScaleDownBlocked" && c.message == why)
-                    });
+                    let already = lc
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "ScaleDownBlocked" && c.message == why));
                     if !already {
                         publish(ctx, lc, EventType::Warning, "ScaleDownBlocked", why.clone()).await;
                     }
@@ -338,39 +258,21 @@ async fn converge(
             }
         }
         Some(cur) if desired > cur => {
-            publish(
-                ctx,
-                lc,
-                EventType::Normal,
-                "ScalingUp",
-                format!("scaling from {cur} to {desired} brokers"),
-            )
-            .await;
+            publish(ctx, lc, EventType::Normal, "ScalingUp", format!("scaling from {cur} to {desired} brokers")).await;
             desired
         }
         _ => desired,
     };
 
     apply_local_storage(lc, ctx).await?;
-    apply_object(
-        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
-        &builders::config_map(lc, settings),
-    )
-    .await?;
+    apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &builders::config_map(lc, settings)).await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     apply_object(&svc_api, &builders::headless_service(lc)).await?;
     apply_object(&svc_api, &builders::bootstrap_service(lc)).await?;
     let mut sts = builders::statefulset(lc, settings);
     sts.spec.replicas = Some(replicas);
     if existing.is_none() {
-        publish(
-            ctx,
-            lc,
-            EventType::Normal,
-            "Created",
-            format!("created StatefulSet with {replicas} brokers"),
-        )
-        .await;
+        publish(ctx, lc, EventType::Normal, "Created", format!("created StatefulSet with {replicas} brokers")).await;
     }
     let sts = apply_object(&sts_api, &sts).await?;
     apply_pdb(lc, ctx).await?;
@@ -382,9 +284,7 @@ async fn converge(
     // the latest template, so its update revision is current.
     let sts_status = sts.status.as_ref();
     let observed_latest = sts_status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
-    let update_revision = sts_status
-        .and_then(|s| s.update_revision.as_deref())
-        .filter(|_| observed_latest);
+    let update_revision = sts_status.and_then(|s| s.update_revision.as_deref()).filter(|_| observed_latest);
     let mut busy = false;
     match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision) {
         Restart::Done => {}
@@ -393,14 +293,8 @@ async fn converge(
             busy = true;
         }
         Restart::Delete(pod) => {
-            publish(
-                ctx,
-                lc,
-                EventType::Normal,
-                "RestartingBroker",
-                format!("restarting {pod} to apply a new pod template"),
-            )
-            .await;
+            publish(ctx, lc, EventType::Normal, "RestartingBroker", format!("restarting {pod} to apply a new pod template"))
+                .await;
             delete_if_present(&pods_api, &pod).await?;
             busy = true;
         }
@@ -415,11 +309,7 @@ async fn converge(
 }
 
 /// Asks a ready broker which brokers host partitions.
-async fn partition_placement(
-    lc: &LogCluster,
-    pods: &[Pod],
-    ctx: &Context,
-) -> Result<BTreeMap<i32, Vec<String>>, String> {
+async fn partition_placement(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Result<BTreeMap<i32, Vec<String>>, String> {
     let mut last_error = "no broker is ready to report partition placement".to_string();
     for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
@@ -449,11 +339,7 @@ async fn apply_dynamic_config(
     ctx: &Context,
 ) -> Result<(), Error> {
     let changes = dynamic_changes(&settings.dynamic);
-    let target = BrokerPush {
-        annotation: names::DYNAMIC_CONFIG_ANNOTATION,
-        hash: settings.dynamic_hash(),
-        changes: &changes,
-    };
+    let target = BrokerPush { annotation: names::DYNAMIC_CONFIG_ANNOTATION, hash: settings.dynamic_hash(), changes: &changes };
     push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
         format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
     })
@@ -462,25 +348,13 @@ async fn apply_dynamic_config(
 
 /// Tells every ready broker the current membership (`cluster.brokers`) once all brokers have an
 /// address, so they know their peers and the controller.
-async fn apply_membership(
-    lc: &LogCluster,
-    pods: &[Pod],
-    replicas: i32,
-    ctx: &Context,
-) -> Result<(), Error> {
+async fn apply_membership(lc: &LogCluster, pods: &[Pod], replicas: i32, ctx: &Context) -> Result<(), Error> {
     let Some(brokers) = membership::cluster_brokers(lc, pods, replicas) else {
         tracing::debug!(cluster = %key(lc), "waiting for every broker to have an address");
         return Ok(());
     };
-    let changes = [ConfigChange::Set(
-        broker_contract::CLUSTER_BROKERS.to_string(),
-        brokers.clone(),
-    )];
-    let target = BrokerPush {
-        annotation: names::CLUSTER_BROKERS_ANNOTATION,
-        hash: hash_str(&brokers),
-        changes: &changes,
-    };
+    let changes = [ConfigChange::Set(broker_contract::CLUSTER_BROKERS.to_string(), brokers.clone())];
+    let target = BrokerPush { annotation: names::CLUSTER_BROKERS_ANNOTATION, hash: hash_str(&brokers), changes: &changes };
     push_and_announce(lc, pods, replicas, ctx, target, "MembershipApplied", |ids| {
         format!("told brokers {ids} the cluster's brokers: {brokers}")
     })
@@ -523,11 +397,7 @@ async fn push_to_brokers(
     ctx: &Context,
     target: BrokerPush<'_>,
 ) -> (Vec<i32>, Option<Error>) {
-    let BrokerPush {
-        annotation,
-        hash,
-        changes,
-    } = target;
+    let BrokerPush { annotation, hash, changes } = target;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     let sts = names::statefulset(lc);
     let mut first_error = None;
@@ -552,10 +422,7 @@ async fn push_to_brokers(
         match result {
             Ok(()) => {
                 let patch = json!({"metadata": {"annotations": {annotation: hash}}});
-                match pods_api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
+                match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     Ok(_) => applied.push(node),
                     Err(e) => {
                         first_error.get_or_insert(e.into());
@@ -582,10 +449,7 @@ async fn apply_local_storage(lc: &LogCluster, ctx: &Context) -> Result<(), Error
         apply_object(&pv_api, pv).await?;
     }
     // Entries removed from storage.local: drop their volumes unless a claim still uses them.
-    let wanted_names: BTreeSet<String> = wanted
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
+    let wanted_names: BTreeSet<String> = wanted.iter().filter_map(|p| p.metadata.name.clone()).collect();
     for pv in pv_api.list(&cluster_scoped_selector(lc)).await?.items {
         let bound = pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_some());
         if !wanted_names.contains(&pv.name_any()) && !bound {
@@ -596,20 +460,13 @@ async fn apply_local_storage(lc: &LogCluster, ctx: &Context) -> Result<(), Error
 }
 
 async fn apply_pdb(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ctx.pdb_resource);
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ctx.pdb_resource);
     match builders::pod_disruption_budget(lc) {
         Some(pdb) => {
-            let mut value =
-                serde_json::to_value(&pdb).map_err(|e| Error::Invalid(e.to_string()))?;
+            let mut value = serde_json::to_value(&pdb).map_err(|e| Error::Invalid(e.to_string()))?;
             value["apiVersion"] = json!(ctx.pdb_resource.api_version);
             let name = names::cluster_name(lc);
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&value),
-            )
-            .await?;
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
         }
         None => {
             delete_if_present(&api, &names::cluster_name(lc)).await?;
@@ -621,11 +478,7 @@ async fn apply_pdb(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
 /// Creates (or removes) the ServiceMonitor. Returns a problem when one is requested but the
 /// Prometheus-operator CRD is missing.
 async fn apply_service_monitor(lc: &LogCluster, ctx: &Context) -> Result<Option<Problem>, Error> {
-    let gvk = GroupVersionKind::gvk(
-        "monitoring.coreos.com",
-        "v1",
-        builders::SERVICE_MONITOR_KIND,
-    );
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", builders::SERVICE_MONITOR_KIND);
     let resource = match kube::discovery::pinned_kind(&ctx.client, &gvk).await {
         Ok((ar, _)) => Some(ar),
         Err(kube::Error::Api(s)) if s.code == 404 => None,
@@ -637,8 +490,7 @@ async fn apply_service_monitor(lc: &LogCluster, ctx: &Context) -> Result<Option<
         (true, Some(ar)) => {
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &names::namespace(lc), &ar);
             let sm = builders::service_monitor(lc);
-            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&sm))
-                .await?;
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&sm)).await?;
             Ok(None)
         }
         (true, None) => Ok(Some(Problem::MissingApi(
@@ -655,29 +507,14 @@ async fn apply_service_monitor(lc: &LogCluster, ctx: &Context) -> Result<Option<
     }
 }
 
-async fn delete_orphaned_claims(
-    lc: &LogCluster,
-    pods: &[Pod],
-    replicas: i32,
-    ctx: &Context,
-) -> Result<(), Error> {
+async fn delete_orphaned_claims(lc: &LogCluster, pods: &[Pod], replicas: i32, ctx: &Context) -> Result<(), Error> {
     if !lc.spec.storage.delete_claim {
         return Ok(());
     }
     let sts = names::statefulset(lc);
-    let pvc_api: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &names::namespace(lc));
-    let claims: Vec<String> = pvc_api
-        .list(&selector(lc))
-        .await?
-        .items
-        .iter()
-        .map(|c| c.name_any())
-        .collect();
-    let pod_ordinals: BTreeSet<i32> = pods
-        .iter()
-        .filter_map(|p| names::ordinal_of(&sts, p.metadata.name.as_deref()?))
-        .collect();
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let claims: Vec<String> = pvc_api.list(&selector(lc)).await?.items.iter().map(|c| c.name_any()).collect();
+    let pod_ordinals: BTreeSet<i32> = pods.iter().filter_map(|p| names::ordinal_of(&sts, p.metadata.name.as_deref()?)).collect();
     for claim in rollout::orphaned_claims(&sts, &claims, replicas, &pod_ordinals) {
         if delete_if_present(&pvc_api, &claim).await? {
             publish(
@@ -694,36 +531,16 @@ async fn delete_orphaned_claims(
 }
 
 /// Computes the status from the current pods and StatefulSet and writes it if it changed.
-async fn write_status(
-    lc: &LogCluster,
-    ctx: &Context,
-    problem: Option<Problem>,
-) -> Result<LogClusterStatus, Error> {
+async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&selector(lc))
-        .await?
-        .items;
-    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&names::statefulset(lc))
-        .await?;
-    let update_revision = sts
-        .as_ref()
-        .and_then(|s| s.status.as_ref()?.update_revision.clone());
-    let observed = Observed {
-        pods: &pods,
-        update_revision: update_revision.as_deref(),
-        problem,
-    };
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&selector(lc)).await?.items;
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).get_opt(&names::statefulset(lc)).await?;
+    let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
+    let observed = Observed { pods: &pods, update_revision: update_revision.as_deref(), problem };
     let new = status::compute(lc, &observed, Time(Timestamp::now()));
     if lc.status.as_ref() != Some(&new) {
         let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &lc.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": new})),
-        )
-        .await?;
+        api.patch_status(&lc.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": new}))).await?;
     }
     Ok(new)
 }
@@ -747,8 +564,7 @@ async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         .await;
         return Ok(Action::await_change());
     }
-    let pvc_api: Api<PersistentVolumeClaim> =
-        Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     for claim in pvc_api.list(&selector(lc)).await?.items {
         delete_if_present(&pvc_api, &claim.name_any()).await?;
     }
@@ -757,20 +573,9 @@ async fn cleanup(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         delete_if_present(&pv_api, &pv.name_any()).await?;
     }
     if lc.spec.storage.local.is_some() {
-        delete_if_present(
-            &Api::<StorageClass>::all(ctx.client.clone()),
-            &names::local_storage_class(lc),
-        )
-        .await?;
+        delete_if_present(&Api::<StorageClass>::all(ctx.client.clone()), &names::local_storage_class(lc)).await?;
     }
-    publish(
-        ctx,
-        lc,
-        EventType::Normal,
-        "VolumesDeleted",
-        "deleted the brokers' volumes (storage.deleteClaim)".into(),
-    )
-    .await;
+    publish(ctx, lc, EventType::Normal, "VolumesDeleted", "deleted the brokers' volumes (storage.deleteClaim)".into()).await;
     Ok(Action::await_change())
 }
 
@@ -801,11 +606,7 @@ pub async fn run(
         }
     }
     let client = &ctx.client;
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        names::LABEL_MANAGED_BY,
-        FIELD_MANAGER
-    ));
+    let owned = watcher::Config::default().labels(&format!("{}={}", names::LABEL_MANAGED_BY, FIELD_MANAGER));
     let pods = watcher::Config::default().labels(&format!(
         "{}={},{}={}",
         names::LABEL_NAME,
@@ -813,28 +614,25 @@ pub async fn run(
         names::LABEL_COMPONENT,
         names::COMPONENT
     ));
-    Controller::new(
-        api::<LogCluster>(client, &namespace),
-        watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(client, &namespace), owned.clone())
-    .owns(api::<ConfigMap>(client, &namespace), owned.clone())
-    .owns(api::<Service>(client, &namespace), owned)
-    .watches(api::<Pod>(client, &namespace), pods, pod_owner)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx.clone())
-    .for_each(|result| async move {
-        match result {
-            Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
-            Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged by error_policy
-            // A child changed after its LogCluster was deleted: nothing to do.
-            Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                tracing::debug!(%obj, "owner gone")
+    Controller::new(api::<LogCluster>(client, &namespace), watcher::Config::default())
+        .owns(api::<StatefulSet>(client, &namespace), owned.clone())
+        .owns(api::<ConfigMap>(client, &namespace), owned.clone())
+        .owns(api::<Service>(client, &namespace), owned)
+        .watches(api::<Pod>(client, &namespace), pods, pod_owner)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj, "reconciled"),
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged by error_policy
+                // A child changed after its LogCluster was deleted: nothing to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    tracing::debug!(%obj, "owner gone")
+                }
+                Err(e) => tracing::warn!(error = %e, "controller"),
             }
-            Err(e) => tracing::warn!(error = %e, "controller"),
-        }
-    })
-    .await;
+        })
+        .await;
 }
 
 #[cfg(test)]

@@ -58,20 +58,8 @@ mod tests {
     #[test]
     fn renders_the_shipped_example() {
         let out = render_yaml(EXAMPLE).unwrap();
-        let kinds: Vec<&str> = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("kind: "))
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "ConfigMap",
-                "Service",
-                "Service",
-                "StatefulSet",
-                "PodDisruptionBudget"
-            ]
-        );
+        let kinds: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
+        assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]);
         assert!(out.contains("namespace: default"));
         assert!(out.contains("log.retention.ms=604800000"));
     }
@@ -81,9 +69,7 @@ mod tests {
         let bad = EXAMPLE.replace("num.partitions: \"6\"", "num.partitions: \"six\"");
         let err = render_yaml(&bad).unwrap_err().to_string();
         assert!(err.contains("num.partitions must be an integer"), "{err}");
-        let err = render_yaml("kind: LogCluster\nspec: {}\n")
-            .unwrap_err()
-            .to_string();
+        let err = render_yaml("kind: LogCluster\nspec: {}\n").unwrap_err().to_string();
         assert!(err.starts_with("not a LogCluster manifest"), "{err}");
     }
 }

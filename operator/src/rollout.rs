@@ -22,12 +22,7 @@ pub enum Restart {
 /// broker is ready and nothing is terminating, so at most one serving broker is down at a time.
 /// Brokers that are not ready serve nothing, so they may be restarted straight away.
 // Later: also wait until the partitions the previous broker leads are back in sync.
-pub fn next_restart(
-    sts: &str,
-    pods: &[Pod],
-    replicas: i32,
-    update_revision: Option<&str>,
-) -> Restart {
+pub fn next_restart(sts: &str, pods: &[Pod], replicas: i32, update_revision: Option<&str>) -> Restart {
     let Some(update) = update_revision else {
         return Restart::Wait("the StatefulSet has no update revision yet".to_string());
     };
@@ -36,19 +31,12 @@ pub fn next_restart(
         .filter_map(|p| Some((names::ordinal_of(sts, p.metadata.name.as_deref()?)?, p)))
         .filter(|(o, _)| *o < replicas)
         .collect();
-    let outdated: Vec<(i32, &Pod)> = wanted
-        .iter()
-        .filter(|(_, p)| revision(p) != Some(update))
-        .map(|(o, p)| (*o, *p))
-        .collect();
+    let outdated: Vec<(i32, &Pod)> = wanted.iter().filter(|(_, p)| revision(p) != Some(update)).map(|(o, p)| (*o, *p)).collect();
     if outdated.is_empty() {
         return Restart::Done;
     }
     if let Some(p) = pods.iter().find(|p| is_terminating(p)) {
-        return Restart::Wait(format!(
-            "pod {} is terminating",
-            p.metadata.name.as_deref().unwrap_or("?")
-        ));
+        return Restart::Wait(format!("pod {} is terminating", p.metadata.name.as_deref().unwrap_or("?")));
     }
     if let Some((_, p)) = outdated.iter().rev().find(|(_, p)| !is_ready(p)) {
         return Restart::Delete(p.metadata.name.clone().unwrap_or_default());
@@ -83,10 +71,7 @@ pub fn check_scale_down(
         return ScaleDown::Allowed;
     }
     let removed: BTreeSet<i32> = (desired..current).collect();
-    let override_hint = format!(
-        "set annotation {}: \"true\" to force",
-        names::FORCE_SCALE_DOWN_ANNOTATION
-    );
+    let override_hint = format!("set annotation {}: \"true\" to force", names::FORCE_SCALE_DOWN_ANNOTATION);
     match hosting {
         Err(e) => ScaleDown::Blocked(format!(
             "scale-down from {current} to {desired} refused: cannot verify that brokers {} host no partitions ({e}); {override_hint}",
@@ -115,12 +100,7 @@ fn join(ids: &BTreeSet<i32>) -> String {
 }
 
 /// Data claims of brokers that no longer exist (ordinal >= replicas and no pod left).
-pub fn orphaned_claims(
-    lc_sts: &str,
-    claims: &[String],
-    replicas: i32,
-    pod_ordinals: &BTreeSet<i32>,
-) -> Vec<String> {
+pub fn orphaned_claims(lc_sts: &str, claims: &[String], replicas: i32, pod_ordinals: &BTreeSet<i32>) -> Vec<String> {
     let prefix = format!("{}-", names::DATA_VOLUME);
     claims
         .iter()
@@ -149,111 +129,53 @@ mod tests {
 
     #[test]
     fn restarts_highest_outdated_ready_broker_when_all_ready() {
-        let pods = [
-            pod("logs-0", "r1", true),
-            pod("logs-1", "r1", true),
-            pod("logs-2", "r2", true),
-        ];
-        assert_eq!(
-            next_restart("logs", &pods, 3, Some("r2")),
-            Restart::Delete("logs-1".into())
-        );
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r2", true)];
+        assert_eq!(next_restart("logs", &pods, 3, Some("r2")), Restart::Delete("logs-1".into()));
     }
 
     #[test]
     fn waits_while_another_broker_is_down() {
-        let pods = [
-            pod("logs-0", "r1", true),
-            pod("logs-1", "r2", false),
-            pod("logs-2", "r2", true),
-        ];
-        assert_eq!(
-            next_restart("logs", &pods, 3, Some("r2")),
-            Restart::Wait("broker 1 is not ready".into())
-        );
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r2", false), pod("logs-2", "r2", true)];
+        assert_eq!(next_restart("logs", &pods, 3, Some("r2")), Restart::Wait("broker 1 is not ready".into()));
         let pods = [pod("logs-0", "r1", true), pod("logs-2", "r2", true)];
-        assert_eq!(
-            next_restart("logs", &pods, 3, Some("r2")),
-            Restart::Wait("broker 1 has no pod yet".into())
-        );
+        assert_eq!(next_restart("logs", &pods, 3, Some("r2")), Restart::Wait("broker 1 has no pod yet".into()));
         let mut terminating = pod("logs-2", "r2", true);
         terminating.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
-        let pods = [
-            pod("logs-0", "r1", true),
-            pod("logs-1", "r2", true),
-            terminating,
-        ];
-        assert_eq!(
-            next_restart("logs", &pods, 3, Some("r2")),
-            Restart::Wait("pod logs-2 is terminating".into())
-        );
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r2", true), terminating];
+        assert_eq!(next_restart("logs", &pods, 3, Some("r2")), Restart::Wait("pod logs-2 is terminating".into()));
     }
 
     #[test]
     fn not_ready_outdated_brokers_go_first() {
         let pods = [pod("logs-0", "r1", false), pod("logs-1", "r1", true)];
-        assert_eq!(
-            next_restart("logs", &pods, 2, Some("r2")),
-            Restart::Delete("logs-0".into())
-        );
+        assert_eq!(next_restart("logs", &pods, 2, Some("r2")), Restart::Delete("logs-0".into()));
     }
 
     #[test]
     fn brokers_being_scaled_away_are_not_restarted() {
         let pods = [pod("logs-0", "r2", true), pod("logs-1", "r1", true)];
         assert_eq!(next_restart("logs", &pods, 1, Some("r2")), Restart::Done);
-        assert!(matches!(
-            next_restart("logs", &pods, 1, None),
-            Restart::Wait(_)
-        ));
+        assert!(matches!(next_restart("logs", &pods, 1, None), Restart::Wait(_)));
     }
 
     #[test]
     fn scale_down_checks_partition_placement() {
         let empty = BTreeMap::new();
-        assert_eq!(
-            check_scale_down(3, 5, false, Ok(&empty)),
-            ScaleDown::Allowed
-        );
-        assert_eq!(
-            check_scale_down(3, 2, false, Ok(&empty)),
-            ScaleDown::Allowed
-        );
-        let hosting = BTreeMap::from([
-            (0, vec!["a-0".to_string()]),
-            (2, vec!["a-1".to_string(), "b-0".to_string()]),
-        ]);
-        let ScaleDown::Blocked(msg) = check_scale_down(3, 2, false, Ok(&hosting)) else {
-            panic!()
-        };
+        assert_eq!(check_scale_down(3, 5, false, Ok(&empty)), ScaleDown::Allowed);
+        assert_eq!(check_scale_down(3, 2, false, Ok(&empty)), ScaleDown::Allowed);
+        let hosting = BTreeMap::from([(0, vec!["a-0".to_string()]), (2, vec!["a-1".to_string(), "b-0".to_string()])]);
+        let ScaleDown::Blocked(msg) = check_scale_down(3, 2, false, Ok(&hosting)) else { panic!() };
         assert!(msg.contains("broker 2 hosts a-1, b-0"), "{msg}");
         assert!(msg.contains("strata.io/force-scale-down"), "{msg}");
-        assert_eq!(
-            check_scale_down(3, 1, true, Ok(&hosting)),
-            ScaleDown::Allowed
-        );
-        let ScaleDown::Blocked(msg) = check_scale_down(3, 1, false, Err("connection refused"))
-        else {
-            panic!()
-        };
-        assert!(
-            msg.contains("brokers 1,2") && msg.contains("connection refused"),
-            "{msg}"
-        );
+        assert_eq!(check_scale_down(3, 1, true, Ok(&hosting)), ScaleDown::Allowed);
+        let ScaleDown::Blocked(msg) = check_scale_down(3, 1, false, Err("connection refused")) else { panic!() };
+        assert!(msg.contains("brokers 1,2") && msg.contains("connection refused"), "{msg}");
     }
 
     #[test]
     fn only_claims_of_removed_brokers_are_orphaned() {
-        let claims: Vec<String> = [
-            "data-logs-0",
-            "data-logs-1",
-            "data-logs-2",
-            "data-other-3",
-            "data-logs-x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let claims: Vec<String> =
+            ["data-logs-0", "data-logs-1", "data-logs-2", "data-other-3", "data-logs-x"].iter().map(|s| s.to_string()).collect();
         let pods = BTreeSet::from([0, 2]);
         assert_eq!(orphaned_claims("logs", &claims, 1, &pods), ["data-logs-1"]);
     }

@@ -50,23 +50,13 @@ pub fn is_terminating(pod: &Pod) -> bool {
 }
 
 pub fn revision(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .labels
-        .as_ref()?
-        .get(REVISION_LABEL)
-        .map(String::as_str)
+    pod.metadata.labels.as_ref()?.get(REVISION_LABEL).map(String::as_str)
 }
 
 fn tuning_report(pod: &Pod) -> Option<std::collections::BTreeMap<String, String>> {
     let statuses = pod.status.as_ref()?.init_container_statuses.as_ref()?;
     let tune = statuses.iter().find(|s| s.name == TUNE_CONTAINER)?;
-    let message = tune
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()?
-        .message
-        .as_deref()?;
+    let message = tune.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
     let values = broker_contract::parse_tune_report(message);
     (!values.is_empty()).then_some(values)
 }
@@ -84,14 +74,7 @@ fn broker_status(sts: &str, pod: &Pod, update_revision: Option<&str>) -> Option<
     })
 }
 
-fn condition(
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: &Time,
-) -> Condition {
+fn condition(type_: &str, status: bool, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
     Condition {
         type_: type_.to_string(),
         status: if status { "True" } else { "False" }.to_string(),
@@ -106,11 +89,7 @@ fn condition(
 fn carry_transition_times(conditions: &mut [Condition], previous: Option<&LogClusterStatus>) {
     let Some(prev) = previous else { return };
     for c in conditions {
-        if let Some(p) = prev
-            .conditions
-            .iter()
-            .find(|p| p.type_ == c.type_ && p.status == c.status)
-        {
+        if let Some(p) = prev.conditions.iter().find(|p| p.type_ == c.type_ && p.status == c.status) {
             c.last_transition_time = p.last_transition_time.clone();
         }
     }
@@ -120,20 +99,13 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
     let generation = lc.metadata.generation;
     let desired = lc.spec.replicas;
     let sts = names::statefulset(lc);
-    let mut brokers: Vec<BrokerStatus> = observed
-        .pods
-        .iter()
-        .filter_map(|p| broker_status(&sts, p, observed.update_revision))
-        .collect();
+    let mut brokers: Vec<BrokerStatus> =
+        observed.pods.iter().filter_map(|p| broker_status(&sts, p, observed.update_revision)).collect();
     brokers.sort_by_key(|b| b.id);
     let wanted = |b: &&BrokerStatus| b.id < desired;
     let ready = brokers.iter().filter(wanted).filter(|b| b.ready).count() as i32;
     let present = brokers.iter().filter(wanted).count() as i32;
-    let current = brokers
-        .iter()
-        .filter(wanted)
-        .filter(|b| b.up_to_date)
-        .count() as i32;
+    let current = brokers.iter().filter(wanted).filter(|b| b.up_to_date).count() as i32;
     let extra = brokers.len() as i32 - present;
 
     let degraded = match &observed.problem {
@@ -141,51 +113,18 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
             DEGRADED,
             true,
             "InvalidSpec",
-            format!(
-                "spec rejected, existing objects left unchanged: {}",
-                errors.join("; ")
-            ),
+            format!("spec rejected, existing objects left unchanged: {}", errors.join("; ")),
             generation,
             &now,
         ),
-        Some(Problem::ScaleDownBlocked(why)) => condition(
-            DEGRADED,
-            true,
-            "ScaleDownBlocked",
-            why.clone(),
-            generation,
-            &now,
-        ),
-        Some(Problem::ReconcileFailed(why)) => condition(
-            DEGRADED,
-            true,
-            "ReconcileFailed",
-            why.clone(),
-            generation,
-            &now,
-        ),
-        Some(Problem::MissingApi(why)) => {
-            condition(DEGRADED, true, "MissingAPI", why.clone(), generation, &now)
-        }
-        None => condition(
-            DEGRADED,
-            false,
-            "AsExpected",
-            "no problems".to_string(),
-            generation,
-            &now,
-        ),
+        Some(Problem::ScaleDownBlocked(why)) => condition(DEGRADED, true, "ScaleDownBlocked", why.clone(), generation, &now),
+        Some(Problem::ReconcileFailed(why)) => condition(DEGRADED, true, "ReconcileFailed", why.clone(), generation, &now),
+        Some(Problem::MissingApi(why)) => condition(DEGRADED, true, "MissingAPI", why.clone(), generation, &now),
+        None => condition(DEGRADED, false, "AsExpected", "no problems".to_string(), generation, &now),
     };
 
     let progressing = if matches!(observed.problem, Some(Problem::InvalidSpec(_))) {
-        condition(
-            PROGRESSING,
-            false,
-            "InvalidSpec",
-            "waiting for a valid spec".to_string(),
-            generation,
-            &now,
-        )
+        condition(PROGRESSING, false, "InvalidSpec", "waiting for a valid spec".to_string(), generation, &now)
     } else if present < desired || extra > 0 {
         condition(
             PROGRESSING,
@@ -205,34 +144,16 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
             &now,
         )
     } else if ready < desired {
-        condition(
-            PROGRESSING,
-            true,
-            "WaitingForBrokers",
-            format!("{ready} of {desired} brokers ready"),
-            generation,
-            &now,
-        )
+        condition(PROGRESSING, true, "WaitingForBrokers", format!("{ready} of {desired} brokers ready"), generation, &now)
     } else {
-        condition(
-            PROGRESSING,
-            false,
-            "Stable",
-            format!("{desired} brokers up to date"),
-            generation,
-            &now,
-        )
+        condition(PROGRESSING, false, "Stable", format!("{desired} brokers up to date"), generation, &now)
     };
 
     let all_ready = ready == desired && current == desired;
     let ready_cond = condition(
         READY,
         all_ready,
-        if all_ready {
-            "AllBrokersReady"
-        } else {
-            "BrokersNotReady"
-        },
+        if all_ready { "AllBrokersReady" } else { "BrokersNotReady" },
         format!("{ready}/{desired} brokers ready"),
         generation,
         &now,
@@ -270,10 +191,7 @@ pub(crate) mod tests {
                 labels: Some(BTreeMap::from([(REVISION_LABEL.into(), revision.into())])),
                 ..Default::default()
             },
-            spec: Some(PodSpec {
-                node_name: Some("node-a".into()),
-                ..Default::default()
-            }),
+            spec: Some(PodSpec { node_name: Some("node-a".into()), ..Default::default() }),
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
@@ -296,11 +214,7 @@ pub(crate) mod tests {
         problem: Option<Problem>,
         secs: i64,
     ) -> LogClusterStatus {
-        let observed = Observed {
-            pods,
-            update_revision,
-            problem,
-        };
+        let observed = Observed { pods, update_revision, problem };
         compute(lc, &observed, at(secs))
     }
 
@@ -311,29 +225,16 @@ pub(crate) mod tests {
     #[test]
     fn all_brokers_ready_and_current() {
         let lc = cluster(spec());
-        let pods = [
-            pod("logs-0", "r1", true),
-            pod("logs-1", "r1", true),
-            pod("logs-2", "r1", true),
-        ];
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r1", true)];
         let s = observe(&lc, &pods, Some("r1"), None, 10);
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!((s.replicas, s.ready_replicas), (3, 3));
-        assert_eq!(
-            s.bootstrap_servers.as_deref(),
-            Some("logs-bootstrap.prod.svc:9092")
-        );
+        assert_eq!(s.bootstrap_servers.as_deref(), Some("logs-bootstrap.prod.svc:9092"));
         assert_eq!(get(&s, READY).status, "True");
         assert_eq!(get(&s, PROGRESSING).reason, "Stable");
         assert_eq!(get(&s, DEGRADED).status, "False");
-        assert_eq!(
-            s.brokers.iter().map(|b| b.id).collect::<Vec<_>>(),
-            [0, 1, 2]
-        );
-        assert!(s
-            .brokers
-            .iter()
-            .all(|b| b.ready && b.up_to_date && b.node.as_deref() == Some("node-a")));
+        assert_eq!(s.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(s.brokers.iter().all(|b| b.ready && b.up_to_date && b.node.as_deref() == Some("node-a")));
     }
 
     #[test]
@@ -351,11 +252,7 @@ pub(crate) mod tests {
     #[test]
     fn outdated_brokers_mean_a_rolling_restart() {
         let lc = cluster(spec());
-        let pods = [
-            pod("logs-0", "r2", true),
-            pod("logs-1", "r1", true),
-            pod("logs-2", "r1", true),
-        ];
+        let pods = [pod("logs-0", "r2", true), pod("logs-1", "r1", true), pod("logs-2", "r1", true)];
         let s = observe(&lc, &pods, Some("r2"), None, 10);
         assert_eq!(get(&s, PROGRESSING).reason, "RollingRestart");
         assert!(get(&s, PROGRESSING).message.starts_with("1 of 3"));
@@ -365,21 +262,11 @@ pub(crate) mod tests {
     #[test]
     fn invalid_spec_is_degraded_with_every_message() {
         let lc = cluster(spec());
-        let problem = Some(Problem::InvalidSpec(vec![
-            "a is wrong".into(),
-            "b is wrong".into(),
-        ]));
+        let problem = Some(Problem::InvalidSpec(vec!["a is wrong".into(), "b is wrong".into()]));
         let s = observe(&lc, &[], None, problem, 10);
         let d = get(&s, DEGRADED);
-        assert_eq!(
-            (d.status.as_str(), d.reason.as_str()),
-            ("True", "InvalidSpec")
-        );
-        assert!(
-            d.message.ends_with("a is wrong; b is wrong"),
-            "{}",
-            d.message
-        );
+        assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "InvalidSpec"));
+        assert!(d.message.ends_with("a is wrong; b is wrong"), "{}", d.message);
         assert_eq!(get(&s, PROGRESSING).status, "False");
     }
 
@@ -387,20 +274,11 @@ pub(crate) mod tests {
     fn scale_down_in_progress_and_blocked() {
         let mut lc = cluster(spec());
         lc.spec.replicas = 2;
-        let pods = [
-            pod("logs-0", "r1", true),
-            pod("logs-1", "r1", true),
-            pod("logs-2", "r1", true),
-        ];
-        let problem = Some(Problem::ScaleDownBlocked(
-            "broker 2 hosts partitions".into(),
-        ));
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r1", true)];
+        let problem = Some(Problem::ScaleDownBlocked("broker 2 hosts partitions".into()));
         let s = observe(&lc, &pods, Some("r1"), problem, 10);
         assert_eq!(s.ready_replicas, 2);
-        assert_eq!(
-            get(&s, PROGRESSING).message,
-            "2 of 2 brokers exist, 1 to remove"
-        );
+        assert_eq!(get(&s, PROGRESSING).message, "2 of 2 brokers exist, 1 to remove");
         assert_eq!(get(&s, DEGRADED).reason, "ScaleDownBlocked");
     }
 

@@ -9,9 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -26,49 +24,29 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconciliations = IntCounterVec::new(
-            Opts::new(
-                "strata_operator_reconciliations_total",
-                "LogCluster reconciliations by result",
-            ),
+            Opts::new("strata_operator_reconciliations_total", "LogCluster reconciliations by result"),
             &["result"],
         )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new(
-                "strata_operator_reconcile_errors_total",
-                "Failed reconciliations by error kind",
-            ),
+            Opts::new("strata_operator_reconcile_errors_total", "Failed reconciliations by error kind"),
             &["kind"],
         )?;
         let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "strata_operator_reconcile_duration_seconds",
-                "Time spent in one reconciliation",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new("strata_operator_reconcile_duration_seconds", "Time spent in one reconciliation")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &[],
         )?;
-        let leader = IntGauge::new(
-            "strata_operator_leader",
-            "1 while this replica holds the leader lease",
-        )?;
+        let leader = IntGauge::new("strata_operator_leader", "1 while this replica holds the leader lease")?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
-        Ok(Self {
-            registry,
-            reconciliations,
-            reconcile_errors,
-            reconcile_duration,
-            leader,
-        })
+        Ok(Self { registry, reconciliations, reconcile_errors, reconcile_duration, leader })
     }
 
     pub fn observe(&self, result: &str, elapsed: Duration) {
         self.reconciliations.with_label_values(&[result]).inc();
-        self.reconcile_duration
-            .with_label_values::<&str>(&[])
-            .observe(elapsed.as_secs_f64());
+        self.reconcile_duration.with_label_values::<&str>(&[]).observe(elapsed.as_secs_f64());
     }
 
     pub fn render(&self) -> Result<String, prometheus::Error> {
@@ -108,10 +86,7 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
     if s.health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ok\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not connected to the apiserver yet\n",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected to the apiserver yet\n")
     }
 }
 
@@ -124,11 +99,7 @@ pub fn router(metrics: Metrics, health: Health) -> Router {
 }
 
 /// Binds first (so a taken port fails start-up), then serves in the background.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    health: Health,
-) -> std::io::Result<SocketAddr> {
+pub async fn serve(addr: SocketAddr, metrics: Metrics, health: Health) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
@@ -140,8 +111,8 @@ pub async fn serve(
 }
 
 pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if json {
         builder.json().flatten_event(true).init();
@@ -158,11 +129,7 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
@@ -172,21 +139,12 @@ mod tests {
     async fn serves_metrics_and_health() {
         let metrics = Metrics::new().unwrap();
         let health = Health::default();
-        let addr = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            metrics.clone(),
-            health.clone(),
-        )
-        .await
-        .unwrap();
+        let addr = serve("127.0.0.1:0".parse().unwrap(), metrics.clone(), health.clone()).await.unwrap();
         metrics.observe("ok", Duration::from_millis(20));
         metrics.reconcile_errors.with_label_values(&["kube"]).inc();
         let body = get(addr, "/metrics").await;
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-        assert!(
-            body.contains("strata_operator_reconciliations_total{result=\"ok\"} 1"),
-            "{body}"
-        );
+        assert!(body.contains("strata_operator_reconciliations_total{result=\"ok\"} 1"), "{body}");
         assert!(body.contains("strata_operator_reconcile_errors_total{kind=\"kube\"} 1"));
         assert!(body.contains("strata_operator_reconcile_duration_seconds_count 1"));
         assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));

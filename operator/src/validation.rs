@@ -14,9 +14,9 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
 
     let hosts = spec.listeners.advertised_hosts.as_deref();
     match (spec.listeners.advertise, hosts) {
-        (AdvertiseMode::Explicit, None) => errors.push(
-            "listeners.advertise is Explicit but listeners.advertisedHosts is empty".to_string(),
-        ),
+        (AdvertiseMode::Explicit, None) => {
+            errors.push("listeners.advertise is Explicit but listeners.advertisedHosts is empty".to_string())
+        }
         (AdvertiseMode::Explicit, Some(h)) => {
             if h.len() < replicas {
                 errors.push(format!(
@@ -26,14 +26,10 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
                 ));
             }
             if let Some(bad) = h.iter().find(|h| !is_host(h)) {
-                errors.push(format!(
-                    "listeners.advertisedHosts entry {bad:?} is not a host name or address"
-                ));
+                errors.push(format!("listeners.advertisedHosts entry {bad:?} is not a host name or address"));
             }
         }
-        (_, Some(_)) => errors.push(
-            "listeners.advertisedHosts is only used with listeners.advertise: Explicit".to_string(),
-        ),
+        (_, Some(_)) => errors.push("listeners.advertisedHosts is only used with listeners.advertise: Explicit".to_string()),
         (_, None) => {}
     }
 
@@ -41,8 +37,7 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
     if let Some(local) = &spec.storage.local {
         if spec.storage.storage_class_name.is_some() {
             errors.push(
-                "storage.storageClassName cannot be combined with storage.local (the operator creates the class)"
-                    .to_string(),
+                "storage.storageClassName cannot be combined with storage.local (the operator creates the class)".to_string(),
             );
         }
         if local.len() < replicas {
@@ -55,10 +50,7 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
         let mut seen = BTreeSet::new();
         for (i, v) in local.iter().enumerate() {
             if !seen.insert((v.node.as_str(), v.path.as_str())) {
-                errors.push(format!(
-                    "storage.local[{i}] repeats node {:?} path {:?}",
-                    v.node, v.path
-                ));
+                errors.push(format!("storage.local[{i}] repeats node {:?} path {:?}", v.node, v.path));
             }
             if let Some(c) = &v.capacity {
                 check_quantity(&format!("storage.local[{i}].capacity"), &c.0, &mut errors);
@@ -69,27 +61,17 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
     let reserved = names::selector_labels_keys();
     for key in spec.pod_labels.iter().flat_map(|l| l.keys()) {
         if reserved.contains(&key.as_str()) {
-            errors.push(format!(
-                "podLabels cannot set {key:?}: the operator uses it to select broker pods"
-            ));
+            errors.push(format!("podLabels cannot set {key:?}: the operator uses it to select broker pods"));
         }
     }
 
-    if let (Some(bg), Some(dirty)) = (
-        spec.tuning.vm_dirty_background_ratio,
-        spec.tuning.vm_dirty_ratio,
-    ) {
+    if let (Some(bg), Some(dirty)) = (spec.tuning.vm_dirty_background_ratio, spec.tuning.vm_dirty_ratio) {
         if bg >= dirty {
-            errors.push(format!(
-                "tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"
-            ));
+            errors.push(format!("tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"));
         }
     }
     if spec.listeners.client_port == spec.metrics.port {
-        errors.push(format!(
-            "listeners.clientPort and metrics.port are both {}",
-            spec.metrics.port
-        ));
+        errors.push(format!("listeners.clientPort and metrics.port are both {}", spec.metrics.port));
     }
 
     match config::broker_settings(spec) {
@@ -104,26 +86,17 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
 
 /// Kubernetes quantity syntax (`10Gi`, `500M`, `1.5T`), without exponent forms.
 fn check_quantity(field: &str, value: &str, errors: &mut Vec<String>) {
-    const SUFFIXES: [&str; 13] = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "",
-    ];
-    let number_end = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
+    const SUFFIXES: [&str; 13] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""];
+    let number_end = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
     let (number, suffix) = value.split_at(number_end);
     let number_ok = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n > 0.0);
     if !number_ok || !SUFFIXES.contains(&suffix) {
-        errors.push(format!(
-            "{field} {value:?} is not a positive quantity like 10Gi"
-        ));
+        errors.push(format!("{field} {value:?} is not a positive quantity like 10Gi"));
     }
 }
 
 fn is_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+    !h.is_empty() && h.len() <= 253 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
 }
 
 #[cfg(test)]
@@ -135,11 +108,7 @@ mod tests {
     use crate::testing::{quantity, spec};
 
     fn local(node: &str, path: &str) -> LocalVolume {
-        LocalVolume {
-            node: node.into(),
-            path: path.into(),
-            capacity: None,
-        }
+        LocalVolume { node: node.into(), path: path.into(), capacity: None }
     }
 
     #[test]
@@ -154,11 +123,7 @@ mod tests {
         assert!(validate(&s).unwrap_err()[0].contains("advertisedHosts is empty"));
         s.listeners.advertised_hosts = Some(vec!["a.example".into(), "b example".into()]);
         let errs = validate(&s).unwrap_err();
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("has 2 entries but replicas is 3")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains("has 2 entries but replicas is 3")), "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("\"b example\"")), "{errs:?}");
         s.listeners.advertise = AdvertiseMode::PodIp;
         assert!(validate(&s).unwrap_err()[0].contains("only used with"));
@@ -172,9 +137,7 @@ mod tests {
         let errs = validate(&s).unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("cannot be combined")));
-        assert!(errs
-            .iter()
-            .any(|e| e.contains("lists 2 volumes but replicas is 3")));
+        assert!(errs.iter().any(|e| e.contains("lists 2 volumes but replicas is 3")));
         assert!(errs.iter().any(|e| e.contains("storage.local[1] repeats")));
     }
 
@@ -196,10 +159,7 @@ mod tests {
     #[test]
     fn selector_labels_and_tuning_order_are_protected() {
         let mut s = spec();
-        s.pod_labels = Some(BTreeMap::from([(
-            "app.kubernetes.io/instance".into(),
-            "x".into(),
-        )]));
+        s.pod_labels = Some(BTreeMap::from([("app.kubernetes.io/instance".into(), "x".into())]));
         s.tuning.vm_dirty_ratio = Some(10);
         s.tuning.vm_dirty_background_ratio = Some(20);
         s.metrics.port = 9092;
@@ -209,8 +169,6 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("podLabels cannot set")));
         assert!(errs.iter().any(|e| e.contains("must be lower than")));
         assert!(errs.iter().any(|e| e.contains("both 9092")));
-        assert!(errs
-            .iter()
-            .any(|e| e.contains("\"unknown\" is not a known broker setting")));
+        assert!(errs.iter().any(|e| e.contains("\"unknown\" is not a known broker setting")));
     }
 }

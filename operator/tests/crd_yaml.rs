@@ -3,10 +3,7 @@
 
 #[test]
 fn committed_crd_matches_the_types() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../crds/logclusters.strata.io.yaml"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/logclusters.strata.io.yaml");
     let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let generated = strata_operator::crd::crd_yaml().expect("serialize CRD");
     assert!(

@@ -37,7 +37,9 @@ pub fn check_explicit(brokers: &[i32], replicas: &[Vec<i32>]) -> Result<(), Stri
     for (p, r) in replicas.iter().enumerate() {
         match r.as_slice() {
             [b] if brokers.contains(b) => {}
-            [b] => return Err(format!("partition {p} assigned to broker {b}, which is not in the cluster (brokers {brokers:?})")),
+            [b] => {
+                return Err(format!("partition {p} assigned to broker {b}, which is not in the cluster (brokers {brokers:?})"))
+            }
             _ => return Err(format!("partition {p} assigned to {r:?}: each partition needs exactly one replica")),
         }
     }

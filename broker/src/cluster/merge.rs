@@ -31,7 +31,12 @@ pub enum Action {
 
 /// What to do about `remote`, a peer's topics, given this broker's topics and tombstones. `authoritative`:
 /// the peer is the controller.
-pub fn merge(local: &BTreeMap<String, TopicView>, deleted: &HashSet<Uuid>, remote: &[TopicView], authoritative: bool) -> Vec<Action> {
+pub fn merge(
+    local: &BTreeMap<String, TopicView>,
+    deleted: &HashSet<Uuid>,
+    remote: &[TopicView],
+    authoritative: bool,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     for r in remote {
         if r.id.is_nil() || r.assignment.is_empty() || r.assignment.iter().any(Vec::is_empty) {
@@ -98,7 +103,10 @@ mod tests {
     fn tombstones_stop_resurrection_and_are_pushed_back() {
         let deleted = HashSet::from([Uuid::from_u128(1)]);
         let actions = merge(&BTreeMap::new(), &deleted, &[view("a", 1, &[0]), view("a2", 3, &[0])], true);
-        assert_eq!(actions, vec![Action::DeleteAtPeer { name: "a".into(), id: Uuid::from_u128(1) }, Action::Create(view("a2", 3, &[0]))]);
+        assert_eq!(
+            actions,
+            vec![Action::DeleteAtPeer { name: "a".into(), id: Uuid::from_u128(1) }, Action::Create(view("a2", 3, &[0]))]
+        );
         // A topic recreated under the same name has a new id and is adopted.
         let actions = merge(&BTreeMap::new(), &deleted, &[view("a", 4, &[0])], false);
         assert_eq!(actions, vec![Action::Create(view("a", 4, &[0]))]);

@@ -68,7 +68,8 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     stream.set_nodelay(true).map_err(io)?;
     stream.write_all(&frame).await.map_err(io)?;
     let size = stream.read_i32().await.map_err(io)?;
-    let size = usize::try_from(size).ok().filter(|s| *s <= MAX_RESPONSE).ok_or_else(|| protocol(format!("response size {size}")))?;
+    let size =
+        usize::try_from(size).ok().filter(|s| *s <= MAX_RESPONSE).ok_or_else(|| protocol(format!("response size {size}")))?;
     let mut buf = vec![0u8; size];
     stream.read_exact(&mut buf).await.map_err(io)?;
     let mut buf = Bytes::from(buf);
@@ -120,21 +121,28 @@ mod tests {
         })
         .await;
         let t = Duration::from_secs(5);
-        let r: ApiVersionsResponse = call(&addr, ApiKey::ApiVersions, 0, PEER_CLIENT_ID, &ApiVersionsRequest::default(), t).await.unwrap();
+        let r: ApiVersionsResponse =
+            call(&addr, ApiKey::ApiVersions, 0, PEER_CLIENT_ID, &ApiVersionsRequest::default(), t).await.unwrap();
         assert_eq!(r.error_code, 35);
 
         let addr = one_shot(|_| framed(&[0, 0, 0, 9, 1])).await;
-        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), t).await.unwrap_err();
+        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), t)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("correlation id 9"), "{err}");
 
         let addr = one_shot(|_| (-5i32).to_be_bytes().to_vec()).await;
-        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), t).await.unwrap_err();
+        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), t)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("response size -5"), "{err}");
 
         // Accepts but never answers.
         let addr = one_shot(|_| vec![]).await;
         let short = Duration::from_millis(200);
-        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), short).await.unwrap_err();
+        let err = call::<_, MetadataResponse>(&addr, ApiKey::Metadata, 1, PEER_CLIENT_ID, &MetadataRequest::default(), short)
+            .await
+            .unwrap_err();
         assert!(matches!(err, PeerError::Timeout { .. }), "{err}");
     }
 }

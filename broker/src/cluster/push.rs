@@ -44,7 +44,8 @@ pub fn create_topics(topics: &[TopicMeta]) -> CreateTopicsRequest {
     let topics = topics
         .iter()
         .map(|t| {
-            let config = |k: &str, v: &str| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v)));
+            let config =
+                |k: &str, v: &str| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v)));
             let mut configs: Vec<_> = t.configs.iter().map(|(k, v)| config(k, v)).collect();
             configs.push(config(TOPIC_ID_CONFIG, &t.id.to_string()));
             create_topics_request::CreatableTopic::default()
@@ -78,7 +79,9 @@ pub fn delete_topics(deleted: &[(String, Uuid)]) -> DeleteTopicsRequest {
     DeleteTopicsRequest::default().with_timeout_ms(PEER_TIMEOUT.as_millis() as i32).with_topics(
         deleted
             .iter()
-            .map(|(name, id)| delete_topics_request::DeleteTopicState::default().with_name(Some(TopicName(s(name.clone())))).with_topic_id(*id))
+            .map(|(name, id)| {
+                delete_topics_request::DeleteTopicState::default().with_name(Some(TopicName(s(name.clone())))).with_topic_id(*id)
+            })
             .collect(),
     )
 }
@@ -100,7 +103,12 @@ pub fn create_partitions(grown: &[Grown]) -> CreatePartitionsRequest {
                     .with_name(TopicName(s(g.name.clone())))
                     .with_count(g.count)
                     .with_assignments(Some(
-                        g.added.iter().map(|r| create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(broker_ids(r))).collect(),
+                        g.added
+                            .iter()
+                            .map(|r| {
+                                create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(broker_ids(r))
+                            })
+                            .collect(),
                     ))
             })
             .collect(),
@@ -135,13 +143,19 @@ pub fn topic_configs(topics: &[TopicMeta]) -> IncrementalAlterConfigsRequest {
 
 /// Sends `request` to every peer at once and logs who did not take it (`refused` lists the errors in an
 /// answer). A peer that missed it catches up through anti-entropy.
-pub async fn broadcast<Req, Resp>(peers: &[BrokerAddr], api: ApiKey, version: i16, request: &Req, refused: fn(&Resp) -> Vec<String>)
-where
+pub async fn broadcast<Req, Resp>(
+    peers: &[BrokerAddr],
+    api: ApiKey,
+    version: i16,
+    request: &Req,
+    refused: fn(&Resp) -> Vec<String>,
+) where
     Req: Encodable + Sync,
     Resp: Decodable,
 {
     let calls = peers.iter().map(|p| async move {
-        let result: Result<Resp, PeerError> = peer::call(&p.socket_addr(), api, version, peer::PEER_CLIENT_ID, request, PEER_TIMEOUT).await;
+        let result: Result<Resp, PeerError> =
+            peer::call(&p.socket_addr(), api, version, peer::PEER_CLIENT_ID, request, PEER_TIMEOUT).await;
         (p, result)
     });
     for (p, result) in join_all(calls).await {
@@ -172,7 +186,8 @@ mod tests {
         let req = create_topics(std::slice::from_ref(&meta));
         let t = &req.topics[0];
         assert_eq!((t.num_partitions, t.replication_factor), (-1, -1));
-        let assigned: Vec<(i32, Vec<i32>)> = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        let assigned: Vec<(i32, Vec<i32>)> =
+            t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
         assert_eq!(assigned, vec![(0, vec![2]), (1, vec![0])]);
         let mut configs: BTreeMap<String, String> =
             t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string())).collect();

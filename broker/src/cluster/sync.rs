@@ -47,7 +47,9 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
             match result {
                 Ok(()) if failing.remove(&p.id) => tracing::info!(broker = %p, "peer reachable again"),
                 Ok(()) => {}
-                Err(e) if failing.insert(p.id) => tracing::warn!(broker = %p, error = %e, "cannot compare topic metadata with a peer"),
+                Err(e) if failing.insert(p.id) => {
+                    tracing::warn!(broker = %p, error = %e, "cannot compare topic metadata with a peer")
+                }
                 Err(e) => tracing::debug!(broker = %p, error = %e, "peer still unreachable"),
             }
         }
@@ -92,7 +94,13 @@ fn remote_views(resp: &MetadataResponse) -> Vec<TopicView> {
 
 /// Applies one reconciliation step; `configs` are the overrides of a topic being created.
 pub fn apply(replicas: &ReplicaManager, action: Action, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
-    let meta = |t: TopicView| TopicMeta { name: t.name, id: t.id, partitions: t.assignment.len() as i32, assignment: t.assignment, configs };
+    let meta = |t: TopicView| TopicMeta {
+        name: t.name,
+        id: t.id,
+        partitions: t.assignment.len() as i32,
+        assignment: t.assignment,
+        configs,
+    };
     match action {
         Action::Create(t) => {
             let (name, id) = (t.name.clone(), t.id);
@@ -121,9 +129,10 @@ pub fn apply(replicas: &ReplicaManager, action: Action, configs: BTreeMap<String
 async fn sync_with(state: &BrokerState, peer: &BrokerAddr, authoritative: bool) -> Result<(), String> {
     let addr = peer.socket_addr();
     let request = MetadataRequest::default().with_topics(None).with_allow_auto_topic_creation(false);
-    let metadata: MetadataResponse = peer::call(&addr, ApiKey::Metadata, METADATA_VERSION, peer::PEER_CLIENT_ID, &request, PEER_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let metadata: MetadataResponse =
+        peer::call(&addr, ApiKey::Metadata, METADATA_VERSION, peer::PEER_CLIENT_ID, &request, PEER_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
     let theirs = metadata.cluster_id.as_deref().unwrap_or_default();
     if theirs != state.cluster_id {
         return Err(format!("{addr} belongs to cluster {theirs:?}, this broker to {:?}", state.cluster_id));
@@ -232,7 +241,11 @@ mod tests {
             .with_replica_nodes(replicas.iter().map(|b| BrokerId(*b)).collect())
     }
 
-    fn topic(name: &str, id: Uuid, partitions: Vec<metadata_response::MetadataResponsePartition>) -> metadata_response::MetadataResponseTopic {
+    fn topic(
+        name: &str,
+        id: Uuid,
+        partitions: Vec<metadata_response::MetadataResponsePartition>,
+    ) -> metadata_response::MetadataResponseTopic {
         metadata_response::MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(name.into()))))
             .with_topic_id(id)

@@ -3,8 +3,16 @@
 use crate::config::{parse_range, ConfigError, Setting};
 
 pub const SETTINGS: &[Setting] = &[
-    Setting { name: "group.min.session.timeout.ms", default: Some("6000"), help: "Shortest session timeout a group member may ask for." },
-    Setting { name: "group.max.session.timeout.ms", default: Some("1800000"), help: "Longest session timeout a group member may ask for." },
+    Setting {
+        name: "group.min.session.timeout.ms",
+        default: Some("6000"),
+        help: "Shortest session timeout a group member may ask for.",
+    },
+    Setting {
+        name: "group.max.session.timeout.ms",
+        default: Some("1800000"),
+        help: "Longest session timeout a group member may ask for.",
+    },
     Setting {
         name: "group.initial.rebalance.delay.ms",
         default: Some("3000"),
@@ -17,14 +25,22 @@ pub const SETTINGS: &[Setting] = &[
         help: "Partitions of the internal __consumer_offsets log (groups are spread over them, and in a cluster over \
                the brokers by them). Fixed once the log exists; must be the same on every broker of a cluster.",
     },
-    Setting { name: "offsets.topic.segment.bytes", default: Some("104857600"), help: "Segment size of the __consumer_offsets log." },
+    Setting {
+        name: "offsets.topic.segment.bytes",
+        default: Some("104857600"),
+        help: "Segment size of the __consumer_offsets log.",
+    },
     Setting {
         name: "offsets.retention.minutes",
         default: Some("10080"),
         help: "Committed offsets of a group are deleted this long after the group became empty (or after their \
                commit, for standalone consumers and topics the group no longer consumes).",
     },
-    Setting { name: "offsets.retention.check.interval.ms", default: Some("600000"), help: "How often expired offsets are deleted." },
+    Setting {
+        name: "offsets.retention.check.interval.ms",
+        default: Some("600000"),
+        help: "How often expired offsets are deleted.",
+    },
     Setting { name: "offset.metadata.max.bytes", default: Some("4096"), help: "Largest metadata string of a committed offset." },
     Setting {
         name: "offsets.snapshot.min.bytes",
@@ -57,18 +73,32 @@ pub struct GroupConfig {
 impl GroupConfig {
     /// Reads the settings above from a lookup by name (unset names take the defaults).
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<GroupConfig, ConfigError> {
-        let val = |key: &str| get(key).unwrap_or_else(|| SETTINGS.iter().find(|s| s.name == key).and_then(|s| s.default).unwrap_or_default().into());
-        let min_session_timeout_ms = parse_range("group.min.session.timeout.ms", &val("group.min.session.timeout.ms"), 1, i32::MAX)?;
+        let val = |key: &str| {
+            get(key).unwrap_or_else(|| SETTINGS.iter().find(|s| s.name == key).and_then(|s| s.default).unwrap_or_default().into())
+        };
+        let min_session_timeout_ms =
+            parse_range("group.min.session.timeout.ms", &val("group.min.session.timeout.ms"), 1, i32::MAX)?;
         let max_session_timeout_ms =
             parse_range("group.max.session.timeout.ms", &val("group.max.session.timeout.ms"), min_session_timeout_ms, i32::MAX)?;
-        let retention_minutes: i64 = parse_range("offsets.retention.minutes", &val("offsets.retention.minutes"), 1, i64::MAX / 60_000)?;
+        let retention_minutes: i64 =
+            parse_range("offsets.retention.minutes", &val("offsets.retention.minutes"), 1, i64::MAX / 60_000)?;
         Ok(GroupConfig {
             min_session_timeout_ms,
             max_session_timeout_ms,
-            initial_rebalance_delay_ms: parse_range("group.initial.rebalance.delay.ms", &val("group.initial.rebalance.delay.ms"), 0, i32::MAX)?,
+            initial_rebalance_delay_ms: parse_range(
+                "group.initial.rebalance.delay.ms",
+                &val("group.initial.rebalance.delay.ms"),
+                0,
+                i32::MAX,
+            )?,
             max_size: parse_range("group.max.size", &val("group.max.size"), 1, i32::MAX)?,
             offsets_partitions: parse_range("offsets.topic.num.partitions", &val("offsets.topic.num.partitions"), 1, 1000)?,
-            offsets_segment_bytes: parse_range("offsets.topic.segment.bytes", &val("offsets.topic.segment.bytes"), 1024, i32::MAX as u64)?,
+            offsets_segment_bytes: parse_range(
+                "offsets.topic.segment.bytes",
+                &val("offsets.topic.segment.bytes"),
+                1024,
+                i32::MAX as u64,
+            )?,
             offsets_retention_ms: retention_minutes * 60_000,
             offsets_retention_check_interval_ms: parse_range(
                 "offsets.retention.check.interval.ms",
@@ -77,8 +107,18 @@ impl GroupConfig {
                 u64::MAX,
             )?,
             // Stored as an int16-length string.
-            offset_metadata_max_bytes: parse_range("offset.metadata.max.bytes", &val("offset.metadata.max.bytes"), 0, i16::MAX as usize)?,
-            offsets_snapshot_min_bytes: parse_range("offsets.snapshot.min.bytes", &val("offsets.snapshot.min.bytes"), 1, u64::MAX)?,
+            offset_metadata_max_bytes: parse_range(
+                "offset.metadata.max.bytes",
+                &val("offset.metadata.max.bytes"),
+                0,
+                i16::MAX as usize,
+            )?,
+            offsets_snapshot_min_bytes: parse_range(
+                "offsets.snapshot.min.bytes",
+                &val("offsets.snapshot.min.bytes"),
+                1,
+                u64::MAX,
+            )?,
             producer_id_expiration_ms: parse_range("producer.id.expiration.ms", &val("producer.id.expiration.ms"), 1, i64::MAX)?,
         })
     }

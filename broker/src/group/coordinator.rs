@@ -20,10 +20,10 @@ use tokio::sync::{oneshot, watch};
 use super::config::GroupConfig;
 use super::member::{Member, Protocol};
 use super::offsets::CommittedOffset;
+use super::placement;
 use super::records::{self, GroupRecord, MemberRecord, Record, MAX_STRING};
 use super::state::{Effects, Group, GroupState, JoinReply, JoinRequest, JoinResult, Limits, SyncReply, SyncRequest, SyncResult};
 use super::store::{self, partition_for, KeyValue, PartitionLog, StoreError};
-use super::placement;
 use crate::cluster::Cluster;
 use crate::errors::code;
 use crate::topics::{self, MetaError};
@@ -244,7 +244,13 @@ fn group_from_record(id: &str, rec: &GroupRecord, now: i64) -> Group {
 }
 
 /// Writes the group's metadata (a tombstone once Dead) and remembers it for rewrites.
-fn store_group(log: &mut PartitionLog, id: &str, entry: &mut Entry, assignment: Option<&BTreeMap<String, Bytes>>, now: i64) -> Result<(), i16> {
+fn store_group(
+    log: &mut PartitionLog,
+    id: &str,
+    entry: &mut Entry,
+    assignment: Option<&BTreeMap<String, Bytes>>,
+    now: i64,
+) -> Result<(), i16> {
     let value = (entry.group.state() != GroupState::Dead).then(|| records::group_value(&group_record(&entry.group, assignment)));
     match log.append(&[(records::group_key(id), value.clone())], now) {
         Ok(()) => {
@@ -310,7 +316,11 @@ impl GroupCoordinator {
                 l.offsets_topic_partitions
             }
             Some(l) => {
-                return Err(MetaError::Corrupt { path: layout_path, reason: format!("{} partitions", l.offsets_topic_partitions) }.into())
+                return Err(MetaError::Corrupt {
+                    path: layout_path,
+                    reason: format!("{} partitions", l.offsets_topic_partitions),
+                }
+                .into())
             }
             None => {
                 topics::save_json(&layout_path, &Layout { offsets_topic_partitions: config.offsets_partitions })?;
@@ -352,7 +362,10 @@ impl GroupCoordinator {
             shards.push(Mutex::new(shard));
         }
         tracing::info!(groups = loaded, partitions, "loaded consumer groups");
-        let limits = Limits { initial_rebalance_delay_ms: i64::from(config.initial_rebalance_delay_ms), max_size: config.max_size as usize };
+        let limits = Limits {
+            initial_rebalance_delay_ms: i64::from(config.initial_rebalance_delay_ms),
+            max_size: config.max_size as usize,
+        };
         Ok(GroupCoordinator { config, limits, shards, stopping: AtomicBool::new(false), followed: Mutex::new(0) })
     }
 
@@ -441,7 +454,10 @@ impl GroupCoordinator {
         if !(self.config.min_session_timeout_ms..=self.config.max_session_timeout_ms).contains(&req.session_timeout_ms) {
             return error(code::INVALID_SESSION_TIMEOUT);
         }
-        let strings = [Some(&req.protocol_type), req.instance_id.as_ref()].into_iter().flatten().chain(req.protocols.iter().map(|p| &p.name));
+        let strings = [Some(&req.protocol_type), req.instance_id.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(req.protocols.iter().map(|p| &p.name));
         if req.member_id.len() > MAX_STRING || strings.into_iter().any(|s| s.len() > MAX_STRING) {
             return error(code::INVALID_REQUEST);
         }
@@ -608,7 +624,11 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the committed offset of each of `partitions` (all committed ones if None); unknown groups
     /// have none.
-    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[TopicPartition]>) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, i16> {
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, i16> {
         let shard = self.coordinated_shard(group_id, true)?;
         let group = shard.groups.get(group_id).map(|e| &e.group).filter(|g| g.state() != GroupState::Dead);
         Ok(match (partitions, group) {
@@ -624,8 +644,12 @@ impl GroupCoordinator {
         let Shard { log, groups, .. } = &mut *shard;
         let entry = groups.get_mut(group_id).ok_or(code::GROUP_ID_NOT_FOUND)?;
         let mut errors = entry.group.offset_delete_errors(partitions)?;
-        let doomed: Vec<&TopicPartition> =
-            partitions.iter().zip(&errors).filter(|(tp, e)| **e == code::NONE && entry.group.offset(tp).is_some()).map(|(tp, _)| tp).collect();
+        let doomed: Vec<&TopicPartition> = partitions
+            .iter()
+            .zip(&errors)
+            .filter(|(tp, e)| **e == code::NONE && entry.group.offset(tp).is_some())
+            .map(|(tp, _)| tp)
+            .collect();
         let tombstones: Vec<KeyValue> = doomed.iter().map(|tp| (records::offset_key(group_id, tp), None)).collect();
         match log.append(&tombstones, now) {
             Ok(()) => {
@@ -704,7 +728,8 @@ impl GroupCoordinator {
             GroupState::Empty => {}
             _ => return code::NON_EMPTY_GROUP,
         }
-        let mut tombstones: Vec<KeyValue> = entry.group.offsets().map(|(tp, _)| (records::offset_key(group_id, tp), None)).collect();
+        let mut tombstones: Vec<KeyValue> =
+            entry.group.offsets().map(|(tp, _)| (records::offset_key(group_id, tp), None)).collect();
         if entry.stored.is_some() {
             tombstones.push((records::group_key(group_id), None));
         }
@@ -750,7 +775,8 @@ impl GroupCoordinator {
             for (id, entry) in groups.iter() {
                 let g = &entry.group;
                 let tps = g.expired_offsets(now, self.config.offsets_retention_ms);
-                let remove_group = g.state() == GroupState::Empty && g.members().next().is_none() && g.offsets().count() == tps.len();
+                let remove_group =
+                    g.state() == GroupState::Empty && g.members().next().is_none() && g.offsets().count() == tps.len();
                 if tps.is_empty() && !remove_group {
                     continue;
                 }
@@ -938,7 +964,10 @@ mod tests {
         // Broker 1 leaves again: the group is back, with what this broker had.
         gc.set_membership(3, &alone, 0);
         let offsets = gc.fetch_offsets(&moving, None).unwrap();
-        assert_eq!(offsets.iter().map(|(tp, o)| (tp.partition, o.as_ref().map(|o| o.offset))).collect::<Vec<_>>(), vec![(0, Some(7))]);
+        assert_eq!(
+            offsets.iter().map(|(tp, o)| (tp.partition, o.as_ref().map(|o| o.offset))).collect::<Vec<_>>(),
+            vec![(0, Some(7))]
+        );
         assert_eq!(listed(&gc), vec![moving.clone()]);
         let d = gc.describe(&moving).unwrap().unwrap();
         assert_eq!((d.state, d.members.len()), (GroupState::PreparingRebalance, 1), "no session or rebalance timeout ran");

@@ -150,7 +150,8 @@ async fn refresh(state: &BrokerState) {
         .into_iter()
         .map(|t| (t.name, t.assignment.iter().map(|replicas| replicas.first().copied().unwrap_or(-1)).collect()))
         .collect();
-    let leader = |tp: &TopicPartition| leaders.get(&tp.topic)?.get(usize::try_from(tp.partition).ok()?).copied().filter(|l| *l >= 0);
+    let leader =
+        |tp: &TopicPartition| leaders.get(&tp.topic)?.get(usize::try_from(tp.partition).ok()?).copied().filter(|l| *l >= 0);
     let committed = committed(&state.groups);
     let wanted = remote_by_leader(committed.iter().map(|(_, tp, _)| tp), leader, state.cluster.node_id());
     cache.retain(&wanted);

@@ -284,7 +284,8 @@ mod tests {
     #[test]
     fn records_round_trip_through_batches() {
         let tp = TopicPartition::new("orders", 3);
-        let offset = CommittedOffset { offset: 42, leader_epoch: 7, metadata: "m".into(), commit_timestamp: 9, expire_timestamp: None };
+        let offset =
+            CommittedOffset { offset: 42, leader_epoch: 7, metadata: "m".into(), commit_timestamp: 9, expire_timestamp: None };
         let expiring = CommittedOffset { leader_epoch: -1, expire_timestamp: Some(99), ..offset.clone() };
         let group = GroupRecord {
             protocol_type: "consumer".into(),
@@ -311,14 +312,17 @@ mod tests {
         assert_eq!(read.iter().map(|(o, _, _)| *o).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2], "offsets as encoded");
         let decoded: Vec<Record> = read.iter().map(|(_, k, v)| decode(k, v.as_deref()).unwrap()).collect();
         let g = || "g".to_string();
-        assert_eq!(decoded, vec![
-            Record::Offset { group: g(), tp: tp.clone(), value: Some(offset) },
-            Record::Offset { group: g(), tp: tp.clone(), value: Some(expiring) },
-            Record::Offset { group: g(), tp, value: None },
-            Record::Group { group: g(), value: Some(group) },
-            Record::Group { group: g(), value: Some(empty) },
-            Record::Group { group: g(), value: None },
-        ]);
+        assert_eq!(
+            decoded,
+            vec![
+                Record::Offset { group: g(), tp: tp.clone(), value: Some(offset) },
+                Record::Offset { group: g(), tp: tp.clone(), value: Some(expiring) },
+                Record::Offset { group: g(), tp, value: None },
+                Record::Group { group: g(), value: Some(group) },
+                Record::Group { group: g(), value: Some(empty) },
+                Record::Group { group: g(), value: None },
+            ]
+        );
     }
 
     #[test]

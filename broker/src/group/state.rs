@@ -142,7 +142,9 @@ pub enum SyncReply {
     Now(SyncResult),
     /// Parked until the assignment is known. From the leader, `assignment` holds it (one entry per member):
     /// the coordinator persists it, then applies it with [`Group::complete_assignment`].
-    Wait { assignment: Option<BTreeMap<String, Bytes>> },
+    Wait {
+        assignment: Option<BTreeMap<String, Bytes>>,
+    },
 }
 
 /// Answers to parked requests, by member id, and whether the group metadata must be written to the log.
@@ -303,12 +305,7 @@ impl Group {
     /// Protocols every member supports.
     fn candidate_protocols(&self) -> Vec<&str> {
         let Some(first) = self.members.values().next() else { return Vec::new() };
-        first
-            .protocols
-            .iter()
-            .map(|p| p.name.as_str())
-            .filter(|name| self.members.values().all(|m| m.supports(name)))
-            .collect()
+        first.protocols.iter().map(|p| p.name.as_str()).filter(|name| self.members.values().all(|m| m.supports(name))).collect()
     }
 
     /// Each member votes for its most preferred candidate; most votes wins (ties: first voted for).
@@ -471,7 +468,9 @@ impl Group {
         match self.state {
             GroupState::PreparingRebalance => self.update_member_and_rebalance(req, limits, now, fx),
             // The member lost the JoinGroup response of this generation: send it again.
-            GroupState::CompletingRebalance if unchanged => JoinReply::Now(self.current_generation_result(&id, self.is_leader(&id))),
+            GroupState::CompletingRebalance if unchanged => {
+                JoinReply::Now(self.current_generation_result(&id, self.is_leader(&id)))
+            }
             GroupState::CompletingRebalance => self.update_member_and_rebalance(req, limits, now, fx),
             // A leader rejoining asks for a new assignment (e.g. topic metadata changed).
             GroupState::Stable if self.is_leader(&id) || !unchanged => self.update_member_and_rebalance(req, limits, now, fx),
@@ -571,7 +570,11 @@ impl Group {
                     members: if skip { self.current_member_metadata() } else { Vec::new() },
                     // Without KIP-814 the old leader id keeps a rejoining leader from computing an assignment
                     // that a stable group would never distribute.
-                    leader_id: if req.supports_skip_assignment { self.leader.clone().unwrap_or_default() } else { previous_leader },
+                    leader_id: if req.supports_skip_assignment {
+                        self.leader.clone().unwrap_or_default()
+                    } else {
+                        previous_leader
+                    },
                     skip_assignment: skip,
                     ..self.current_generation_result(&new_id, false)
                 })
@@ -601,7 +604,10 @@ impl Group {
         let rebalance_timeout = self.max_rebalance_timeout();
         let delay = limits.initial_rebalance_delay_ms;
         self.join_timer = Some(if self.state == GroupState::Empty && delay > 0 {
-            JoinTimer { deadline: now + delay, initial: Some(InitialDelay { delay_ms: delay, remaining_ms: (rebalance_timeout - delay).max(0) }) }
+            JoinTimer {
+                deadline: now + delay,
+                initial: Some(InitialDelay { delay_ms: delay, remaining_ms: (rebalance_timeout - delay).max(0) }),
+            }
         } else {
             JoinTimer { deadline: now + rebalance_timeout, initial: None }
         });
@@ -974,12 +980,18 @@ mod tests {
         assert_eq!(r.members.len(), 1, "the leader gets the members");
         assert_eq!(g.heartbeat(&id, None, 1, 1), code::NONE, "heartbeats are fine while completing");
         let fx = leader_sync(&mut g, &id, &[(&id, "A")], 2);
-        assert_eq!(fx.syncs, vec![(id.clone(), SyncResult {
-            error: 0,
-            protocol_type: Some("consumer".into()),
-            protocol_name: Some("range".into()),
-            assignment: Bytes::from("A")
-        })]);
+        assert_eq!(
+            fx.syncs,
+            vec![(
+                id.clone(),
+                SyncResult {
+                    error: 0,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: Some("range".into()),
+                    assignment: Bytes::from("A")
+                }
+            )]
+        );
         assert_eq!(g.state(), GroupState::Stable);
         assert_eq!(g.heartbeat(&id, None, 0, 3), code::ILLEGAL_GENERATION);
         assert_eq!(g.heartbeat("nobody", None, 1, 3), code::UNKNOWN_MEMBER_ID);
@@ -1091,14 +1103,16 @@ mod tests {
     #[test]
     fn protocol_selection_and_inconsistent_protocols() {
         let mut g = Group::new("g", 0);
-        let (reply, _) = g.join(JoinRequest { require_known_member_id: false, ..req("", None, &["sticky", "range"]) }, "a".into(), &LIMITS, 0);
+        let (reply, _) =
+            g.join(JoinRequest { require_known_member_id: false, ..req("", None, &["sticky", "range"]) }, "a".into(), &LIMITS, 0);
         assert_eq!(reply, JoinReply::Wait("a".into()));
         let mut other = req("", None, &["range", "roundrobin"]);
         other.require_known_member_id = false;
         g.join(JoinRequest { protocol_type: "connect".into(), ..other.clone() }, "x".into(), &LIMITS, 0);
         let (reply, _) = g.join(JoinRequest { protocol_type: "connect".into(), ..other.clone() }, "b".into(), &LIMITS, 0);
         assert_eq!(reply, JoinReply::Now(JoinResult::error("", code::INCONSISTENT_GROUP_PROTOCOL)));
-        let (reply, _) = g.join(JoinRequest { protocols: protocols(&["roundrobin"], &[]), ..other.clone() }, "b".into(), &LIMITS, 0);
+        let (reply, _) =
+            g.join(JoinRequest { protocols: protocols(&["roundrobin"], &[]), ..other.clone() }, "b".into(), &LIMITS, 0);
         assert_eq!(reply, JoinReply::Now(JoinResult::error("", code::INCONSISTENT_GROUP_PROTOCOL)));
         g.join(other.clone(), "b".into(), &LIMITS, 0);
         g.join(other, "c".into(), &LIMITS, 0);
@@ -1152,7 +1166,8 @@ mod tests {
         let (reply, _) = g.join(req("", Some("i1"), &["range"]), "s1b".into(), &LIMITS, 7);
         let JoinReply::Now(r) = reply else { panic!() };
         assert_eq!((r.leader_id.as_str(), r.skip_assignment), ("s1", false));
-        let (reply, _) = g.join(JoinRequest { supports_skip_assignment: true, ..req("", Some("i1"), &["range"]) }, "s1c".into(), &LIMITS, 8);
+        let (reply, _) =
+            g.join(JoinRequest { supports_skip_assignment: true, ..req("", Some("i1"), &["range"]) }, "s1c".into(), &LIMITS, 8);
         let JoinReply::Now(r) = reply else { panic!() };
         assert_eq!((r.leader_id.as_str(), r.skip_assignment, r.members.len()), ("s1c", true, 2));
         assert_eq!(g.state(), GroupState::Stable);
@@ -1269,7 +1284,12 @@ mod tests {
         assert!(matches!(r, JoinReply::Now(JoinResult { error: 0, generation_id: 2, .. })));
         assert_eq!(g.state(), GroupState::Stable);
         // Changed metadata forces a rebalance; parked syncs are not affected in Stable.
-        let (r, _) = g.join(JoinRequest { protocols: protocols(&["range"], &["t", "u"]), ..req(&b, None, &["range"]) }, "x".into(), &LIMITS, 5);
+        let (r, _) = g.join(
+            JoinRequest { protocols: protocols(&["range"], &["t", "u"]), ..req(&b, None, &["range"]) },
+            "x".into(),
+            &LIMITS,
+            5,
+        );
         assert_eq!(r, JoinReply::Wait(b.clone()));
         assert_eq!(g.state(), GroupState::PreparingRebalance);
     }

@@ -171,7 +171,8 @@ mod tests {
 
     fn kv(group: &str, topic: &str, offset: i64) -> KeyValue {
         let tp = TopicPartition::new(topic, 0);
-        let o = CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None };
+        let o =
+            CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: None };
         (records::offset_key(group, &tp), Some(records::offset_value(&o)))
     }
 

@@ -70,8 +70,12 @@ fn change<R: TopicChange>(state: &Arc<BrokerState>, header: &RequestHeader, req:
         Role::Alone => respond(header, &req.here(state, version, &Mode::Decide(vec![state.config.node_id])).0),
         Role::Apply => respond(header, &req.here(state, version, &Mode::Apply).0),
         Role::Controller(peers) => respond_later(header, as_controller(state.clone(), peers, version, req)),
-        Role::Forward(controller) => forward(header, controller, req, move |req, msg| req.failed(version, (code::NOT_CONTROLLER, msg))),
-        Role::NotController(id) => respond(header, &req.failed(version, (code::NOT_CONTROLLER, format!("broker {id} is the controller")))),
+        Role::Forward(controller) => {
+            forward(header, controller, req, move |req, msg| req.failed(version, (code::NOT_CONTROLLER, msg)))
+        }
+        Role::NotController(id) => {
+            respond(header, &req.failed(version, (code::NOT_CONTROLLER, format!("broker {id} is the controller"))))
+        }
     }
 }
 
@@ -192,9 +196,11 @@ async fn create_in_background(state: Arc<BrokerState>, role: Role, name: String,
     let resp = match role {
         Role::Alone | Role::Apply => Ok(create_here(&state, version, req, &Mode::Decide(vec![state.config.node_id])).0),
         Role::Controller(peers) => Ok(as_controller(state.clone(), peers, version, req).await),
-        Role::Forward(c) => peer::call(&c.socket_addr(), ApiKey::CreateTopics, version, peer::FORWARD_CLIENT_ID, &req, super::FORWARD_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string()),
+        Role::Forward(c) => {
+            peer::call(&c.socket_addr(), ApiKey::CreateTopics, version, peer::FORWARD_CLIENT_ID, &req, super::FORWARD_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())
+        }
         Role::NotController(id) => Err(format!("broker {id} is the controller")),
     };
     match resp.as_ref().map(|r| r.topics.first().map(|t| (t.error_code, t.error_message.as_ref()))) {
@@ -206,9 +212,15 @@ async fn create_in_background(state: Arc<BrokerState>, role: Role, name: String,
 }
 
 /// Creates (or, from a peer, adopts) the requested topics here; returns the answer and the topics created.
-fn create_here(state: &BrokerState, version: i16, req: CreateTopicsRequest, mode: &Mode) -> (CreateTopicsResponse, Vec<TopicMeta>) {
+fn create_here(
+    state: &BrokerState,
+    version: i16,
+    req: CreateTopicsRequest,
+    mode: &Mode,
+) -> (CreateTopicsResponse, Vec<TopicMeta>) {
     let mut names = HashSet::new();
-    let duplicates: HashSet<String> = req.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !names.insert(n.clone())).collect();
+    let duplicates: HashSet<String> =
+        req.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !names.insert(n.clone())).collect();
     let mut created = Vec::new();
     let topics = req
         .topics
@@ -265,7 +277,8 @@ fn create_one(
         };
         configs.insert(c.name.to_string(), value.to_string());
     }
-    let explicit: Vec<(i32, Vec<i32>)> = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+    let explicit: Vec<(i32, Vec<i32>)> =
+        t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
     let explicit = if explicit.is_empty() {
         None
     } else {
@@ -280,7 +293,9 @@ fn create_one(
                     assignment::check_explicit(brokers, &a).map_err(|m| (code::INVALID_REPLICA_ASSIGNMENT, m))?;
                     a
                 }
-                (Some(_), _) => return Err((code::INVALID_REQUEST, "give either num_partitions or assignments, not both".into())),
+                (Some(_), _) => {
+                    return Err((code::INVALID_REQUEST, "give either num_partitions or assignments, not both".into()))
+                }
                 (None, n) => {
                     let n = if n == -1 { state.config.num_partitions } else { n };
                     if !(1..=MAX_PARTITIONS).contains(&n) {
@@ -294,7 +309,8 @@ fn create_one(
         }
         Mode::Apply => {
             let id = push::take_topic_id(&mut configs).map_err(|m| (code::INVALID_REQUEST, m))?;
-            let assignment = explicit.ok_or_else(|| (code::INVALID_REQUEST, "a pushed topic needs its assignment".to_string()))?;
+            let assignment =
+                explicit.ok_or_else(|| (code::INVALID_REQUEST, "a pushed topic needs its assignment".to_string()))?;
             let local: BTreeMap<String, TopicView> = state
                 .replicas
                 .topic(&name)
@@ -346,7 +362,12 @@ fn wanted_deletions(version: i16, req: &DeleteTopicsRequest) -> Vec<(Option<Stri
 
 /// Deletes the requested topics here; a peer's deletion by id is remembered even for a topic this broker never
 /// had. Returns the answer and the (name, id) of the deleted topics.
-fn delete_here(state: &BrokerState, version: i16, req: &DeleteTopicsRequest, mode: &Mode) -> (DeleteTopicsResponse, Vec<(String, Uuid)>) {
+fn delete_here(
+    state: &BrokerState,
+    version: i16,
+    req: &DeleteTopicsRequest,
+    mode: &Mode,
+) -> (DeleteTopicsResponse, Vec<(String, Uuid)>) {
     let pushed = matches!(mode, Mode::Apply);
     let mut deleted = Vec::new();
     let responses = wanted_deletions(version, req)
@@ -362,12 +383,14 @@ fn delete_here(state: &BrokerState, version: i16, req: &DeleteTopicsRequest, mod
             let outcome = match &resolved {
                 Some(n) => state.replicas.delete_topic(n).map_err(admin_err),
                 None if pushed && !id.is_nil() => {
-                    state.replicas.record_deleted(id, name.as_deref().unwrap_or_default()).map_err(admin_err).map(|()| TopicMeta {
-                        name: name.clone().unwrap_or_default(),
-                        id,
-                        partitions: 0,
-                        assignment: vec![],
-                        configs: BTreeMap::new(),
+                    state.replicas.record_deleted(id, name.as_deref().unwrap_or_default()).map_err(admin_err).map(|()| {
+                        TopicMeta {
+                            name: name.clone().unwrap_or_default(),
+                            id,
+                            partitions: 0,
+                            assignment: vec![],
+                            configs: BTreeMap::new(),
+                        }
                     })
                 }
                 None => Err((code::UNKNOWN_TOPIC_ID, format!("no topic has id {id}"))),
@@ -417,7 +440,10 @@ fn grow_here(state: &BrokerState, req: &CreatePartitionsRequest, mode: &Mode) ->
                     return Ok(vec![]); // a repeated push
                 }
                 if !(current + 1..=MAX_PARTITIONS).contains(&t.count) {
-                    let msg = format!("topic {name} has {current} partitions; the new count {} must be larger and at most {MAX_PARTITIONS}", t.count);
+                    let msg = format!(
+                        "topic {name} has {current} partitions; the new count {} must be larger and at most {MAX_PARTITIONS}",
+                        t.count
+                    );
                     return Err((code::INVALID_PARTITIONS, msg));
                 }
                 // An empty list (kafka-protocol's default) asks for an automatic assignment, like null.
@@ -427,9 +453,12 @@ fn grow_here(state: &BrokerState, req: &CreatePartitionsRequest, mode: &Mode) ->
                     .filter(|a| !a.is_empty())
                     .map(|a| a.iter().map(|r| r.broker_ids.iter().map(|b| b.0).collect()).collect());
                 let added = match (mode, explicit) {
-                    (Mode::Decide(brokers), None) => {
-                        assignment::round_robin(brokers, assignment::start_for_existing(brokers, &meta.assignment), current, t.count - current)
-                    }
+                    (Mode::Decide(brokers), None) => assignment::round_robin(
+                        brokers,
+                        assignment::start_for_existing(brokers, &meta.assignment),
+                        current,
+                        t.count - current,
+                    ),
                     (Mode::Decide(brokers), Some(a)) => {
                         if a.len() as i32 != t.count - current {
                             let msg = format!("{} assignments for {} new partitions", a.len(), t.count - current);
@@ -442,7 +471,10 @@ fn grow_here(state: &BrokerState, req: &CreatePartitionsRequest, mode: &Mode) ->
                     (Mode::Apply, Some(a)) => {
                         let first = t.count - a.len() as i32;
                         if first > current {
-                            return Err((code::INVALID_PARTITIONS, format!("partitions {current}..{first} of {name} are missing here")));
+                            return Err((
+                                code::INVALID_PARTITIONS,
+                                format!("partitions {current}..{first} of {name} are missing here"),
+                            ));
                         }
                         a[(current - first) as usize..].to_vec()
                     }

@@ -22,7 +22,10 @@ pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
         SUPPORTED_APIS
             .iter()
             .map(|(key, min, max)| {
-                api_versions_response::ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
+                api_versions_response::ApiVersion::default()
+                    .with_api_key(*key as i16)
+                    .with_min_version(*min)
+                    .with_max_version(*max)
             })
             .collect(),
     )
@@ -116,7 +119,10 @@ pub fn metadata(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, r
             brokers
                 .into_iter()
                 .map(|(id, host, port)| {
-                    metadata_response::MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(s(host)).with_port(port)
+                    metadata_response::MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(s(host))
+                        .with_port(port)
                 })
                 .collect(),
         )
@@ -140,7 +146,10 @@ pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRe
         brokers(state, peer)
             .into_iter()
             .map(|(id, host, port)| {
-                describe_cluster_response::DescribeClusterBroker::default().with_broker_id(BrokerId(id)).with_host(s(host)).with_port(port)
+                describe_cluster_response::DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(s(host))
+                    .with_port(port)
             })
             .collect(),
     )

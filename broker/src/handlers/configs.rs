@@ -44,7 +44,9 @@ fn config_type(topic_key: &str) -> i8 {
     match topic_key {
         "cleanup.policy" => TYPE_LIST,
         "log.write.mode" | "compression.type" | "message.timestamp.type" => TYPE_STRING,
-        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => TYPE_INT,
+        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => {
+            TYPE_INT
+        }
         "unclean.leader.election.enable" | "preallocate" | "message.downconversion.enable" => TYPE_BOOLEAN,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         _ => TYPE_LONG,
@@ -284,11 +286,16 @@ pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeade
 /// Broker settings are each broker's own and change here; topic configs are the cluster's, changed by the
 /// controller, which then pushes the topics' complete overrides to the other brokers. What this broker
 /// changes, it changes before it returns, so the requests after this one on the connection see it.
-fn alter(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlterConfigsRequest) -> Answer<IncrementalAlterConfigsResponse> {
+fn alter(
+    state: &Arc<BrokerState>,
+    header: &RequestHeader,
+    req: IncrementalAlterConfigsRequest,
+) -> Answer<IncrementalAlterConfigsResponse> {
     let has_topics = req.resources.iter().any(|r| r.resource_type == TOPIC);
     let role = if has_topics { state.cluster.role(header.client_id.as_deref()) } else { Role::Alone };
     let (topics, others): (Vec<_>, Vec<_>) = req.resources.iter().cloned().partition(|r| r.resource_type == TOPIC);
-    let part = |resources| IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
+    let part =
+        |resources| IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
     let (topics, others) = (part(topics), part(others));
     let remote: Answer<IncrementalAlterConfigsResponse> = match role {
         Role::Alone | Role::Apply => return Box::pin(ready(alter_here(state, req))),
@@ -304,23 +311,25 @@ fn alter(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlter
             return Box::pin(async move {
                 if !changed.is_empty() {
                     let request = push::topic_configs(&changed);
-                    push::broadcast(&peers, ApiKey::IncrementalAlterConfigs, push::ALTER_CONFIGS_VERSION, &request, refusals).await;
+                    push::broadcast(&peers, ApiKey::IncrementalAlterConfigs, push::ALTER_CONFIGS_VERSION, &request, refusals)
+                        .await;
                 }
                 resp
             });
         }
-        Role::Forward(controller) => Box::pin(forwarded(header, controller, topics, |req, msg| alter_failed(req, code::NOT_CONTROLLER, msg))),
-        Role::NotController(id) => Box::pin(ready(alter_failed(&topics, code::NOT_CONTROLLER, format!("broker {id} is the controller")))),
+        Role::Forward(controller) => {
+            Box::pin(forwarded(header, controller, topics, |req, msg| alter_failed(req, code::NOT_CONTROLLER, msg)))
+        }
+        Role::NotController(id) => {
+            Box::pin(ready(alter_failed(&topics, code::NOT_CONTROLLER, format!("broker {id} is the controller"))))
+        }
     };
     // Topic configs from the controller, the rest from here, in the request's order.
     let local = alter_here(state, others);
     Box::pin(async move {
         let (mut remote, mut local) = (remote.await.responses.into_iter(), local.responses.into_iter());
-        let responses = req
-            .resources
-            .iter()
-            .filter_map(|r| if r.resource_type == TOPIC { remote.next() } else { local.next() })
-            .collect();
+        let responses =
+            req.resources.iter().filter_map(|r| if r.resource_type == TOPIC { remote.next() } else { local.next() }).collect();
         IncrementalAlterConfigsResponse::default().with_responses(responses)
     })
 }
@@ -330,11 +339,8 @@ fn alter(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlter
 /// APIs share validation, persistence and the way through the controller.
 pub fn alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: AlterConfigsRequest) -> Reply {
     let mut resources = Vec::with_capacity(req.resources.len());
-    let refused: Vec<Option<(i16, String)>> = req
-        .resources
-        .iter()
-        .map(|r| as_incremental(state, r).map(|r| resources.push(r)).err())
-        .collect();
+    let refused: Vec<Option<(i16, String)>> =
+        req.resources.iter().map(|r| as_incremental(state, r).map(|r| resources.push(r)).err()).collect();
     let incremental = IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
     // The controller is passed the IncrementalAlterConfigs request, which is what the change now is.
     let header_as_incremental =
@@ -375,9 +381,15 @@ fn as_incremental(
         // Not cluster.brokers: the membership is the operator's, changed only when given, so that a client
         // tuning retention with this older API cannot take brokers out of the cluster.
         BROKER => state.replicas.defaults().dynamic_overrides.keys().map(|k| broker_key_for(k).to_string()).collect(),
-        other => return Err((code::INVALID_REQUEST, format!("AlterConfigs changes topics (2) and brokers (4), not resource type {other}"))),
+        other => {
+            return Err((
+                code::INVALID_REQUEST,
+                format!("AlterConfigs changes topics (2) and brokers (4), not resource type {other}"),
+            ))
+        }
     };
-    let given: Vec<(String, Option<String>)> = r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
+    let given: Vec<(String, Option<String>)> =
+        r.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
     let ops = replace_ops(&given, &dynamic).map_err(|m| (code::INVALID_REQUEST, m))?;
     Ok(incremental_alter_configs_request::AlterConfigsResource::default()
         .with_resource_type(r.resource_type)
@@ -407,7 +419,11 @@ fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result
 }
 
 fn refusals(r: &IncrementalAlterConfigsResponse) -> Vec<String> {
-    r.responses.iter().filter(|c| c.error_code != 0).map(|c| format!("{}: {:?}", c.resource_name.as_str(), c.error_message)).collect()
+    r.responses
+        .iter()
+        .filter(|c| c.error_code != 0)
+        .map(|c| format!("{}: {:?}", c.resource_name.as_str(), c.error_message))
+        .collect()
 }
 
 fn alter_failed(req: &IncrementalAlterConfigsRequest, error_code: i16, msg: String) -> IncrementalAlterConfigsResponse {
@@ -431,19 +447,23 @@ fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let ops: Vec<Op> =
-                r.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
+            let ops: Vec<Op> = r
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
+                .collect();
             let outcome: Result<(), (i16, String)> = match r.resource_type {
                 TOPIC => match state.replicas.topic(&name) {
                     None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
                     Some(meta) => {
                         let mut overrides = meta.configs.clone();
                         let effective = state.replicas.defaults().config;
-                        apply_ops(&mut overrides, &ops, &effective)
-                            .map_err(|m| (code::INVALID_CONFIG, m))
-                            .and_then(|()| {
-                                state.replicas.set_topic_configs(&name, overrides, req.validate_only).map_err(|e| (e.code(), e.to_string()))
-                            })
+                        apply_ops(&mut overrides, &ops, &effective).map_err(|m| (code::INVALID_CONFIG, m)).and_then(|()| {
+                            state
+                                .replicas
+                                .set_topic_configs(&name, overrides, req.validate_only)
+                                .map_err(|e| (e.code(), e.to_string()))
+                        })
                     }
                 },
                 BROKER => match is_this_broker(state, &name) {
@@ -457,7 +477,9 @@ fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
                             match (key.as_str(), op, value) {
                                 (CLUSTER_BROKERS, SET, Some(v)) => brokers = Some(Some(v)),
                                 (CLUSTER_BROKERS, DELETE, _) => brokers = Some(None),
-                                (CLUSTER_BROKERS, _, _) => refused = Some(format!("{CLUSTER_BROKERS} can only be set or deleted")),
+                                (CLUSTER_BROKERS, _, _) => {
+                                    refused = Some(format!("{CLUSTER_BROKERS} can only be set or deleted"))
+                                }
                                 (_, op, value) => match topic_key_for(&key) {
                                     Some(t) => topic_ops.push((t.to_string(), op, value)),
                                     None => refused = Some(format!("{key} cannot be updated dynamically")),
@@ -478,7 +500,10 @@ fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incre
                                 let mut dynamic = defaults.dynamic_overrides.clone();
                                 // Everything is checked before anything changes.
                                 set_brokers(true)
-                                    .and_then(|()| apply_ops(&mut dynamic, &topic_ops, &defaults.config).map_err(|m| (code::INVALID_CONFIG, m)))
+                                    .and_then(|()| {
+                                        apply_ops(&mut dynamic, &topic_ops, &defaults.config)
+                                            .map_err(|m| (code::INVALID_CONFIG, m))
+                                    })
                                     .and_then(|()| {
                                         state
                                             .replicas
@@ -516,7 +541,13 @@ mod tests {
         for key in LogConfig::KEYS {
             assert!(!broker_key_for(key).is_empty(), "{key} has no broker-level synonym");
         }
-        let keys = ["min.insync.replicas", "compression.type", "message.timestamp.after.max.ms", "preallocate", "min.cleanable.dirty.ratio"];
+        let keys = [
+            "min.insync.replicas",
+            "compression.type",
+            "message.timestamp.after.max.ms",
+            "preallocate",
+            "min.cleanable.dirty.ratio",
+        ];
         let types: Vec<i8> = keys.iter().map(|k| config_type(k)).collect();
         assert_eq!(types, vec![TYPE_INT, TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE]);
     }
@@ -543,7 +574,8 @@ mod tests {
     #[test]
     fn replacing_sets_the_given_configs_and_deletes_the_other_dynamic_ones() {
         let strings = |ks: &[&str]| ks.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let given = vec![("segment.bytes".to_string(), Some("1024".to_string())), ("retention.ms".to_string(), Some("5".to_string()))];
+        let given =
+            vec![("segment.bytes".to_string(), Some("1024".to_string())), ("retention.ms".to_string(), Some("5".to_string()))];
         let dynamic = strings(&["retention.ms", "cleanup.policy", "flush.ms"]);
         let ops = replace_ops(&given, &dynamic).unwrap();
         assert_eq!(
@@ -556,7 +588,8 @@ mod tests {
             ]
         );
         // Applied to the current overrides, the result is exactly the given configs.
-        let mut current = BTreeMap::from([("retention.ms".to_string(), "1".to_string()), ("cleanup.policy".to_string(), "delete".to_string())]);
+        let mut current =
+            BTreeMap::from([("retention.ms".to_string(), "1".to_string()), ("cleanup.policy".to_string(), "delete".to_string())]);
         apply_ops(&mut current, &ops, &LogConfig::default()).unwrap();
         assert_eq!(current, BTreeMap::from([("segment.bytes".into(), "1024".into()), ("retention.ms".into(), "5".into())]));
         // Nothing given: every dynamic config goes.

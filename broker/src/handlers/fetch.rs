@@ -79,7 +79,9 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
     let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
     let no_wait = req.max_wait_ms <= 0 || watches.is_empty() || *state.shutdown.borrow();
     let would_block = match read(state, &plan, network_io(state)) {
-        Some((data, bytes, errors)) if bytes >= min_bytes || errors || no_wait => return Reply::Ready(encode(state, &plan, data)),
+        Some((data, bytes, errors)) if bytes >= min_bytes || errors || no_wait => {
+            return Reply::Ready(encode(state, &plan, data))
+        }
         first => first.is_none(),
     };
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -117,7 +119,11 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
 /// How the network thread reads: without waiting for the disk when the cold-read fix is on
 /// (fetch.warmup.enable), so locating a range in an evicted segment (a few batch headers) cannot block it.
 fn network_io(state: &BrokerState) -> ReadIo {
-    if state.warmer.is_some() { ReadIo::NoWait } else { ReadIo::Wait }
+    if state.warmer.is_some() {
+        ReadIo::NoWait
+    } else {
+        ReadIo::Wait
+    }
 }
 
 /// Reads on the network thread if it need not wait for the disk, otherwise on an I/O thread.
@@ -169,7 +175,14 @@ fn record_metrics(state: &BrokerState, data: &FetchResponseData) {
 }
 
 fn error_partition(partition_index: i32, error_code: i16) -> PartitionData {
-    PartitionData { partition_index, error_code, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, records: vec![] }
+    PartitionData {
+        partition_index,
+        error_code,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        records: vec![],
+    }
 }
 
 /// Reads every requested partition within the byte limits: (response, record bytes, any partition error), or

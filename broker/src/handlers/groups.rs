@@ -75,7 +75,12 @@ fn address(state: &BrokerState, peer: &Peer, membership: &Membership, id: i32) -
     membership.get(id).map(|b| (BrokerId(id), s(b.host.clone()), i32::from(b.port)))
 }
 
-pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub fn find_coordinator(
+    state: &BrokerState,
+    peer: &Peer,
+    header: &RequestHeader,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let version = header.api_version;
     let coordinator = coordinator(state);
     let membership = state.cluster.membership();
@@ -97,7 +102,9 @@ pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader
                 let c = find_coordinator_response::Coordinator::default().with_key(key.clone());
                 match locate(key) {
                     Ok((node, host, port)) => c.with_node_id(node).with_host(host).with_port(port),
-                    Err((error, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(Some(s(msg))),
+                    Err((error, msg)) => {
+                        c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(Some(s(msg)))
+                    }
                 }
             })
             .collect();
@@ -105,9 +112,11 @@ pub fn find_coordinator(state: &BrokerState, peer: &Peer, header: &RequestHeader
     }
     match locate(&req.key) {
         Ok((node, host, port)) => resp.with_node_id(node).with_host(host).with_port(port),
-        Err((error, msg)) => {
-            resp.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(error).with_error_message(message_if(version >= 1, Some(msg)))
-        }
+        Err((error, msg)) => resp
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(error)
+            .with_error_message(message_if(version >= 1, Some(msg))),
     }
 }
 
@@ -299,8 +308,9 @@ pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetc
     let version = header.api_version;
     let coordinator = coordinator(state);
     let fetch = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| {
-        let tps: Option<Vec<TopicPartition>> =
-            topics.map(|ts| ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect());
+        let tps: Option<Vec<TopicPartition>> = topics.map(|ts| {
+            ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect()
+        });
         coordinator.fetch_offsets(group, tps.as_deref()).map(by_topic)
     };
     if version >= 8 {
@@ -316,18 +326,20 @@ pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetc
                         topics
                             .into_iter()
                             .map(|(name, ps)| {
-                                offset_fetch_response::OffsetFetchResponseTopics::default().with_name(TopicName(s(name))).with_partitions(
-                                    ps.into_iter()
-                                        .map(|(p, o)| {
-                                            let (offset, epoch, metadata) = offset_fields(o);
-                                            offset_fetch_response::OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(p)
-                                                .with_committed_offset(offset)
-                                                .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(s(metadata)))
-                                        })
-                                        .collect(),
-                                )
+                                offset_fetch_response::OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(s(name)))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, metadata) = offset_fields(o);
+                                                offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(s(metadata)))
+                                            })
+                                            .collect(),
+                                    )
                             })
                             .collect(),
                     ),
@@ -336,12 +348,16 @@ pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetc
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let asked: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let asked: Option<Vec<(String, Vec<i32>)>> =
+        req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let (error, topics) = match fetch(&req.group_id.0, asked.clone()) {
         Ok(topics) => (code::NONE, topics),
         Err(error) if version >= 2 => return OffsetFetchResponse::default().with_error_code(error),
         // v1 has no top-level error: Kafka puts it on every partition asked for.
-        Err(error) => (error, asked.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect()),
+        Err(error) => (
+            error,
+            asked.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect(),
+        ),
     };
     OffsetFetchResponse::default().with_topics(
         topics
@@ -406,20 +422,23 @@ pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: Describ
                     return base.with_error_code(error).with_error_message(msg).with_group_state(s("Dead"));
                 }
             };
-            base.with_group_state(s(d.state.as_str())).with_protocol_type(s(d.protocol_type)).with_protocol_data(s(d.protocol)).with_members(
-                d.members
-                    .into_iter()
-                    .map(|m| {
-                        describe_groups_response::DescribedGroupMember::default()
-                            .with_member_id(s(m.member_id))
-                            .with_group_instance_id(m.instance_id.filter(|_| version >= 4).map(s))
-                            .with_client_id(s(m.client_id))
-                            .with_client_host(s(m.client_host))
-                            .with_member_metadata(m.metadata)
-                            .with_member_assignment(m.assignment)
-                    })
-                    .collect(),
-            )
+            base.with_group_state(s(d.state.as_str()))
+                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_data(s(d.protocol))
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            describe_groups_response::DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_group_instance_id(m.instance_id.filter(|_| version >= 4).map(s))
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                )
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
@@ -432,14 +451,21 @@ pub fn delete_groups(state: &BrokerState, req: DeleteGroupsRequest) -> DeleteGro
         req.groups_names
             .into_iter()
             .zip(errors)
-            .map(|(id, error)| kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default().with_group_id(id).with_error_code(error))
+            .map(|(id, error)| {
+                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(id)
+                    .with_error_code(error)
+            })
             .collect(),
     )
 }
 
 pub fn offset_delete(state: &BrokerState, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let tps: Vec<TopicPartition> =
-        req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index))).collect();
+    let tps: Vec<TopicPartition> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index)))
+        .collect();
     let errors = match coordinator(state).delete_offsets(&req.group_id.0, &tps, now_ms()) {
         Ok(errors) => errors,
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error),

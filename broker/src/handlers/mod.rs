@@ -128,7 +128,12 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Passes a client's topic change to the controller and relays its answer; `unreachable` builds the answer
 /// when the controller cannot be asked.
-fn forward<Req, Resp>(header: &RequestHeader, controller: BrokerAddr, req: Req, unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static) -> Reply
+fn forward<Req, Resp>(
+    header: &RequestHeader,
+    controller: BrokerAddr,
+    req: Req,
+    unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static,
+) -> Reply
 where
     Req: Encodable + Send + Sync + 'static,
     Resp: Encodable + Decodable + Send + 'static,

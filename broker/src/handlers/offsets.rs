@@ -3,8 +3,7 @@
 
 use kafka_protocol::messages::{
     delete_records_response, list_offsets_response, offset_for_leader_epoch_response, DeleteRecordsRequest,
-    DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use strata_storage::LEADER_EPOCH;
 
@@ -49,11 +48,13 @@ pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) 
                     .partitions
                     .iter()
                     .map(|p| {
-                        let r = list_offsets_response::ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                        let r = list_offsets_response::ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
                         match lookup(state, &name, p.partition_index, p.timestamp) {
-                            Ok((timestamp, offset)) => {
-                                r.with_timestamp(timestamp).with_offset(offset).with_leader_epoch(if offset >= 0 && version >= 4 { LEADER_EPOCH } else { -1 })
-                            }
+                            Ok((timestamp, offset)) => r
+                                .with_timestamp(timestamp)
+                                .with_offset(offset)
+                                .with_leader_epoch(if offset >= 0 && version >= 4 { LEADER_EPOCH } else { -1 }),
                             Err(error_code) => r.with_error_code(error_code),
                         }
                     })
@@ -81,15 +82,21 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
                                 .with_leader_epoch(-1)
                                 .with_end_offset(-1),
                             // The client knows a newer epoch than the leader's.
-                            Some(_) if p.current_leader_epoch > LEADER_EPOCH => r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1),
+                            Some(_) if p.current_leader_epoch > LEADER_EPOCH => {
+                                r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1)
+                            }
                             // The leader's epoch has always been the only one, so it ends at the log end.
-                            Some(part) if p.leader_epoch == LEADER_EPOCH => r.with_leader_epoch(LEADER_EPOCH).with_end_offset(part.log.log_end_offset()),
+                            Some(part) if p.leader_epoch == LEADER_EPOCH => {
+                                r.with_leader_epoch(LEADER_EPOCH).with_end_offset(part.log.log_end_offset())
+                            }
                             // Earlier epochs do not exist and later ones have not started: undefined, as Kafka says.
                             Some(_) => r.with_leader_epoch(-1).with_end_offset(-1),
                         }
                     })
                     .collect();
-                offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+                offset_for_leader_epoch_response::OffsetForLeaderTopicResult::default()
+                    .with_topic(t.topic)
+                    .with_partitions(partitions)
             })
             .collect(),
     )
@@ -105,9 +112,12 @@ pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteR
                     .partitions
                     .iter()
                     .map(|p| {
-                        let r = delete_records_response::DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                        let r = delete_records_response::DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index);
                         let Some(part) = state.replicas.partition(&name, p.partition_index) else {
-                            return r.with_error_code(state.replicas.missing_partition_code(&name, p.partition_index)).with_low_watermark(-1);
+                            return r
+                                .with_error_code(state.replicas.missing_partition_code(&name, p.partition_index))
+                                .with_low_watermark(-1);
                         };
                         let hw = part.log.high_watermark();
                         // -1 means "up to the high watermark".

@@ -28,9 +28,10 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
             let outcome = match (valid_acks, partition, p.records.as_mut()) {
                 (false, _, _) => Err((code::INVALID_REQUIRED_ACKS, format!("acks={} (expected -1, 0 or 1)", req.acks))),
                 // No transaction coordinator: see handlers::groups.
-                _ if req.transactional_id.is_some() => {
-                    Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker".to_string()))
-                }
+                _ if req.transactional_id.is_some() => Err((
+                    code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "transactions are not supported by this broker".to_string(),
+                )),
                 (true, None, _) => match name.as_deref().map(|n| state.replicas.missing_partition_code(n, p.index)) {
                     Some(code::NOT_LEADER_OR_FOLLOWER) => {
                         Err((code::NOT_LEADER_OR_FOLLOWER, "another broker leads this partition".to_string()))

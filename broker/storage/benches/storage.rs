@@ -124,12 +124,20 @@ fn batch_of(size: usize) -> Vec<u8> {
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
-    let root = PathBuf::from(std::env::var("STRATA_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().join("strata-storage-bench").display().to_string()));
+    let root = PathBuf::from(
+        std::env::var("STRATA_BENCH_DIR")
+            .unwrap_or_else(|_| std::env::temp_dir().join("strata-storage-bench").display().to_string()),
+    );
     let total = env_u64("STRATA_BENCH_MB", 512) << 20;
     let max_time = Duration::from_secs(env_u64("STRATA_BENCH_SECS", 20));
     let sync_time = Duration::from_secs(3);
     fs::create_dir_all(&root).unwrap();
-    println!("strata-storage bench: dir {} ({} MiB per run, {} cores)", root.display(), total >> 20, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "strata-storage bench: dir {} ({} MiB per run, {} cores)",
+        root.display(),
+        total >> 20,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!();
     println!("== append (baseline: raw sequential write(2) of the same size, same disk, same run)");
     for size in [1024usize, 16 * 1024] {
@@ -227,10 +235,14 @@ fn main() {
     let manager = open(&dir);
     let clean = t.elapsed();
     let log = manager.get(&tp).unwrap();
-    println!("clean shutdown marker present: open {} segments in {:>8.1} ms (no scan)", log.segment_count(), clean.as_secs_f64() * 1e3);
+    println!(
+        "clean shutdown marker present: open {} segments in {:>8.1} ms (no scan)",
+        log.segment_count(),
+        clean.as_secs_f64() * 1e3
+    );
     drop(log);
     drop(manager); // crash: no marker, recovery point at the end of the last flush
-    // Forget the recovery point too, so every segment is scanned and its indexes rebuilt.
+                   // Forget the recovery point too, so every segment is scanned and its indexes rebuilt.
     fs::write(dir.join("recovery-point-offset-checkpoint"), "0\n0\n").unwrap();
     let t = Instant::now();
     let manager = open(&dir);

@@ -154,10 +154,7 @@ fn header_problem(h: &BatchHeader) -> std::result::Result<(), String> {
         return Err(format!("batch length {} is shorter than the header", h.batch_length));
     }
     if h.last_offset_delta < 0 || h.record_count <= 0 || i64::from(h.last_offset_delta) + 1 != i64::from(h.record_count) {
-        return Err(format!(
-            "record count {} does not match last offset delta {}",
-            h.record_count, h.last_offset_delta
-        ));
+        return Err(format!("record count {} does not match last offset delta {}", h.record_count, h.last_offset_delta));
     }
     Ok(())
 }
@@ -209,11 +206,8 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 /// its CRC-32C (Kafka's `setMaxTimestamp`); `header` is kept in step. Records are untouched: with
 /// LogAppendTime, readers take every record's timestamp from the batch's max timestamp.
 pub fn set_max_timestamp(batch: &mut [u8], header: &mut BatchHeader, log_append_time: bool, max_timestamp: i64) {
-    let attributes = if log_append_time {
-        header.attributes | TIMESTAMP_TYPE_MASK
-    } else {
-        header.attributes & !TIMESTAMP_TYPE_MASK
-    };
+    let attributes =
+        if log_append_time { header.attributes | TIMESTAMP_TYPE_MASK } else { header.attributes & !TIMESTAMP_TYPE_MASK };
     if attributes == header.attributes && max_timestamp == header.max_timestamp {
         return;
     }
@@ -240,8 +234,8 @@ const MAX_COMPRESSED_RECORDS: usize = 1_000_000;
 
 /// The records of one stored or produced batch (decompressed if needed), with absolute offsets and timestamps.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Record>> {
-    let header = BatchHeader::parse(batch)
-        .ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
+    let header =
+        BatchHeader::parse(batch).ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
     let count = header.record_count.max(0) as usize;
     let max_count = match header.compression() {
         0 => batch.len().saturating_sub(HEADER_SIZE) / MIN_RECORD_SIZE,
@@ -259,7 +253,12 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Recor
 
 /// Record `i` of a batch written without a producer id (no idempotence), for encoding with kafka-protocol's
 /// `RecordBatchEncoder`: offset `i`, no headers.
-pub fn plain_record(i: usize, timestamp: i64, key: Option<bytes::Bytes>, value: Option<bytes::Bytes>) -> kafka_protocol::records::Record {
+pub fn plain_record(
+    i: usize,
+    timestamp: i64,
+    key: Option<bytes::Bytes>,
+    value: Option<bytes::Bytes>,
+) -> kafka_protocol::records::Record {
     kafka_protocol::records::Record {
         transactional: false,
         control: false,
@@ -284,8 +283,8 @@ pub fn plain_record(i: usize, timestamp: i64, key: Option<bytes::Bytes>, value: 
 /// Records are decoded (decompressing if needed): ListOffsets by time wants the exact record, as Kafka
 /// returns it. For log-append-time batches every record carries the batch's max timestamp.
 pub fn first_record_at_or_after(batch: &[u8], target: i64, min_offset: i64) -> Result<Option<TimestampOffset>> {
-    let header = BatchHeader::parse(batch)
-        .ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
+    let header =
+        BatchHeader::parse(batch).ok_or_else(|| StorageError::CorruptBatch { position: 0, reason: "short batch".into() })?;
     if header.is_log_append_time() {
         let offset = header.base_offset.max(min_offset);
         return Ok((header.max_timestamp >= target && offset <= header.last_offset())

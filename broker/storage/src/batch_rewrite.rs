@@ -41,7 +41,8 @@ fn timestamp_problem(timestamp: i64, producer_set_log_append_time: bool, config:
 /// CreateTime log (refused only for records without a timestamp) need every record, so the batch is decoded.
 pub fn check_timestamps(batch: &[u8], header: &BatchHeader, config: &LogConfig, now: i64) -> Result<()> {
     let flagged = header.is_log_append_time();
-    let per_record = config.timestamp_type == TimestampType::CreateTime && (config.timestamp_before_max_ms != i64::MAX || flagged);
+    let per_record =
+        config.timestamp_type == TimestampType::CreateTime && (config.timestamp_before_max_ms != i64::MAX || flagged);
     let problem = if per_record {
         batch::decode_records(batch)?.iter().find_map(|r| timestamp_problem(r.timestamp, flagged, config, now))
     } else {
@@ -62,7 +63,10 @@ pub fn recompress(batch: &[u8], header: &BatchHeader, codec: Compression) -> Res
     }
     let mut out = bytes::BytesMut::with_capacity(batch.len());
     RecordBatchEncoder::encode(&mut out, &records, &RecordEncodeOptions { version: batch::MAGIC_V2, compression: codec })
-        .map_err(|e| StorageError::CorruptBatch { position: 0, reason: format!("cannot re-encode records as {codec:?}: {e:#}") })?;
+        .map_err(|e| StorageError::CorruptBatch {
+            position: 0,
+            reason: format!("cannot re-encode records as {codec:?}: {e:#}"),
+        })?;
     match BatchHeader::parse(&out) {
         Some(h) if h.size() == out.len() && h.record_count == header.record_count => Ok(out.to_vec()),
         _ => Err(StorageError::CorruptBatch { position: 0, reason: "re-encoding did not give exactly one batch".into() }),
@@ -125,7 +129,8 @@ mod tests {
     use crate::batch::{check_stored_batch, validate_batches, BatchCheck};
     use crate::test_util::{encode_batch, set_producer};
 
-    const CODECS: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+    const CODECS: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
     fn header(b: &[u8]) -> BatchHeader {
         validate_batches(b, u32::MAX).unwrap()[0]
@@ -196,9 +201,15 @@ mod tests {
             assert_eq!(stamp_timestamp_type(&mut req, &mut hs, TimestampType::LogAppendTime, 99_000), 99_000);
             let stamped = validate_batches(&req, u32::MAX).unwrap();
             assert_eq!(stamped, hs, "headers follow the bytes");
-            assert!(stamped.iter().all(|h| h.is_log_append_time() && h.max_timestamp == 99_000 && h.compression() == codec as u8));
+            assert!(stamped
+                .iter()
+                .all(|h| h.is_log_append_time() && h.max_timestamp == 99_000 && h.compression() == codec as u8));
             let records = batch::decode_records(&req[..hs[0].size()]).unwrap();
-            assert_eq!(records.iter().map(|r| r.timestamp).collect::<Vec<_>>(), (1_000..1_005).collect::<Vec<_>>(), "deltas kept");
+            assert_eq!(
+                records.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+                (1_000..1_005).collect::<Vec<_>>(),
+                "deltas kept"
+            );
 
             assert_eq!(stamp_timestamp_type(&mut req, &mut hs, TimestampType::CreateTime, 5), -1);
             let cleared = validate_batches(&req, u32::MAX).unwrap();

@@ -48,7 +48,9 @@ pub fn format_checkpoint(offsets: &BTreeMap<TopicPartition, i64>) -> String {
 /// Reads a checkpoint file; a missing file is an empty checkpoint.
 pub fn read_checkpoint(path: &Path) -> Result<BTreeMap<TopicPartition, i64>> {
     match fs::read_to_string(path) {
-        Ok(text) => parse_checkpoint(&text).map_err(|reason| StorageError::CorruptCheckpoint { path: path.to_path_buf(), reason }),
+        Ok(text) => {
+            parse_checkpoint(&text).map_err(|reason| StorageError::CorruptCheckpoint { path: path.to_path_buf(), reason })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(StorageError::io("read checkpoint", path, e)),
     }

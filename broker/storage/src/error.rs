@@ -82,9 +82,12 @@ impl StorageError {
 
     /// True for errors that mean the storage itself failed (Kafka's KAFKA_STORAGE_ERROR), as opposed to bad input.
     pub fn is_storage_failure(&self) -> bool {
-        matches!(self, StorageError::DiskFull { .. }
+        matches!(
+            self,
+            StorageError::DiskFull { .. }
                 | StorageError::Io { .. }
                 | StorageError::CorruptIndex { .. }
-                | StorageError::CorruptLog { .. })
+                | StorageError::CorruptLog { .. }
+        )
     }
 }

@@ -111,8 +111,8 @@ pub(crate) struct HeaderScan<'a> {
 
 impl HeaderScan<'_> {
     fn header_bytes(&mut self) -> Result<&[u8]> {
-        let in_buf = self.position >= self.buf_start
-            && self.position + HEADER_SIZE as u64 <= self.buf_start + self.buf.len() as u64;
+        let in_buf =
+            self.position >= self.buf_start && self.position + HEADER_SIZE as u64 <= self.buf_start + self.buf.len() as u64;
         if !in_buf {
             let len = (self.end - self.position).min(SCAN_CHUNK as u64) as usize;
             self.buf.resize(len, 0);

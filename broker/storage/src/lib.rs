@@ -35,8 +35,8 @@ pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, Write
 pub use error::{Result, StorageError};
 pub use file_records::{FileRecords, ReadIo};
 pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult, LEADER_EPOCH};
+pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
 pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
 pub use stats::StorageStats;
-pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
 pub use time_index::TimestampOffset;
 pub use topic_partition::TopicPartition;

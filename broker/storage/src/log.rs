@@ -105,7 +105,13 @@ pub struct PendingAppend {
 /// batch's timestamp to the new batch's (so old record timestamps do not roll every append), or by wall
 /// clock since the segment was created when it has no timestamps; it is compared with segment.ms minus the
 /// active segment's `jitter_ms`.
-pub(crate) fn roll_reason(active: &ActiveSegment, append: PendingAppend, config: &LogConfig, jitter_ms: i64, now_ms: i64) -> Option<RollReason> {
+pub(crate) fn roll_reason(
+    active: &ActiveSegment,
+    append: PendingAppend,
+    config: &LogConfig,
+    jitter_ms: i64,
+    now_ms: i64,
+) -> Option<RollReason> {
     let (files, active) = (active.files(), &active.segment);
     let size = active.size();
     if size == 0 {
@@ -213,8 +219,8 @@ fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
             remove_file_if_exists(&entry.path())?;
         } else if let Some(base) = parse_segment_file_name(&name, LOG_SUFFIX) {
             bases.push(base);
-        } else if let Some(base) = parse_segment_file_name(&name, INDEX_SUFFIX)
-            .or_else(|| parse_segment_file_name(&name, TIME_INDEX_SUFFIX))
+        } else if let Some(base) =
+            parse_segment_file_name(&name, INDEX_SUFFIX).or_else(|| parse_segment_file_name(&name, TIME_INDEX_SUFFIX))
         {
             index_files.push((base, entry.path()));
         }
@@ -231,11 +237,20 @@ fn scan_segment_files(dir: &Path) -> Result<Vec<i64>> {
 
 /// The producer state as of `log_end_offset`: the newest snapshot at or below it, then a replay of the batch
 /// headers after it (only headers: nothing is decompressed).
-fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64, log_end_offset: i64) -> Result<ProducerStateManager> {
+fn load_producer_state(
+    dir: &Path,
+    segments: &SegmentMap,
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<ProducerStateManager> {
     let (from, mut state) = producer_state::load_latest_snapshot(dir, log_end_offset)?.unwrap_or_default();
     let first_base = segments.range(..=from).next_back().map_or(i64::MIN, |(&b, _)| b);
     for segment in segments.range(first_base..).map(|(_, s)| s) {
-        let start = if segment.base_offset() <= from { segment.find_batch(from, segment.size(), ReadIo::Wait)?.map_or(0, |(p, _)| p) } else { 0 };
+        let start = if segment.base_offset() <= from {
+            segment.find_batch(from, segment.size(), ReadIo::Wait)?.map_or(0, |(p, _)| p)
+        } else {
+            0
+        };
         let files = segment.files()?;
         for item in files.log().headers(start, segment.size(), ReadIo::Wait) {
             let (_, header) = item?;
@@ -251,7 +266,13 @@ fn load_producer_state(dir: &Path, segments: &SegmentMap, log_start_offset: i64,
 impl Log {
     /// Opens the log in `dir` (creating it if needed), recovering what a crash left behind. Closed segments
     /// that need no recovery are not opened (see [`LogSegment::load_closed`]).
-    pub(crate) fn open(dir: PathBuf, tp: TopicPartition, config: LogConfig, state: LoadState, stats: &Arc<StorageStats>) -> Result<(Log, LoadReport)> {
+    pub(crate) fn open(
+        dir: PathBuf,
+        tp: TopicPartition,
+        config: LogConfig,
+        state: LoadState,
+        stats: &Arc<StorageStats>,
+    ) -> Result<(Log, LoadReport)> {
         let now = now_ms();
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("create log directory", &dir, e))?;
         let mut bases = scan_segment_files(&dir)?;
@@ -267,8 +288,7 @@ impl Log {
             log_end_offset = Some(base);
         }
         // Without a clean shutdown, everything from the segment holding the recovery point on is suspect.
-        let recover_from = (!state.clean_shutdown)
-            .then(|| bases.iter().rposition(|&b| b <= state.recovery_point).unwrap_or(0));
+        let recover_from = (!state.clean_shutdown).then(|| bases.iter().rposition(|&b| b <= state.recovery_point).unwrap_or(0));
 
         let mut prev_next_offset: Option<i64> = None;
         let mut i = 0;
@@ -340,12 +360,7 @@ impl Log {
             dir,
             config: RwLock::new(Arc::new(config)),
             segments: RwLock::new(Arc::new(segments)),
-            writer: Mutex::new(Writer {
-                active: Some(active),
-                unflushed_messages: 0,
-                producers,
-                roll_jitter_ms,
-            }),
+            writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0, producers, roll_jitter_ms }),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             high_watermark: AtomicI64::new(log_end_offset),
@@ -662,9 +677,11 @@ impl Log {
                 let max_timestamp = match s.max_timestamp() {
                     ts if ts >= 0 => ts,
                     // Like Kafka: records without timestamps age by the file's modification time.
-                    _ => fs::metadata(s.log_path()).and_then(|m| m.modified()).ok().and_then(|t| {
-                        t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
-                    }).unwrap_or(now),
+                    _ => fs::metadata(s.log_path())
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64))
+                        .unwrap_or(now),
                 };
                 SegmentStats { base_offset: s.base_offset(), size: s.size(), max_timestamp }
             })
@@ -784,8 +801,7 @@ impl Log {
         for segment in &to_sync {
             match (&active_map, segment.base_offset() == active_base) {
                 (Some((map, files)), true) => {
-                    map.flush_range(0, segment.size() as usize)
-                        .map_err(|e| StorageError::io("msync", files.log().path(), e))?;
+                    map.flush_range(0, segment.size() as usize).map_err(|e| StorageError::io("msync", files.log().path(), e))?;
                     files.offset_index().flush()?;
                     files.time_index().flush()?;
                 }
@@ -851,7 +867,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
         let stats = Arc::default();
-        let (log, report) = Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state, &stats).unwrap();
+        let (log, report) =
+            Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state, &stats).unwrap();
         assert_eq!(report, LoadReport { segments: 1, ..LoadReport::default() });
         assert_eq!((log.log_end_offset(), log.segment_count()), (0, 1));
     }

@@ -121,9 +121,15 @@ impl LogManager {
             load_reports.insert(tp.clone(), report);
             logs.insert(tp, Arc::new(log));
         }
-        info!(logs = logs.len(), clean_shutdown = had_clean_shutdown, elapsed_ms = started.elapsed().as_millis() as u64, "loaded logs");
+        info!(
+            logs = logs.len(),
+            clean_shutdown = had_clean_shutdown,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded logs"
+        );
 
-        let manager = LogManager { config, logs: RwLock::new(logs), load_reports, had_clean_shutdown, stats, _dir_lock: dir_lock };
+        let manager =
+            LogManager { config, logs: RwLock::new(logs), load_reports, had_clean_shutdown, stats, _dir_lock: dir_lock };
         manager.checkpoint()?;
         if had_clean_shutdown {
             fs::remove_file(&marker).map_err(|e| StorageError::io("remove clean shutdown marker", &marker, e))?;
@@ -241,8 +247,9 @@ impl LogManager {
         let tick = Duration::from_millis(c.flush_check_interval_ms.clamp(10, 1_000));
         let mut last = [Instant::now(); 4];
         let idle_sweep_ms = (c.segment_close_idle_ms / 4).clamp(10, 10_000) as u64;
-        let intervals = [c.flush_check_interval_ms, c.retention_check_interval_ms, c.recovery_point_checkpoint_interval_ms, idle_sweep_ms]
-            .map(Duration::from_millis);
+        let intervals =
+            [c.flush_check_interval_ms, c.retention_check_interval_ms, c.recovery_point_checkpoint_interval_ms, idle_sweep_ms]
+                .map(Duration::from_millis);
         loop {
             match stopped.recv_timeout(tick) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -294,7 +301,9 @@ impl LogManager {
             return Err(e);
         }
         let marker = self.config.log_dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&marker).and_then(|f| f.sync_all()).map_err(|e| StorageError::io("write clean shutdown marker", &marker, e))?;
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::io("write clean shutdown marker", &marker, e))?;
         fsync_dir(&self.config.log_dir)?;
         info!(dir = %self.config.log_dir.display(), "logs closed cleanly");
         Ok(())

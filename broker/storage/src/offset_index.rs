@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::index_file::{IndexOpen, u32_at, IndexFile};
+use crate::index_file::{u32_at, IndexFile, IndexOpen};
 
 pub const ENTRY_SIZE: usize = 8;
 

@@ -105,25 +105,22 @@ impl ProducerStateManager {
             let entry = self.producers.get(&pid);
             if let Some(e) = entry {
                 let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
-                if let Some(dup) = e.batches.iter().find(|b| h.producer_epoch == e.epoch && b.first_seq == h.base_sequence && b.last_seq == last_seq) {
+                if let Some(dup) = e
+                    .batches
+                    .iter()
+                    .find(|b| h.producer_epoch == e.epoch && b.first_seq == h.base_sequence && b.last_seq == last_seq)
+                {
                     return Ok(ProducerCheck::Duplicate(*dup));
                 }
             }
-            let (epoch, last_seq) = staged
-                .get(&pid)
-                .copied()
-                .or_else(|| entry.map(|e| (e.epoch, e.last_seq())))
-                .unwrap_or((-1, None));
+            let (epoch, last_seq) =
+                staged.get(&pid).copied().or_else(|| entry.map(|e| (e.epoch, e.last_seq()))).unwrap_or((-1, None));
             if h.producer_epoch < epoch {
                 return Err(StorageError::InvalidProducerEpoch { producer_id: pid, epoch: h.producer_epoch, current: epoch });
             }
             if h.producer_epoch != epoch {
                 if h.base_sequence != 0 && epoch != -1 {
-                    return Err(StorageError::OutOfOrderSequence {
-                        producer_id: pid,
-                        expected: 0,
-                        received: h.base_sequence,
-                    });
+                    return Err(StorageError::OutOfOrderSequence { producer_id: pid, expected: 0, received: h.base_sequence });
                 }
             } else if let Some(last) = last_seq {
                 if !in_sequence(last, h.base_sequence) {
@@ -372,7 +369,10 @@ mod tests {
         }
         assert!(matches!(s.check(&[header(7, 0, 3, 2, -1)]).unwrap(), ProducerCheck::Duplicate(_)));
         // A gap, or a sequence going back that is not an exact retry, is out of order.
-        assert!(matches!(s.check(&[header(7, 0, 6, 1, -1)]), Err(StorageError::OutOfOrderSequence { expected: 5, received: 6, .. })));
+        assert!(matches!(
+            s.check(&[header(7, 0, 6, 1, -1)]),
+            Err(StorageError::OutOfOrderSequence { expected: 5, received: 6, .. })
+        ));
         assert!(matches!(s.check(&[header(7, 0, 1, 1, -1)]), Err(StorageError::OutOfOrderSequence { .. })));
         assert_eq!(s.check(&[header(7, 0, 5, 1, -1)]).unwrap(), ProducerCheck::Append);
         // Two batches in one append are checked in order.
@@ -384,7 +384,10 @@ mod tests {
     fn epochs_fence_and_reset_sequences() {
         let mut s = ProducerStateManager::default();
         s.update(&[header(7, 3, 0, 1, 0)]);
-        assert!(matches!(s.check(&[header(7, 2, 1, 1, -1)]), Err(StorageError::InvalidProducerEpoch { epoch: 2, current: 3, .. })));
+        assert!(matches!(
+            s.check(&[header(7, 2, 1, 1, -1)]),
+            Err(StorageError::InvalidProducerEpoch { epoch: 2, current: 3, .. })
+        ));
         assert!(matches!(s.check(&[header(7, 4, 5, 1, -1)]), Err(StorageError::OutOfOrderSequence { expected: 0, .. })));
         assert_eq!(s.check(&[header(7, 4, 0, 1, -1)]).unwrap(), ProducerCheck::Append);
         // Unknown producers (expired, or never seen) may start anywhere.

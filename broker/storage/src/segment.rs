@@ -183,7 +183,15 @@ fn stat_len(path: &Path) -> Result<u64> {
 }
 
 impl LogSegment {
-    fn new(dir: &Path, base_offset: i64, size: u64, files: Option<SegmentFiles>, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> LogSegment {
+    fn new(
+        dir: &Path,
+        base_offset: i64,
+        size: u64,
+        files: Option<SegmentFiles>,
+        config: &LogConfig,
+        stats: &Arc<StorageStats>,
+        now_ms: i64,
+    ) -> LogSegment {
         let pinned = files.is_some();
         if pinned {
             stats.open_segments.fetch_add(1, Ordering::Relaxed);
@@ -207,27 +215,42 @@ impl LogSegment {
     }
 
     /// Creates an empty active segment with preallocated indexes.
-    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        stats: &Arc<StorageStats>,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let log_path = dir.join(segment_file_name(base_offset, LOG_SUFFIX));
         let file = open_log_file(&log_path, true)?;
         drop(file);
-        let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes)).inspect_err(|_| {
-            // Leave nothing half-created behind (e.g. the disk filled up between the files).
-            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-                let _ = std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix)));
-            }
-        })?;
+        let files =
+            SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes)).inspect_err(|_| {
+                // Leave nothing half-created behind (e.g. the disk filled up between the files).
+                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    let _ = std::fs::remove_file(dir.join(segment_file_name(base_offset, suffix)));
+                }
+            })?;
         Ok(Self::new(dir, base_offset, 0, Some(files), config, stats, now_ms))
     }
 
     /// Opens the last segment of a log that needs no recovery, as the active one: indexes preallocated for
     /// appends and their last entries checked against the log (Kafka's cheap sanity check; a full check would
     /// make startup proportional to the data). An index problem is returned so the caller can recover.
-    pub(crate) fn open_active(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+    pub(crate) fn open_active(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        stats: &Arc<StorageStats>,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Append(config.segment_index_bytes))?;
         let size = stat_len(files.log.path())?;
         if let Some(last) = files.offset_index.last_entry() {
-            if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) = scan_from_hint(&files.log, last, size, ReadIo::Wait, |_| true) {
+            if let Ok(Err(reason)) | Err(StorageError::CorruptLog { reason, .. }) =
+                scan_from_hint(&files.log, last, size, ReadIo::Wait, |_| true)
+            {
                 return Err(StorageError::CorruptIndex { path: files.offset_index.path().to_path_buf(), reason });
             }
         }
@@ -254,7 +277,13 @@ impl LogSegment {
     /// Opens a segment for [`crate::recovery::recover_segment`], which rebuilds its indexes from the log: the
     /// old index files are discarded unread (after a crash the active one is a preallocated, mostly sparse
     /// file whose untouched pages a read would have the kernel allocate and zero).
-    pub(crate) fn open_for_recovery(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+    pub(crate) fn open_for_recovery(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        stats: &Arc<StorageStats>,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let files = SegmentFiles::open(dir, base_offset, false, IndexOpen::Reset(config.segment_index_bytes))?;
         let size = stat_len(files.log.path())?;
         Ok(Self::new(dir, base_offset, size, Some(files), config, stats, now_ms))
@@ -263,12 +292,21 @@ impl LogSegment {
     /// A closed segment that needs no recovery, without opening it: its size from the file system and its
     /// largest timestamp from the last time-index entry (read, not mapped). Index files of the wrong size are
     /// reported so the caller can rebuild them; the rest of the check waits for the first read.
-    pub(crate) fn load_closed(dir: &Path, base_offset: i64, config: &LogConfig, stats: &Arc<StorageStats>, now_ms: i64) -> Result<LogSegment> {
+    pub(crate) fn load_closed(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        stats: &Arc<StorageStats>,
+        now_ms: i64,
+    ) -> Result<LogSegment> {
         let size = stat_len(&dir.join(segment_file_name(base_offset, LOG_SUFFIX)))?;
         let index_path = dir.join(segment_file_name(base_offset, INDEX_SUFFIX));
         let index_len = std::fs::metadata(&index_path).map_err(|e| StorageError::io("stat index", &index_path, e))?.len();
         if index_len % crate::offset_index::ENTRY_SIZE as u64 != 0 {
-            return Err(StorageError::CorruptIndex { path: index_path, reason: format!("size {index_len} is not a multiple of the entry size") });
+            return Err(StorageError::CorruptIndex {
+                path: index_path,
+                reason: format!("size {index_len} is not a multiple of the entry size"),
+            });
         }
         let last_time = time_index::read_last_entry(&dir.join(segment_file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset)?;
         let segment = Self::new(dir, base_offset, size, None, config, stats, now_ms);
@@ -330,7 +368,10 @@ impl LogSegment {
 
     fn open_closed(&self) -> Result<SegmentFiles> {
         let deleted = self.deleted.load(Ordering::Acquire);
-        let missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].into_iter().map(|s| segment_path(&self.dir, self.base_offset, s, deleted)).find(|p| !p.exists());
+        let missing = [INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .into_iter()
+            .map(|s| segment_path(&self.dir, self.base_offset, s, deleted))
+            .find(|p| !p.exists());
         let problem = match missing {
             Some(path) => StorageError::CorruptIndex { path, reason: "missing".into() },
             None => {
@@ -408,8 +449,10 @@ impl LogSegment {
         let tmp = |suffix: &str| dir.join(format!("{}{TMP_SUFFIX}", segment_file_name(base, suffix)));
         // An entry needs more than index.interval.bytes of log since the previous one.
         let entries = size / self.index_interval_bytes.max(HEADER_SIZE as u64) + 2;
-        let offset_index = OffsetIndex::open(&tmp(INDEX_SUFFIX), base, IndexOpen::Reset(entries * crate::offset_index::ENTRY_SIZE as u64))?;
-        let time_index = TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, IndexOpen::Reset(entries * time_index::ENTRY_SIZE as u64))?;
+        let offset_index =
+            OffsetIndex::open(&tmp(INDEX_SUFFIX), base, IndexOpen::Reset(entries * crate::offset_index::ENTRY_SIZE as u64))?;
+        let time_index =
+            TimeIndex::open(&tmp(TIME_INDEX_SUFFIX), base, IndexOpen::Reset(entries * time_index::ENTRY_SIZE as u64))?;
         let mut max = (-1, base);
         let mut since = 0;
         for item in log.headers(0, size, ReadIo::Wait) {
@@ -477,7 +520,14 @@ impl LogSegment {
 
     /// Index entries for batches laid out from `start` in `files` (this segment's), from the timestamps
     /// recorded so far.
-    pub(crate) fn index_appended(&self, files: &SegmentFiles, since_last_entry: &mut u64, headers: &[BatchHeader], start: u64, interval: u64) -> Result<()> {
+    pub(crate) fn index_appended(
+        &self,
+        files: &SegmentFiles,
+        since_last_entry: &mut u64,
+        headers: &[BatchHeader],
+        start: u64,
+        interval: u64,
+    ) -> Result<()> {
         let mut max = (self.max_timestamp(), self.offset_of_max_timestamp());
         index_batches(&files.offset_index, &files.time_index, &mut max, since_last_entry, headers, start, interval)
     }
@@ -505,7 +555,15 @@ impl LogSegment {
     /// End position of the whole batches that a read starting at `start` (a batch boundary, below `end`) may
     /// return: batches with last offset < `upper_bound`, at most `max_bytes` in all, but at least the first
     /// batch when `at_least_one`. Jumps ahead with the index so only a few headers are read.
-    pub fn read_end(&self, start: u64, end: u64, max_bytes: u64, upper_bound: i64, at_least_one: bool, io: ReadIo) -> Result<u64> {
+    pub fn read_end(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: u64,
+        upper_bound: i64,
+        at_least_one: bool,
+        io: ReadIo,
+    ) -> Result<u64> {
         let files = self.files_io(io)?;
         let limit = start.saturating_add(max_bytes);
         let hint: OffsetPosition = files.offset_index.lookup_position(limit.min(u32::MAX as u64) as u32);
@@ -542,7 +600,9 @@ impl LogSegment {
         if entry.timestamp >= 0 {
             // A time index entry names the batch (by base offset) whose max timestamp it holds.
             match self.find_batch(entry.offset, end, ReadIo::Wait)? {
-                Some((_, h)) if h.base_offset == entry.offset && h.max_timestamp == entry.timestamp => from = from.max(entry.offset),
+                Some((_, h)) if h.base_offset == entry.offset && h.max_timestamp == entry.timestamp => {
+                    from = from.max(entry.offset)
+                }
                 found => {
                     // The scan below starts from min_offset; later lookups use the rebuilt index.
                     let found = found.map(|(_, h)| (h.base_offset, h.max_timestamp));
@@ -721,7 +781,9 @@ impl ActiveSegment {
         }
         self.write_bytes(records, start)?;
         let bytes_since_before = self.bytes_since_last_index_entry;
-        if let Err(e) = seg.index_appended(&self.files, &mut self.bytes_since_last_index_entry, headers, start, index_interval_bytes) {
+        if let Err(e) =
+            seg.index_appended(&self.files, &mut self.bytes_since_last_index_entry, headers, start, index_interval_bytes)
+        {
             self.bytes_since_last_index_entry = bytes_since_before;
             let first = headers.first().map_or(seg.base_offset, |h| h.base_offset);
             self.files.offset_index.truncate_to(first);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::index_file::{IndexOpen, i64_at, u32_at, IndexFile};
+use crate::index_file::{i64_at, u32_at, IndexFile, IndexOpen};
 
 pub const ENTRY_SIZE: usize = 12;
 

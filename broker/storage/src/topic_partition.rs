@@ -34,7 +34,12 @@ mod tests {
 
     #[test]
     fn dir_names_round_trip() {
-        for tp in [TopicPartition::new("orders", 0), TopicPartition::new("a-b-c", 12), TopicPartition::new("x.y_z", 3), TopicPartition::new("ends-", 1)] {
+        for tp in [
+            TopicPartition::new("orders", 0),
+            TopicPartition::new("a-b-c", 12),
+            TopicPartition::new("x.y_z", 3),
+            TopicPartition::new("ends-", 1),
+        ] {
             assert_eq!(TopicPartition::from_dir_name(&tp.to_string()), Some(tp));
         }
         for bad in ["orders", "-1", "orders-", "orders-01", "orders-x", "orders-0.123-delete"] {

@@ -79,7 +79,12 @@ pub fn verify_partition(dir: &Path) -> Result<PartitionCheck> {
         let log = FileRecords::new(path.clone(), file);
         let mut batches = Vec::new();
         let (end, problem) = scan_valid_batches(&log, len, next_offset.max(base), |position, h: &BatchHeader| {
-            batches.push(Batch { position, base_offset: h.base_offset, last_offset: h.last_offset(), max_timestamp: h.max_timestamp });
+            batches.push(Batch {
+                position,
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                max_timestamp: h.max_timestamp,
+            });
             check.records += h.record_count as u64;
             Ok(())
         })?;
@@ -89,8 +94,10 @@ pub fn verify_partition(dir: &Path) -> Result<PartitionCheck> {
         check.batches += batches.len() as u64;
         check.bytes += end;
         next_offset = batches.last().map_or(next_offset, |b| b.last_offset + 1);
-        let offset_entries = read_entries(&dir.join(segment_file_name(base, INDEX_SUFFIX)), offset_index::ENTRY_SIZE, &mut check.problems);
-        let time_entries = read_entries(&dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)), time_index::ENTRY_SIZE, &mut check.problems);
+        let offset_entries =
+            read_entries(&dir.join(segment_file_name(base, INDEX_SUFFIX)), offset_index::ENTRY_SIZE, &mut check.problems);
+        let time_entries =
+            read_entries(&dir.join(segment_file_name(base, TIME_INDEX_SUFFIX)), time_index::ENTRY_SIZE, &mut check.problems);
         let index_path = dir.join(segment_file_name(base, INDEX_SUFFIX));
         for p in check_offset_index(base, &offset_entries, &batches) {
             check.problems.push(format!("{}: {p}", index_path.display()));

@@ -63,7 +63,8 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
 fn mmap_mode_appends_while_they_fit_even_without_room_for_a_whole_segment() {
     let fs = TinyFs::mount("4m");
     let data = fs.path().join("data");
-    let config = LogConfig { segment_bytes: 8 << 20, segment_index_bytes: 4096, write_mode: WriteMode::Mmap, ..LogConfig::default() };
+    let config =
+        LogConfig { segment_bytes: 8 << 20, segment_index_bytes: 4096, write_mode: WriteMode::Mmap, ..LogConfig::default() };
     let manager = open_manager(&data, config.clone());
     let log = manager.get_or_create(&tp(), config.clone()).expect("a segment bigger than the disk still opens");
     let mut expected = Vec::new();

@@ -11,13 +11,19 @@ use strata_storage::{LogConfig, WriteMode};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_len: usize, codec: usize },
+    Append {
+        records: usize,
+        value_len: usize,
+        codec: usize,
+    },
     Roll,
     /// Truncate to a fraction of the way from log start to end.
     Truncate(f64),
     DeleteRecords(f64),
     RetainBytes(u64),
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -185,17 +185,23 @@ pub fn record_batch(n: usize, value_size: usize, timestamp: i64) -> Bytes {
     buf.freeze()
 }
 
-pub async fn try_create_topic(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> create_topics_response::CreatableTopicResult {
-    let req = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
-                .collect(),
-        )]);
+pub async fn try_create_topic(
+    c: &mut Client,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> create_topics_response::CreatableTopicResult {
+    let req =
+        CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| create_topics_request::CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
+                    .collect(),
+            )]);
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
     resp.topics[0].clone()
 }
@@ -206,16 +212,24 @@ pub async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: 
 }
 
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![produce_request::TopicProduceData::default()
-        .with_name(TopicName(s(topic)))
-        .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records))])])
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ]),
+    ])
 }
 
 pub async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> produce_response::PartitionProduceResponse {
     produce_with_acks(c, topic, partition, records, -1).await
 }
 
-pub async fn produce_with_acks(c: &mut Client, topic: &str, partition: i32, records: Bytes, acks: i16) -> produce_response::PartitionProduceResponse {
+pub async fn produce_with_acks(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> produce_response::PartitionProduceResponse {
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, partition, records, acks)).await;
     resp.responses[0].partition_responses[0].clone()
 }
@@ -227,13 +241,18 @@ pub fn fetch_request(topic: &str, topic_id: Uuid, offset: i64, max_wait_ms: i32)
         .with_min_bytes(1)
         .with_max_bytes(10 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_topic_id(topic_id).with_partitions(
-            vec![fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20)],
-        )])
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(s(topic)))
+            .with_topic_id(topic_id)
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
 }
 
 pub async fn topic_id(c: &mut Client, topic: &str) -> Uuid {
-    let req = MetadataRequest::default().with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
     let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
     resp.topics[0].topic_id
 }

@@ -11,32 +11,20 @@ use crate::names;
 /// Shared broker properties, the start script and (for `Explicit`) the advertised host list.
 pub fn config_map(lc: &LogCluster, settings: &BrokerSettings) -> ConfigMap {
     let mut data = BTreeMap::from([
-        (
-            contract::SHARED_PROPERTIES_FILE.to_string(),
-            settings.properties(),
-        ),
-        (
-            contract::START_SCRIPT_FILE.to_string(),
-            contract::START_SCRIPT.to_string(),
-        ),
+        (contract::SHARED_PROPERTIES_FILE.to_string(), settings.properties()),
+        (contract::START_SCRIPT_FILE.to_string(), contract::START_SCRIPT.to_string()),
     ]);
     if let Some(hosts) = advertised_hosts(lc) {
         data.insert(contract::ADVERTISED_HOSTS_FILE.to_string(), hosts);
     }
-    ConfigMap {
-        metadata: owned_meta(lc, names::config_map(lc)),
-        data: Some(data),
-        ..Default::default()
-    }
+    ConfigMap { metadata: owned_meta(lc, names::config_map(lc)), data: Some(data), ..Default::default() }
 }
 
 /// One host per line, line `n + 1` for ordinal `n`, as the start script reads it.
 pub(super) fn advertised_hosts(lc: &LogCluster) -> Option<String> {
     let l = &lc.spec.listeners;
     match (l.advertise, &l.advertised_hosts) {
-        (AdvertiseMode::Explicit, Some(hosts)) => {
-            Some(hosts.iter().map(|h| format!("{h}\n")).collect())
-        }
+        (AdvertiseMode::Explicit, Some(hosts)) => Some(hosts.iter().map(|h| format!("{h}\n")).collect()),
         _ => None,
     }
 }
@@ -52,10 +40,7 @@ mod tests {
     #[test]
     fn holds_properties_and_start_script() {
         let mut s = spec();
-        s.retention = Some(RetentionSpec {
-            ms: Some(3_600_000),
-            ..Default::default()
-        });
+        s.retention = Some(RetentionSpec { ms: Some(3_600_000), ..Default::default() });
         let lc = cluster(s);
         let cm = config_map(&lc, &validate(&lc.spec).unwrap());
         assert_eq!(cm.metadata.name.as_deref(), Some("logs-config"));
@@ -75,9 +60,6 @@ mod tests {
         s.listeners.advertised_hosts = Some(vec!["b0.example".into(), "b1.example".into()]);
         let lc = cluster(s);
         let cm = config_map(&lc, &validate(&lc.spec).unwrap());
-        assert_eq!(
-            cm.data.unwrap()["advertised-hosts"],
-            "b0.example\nb1.example\n"
-        );
+        assert_eq!(cm.data.unwrap()["advertised-hosts"], "b0.example\nb1.example\n");
     }
 }

@@ -38,11 +38,7 @@ fn owned_meta(lc: &LogCluster, name: String) -> ObjectMeta {
 /// Metadata for a cluster-scoped object: no owner reference is possible, so it is labelled
 /// with the owner's namespace and name and removed by the finalizer.
 fn cluster_scoped_meta(lc: &LogCluster, name: String) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        labels: Some(names::cluster_scoped_labels(lc)),
-        ..Default::default()
-    }
+    ObjectMeta { name: Some(name), labels: Some(names::cluster_scoped_labels(lc)), ..Default::default() }
 }
 
 #[cfg(test)]
@@ -54,8 +50,5 @@ fn assert_owned(meta: &ObjectMeta) {
     assert_eq!(refs[0].uid, "0000-uid");
     assert_eq!(refs[0].controller, Some(true));
     assert_eq!(meta.namespace.as_deref(), Some("prod"));
-    assert_eq!(
-        meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"],
-        "logs"
-    );
+    assert_eq!(meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"], "logs");
 }

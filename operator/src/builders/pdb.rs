@@ -15,10 +15,7 @@ pub fn pod_disruption_budget(lc: &LogCluster) -> Option<PodDisruptionBudget> {
         metadata: owned_meta(lc, names::cluster_name(lc)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(pdb.max_unavailable)),
-            selector: Some(LabelSelector {
-                match_labels: Some(names::selector_labels(lc)),
-                ..Default::default()
-            }),
+            selector: Some(LabelSelector { match_labels: Some(names::selector_labels(lc)), ..Default::default() }),
             ..Default::default()
         }),
         ..Default::default()
@@ -39,10 +36,7 @@ mod tests {
         let s = pdb.spec.unwrap();
         assert_eq!(s.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(s.min_available, None);
-        assert_eq!(
-            s.selector.unwrap().match_labels.unwrap(),
-            names::selector_labels(&lc)
-        );
+        assert_eq!(s.selector.unwrap().match_labels.unwrap(), names::selector_labels(&lc));
     }
 
     #[test]

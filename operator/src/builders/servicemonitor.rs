@@ -12,10 +12,7 @@ pub const SERVICE_MONITOR_KIND: &str = "ServiceMonitor";
 /// A JSON value because that CRD's types are not part of k8s-openapi.
 pub fn service_monitor(lc: &LogCluster) -> Value {
     let mut selector = names::selector_labels(lc);
-    selector.insert(
-        names::LABEL_SERVICE_ROLE.to_string(),
-        "headless".to_string(),
-    );
+    selector.insert(names::LABEL_SERVICE_ROLE.to_string(), "headless".to_string());
     json!({
         "apiVersion": SERVICE_MONITOR_API_VERSION,
         "kind": SERVICE_MONITOR_KIND,
@@ -37,10 +34,7 @@ mod tests {
         let sm = service_monitor(&cluster(spec()));
         assert_eq!(sm["kind"], "ServiceMonitor");
         assert_eq!(sm["metadata"]["ownerReferences"][0]["kind"], "LogCluster");
-        assert_eq!(
-            sm["spec"]["selector"]["matchLabels"]["strata.io/service"],
-            "headless"
-        );
+        assert_eq!(sm["spec"]["selector"]["matchLabels"]["strata.io/service"], "headless");
         assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
         assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
     }

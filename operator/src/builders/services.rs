@@ -19,10 +19,7 @@ fn port(name: &str, port: i32) -> ServicePort {
 /// must find each other before they report ready.
 pub fn headless_service(lc: &LogCluster) -> Service {
     let mut meta = owned_meta(lc, names::headless_service(lc));
-    meta.labels.get_or_insert_with(Default::default).insert(
-        names::LABEL_SERVICE_ROLE.to_string(),
-        "headless".to_string(),
-    );
+    meta.labels.get_or_insert_with(Default::default).insert(names::LABEL_SERVICE_ROLE.to_string(), "headless".to_string());
     Service {
         metadata: meta,
         spec: Some(ServiceSpec {
@@ -42,10 +39,7 @@ pub fn headless_service(lc: &LogCluster) -> Service {
 /// The address clients bootstrap from: any ready broker.
 pub fn bootstrap_service(lc: &LogCluster) -> Service {
     let mut meta = owned_meta(lc, names::bootstrap_service(lc));
-    meta.labels.get_or_insert_with(Default::default).insert(
-        names::LABEL_SERVICE_ROLE.to_string(),
-        "bootstrap".to_string(),
-    );
+    meta.labels.get_or_insert_with(Default::default).insert(names::LABEL_SERVICE_ROLE.to_string(), "bootstrap".to_string());
     Service {
         metadata: meta,
         spec: Some(ServiceSpec {
@@ -77,14 +71,8 @@ mod tests {
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
         assert_eq!(spec.selector.unwrap(), names::selector_labels(&lc));
         let ports = spec.ports.unwrap();
-        assert_eq!(
-            (ports[0].name.as_deref(), ports[0].port),
-            (Some("kafka"), 19092)
-        );
-        assert_eq!(
-            (ports[1].name.as_deref(), ports[1].port),
-            (Some("metrics"), 9644)
-        );
+        assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("kafka"), 19092));
+        assert_eq!((ports[1].name.as_deref(), ports[1].port), (Some("metrics"), 9644));
     }
 
     #[test]
@@ -96,9 +84,6 @@ mod tests {
         let spec = svc.spec.unwrap();
         assert_eq!(spec.cluster_ip, None);
         assert_eq!(spec.ports.unwrap().len(), 1);
-        assert_eq!(
-            svc.metadata.labels.unwrap()["strata.io/service"],
-            "bootstrap"
-        );
+        assert_eq!(svc.metadata.labels.unwrap()["strata.io/service"], "bootstrap");
     }
 }

@@ -2,10 +2,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -26,16 +25,8 @@ const TMP_VOLUME: &str = "tmp";
 /// Hash of everything in the ConfigMap that brokers read only at start-up. A change rolls the
 /// pods; dynamic settings are left out so retention changes never restart anything.
 pub fn restart_hash(lc: &LogCluster, settings: &BrokerSettings) -> String {
-    let restart = BrokerSettings {
-        restart: settings.restart.clone(),
-        dynamic: BTreeMap::new(),
-    };
-    hash_str(&format!(
-        "{}\0{}\0{}",
-        restart.properties(),
-        contract::START_SCRIPT,
-        advertised_hosts(lc).unwrap_or_default()
-    ))
+    let restart = BrokerSettings { restart: settings.restart.clone(), dynamic: BTreeMap::new() };
+    hash_str(&format!("{}\0{}\0{}", restart.properties(), contract::START_SCRIPT, advertised_hosts(lc).unwrap_or_default()))
 }
 
 /// The brokers. `OnDelete` updates: the operator restarts pods itself, one at a time, each only
@@ -46,16 +37,10 @@ pub fn statefulset(lc: &LogCluster, settings: &BrokerSettings) -> StatefulSet {
     let mut pod_labels = spec.pod_labels.clone().unwrap_or_default();
     pod_labels.extend(names::selector_labels(lc));
     let mut annotations = spec.pod_annotations.clone().unwrap_or_default();
-    annotations.insert(
-        names::CONFIG_HASH_ANNOTATION.to_string(),
-        restart_hash(lc, settings),
-    );
+    annotations.insert(names::CONFIG_HASH_ANNOTATION.to_string(), restart_hash(lc, settings));
 
-    let storage_class = if spec.storage.local.is_some() {
-        Some(names::local_storage_class(lc))
-    } else {
-        spec.storage.storage_class_name.clone()
-    };
+    let storage_class =
+        if spec.storage.local.is_some() { Some(names::local_storage_class(lc)) } else { spec.storage.storage_class_name.clone() };
 
     StatefulSet {
         metadata: owned_meta(lc, names::statefulset(lc)),
@@ -63,20 +48,10 @@ pub fn statefulset(lc: &LogCluster, settings: &BrokerSettings) -> StatefulSet {
             replicas: Some(spec.replicas),
             service_name: Some(names::headless_service(lc)),
             pod_management_policy: Some("Parallel".to_string()),
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("OnDelete".to_string()),
-                rolling_update: None,
-            }),
-            selector: LabelSelector {
-                match_labels: Some(names::selector_labels(lc)),
-                ..Default::default()
-            },
+            update_strategy: Some(StatefulSetUpdateStrategy { type_: Some("OnDelete".to_string()), rolling_update: None }),
+            selector: LabelSelector { match_labels: Some(names::selector_labels(lc)), ..Default::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), annotations: Some(annotations), ..Default::default() }),
                 spec: Some(pod_spec(lc)),
             },
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
@@ -89,10 +64,7 @@ pub fn statefulset(lc: &LogCluster, settings: &BrokerSettings) -> StatefulSet {
                     access_modes: Some(vec!["ReadWriteOnce".to_string()]),
                     storage_class_name: storage_class,
                     resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_string(),
-                            spec.storage.size.clone(),
-                        )])),
+                        requests: Some(BTreeMap::from([("storage".to_string(), spec.storage.size.clone())])),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -116,19 +88,12 @@ fn pod_spec(lc: &LogCluster) -> PodSpec {
             run_as_user: Some(contract::RUN_AS_USER),
             run_as_group: Some(contract::RUN_AS_USER),
             fs_group: Some(contract::RUN_AS_USER),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".to_string(),
-                localhost_profile: None,
-            }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
             ..Default::default()
         }),
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
-        affinity: Some(
-            spec.affinity
-                .clone()
-                .unwrap_or_else(|| default_affinity(lc)),
-        ),
+        affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(lc))),
         topology_spread_constraints: spec.topology_spread_constraints.clone(),
         volumes: Some(vec![
             Volume {
@@ -149,30 +114,21 @@ fn pod_spec(lc: &LogCluster) -> PodSpec {
 }
 
 fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
-    }
+    Volume { name: name.to_string(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }
 }
 
 /// Prefer one broker per node, so a node failure takes out at most one replica.
 fn default_affinity(lc: &LogCluster) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![
-                WeightedPodAffinityTerm {
-                    weight: 100,
-                    pod_affinity_term: PodAffinityTerm {
-                        label_selector: Some(LabelSelector {
-                            match_labels: Some(names::selector_labels(lc)),
-                            ..Default::default()
-                        }),
-                        topology_key: "kubernetes.io/hostname".to_string(),
-                        ..Default::default()
-                    },
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(LabelSelector { match_labels: Some(names::selector_labels(lc)), ..Default::default() }),
+                    topology_key: "kubernetes.io/hostname".to_string(),
+                    ..Default::default()
                 },
-            ]),
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -180,11 +136,7 @@ fn default_affinity(lc: &LogCluster) -> Affinity {
 }
 
 fn env(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: Some(value),
-        value_from: None,
-    }
+    EnvVar { name: name.to_string(), value: Some(value), value_from: None }
 }
 
 fn env_field(name: &str, field_path: &str) -> EnvVar {
@@ -192,10 +144,7 @@ fn env_field(name: &str, field_path: &str) -> EnvVar {
         name: name.to_string(),
         value: None,
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: field_path.to_string(),
-                api_version: None,
-            }),
+            field_ref: Some(ObjectFieldSelector { field_path: field_path.to_string(), api_version: None }),
             ..Default::default()
         }),
     }
@@ -236,17 +185,11 @@ fn broker_container(lc: &LogCluster) -> Container {
         name: "broker".to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_string()),
-        command: Some(vec![
-            "/bin/sh".to_string(),
-            format!("{}/{}", contract::CONFIG_DIR, contract::START_SCRIPT_FILE),
-        ]),
+        command: Some(vec!["/bin/sh".to_string(), format!("{}/{}", contract::CONFIG_DIR, contract::START_SCRIPT_FILE)]),
         env: Some(vec![
             env(contract::ENV_ADVERTISE, advertise.to_string()),
             env(contract::ENV_HEADLESS_SERVICE, names::headless_service(lc)),
-            env(
-                contract::ENV_CLIENT_PORT,
-                spec.listeners.client_port.to_string(),
-            ),
+            env(contract::ENV_CLIENT_PORT, spec.listeners.client_port.to_string()),
             env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
             env_field(contract::ENV_POD_IP, "status.podIP"),
             env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
@@ -273,10 +216,7 @@ fn broker_container(lc: &LogCluster) -> Container {
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                add: None,
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
             ..Default::default()
         }),
         volume_mounts: Some(vec![
@@ -340,30 +280,14 @@ mod tests {
         let s = &sts.spec;
         assert_eq!(s.replicas, Some(3));
         assert_eq!(s.service_name.as_deref(), Some("logs-headless"));
-        assert_eq!(
-            s.update_strategy.as_ref().unwrap().type_.as_deref(),
-            Some("OnDelete")
-        );
+        assert_eq!(s.update_strategy.as_ref().unwrap().type_.as_deref(), Some("OnDelete"));
         assert_eq!(s.pod_management_policy.as_deref(), Some("Parallel"));
-        assert_eq!(
-            s.selector.match_labels.as_ref().unwrap(),
-            &names::selector_labels(&lc)
-        );
+        assert_eq!(s.selector.match_labels.as_ref().unwrap(), &names::selector_labels(&lc));
         let claim = &s.volume_claim_templates.as_ref().unwrap()[0];
         assert_eq!(claim.metadata.name.as_deref(), Some("data"));
         let claim_spec = claim.spec.as_ref().unwrap();
         assert_eq!(claim_spec.storage_class_name, None);
-        assert_eq!(
-            claim_spec
-                .resources
-                .as_ref()
-                .unwrap()
-                .requests
-                .as_ref()
-                .unwrap()["storage"]
-                .0,
-            "10Gi"
-        );
+        assert_eq!(claim_spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "10Gi");
     }
 
     #[test]
@@ -373,79 +297,27 @@ mod tests {
         let p = pod(&sts);
         assert!(p.init_containers.is_none(), "tuning is opt-in");
         assert_eq!(p.termination_grace_period_seconds, Some(60));
-        assert_eq!(
-            p.security_context.as_ref().unwrap().run_as_non_root,
-            Some(true)
-        );
+        assert_eq!(p.security_context.as_ref().unwrap().run_as_non_root, Some(true));
         let c = &p.containers[0];
-        assert_eq!(
-            c.command.as_ref().unwrap(),
-            &["/bin/sh", "/etc/strata/start.sh"]
-        );
+        assert_eq!(c.command.as_ref().unwrap(), &["/bin/sh", "/etc/strata/start.sh"]);
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
-        let ready = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        let live = c
-            .liveness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
+        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        let live = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
         assert_eq!(ready.path.as_deref(), Some("/readyz"));
         assert_eq!(live.path.as_deref(), Some("/healthz"));
         assert_eq!(ready.port, IntOrString::String("metrics".into()));
         let env = c.env.as_ref().unwrap();
         let get = |n: &str| env.iter().find(|e| e.name == n).unwrap();
         assert_eq!(get("STRATA_ADVERTISE").value.as_deref(), Some("pod-dns"));
-        assert_eq!(
-            get("STRATA_HEADLESS_SERVICE").value.as_deref(),
-            Some("logs-headless")
-        );
-        assert_eq!(
-            get("POD_IP")
-                .value_from
-                .as_ref()
-                .unwrap()
-                .field_ref
-                .as_ref()
-                .unwrap()
-                .field_path,
-            "status.podIP"
-        );
-        let mounts: Vec<_> = c
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        assert_eq!(
-            mounts,
-            ["/var/lib/strata", "/etc/strata", "/var/run/strata", "/tmp"]
-        );
-        let anti = p
-            .affinity
-            .as_ref()
-            .unwrap()
-            .pod_anti_affinity
-            .as_ref()
-            .unwrap();
-        let term = &anti
-            .preferred_during_scheduling_ignored_during_execution
-            .as_ref()
-            .unwrap()[0];
-        assert_eq!(
-            term.pod_affinity_term.topology_key,
-            "kubernetes.io/hostname"
-        );
+        assert_eq!(get("STRATA_HEADLESS_SERVICE").value.as_deref(), Some("logs-headless"));
+        assert_eq!(get("POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
+        let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert_eq!(mounts, ["/var/lib/strata", "/etc/strata", "/var/run/strata", "/tmp"]);
+        let anti = p.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
+        let term = &anti.preferred_during_scheduling_ignored_during_execution.as_ref().unwrap()[0];
+        assert_eq!(term.pod_affinity_term.topology_key, "kubernetes.io/hostname");
     }
 
     #[test]
@@ -455,22 +327,12 @@ mod tests {
         s.tuning.vm_max_map_count = Some(262144);
         let sts = build(&cluster(s));
         let init = &pod(&sts).init_containers.as_ref().unwrap()[0];
-        assert_eq!(
-            init.security_context.as_ref().unwrap().privileged,
-            Some(true)
-        );
+        assert_eq!(init.security_context.as_ref().unwrap().privileged, Some(true));
         assert_eq!(
             init.command.as_ref().unwrap(),
-            &contract::tune_command(&TuneValues {
-                swappiness: Some(1),
-                max_map_count: Some(262144),
-                ..Default::default()
-            })
+            &contract::tune_command(&TuneValues { swappiness: Some(1), max_map_count: Some(262144), ..Default::default() })
         );
-        assert_eq!(
-            init.termination_message_path.as_deref(),
-            Some("/dev/termination-log")
-        );
+        assert_eq!(init.termination_message_path.as_deref(), Some("/dev/termination-log"));
         let broker = &pod(&sts).containers[0];
         assert_eq!(broker.security_context.as_ref().unwrap().privileged, None);
     }
@@ -486,16 +348,9 @@ mod tests {
         let t = &sts.spec.template;
         let meta = t.metadata.as_ref().unwrap();
         assert_eq!(meta.labels.as_ref().unwrap()["team"], "data");
-        assert_eq!(
-            meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"],
-            "logs"
-        );
+        assert_eq!(meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"], "logs");
         assert_eq!(meta.annotations.as_ref().unwrap()["note"], "x");
-        assert!(meta
-            .annotations
-            .as_ref()
-            .unwrap()
-            .contains_key(names::CONFIG_HASH_ANNOTATION));
+        assert!(meta.annotations.as_ref().unwrap().contains_key(names::CONFIG_HASH_ANNOTATION));
         let p = t.spec.as_ref().unwrap();
         assert_eq!(p.affinity, Some(Affinity::default()));
         assert_eq!(p.node_selector.as_ref().unwrap()["disk"], "nvme");
@@ -505,10 +360,7 @@ mod tests {
     fn retention_changes_keep_the_pod_template_but_restart_settings_change_it() {
         let base = cluster(spec());
         let mut retention = base.clone();
-        retention.spec.retention = Some(RetentionSpec {
-            ms: Some(1000),
-            ..Default::default()
-        });
+        retention.spec.retention = Some(RetentionSpec { ms: Some(1000), ..Default::default() });
         let mut partitions = base.clone();
         partitions.spec.config = Some(BTreeMap::from([("num.partitions".into(), "12".into())]));
         let template = |lc: &LogCluster| build(lc).spec.template;
@@ -520,16 +372,9 @@ mod tests {
     fn local_storage_uses_the_generated_class() {
         let mut s = spec();
         s.replicas = 1;
-        s.storage.local = Some(vec![LocalVolume {
-            node: "n1".into(),
-            path: "/mnt/d".into(),
-            capacity: None,
-        }]);
+        s.storage.local = Some(vec![LocalVolume { node: "n1".into(), path: "/mnt/d".into(), capacity: None }]);
         let sts = build(&cluster(s));
         let claim = &sts.spec.volume_claim_templates.unwrap()[0];
-        assert_eq!(
-            claim.spec.as_ref().unwrap().storage_class_name.as_deref(),
-            Some("strata-local-prod-logs")
-        );
+        assert_eq!(claim.spec.as_ref().unwrap().storage_class_name.as_deref(), Some("strata-local-prod-logs"));
     }
 }

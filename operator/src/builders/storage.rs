@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LocalVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
-    PersistentVolumeSpec, VolumeNodeAffinity,
+    LocalVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, PersistentVolumeSpec,
+    VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 
@@ -39,18 +39,13 @@ pub fn local_persistent_volumes(lc: &LogCluster) -> Vec<PersistentVolume> {
             spec: Some(PersistentVolumeSpec {
                 capacity: Some(BTreeMap::from([(
                     "storage".to_string(),
-                    v.capacity
-                        .clone()
-                        .unwrap_or_else(|| lc.spec.storage.size.clone()),
+                    v.capacity.clone().unwrap_or_else(|| lc.spec.storage.size.clone()),
                 )])),
                 access_modes: Some(vec!["ReadWriteOnce".to_string()]),
                 persistent_volume_reclaim_policy: Some("Retain".to_string()),
                 storage_class_name: Some(names::local_storage_class(lc)),
                 volume_mode: Some("Filesystem".to_string()),
-                local: Some(LocalVolumeSource {
-                    path: v.path.clone(),
-                    fs_type: None,
-                }),
+                local: Some(LocalVolumeSource { path: v.path.clone(), fs_type: None }),
                 node_affinity: Some(VolumeNodeAffinity {
                     required: Some(NodeSelector {
                         node_selector_terms: vec![NodeSelectorTerm {
@@ -87,30 +82,16 @@ mod tests {
     fn one_pinned_volume_per_disk() {
         let mut s = spec();
         s.storage.local = Some(vec![
-            LocalVolume {
-                node: "n1".into(),
-                path: "/mnt/d0".into(),
-                capacity: None,
-            },
-            LocalVolume {
-                node: "n2".into(),
-                path: "/mnt/d1".into(),
-                capacity: Some(quantity("100Gi")),
-            },
+            LocalVolume { node: "n1".into(), path: "/mnt/d0".into(), capacity: None },
+            LocalVolume { node: "n2".into(), path: "/mnt/d1".into(), capacity: Some(quantity("100Gi")) },
         ]);
         let lc = cluster(s);
         let sc = local_storage_class(&lc).unwrap();
         assert_eq!(sc.metadata.name.as_deref(), Some("strata-local-prod-logs"));
         assert_eq!(sc.provisioner, "kubernetes.io/no-provisioner");
-        assert_eq!(
-            sc.volume_binding_mode.as_deref(),
-            Some("WaitForFirstConsumer")
-        );
+        assert_eq!(sc.volume_binding_mode.as_deref(), Some("WaitForFirstConsumer"));
         assert!(sc.metadata.owner_references.is_none());
-        assert_eq!(
-            sc.metadata.labels.unwrap()["strata.io/cluster-namespace"],
-            "prod"
-        );
+        assert_eq!(sc.metadata.labels.unwrap()["strata.io/cluster-namespace"], "prod");
 
         let pvs = local_persistent_volumes(&lc);
         assert_eq!(pvs.len(), 2);
@@ -120,25 +101,11 @@ mod tests {
         assert_eq!(s0.capacity.as_ref().unwrap()["storage"], quantity("10Gi"));
         assert_eq!(s1.capacity.as_ref().unwrap()["storage"], quantity("100Gi"));
         assert_eq!(s1.local.as_ref().unwrap().path, "/mnt/d1");
-        assert_eq!(
-            s1.storage_class_name.as_deref(),
-            Some("strata-local-prod-logs")
-        );
-        let term = &s1
-            .node_affinity
-            .as_ref()
-            .unwrap()
-            .required
-            .as_ref()
-            .unwrap()
-            .node_selector_terms[0];
+        assert_eq!(s1.storage_class_name.as_deref(), Some("strata-local-prod-logs"));
+        let term = &s1.node_affinity.as_ref().unwrap().required.as_ref().unwrap().node_selector_terms[0];
         let req = &term.match_expressions.as_ref().unwrap()[0];
         assert_eq!(
-            (
-                req.key.as_str(),
-                req.operator.as_str(),
-                req.values.clone().unwrap()
-            ),
+            (req.key.as_str(), req.operator.as_str(), req.values.clone().unwrap()),
             ("kubernetes.io/hostname", "In", vec!["n2".to_string()])
         );
     }
