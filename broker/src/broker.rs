@@ -1,11 +1,12 @@
 //! Wiring: opens the storage and topic metadata, binds the listeners, runs the server, and shuts down cleanly
 //! (stop accepting, finish in-flight requests, flush, clean-shutdown marker).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use strata_storage::LogManagerConfig;
@@ -13,16 +14,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::Cluster;
 use crate::config::{BrokerConfig, Listener};
+use crate::controller::image::Image;
+use crate::controller::quorum::QuorumTiming;
+use crate::controller::records::Endpoint;
+use crate::controller::service::Settings;
+use crate::controller::{Controller, ControllerConfig};
 use crate::group::coordinator::{now_ms, run_timers};
 use crate::group::lag::{self, RemoteHighWatermarks};
 use crate::group::GroupCoordinator;
 use crate::handlers::Handler;
+use crate::lifecycle::Lifecycle;
 use crate::log_dir_space::LogDirSpace;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdManager;
-use crate::replica::ReplicaManager;
+use crate::publisher::{dynamic_overrides, Publisher};
+use crate::replica::{Defaults, ReplicaManager};
 use crate::server::{self, ConnectionOptions};
 use crate::warmup::Warmer;
 
@@ -31,8 +38,10 @@ pub struct BrokerState {
     /// With advertised ports resolved (a configured port 0 becomes the bound port).
     pub config: BrokerConfig,
     pub cluster_id: String,
-    pub cluster: Cluster,
-    pub replicas: ReplicaManager,
+    pub controller: Arc<Controller>,
+    pub replicas: Arc<ReplicaManager>,
+    /// Topics whose automatic creation is under way, so repeated Metadata requests ask the controller once.
+    pub auto_creating: Mutex<HashSet<String>>,
     pub metrics: Metrics,
     /// Whether produce requests find room in the log directory.
     pub log_dir_space: LogDirSpace,
@@ -47,6 +56,24 @@ pub struct BrokerState {
 }
 
 impl BrokerState {
+    /// The cluster's metadata as this broker last applied it.
+    pub fn image(&self) -> Arc<Image> {
+        self.controller.image()
+    }
+
+    /// The error for a partition this broker does not lead: another broker does (or none, while its broker
+    /// is fenced; the client refreshes its metadata), or it does not exist.
+    pub fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {
+        match self.image().partition(topic, partition) {
+            Some(_) => crate::errors::code::NOT_LEADER_OR_FOLLOWER,
+            None => crate::errors::code::UNKNOWN_TOPIC_OR_PARTITION,
+        }
+    }
+
+    pub fn topic_name_by_id(&self, id: uuid::Uuid) -> Option<String> {
+        self.image().topic_by_id(id).map(|t| t.name.clone())
+    }
+
     /// The address advertised on the listener a client connected to.
     pub fn advertised(&self, listener: &str) -> &Listener {
         let adv = &self.config.advertised_listeners;
@@ -103,12 +130,51 @@ fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
+/// Where voters were last told to be reached at run time (the operator learns pod IPs late).
+pub const DYNAMIC_VOTERS_FILE: &str = "quorum-voters.json";
+
+/// Starts this node's part of the controller quorum; a single node without voters is its own quorum.
+async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Result<Controller> {
+    let mut voters = config.quorum_voters.clone();
+    if voters.is_empty() {
+        // Never contacted: a one-voter quorum sends no messages.
+        voters.insert(config.node_id, "127.0.0.1:0".into());
+    }
+    let stored: Option<BTreeMap<i32, String>> =
+        crate::topics::load_json(&config.log_dir.join(DYNAMIC_VOTERS_FILE)).context("reading the stored voter addresses")?;
+    match stored {
+        Some(s) if s.keys().eq(voters.keys()) => voters = s,
+        Some(s) => tracing::warn!(stored = ?s, configured = ?voters, "ignoring stored voter addresses for other voters"),
+        None => {}
+    }
+    let log_defaults = config.log_defaults.clone();
+    let settings = Settings {
+        node_id: config.node_id,
+        session_timeout: config.session_timeout,
+        default_partitions: config.num_partitions,
+        log_defaults,
+        voters: voters.keys().copied().collect(),
+    };
+    let controller_config = ControllerConfig {
+        node_id: config.node_id,
+        cluster_id: cluster_id.to_string(),
+        voters,
+        timing: QuorumTiming {
+            election_timeout: config.election_timeout,
+            snapshot_interval_records: config.snapshot_interval_records,
+        },
+        settings,
+        inter_broker_listener: config.inter_broker_listener.clone(),
+    };
+    Controller::start(&config.log_dir, controller_config).await
+}
+
 impl Broker {
     /// Opens the data directory and starts serving on every listener.
     pub async fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
         fs::create_dir_all(&config.log_dir).with_context(|| format!("creating log.dirs {}", config.log_dir.display()))?;
         let cluster_id = cluster_id(&config.log_dir, config.node_id, config.cluster_id.as_deref())?;
-        let cluster = Cluster::open(&config).context("loading the cluster membership")?;
+        let controller = Arc::new(start_controller(&config, &cluster_id).await?);
         let logs_config = LogManagerConfig {
             retention_check_interval_ms: config.retention_check_interval_ms,
             flush_check_interval_ms: config.flush_check_interval_ms,
@@ -118,8 +184,12 @@ impl Broker {
             ..LogManagerConfig::new(&config.log_dir)
         };
         let static_overrides: BTreeMap<String, String> = config.log_overrides.iter().cloned().collect();
-        let replicas = ReplicaManager::open(logs_config, static_overrides, config.node_id)
-            .with_context(|| format!("opening the logs in {}", config.log_dir.display()))?;
+        let defaults = Defaults::new(static_overrides, dynamic_overrides(&controller.image(), config.node_id))
+            .context("the broker's log settings")?;
+        let replicas = Arc::new(
+            ReplicaManager::open(logs_config, defaults)
+                .with_context(|| format!("opening the logs in {}", config.log_dir.display()))?,
+        );
         // Before the background tasks, which would apply the default retention to the offsets log.
         let groups = GroupCoordinator::open(config.groups.clone(), replicas.log_manager().clone(), &config.log_dir, now_ms())
             .context("loading consumer groups")?;
@@ -160,11 +230,22 @@ impl Broker {
             )),
             false => None,
         };
+        let (caught_up_tx, caught_up) = watch::channel(false);
+        let publisher = Publisher {
+            node_id: config.node_id,
+            replicas: replicas.clone(),
+            groups: groups.clone(),
+            caught_up: caught_up.clone(),
+            acted: controller.acted(),
+        };
+        // The partitions of the image replayed from the local log exist before clients connect.
+        publisher.publish(&controller.subscribe().borrow());
         let state = Arc::new(BrokerState {
             config,
             cluster_id,
-            cluster,
+            controller: controller.clone(),
             replicas,
+            auto_creating: Mutex::new(HashSet::new()),
             metrics,
             log_dir_space,
             groups: groups.clone(),
@@ -200,12 +281,40 @@ impl Broker {
         }
         // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
         servers.spawn(run_timers(groups, shutdown.clone()));
-        servers.spawn(crate::cluster::sync::run(state.clone(), shutdown.clone()));
+        servers.spawn(publisher.run(controller.subscribe(), shutdown.clone()));
+        if config.roles.broker {
+            let lifecycle = Lifecycle {
+                controller: controller.clone(),
+                node_id: config.node_id,
+                endpoints: config
+                    .advertised_listeners
+                    .iter()
+                    .filter(|l| l.name != config.controller_listener)
+                    .map(|l| Endpoint { name: l.name.clone(), host: l.host.clone(), port: l.port })
+                    .collect(),
+                rack: config.rack.clone(),
+                inter_broker_listener: config.inter_broker_listener.clone(),
+                heartbeat_interval: config.heartbeat_interval,
+                legacy: crate::topics::legacy_import(&config.log_dir, config.node_id)
+                    .context("reading the topics of an older release")?,
+                caught_up: caught_up_tx,
+            };
+            servers.spawn(lifecycle.run(shutdown.clone()));
+        }
         servers.spawn(lag::run(state.clone(), shutdown.clone()));
         if metrics_port != 0 {
             let metrics_listener =
                 TcpListener::bind((metrics_addr.as_str(), metrics_port)).await.context("binding metrics.port")?;
             servers.spawn(crate::http::serve(metrics_listener, state.clone(), shutdown.clone()));
+        }
+        // A node that is the whole quorum is in service (registered, unfenced) before it is handed out.
+        let mut caught_up = caught_up;
+        let alone = config.quorum_voters.is_empty() || config.quorum_voters.keys().eq([config.node_id].iter());
+        if config.roles.broker
+            && alone
+            && tokio::time::timeout(Duration::from_secs(30), caught_up.wait_for(|c| *c)).await.is_err()
+        {
+            tracing::warn!("not yet in service 30 s after starting");
         }
         Ok(Broker { state, stop, servers, background: Some(background), addresses })
     }
@@ -219,6 +328,7 @@ impl Broker {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop.send_replace(true);
         while self.servers.join_next().await.is_some() {}
+        self.state.controller.shutdown().await;
         if let Some(bg) = self.background.take() {
             bg.stop();
         }

@@ -2,15 +2,13 @@
 //! (`--log.dirs DIR`), environment variables (`STRATA_LOG_DIRS`), a properties file (`--config FILE`),
 //! then the defaults below (topic-level log defaults come from strata-storage's `LogConfig::default()`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use strata_storage::LogConfig;
-
-use crate::cluster::membership::Membership;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -209,17 +207,109 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "cluster.id",
         None,
-        "Id shared by every broker of the cluster (1-64 characters of [A-Za-z0-9_-]); needed when cluster.brokers lists \
-         other brokers. Default: a random id kept in the data directory.",
+        "Id shared by every node of the cluster (1-64 characters of [A-Za-z0-9_-]); needed when controller.quorum.voters \
+         lists other nodes. Default: a random id kept in the data directory.",
     ),
     s(
-        "cluster.brokers",
-        Some(""),
-        "Every broker of the cluster, this one included, as id@host:port,... (empty: a single node). Also settable at \
-         run time with IncrementalAlterConfigs on this broker's BROKER resource (stored in the data directory).",
+        "process.roles",
+        Some("broker,controller"),
+        "What this node does: broker (serves clients, hosts partitions), controller (a voter of the controller quorum), \
+         or both.",
     ),
-    s("cluster.sync.interval.ms", Some("10000"), "How often a broker compares its topic metadata with the other brokers'."),
+    s(
+        "controller.quorum.voters",
+        Some(""),
+        "The controller quorum's voters as id@host:port,... (the port of each voter's controller listener). Empty: this \
+         node alone is the quorum (a single node). Voter addresses (not ids) may be changed at run time with \
+         IncrementalAlterConfigs on this broker's BROKER resource (stored in the data directory).",
+    ),
+    s(
+        "controller.listener.names",
+        Some("CONTROLLER"),
+        "The listener (of listeners) the controller quorum's messages arrive on, on voters.",
+    ),
+    s(
+        "inter.broker.listener.name",
+        None,
+        "The listener other nodes reach this broker on. Default: the first listener that is not a controller listener.",
+    ),
+    s("broker.rack", None, "The rack of this broker (registered with the controller, reported in Metadata)."),
+    s("broker.heartbeat.interval.ms", Some("2000"), "How often a broker heartbeats to the active controller."),
+    s(
+        "broker.session.timeout.ms",
+        Some("9000"),
+        "A broker without a heartbeat for this long is fenced: it leads no partition until it is back.",
+    ),
+    s(
+        "controller.quorum.election.timeout.ms",
+        Some("1000"),
+        "A voter that hears nothing from the quorum's leader for this long (plus a random part as long) starts an election.",
+    ),
+    s(
+        "metadata.log.max.snapshot.interval.records",
+        Some("10000"),
+        "Metadata log entries after which a snapshot of the metadata is taken and older entries are dropped.",
+    ),
 ];
+
+/// `process.roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Roles {
+    pub fn parse(value: &str) -> Result<Roles, String> {
+        let mut roles = Roles { broker: false, controller: false };
+        for r in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match r {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => return Err(format!("unknown role {other:?}: expected broker and/or controller")),
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err("no role".into());
+        }
+        Ok(roles)
+    }
+}
+
+/// Parses `id@host:port,...` (Kafka's controller.quorum.voters).
+pub fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, addr) = item.split_once('@').ok_or_else(|| format!("{item:?}: expected id@host:port"))?;
+        let id: i32 = id.trim().parse().ok().filter(|i| *i >= 0).ok_or_else(|| format!("{item:?}: bad node id {id:?}"))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{item:?}: missing :port"))?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare.is_empty() || bare.contains(char::is_whitespace) {
+            return Err(format!("{item:?}: bad host {host:?}"));
+        }
+        let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("{item:?}: bad port {port:?}"))?;
+        let addr = if bare.contains(':') { format!("[{bare}]:{port}") } else { format!("{bare}:{port}") };
+        if out.insert(id, addr).is_some() {
+            return Err(format!("node id {id} appears twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// A voter must be listed, a broker-only node must not be; several nodes need a shared cluster.id (each
+/// data directory would otherwise have its own).
+pub fn check_voters(voters: &BTreeMap<i32, String>, node_id: i32, roles: Roles, has_cluster_id: bool) -> Result<(), String> {
+    match (voters.is_empty(), roles.controller, voters.contains_key(&node_id)) {
+        (true, false, _) => return Err("a node without the controller role needs the voters to reach".into()),
+        (false, true, false) => return Err(format!("does not list this controller (node.id {node_id})")),
+        (false, false, true) => return Err(format!("lists node.id {node_id}, which does not have the controller role")),
+        _ => {}
+    }
+    if (voters.len() > 1 || !roles.controller) && !has_cluster_id {
+        return Err("several nodes need a shared cluster.id: set it, the same on every node".into());
+    }
+    Ok(())
+}
 
 /// How record bytes of Fetch responses reach the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,9 +425,16 @@ pub struct BrokerConfig {
     pub groups: crate::group::GroupConfig,
     /// Shared by the brokers of a cluster; None: each data directory gets its own.
     pub cluster_id: Option<String>,
-    /// The static `cluster.brokers` (a value set at run time replaces it).
-    pub cluster_brokers: Membership,
-    pub cluster_sync_interval: Duration,
+    pub roles: Roles,
+    /// Voter id -> `host:port`; empty: this node alone is the quorum.
+    pub quorum_voters: BTreeMap<i32, String>,
+    pub controller_listener: String,
+    pub inter_broker_listener: String,
+    pub rack: Option<String>,
+    pub heartbeat_interval: Duration,
+    pub session_timeout: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_interval_records: u64,
 }
 
 fn parse<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
@@ -430,10 +527,25 @@ impl BrokerConfig {
         if let Some(id) = &cluster_id {
             check_cluster_id(id).map_err(|e| invalid("cluster.id", id, e))?;
         }
-        let brokers = val("cluster.brokers");
-        let cluster_brokers = Membership::parse(&brokers)
-            .and_then(|m| m.validate(node_id, cluster_id.is_some()).map(|()| m))
-            .map_err(|e| invalid("cluster.brokers", &brokers, e))?;
+        let roles_value = val("process.roles");
+        let roles = Roles::parse(&roles_value).map_err(|e| invalid("process.roles", &roles_value, e))?;
+        let voters_value = val("controller.quorum.voters");
+        let quorum_voters = parse_voters(&voters_value)
+            .and_then(|v| check_voters(&v, node_id, roles, cluster_id.is_some()).map(|()| v))
+            .map_err(|e| invalid("controller.quorum.voters", &voters_value, e))?;
+        let controller_listener = val("controller.listener.names").trim().to_string();
+        if roles.controller && quorum_voters.len() > 1 && !listeners.iter().any(|l| l.name == controller_listener) {
+            return Err(invalid(
+                "controller.listener.names",
+                &controller_listener,
+                "a voter needs this listener in listeners (e.g. CONTROLLER://0.0.0.0:9093)",
+            ));
+        }
+        let inter_broker_listener = match get("inter.broker.listener.name") {
+            Some(name) if listeners.iter().any(|l| l.name == name.trim()) => name.trim().to_string(),
+            Some(name) => return Err(invalid("inter.broker.listener.name", &name, "not in listeners")),
+            None => listeners.iter().find(|l| l.name != controller_listener).unwrap_or(&listeners[0]).name.clone(),
+        };
 
         Ok(BrokerConfig {
             node_id,
@@ -504,13 +616,35 @@ impl BrokerConfig {
             shutdown_timeout: Duration::from_millis(parse("shutdown.timeout.ms", &val("shutdown.timeout.ms"))?),
             groups: crate::group::GroupConfig::from_lookup(&get)?,
             cluster_id,
-            cluster_brokers,
-            cluster_sync_interval: Duration::from_millis(parse_range(
-                "cluster.sync.interval.ms",
-                &val("cluster.sync.interval.ms"),
+            roles,
+            quorum_voters,
+            controller_listener,
+            inter_broker_listener,
+            rack: get("broker.rack").map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
+            heartbeat_interval: Duration::from_millis(parse_range(
+                "broker.heartbeat.interval.ms",
+                &val("broker.heartbeat.interval.ms"),
                 10,
-                u64::MAX / 2,
+                600_000,
             )?),
+            session_timeout: Duration::from_millis(parse_range(
+                "broker.session.timeout.ms",
+                &val("broker.session.timeout.ms"),
+                50,
+                3_600_000,
+            )?),
+            election_timeout: Duration::from_millis(parse_range(
+                "controller.quorum.election.timeout.ms",
+                &val("controller.quorum.election.timeout.ms"),
+                50,
+                600_000,
+            )?),
+            snapshot_interval_records: parse_range(
+                "metadata.log.max.snapshot.interval.records",
+                &val("metadata.log.max.snapshot.interval.records"),
+                10,
+                u64::MAX,
+            )?,
         })
     }
 
@@ -648,8 +782,9 @@ mod tests {
             ("max.connections.per.ip", "x"),
             ("socket.listen.backlog.size", "0"),
             ("cluster.id", "has space"),
-            ("cluster.brokers", "0@h"),
-            ("cluster.sync.interval.ms", "0"),
+            ("controller.quorum.voters", "0@h"),
+            ("process.roles", "observer"),
+            ("broker.session.timeout.ms", "0"),
             ("metrics.consumer.lag.refresh.ms", "0"),
             ("metrics.consumer.lag.refresh.ms", "3600001"),
         ] {
@@ -659,16 +794,40 @@ mod tests {
     }
 
     #[test]
-    fn cluster_settings() {
+    fn quorum_settings() {
         let c = BrokerConfig::from_pairs([]).unwrap();
-        assert_eq!((c.cluster_id, c.cluster_brokers.brokers().len()), (None, 0));
-        let three = [("node.id", "1"), ("cluster.id", "Jx1_-a"), ("cluster.brokers", "0@a:9092,1@b:9092,2@c:9092")];
+        assert!(c.quorum_voters.is_empty() && c.roles.broker && c.roles.controller);
+        assert_eq!((c.inter_broker_listener.as_str(), c.session_timeout), ("PLAINTEXT", Duration::from_secs(9)));
+        let three = [
+            ("node.id", "1"),
+            ("cluster.id", "Jx1_-a"),
+            ("controller.quorum.voters", "0@a:9093,1@[::1]:9093,2@c:9093"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+        ];
         let c = BrokerConfig::from_pairs(three).unwrap();
-        assert_eq!((c.cluster_id.as_deref(), c.cluster_brokers.controller(1)), (Some("Jx1_-a"), 0));
-        let err = BrokerConfig::from_pairs([three[0], three[2]]).unwrap_err().to_string();
-        assert!(err.contains("cluster.brokers") && err.contains("cluster.id"), "{err}");
-        let err = BrokerConfig::from_pairs([("node.id", "5"), three[1], three[2]]).unwrap_err().to_string();
-        assert!(err.contains("node.id 5"), "{err}");
+        assert_eq!(c.quorum_voters[&1], "[::1]:9093");
+        assert_eq!(c.inter_broker_listener, "PLAINTEXT");
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![three[0], three[2], three[3]], "cluster.id"),
+            (vec![("node.id", "5"), three[1], three[2], three[3]], "node.id 5"),
+            (vec![three[0], three[1], three[2]], "CONTROLLER://"),
+            (vec![three[0], three[1], ("controller.quorum.voters", "0@a:1,0@b:1"), three[3]], "appears twice"),
+            (vec![three[0], three[1], ("controller.quorum.voters", "x@a:1"), three[3]], "bad node id"),
+            (vec![three[0], three[1], three[2], three[3], ("process.roles", "broker")], "does not have the controller role"),
+            (vec![("process.roles", "broker")], "voters to reach"),
+        ];
+        for (pairs, want) in cases {
+            let err = BrokerConfig::from_pairs(pairs.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+        let observer = BrokerConfig::from_pairs([
+            ("node.id", "7"),
+            ("cluster.id", "x"),
+            ("process.roles", "broker"),
+            ("controller.quorum.voters", "0@a:9093"),
+        ])
+        .unwrap();
+        assert!(!observer.roles.controller);
     }
 
     #[test]

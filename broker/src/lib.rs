@@ -2,8 +2,8 @@
 
 pub mod alloc_guard;
 pub mod broker;
-pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod episode;
 pub mod errors;
 pub mod fetch_response;
@@ -11,11 +11,14 @@ pub mod frame;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod lifecycle;
 pub mod log_dir_space;
 pub mod metrics;
 pub mod node_stats;
+pub mod peer;
 pub mod producer_ids;
 pub mod protocol;
+pub mod publisher;
 pub mod replica;
 pub mod resources;
 pub mod server;

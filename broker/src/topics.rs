@@ -1,6 +1,7 @@
-//! Topic metadata: name, id, partition count, partition assignment and per-topic config overrides, one JSON
-//! file per topic in the log directory (`topic.<name>.json`), each written atomically (temp file, fsync,
-//! rename, fsync dir).
+//! Small JSON files in the data directory, written atomically (temp file, fsync, rename, fsync dir), and the
+//! import of what an older release kept there: one `topic.<name>.json` per topic (name, id, partition count,
+//! assignment, config overrides) and `broker-config.json`. The metadata log holds these now; a data directory
+//! of an older release is imported into it once, then the files are removed.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::controller::service::{ControllerRequest, ImportedTopic};
 
 const PREFIX: &str = "topic.";
 const SUFFIX: &str = ".json";
@@ -36,23 +39,6 @@ pub enum MetaError {
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MetaError + 'a {
     move |source| MetaError::Io { op, path: path.to_path_buf(), source }
-}
-
-/// Kafka's rule: 1-249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("topic name is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("topic name {name:?} is not allowed"));
-    }
-    if name.len() > 249 {
-        return Err(format!("topic name is {} characters long (max 249)", name.len()));
-    }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("topic name {name:?} contains {c:?}: only ASCII letters, digits, '.', '_' and '-' are allowed"));
-    }
-    Ok(())
 }
 
 fn path_of(dir: &Path, name: &str) -> PathBuf {
@@ -87,11 +73,6 @@ pub fn load_all(dir: &Path) -> Result<BTreeMap<String, TopicMeta>, MetaError> {
     Ok(out)
 }
 
-/// Writes `meta` so that a crash leaves either the old or the new file, never a torn one.
-pub fn save(dir: &Path, meta: &TopicMeta) -> Result<(), MetaError> {
-    save_json(&path_of(dir, &meta.name), meta)
-}
-
 /// Atomically replaces `path` with `value` as JSON: temp file, fsync, rename, fsync of the directory.
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), MetaError> {
     let mut tmp = path.as_os_str().to_owned();
@@ -116,10 +97,45 @@ pub fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     }
 }
 
-pub fn remove(dir: &Path, name: &str) -> Result<(), MetaError> {
-    let path = path_of(dir, name);
-    fs::remove_file(&path).map_err(io_err("remove", &path))?;
-    sync_dir(dir)
+/// Files of older releases that the metadata log replaces.
+const LEGACY_FILES: &[&str] = &["broker-config.json", "deleted-topics.json", "cluster-brokers.json"];
+
+/// What an older release kept in `dir` (topics, this broker's dynamic defaults), as the request that imports it
+/// into the metadata log, and the files to remove once it is imported; None if there is nothing.
+pub fn legacy_import(dir: &Path, node_id: i32) -> Result<Option<(ControllerRequest, Vec<PathBuf>)>, MetaError> {
+    let topics = load_all(dir)?;
+    let broker_config: Option<BTreeMap<String, String>> = load_json(&dir.join(LEGACY_FILES[0]))?;
+    let mut files: Vec<PathBuf> = topics.keys().map(|n| path_of(dir, n)).collect();
+    files.extend(LEGACY_FILES.iter().map(|f| dir.join(f)).filter(|p| p.exists()));
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let topics = topics
+        .into_values()
+        .map(|t| ImportedTopic {
+            id: t.id,
+            assignment: if t.assignment.is_empty() { vec![vec![node_id]; t.partitions as usize] } else { t.assignment },
+            name: t.name,
+            configs: t.configs,
+        })
+        .collect();
+    let broker_configs = broker_config.filter(|c| !c.is_empty()).map(|c| (node_id.to_string(), c)).into_iter().collect();
+    Ok(Some((ControllerRequest::Import { topics, broker_configs }, files)))
+}
+
+/// Removes imported files.
+pub fn remove_all(files: &[PathBuf]) -> Result<(), MetaError> {
+    for f in files {
+        match fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(MetaError::Io { op: "remove", path: f.clone(), source: e }),
+        }
+    }
+    match files.first().and_then(|f| f.parent()) {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetaError> {
@@ -131,40 +147,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn topic_names() {
-        for ok in ["a", "orders.v1", "A_b-9", &"x".repeat(249)] {
-            assert!(validate_topic_name(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
-            assert!(validate_topic_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn save_load_remove() {
+    fn an_older_data_directory_is_imported_once() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(legacy_import(dir.path(), 0).unwrap().is_none());
         let meta = TopicMeta {
             name: "orders".into(),
             id: Uuid::new_v4(),
-            partitions: 4,
-            assignment: vec![vec![0], vec![1], vec![0], vec![1]],
+            partitions: 2,
+            assignment: vec![],
             configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
         };
-        save(dir.path(), &meta).unwrap();
+        save_json(&path_of(dir.path(), "orders"), &meta).unwrap();
         fs::write(dir.path().join("topic.x.json.tmp"), "{").unwrap();
+        save_json(&dir.path().join("broker-config.json"), &BTreeMap::from([("retention.ms", "5")])).unwrap();
         fs::create_dir(dir.path().join("orders-0")).unwrap();
-        let all = load_all(dir.path()).unwrap();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all["orders"], meta);
+        let (req, files) = legacy_import(dir.path(), 3).unwrap().unwrap();
+        let ControllerRequest::Import { topics, broker_configs } = req else { panic!("{req:?}") };
+        assert_eq!((topics[0].id, topics[0].assignment.clone()), (meta.id, vec![vec![3], vec![3]]));
+        assert_eq!(broker_configs["3"]["retention.ms"], "5");
         assert!(!dir.path().join("topic.x.json.tmp").exists(), "torn temp files are cleaned up");
-        let updated = TopicMeta { partitions: 5, assignment: [meta.assignment.clone(), vec![vec![2]]].concat(), ..meta };
-        save(dir.path(), &updated).unwrap();
-        assert_eq!(load_all(dir.path()).unwrap()["orders"], updated);
-        let torn = TopicMeta { partitions: 6, ..updated };
-        save(dir.path(), &torn).unwrap();
-        assert!(matches!(load_all(dir.path()), Err(MetaError::Corrupt { .. })), "assignment and count disagree");
-        remove(dir.path(), "orders").unwrap();
-        assert!(load_all(dir.path()).unwrap().is_empty());
+        remove_all(&files).unwrap();
+        assert!(legacy_import(dir.path(), 3).unwrap().is_none());
+        assert!(dir.path().join("orders-0").exists());
     }
 
     #[test]

@@ -259,30 +259,38 @@ async fn broker_resources_replace_the_dynamic_broker_defaults() {
     }
     assert_eq!(describe(&mut c, BROKER, "0").await["log.retention.bytes"].0, "1000000");
 
-    // cluster.brokers set at run time (by the operator) changes only when given: a replace that leaves it out
-    // keeps the membership; deleting it takes IncrementalAlterConfigs.
-    let own = format!("0@{}", b.bootstrap());
-    incremental_set(&mut c, BROKER, "0", "cluster.brokers", &own).await;
-    assert_eq!(describe(&mut c, BROKER, "0").await["cluster.brokers"], (own.clone(), DYNAMIC_BROKER_CONFIG));
-    assert_eq!(alter_one(&mut c, 1, false, resource(BROKER, "0", &[("cluster.brokers", Some(&own))])).await.0, 0);
-    assert_eq!(describe(&mut c, BROKER, "0").await["cluster.brokers"], (own.clone(), DYNAMIC_BROKER_CONFIG), "given: kept");
+    // controller.quorum.voters set at run time (by the operator: new addresses, the same voters) changes only
+    // when given: a replace that leaves it out keeps it.
+    let own = "0@127.0.0.1:1";
+    incremental_set(&mut c, BROKER, "0", "controller.quorum.voters", own).await;
+    assert_eq!(describe(&mut c, BROKER, "0").await["controller.quorum.voters"], (own.to_string(), DYNAMIC_BROKER_CONFIG));
     assert_eq!(alter_one(&mut c, 1, false, resource(BROKER, "0", &[])).await.0, 0);
-    assert_eq!(describe(&mut c, BROKER, "0").await["cluster.brokers"], (own, DYNAMIC_BROKER_CONFIG), "not given: kept");
+    assert_eq!(
+        describe(&mut c, BROKER, "0").await["controller.quorum.voters"],
+        (own.to_string(), DYNAMIC_BROKER_CONFIG),
+        "not given: kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_cluster_topic_configs_change_through_the_controller_on_every_broker() {
-    let settings = |id| [("node.id", id), ("cluster.id", "alter-configs-test"), ("cluster.sync.interval.ms", "200")];
-    let brokers = [TestBroker::start(&settings("0")).await, TestBroker::start(&settings("1")).await];
-    let members = format!("0@{},1@{}", brokers[0].bootstrap(), brokers[1].bootstrap());
-    let mut clients = Vec::new();
-    for (id, b) in brokers.iter().enumerate() {
-        let mut c = b.client().await;
-        incremental_set(&mut c, BROKER, &id.to_string(), "cluster.brokers", &members).await;
-        clients.push(c);
+    // One voter (broker 0) and a broker that is not a voter (broker 1): every change goes through broker 0.
+    let ports = [common::free_port()];
+    let mut brokers = Vec::new();
+    for id in 0..2 {
+        let settings = common::quorum_settings(id, &ports, "alter-configs-test");
+        let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        brokers.push(TestBroker::start(&pairs).await);
     }
-    // Broker 0, the lowest id, is the controller.
-    create_topic(&mut clients[1], "shared").await;
+    let mut clients = Vec::new();
+    for b in &brokers {
+        clients.push(b.client().await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::try_create_topic(&mut clients[1], "shared", 1, &[]).await.error_code != 0 {
+        assert!(Instant::now() < deadline, "broker 1 never reached the controller");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     for (id, c) in clients.iter_mut().enumerate() {
         while try_describe(c, TOPIC, "shared").await.is_err() {
@@ -292,17 +300,19 @@ async fn in_a_cluster_topic_configs_change_through_the_controller_on_every_broke
     }
     incremental_set(&mut clients[1], TOPIC, "shared", "flush.ms", "1000").await;
 
-    // Through a broker that is not the controller (forwarded), then through the controller.
+    // Through the broker that is not a voter (passed on), then through the controller.
     for (via, retention) in [(1, "3600000"), (0, "7200000")] {
         let (code, msg) =
             alter_one(&mut clients[via], 1, false, resource(TOPIC, "shared", &[("retention.ms", Some(retention))])).await;
         assert_eq!(code, 0, "via broker {via}: {msg}");
+        // The broker that answered has applied the change already; the other one follows the log.
+        assert_eq!(topic_overrides(&mut clients[via], "shared").await, map(&[("retention.ms", retention)]), "via broker {via}");
+        let deadline = Instant::now() + Duration::from_secs(10);
         for (id, c) in clients.iter_mut().enumerate() {
-            assert_eq!(
-                topic_overrides(c, "shared").await,
-                map(&[("retention.ms", retention)]),
-                "via broker {via}, on broker {id}"
-            );
+            while topic_overrides(c, "shared").await != map(&[("retention.ms", retention)]) {
+                assert!(Instant::now() < deadline, "via broker {via}, on broker {id}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     let (code, msg) = alter_one(&mut clients[1], 2, false, resource(TOPIC, "shared", &[("retention.ms", Some("soon"))])).await;

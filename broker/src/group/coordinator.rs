@@ -24,7 +24,6 @@ use super::placement;
 use super::records::{self, GroupRecord, MemberRecord, Record, MAX_STRING};
 use super::state::{Effects, Group, GroupState, JoinReply, JoinRequest, JoinResult, Limits, SyncReply, SyncRequest, SyncResult};
 use super::store::{self, partition_for, KeyValue, PartitionLog, StoreError};
-use crate::cluster::Cluster;
 use crate::errors::code;
 use crate::topics::{self, MetaError};
 
@@ -367,16 +366,6 @@ impl GroupCoordinator {
             max_size: config.max_size as usize,
         };
         Ok(GroupCoordinator { config, limits, shards, stopping: AtomicBool::new(false), followed: Mutex::new(0) })
-    }
-
-    /// Takes the cluster's current membership into account, if it changed since the last call: cheap
-    /// otherwise, so every group request can call it first.
-    pub fn follow(&self, cluster: &Cluster) {
-        if *self.followed.lock().expect("membership version lock") >= cluster.version() {
-            return;
-        }
-        let (version, membership) = cluster.versioned_membership();
-        self.set_membership(version, &membership.ids(cluster.node_id()), cluster.node_id());
     }
 
     /// Coordinates the partitions that `brokers` (version `version`; older versions are ignored) give to

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::GroupCoordinator;
 use crate::broker::BrokerState;
-use crate::cluster::{peer, PEER_TIMEOUT};
+use crate::peer::{self, PEER_TIMEOUT};
 use crate::server::stopped;
 
 /// A cached high watermark older than this many refresh intervals is not exported: its peer stopped
@@ -144,28 +144,25 @@ pub async fn run(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
 /// until they go stale.
 async fn refresh(state: &BrokerState) {
     let cache = &state.remote_high_watermarks;
-    let leaders: HashMap<String, Vec<i32>> = state
-        .replicas
-        .topics()
-        .into_iter()
-        .map(|t| (t.name, t.assignment.iter().map(|replicas| replicas.first().copied().unwrap_or(-1)).collect()))
-        .collect();
+    let image = state.image();
+    let leaders: HashMap<String, Vec<i32>> =
+        image.topics.values().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.leader).collect())).collect();
     let leader =
         |tp: &TopicPartition| leaders.get(&tp.topic)?.get(usize::try_from(tp.partition).ok()?).copied().filter(|l| *l >= 0);
     let committed = committed(&state.groups);
-    let wanted = remote_by_leader(committed.iter().map(|(_, tp, _)| tp), leader, state.cluster.node_id());
+    let wanted = remote_by_leader(committed.iter().map(|(_, tp, _)| tp), leader, state.config.node_id);
     cache.retain(&wanted);
-    let membership = state.cluster.membership();
     // An answer that takes longer than two rounds would be nearly stale when it arrives.
     let timeout = PEER_TIMEOUT.min(cache.refresh * 2);
     let asks = wanted.iter().filter_map(|(id, partitions)| {
-        let addr = membership.get(*id)?.socket_addr();
+        let b = image.brokers.get(id)?;
+        let e = b.endpoint(&state.config.inter_broker_listener)?;
+        let addr = crate::controller::quorum::host_port(&e.host, e.port);
         Some(async move {
             let asked = Instant::now();
             let request = latest_offsets_request(partitions);
             match peer::call(&addr, ApiKey::ListOffsets, LIST_OFFSETS_VERSION, peer::PEER_CLIENT_ID, &request, timeout).await {
                 Ok(resp) => cache.store(asked, high_watermarks(resp)),
-                // The anti-entropy loop already reports unreachable peers.
                 Err(e) => tracing::debug!(broker = id, error = %e, "cannot ask a peer for high watermarks"),
             }
         })

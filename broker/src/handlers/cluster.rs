@@ -1,21 +1,21 @@
-//! ApiVersions, Metadata (with auto topic creation) and DescribeCluster: every broker describes the whole
-//! cluster.
+//! ApiVersions, Metadata (with auto topic creation), DescribeCluster and DescribeQuorum: every broker describes
+//! the whole cluster from its metadata image.
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    api_versions_response, describe_cluster_response, metadata_response, ApiVersionsResponse, BrokerId, DescribeClusterRequest,
-    DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+    api_versions_response, describe_cluster_response, describe_quorum_response, metadata_response, ApiVersionsResponse, BrokerId,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
-use strata_storage::LEADER_EPOCH;
 use uuid::Uuid;
 
-use super::s;
+use super::{respond, respond_later, s};
 use crate::broker::BrokerState;
+use crate::controller::image::{Image, TopicImage, NO_LEADER};
 use crate::errors::code;
 use crate::protocol::{RequestHeader, SUPPORTED_APIS};
-use crate::server::Peer;
-use crate::topics::TopicMeta;
+use crate::server::{Peer, Reply};
 
 pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(
@@ -31,37 +31,43 @@ pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
     )
 }
 
-/// The cluster's brokers as (id, host, port): this one at the address of the listener the client used.
-fn brokers(state: &BrokerState, peer: &Peer) -> Vec<(i32, String, i32)> {
+/// The live brokers as (id, host, port, rack) at the listener the client used; this one even while fenced
+/// (a client that bootstrapped here must find it).
+fn brokers(state: &BrokerState, image: &Image, peer: &Peer) -> Vec<(i32, String, i32, Option<String>)> {
     let node = state.config.node_id;
-    let adv = state.advertised(&peer.listener);
-    let membership = state.cluster.membership();
-    let mut out: Vec<(i32, String, i32)> =
-        membership.brokers().iter().filter(|b| b.id != node).map(|b| (b.id, b.host.clone(), i32::from(b.port))).collect();
-    out.push((node, adv.host.clone(), i32::from(adv.port)));
+    let mut out: Vec<(i32, String, i32, Option<String>)> = image
+        .live_brokers()
+        .filter(|b| b.id != node)
+        .filter_map(|b| b.endpoint(&peer.listener).map(|e| (b.id, e.host.clone(), i32::from(e.port), b.rack.clone())))
+        .collect();
+    if state.config.roles.broker {
+        let adv = state.advertised(&peer.listener);
+        out.push((node, adv.host.clone(), i32::from(adv.port), state.config.rack.clone()));
+    }
     out.sort_by_key(|b| b.0);
     out
 }
 
-/// A topic's partitions with their assigned replicas; a partition whose broker left the cluster has no leader.
-fn describe_topic(meta: &TopicMeta, members: &[i32]) -> metadata_response::MetadataResponseTopic {
+/// A topic's partitions with their replicas, leaders and epochs; a partition without a leader (its broker is
+/// fenced) answers LEADER_NOT_AVAILABLE.
+fn describe_topic(topic: &TopicImage) -> metadata_response::MetadataResponseTopic {
     metadata_response::MetadataResponseTopic::default()
-        .with_name(Some(TopicName(s(meta.name.clone()))))
-        .with_topic_id(meta.id)
+        .with_name(Some(TopicName(s(topic.name.clone()))))
+        .with_topic_id(topic.id)
         .with_partitions(
-            meta.assignment
+            topic
+                .partitions
                 .iter()
                 .enumerate()
-                .map(|(p, replicas)| {
-                    let ids: Vec<BrokerId> = replicas.iter().map(|b| BrokerId(*b)).collect();
-                    let leader = replicas.first().copied().filter(|l| members.contains(l));
+                .map(|(p, part)| {
+                    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
                     metadata_response::MetadataResponsePartition::default()
                         .with_partition_index(p as i32)
-                        .with_error_code(if leader.is_some() { 0 } else { code::LEADER_NOT_AVAILABLE })
-                        .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_isr_nodes(if leader.is_some() { ids.clone() } else { vec![] })
-                        .with_replica_nodes(ids)
+                        .with_error_code(if part.leader == NO_LEADER { code::LEADER_NOT_AVAILABLE } else { 0 })
+                        .with_leader_id(BrokerId(part.leader))
+                        .with_leader_epoch(part.leader_epoch)
+                        .with_isr_nodes(ids(&part.isr))
+                        .with_replica_nodes(ids(&part.replicas))
                 })
                 .collect(),
         )
@@ -74,60 +80,85 @@ fn topic_error(name: Option<String>, id: Uuid, error_code: i16) -> metadata_resp
         .with_error_code(error_code)
 }
 
-pub fn metadata(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: MetadataRequest) -> MetadataResponse {
+pub fn metadata(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: MetadataRequest) -> Reply {
     let version = header.api_version;
-    let brokers = brokers(state, peer);
-    let members: Vec<i32> = brokers.iter().map(|b| b.0).collect();
-    let replicas = &state.replicas;
-    let all = || replicas.topics().iter().map(|t| describe_topic(t, &members)).collect();
-    let topics = match req.topics {
+    // Before v4 there is no flag and Kafka creates topics whenever the broker allows it.
+    let allow_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let image = state.image();
+    let missing: Vec<String> = match &req.topics {
+        Some(list) if allow_create => {
+            list.iter().filter_map(|t| t.name.as_ref()).map(|n| n.to_string()).filter(|n| image.topic(n).is_none()).collect()
+        }
+        _ => vec![],
+    };
+    if missing.is_empty() {
+        return respond(header, &metadata_answer(state, peer, version, &req, &Default::default()));
+    }
+    let (state, peer) = (state.clone(), peer.clone());
+    respond_later(header, async move {
+        let mut refused = std::collections::HashMap::new();
+        for name in missing {
+            match super::admin::auto_create(&state, &name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    refused.insert(name, code::LEADER_NOT_AVAILABLE);
+                }
+                Err(e) => {
+                    tracing::info!(topic = %name, error = %e, "auto topic creation refused");
+                    refused.insert(name, e.code);
+                }
+            }
+        }
+        metadata_answer(&state, &peer, version, &req, &refused)
+    })
+}
+
+fn metadata_answer(
+    state: &BrokerState,
+    peer: &Peer,
+    version: i16,
+    req: &MetadataRequest,
+    refused: &std::collections::HashMap<String, i16>,
+) -> MetadataResponse {
+    let image = state.image();
+    let all = || image.topics.values().map(|t| describe_topic(t)).collect();
+    let topics = match &req.topics {
         // v0 has no null list: an empty one means all topics.
         None => all(),
         Some(list) if list.is_empty() && version == 0 => all(),
-        Some(list) => {
-            // Before v4 there is no flag and Kafka creates topics whenever the broker allows it.
-            let allow_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-            list.into_iter()
-                .map(|t| match t.name {
-                    Some(name) => {
-                        let name = name.0.to_string();
-                        if let Some(meta) = replicas.topic(&name) {
-                            return describe_topic(&meta, &members);
-                        }
-                        if !allow_create {
-                            return topic_error(Some(name), Uuid::nil(), code::UNKNOWN_TOPIC_OR_PARTITION);
-                        }
-                        match super::admin::auto_create(state, &name) {
-                            Ok(Some(meta)) => describe_topic(&meta, &members),
-                            Ok(None) => topic_error(Some(name), Uuid::nil(), code::LEADER_NOT_AVAILABLE),
-                            Err((error_code, msg)) => {
-                                tracing::info!(topic = %name, error = %msg, "auto topic creation refused");
-                                topic_error(Some(name), Uuid::nil(), error_code)
-                            }
-                        }
+        Some(list) => list
+            .iter()
+            .map(|t| match &t.name {
+                Some(name) => {
+                    let name = name.to_string();
+                    match (image.topic(&name), refused.get(&name)) {
+                        (Some(topic), _) => describe_topic(topic),
+                        (None, Some(c)) => topic_error(Some(name), Uuid::nil(), *c),
+                        (None, None) => topic_error(Some(name), Uuid::nil(), code::UNKNOWN_TOPIC_OR_PARTITION),
                     }
-                    None => match replicas.topic_name_by_id(t.topic_id).and_then(|n| replicas.topic(&n)) {
-                        Some(meta) => describe_topic(&meta, &members),
-                        None => topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID),
-                    },
-                })
-                .collect()
-        }
+                }
+                None => match image.topic_by_id(t.topic_id) {
+                    Some(topic) => describe_topic(topic),
+                    None => topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID),
+                },
+            })
+            .collect(),
     };
     MetadataResponse::default()
         .with_brokers(
-            brokers
+            brokers(state, &image, peer)
                 .into_iter()
-                .map(|(id, host, port)| {
+                .map(|(id, host, port, rack)| {
                     metadata_response::MetadataResponseBroker::default()
                         .with_node_id(BrokerId(id))
                         .with_host(s(host))
                         .with_port(port)
+                        .with_rack(rack.map(s))
                 })
                 .collect(),
         )
         .with_cluster_id(if version >= 2 { Some(s(state.cluster_id.clone())) } else { None })
-        .with_controller_id(BrokerId(if version >= 1 { state.cluster.controller_id() } else { -1 }))
+        .with_controller_id(BrokerId(if version >= 1 { state.controller.leader_id() } else { -1 }))
         .with_topics(topics)
 }
 
@@ -135,22 +166,73 @@ pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRe
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(state.cluster_id.clone()))
-        .with_controller_id(BrokerId(state.cluster.controller_id()));
-    // Endpoint type 2 asks for KRaft controllers, which this cluster does not have.
-    if req.endpoint_type != 1 {
-        return base
+        .with_controller_id(BrokerId(state.controller.leader_id()));
+    let image = state.image();
+    match req.endpoint_type {
+        1 => base.with_brokers(
+            brokers(state, &image, peer)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    describe_cluster_response::DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(s(host))
+                        .with_port(port)
+                        .with_rack(rack.map(s))
+                })
+                .collect(),
+        ),
+        // The controllers: the voters at their controller listener.
+        2 => base.with_brokers(
+            state
+                .controller
+                .voters()
+                .into_iter()
+                .filter_map(|(id, addr)| {
+                    let (host, port) = addr.rsplit_once(':')?;
+                    Some(
+                        describe_cluster_response::DescribeClusterBroker::default()
+                            .with_broker_id(BrokerId(id))
+                            .with_host(s(host.trim_start_matches('[').trim_end_matches(']')))
+                            .with_port(port.parse().ok()?),
+                    )
+                })
+                .collect(),
+        ),
+        other => base
             .with_error_code(code::INVALID_REQUEST)
-            .with_error_message(Some(s(format!("endpoint type {} is not supported", req.endpoint_type))));
+            .with_error_message(Some(s(format!("endpoint type {other} is not supported")))),
     }
-    base.with_brokers(
-        brokers(state, peer)
-            .into_iter()
-            .map(|(id, host, port)| {
-                describe_cluster_response::DescribeClusterBroker::default()
-                    .with_broker_id(BrokerId(id))
-                    .with_host(s(host))
-                    .with_port(port)
-            })
-            .collect(),
-    )
+}
+
+/// DescribeQuorum (KIP-595/853): the metadata log's leader, epoch, high watermark, and each voter's and
+/// observer's progress (known on the leader).
+pub fn describe_quorum(state: &BrokerState, req: DescribeQuorumRequest) -> DescribeQuorumResponse {
+    let q = state.controller.quorum_state();
+    let replica = |r: &crate::controller::ReplicaState| {
+        describe_quorum_response::ReplicaState::default().with_replica_id(BrokerId(r.id)).with_log_end_offset(r.log_end_offset)
+    };
+    let partitions = req
+        .topics
+        .iter()
+        .map(|t| {
+            let ok = t.topic_name.as_str() == crate::controller::METADATA_DIR;
+            describe_quorum_response::TopicData::default().with_topic_name(t.topic_name.clone()).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        let base = describe_quorum_response::PartitionData::default().with_partition_index(p.partition_index);
+                        if !ok || p.partition_index != 0 {
+                            return base.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+                        }
+                        base.with_leader_id(BrokerId(q.leader))
+                            .with_leader_epoch(q.epoch)
+                            .with_high_watermark(q.high_watermark)
+                            .with_current_voters(q.voters.iter().map(replica).collect())
+                            .with_observers(q.observers.iter().map(replica).collect())
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    DescribeQuorumResponse::default().with_topics(partitions)
 }

@@ -2,25 +2,24 @@
 //! overrides and dynamic broker defaults apply to the logs at once, without a restart.
 
 use std::collections::BTreeMap;
-use std::future::{ready, Future};
-use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
     alter_configs_request, alter_configs_response, describe_configs_response, incremental_alter_configs_request,
-    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, ApiKey, DescribeConfigsRequest,
+    incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use strata_storage::LogConfig;
 
-use super::{forwarded, respond_later, s};
-use crate::broker::BrokerState;
-use crate::cluster::{push, Role};
-use crate::config::{topic_key_for, LOG_DEFAULT_KEYS};
+use super::admin::call_each;
+use super::{respond_later, s};
+use crate::broker::{BrokerState, DYNAMIC_VOTERS_FILE};
+use crate::config::{parse_voters, topic_key_for, LOG_DEFAULT_KEYS};
+use crate::controller::image::Refused;
+use crate::controller::service::{ConfigResource, ControllerRequest};
 use crate::errors::code;
 use crate::protocol::RequestHeader;
 use crate::server::Reply;
-use crate::topics::TopicMeta;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -67,13 +66,14 @@ fn broker_key_for(topic_key: &str) -> &'static str {
     LOG_DEFAULT_KEYS.iter().find(|(_, t)| *t == topic_key).map_or("", |(b, _)| b)
 }
 
-/// Every topic-level config of `meta` (or only `keys`) with where its value comes from.
-pub fn describe_topic_configs(state: &BrokerState, meta: &TopicMeta, keys: Option<&[String]>) -> Vec<ConfigEntry> {
+/// Every topic-level config of a topic with `overrides` (or only `keys`) with where its value comes from.
+pub fn describe_topic_configs(
+    state: &BrokerState,
+    overrides: &BTreeMap<String, String>,
+    keys: Option<&[String]>,
+) -> Vec<ConfigEntry> {
     let defaults = state.replicas.defaults();
-    let effective = defaults
-        .config
-        .with_overrides(meta.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .unwrap_or_else(|_| defaults.config.clone());
+    let effective = defaults.topic_config(overrides).unwrap_or_else(|_| defaults.config.clone());
     let base = LogConfig::default();
     LogConfig::KEYS
         .iter()
@@ -81,7 +81,7 @@ pub fn describe_topic_configs(state: &BrokerState, meta: &TopicMeta, keys: Optio
         .map(|key| {
             let broker_key = broker_key_for(key).to_string();
             let mut synonyms = Vec::new();
-            if let Some(v) = meta.configs.get(*key) {
+            if let Some(v) = overrides.get(*key) {
                 synonyms.push((key.to_string(), v.clone(), DYNAMIC_TOPIC_CONFIG));
             }
             if let Some(v) = defaults.dynamic_overrides.get(*key) {
@@ -103,19 +103,32 @@ pub fn describe_topic_configs(state: &BrokerState, meta: &TopicMeta, keys: Optio
         .collect()
 }
 
-/// The broker's settings: dynamic log defaults (alterable) and the static ones (read-only).
+/// The broker's settings: dynamic log defaults (alterable) and the static ones (read-only). By node id, this
+/// broker's own dynamic values come first, then the cluster-wide ones (resource ""), as Kafka layers them.
 fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&[String]>) -> Vec<ConfigEntry> {
     let defaults = state.replicas.defaults();
+    let image = state.image();
+    let empty = BTreeMap::new();
+    let own = if by_node_id { image.broker_configs.get(&state.config.node_id.to_string()).unwrap_or(&empty) } else { &empty };
+    let cluster_wide = image.broker_configs.get("").unwrap_or(&empty);
     let base = LogConfig::default();
-    let dynamic_source = if by_node_id { DYNAMIC_BROKER_CONFIG } else { DYNAMIC_DEFAULT_BROKER_CONFIG };
+    let effective = match by_node_id {
+        true => defaults.config.clone(),
+        false => base
+            .with_overrides(defaults.static_overrides.iter().chain(cluster_wide).map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_else(|_| defaults.config.clone()),
+    };
     let c = &state.config;
     let listeners = |ls: &[crate::config::Listener]| ls.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let mut out: Vec<ConfigEntry> = LOG_DEFAULT_KEYS
         .iter()
         .map(|(broker_key, topic_key)| {
             let mut synonyms = Vec::new();
-            if let Some(v) = defaults.dynamic_overrides.get(*topic_key) {
-                synonyms.push((broker_key.to_string(), v.clone(), dynamic_source));
+            if let Some(v) = own.get(*topic_key) {
+                synonyms.push((broker_key.to_string(), v.clone(), DYNAMIC_BROKER_CONFIG));
+            }
+            if let Some(v) = cluster_wide.get(*topic_key) {
+                synonyms.push((broker_key.to_string(), v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG));
             }
             if let Some(v) = defaults.static_overrides.get(*topic_key) {
                 synonyms.push((broker_key.to_string(), v.clone(), STATIC_BROKER_CONFIG));
@@ -123,7 +136,7 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
             synonyms.push((broker_key.to_string(), base.get(topic_key).unwrap_or_default(), DEFAULT_CONFIG));
             ConfigEntry {
                 name: broker_key.to_string(),
-                value: defaults.config.get(topic_key).unwrap_or_default(),
+                value: effective.get(topic_key).unwrap_or_default(),
                 read_only: false,
                 source: synonyms[0].2,
                 synonyms,
@@ -149,12 +162,13 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
         source: STATIC_BROKER_CONFIG,
         config_type,
     }));
-    let (brokers, set_at_run_time) = state.cluster.brokers_setting();
-    let source = if set_at_run_time { dynamic_source } else { STATIC_BROKER_CONFIG };
+    let voters = state.controller.voters().iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",");
+    let set_at_run_time = c.log_dir.join(DYNAMIC_VOTERS_FILE).exists();
+    let source = if set_at_run_time { DYNAMIC_BROKER_CONFIG } else { STATIC_BROKER_CONFIG };
     out.push(ConfigEntry {
-        name: CLUSTER_BROKERS.into(),
-        synonyms: vec![(CLUSTER_BROKERS.into(), brokers.clone(), source)],
-        value: brokers,
+        name: QUORUM_VOTERS.into(),
+        synonyms: vec![(QUORUM_VOTERS.into(), voters.clone(), source)],
+        value: voters,
         read_only: false,
         source,
         config_type: TYPE_LIST,
@@ -183,8 +197,8 @@ pub fn describe_configs(state: &BrokerState, header: &RequestHeader, req: Descri
             let name = r.resource_name.to_string();
             let keys: Option<Vec<String>> = r.configuration_keys.as_ref().map(|ks| ks.iter().map(|k| k.to_string()).collect());
             let entries = match r.resource_type {
-                TOPIC => match state.replicas.topic(&name) {
-                    Some(meta) => Ok(describe_topic_configs(state, &meta, keys.as_deref())),
+                TOPIC => match state.image().topic(&name) {
+                    Some(t) => Ok(describe_topic_configs(state, &t.configs, keys.as_deref())),
                     None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
                 },
                 BROKER => match is_this_broker(state, &name) {
@@ -241,7 +255,7 @@ const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
 /// Applies incremental operations to an override map (keys already in topic-level form).
-fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[Op], effective: &LogConfig) -> Result<(), String> {
+pub fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[Op], effective: &LogConfig) -> Result<(), String> {
     for (key, op, value) in ops {
         match (*op, value) {
             (SET, Some(v)) => {
@@ -273,65 +287,121 @@ fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[Op], effective: &Log
     Ok(())
 }
 
-/// The broker setting that lists the cluster's brokers (settable at run time).
-const CLUSTER_BROKERS: &str = "cluster.brokers";
-
-/// An answer that may have to wait (for the controller, or for the pushes to the other brokers).
-type Answer<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// The voters' addresses, which the operator sets at run time (pod IPs are known late); this node's own.
+const QUORUM_VOTERS: &str = "controller.quorum.voters";
 
 pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlterConfigsRequest) -> Reply {
-    respond_later(header, alter(state, header, req))
+    let state = state.clone();
+    respond_later(header, async move { alter(&state, req).await })
 }
 
-/// Broker settings are each broker's own and change here; topic configs are the cluster's, changed by the
-/// controller, which then pushes the topics' complete overrides to the other brokers. What this broker
-/// changes, it changes before it returns, so the requests after this one on the connection see it.
-fn alter(
-    state: &Arc<BrokerState>,
-    header: &RequestHeader,
-    req: IncrementalAlterConfigsRequest,
-) -> Answer<IncrementalAlterConfigsResponse> {
-    let has_topics = req.resources.iter().any(|r| r.resource_type == TOPIC);
-    let role = if has_topics { state.cluster.role(header.client_id.as_deref()) } else { Role::Alone };
-    let (topics, others): (Vec<_>, Vec<_>) = req.resources.iter().cloned().partition(|r| r.resource_type == TOPIC);
-    let part =
-        |resources| IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
-    let (topics, others) = (part(topics), part(others));
-    let remote: Answer<IncrementalAlterConfigsResponse> = match role {
-        Role::Alone | Role::Apply => return Box::pin(ready(alter_here(state, req))),
-        Role::Controller(peers) => {
-            let validate_only = req.validate_only;
-            let resp = alter_here(state, req);
-            let changed: Vec<TopicMeta> = resp
-                .responses
-                .iter()
-                .filter(|r| r.resource_type == TOPIC && r.error_code == 0 && !validate_only)
-                .filter_map(|r| state.replicas.topic(r.resource_name.as_str()))
-                .collect();
-            return Box::pin(async move {
-                if !changed.is_empty() {
-                    let request = push::topic_configs(&changed);
-                    push::broadcast(&peers, ApiKey::IncrementalAlterConfigs, push::ALTER_CONFIGS_VERSION, &request, refusals)
-                        .await;
+/// What one resource of a request changes.
+enum Change {
+    /// Decided by the active controller (topic configs, dynamic broker defaults).
+    Controller(ConfigResource, Vec<Op>),
+    /// This node's voter addresses: Some(value) or None (back to the configured value).
+    Voters(Option<String>),
+}
+
+fn change_of(state: &BrokerState, r: &incremental_alter_configs_request::AlterConfigsResource) -> Result<Change, Refused> {
+    let name = r.resource_name.to_string();
+    let ops: Vec<Op> =
+        r.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
+    match r.resource_type {
+        TOPIC => Ok(Change::Controller(ConfigResource::Topic(name), ops)),
+        BROKER => {
+            if is_this_broker(state, &name).is_none() {
+                return Err(Refused::new(code::INVALID_REQUEST, format!("unexpected broker id {name}")));
+            }
+            if ops.iter().any(|(k, _, _)| k == QUORUM_VOTERS) {
+                return match ops.as_slice() {
+                    [(_, SET, Some(v))] => Ok(Change::Voters(Some(v.clone()))),
+                    [(_, DELETE, _)] => Ok(Change::Voters(None)),
+                    _ => Err(Refused::new(code::INVALID_REQUEST, format!("{QUORUM_VOTERS} is set or deleted alone"))),
+                };
+            }
+            let mut topic_ops = Vec::with_capacity(ops.len());
+            for (key, op, value) in ops {
+                match topic_key_for(&key) {
+                    Some(t) => topic_ops.push((t.to_string(), op, value)),
+                    None => return Err(Refused::new(code::INVALID_REQUEST, format!("{key} cannot be updated dynamically"))),
                 }
-                resp
-            });
+            }
+            Ok(Change::Controller(ConfigResource::Broker(name), topic_ops))
         }
-        Role::Forward(controller) => {
-            Box::pin(forwarded(header, controller, topics, |req, msg| alter_failed(req, code::NOT_CONTROLLER, msg)))
-        }
-        Role::NotController(id) => {
-            Box::pin(ready(alter_failed(&topics, code::NOT_CONTROLLER, format!("broker {id} is the controller"))))
-        }
+        other => Err(Refused::new(code::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
+    }
+}
+
+/// Sets (or resets) this node's voter addresses, stored so a restart keeps them.
+fn set_voters(state: &BrokerState, value: Option<&str>, validate_only: bool) -> Result<(), Refused> {
+    let invalid = |m: String| Refused::new(code::INVALID_CONFIG, format!("{QUORUM_VOTERS}: {m}"));
+    let voters = match value {
+        Some(v) => parse_voters(v).map_err(invalid)?,
+        None => state.config.quorum_voters.clone(),
     };
-    // Topic configs from the controller, the rest from here, in the request's order.
-    let local = alter_here(state, others);
-    Box::pin(async move {
-        let (mut remote, mut local) = (remote.await.responses.into_iter(), local.responses.into_iter());
-        let responses =
-            req.resources.iter().filter_map(|r| if r.resource_type == TOPIC { remote.next() } else { local.next() }).collect();
-        IncrementalAlterConfigsResponse::default().with_responses(responses)
-    })
+    if validate_only {
+        return Ok(());
+    }
+    let path = state.config.log_dir.join(DYNAMIC_VOTERS_FILE);
+    state.controller.set_voter_addresses(voters.clone()).map_err(invalid)?;
+    let stored = match value {
+        Some(_) => crate::topics::save_json(&path, &voters),
+        None => std::fs::remove_file(&path)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| crate::topics::MetaError::Io { op: "remove", path: path.clone(), source: e }),
+    };
+    stored.map_err(|e| Refused::new(code::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    tracing::info!(voters = ?voters, "controller quorum voter addresses changed");
+    Ok(())
+}
+
+/// Topic configs and dynamic broker defaults change through the active controller; this node's voter
+/// addresses change here. The answer comes once this broker applied the change.
+async fn alter(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let changes: Vec<Result<Change, Refused>> = req.resources.iter().map(|r| change_of(state, r)).collect();
+    let to_controller: Vec<(ConfigResource, Vec<Op>)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Ok(Change::Controller(r, ops)) => Some((r.clone(), ops.clone())),
+            _ => None,
+        })
+        .collect();
+    let count = to_controller.len();
+    let mut decided = if count == 0 {
+        vec![]
+    } else {
+        call_each(
+            state,
+            ControllerRequest::AlterConfigs { changes: to_controller, validate_only: req.validate_only },
+            count,
+            super::admin::timeout_of(0),
+        )
+        .await
+    }
+    .into_iter();
+    let responses = req
+        .resources
+        .iter()
+        .zip(changes)
+        .map(|(r, change)| {
+            let outcome = change.and_then(|c| match c {
+                Change::Controller(..) => decided.next().unwrap_or(Ok(())),
+                Change::Voters(v) => set_voters(state, v.as_deref(), req.validate_only),
+            });
+            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match outcome {
+                Ok(()) => resp,
+                Err(e) => {
+                    tracing::info!(resource = %r.resource_name.as_str(), error = %e, "config change refused");
+                    resp.with_error_code(e.code).with_error_message(Some(s(e.message)))
+                }
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 /// AlterConfigs, the API IncrementalAlterConfigs replaced: the given configs become the resource's only
@@ -342,12 +412,9 @@ pub fn alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: Alte
     let refused: Vec<Option<(i16, String)>> =
         req.resources.iter().map(|r| as_incremental(state, r).map(|r| resources.push(r)).err()).collect();
     let incremental = IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
-    // The controller is passed the IncrementalAlterConfigs request, which is what the change now is.
-    let header_as_incremental =
-        RequestHeader { api_key: ApiKey::IncrementalAlterConfigs, api_version: push::ALTER_CONFIGS_VERSION, ..header.clone() };
-    let answer = alter(state, &header_as_incremental, incremental);
+    let state = state.clone();
     respond_later(header, async move {
-        let mut answers = answer.await.responses.into_iter();
+        let mut answers = alter(&state, incremental).await.responses.into_iter();
         let responses = req
             .resources
             .into_iter()
@@ -378,9 +445,13 @@ fn as_incremental(
     let dynamic: Vec<String> = match r.resource_type {
         // Every topic config, not only those this broker has as set: the controller's may be newer.
         TOPIC => LogConfig::KEYS.iter().map(ToString::to_string).collect(),
-        // Not cluster.brokers: the membership is the operator's, changed only when given, so that a client
-        // tuning retention with this older API cannot take brokers out of the cluster.
-        BROKER => state.replicas.defaults().dynamic_overrides.keys().map(|k| broker_key_for(k).to_string()).collect(),
+        // Not controller.quorum.voters: the addresses are the operator's, changed only when given.
+        BROKER => state
+            .image()
+            .broker_configs
+            .get(r.resource_name.as_str())
+            .map(|m| m.keys().map(|k| broker_key_for(k).to_string()).collect())
+            .unwrap_or_default(),
         other => {
             return Err((
                 code::INVALID_REQUEST,
@@ -416,120 +487,6 @@ fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result
     }
     let deletes = dynamic.iter().filter(|k| !given.iter().any(|(g, _)| g == *k)).map(|k| (k.clone(), DELETE, None));
     Ok(deletes.chain(given.iter().map(|(k, v)| (k.clone(), SET, v.clone()))).collect())
-}
-
-fn refusals(r: &IncrementalAlterConfigsResponse) -> Vec<String> {
-    r.responses
-        .iter()
-        .filter(|c| c.error_code != 0)
-        .map(|c| format!("{}: {:?}", c.resource_name.as_str(), c.error_message))
-        .collect()
-}
-
-fn alter_failed(req: &IncrementalAlterConfigsRequest, error_code: i16, msg: String) -> IncrementalAlterConfigsResponse {
-    IncrementalAlterConfigsResponse::default().with_responses(
-        req.resources
-            .iter()
-            .map(|r| {
-                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(r.resource_type)
-                    .with_resource_name(r.resource_name.clone())
-                    .with_error_code(error_code)
-                    .with_error_message(Some(s(msg.clone())))
-            })
-            .collect(),
-    )
-}
-
-fn alter_here(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let name = r.resource_name.to_string();
-            let ops: Vec<Op> = r
-                .configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
-                .collect();
-            let outcome: Result<(), (i16, String)> = match r.resource_type {
-                TOPIC => match state.replicas.topic(&name) {
-                    None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
-                    Some(meta) => {
-                        let mut overrides = meta.configs.clone();
-                        let effective = state.replicas.defaults().config;
-                        apply_ops(&mut overrides, &ops, &effective).map_err(|m| (code::INVALID_CONFIG, m)).and_then(|()| {
-                            state
-                                .replicas
-                                .set_topic_configs(&name, overrides, req.validate_only)
-                                .map_err(|e| (e.code(), e.to_string()))
-                        })
-                    }
-                },
-                BROKER => match is_this_broker(state, &name) {
-                    None => Err((code::INVALID_REQUEST, format!("unexpected broker id {name}"))),
-                    Some(_) => {
-                        let mut topic_ops = Vec::with_capacity(ops.len());
-                        let mut refused = None;
-                        // None: unchanged; Some(None): back to the configured value.
-                        let mut brokers: Option<Option<String>> = None;
-                        for (key, op, value) in ops {
-                            match (key.as_str(), op, value) {
-                                (CLUSTER_BROKERS, SET, Some(v)) => brokers = Some(Some(v)),
-                                (CLUSTER_BROKERS, DELETE, _) => brokers = Some(None),
-                                (CLUSTER_BROKERS, _, _) => {
-                                    refused = Some(format!("{CLUSTER_BROKERS} can only be set or deleted"))
-                                }
-                                (_, op, value) => match topic_key_for(&key) {
-                                    Some(t) => topic_ops.push((t.to_string(), op, value)),
-                                    None => refused = Some(format!("{key} cannot be updated dynamically")),
-                                },
-                            }
-                        }
-                        let set_brokers = |validate_only| match &brokers {
-                            Some(v) => state
-                                .cluster
-                                .set_dynamic_brokers(v.as_deref(), validate_only)
-                                .map_err(|m| (code::INVALID_CONFIG, format!("{CLUSTER_BROKERS}: {m}"))),
-                            None => Ok(()),
-                        };
-                        match refused {
-                            Some(msg) => Err((code::INVALID_REQUEST, msg)),
-                            None => {
-                                let defaults = state.replicas.defaults();
-                                let mut dynamic = defaults.dynamic_overrides.clone();
-                                // Everything is checked before anything changes.
-                                set_brokers(true)
-                                    .and_then(|()| {
-                                        apply_ops(&mut dynamic, &topic_ops, &defaults.config)
-                                            .map_err(|m| (code::INVALID_CONFIG, m))
-                                    })
-                                    .and_then(|()| {
-                                        state
-                                            .replicas
-                                            .set_dynamic_broker_overrides(dynamic, req.validate_only)
-                                            .map_err(|e| (e.code(), e.to_string()))
-                                    })
-                                    .and_then(|()| if req.validate_only { Ok(()) } else { set_brokers(false) })
-                            }
-                        }
-                    }
-                },
-                other => Err((code::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
-            };
-            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            match outcome {
-                Ok(()) => resp,
-                Err((error_code, msg)) => {
-                    tracing::info!(resource = %name, error = %msg, "config change refused");
-                    resp.with_error_code(error_code).with_error_message(Some(s(msg)))
-                }
-            }
-        })
-        .collect();
-    IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
         .topics
         .into_iter()
         .map(|t| {
-            let name = if version >= 13 { state.replicas.topic_name_by_id(t.topic_id) } else { Some(t.topic.0.to_string()) };
+            let name = if version >= 13 { state.topic_name_by_id(t.topic_id) } else { Some(t.topic.0.to_string()) };
             Wanted {
                 name,
                 topic_id: t.topic_id,
@@ -206,7 +206,7 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
             };
             let Some(partition) = state.replicas.partition(name, index) else {
                 errors = true;
-                partitions.push(error_partition(index, state.replicas.missing_partition_code(name, index)));
+                partitions.push(error_partition(index, state.missing_partition_code(name, index)));
                 continue;
             };
             let log = &partition.log;

@@ -18,7 +18,7 @@ use strata_storage::TopicPartition;
 
 use super::{message_if, respond, s};
 use crate::broker::BrokerState;
-use crate::cluster::membership::Membership;
+use crate::controller::image::Image;
 use crate::errors::code;
 use crate::group::coordinator::{now_ms, Commit, OffsetCommitEntry};
 use crate::group::member::Protocol;
@@ -28,9 +28,8 @@ use crate::group::{GroupCoordinator, Pending};
 use crate::protocol::RequestHeader;
 use crate::server::{Peer, Reply};
 
-/// The group coordinator, following the cluster's current membership (which decides the groups it coordinates).
+/// The group coordinator (the publisher keeps it following the registered brokers).
 fn coordinator(state: &BrokerState) -> &GroupCoordinator {
-    state.groups.follow(&state.cluster);
     &state.groups
 }
 
@@ -67,12 +66,14 @@ const NO_TRANSACTIONS: &str = "transactions are not supported by this broker";
 
 /// (id, host, port) where clients reach broker `id`: this one at the listener the client used, a peer at its
 /// address in the membership.
-fn address(state: &BrokerState, peer: &Peer, membership: &Membership, id: i32) -> Option<(BrokerId, StrBytes, i32)> {
+/// Where clients reach broker `id` on the listener they used; None while it is fenced.
+fn address(state: &BrokerState, peer: &Peer, image: &Image, id: i32) -> Option<(BrokerId, StrBytes, i32)> {
     if id == state.config.node_id {
         let adv = state.advertised(&peer.listener);
         return Some((BrokerId(id), s(adv.host.clone()), i32::from(adv.port)));
     }
-    membership.get(id).map(|b| (BrokerId(id), s(b.host.clone()), i32::from(b.port)))
+    let b = image.brokers.get(&id).filter(|b| !b.fenced)?;
+    b.endpoint(&peer.listener).map(|e| (BrokerId(id), s(e.host.clone()), i32::from(e.port)))
 }
 
 pub fn find_coordinator(
@@ -83,12 +84,12 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let version = header.api_version;
     let coordinator = coordinator(state);
-    let membership = state.cluster.membership();
-    let brokers = membership.ids(state.config.node_id);
+    let image = state.image();
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     let locate = |key: &str| match req.key_type {
         0 => coordinator
             .coordinator_of(key, &brokers)
-            .and_then(|id| address(state, peer, &membership, id))
+            .and_then(|id| address(state, peer, &image, id))
             .ok_or_else(|| (code::COORDINATOR_NOT_AVAILABLE, format!("no broker coordinates group {key}"))),
         1 => Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.to_string())),
         other => Err((code::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
@@ -243,7 +244,7 @@ pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCom
     for t in &req.topics {
         for p in &t.partitions {
             let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-            let slot = state.replicas.has_partition(&tp.topic, tp.partition).then(|| {
+            let slot = state.image().partition(&tp.topic, tp.partition).is_some().then(|| {
                 entries.push(OffsetCommitEntry {
                     tp: tp.clone(),
                     offset: p.committed_offset,

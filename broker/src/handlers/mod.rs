@@ -8,17 +8,17 @@ mod groups;
 mod offsets;
 mod produce;
 
+pub(crate) use configs::apply_ops as apply_config_ops;
+
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Encodable;
 
 use crate::broker::BrokerState;
-use crate::cluster::membership::BrokerAddr;
-use crate::cluster::peer;
+use crate::controller::rpc;
 use crate::protocol::{decode_header, decode_request, encode_response, DecodeError, Request, RequestHeader, StrBytes};
 use crate::server::{Peer, Reply, Service};
 
@@ -34,6 +34,17 @@ impl Handler {
 
 impl Service for Handler {
     fn call(&self, peer: &Peer, frame: Bytes) -> Reply {
+        if let Some(internal) = rpc::internal_body(&frame) {
+            return match internal {
+                Ok((correlation_id, req)) => {
+                    let controller = self.state.controller.clone();
+                    Reply::Later(Box::pin(async move {
+                        Some(rpc::response_frame(correlation_id, &controller.serve(req).await).into())
+                    }))
+                }
+                Err(e) => Reply::Close(format!("{e} (from {})", peer.addr)),
+            };
+        }
         let (header, body_start) = match decode_header(&frame) {
             Ok(h) => h,
             Err(e) => return Reply::Close(e.to_string()),
@@ -57,8 +68,10 @@ impl Service for Handler {
         tracing::trace!(peer = %peer.addr, api = ?header.api_key, version = header.api_version, "request");
         let reply = match request {
             Request::ApiVersions(_) => respond(&header, &cluster::api_versions(0)),
-            Request::Metadata(r) => respond(&header, &cluster::metadata(state, peer, &header, r)),
+            Request::Metadata(r) => cluster::metadata(state, peer, &header, r),
             Request::DescribeCluster(r) => respond(&header, &cluster::describe_cluster(state, peer, r)),
+            Request::DescribeQuorum(r) => respond(&header, &cluster::describe_quorum(state, r)),
+            Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
             Request::FindCoordinator(r) => respond(&header, &groups::find_coordinator(state, peer, &header, r)),
             Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),
             Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
@@ -122,54 +135,11 @@ where
     }))
 }
 
-/// How long a request passed to the controller may take (the controller pushes the change to its peers,
-/// each bounded by the peer timeout, before it answers).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(45);
-
-/// Passes a client's topic change to the controller and relays its answer; `unreachable` builds the answer
-/// when the controller cannot be asked.
-fn forward<Req, Resp>(
-    header: &RequestHeader,
-    controller: BrokerAddr,
-    req: Req,
-    unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static,
-) -> Reply
-where
-    Req: Encodable + Send + Sync + 'static,
-    Resp: Encodable + Decodable + Send + 'static,
-{
-    respond_later(header, forwarded(header, controller, req, unreachable))
-}
-
-/// The controller's answer to a client's request (see [`forward`]).
-fn forwarded<Req, Resp>(
-    header: &RequestHeader,
-    controller: BrokerAddr,
-    req: Req,
-    unreachable: impl FnOnce(&Req, String) -> Resp + Send + 'static,
-) -> impl Future<Output = Resp> + Send + 'static
-where
-    Req: Encodable + Send + Sync + 'static,
-    Resp: Decodable + Send + 'static,
-{
-    let (api, version) = (header.api_key, header.api_version);
-    async move {
-        let addr = controller.socket_addr();
-        match peer::call(&addr, api, version, peer::FORWARD_CLIENT_ID, &req, FORWARD_TIMEOUT).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::info!(controller = %controller, error = %e, ?api, "cannot pass a request to the controller");
-                unreachable(&req, format!("the controller, broker {}, cannot be reached: {e}", controller.id))
-            }
-        }
-    }
-}
-
 /// Runs disk work that may block the thread (an append waiting on the file system's block reservation or on
 /// dirty-page throttling) without holding up the other connections of this worker: on the multi-threaded
 /// runtime the worker first hands its other tasks to another thread (block_in_place). It runs in place, so the
 /// appends of one connection keep their order. A current-thread runtime (tests) has no other thread to hand to.
-fn may_block<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn may_block<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

@@ -18,7 +18,7 @@ const LATEST_TIERED: i64 = -5;
 
 /// The (timestamp, offset) answer for one partition, or an error code.
 fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
-    let p = state.replicas.partition(topic, partition).ok_or_else(|| state.replicas.missing_partition_code(topic, partition))?;
+    let p = state.replicas.partition(topic, partition).ok_or_else(|| state.missing_partition_code(topic, partition))?;
     let log = &p.log;
     Ok(match timestamp {
         // Read-committed clients get the last stable offset, which equals the high watermark without transactions.
@@ -78,7 +78,7 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
                         let r = offset_for_leader_epoch_response::EpochEndOffset::default().with_partition(p.partition);
                         match state.replicas.partition(&name, p.partition) {
                             None => r
-                                .with_error_code(state.replicas.missing_partition_code(&name, p.partition))
+                                .with_error_code(state.missing_partition_code(&name, p.partition))
                                 .with_leader_epoch(-1)
                                 .with_end_offset(-1),
                             // The client knows a newer epoch than the leader's.
@@ -116,7 +116,7 @@ pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteR
                             .with_partition_index(p.partition_index);
                         let Some(part) = state.replicas.partition(&name, p.partition_index) else {
                             return r
-                                .with_error_code(state.replicas.missing_partition_code(&name, p.partition_index))
+                                .with_error_code(state.missing_partition_code(&name, p.partition_index))
                                 .with_low_watermark(-1);
                         };
                         let hw = part.log.high_watermark();

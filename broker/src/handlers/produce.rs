@@ -19,7 +19,7 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
     let mut topics = Vec::with_capacity(req.topics.len());
     for mut topic in req.topics {
         // v13+ names topics by id.
-        let name = if version >= 13 { state.replicas.topic_name_by_id(topic.topic_id) } else { Some(topic.name.clone()) };
+        let name = if version >= 13 { state.topic_name_by_id(topic.topic_id) } else { Some(topic.name.clone()) };
         let unknown = if version >= 13 { code::UNKNOWN_TOPIC_ID } else { code::UNKNOWN_TOPIC_OR_PARTITION };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &mut topic.partitions {
@@ -32,7 +32,7 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                     code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported by this broker".to_string(),
                 )),
-                (true, None, _) => match name.as_deref().map(|n| state.replicas.missing_partition_code(n, p.index)) {
+                (true, None, _) => match name.as_deref().map(|n| state.missing_partition_code(n, p.index)) {
                     Some(code::NOT_LEADER_OR_FOLLOWER) => {
                         Err((code::NOT_LEADER_OR_FOLLOWER, "another broker leads this partition".to_string()))
                     }

@@ -29,6 +29,7 @@ impl TestBroker {
         // No metrics endpoint unless asked: brokers of parallel tests would all bind the default port.
         let mut pairs = vec![("listeners", "PLAINTEXT://127.0.0.1:0"), ("log.dirs", log_dir.as_str()), ("metrics.port", "0")];
         pairs.extend_from_slice(settings);
+        // Later settings win: a cluster's listeners replace the default one.
         let broker = Broker::start(BrokerConfig::from_pairs(pairs).unwrap()).await.unwrap();
         let addr = broker.addresses[0].1;
         TestBroker { broker: Some(broker), addr, dir }
@@ -59,6 +60,38 @@ impl TestBroker {
 pub struct Client {
     pub stream: TcpStream,
     correlation: i32,
+}
+
+/// A port that was free a moment ago (for listeners whose port others must know before they start, such as a
+/// voter's controller listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Settings of node `id` of a cluster whose voters listen on `voter_ports` (node i on port i); nodes beyond
+/// the voters are brokers only. Short timeouts, so tests see elections and fencing quickly.
+pub fn quorum_settings(id: usize, voter_ports: &[u16], cluster_id: &str) -> Vec<(String, String)> {
+    let voters: Vec<String> = voter_ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{p}")).collect();
+    let voter = id < voter_ports.len();
+    let listeners = match voter {
+        true => format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}", voter_ports[id]),
+        false => "PLAINTEXT://127.0.0.1:0".to_string(),
+    };
+    [
+        ("node.id", id.to_string()),
+        ("cluster.id", cluster_id.to_string()),
+        ("process.roles", if voter { "broker,controller" } else { "broker" }.to_string()),
+        ("controller.quorum.voters", voters.join(",")),
+        ("listeners", listeners),
+        // Tests share two cores and a disk whose fsyncs may take long: short enough to see elections and
+        // fencing quickly, long enough not to fence brokers of a loaded machine.
+        ("controller.quorum.election.timeout.ms", "1000".to_string()),
+        ("broker.heartbeat.interval.ms", "250".to_string()),
+        ("broker.session.timeout.ms", "5000".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 pub fn s(v: &str) -> StrBytes {

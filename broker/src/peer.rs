@@ -1,7 +1,5 @@
-//! Requests to other brokers over the Kafka protocol, one short connection per call (metadata traffic is
-//! small and rare). The client id tells the receiver what a request is: [`PEER_CLIENT_ID`] marks metadata
-//! the controller (or a repairing peer) hands over, applied as is and never passed on; [`FORWARD_CLIENT_ID`]
-//! marks a client's request a broker passed to the controller, which must not pass it on again.
+//! Kafka requests to other brokers (the group coordinator asks partition leaders for high watermarks), one
+//! short connection per call.
 
 use std::time::Duration;
 
@@ -12,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const PEER_CLIENT_ID: &str = "strata-peer";
-pub const FORWARD_CLIENT_ID: &str = "strata-forward";
+
+/// Requests to peers give up after this long.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest response accepted (metadata of every topic of a large cluster fits easily).
 const MAX_RESPONSE: usize = 256 << 20;

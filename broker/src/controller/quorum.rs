@@ -1,0 +1,209 @@
+//! The controller quorum on openraft: the type configuration, the transport between nodes, and starting a
+//! node's Raft instance (voters form the quorum from `controller.quorum.voters`; other brokers follow the log
+//! as learners once the active controller adds them). Nothing outside `controller/` sees openraft's types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Cursor};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use tokio::sync::watch;
+
+use super::log_store::LogStore;
+use super::records::MetadataBatch;
+use super::rpc::{Connection, RpcRequest, RpcResponse};
+use super::state_machine::{Applied, Published, StateMachine};
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = MetadataBatch,
+        R = Applied,
+        NodeId = NodeId,
+        Node = BasicNode,
+);
+
+pub type MetadataRaft = Raft<TypeConfig>;
+
+/// Where each node is reached: voters at their `controller.quorum.voters` address (which the operator may
+/// update at run time, pod IPs being known late), other brokers at the inter-broker listener they registered.
+pub struct AddressBook {
+    voters: RwLock<BTreeMap<i32, String>>,
+    image: watch::Receiver<Published>,
+    inter_broker_listener: String,
+}
+
+impl AddressBook {
+    pub fn new(voters: BTreeMap<i32, String>, image: watch::Receiver<Published>, inter_broker_listener: String) -> AddressBook {
+        AddressBook { voters: RwLock::new(voters), image, inter_broker_listener }
+    }
+
+    pub fn voters(&self) -> BTreeMap<i32, String> {
+        self.voters.read().expect("voters lock").clone()
+    }
+
+    pub fn voter_ids(&self) -> BTreeSet<i32> {
+        self.voters.read().expect("voters lock").keys().copied().collect()
+    }
+
+    /// New addresses for the same voters.
+    pub fn set_voters(&self, voters: BTreeMap<i32, String>) {
+        *self.voters.write().expect("voters lock") = voters;
+    }
+
+    pub fn address(&self, id: i32) -> Option<String> {
+        if let Some(a) = self.voters.read().expect("voters lock").get(&id) {
+            return Some(a.clone());
+        }
+        let image = self.image.borrow().image.clone();
+        image.brokers.get(&id).and_then(|b| b.endpoint(&self.inter_broker_listener)).map(|e| host_port(&e.host, e.port))
+    }
+}
+
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+pub struct Network {
+    pub book: Arc<AddressBook>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
+        PeerClient { target, book: self.book.clone(), conn: None }
+    }
+}
+
+/// openraft's client of one other node.
+pub struct PeerClient {
+    target: NodeId,
+    book: Arc<AddressBook>,
+    conn: Option<Connection>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn send<E: std::error::Error>(&mut self, req: RpcRequest, option: &RPCOption) -> RpcResult<RpcResponse, E> {
+        let addr = self.book.address(self.target as i32).ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::new(&io::Error::other(format!("no address for node {}", self.target))))
+        })?;
+        if self.conn.as_ref().is_some_and(|c| c.addr() != addr) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let c = Connection::open(&addr, option.hard_ttl()).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.conn = Some(c);
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        match conn.call(&req, option.hard_ttl()).await {
+            Ok(RpcResponse::Refused(msg)) => Err(RPCError::Network(NetworkError::new(&io::Error::other(msg)))),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.conn = None;
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self, what: &str) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::Network(NetworkError::new(&io::Error::other(format!(
+            "node {} answered {what} with another message",
+            self.target
+        ))))
+    }
+
+    fn remote<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        match self.send(RpcRequest::AppendEntries(rpc), &option).await? {
+            RpcResponse::AppendEntries(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected("append entries")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.send(RpcRequest::InstallSnapshot(rpc), &option).await? {
+            RpcResponse::InstallSnapshot(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected("install snapshot")),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> RpcResult<VoteResponse<NodeId>> {
+        match self.send(RpcRequest::Vote(rpc), &option).await? {
+            RpcResponse::Vote(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected("vote")),
+        }
+    }
+}
+
+/// Timing of the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumTiming {
+    /// `controller.quorum.election.timeout.ms`: a follower that hears nothing from the leader for this long
+    /// (plus up to as much again, at random) starts an election.
+    pub election_timeout: Duration,
+    /// Entries after which a snapshot is taken (`metadata.log.max.snapshot.interval.records`).
+    pub snapshot_interval_records: u64,
+}
+
+/// Starts this node's Raft instance over the log and state machine in the data directory. Voters of a new
+/// quorum initialize it with the configured voters (each may; the same membership is safe to propose twice).
+pub async fn start(
+    node_id: i32,
+    cluster_id: &str,
+    timing: &QuorumTiming,
+    book: Arc<AddressBook>,
+    log: LogStore,
+    state_machine: StateMachine,
+) -> anyhow::Result<MetadataRaft> {
+    let election = timing.election_timeout.as_millis() as u64;
+    let config = openraft::Config {
+        cluster_name: cluster_id.to_string(),
+        election_timeout_min: election,
+        election_timeout_max: election * 2,
+        heartbeat_interval: (election / 5).max(10),
+        install_snapshot_timeout: election.max(1000) * 5,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_interval_records),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    }
+    .validate()?;
+    let is_voter = book.voter_ids().contains(&node_id);
+    let voters: BTreeMap<NodeId, BasicNode> =
+        book.voters().into_iter().map(|(id, addr)| (id as NodeId, BasicNode { addr })).collect();
+    let raft = Raft::new(node_id as NodeId, Arc::new(config), Network { book }, log, state_machine).await?;
+    if is_voter && !raft.is_initialized().await? {
+        match raft.initialize(voters).await {
+            Ok(()) => tracing::info!("initialized a new controller quorum"),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(raft)
+}

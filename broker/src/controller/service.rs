@@ -1,0 +1,407 @@
+//! The active controller: the node the Raft leader runs on decides requests against its image (one at a time,
+//! so each decision sees the previous one applied) and commits the records; it also keeps the brokers'
+//! sessions (heartbeat times, in memory, reset when leadership changes) and fences brokers whose session
+//! expired. Other nodes send their requests here (see [`super::Controller::call`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use serde::{Deserialize, Serialize};
+use strata_storage::LogConfig;
+use uuid::Uuid;
+
+use super::decisions::{self, NewTopic};
+use super::image::{Image, Refused};
+use super::quorum::{host_port, MetadataRaft, NodeId};
+use super::records::{Endpoint, MetadataBatch, MetadataRecord};
+use crate::errors::code;
+
+/// A config operation: key, AlterConfigOp type (0 set, 1 delete, 2 append, 3 subtract), value.
+pub type ConfigOp = (String, i8, Option<String>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ConfigResource {
+    Topic(String),
+    /// "" for the cluster-wide default, else a node id.
+    Broker(String),
+}
+
+/// A topic as an older release kept it in the data directory, imported into the log once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedTopic {
+    pub id: Uuid,
+    pub name: String,
+    pub assignment: Vec<Vec<i32>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ControllerRequest {
+    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
+    DeleteTopics { names: Vec<String> },
+    CreatePartitions { topics: Vec<(String, i32, Option<Vec<Vec<i32>>>)>, validate_only: bool },
+    AlterConfigs { changes: Vec<(ConfigResource, Vec<ConfigOp>)>, validate_only: bool },
+    RegisterBroker { id: i32, incarnation: Uuid, endpoints: Vec<Endpoint>, rack: Option<String>, inter_broker_listener: String },
+    Heartbeat { id: i32, epoch: i64, applied: u64, want_shutdown: bool },
+    UnregisterBroker { id: i32 },
+    Import { topics: Vec<ImportedTopic>, broker_configs: BTreeMap<String, BTreeMap<String, String>> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum ControllerReply {
+    /// One result per item of the request, in its order.
+    Each(Vec<Result<(), Refused>>),
+    Registered {
+        epoch: i64,
+    },
+    Heartbeat {
+        fenced: bool,
+    },
+    Done,
+}
+
+/// The answer, with the log index the asking broker waits to have applied before it answers its client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerResponse {
+    pub index: u64,
+    pub result: Result<ControllerReply, Refused>,
+}
+
+/// What the active controller decides with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node_id: i32,
+    pub session_timeout: Duration,
+    pub default_partitions: i32,
+    /// Broker-level log defaults, for validating topic configs.
+    pub log_defaults: LogConfig,
+    pub voters: BTreeSet<i32>,
+}
+
+struct Sessions {
+    /// The term these times belong to: a new leader gives every broker a full session.
+    term: u64,
+    last: HashMap<i32, Instant>,
+}
+
+pub struct Active {
+    raft: MetadataRaft,
+    image: tokio::sync::watch::Receiver<super::state_machine::Published>,
+    settings: Settings,
+    /// One decision at a time.
+    deciding: tokio::sync::Mutex<()>,
+    sessions: Mutex<Sessions>,
+}
+
+pub fn not_controller(leader: Option<NodeId>) -> Refused {
+    Refused::new(
+        code::NOT_CONTROLLER,
+        match leader {
+            Some(l) => format!("node {l} is the active controller"),
+            None => "no active controller (an election is under way, or no majority of the voters is reachable)".into(),
+        },
+    )
+}
+
+impl Active {
+    pub fn new(
+        raft: MetadataRaft,
+        image: tokio::sync::watch::Receiver<super::state_machine::Published>,
+        settings: Settings,
+    ) -> Active {
+        Active {
+            raft,
+            image,
+            settings,
+            deciding: tokio::sync::Mutex::new(()),
+            sessions: Mutex::new(Sessions { term: 0, last: HashMap::new() }),
+        }
+    }
+
+    fn image(&self) -> std::sync::Arc<Image> {
+        self.image.borrow().image.clone()
+    }
+
+    fn applied(&self) -> u64 {
+        self.image.borrow().applied
+    }
+
+    /// Commits one batch; its index, or why it was not applied.
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, Refused> {
+        match self.raft.client_write(MetadataBatch::new(records)).await {
+            Ok(r) => r.data.0.map(|()| r.log_id.index),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_controller(f.leader_id)),
+            Err(e) => Err(Refused::new(code::NOT_CONTROLLER, format!("the metadata log refused the write: {e}"))),
+        }
+    }
+
+    /// Decides `req` as the active controller.
+    pub async fn handle(&self, req: ControllerRequest) -> ControllerResponse {
+        let _one = self.deciding.lock().await;
+        // Leader, and every entry committed before this call applied: the image is current.
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            let leader = self.raft.metrics().borrow().current_leader;
+            tracing::debug!(error = %e, "not deciding: not the active controller");
+            return ControllerResponse {
+                index: 0,
+                result: Err(not_controller(leader.filter(|l| *l != self.settings.node_id as u64))),
+            };
+        }
+        let result = self.decide(req).await;
+        ControllerResponse { index: self.applied(), result }
+    }
+
+    async fn each<T>(
+        &self,
+        items: Vec<T>,
+        mut records: impl FnMut(&Image, T) -> Result<Vec<MetadataRecord>, Refused>,
+        validate_only: bool,
+    ) -> ControllerReply {
+        let mut out = Vec::new();
+        for item in items {
+            let decided = records(&self.image(), item);
+            out.push(match decided {
+                Ok(_) if validate_only => Ok(()),
+                Ok(r) => self.propose(r).await.map(|_| ()),
+                Err(e) => Err(e),
+            });
+        }
+        ControllerReply::Each(out)
+    }
+
+    async fn decide(&self, req: ControllerRequest) -> Result<ControllerReply, Refused> {
+        let s = &self.settings;
+        Ok(match req {
+            ControllerRequest::CreateTopics { topics, validate_only } => {
+                self.each(
+                    topics,
+                    |image, t| {
+                        let records = decisions::create_topic(image, &t, Uuid::new_v4(), s.default_partitions, &s.log_defaults)?;
+                        check_room_here(s.node_id, &records)?;
+                        Ok(records)
+                    },
+                    validate_only,
+                )
+                .await
+            }
+            ControllerRequest::DeleteTopics { names } => {
+                self.each(
+                    names,
+                    |image, name| match image.topic(&name) {
+                        Some(t) => Ok(vec![MetadataRecord::RemoveTopic { id: t.id }]),
+                        None => Err(Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
+                    },
+                    false,
+                )
+                .await
+            }
+            ControllerRequest::CreatePartitions { topics, validate_only } => {
+                self.each(
+                    topics,
+                    |image, (name, count, assignment)| {
+                        let records = decisions::create_partitions(image, &name, count, assignment.as_deref())?;
+                        check_room_here(s.node_id, &records)?;
+                        Ok(records)
+                    },
+                    validate_only,
+                )
+                .await
+            }
+            ControllerRequest::AlterConfigs { changes, validate_only } => {
+                self.each(changes, |image, (resource, ops)| alter_configs(image, resource, &ops, &s.log_defaults), validate_only)
+                    .await
+            }
+            ControllerRequest::RegisterBroker { id, incarnation, endpoints, rack, inter_broker_listener } => {
+                let image = self.image();
+                if let Some(b) = image.brokers.get(&id) {
+                    if b.incarnation != incarnation && !b.fenced && self.session_alive(id) {
+                        return Err(Refused::new(
+                            code::DUPLICATE_BROKER_REGISTRATION,
+                            format!("another process registered as broker {id} and is alive"),
+                        ));
+                    }
+                }
+                let addr = endpoints
+                    .iter()
+                    .find(|e| e.name == inter_broker_listener)
+                    .or(endpoints.first())
+                    .map(|e| host_port(&e.host, e.port));
+                let index = self.propose(vec![MetadataRecord::RegisterBroker { id, incarnation, endpoints, rack }]).await?;
+                self.touch(id);
+                if !s.voters.contains(&id) {
+                    self.add_learner(id, addr.unwrap_or_default()).await?;
+                }
+                ControllerReply::Registered { epoch: index as i64 }
+            }
+            ControllerRequest::Heartbeat { id, epoch, applied, want_shutdown } => {
+                let image = self.image();
+                let b = image.brokers.get(&id).filter(|b| b.epoch == epoch).ok_or_else(|| {
+                    Refused::new(code::STALE_BROKER_EPOCH, format!("broker {id} with epoch {epoch} is not registered (any more)"))
+                })?;
+                self.touch(id);
+                let fenced = match (b.fenced, want_shutdown) {
+                    (false, true) => {
+                        tracing::info!(broker = id, "fencing a broker that is shutting down");
+                        self.propose(decisions::fence(&image, id, epoch)).await?;
+                        true
+                    }
+                    // Caught up with the log up to its own registration: it may lead partitions.
+                    (true, false) if applied >= epoch as u64 => {
+                        tracing::info!(broker = id, "unfencing a broker that caught up with the metadata log");
+                        self.propose(decisions::unfence(&image, id, epoch)).await?;
+                        false
+                    }
+                    (fenced, _) => fenced,
+                };
+                ControllerReply::Heartbeat { fenced }
+            }
+            ControllerRequest::UnregisterBroker { id } => {
+                if s.voters.contains(&id) {
+                    return Err(Refused::new(
+                        code::INVALID_REQUEST,
+                        format!("broker {id} is a controller voter and cannot be unregistered"),
+                    ));
+                }
+                self.propose(vec![MetadataRecord::UnregisterBroker { id }]).await?;
+                self.sessions.lock().expect("sessions lock").last.remove(&id);
+                self.remove_learner(id).await?;
+                ControllerReply::Done
+            }
+            ControllerRequest::Import { topics, broker_configs } => {
+                let image = self.image();
+                for t in topics.into_iter().filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none()) {
+                    let mut records = vec![MetadataRecord::Topic { id: t.id, name: t.name.clone(), configs: t.configs }];
+                    for (p, replicas) in t.assignment.into_iter().enumerate() {
+                        records.push(MetadataRecord::Partition {
+                            topic_id: t.id,
+                            partition: p as i32,
+                            leader: replicas.first().copied().unwrap_or(super::image::NO_LEADER),
+                            isr: replicas.clone(),
+                            replicas,
+                            leader_epoch: 0,
+                            partition_epoch: 0,
+                        });
+                    }
+                    tracing::info!(topic = %t.name, "importing a topic of the data directory into the metadata log");
+                    self.propose(records).await?;
+                }
+                for (resource, configs) in broker_configs {
+                    if !image.broker_configs.contains_key(&resource) {
+                        self.propose(vec![MetadataRecord::BrokerConfig { resource, configs }]).await?;
+                    }
+                }
+                ControllerReply::Done
+            }
+        })
+    }
+
+    async fn add_learner(&self, id: i32, addr: String) -> Result<(), Refused> {
+        let members = self.raft.metrics().borrow().membership_config.clone();
+        if members.nodes().any(|(n, _)| *n == id as NodeId) {
+            return Ok(());
+        }
+        tracing::info!(broker = id, %addr, "adding a broker to the metadata log's learners");
+        self.raft.add_learner(id as NodeId, BasicNode { addr }, false).await.map(|_| ()).map_err(|e| not_controller_err(&e))
+    }
+
+    async fn remove_learner(&self, id: i32) -> Result<(), Refused> {
+        let members = self.raft.metrics().borrow().membership_config.clone();
+        if !members.nodes().any(|(n, _)| *n == id as NodeId) {
+            return Ok(());
+        }
+        let change = ChangeMembers::RemoveNodes(BTreeSet::from([id as NodeId]));
+        self.raft.change_membership(change, false).await.map(|_| ()).map_err(|e| not_controller_err(&e))
+    }
+
+    fn touch(&self, id: i32) {
+        self.sessions.lock().expect("sessions lock").last.insert(id, Instant::now());
+    }
+
+    fn session_alive(&self, id: i32) -> bool {
+        let s = self.sessions.lock().expect("sessions lock");
+        s.last.get(&id).is_some_and(|t| t.elapsed() < self.settings.session_timeout)
+    }
+
+    /// Run periodically on every node; as the active controller, fences the brokers whose session expired.
+    pub async fn fence_expired(&self) {
+        let (term, leader) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_term, m.current_leader)
+        };
+        if leader != Some(self.settings.node_id as NodeId) {
+            return;
+        }
+        let image = self.image();
+        let expired: Vec<(i32, i64)> = {
+            let mut s = self.sessions.lock().expect("sessions lock");
+            if s.term != term {
+                // New leadership: every broker gets a whole session from now.
+                s.term = term;
+                s.last.clear();
+            }
+            let now = Instant::now();
+            image
+                .live_brokers()
+                .filter(|b| now.duration_since(*s.last.entry(b.id).or_insert(now)) >= self.settings.session_timeout)
+                .map(|b| (b.id, b.epoch))
+                .collect()
+        };
+        for (id, epoch) in expired {
+            let _one = self.deciding.lock().await;
+            let image = self.image();
+            if image.brokers.get(&id).is_some_and(|b| b.epoch == epoch && !b.fenced) {
+                tracing::warn!(broker = id, timeout = ?self.settings.session_timeout, "fencing a broker without heartbeats");
+                if let Err(e) = self.propose(decisions::fence(&image, id, epoch)).await {
+                    tracing::info!(broker = id, error = %e, "fencing failed");
+                }
+            }
+        }
+    }
+}
+
+fn not_controller_err<E: std::fmt::Display>(e: &E) -> Refused {
+    Refused::new(code::NOT_CONTROLLER, format!("changing the metadata log's members: {e}"))
+}
+
+/// Refuses partitions for this node that its descriptors or memory maps cannot hold (see [`crate::resources`]).
+fn check_room_here(node_id: i32, records: &[MetadataRecord]) -> Result<(), Refused> {
+    let here =
+        records.iter().filter(|r| matches!(r, MetadataRecord::Partition { replicas, .. } if replicas.contains(&node_id))).count();
+    crate::replica::check_room(here).map_err(|m| Refused::new(code::POLICY_VIOLATION, m))
+}
+
+/// The record that applies `ops` to a topic's or broker's configs.
+fn alter_configs(
+    image: &Image,
+    resource: ConfigResource,
+    ops: &[ConfigOp],
+    defaults: &LogConfig,
+) -> Result<Vec<MetadataRecord>, Refused> {
+    let invalid = |m: String| Refused::new(code::INVALID_CONFIG, m);
+    match resource {
+        ConfigResource::Topic(name) => {
+            let topic = image
+                .topic(&name)
+                .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}")))?;
+            let mut configs = topic.configs.clone();
+            crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
+            defaults.with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(e.to_string()))?;
+            Ok(vec![MetadataRecord::TopicConfig { topic_id: topic.id, configs }])
+        }
+        ConfigResource::Broker(resource) => {
+            let mut configs = image.broker_configs.get(&resource).cloned().unwrap_or_default();
+            crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
+            defaults.with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(e.to_string()))?;
+            Ok(vec![MetadataRecord::BrokerConfig { resource, configs }])
+        }
+    }
+}
