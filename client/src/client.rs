@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::admin::{GroupListing, Metadata, OffsetSpec, PerName};
+use crate::admin::{GroupListing, Metadata, OffsetSpec, PerName, TopicInfo};
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
 
@@ -63,6 +63,25 @@ impl Client {
         self.brokers = md.brokers.iter().map(|b| (b.id, b.addr())).collect();
         self.controller = md.controller_id;
         Ok(md)
+    }
+
+    /// Metadata of the named topics; fails naming the first topic the broker reports an error for (e.g.
+    /// `UNKNOWN_TOPIC_OR_PARTITION`).
+    pub async fn topics(&mut self, names: &[String]) -> Result<Vec<TopicInfo>> {
+        let md = self.metadata(Some(names)).await?;
+        for t in &md.topics {
+            self.any().check(t.error.0, format!("topic {}", t.name), None)?;
+        }
+        Ok(md.topics)
+    }
+
+    /// Metadata of one topic (see [`Client::topics`]).
+    pub async fn topic(&mut self, name: &str) -> Result<TopicInfo> {
+        let topics = self.topics(&[name.to_string()]).await?;
+        topics
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| ClientError::NotFound(format!("topic {name} is not in the metadata")))
     }
 
     pub fn broker_ids(&self) -> Vec<i32> {
