@@ -80,7 +80,13 @@ pub fn run(opts: &Options, runtime: &tokio::runtime::Runtime, args: Args) -> any
             };
             opts.check_topic(runtime, &topic)?;
             let consumer: BaseConsumer = opts
-                .rdkafka_config(&[("group.id", group), ("auto.offset.reset", reset), ("enable.partition.eof", "true")])
+                // Offsets are stored as records are printed (below), not as librdkafka hands them over.
+                .rdkafka_config(&[
+                    ("group.id", group),
+                    ("auto.offset.reset", reset),
+                    ("enable.partition.eof", "true"),
+                    ("enable.auto.offset.store", "false"),
+                ])
                 .create()
                 .context("creating the consumer")?;
             consumer.subscribe(&[&topic])?;
@@ -166,6 +172,9 @@ fn consume(
                 if let Err(e) = out.write_all(&buf) {
                     // A closed pipe (`| head`) ends the run quietly.
                     return if e.kind() == ErrorKind::BrokenPipe { Ok(Outcome::Ok) } else { Err(e.into()) };
+                }
+                if args.group.is_some() {
+                    consumer.store_offset_from_message(&m)?;
                 }
                 seen += 1;
                 progress.update(seen);
