@@ -10,7 +10,7 @@
 # Output: OUT_DIR/strata-broker.oci.tar (strata/broker:TAG), OUT_DIR/strata-operator.oci.tar (strata/operator:TAG)
 #
 # Images hold the binary, the shared libraries it links (from this machine: Debian bookworm), and:
-#   broker:   busybox (/bin/sh and the few tools the operator's start/tune scripts use), user strata (10001),
+#   broker:   the strata CLI beside the broker, busybox (/bin/sh and the few tools the operator's start/tune scripts use), user strata (10001),
 #             /var/lib/strata, /var/run/strata, /etc/strata; entrypoint strata-broker.
 #   operator: CA certificates, user nonroot (65532); entrypoint strata-operator run.
 set -euo pipefail
@@ -27,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ -z "${STRATA_BIN_DIR:-}" ]; then
-  cargo build --release --locked -p strata-broker -p strata-operator >&2
+  cargo build --release --locked -p strata-broker -p strata-cli -p strata-operator >&2
   STRATA_BIN_DIR=${CARGO_TARGET_DIR:-target}/release
 fi
 
@@ -77,6 +77,7 @@ populate_broker() {
   local root=$1
   base_rootfs "$root" strata 10001
   install_binary "$root" "$STRATA_BIN_DIR/strata-broker"
+  install_binary "$root" "$STRATA_BIN_DIR/strata"
   install -D -m 0755 /bin/busybox "$root/bin/busybox"
   for applet in sh cat sed mv echo ls sleep; do ln -s busybox "$root/bin/$applet"; done
   install -d -o 10001 -g 10001 "$root/var/lib/strata" "$root/var/run/strata" "$root/etc/strata"

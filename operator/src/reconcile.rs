@@ -27,7 +27,7 @@ use crate::broker_contract;
 use crate::builders;
 use crate::config::{hash_str, BrokerSettings};
 use crate::crd::{LogCluster, LogClusterStatus};
-use crate::kafka_admin::{dynamic_changes, AdminClient, AdminError, ConfigChange};
+use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange};
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
 use crate::rollout::{self, Restart, ScaleDown};
@@ -316,12 +316,7 @@ async fn partition_placement(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Re
             continue;
         };
         let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
-        let result = async {
-            let mut admin = AdminClient::connect(&addr, ctx.admin_timeout).await?;
-            admin.partitions_by_broker().await
-        }
-        .await;
-        match result {
+        match kafka_admin::placement(&addr, ctx.admin_timeout).await {
             Ok(placement) => return Ok(placement),
             Err(e) => last_error = format!("{addr}: {e}"),
         }
@@ -414,12 +409,7 @@ async fn push_to_brokers(
             continue;
         };
         let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
-        let result = async {
-            let mut admin = AdminClient::connect(&addr, ctx.admin_timeout).await?;
-            admin.alter_broker_configs(node, changes).await
-        }
-        .await;
-        match result {
+        match kafka_admin::alter_broker_configs(&addr, ctx.admin_timeout, node, changes).await {
             Ok(()) => {
                 let patch = json!({"metadata": {"annotations": {annotation: hash}}});
                 match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {

@@ -1,0 +1,123 @@
+//! Options every command shares: where the cluster is, client settings, output format.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use strata_client::{Client, ClientConfig};
+
+#[derive(clap::Args)]
+pub struct GlobalOptions {
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(long, global = true, env = "STRATA_BROKERS", default_value = "localhost:9092", value_name = "HOST:PORT,...")]
+    brokers: String,
+    /// A client setting (repeatable). Produce and consume pass all of them to librdkafka; the other commands
+    /// use client.id and request.timeout.ms.
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// Output for people (aligned tables) or for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// The global options, checked.
+pub struct Options {
+    pub brokers: Vec<String>,
+    pub settings: Vec<(String, String)>,
+    pub format: Format,
+}
+
+impl GlobalOptions {
+    pub fn resolve(self) -> anyhow::Result<Options> {
+        let brokers: Vec<String> = self.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).map(String::from).collect();
+        if brokers.is_empty() {
+            bail!("--brokers: no address given");
+        }
+        let settings =
+            self.settings.iter().map(|kv| parse_key_value(kv).with_context(|| format!("-X {kv}"))).collect::<Result<_, _>>()?;
+        Ok(Options { brokers, settings, format: self.format })
+    }
+}
+
+/// `key=value` (the value may contain `=`).
+pub fn parse_key_value(kv: &str) -> anyhow::Result<(String, String)> {
+    match kv.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => bail!("expected KEY=VALUE"),
+    }
+}
+
+impl Options {
+    fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let timeout_ms: u64 = match self.setting("request.timeout.ms") {
+            Some(v) => v.parse().context("-X request.timeout.ms: not a number of milliseconds")?,
+            None => 10_000,
+        };
+        Ok(ClientConfig {
+            bootstrap: self.brokers.clone(),
+            client_id: self.setting("client.id").unwrap_or("strata-cli").to_string(),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(self.client_config()?).await?)
+    }
+
+    /// Checks that the topic exists, for produce and consume: the same errors as the other commands
+    /// (unknown topic, unreachable brokers) instead of librdkafka retrying until a timeout.
+    pub fn check_topic(&self, runtime: &tokio::runtime::Runtime, topic: &str) -> anyhow::Result<()> {
+        runtime.block_on(async { anyhow::Ok(self.client().await?.topic(topic).await?) })?;
+        Ok(())
+    }
+
+    /// librdkafka settings: the bootstrap list, then `defaults`, then every -X (strongest).
+    pub fn rdkafka_config(&self, defaults: &[(&str, &str)]) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers.join(",")).set("client.id", "strata-cli");
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
+        for (k, v) in &self.settings {
+            config.set(k, v);
+        }
+        config
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values() {
+        assert_eq!(parse_key_value("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_key_value("linger.ms=").unwrap(), ("linger.ms".into(), "".into()));
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn brokers_and_settings_resolve() {
+        let opts = GlobalOptions { brokers: " a:1, b:2 ,".into(), settings: vec!["client.id=me".into()], format: Format::Json }
+            .resolve()
+            .unwrap();
+        assert_eq!(opts.brokers, ["a:1", "b:2"]);
+        let config = opts.client_config().unwrap();
+        assert_eq!((config.client_id.as_str(), config.timeout), ("me", Duration::from_secs(10)));
+        assert!(GlobalOptions { brokers: ",".into(), settings: vec![], format: Format::Text }.resolve().is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! `strata topic create|list|describe|alter-config|add-partitions|delete`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use strata_client::admin::{ConfigChange, ConfigEntry, ConfigResource, NewTopic, OffsetSpec, PartitionInfo, PerName};
+
+use crate::options::{parse_key_value, Options};
+use crate::table;
+use crate::Outcome;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create topics.
+    Create {
+        #[arg(required = true)]
+        topics: Vec<String>,
+        /// Partitions of each topic (default: the broker's num.partitions).
+        #[arg(short, long, default_value_t = -1, allow_negative_numbers = true)]
+        partitions: i32,
+        /// Replication factor (default: the broker's default).
+        #[arg(short, long, default_value_t = -1, allow_negative_numbers = true)]
+        replicas: i16,
+        /// A topic config (repeatable), e.g. -c retention.ms=60000.
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics with their partition counts and replication factors.
+    List {
+        /// Include internal topics (__consumer_offsets and the like).
+        #[arg(short, long)]
+        internal: bool,
+    },
+    /// Partitions (leader, replicas, ISR, log start/end offsets, sizes when the broker reports them) and configs.
+    Describe {
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+    /// Set or reset topic configs.
+    AlterConfig {
+        topic: String,
+        /// Set a config (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Reset a config to the default (repeatable).
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Add partitions to a topic.
+    AddPartitions {
+        topic: String,
+        /// How many partitions to add.
+        #[arg(short, long, value_parser = clap::value_parser!(i32).range(1..))]
+        num: i32,
+    },
+    /// Delete topics.
+    Delete {
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+}
+
+pub async fn run(opts: &Options, command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Create { topics, partitions, replicas, configs } => {
+            let configs: Vec<(String, String)> = configs
+                .iter()
+                .map(|kv| parse_key_value(kv).with_context(|| format!("--config {kv}")))
+                .collect::<Result<_, _>>()?;
+            let new: Vec<NewTopic> = topics
+                .iter()
+                .map(|name| NewTopic { name: name.clone(), partitions, replication_factor: replicas, configs: configs.clone() })
+                .collect();
+            let mut client = opts.client().await?;
+            let results = client.controller().await?.create_topics(&new).await?;
+            Ok(report(opts, "created", results))
+        }
+        Command::List { internal } => list(opts, internal).await,
+        Command::Describe { topics } => describe(opts, &topics).await,
+        Command::AlterConfig { topic, set, delete } => {
+            let mut changes = Vec::new();
+            for kv in &set {
+                let (k, v) = parse_key_value(kv).with_context(|| format!("--set {kv}"))?;
+                changes.push(ConfigChange::Set(k, v));
+            }
+            changes.extend(delete.into_iter().map(ConfigChange::Delete));
+            anyhow::ensure!(!changes.is_empty(), "nothing to change: give --set KEY=VALUE or --delete KEY");
+            let mut client = opts.client().await?;
+            client.topic(&topic).await?;
+            client.controller().await?.alter_configs(&ConfigResource::Topic(topic.clone()), &changes).await?;
+            Ok(report(opts, "altered", vec![(topic, Ok(()))]))
+        }
+        Command::AddPartitions { topic, num } => {
+            let mut client = opts.client().await?;
+            let current = client.topic(&topic).await?.partitions.len();
+            let total = i32::try_from(current)? + num;
+            let results = client.controller().await?.create_partitions(&[(topic, total)]).await?;
+            Ok(report(opts, &format!("now {total} partitions"), results))
+        }
+        Command::Delete { topics } => {
+            let mut client = opts.client().await?;
+            let results = client.controller().await?.delete_topics(&topics).await?;
+            Ok(report(opts, "deleted", results))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ItemResult {
+    name: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Prints each item's outcome (a table, or JSON) and errors on stderr; Failed when any failed.
+fn report(opts: &Options, done: &str, results: PerName) -> Outcome {
+    let items: Vec<ItemResult> =
+        results.into_iter().map(|(name, r)| ItemResult { name, ok: r.is_ok(), error: r.err().map(|e| e.to_string()) }).collect();
+    if opts.json() {
+        print!("{}", table::json(&items));
+    } else {
+        let rows: Vec<Vec<String>> =
+            items.iter().map(|i| vec![i.name.clone(), if i.ok { done.to_string() } else { "FAILED".to_string() }]).collect();
+        print!("{}", table::render(&["NAME", "RESULT"], &rows));
+    }
+    for e in items.iter().filter_map(|i| i.error.as_ref()) {
+        eprintln!("error: {e}");
+    }
+    if items.iter().all(|i| i.ok) {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}
+
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    partitions: usize,
+    replication_factor: usize,
+    internal: bool,
+}
+
+async fn list(opts: &Options, internal: bool) -> anyhow::Result<Outcome> {
+    let mut client = opts.client().await?;
+    let mut topics: Vec<Listed> = client
+        .metadata(None)
+        .await?
+        .topics
+        .into_iter()
+        .filter(|t| internal || !t.internal)
+        .map(|t| Listed {
+            replication_factor: t.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(0),
+            partitions: t.partitions.len(),
+            internal: t.internal,
+            name: t.name,
+        })
+        .collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    if opts.json() {
+        print!("{}", table::json(&topics));
+    } else {
+        let rows: Vec<Vec<String>> =
+            topics.iter().map(|t| vec![t.name.clone(), t.partitions.to_string(), t.replication_factor.to_string()]).collect();
+        print!("{}", table::render(&["NAME", "PARTITIONS", "REPLICAS"], &rows));
+    }
+    Ok(Outcome::Ok)
+}
+
+#[derive(Serialize)]
+struct Described {
+    name: String,
+    id: String,
+    partitions: Vec<DescribedPartition>,
+    configs: Vec<ConfigEntry>,
+}
+
+#[derive(Serialize)]
+struct DescribedPartition {
+    #[serde(flatten)]
+    info: PartitionInfo,
+    log_start_offset: Option<i64>,
+    log_end_offset: Option<i64>,
+    /// The leader replica's size; None when brokers do not answer DescribeLogDirs.
+    size_bytes: Option<i64>,
+}
+
+async fn describe(opts: &Options, names: &[String]) -> anyhow::Result<Outcome> {
+    let mut client = opts.client().await?;
+    let topics = client.topics(names).await?;
+    let partitions: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().filter(|p| p.leader >= 0).map(|p| (t.name.clone(), p.partition)))
+        .collect();
+    let starts = client.list_offsets(&partitions, OffsetSpec::Earliest).await?;
+    let ends = client.list_offsets(&partitions, OffsetSpec::Latest).await?;
+    let sizes = replica_sizes(&mut client).await?;
+    let mut described = Vec::new();
+    for t in topics {
+        let configs = client.any().describe_configs(&ConfigResource::Topic(t.name.clone())).await?;
+        let partitions = t
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let tp = (t.name.clone(), p.partition);
+                DescribedPartition {
+                    log_start_offset: starts.get(&tp).copied(),
+                    log_end_offset: ends.get(&tp).copied(),
+                    size_bytes: sizes.as_ref().and_then(|s| s.get(&(tp.0, tp.1, p.leader)).copied()),
+                    info: p,
+                }
+            })
+            .collect();
+        described.push(Described { name: t.name, id: t.id, partitions, configs });
+    }
+    if opts.json() {
+        print!("{}", table::json(&described));
+        return Ok(Outcome::Ok);
+    }
+    for (i, t) in described.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("topic: {} ({})", t.name, t.id);
+        println!();
+        let with_sizes = sizes.is_some();
+        let mut headers = vec!["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "LOG-END"];
+        if with_sizes {
+            headers.push("SIZE");
+        }
+        let rows: Vec<Vec<String>> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut row = vec![
+                    p.info.partition.to_string(),
+                    p.info.leader.to_string(),
+                    p.info.leader_epoch.to_string(),
+                    table::ids(&p.info.replicas),
+                    table::ids(&p.info.isr),
+                    table::opt(p.log_start_offset),
+                    table::opt(p.log_end_offset),
+                ];
+                if with_sizes {
+                    row.push(table::opt(p.size_bytes));
+                }
+                row
+            })
+            .collect();
+        print!("{}", table::render(&headers, &rows));
+        println!();
+        let rows: Vec<Vec<String>> = t
+            .configs
+            .iter()
+            .map(|c| {
+                let value = if c.sensitive { "(sensitive)".to_string() } else { table::opt(c.value.as_deref()) };
+                vec![c.name.clone(), value, c.source.to_string()]
+            })
+            .collect();
+        print!("{}", table::render(&["CONFIG", "VALUE", "SOURCE"], &rows));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// (topic, partition, broker) -> bytes from every broker's DescribeLogDirs; None if a broker does not offer it.
+async fn replica_sizes(client: &mut strata_client::Client) -> anyhow::Result<Option<BTreeMap<(String, i32, i32), i64>>> {
+    let mut sizes = BTreeMap::new();
+    for id in client.broker_ids() {
+        let Some(replicas) = client.broker(id).await?.describe_log_dirs().await? else {
+            return Ok(None);
+        };
+        for r in replicas {
+            *sizes.entry((r.topic, r.partition, id)).or_insert(0) += r.bytes;
+        }
+    }
+    Ok(Some(sizes))
+}
