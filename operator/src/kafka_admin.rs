@@ -243,7 +243,7 @@ mod tests {
         let changes = dynamic_changes(&desired);
         assert!(changes.contains(&ConfigChange::Set("log.retention.ms".into(), "1000".into())));
         assert!(changes.contains(&ConfigChange::Delete("log.retention.bytes".into())));
-        for key in ["num.partitions", "cluster.brokers"] {
+        for key in ["num.partitions", "controller.quorum.voters"] {
             assert!(!changes.iter().any(|c| matches!(c, ConfigChange::Delete(k) | ConfigChange::Set(k, _) if k == key)), "{key}");
         }
     }
@@ -393,5 +393,140 @@ mod tests {
         let err = AdminClient::connect(&addr, Duration::from_millis(300)).await.err().unwrap();
         assert!(matches!(err, AdminError::Timeout(_)), "{err}");
         broker.abort();
+    }
+}
+
+// UnregisterBroker, for brokers a scale-down removed (controller quorum, issue 13). Kept apart
+// from the code above so the admin client can move into a shared crate without conflicts.
+
+/// What became of an UnregisterBroker request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unregistration {
+    /// The controller removed the broker's registration.
+    Removed,
+    /// The controller did not know the broker (`BROKER_ID_NOT_REGISTERED`): already done.
+    NotRegistered,
+    /// The broker does not offer UnregisterBroker at all: a broker without a controller quorum,
+    /// which keeps no registrations.
+    Unsupported,
+}
+
+/// The outcome of an UnregisterBroker response's error code; other codes are errors (retriable
+/// ones such as NOT_CONTROLLER or REQUEST_TIMED_OUT included: the operator retries later).
+pub fn unregistration_outcome(broker_id: i32, error_code: i16, message: Option<String>) -> Result<Unregistration> {
+    /// UNSUPPORTED_VERSION: the API exists but the broker cannot serve it (e.g. no quorum).
+    const UNSUPPORTED_VERSION: i16 = 35;
+    match error_code {
+        0 => Ok(Unregistration::Removed),
+        broker_contract::BROKER_ID_NOT_REGISTERED => Ok(Unregistration::NotRegistered),
+        UNSUPPORTED_VERSION => Ok(Unregistration::Unsupported),
+        code => Err(AdminError::Rejected { what: format!("unregistering broker {broker_id}"), code, message }),
+    }
+}
+
+impl AdminClient {
+    /// Removes broker `broker_id`'s registration from the controller quorum (UnregisterBroker,
+    /// API key 64, to any broker, which forwards it to the active controller). Idempotent.
+    pub async fn unregister_broker(&mut self, broker_id: i32) -> Result<Unregistration> {
+        use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest, UnregisterBrokerResponse};
+        let version = match self.version::<UnregisterBrokerRequest>(ApiKey::UnregisterBroker) {
+            Ok(v) => v,
+            Err(AdminError::Unsupported { theirs: None, .. }) => return Ok(Unregistration::Unsupported),
+            Err(e) => return Err(e),
+        };
+        let request = UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id));
+        let resp: UnregisterBrokerResponse = self.call(ApiKey::UnregisterBroker, version, &request).await?;
+        unregistration_outcome(broker_id, resp.error_code, resp.error_message.map(|m| m.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod unregister_tests {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn outcomes_by_error_code() {
+        // (error code, outcome; None: an error)
+        let table = [
+            (0, Some(Unregistration::Removed)),
+            (102, Some(Unregistration::NotRegistered)),
+            (35, Some(Unregistration::Unsupported)),
+            (41, None), // NOT_CONTROLLER: retried later
+            (7, None),  // REQUEST_TIMED_OUT
+            (42, None), // INVALID_REQUEST
+        ];
+        for (code, want) in table {
+            assert_eq!(unregistration_outcome(3, code, None).ok(), want, "{code}");
+        }
+        let err = unregistration_outcome(3, 41, Some("no leader".into())).unwrap_err();
+        assert_eq!(err.to_string(), "broker rejected unregistering broker 3: error code 41 (no leader)");
+    }
+
+    /// One connection of a fake broker: answers ApiVersions with `apis` (key, min, max), then
+    /// each UnregisterBroker with the next of `codes`; returns the broker ids asked for.
+    async fn fake_broker(listener: TcpListener, apis: Vec<(i16, i16, i16)>, codes: Vec<i16>) -> Vec<i32> {
+        async fn read(sock: &mut TcpStream) -> (RequestHeader, Bytes) {
+            let len = sock.read_i32().await.unwrap() as usize;
+            let mut buf = vec![0; len];
+            sock.read_exact(&mut buf).await.unwrap();
+            let mut buf = Bytes::from(buf);
+            let key = ApiKey::try_from(i16::from_be_bytes([buf[0], buf[1]])).unwrap();
+            let version = i16::from_be_bytes([buf[2], buf[3]]);
+            let header = RequestHeader::decode(&mut buf, key.request_header_version(version)).unwrap();
+            (header, buf)
+        }
+        async fn reply<T: Encodable + HeaderVersion>(sock: &mut TcpStream, header: &RequestHeader, body: &T) {
+            let version = header.request_api_version;
+            let mut buf = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(header.correlation_id)
+                .encode(&mut buf, T::header_version(version))
+                .unwrap();
+            body.encode(&mut buf, version).unwrap();
+            sock.write_i32(buf.len() as i32).await.unwrap();
+            sock.write_all(&buf).await.unwrap();
+        }
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let (h, _) = read(&mut sock).await;
+        let versions = ApiVersionsResponse::default().with_api_keys(
+            apis.iter()
+                .map(|(k, min, max)| ApiVersion::default().with_api_key(*k).with_min_version(*min).with_max_version(*max))
+                .collect(),
+        );
+        reply(&mut sock, &h, &versions).await;
+        let mut asked = Vec::new();
+        for code in codes {
+            let (h, mut body) = read(&mut sock).await;
+            assert_eq!((h.request_api_key, h.request_api_version), (64, 0));
+            asked.push(UnregisterBrokerRequest::decode(&mut body, 0).unwrap().broker_id.0);
+            reply(&mut sock, &h, &UnregisterBrokerResponse::default().with_error_code(code)).await;
+        }
+        asked
+    }
+
+    #[tokio::test]
+    async fn unregisters_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(fake_broker(listener, vec![(64, 0, 0)], vec![0, 102, 41]));
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(client.unregister_broker(3).await.unwrap(), Unregistration::Removed);
+        assert_eq!(client.unregister_broker(3).await.unwrap(), Unregistration::NotRegistered, "again: already done");
+        assert!(matches!(client.unregister_broker(4).await, Err(AdminError::Rejected { code: 41, .. })));
+        assert_eq!(broker.await.unwrap(), [3, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_broker_without_the_api_has_nothing_to_unregister() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(fake_broker(listener, vec![(3, 0, 12)], vec![]));
+        let mut client = AdminClient::connect(&addr, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(client.unregister_broker(2).await.unwrap(), Unregistration::Unsupported);
+        broker.await.unwrap();
     }
 }
