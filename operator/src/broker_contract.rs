@@ -49,8 +49,9 @@
 //!   another cluster).
 //! * The voters are the first `min(3, replicas)` brokers (ids `0..n`), `n` fixed when the
 //!   LogCluster is first created and recorded in the StatefulSet annotation
-//!   `strata.io/controller-voters` (changing the voter set is not supported yet: a scale-down that
-//!   would remove a voter is refused, a scale-up adds plain brokers).
+//!   `strata.io/controller-voters` and in `status.controllerVoters` (which outlives a StatefulSet
+//!   deleted with `--cascade=orphan`). Changing the voter set is not supported yet: a scale-down
+//!   that would remove a voter is refused, a scale-up adds plain brokers.
 //! * [`CONTROLLER_LISTENER_NAMES`] is `CONTROLLER`; [`CONTROLLER_QUORUM_VOTERS`] is
 //!   `id@host:port,...` for the voters, with the controller port. The shared properties carry a
 //!   static value: pod DNS names (`PodDNS`, and as placeholders with the right ids in `PodIP`

@@ -25,12 +25,18 @@ pub fn initial_voter_count(replicas: i32) -> i32 {
     replicas.clamp(1, MAX_CONTROLLER_VOTERS)
 }
 
-/// The voter count of a cluster: the count recorded on its StatefulSet; for a StatefulSet made
+/// A recorded voter count (the StatefulSet annotation); one that does not parse, or is not
+/// positive, counts as missing (the annotation is the operator's own, rewritten on every pass).
+pub fn parse_voters(recorded: Option<&str>) -> Option<i32> {
+    recorded.and_then(|r| r.trim().parse::<i32>().ok()).filter(|n| *n >= 1)
+}
+
+/// The voter count of a cluster: the recorded one (StatefulSet annotation, else the LogCluster
+/// status, which outlives a StatefulSet deleted with `--cascade=orphan`); for a StatefulSet made
 /// before voters were recorded, what a new cluster of its current size would get; for a new
-/// cluster, what its desired size gets. A recorded value that does not parse is treated as
-/// missing (the annotation is the operator's own, rewritten on every reconcile).
-pub fn voter_count(recorded: Option<&str>, existing_replicas: Option<i32>, desired: i32) -> i32 {
-    match (recorded.and_then(|r| r.trim().parse::<i32>().ok()).filter(|n| *n >= 1), existing_replicas) {
+/// cluster, what its desired size gets.
+pub fn voter_count(recorded: Option<i32>, existing_replicas: Option<i32>, desired: i32) -> i32 {
+    match (recorded.filter(|n| *n >= 1), existing_replicas) {
         (Some(n), _) => n,
         (None, Some(current)) => initial_voter_count(current),
         (None, None) => initial_voter_count(desired),
@@ -136,19 +142,24 @@ mod tests {
         for (replicas, voters) in [(1, 1), (2, 2), (3, 3), (4, 3), (1000, 3)] {
             assert_eq!(initial_voter_count(replicas), voters, "{replicas}");
         }
-        // (recorded annotation, existing StatefulSet replicas, desired replicas) -> voters
-        let table: [(Option<&str>, Option<i32>, i32, i32); 8] = [
-            (None, None, 5, 3),         // new cluster
-            (None, None, 1, 1),         // new one-broker cluster
-            (Some("1"), Some(1), 3, 1), // scaling 1 -> 3 keeps one voter
-            (Some("1"), Some(3), 3, 1), // ... also after the operator restarts
-            (Some("3"), Some(5), 2, 3), // a refused scale-down does not change it
-            (None, Some(2), 5, 2),      // made by an operator that did not record voters
-            (Some("x"), Some(4), 4, 3), // unreadable record: as if missing
-            (Some("0"), None, 2, 2),    // zero voters is not a quorum: as if missing
+        // (recorded count, existing StatefulSet replicas, desired replicas) -> voters
+        let table: [(Option<i32>, Option<i32>, i32, i32); 8] = [
+            (None, None, 5, 3),       // new cluster
+            (None, None, 1, 1),       // new one-broker cluster
+            (Some(1), Some(1), 3, 1), // scaling 1 -> 3 keeps one voter
+            (Some(1), Some(3), 3, 1), // ... also after the operator restarts
+            (Some(3), Some(5), 2, 3), // a refused scale-down does not change it
+            (None, Some(2), 5, 2),    // made by an operator that did not record voters
+            (Some(1), None, 5, 1),    // StatefulSet re-created: the status still knows
+            (Some(0), None, 2, 2),    // zero voters is not a quorum: as if missing
         ];
         for (recorded, existing, desired, want) in table {
             assert_eq!(voter_count(recorded, existing, desired), want, "{recorded:?} {existing:?} {desired}");
+        }
+        for (annotation, want) in
+            [(Some("3"), Some(3)), (Some(" 1 "), Some(1)), (Some("x"), None), (Some("0"), None), (None, None)]
+        {
+            assert_eq!(parse_voters(annotation), want, "{annotation:?}");
         }
         assert!(is_voter(0, 1) && !is_voter(1, 1) && is_voter(2, 3) && !is_voter(3, 3) && !is_voter(-1, 3));
     }

@@ -236,7 +236,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let desired = lc.spec.replicas;
     let current = existing.as_ref().and_then(|s| s.spec.replicas);
     let recorded = |key: &str| existing.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
-    let voters = membership::voter_count(recorded(names::CONTROLLER_VOTERS_ANNOTATION), current, desired);
+    let voters = membership::voter_count(recorded_voters(lc, existing.as_ref()), current, desired);
 
     // Replicas: a scale-down keeps every voter and waits until the brokers to be removed host no
     // partitions.
@@ -615,6 +615,13 @@ async fn delete_orphaned_claims(lc: &LogCluster, pods: &[Pod], replicas: i32, ct
     Ok(())
 }
 
+/// The voter count recorded on the StatefulSet, else in the LogCluster status.
+fn recorded_voters(lc: &LogCluster, sts: Option<&StatefulSet>) -> Option<i32> {
+    let annotation = sts.and_then(|s| s.annotations().get(names::CONTROLLER_VOTERS_ANNOTATION)).map(String::as_str);
+    let in_status = lc.status.as_ref().map_or(0, |s| s.controller_voters.len());
+    membership::parse_voters(annotation).or_else(|| i32::try_from(in_status).ok().filter(|n| *n >= 1))
+}
+
 /// Computes the status from the current pods and StatefulSet and writes it if it changed.
 async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
@@ -622,9 +629,10 @@ async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) 
     let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).get_opt(&names::statefulset(lc)).await?;
     let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
     let recorded = |key: &str| sts.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
-    let voters = sts
-        .as_ref()
-        .map(|s| membership::voter_count(recorded(names::CONTROLLER_VOTERS_ANNOTATION), s.spec.replicas, lc.spec.replicas));
+    let voters = match &sts {
+        Some(s) => Some(membership::voter_count(recorded_voters(lc, Some(s)), s.spec.replicas, lc.spec.replicas)),
+        None => recorded_voters(lc, None),
+    };
     let observed = Observed {
         pods: &pods,
         update_revision: update_revision.as_deref(),
