@@ -57,8 +57,8 @@
 //!   static value: pod DNS names (`PodDNS`, and as placeholders with the right ids in `PodIP`
 //!   mode) or the explicit hosts (`Explicit`). In `PodIP` and `Explicit` modes the operator also
 //!   sets it at run time with IncrementalAlterConfigs (SET on the BROKER resource = node id,
-//!   operator-owned) on every ready broker once every voter has an address, and whenever an
-//!   address changes; the pod annotation `strata.io/controller-quorum-voters-applied` records the
+//!   operator-owned) on every running broker, ready or not (a broker may be not ready until its
+//!   quorum forms), once every voter has an address and whenever an address changes; the pod annotation `strata.io/controller-quorum-voters-applied` records the
 //!   hash of the value a broker got. The broker stores the pushed value in its data directory and
 //!   uses it for the voters' addresses (the voter ids never change).
 //! * Brokers removed by a scale-down are unregistered once their pods are gone: UnregisterBroker

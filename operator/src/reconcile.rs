@@ -367,22 +367,32 @@ async fn apply_dynamic_config(
     ctx: &Context,
 ) -> Result<(), Error> {
     let changes = dynamic_changes(&settings.dynamic);
-    let target = BrokerPush { annotation: names::DYNAMIC_CONFIG_ANNOTATION, hash: settings.dynamic_hash(), changes: &changes };
+    let target = BrokerPush {
+        annotation: names::DYNAMIC_CONFIG_ANNOTATION,
+        hash: settings.dynamic_hash(),
+        changes: &changes,
+        include_unready: false,
+    };
     push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
         format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
     })
     .await
 }
 
-/// In `PodIP` and `Explicit` modes, tells every ready broker the voters' current addresses
-/// (`controller.quorum.voters`) once every voter has one; `PodDNS` needs no push (the rendered
-/// names are final).
+/// In `PodIP` and `Explicit` modes, tells every running broker (ready or not: see
+/// [`push_target`]) the voters' current addresses (`controller.quorum.voters`) once every voter
+/// has one; `PodDNS` needs no push (the rendered names are final).
 async fn apply_quorum_voters(lc: &LogCluster, pods: &[Pod], replicas: i32, voters: i32, ctx: &Context) -> Result<(), Error> {
     let Some(value) = membership::runtime_voters(lc, pods, voters) else {
         return Ok(());
     };
     let changes = [ConfigChange::Set(broker_contract::CONTROLLER_QUORUM_VOTERS.to_string(), value.clone())];
-    let target = BrokerPush { annotation: names::QUORUM_VOTERS_ANNOTATION, hash: hash_str(&value), changes: &changes };
+    let target = BrokerPush {
+        annotation: names::QUORUM_VOTERS_ANNOTATION,
+        hash: hash_str(&value),
+        changes: &changes,
+        include_unready: true,
+    };
     push_and_announce(lc, pods, replicas, ctx, target, "QuorumVotersApplied", |ids| {
         format!("told brokers {ids} the controller quorum voters: {value}")
     })
@@ -471,10 +481,33 @@ struct BrokerPush<'a> {
     annotation: &'static str,
     hash: String,
     changes: &'a [ConfigChange],
+    /// Also send to brokers that are not ready (see [`push_target`]).
+    include_unready: bool,
 }
 
-/// Sends `target.changes` to every ready broker whose pod does not record `target.hash` yet, and
-/// records it. Returns the brokers reached and the first failure.
+/// Whether a pod should get a push recorded as `hash` in `annotation`: a wanted broker
+/// (ordinal below `replicas`), not terminating, with an IP, not recorded as having it, and ready
+/// unless `include_unready`. The voters need it unready too: a broker that is not ready until
+/// its quorum forms, which in PodIP mode needs these addresses, would otherwise never get them.
+/// Returns the broker id and the address's host.
+fn push_target<'p>(
+    sts: &str,
+    pod: &'p Pod,
+    replicas: i32,
+    annotation: &str,
+    hash: &str,
+    include_unready: bool,
+) -> Option<(i32, &'p str)> {
+    let node = names::ordinal_of(sts, pod.metadata.name.as_deref()?).filter(|o| *o < replicas)?;
+    let wanted = !is_terminating(pod) && (include_unready || is_ready(pod));
+    let done = pod.annotations().get(annotation).map(String::as_str) == Some(hash);
+    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    (wanted && !done).then_some((node, ip))
+}
+
+/// Sends `target.changes` to every broker [`push_target`] picks, and records it. Returns the
+/// brokers reached and the first failure (a broker that is not ready may not listen yet: its
+/// failures are retried on a later pass without being errors).
 async fn push_to_brokers(
     lc: &LogCluster,
     pods: &[Pod],
@@ -482,22 +515,16 @@ async fn push_to_brokers(
     ctx: &Context,
     target: BrokerPush<'_>,
 ) -> (Vec<i32>, Option<Error>) {
-    let BrokerPush { annotation, hash, changes } = target;
+    let BrokerPush { annotation, hash, changes, include_unready } = target;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     let sts = names::statefulset(lc);
     let mut first_error = None;
     let mut applied = Vec::new();
-    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
+    for pod in pods {
+        let Some((node, ip)) = push_target(&sts, pod, replicas, annotation, &hash, include_unready) else {
+            continue;
+        };
         let name = pod.name_any();
-        let Some(node) = names::ordinal_of(&sts, &name).filter(|o| *o < replicas) else {
-            continue;
-        };
-        if pod.annotations().get(annotation) == Some(&hash) {
-            continue;
-        }
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
-            continue;
-        };
         let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
         let result = async {
             let mut admin = AdminClient::connect(&addr, ctx.admin_timeout).await?;
@@ -513,6 +540,9 @@ async fn push_to_brokers(
                         first_error.get_or_insert(e.into());
                     }
                 }
+            }
+            Err(source) if !is_ready(pod) => {
+                tracing::debug!(pod = %name, error = %source, %annotation, "broker not ready for its settings yet");
             }
             Err(source) => {
                 tracing::warn!(pod = %name, error = %source, %annotation, "could not change broker settings");
@@ -741,6 +771,38 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_targets() {
+        use crate::status::tests::pod;
+        let with = |name: &str, ready: bool, ip: Option<&str>, applied: Option<&str>| {
+            let mut p = pod(name, "r1", ready);
+            p.status.as_mut().unwrap().pod_ip = ip.map(String::from);
+            if let Some(hash) = applied {
+                p.metadata.annotations = Some(BTreeMap::from([("a".to_string(), hash.to_string())]));
+            }
+            p
+        };
+        let mut terminating = with("logs-1", true, Some("10.0.0.2"), None);
+        terminating.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        // (pod, include_unready) -> target
+        let table = [
+            (with("logs-0", true, Some("10.0.0.1"), None), false, Some((0, "10.0.0.1"))),
+            (with("logs-0", true, Some("10.0.0.1"), Some("h")), false, None), // already has it
+            (with("logs-0", true, Some("10.0.0.1"), Some("old")), false, Some((0, "10.0.0.1"))),
+            (with("logs-0", false, Some("10.0.0.1"), None), false, None), // not ready: settings wait
+            (with("logs-0", false, Some("10.0.0.1"), None), true, Some((0, "10.0.0.1"))), // voters do not
+            (with("logs-0", false, None, None), true, None),              // no IP yet
+            (with("logs-0", true, Some(""), None), true, None),
+            (with("logs-3", true, Some("10.0.0.4"), None), true, None), // being scaled away
+            (with("other-0", true, Some("10.0.0.9"), None), true, None),
+            (terminating, true, None),
+        ];
+        for (p, include_unready, want) in &table {
+            let got = push_target("logs", p, 3, "a", "h", *include_unready);
+            assert_eq!(got, *want, "{:?} unready={include_unready}", p.metadata.name);
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {
