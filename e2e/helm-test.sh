@@ -46,6 +46,12 @@ check_match "chart ServiceMonitor renders" \
 "$OPERATOR" render "$E2E_DIR/examples/logcluster.yaml" > "$RUN/broker-objects.yaml"
 succeeds "operator's objects for the example validate (1.25)" "$VALIDATE" --strict --quiet -k 1.25.0 "$RUN/broker-objects.yaml"
 succeeds "operator's objects for the example validate (1.37)" "$VALIDATE" --strict --quiet -k 1.37.0 "$RUN/broker-objects.yaml"
+check "example: three controller voters by pod DNS name" \
+  "$(sed -n 's/^ *controller\.quorum\.voters=//p' "$RUN/broker-objects.yaml")" \
+  "0@example-0.example-headless.default.svc:9093,1@example-1.example-headless.default.svc:9093,2@example-2.example-headless.default.svc:9093"
+check "example: voter count recorded on the StatefulSet" "$(grep -c 'strata.io/controller-voters: .3.$' "$RUN/broker-objects.yaml")" "1"
+check "example: controller port on the pods and the headless Service" "$(grep -c 'name: controller$' "$RUN/broker-objects.yaml")" "2"
+check "example: no cluster.brokers, no shared listeners" "$(grep -c 'cluster\.brokers\|^ *listeners=PLAINTEXT' "$RUN/broker-objects.yaml" || true)" "0"
 cat > "$RUN/local.yaml" <<'EOF'
 apiVersion: strata.io/v1alpha1
 kind: LogCluster
@@ -59,6 +65,7 @@ spec:
 EOF
 "$OPERATOR" render "$RUN/local.yaml" > "$RUN/local-objects.yaml"
 check "local storage objects rendered" "$(grep -c '^kind: PersistentVolume$\|^kind: StorageClass$' "$RUN/local-objects.yaml")" "2"
+check "one-broker cluster: one voter" "$(sed -n 's/^ *controller\.quorum\.voters=//p' "$RUN/local-objects.yaml")" "0@local-0.local-headless.apps.svc:9093"
 # kubernetes-validate knows no ServiceMonitor schema; check the built-in kinds.
 awk 'BEGIN{RS="---\n"} !/kind: ServiceMonitor/ && NF {printf "---\n%s", $0}' "$RUN/local-objects.yaml" > "$RUN/local-builtin.yaml"
 succeeds "local storage and tuning objects validate" "$VALIDATE" --strict --quiet -k 1.25.0 "$RUN/local-builtin.yaml"
@@ -104,7 +111,7 @@ metadata: {name: $lc, namespace: apps}
 spec:
   replicas: 1
   image: strata/broker:e2e
-  listeners: {advertise: PodIP, clientPort: $port}
+  listeners: {clientPort: $port} # PodDNS: voters rendered, not pushed (the brokers here predate the quorum)
   storage: {size: 1Gi, deleteClaim: true, local: [{node: n1, path: /mnt/$lc}]}
   retention: {ms: 60000}
 EOF

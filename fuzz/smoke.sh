@@ -12,5 +12,7 @@ export PATH="$root/bin:$PATH"
 # Instrumented builds are slow; keep them between runs.
 export CARGO_TARGET_DIR=/var/cache/strata/fuzz-target
 # Without a sanitizer, so it builds on the stable toolchain; libFuzzer still finds panics, aborts and hangs.
-cargo fuzz run --sanitizer none decode_request -- \
+# The seeds hold internal (node-to-node) frames, whose API key random bytes rarely hit.
+mkdir -p corpus/decode_request
+cargo fuzz run --sanitizer none decode_request corpus/decode_request seeds/decode_request -- \
     -max_total_time="${SECONDS_TO_FUZZ:-60}" -rss_limit_mb=4096 -max_len=65536 -timeout=10

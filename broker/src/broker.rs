@@ -61,6 +61,19 @@ impl BrokerState {
         self.controller.image()
     }
 
+    /// The controller id clients are told (Metadata, DescribeCluster): the active controller when it is a
+    /// broker in service, else this broker. Clients send admin requests there, and any broker passes them on to
+    /// the active controller, so a client never waits for a controller that went away (Kafka's KRaft brokers
+    /// name a live broker too).
+    pub fn controller_for_clients(&self) -> i32 {
+        let leader = self.controller.leader_id();
+        match self.image().brokers.get(&leader) {
+            Some(b) if !b.fenced => leader,
+            _ if self.config.roles.broker => self.config.node_id,
+            _ => leader,
+        }
+    }
+
     /// The error for a partition this broker does not lead: another broker does (or none, while its broker
     /// is fenced; the client refreshes its metadata), or it does not exist.
     pub fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {

@@ -30,6 +30,11 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// A heartbeat may take a few intervals (an election, a slow disk) but ends well within the session.
+    fn heartbeat_timeout(&self) -> Duration {
+        (self.heartbeat_interval * 4).max(Duration::from_secs(1))
+    }
+
     async fn register(&self, incarnation: Uuid, shutdown: &mut watch::Receiver<bool>) -> Option<i64> {
         loop {
             let req = ControllerRequest::RegisterBroker {
@@ -92,7 +97,7 @@ impl Lifecycle {
                         applied: self.controller.applied(),
                         want_shutdown: true,
                     };
-                    match self.controller.call(req, Duration::from_secs(5)).await {
+                    match self.controller.call_no_wait(req, Duration::from_secs(5)).await {
                         Ok(_) => tracing::info!("the controller fenced this broker for its shutdown"),
                         Err(e) => tracing::warn!(error = %e, "could not tell the controller about the shutdown"),
                     }
@@ -104,7 +109,7 @@ impl Lifecycle {
                     applied: self.controller.applied(),
                     want_shutdown: false,
                 };
-                match self.controller.call(req, self.heartbeat_interval * 2).await {
+                match self.controller.call(req, self.heartbeat_timeout()).await {
                     Ok(ControllerReply::Heartbeat { fenced }) => {
                         self.caught_up.send_if_modified(|c| {
                             let changed = !*c && !fenced;

@@ -463,6 +463,14 @@ impl Connection {
         self.check(result.error_code, format!("changing configs of {}", resource.describe()), result.error_message.as_ref())
     }
 
+    /// Removes broker `broker_id`'s registration from the controller quorum (UnregisterBroker; any broker
+    /// passes it to the active controller).
+    pub async fn unregister_broker(&mut self, broker_id: i32) -> Result<()> {
+        let version = self.version::<UnregisterBrokerRequest>(0)?;
+        let resp = self.send(version, &UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id))).await?;
+        self.check(resp.error_code, format!("unregistering broker {broker_id}"), resp.error_message.as_ref())
+    }
+
     /// Offsets of partitions this broker leads; per partition the offset or the error.
     pub async fn list_offsets(
         &mut self,

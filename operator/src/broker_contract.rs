@@ -12,16 +12,21 @@
 //! * HTTP on `metrics.port` (default [`DEFAULT_METRICS_PORT`]): `/metrics` (Prometheus),
 //!   `/healthz` (liveness: process serves requests), `/readyz` (readiness: accepts clients).
 //!
-//! # Node id and advertised address (decided here, not by the broker)
+//! # Node id, roles, listeners and advertised address (decided here, not by the broker)
 //! The broker does not derive its own `node.id`. The StatefulSet runs [`START_SCRIPT`] (shipped
 //! in the ConfigMap) instead of the broker directly. It
 //! * takes the pod ordinal from `$HOSTNAME` (`<statefulset>-<ordinal>`) as `node.id`, so ids are
 //!   stable across restarts and re-scheduling and equal the ordinal (broker `k` is pod `<name>-k`);
+//! * makes the broker a controller voter (`process.roles=broker,controller`, and a
+//!   `CONTROLLER://0.0.0.0:<`[`ENV_CONTROLLER_PORT`]`>` listener next to the client listener) when
+//!   its id is listed in the shared [`CONTROLLER_QUORUM_VOTERS`], and a plain broker
+//!   (`process.roles=broker`, client listener only) otherwise;
 //! * computes the advertised host from [`ENV_ADVERTISE`]: `pod-dns` gives the stable name
 //!   `<pod>.<headless-service>.<namespace>.svc`, `pod-ip` the pod IP from the downward API
 //!   (for clusters without DNS), `explicit` the line `ordinal + 1` of [`ADVERTISED_HOSTS_FILE`];
-//! * appends `node.id` and `advertised.listeners` to the shared properties and writes the result
-//!   to a writable emptyDir (the root filesystem is read-only), then `exec`s the broker.
+//! * appends `node.id`, `process.roles`, `listeners` and `advertised.listeners` (the client
+//!   listener only) to the shared properties and writes the result to a writable emptyDir (the
+//!   root filesystem is read-only), then `exec`s the broker.
 //!
 //! # Host tuning
 //! `strata-broker tune` runs as a privileged init container when tuning is enabled, with the
@@ -38,24 +43,43 @@
 //! (IncrementalAlterConfigs on resource type BROKER, resource name = node id); changing any other
 //! key restarts the pods.
 //!
-//! # Cluster membership
-//! Brokers form one cluster (every broker knows every topic; each partition lives on the broker it
-//! is assigned to, the lowest id is the controller) from two settings:
+//! # Controller quorum (Raft, as Kafka's KRaft)
 //! * [`CLUSTER_ID`], shared by all brokers, from [`ENV_CLUSTER_ID`] in the pod template
 //!   (derived from the LogCluster's namespace and name; a broker refuses a data directory of
-//!   another cluster);
-//! * [`CLUSTER_BROKERS`], `id@host:port,...` for every broker `0..replicas` with the host it
-//!   advertises (pod DNS name, pod IP or explicit host, as the start script derives it) and the
-//!   client port. Pod IPs exist only once pods run, so the operator sets it at run time with
-//!   IncrementalAlterConfigs (SET on the BROKER resource, operator-owned), on every ready broker
-//!   whenever the list changes, once every broker of the list has an address; the pod annotation
-//!   `strata.io/cluster-brokers-applied` records the hash of the list a broker got. Brokers store
-//!   the value in their data directory, so a restart keeps the last list until the next push.
+//!   another cluster).
+//! * The voters are the first `min(3, replicas)` brokers (ids `0..n`), `n` fixed when the
+//!   LogCluster is first created and recorded in the StatefulSet annotation
+//!   `strata.io/controller-voters` and in `status.controllerVoters` (which outlives a StatefulSet
+//!   deleted with `--cascade=orphan`). Changing the voter set is not supported yet: a scale-down
+//!   that would remove a voter is refused, a scale-up adds plain brokers.
+//! * [`CONTROLLER_LISTENER_NAMES`] is `CONTROLLER`; [`CONTROLLER_QUORUM_VOTERS`] is
+//!   `id@host:port,...` for the voters, with the controller port. The shared properties carry a
+//!   static value: pod DNS names (`PodDNS`, and as placeholders with the right ids in `PodIP`
+//!   mode) or the explicit hosts (`Explicit`). In `PodIP` and `Explicit` modes the operator also
+//!   sets it at run time with IncrementalAlterConfigs (SET on the BROKER resource = node id,
+//!   operator-owned) on every running broker, ready or not (a broker may be not ready until its
+//!   quorum forms), once every voter has an address and whenever an address changes; the pod annotation `strata.io/controller-quorum-voters-applied` records the
+//!   hash of the value a broker got. The broker stores the pushed value in its data directory and
+//!   uses it for the voters' addresses (the voter ids never change).
+//! * Brokers removed by a scale-down are unregistered once their pods are gone: UnregisterBroker
+//!   (API key 64) with their id, sent to any remaining ready broker. `BROKER_ID_NOT_REGISTERED`
+//!   counts as done, and so does a broker that does not offer the API at all (a broker without a
+//!   controller quorum keeps no registrations). Ids still to unregister are recorded in the
+//!   StatefulSet annotation `strata.io/brokers-to-unregister`, so an operator restart resumes.
 
 /// Broker binary name inside the image.
 pub const BINARY: &str = "strata-broker";
 /// Default Kafka client port.
 pub const DEFAULT_CLIENT_PORT: i32 = 9092;
+/// Default port of the controller listener (voters only).
+pub const DEFAULT_CONTROLLER_PORT: i32 = 9093;
+/// Listener names: clients, and the controller quorum (`controller.listener.names`).
+pub const CLIENT_LISTENER: &str = "PLAINTEXT";
+pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
+/// Most controller voters a cluster gets (the first brokers).
+pub const MAX_CONTROLLER_VOTERS: i32 = 3;
+/// Kafka error code of UnregisterBroker for an id the controller does not know.
+pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
 /// Default HTTP port for `/metrics`, `/healthz`, `/readyz`.
 pub const DEFAULT_METRICS_PORT: i32 = 9644;
 pub const HEALTH_PATH: &str = "/healthz";
@@ -82,6 +106,7 @@ pub const RUN_AS_USER: i64 = 10001;
 pub const ENV_ADVERTISE: &str = "STRATA_ADVERTISE";
 pub const ENV_HEADLESS_SERVICE: &str = "STRATA_HEADLESS_SERVICE";
 pub const ENV_CLIENT_PORT: &str = "STRATA_CLIENT_PORT";
+pub const ENV_CONTROLLER_PORT: &str = "STRATA_CONTROLLER_PORT";
 pub const ENV_POD_IP: &str = "POD_IP";
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 /// The broker reads `cluster.id` from this variable (its usual `STRATA_<KEY>` form).
@@ -97,8 +122,9 @@ pub const ADVERTISE_EXPLICIT: &str = "explicit";
 
 /// The broker container's entry point; see the module docs.
 pub const START_SCRIPT: &str = r#"#!/bin/sh
-# Written by strata-operator (operator/src/broker_contract.rs). Derives node.id and the advertised
-# address for this pod, then replaces itself with the broker so SIGTERM reaches it directly.
+# Written by strata-operator (operator/src/broker_contract.rs). Derives node.id, the roles, the
+# listeners and the advertised address for this pod, then replaces itself with the broker so
+# SIGTERM reaches it directly.
 set -eu
 conf_dir="${STRATA_CONFIG_DIR:-/etc/strata}"
 run_dir="${STRATA_RUNTIME_DIR:-/var/run/strata}"
@@ -115,9 +141,20 @@ esac
 if [ -z "$host" ]; then
   echo "strata: no advertised host for ordinal $ordinal (mode ${STRATA_ADVERTISE:-pod-dns})" >&2; exit 64
 fi
+voters="$(sed -n 's/^controller\.quorum\.voters=//p' "$conf_dir/server.properties")"
+if [ -z "$voters" ]; then
+  echo "strata: no controller.quorum.voters in $conf_dir/server.properties" >&2; exit 64
+fi
+listeners="PLAINTEXT://0.0.0.0:$STRATA_CLIENT_PORT"
+case ",$voters," in
+  *",$ordinal@"*) roles="broker,controller"; listeners="$listeners,CONTROLLER://0.0.0.0:$STRATA_CONTROLLER_PORT" ;;
+  *) roles="broker" ;;
+esac
 {
   cat "$conf_dir/server.properties"
   echo "node.id=$ordinal"
+  echo "process.roles=$roles"
+  echo "listeners=$listeners"
   echo "advertised.listeners=PLAINTEXT://$host:$STRATA_CLIENT_PORT"
 } > "$run_dir/server.properties.tmp"
 mv "$run_dir/server.properties.tmp" "$run_dir/server.properties"
@@ -180,9 +217,10 @@ pub fn parse_tune_report(report: &str) -> std::collections::BTreeMap<String, Str
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueKind {
     Bool,
-    /// Integer with an inclusive lower bound.
+    /// Integer within inclusive bounds.
     Int {
         min: i64,
+        max: i64,
     },
     /// One of a fixed set of strings.
     OneOf(&'static [&'static str]),
@@ -212,9 +250,20 @@ const fn key(name: &'static str, kind: ValueKind, owner: Owner, dynamic: bool) -
     ConfigKey { name, kind, owner, dynamic }
 }
 
+/// An integer setting with no upper bound of its own.
+const fn int(min: i64) -> ValueKind {
+    ValueKind::Int { min, max: i64::MAX }
+}
+
+/// A non-negative Java `int`, the type of most of Kafka's counts.
+const INT_COUNT: ValueKind = ValueKind::Int { min: 0, max: i32::MAX as i64 };
+
 pub const NODE_ID: &str = "node.id";
+pub const PROCESS_ROLES: &str = "process.roles";
 pub const LISTENERS: &str = "listeners";
 pub const ADVERTISED_LISTENERS: &str = "advertised.listeners";
+pub const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
+pub const CONTROLLER_QUORUM_VOTERS: &str = "controller.quorum.voters";
 pub const LOG_DIRS: &str = "log.dirs";
 pub const METRICS_PORT: &str = "metrics.port";
 pub const LOG_RETENTION_MS: &str = "log.retention.ms";
@@ -225,26 +274,45 @@ pub const LOG_CLEANUP_POLICY: &str = "log.cleanup.policy";
 pub const NUM_PARTITIONS: &str = "num.partitions";
 pub const AUTO_CREATE_TOPICS: &str = "auto.create.topics.enable";
 pub const CLUSTER_ID: &str = "cluster.id";
-pub const CLUSTER_BROKERS: &str = "cluster.brokers";
+pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
+pub const BROKER_SESSION_TIMEOUT_MS: &str = "broker.session.timeout.ms";
 
 /// Every key the broker understands. Anything else in `spec.config` is rejected.
 pub const KNOWN_KEYS: &[ConfigKey] = &[
-    key(NODE_ID, ValueKind::Int { min: 0 }, Owner::Operator, false),
+    key(NODE_ID, int(0), Owner::Operator, false),
+    // Per pod, from the start script: see "Node id, roles, listeners and advertised address".
+    key(PROCESS_ROLES, ValueKind::OneOf(&["broker", "broker,controller"]), Owner::Operator, false),
     key(LISTENERS, ValueKind::Text, Owner::Operator, false),
     key(ADVERTISED_LISTENERS, ValueKind::Text, Owner::Operator, false),
+    key(CONTROLLER_LISTENER_NAMES, ValueKind::Text, Owner::Operator, false),
+    // Rendered, and set at run time in PodIP and Explicit modes: see "Controller quorum".
+    key(CONTROLLER_QUORUM_VOTERS, ValueKind::Text, Owner::Operator, true),
     key(LOG_DIRS, ValueKind::Text, Owner::Operator, false),
-    key(METRICS_PORT, ValueKind::Int { min: 1 }, Owner::Operator, false),
-    key(LOG_RETENTION_MS, ValueKind::Int { min: -1 }, Owner::User, true),
-    key(LOG_RETENTION_BYTES, ValueKind::Int { min: -1 }, Owner::User, true),
-    key(LOG_SEGMENT_BYTES, ValueKind::Int { min: 1 }, Owner::User, true),
-    key(LOG_ROLL_MS, ValueKind::Int { min: 1 }, Owner::User, true),
+    key(METRICS_PORT, int(1), Owner::Operator, false),
+    key(LOG_RETENTION_MS, int(-1), Owner::User, true),
+    key(LOG_RETENTION_BYTES, int(-1), Owner::User, true),
+    key(LOG_SEGMENT_BYTES, int(1), Owner::User, true),
+    key(LOG_ROLL_MS, int(1), Owner::User, true),
     // The broker implements only deletion so far (no compaction).
     key(LOG_CLEANUP_POLICY, ValueKind::OneOf(&["delete"]), Owner::User, true),
-    key(NUM_PARTITIONS, ValueKind::Int { min: 1 }, Owner::User, false),
+    key(NUM_PARTITIONS, int(1), Owner::User, false),
     key(AUTO_CREATE_TOPICS, ValueKind::Bool, Owner::User, false),
     key(CLUSTER_ID, ValueKind::Text, Owner::Operator, false),
-    // Set at run time by the operator, not from the spec: see "Cluster membership".
-    key(CLUSTER_BROKERS, ValueKind::Text, Owner::Operator, true),
+    // The controller quorum and broker registration (issue 13).
+    key(BROKER_HEARTBEAT_INTERVAL_MS, int(1), Owner::User, false),
+    key(BROKER_SESSION_TIMEOUT_MS, int(1), Owner::User, false),
+    key("controller.quorum.election.timeout.ms", int(1), Owner::User, false),
+    key("controller.quorum.fetch.timeout.ms", int(1), Owner::User, false),
+    key("metadata.log.max.snapshot.interval.records", int(1), Owner::User, false),
+    key("broker.rack", ValueKind::Text, Owner::User, false),
+    // Resource limits and the read path, with the broker's bounds (broker/src/config.rs).
+    key("log.segment.close.idle.ms", int(0), Owner::User, false),
+    key("max.connections", INT_COUNT, Owner::User, false),
+    key("max.connections.per.ip", INT_COUNT, Owner::User, false),
+    key("connections.max.idle.ms", ValueKind::Int { min: 1, max: 31_536_000_000 }, Owner::User, false),
+    key("socket.listen.backlog.size", ValueKind::Int { min: 1, max: i32::MAX as i64 }, Owner::User, false),
+    key("fetch.warmup.enable", ValueKind::Bool, Owner::User, false),
+    key("num.io.threads", ValueKind::Int { min: 1, max: 1024 }, Owner::User, false),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static ConfigKey> {
@@ -258,9 +326,10 @@ pub fn check_value(key: &ConfigKey, value: &str) -> Result<(), String> {
             "true" | "false" => Ok(()),
             _ => Err(format!("{} must be true or false, got {value:?}", key.name)),
         },
-        ValueKind::Int { min } => match value.parse::<i64>() {
-            Ok(v) if v >= min => Ok(()),
-            Ok(v) => Err(format!("{} must be >= {min}, got {v}", key.name)),
+        ValueKind::Int { min, max } => match value.parse::<i64>() {
+            Ok(v) if v < min => Err(format!("{} must be >= {min}, got {v}", key.name)),
+            Ok(v) if v > max => Err(format!("{} must be <= {max}, got {v}", key.name)),
+            Ok(_) => Ok(()),
             Err(_) => Err(format!("{} must be an integer, got {value:?}", key.name)),
         },
         ValueKind::OneOf(options) if options.contains(&value) => Ok(()),
@@ -326,16 +395,72 @@ mod tests {
         assert!(check_value(k, "-1").is_ok());
         assert!(check_value(k, "-2").unwrap_err().contains(">= -1"));
         assert!(check_value(k, "7d").unwrap_err().contains("integer"));
+        let threads = lookup("num.io.threads").unwrap();
+        assert!(check_value(threads, "1024").is_ok());
+        assert!(check_value(threads, "1025").unwrap_err().contains("<= 1024"));
+        assert!(check_value(threads, "0").unwrap_err().contains(">= 1"));
         let b = lookup(AUTO_CREATE_TOPICS).unwrap();
         assert!(check_value(b, "yes").is_err());
         let p = lookup(LOG_CLEANUP_POLICY).unwrap();
         assert!(check_value(p, "delete").is_ok());
         assert!(check_value(p, "compact").unwrap_err().contains("must be one of delete"));
         assert!(lookup("no.such.key").is_none());
+        assert!(lookup("cluster.brokers").is_none(), "gone with the controller quorum");
+    }
+
+    #[test]
+    fn key_table_owners_and_dynamic_flags() {
+        let operator: Vec<&str> = KNOWN_KEYS.iter().filter(|k| k.owner == Owner::Operator).map(|k| k.name).collect();
+        assert_eq!(
+            operator,
+            [
+                "node.id",
+                "process.roles",
+                "listeners",
+                "advertised.listeners",
+                "controller.listener.names",
+                "controller.quorum.voters",
+                "log.dirs",
+                "metrics.port",
+                "cluster.id"
+            ]
+        );
+        // (key, dynamic) for the keys the quorum and the hardening work added.
+        let table = [
+            ("controller.quorum.voters", true),
+            ("broker.heartbeat.interval.ms", false),
+            ("broker.session.timeout.ms", false),
+            ("controller.quorum.election.timeout.ms", false),
+            ("controller.quorum.fetch.timeout.ms", false),
+            ("metadata.log.max.snapshot.interval.records", false),
+            ("broker.rack", false),
+            ("log.segment.close.idle.ms", false),
+            ("max.connections", false),
+            ("max.connections.per.ip", false),
+            ("connections.max.idle.ms", false),
+            ("socket.listen.backlog.size", false),
+            ("fetch.warmup.enable", false),
+            ("num.io.threads", false),
+        ];
+        for (name, dynamic) in table {
+            assert_eq!(lookup(name).map(|k| k.dynamic), Some(dynamic), "{name}");
+        }
+        let mut names: Vec<&str> = KNOWN_KEYS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KNOWN_KEYS.len(), "no key listed twice");
     }
 
     /// Runs the real start script with `sh`, a stub broker on PATH and temp dirs for the mounts.
     fn run_start_script(hostname: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+        run_start_script_with(SHARED, hostname, env)
+    }
+
+    /// Shared properties as the operator renders them: voters 0 and 1.
+    const SHARED: &str = "log.dirs=/var/lib/strata/logs\ncontroller.listener.names=CONTROLLER\n\
+                          controller.quorum.voters=0@logs-0.logs-headless.prod.svc:9093,1@logs-1.logs-headless.prod.svc:9093\n";
+
+    fn run_start_script_with(shared: &str, hostname: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("conf");
@@ -344,7 +469,7 @@ mod tests {
         for d in [&conf, &run, &bin] {
             std::fs::create_dir(d).unwrap();
         }
-        std::fs::write(conf.join(SHARED_PROPERTIES_FILE), "log.dirs=/var/lib/strata/logs\n").unwrap();
+        std::fs::write(conf.join(SHARED_PROPERTIES_FILE), shared).unwrap();
         std::fs::write(conf.join(ADVERTISED_HOSTS_FILE), "a.example\nb.example\n").unwrap();
         let stub = bin.join(BINARY);
         let mut f = std::fs::File::create(&stub).unwrap();
@@ -361,6 +486,7 @@ mod tests {
             .env(ENV_CONFIG_DIR, &conf)
             .env(ENV_RUNTIME_DIR, &run)
             .env(ENV_CLIENT_PORT, "9092")
+            .env(ENV_CONTROLLER_PORT, "9093")
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -382,6 +508,30 @@ mod tests {
         assert!(out.contains("log.dirs=/var/lib/strata/logs\n"));
         assert!(out.contains("node.id=12\n"));
         assert!(out.contains("advertised.listeners=PLAINTEXT://logs-12.logs-headless.prod.svc:9092\n"), "{out}");
+        assert!(out.contains("process.roles=broker\nlisteners=PLAINTEXT://0.0.0.0:9092\n"), "not a voter: {out}");
+    }
+
+    /// Voters are the ids listed in `controller.quorum.voters`; only they get the controller
+    /// role and listener, and the advertised listener stays the client one.
+    #[test]
+    fn start_script_makes_the_listed_voters_controllers() {
+        let dns = [(ENV_ADVERTISE, ADVERTISE_POD_DNS), (ENV_HEADLESS_SERVICE, "logs-headless"), (ENV_POD_NAMESPACE, "prod")];
+        for (host, voter) in [("logs-0", true), ("logs-1", true), ("logs-2", false), ("logs-10", false)] {
+            let (ok, out, err) = run_start_script(host, &dns);
+            assert!(ok, "{err}");
+            let (roles, listeners) = if voter {
+                ("broker,controller", "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093")
+            } else {
+                ("broker", "PLAINTEXT://0.0.0.0:9092")
+            };
+            assert!(out.contains(&format!("\nprocess.roles={roles}\n")), "{host}: {out}");
+            assert!(out.contains(&format!("\nlisteners={listeners}\n")), "{host}: {out}");
+            assert!(out.contains(&format!("advertised.listeners=PLAINTEXT://{host}.logs-headless.prod.svc:9092\n")), "{out}");
+            assert_eq!(out.matches("listeners=").count(), 2, "one listeners and one advertised.listeners line: {out}");
+        }
+        let (ok, _, err) = run_start_script_with("log.dirs=/x\n", "logs-0", &dns);
+        assert!(!ok);
+        assert!(err.contains("no controller.quorum.voters"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,14 @@ impl BrokerSettings {
         out
     }
 
+    /// Adds the controller quorum's shared settings (restart-requiring; the voter count never
+    /// changes, and in `PodIP`/`Explicit` mode the addresses are also pushed at run time).
+    pub fn with_quorum(mut self, static_voters: String) -> Self {
+        self.restart.insert(contract::CONTROLLER_LISTENER_NAMES.to_string(), contract::CONTROLLER_LISTENER.to_string());
+        self.restart.insert(contract::CONTROLLER_QUORUM_VOTERS.to_string(), static_voters);
+        self
+    }
+
     /// Hash of the dynamic settings, recorded on pods once applied.
     pub fn dynamic_hash(&self) -> String {
         hash_map(&self.dynamic)
@@ -122,8 +130,9 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
         return Err(errors);
     }
 
+    // `listeners` and `process.roles` differ between voters and other brokers: the start script
+    // adds them per pod.
     let mut restart = BTreeMap::from([
-        (contract::LISTENERS.to_string(), format!("PLAINTEXT://0.0.0.0:{}", spec.listeners.client_port)),
         (contract::LOG_DIRS.to_string(), contract::LOG_DIR.to_string()),
         (contract::METRICS_PORT.to_string(), spec.metrics.port.to_string()),
     ]);
@@ -160,13 +169,17 @@ mod tests {
         assert_eq!(b.dynamic["log.retention.bytes"], "1073741824");
         assert_eq!(b.dynamic["log.cleanup.policy"], "delete");
         assert_eq!(b.restart["num.partitions"], "6");
-        assert_eq!(b.restart["listeners"], "PLAINTEXT://0.0.0.0:9092");
+        assert!(!b.restart.contains_key("listeners"), "per pod, from the start script");
         assert_eq!(b.restart["log.dirs"], "/var/lib/strata/logs");
         assert_eq!(b.restart["metrics.port"], "9644");
         let props = b.properties();
         assert!(props.contains("\nlog.retention.ms=7200000\n"));
         assert!(props.contains("\nnum.partitions=6\n"));
         assert!(!props.contains("node.id"), "node.id is per pod");
+        let q = b.with_quorum("0@h0:9093".into());
+        assert_eq!(q.restart["controller.quorum.voters"], "0@h0:9093");
+        assert_eq!(q.restart["controller.listener.names"], "CONTROLLER");
+        assert!(q.properties().contains("\ncontroller.quorum.voters=0@h0:9093\n"));
     }
 
     #[test]

@@ -39,8 +39,10 @@ pub const KIND: &str = "LogCluster";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LogClusterSpec {
-    /// Number of brokers. Scale-down is refused while a removed broker still hosts partitions,
-    /// unless the annotation `strata.io/force-scale-down: "true"` is set.
+    /// Number of brokers. The first `min(3, replicas)` brokers at creation are the controller
+    /// voters, and stay so. Scale-down is refused when it would remove a voter, and while a
+    /// removed broker still hosts partitions unless the annotation
+    /// `strata.io/force-scale-down: "true"` is set.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
@@ -126,16 +128,30 @@ pub struct ListenersSpec {
     /// Host names per broker ordinal, used with `advertise: Explicit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_hosts: Option<Vec<String>>,
+    /// Port of the controller listener on the controller voters (the first brokers, at most 3),
+    /// which the brokers use among themselves for the controller quorum.
+    #[serde(default = "default_controller_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub controller_port: i32,
 }
 
 impl Default for ListenersSpec {
     fn default() -> Self {
-        Self { client_port: default_client_port(), advertise: AdvertiseMode::default(), advertised_hosts: None }
+        Self {
+            client_port: default_client_port(),
+            advertise: AdvertiseMode::default(),
+            advertised_hosts: None,
+            controller_port: default_controller_port(),
+        }
     }
 }
 
 fn default_client_port() -> i32 {
     broker_contract::DEFAULT_CLIENT_PORT
+}
+
+fn default_controller_port() -> i32 {
+    broker_contract::DEFAULT_CONTROLLER_PORT
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -334,6 +350,15 @@ pub struct LogClusterStatus {
     pub bootstrap_servers: Option<String>,
     #[serde(default)]
     pub brokers: Vec<BrokerStatus>,
+    /// Ids of the controller voters (`process.roles=broker,controller`), fixed at creation.
+    // Never skipped when empty: the status is written with a merge patch, where an absent field
+    // would keep the old value.
+    #[serde(default)]
+    pub controller_voters: Vec<i32>,
+    /// Ids of brokers removed by a scale-down that are still to be unregistered from the
+    /// controller quorum (after their pods are gone).
+    #[serde(default)]
+    pub brokers_to_unregister: Vec<i32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

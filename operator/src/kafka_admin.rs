@@ -77,7 +77,7 @@ mod tests {
         let changes = dynamic_changes(&desired);
         assert!(changes.contains(&ConfigChange::Set("log.retention.ms".into(), "1000".into())));
         assert!(changes.contains(&ConfigChange::Delete("log.retention.bytes".into())));
-        for key in ["num.partitions", "cluster.brokers"] {
+        for key in ["num.partitions", "controller.quorum.voters"] {
             assert!(!changes.iter().any(|c| matches!(c, ConfigChange::Delete(k) | ConfigChange::Set(k, _) if k == key)), "{key}");
         }
     }
@@ -118,5 +118,77 @@ mod tests {
         assert_eq!(placement[&0], ["a-0"]);
         assert_eq!(placement[&1], ["a-0", "a-1"]);
         assert_eq!(placement[&2], ["a-1", "big-0", "big-1", "and 6 more"]);
+    }
+}
+
+/// What became of an UnregisterBroker request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unregistration {
+    /// The controller removed the broker's registration.
+    Removed,
+    /// The controller did not know the broker (`BROKER_ID_NOT_REGISTERED`): already done.
+    NotRegistered,
+    /// The broker does not offer UnregisterBroker at all: a broker without a controller quorum,
+    /// which keeps no registrations.
+    Unsupported,
+}
+
+/// The outcome of an UnregisterBroker answer; other errors (retriable ones such as NOT_CONTROLLER or
+/// REQUEST_TIMED_OUT included) stay errors: the operator retries later.
+pub fn unregistration_outcome(answer: Result<(), AdminError>) -> Result<Unregistration, AdminError> {
+    /// UNSUPPORTED_VERSION: the API exists but the broker cannot serve it (e.g. no quorum).
+    const UNSUPPORTED_VERSION: i16 = 35;
+    match answer {
+        Ok(()) => Ok(Unregistration::Removed),
+        Err(AdminError::Kafka { code, .. }) if code.0 == broker_contract::BROKER_ID_NOT_REGISTERED => {
+            Ok(Unregistration::NotRegistered)
+        }
+        Err(AdminError::Kafka { code, .. }) if code.0 == UNSUPPORTED_VERSION => Ok(Unregistration::Unsupported),
+        Err(AdminError::Unsupported { theirs: None, .. }) => Ok(Unregistration::Unsupported),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes broker `broker_id`'s registration, asking the broker at `addr` (idempotent).
+pub async fn unregister_broker(addr: &str, timeout: Duration, broker_id: i32) -> Result<Unregistration, AdminError> {
+    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
+    unregistration_outcome(conn.unregister_broker(broker_id).await)
+}
+
+#[cfg(test)]
+mod unregister_tests {
+    use strata_client::kafka_protocol::messages::ApiKey;
+    use strata_client::ErrorCode;
+
+    use super::*;
+
+    fn kafka(code: i16) -> Result<(), AdminError> {
+        Err(AdminError::Kafka {
+            addr: "b:9092".into(),
+            what: "unregistering broker 3".into(),
+            code: ErrorCode(code),
+            message: None,
+        })
+    }
+
+    #[test]
+    fn outcomes_by_answer() {
+        // (answer, outcome; None: an error)
+        let table = [
+            (Ok(()), Some(Unregistration::Removed)),
+            (kafka(102), Some(Unregistration::NotRegistered)),
+            (kafka(35), Some(Unregistration::Unsupported)),
+            (
+                Err(AdminError::Unsupported { addr: "b".into(), api: ApiKey::UnregisterBroker, ours: (0, 0), theirs: None }),
+                Some(Unregistration::Unsupported),
+            ),
+            (kafka(41), None), // NOT_CONTROLLER: retried later
+            (kafka(7), None),  // REQUEST_TIMED_OUT
+            (kafka(42), None), // INVALID_REQUEST
+        ];
+        for (answer, want) in table {
+            let shown = format!("{answer:?}");
+            assert_eq!(unregistration_outcome(answer).ok(), want, "{shown}");
+        }
     }
 }

@@ -14,8 +14,14 @@ pub const FORCE_SCALE_DOWN_ANNOTATION: &str = "strata.io/force-scale-down";
 pub const CONFIG_HASH_ANNOTATION: &str = "strata.io/config-hash";
 /// Pod annotation: hash of the dynamic settings last applied to that broker via the admin API.
 pub const DYNAMIC_CONFIG_ANNOTATION: &str = "strata.io/dynamic-config-applied";
-/// Pod annotation: hash of the `cluster.brokers` list last given to that broker.
-pub const CLUSTER_BROKERS_ANNOTATION: &str = "strata.io/cluster-brokers-applied";
+/// Pod annotation: hash of the `controller.quorum.voters` value last given to that broker.
+pub const QUORUM_VOTERS_ANNOTATION: &str = "strata.io/controller-quorum-voters-applied";
+/// StatefulSet annotation: the number of controller voters (brokers `0..n`), fixed when the
+/// cluster is created; the operator's durable record of it.
+pub const CONTROLLER_VOTERS_ANNOTATION: &str = "strata.io/controller-voters";
+/// StatefulSet annotation: ids of brokers removed by a scale-down and not unregistered yet
+/// (comma-separated), so unregistration resumes after an operator restart.
+pub const TO_UNREGISTER_ANNOTATION: &str = "strata.io/brokers-to-unregister";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

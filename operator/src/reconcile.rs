@@ -27,7 +27,7 @@ use crate::broker_contract;
 use crate::builders;
 use crate::config::{hash_str, BrokerSettings};
 use crate::crd::{LogCluster, LogClusterStatus};
-use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange};
+use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, Unregistration};
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
 use crate::rollout::{self, Restart, ScaleDown};
@@ -232,14 +232,25 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let existing = sts_api.get_opt(&names::statefulset(lc)).await?;
     let mut problem = None;
 
-    // Replicas: a scale-down waits until the brokers to be removed host no partitions.
+    // The controller voters, fixed when the cluster was created (recorded on the StatefulSet).
     let desired = lc.spec.replicas;
     let current = existing.as_ref().and_then(|s| s.spec.replicas);
+    let recorded = |key: &str| existing.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
+    let voters = membership::voter_count(recorded_voters(lc, existing.as_ref()), current, desired);
+
+    // Replicas: a scale-down keeps every voter and waits until the brokers to be removed host no
+    // partitions.
     let forced = lc.annotations().get(names::FORCE_SCALE_DOWN_ANNOTATION).map(String::as_str) == Some("true");
     let replicas = match current {
         Some(cur) if desired < cur => {
-            let placement = if forced { Ok(BTreeMap::new()) } else { partition_placement(lc, &pods, ctx).await };
-            match rollout::check_scale_down(cur, desired, forced, placement.as_ref().map_err(String::as_str)) {
+            let decision = match rollout::check_voters_kept(cur, desired, voters) {
+                ScaleDown::Allowed => {
+                    let placement = if forced { Ok(BTreeMap::new()) } else { partition_placement(lc, &pods, ctx).await };
+                    rollout::check_scale_down(cur, desired, voters, forced, placement.as_ref().map_err(String::as_str))
+                }
+                blocked => blocked,
+            };
+            match decision {
                 ScaleDown::Allowed => {
                     publish(ctx, lc, EventType::Normal, "ScalingDown", format!("scaling from {cur} to {desired} brokers")).await;
                     desired
@@ -264,6 +275,21 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
         _ => desired,
     };
 
+    // Brokers removed by a scale-down leave the quorum's registrations once their pods are gone;
+    // the ones still to do are recorded with the new replica count, in the same apply.
+    let recorded_removed = membership::parse_ids(recorded(names::TO_UNREGISTER_ANNOTATION));
+    let mut to_unregister = membership::to_unregister(&recorded_removed, current, replicas);
+    let sts_name = names::statefulset(lc);
+    let pod_ordinals: BTreeSet<i32> =
+        pods.iter().filter_map(|p| names::ordinal_of(&sts_name, p.metadata.name.as_deref()?)).collect();
+    let (unregistered, unregister_error) =
+        unregister_brokers(lc, &pods, replicas, &membership::unregister_now(&to_unregister, &pod_ordinals), ctx).await;
+    for (id, _) in &unregistered {
+        to_unregister.remove(id);
+    }
+    let settings = settings.clone().with_quorum(membership::static_voters(lc, voters));
+    let settings = &settings;
+
     apply_local_storage(lc, ctx).await?;
     apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &builders::config_map(lc, settings)).await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -271,6 +297,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     apply_object(&svc_api, &builders::bootstrap_service(lc)).await?;
     let mut sts = builders::statefulset(lc, settings);
     sts.spec.replicas = Some(replicas);
+    builders::record_membership(&mut sts, voters, &to_unregister);
     if existing.is_none() {
         publish(ctx, lc, EventType::Normal, "Created", format!("created StatefulSet with {replicas} brokers")).await;
     }
@@ -285,7 +312,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let sts_status = sts.status.as_ref();
     let observed_latest = sts_status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
     let update_revision = sts_status.and_then(|s| s.update_revision.as_deref()).filter(|_| observed_latest);
-    let mut busy = false;
+    let mut busy = !to_unregister.is_empty();
     match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision) {
         Restart::Done => {}
         Restart::Wait(why) => {
@@ -300,10 +327,11 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
         }
     }
 
-    // Both are tried even if one fails.
-    let membership = apply_membership(lc, &pods, replicas, ctx).await;
+    // Each is tried even if another fails.
+    let voters_pushed = apply_quorum_voters(lc, &pods, replicas, voters, ctx).await;
     apply_dynamic_config(lc, settings, &pods, replicas, ctx).await?;
-    membership?;
+    voters_pushed?;
+    unregister_error.map_or(Ok(()), Err)?;
     delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
     Ok(Outcome { problem, busy })
 }
@@ -334,26 +362,96 @@ async fn apply_dynamic_config(
     ctx: &Context,
 ) -> Result<(), Error> {
     let changes = dynamic_changes(&settings.dynamic);
-    let target = BrokerPush { annotation: names::DYNAMIC_CONFIG_ANNOTATION, hash: settings.dynamic_hash(), changes: &changes };
+    let target = BrokerPush {
+        annotation: names::DYNAMIC_CONFIG_ANNOTATION,
+        hash: settings.dynamic_hash(),
+        changes: &changes,
+        include_unready: false,
+    };
     push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
         format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
     })
     .await
 }
 
-/// Tells every ready broker the current membership (`cluster.brokers`) once all brokers have an
-/// address, so they know their peers and the controller.
-async fn apply_membership(lc: &LogCluster, pods: &[Pod], replicas: i32, ctx: &Context) -> Result<(), Error> {
-    let Some(brokers) = membership::cluster_brokers(lc, pods, replicas) else {
-        tracing::debug!(cluster = %key(lc), "waiting for every broker to have an address");
+/// In `PodIP` and `Explicit` modes, tells every running broker (ready or not: see
+/// [`push_target`]) the voters' current addresses (`controller.quorum.voters`) once every voter
+/// has one; `PodDNS` needs no push (the rendered names are final).
+async fn apply_quorum_voters(lc: &LogCluster, pods: &[Pod], replicas: i32, voters: i32, ctx: &Context) -> Result<(), Error> {
+    let Some(value) = membership::runtime_voters(lc, pods, voters) else {
         return Ok(());
     };
-    let changes = [ConfigChange::Set(broker_contract::CLUSTER_BROKERS.to_string(), brokers.clone())];
-    let target = BrokerPush { annotation: names::CLUSTER_BROKERS_ANNOTATION, hash: hash_str(&brokers), changes: &changes };
-    push_and_announce(lc, pods, replicas, ctx, target, "MembershipApplied", |ids| {
-        format!("told brokers {ids} the cluster's brokers: {brokers}")
+    let changes = [ConfigChange::Set(broker_contract::CONTROLLER_QUORUM_VOTERS.to_string(), value.clone())];
+    let target = BrokerPush {
+        annotation: names::QUORUM_VOTERS_ANNOTATION,
+        hash: hash_str(&value),
+        changes: &changes,
+        include_unready: true,
+    };
+    push_and_announce(lc, pods, replicas, ctx, target, "QuorumVotersApplied", |ids| {
+        format!("told brokers {ids} the controller quorum voters: {value}")
     })
     .await
+}
+
+/// Unregisters `ids` (brokers a scale-down removed, pods gone) through the first ready broker
+/// that answers. Returns the ids done and the first failure; with no ready broker, nothing
+/// happens (retried on a later pass).
+async fn unregister_brokers(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    ids: &[i32],
+    ctx: &Context,
+) -> (Vec<(i32, Unregistration)>, Option<Error>) {
+    if ids.is_empty() {
+        return (Vec::new(), None);
+    }
+    let sts = names::statefulset(lc);
+    let mut done = Vec::new();
+    let mut error = None;
+    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
+        let (Some(node), Some(ip)) = (
+            names::ordinal_of(&sts, &pod.name_any()).filter(|o| *o < replicas),
+            pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+        ) else {
+            continue;
+        };
+        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
+        error = None;
+        let mut unreachable = false;
+        for &id in ids {
+            match kafka_admin::unregister_broker(&addr, ctx.admin_timeout, id).await {
+                Ok(outcome) => done.push((id, outcome)),
+                // This broker cannot be asked: the next ready one may.
+                Err(source @ (AdminError::Connect { .. } | AdminError::Timeout { .. })) if done.is_empty() => {
+                    error = Some(Error::Admin { node, source });
+                    unreachable = true;
+                    break;
+                }
+                Err(source) => {
+                    tracing::warn!(broker = id, via = node, error = %source, "could not unregister a removed broker");
+                    error = Some(Error::Admin { node, source });
+                    break;
+                }
+            }
+        }
+        if unreachable {
+            continue;
+        }
+        break;
+    }
+    if !done.is_empty() {
+        let describe = |(id, outcome): &(i32, Unregistration)| match outcome {
+            Unregistration::Removed => format!("{id}"),
+            Unregistration::NotRegistered => format!("{id} (was not registered)"),
+            Unregistration::Unsupported => format!("{id} (the brokers keep no registrations)"),
+        };
+        let list: Vec<String> = done.iter().map(describe).collect();
+        publish(ctx, lc, EventType::Normal, "BrokersUnregistered", format!("unregistered removed brokers {}", list.join(", ")))
+            .await;
+    }
+    (done, error)
 }
 
 /// Pushes `target` to the brokers and records an event naming the brokers (comma-separated ids)
@@ -381,10 +479,33 @@ struct BrokerPush<'a> {
     annotation: &'static str,
     hash: String,
     changes: &'a [ConfigChange],
+    /// Also send to brokers that are not ready (see [`push_target`]).
+    include_unready: bool,
 }
 
-/// Sends `target.changes` to every ready broker whose pod does not record `target.hash` yet, and
-/// records it. Returns the brokers reached and the first failure.
+/// Whether a pod should get a push recorded as `hash` in `annotation`: a wanted broker
+/// (ordinal below `replicas`), not terminating, with an IP, not recorded as having it, and ready
+/// unless `include_unready`. The voters need it unready too: a broker that is not ready until
+/// its quorum forms, which in PodIP mode needs these addresses, would otherwise never get them.
+/// Returns the broker id and the address's host.
+fn push_target<'p>(
+    sts: &str,
+    pod: &'p Pod,
+    replicas: i32,
+    annotation: &str,
+    hash: &str,
+    include_unready: bool,
+) -> Option<(i32, &'p str)> {
+    let node = names::ordinal_of(sts, pod.metadata.name.as_deref()?).filter(|o| *o < replicas)?;
+    let wanted = !is_terminating(pod) && (include_unready || is_ready(pod));
+    let done = pod.annotations().get(annotation).map(String::as_str) == Some(hash);
+    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    (wanted && !done).then_some((node, ip))
+}
+
+/// Sends `target.changes` to every broker [`push_target`] picks, and records it. Returns the
+/// brokers reached and the first failure (a broker that is not ready may not listen yet: its
+/// failures are retried on a later pass without being errors).
 async fn push_to_brokers(
     lc: &LogCluster,
     pods: &[Pod],
@@ -392,22 +513,16 @@ async fn push_to_brokers(
     ctx: &Context,
     target: BrokerPush<'_>,
 ) -> (Vec<i32>, Option<Error>) {
-    let BrokerPush { annotation, hash, changes } = target;
+    let BrokerPush { annotation, hash, changes, include_unready } = target;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     let sts = names::statefulset(lc);
     let mut first_error = None;
     let mut applied = Vec::new();
-    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
+    for pod in pods {
+        let Some((node, ip)) = push_target(&sts, pod, replicas, annotation, &hash, include_unready) else {
+            continue;
+        };
         let name = pod.name_any();
-        let Some(node) = names::ordinal_of(&sts, &name).filter(|o| *o < replicas) else {
-            continue;
-        };
-        if pod.annotations().get(annotation) == Some(&hash) {
-            continue;
-        }
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
-            continue;
-        };
         let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
         match kafka_admin::alter_broker_configs(&addr, ctx.admin_timeout, node, changes).await {
             Ok(()) => {
@@ -418,6 +533,9 @@ async fn push_to_brokers(
                         first_error.get_or_insert(e.into());
                     }
                 }
+            }
+            Err(source) if !is_ready(pod) => {
+                tracing::debug!(pod = %name, error = %source, %annotation, "broker not ready for its settings yet");
             }
             Err(source) => {
                 tracing::warn!(pod = %name, error = %source, %annotation, "could not change broker settings");
@@ -520,13 +638,31 @@ async fn delete_orphaned_claims(lc: &LogCluster, pods: &[Pod], replicas: i32, ct
     Ok(())
 }
 
+/// The voter count recorded on the StatefulSet, else in the LogCluster status.
+fn recorded_voters(lc: &LogCluster, sts: Option<&StatefulSet>) -> Option<i32> {
+    let annotation = sts.and_then(|s| s.annotations().get(names::CONTROLLER_VOTERS_ANNOTATION)).map(String::as_str);
+    let in_status = lc.status.as_ref().map_or(0, |s| s.controller_voters.len());
+    membership::parse_voters(annotation).or_else(|| i32::try_from(in_status).ok().filter(|n| *n >= 1))
+}
+
 /// Computes the status from the current pods and StatefulSet and writes it if it changed.
 async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&selector(lc)).await?.items;
     let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).get_opt(&names::statefulset(lc)).await?;
     let update_revision = sts.as_ref().and_then(|s| s.status.as_ref()?.update_revision.clone());
-    let observed = Observed { pods: &pods, update_revision: update_revision.as_deref(), problem };
+    let recorded = |key: &str| sts.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
+    let voters = match &sts {
+        Some(s) => Some(membership::voter_count(recorded_voters(lc, Some(s)), s.spec.replicas, lc.spec.replicas)),
+        None => recorded_voters(lc, None),
+    };
+    let observed = Observed {
+        pods: &pods,
+        update_revision: update_revision.as_deref(),
+        problem,
+        voters,
+        to_unregister: membership::parse_ids(recorded(names::TO_UNREGISTER_ANNOTATION)).into_iter().collect(),
+    };
     let new = status::compute(lc, &observed, Time(Timestamp::now()));
     if lc.status.as_ref() != Some(&new) {
         let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &ns);
@@ -628,6 +764,38 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_targets() {
+        use crate::status::tests::pod;
+        let with = |name: &str, ready: bool, ip: Option<&str>, applied: Option<&str>| {
+            let mut p = pod(name, "r1", ready);
+            p.status.as_mut().unwrap().pod_ip = ip.map(String::from);
+            if let Some(hash) = applied {
+                p.metadata.annotations = Some(BTreeMap::from([("a".to_string(), hash.to_string())]));
+            }
+            p
+        };
+        let mut terminating = with("logs-1", true, Some("10.0.0.2"), None);
+        terminating.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        // (pod, include_unready) -> target
+        let table = [
+            (with("logs-0", true, Some("10.0.0.1"), None), false, Some((0, "10.0.0.1"))),
+            (with("logs-0", true, Some("10.0.0.1"), Some("h")), false, None), // already has it
+            (with("logs-0", true, Some("10.0.0.1"), Some("old")), false, Some((0, "10.0.0.1"))),
+            (with("logs-0", false, Some("10.0.0.1"), None), false, None), // not ready: settings wait
+            (with("logs-0", false, Some("10.0.0.1"), None), true, Some((0, "10.0.0.1"))), // voters do not
+            (with("logs-0", false, None, None), true, None),              // no IP yet
+            (with("logs-0", true, Some(""), None), true, None),
+            (with("logs-3", true, Some("10.0.0.4"), None), true, None), // being scaled away
+            (with("other-0", true, Some("10.0.0.9"), None), true, None),
+            (terminating, true, None),
+        ];
+        for (p, include_unready, want) in &table {
+            let got = push_target("logs", p, 3, "a", "h", *include_unready);
+            assert_eq!(got, *want, "{:?} unready={include_unready}", p.metadata.name);
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::builders;
 use crate::crd::LogCluster;
-use crate::validation;
+use crate::{membership, validation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -28,7 +28,10 @@ pub fn render_yaml(manifest: &str) -> Result<String, RenderError> {
     if lc.metadata.namespace.is_none() {
         lc.metadata.namespace = Some("default".to_string());
     }
-    let settings = validation::validate(&lc.spec).map_err(RenderError::Invalid)?;
+    // As for a new cluster: the initial voters.
+    let voters = membership::initial_voter_count(lc.spec.replicas);
+    let settings =
+        validation::validate(&lc.spec).map_err(RenderError::Invalid)?.with_quorum(membership::static_voters(&lc, voters));
     let mut out = String::new();
     if let Some(sc) = builders::local_storage_class(&lc) {
         doc(&mut out, &sc)?;
@@ -39,7 +42,9 @@ pub fn render_yaml(manifest: &str) -> Result<String, RenderError> {
     doc(&mut out, &builders::config_map(&lc, &settings))?;
     doc(&mut out, &builders::headless_service(&lc))?;
     doc(&mut out, &builders::bootstrap_service(&lc))?;
-    doc(&mut out, &builders::statefulset(&lc, &settings))?;
+    let mut sts = builders::statefulset(&lc, &settings);
+    builders::record_membership(&mut sts, voters, &Default::default());
+    doc(&mut out, &sts)?;
     if let Some(pdb) = builders::pod_disruption_budget(&lc) {
         doc(&mut out, &pdb)?;
     }
@@ -62,6 +67,7 @@ mod tests {
         assert_eq!(kinds, ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"]);
         assert!(out.contains("namespace: default"));
         assert!(out.contains("log.retention.ms=604800000"));
+        assert!(out.contains("controller.quorum.voters=0@example-0.example-headless.default.svc:9093,"));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Observed<'a> {
     /// `status.updateRevision` of the StatefulSet, if it exists yet.
     pub update_revision: Option<&'a str>,
     pub problem: Option<Problem>,
+    /// Controller voters recorded on the StatefulSet (`None` before it exists).
+    pub voters: Option<i32>,
+    /// Removed brokers not unregistered yet, as recorded on the StatefulSet.
+    pub to_unregister: Vec<i32>,
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -134,6 +138,16 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
             generation,
             &now,
         )
+    } else if !observed.to_unregister.is_empty() {
+        let ids: Vec<String> = observed.to_unregister.iter().map(i32::to_string).collect();
+        condition(
+            PROGRESSING,
+            true,
+            "UnregisteringBrokers",
+            format!("removed brokers {} are being unregistered from the controller quorum", ids.join(",")),
+            generation,
+            &now,
+        )
     } else if current < desired {
         condition(
             PROGRESSING,
@@ -168,6 +182,8 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
         ready_replicas: ready,
         bootstrap_servers: Some(names::bootstrap_servers(lc)),
         brokers,
+        controller_voters: (0..observed.voters.unwrap_or(0)).collect(),
+        brokers_to_unregister: observed.to_unregister.clone(),
     }
 }
 
@@ -214,7 +230,7 @@ pub(crate) mod tests {
         problem: Option<Problem>,
         secs: i64,
     ) -> LogClusterStatus {
-        let observed = Observed { pods, update_revision, problem };
+        let observed = Observed { pods, update_revision, problem, voters: Some(3), to_unregister: Vec::new() };
         compute(lc, &observed, at(secs))
     }
 
@@ -235,6 +251,27 @@ pub(crate) mod tests {
         assert_eq!(get(&s, DEGRADED).status, "False");
         assert_eq!(s.brokers.iter().map(|b| b.id).collect::<Vec<_>>(), [0, 1, 2]);
         assert!(s.brokers.iter().all(|b| b.ready && b.up_to_date && b.node.as_deref() == Some("node-a")));
+        assert_eq!(s.controller_voters, [0, 1, 2]);
+        assert!(s.brokers_to_unregister.is_empty());
+    }
+
+    #[test]
+    fn unregistration_is_reported_until_done() {
+        let mut lc = cluster(spec());
+        lc.spec.replicas = 2;
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true)];
+        let observed =
+            Observed { pods: &pods, update_revision: Some("r1"), problem: None, voters: Some(2), to_unregister: vec![2, 3] };
+        let s = compute(&lc, &observed, at(1));
+        assert_eq!(s.brokers_to_unregister, [2, 3]);
+        assert_eq!(s.controller_voters, [0, 1]);
+        let p = get(&s, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "UnregisteringBrokers"));
+        assert!(p.message.contains("brokers 2,3"), "{}", p.message);
+        assert_eq!(get(&s, READY).status, "True", "serving brokers are all ready");
+        let done = Observed { to_unregister: vec![], ..observed };
+        let json = serde_json::to_value(compute(&lc, &done, at(2))).unwrap();
+        assert_eq!(json["brokersToUnregister"], serde_json::json!([]), "written as empty, so the merge patch clears it");
     }
 
     #[test]

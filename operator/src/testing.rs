@@ -3,7 +3,9 @@
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
+use crate::config::BrokerSettings;
 use crate::crd::{LogCluster, LogClusterSpec};
+use crate::{membership, validation};
 
 /// A minimal valid spec, as the apiserver would store it after defaulting.
 pub fn spec() -> LogClusterSpec {
@@ -28,4 +30,10 @@ pub fn cluster(spec: LogClusterSpec) -> LogCluster {
 
 pub fn quantity(s: &str) -> Quantity {
     Quantity(s.to_string())
+}
+
+/// The settings the operator renders for a new cluster (valid spec, initial voters).
+pub fn settings(lc: &LogCluster) -> BrokerSettings {
+    let voters = membership::initial_voter_count(lc.spec.replicas);
+    validation::validate(&lc.spec).expect("valid spec").with_quorum(membership::static_voters(lc, voters))
 }

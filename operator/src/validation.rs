@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::broker_contract as contract;
 use crate::config::{self, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogClusterSpec};
 use crate::names;
@@ -70,9 +71,19 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
             errors.push(format!("tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"));
         }
     }
-    if spec.listeners.client_port == spec.metrics.port {
-        errors.push(format!("listeners.clientPort and metrics.port are both {}", spec.metrics.port));
+    let ports = [
+        ("listeners.clientPort", spec.listeners.client_port),
+        ("listeners.controllerPort", spec.listeners.controller_port),
+        ("metrics.port", spec.metrics.port),
+    ];
+    for (i, (a, port_a)) in ports.iter().enumerate() {
+        for (b, port_b) in &ports[i + 1..] {
+            if port_a == port_b {
+                errors.push(format!("{a} and {b} are both {port_a}"));
+            }
+        }
     }
+    errors.extend(heartbeat_within_session(spec));
 
     match config::broker_settings(spec) {
         Ok(settings) if errors.is_empty() => Ok(settings),
@@ -82,6 +93,22 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
             Err(errors)
         }
     }
+}
+
+/// A broker that heartbeats less often than its session timeout would be fenced between
+/// heartbeats. Checked only when both are set (the broker's defaults, 2 s and 9 s, agree).
+fn heartbeat_within_session(spec: &LogClusterSpec) -> Option<String> {
+    let config = spec.config.as_ref()?;
+    let get = |k: &str| config.get(k)?.parse::<i64>().ok();
+    let heartbeat = get(contract::BROKER_HEARTBEAT_INTERVAL_MS)?;
+    let session = get(contract::BROKER_SESSION_TIMEOUT_MS)?;
+    (heartbeat >= session).then(|| {
+        format!(
+            "config: {} ({heartbeat}) must be lower than {} ({session})",
+            contract::BROKER_HEARTBEAT_INTERVAL_MS,
+            contract::BROKER_SESSION_TIMEOUT_MS
+        )
+    })
 }
 
 /// Kubernetes quantity syntax (`10Gi`, `500M`, `1.5T`), without exponent forms.
@@ -170,5 +197,64 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("must be lower than")));
         assert!(errs.iter().any(|e| e.contains("both 9092")));
         assert!(errs.iter().any(|e| e.contains("\"unknown\" is not a known broker setting")));
+    }
+
+    #[test]
+    fn ports_must_differ() {
+        // (client, controller, metrics) -> the errors
+        let table: [(i32, i32, i32, &[&str]); 5] = [
+            (9092, 9093, 9644, &[]),
+            (9093, 9093, 9644, &["listeners.clientPort and listeners.controllerPort are both 9093"]),
+            (9092, 9644, 9644, &["listeners.controllerPort and metrics.port are both 9644"]),
+            (9092, 9093, 9092, &["listeners.clientPort and metrics.port are both 9092"]),
+            (
+                9092,
+                9092,
+                9092,
+                &[
+                    "listeners.clientPort and listeners.controllerPort are both 9092",
+                    "listeners.clientPort and metrics.port are both 9092",
+                    "listeners.controllerPort and metrics.port are both 9092",
+                ],
+            ),
+        ];
+        for (client, controller, metrics, want) in table {
+            let mut s = spec();
+            s.listeners.client_port = client;
+            s.listeners.controller_port = controller;
+            s.metrics.port = metrics;
+            let errs = validate(&s).err().unwrap_or_default();
+            assert_eq!(errs, want, "{client} {controller} {metrics}");
+        }
+    }
+
+    #[test]
+    fn quorum_timings() {
+        let mut s = spec();
+        let with = |hb: &str, session: &str| {
+            BTreeMap::from([
+                ("broker.heartbeat.interval.ms".to_string(), hb.to_string()),
+                ("broker.session.timeout.ms".to_string(), session.to_string()),
+            ])
+        };
+        s.config = Some(with("2000", "9000"));
+        assert!(validate(&s).is_ok());
+        s.config = Some(with("9000", "9000"));
+        assert_eq!(
+            validate(&s).unwrap_err(),
+            ["config: broker.heartbeat.interval.ms (9000) must be lower than broker.session.timeout.ms (9000)"]
+        );
+        s.config = Some(BTreeMap::from([("broker.heartbeat.interval.ms".to_string(), "20000".to_string())]));
+        assert!(validate(&s).is_ok(), "only checked when both are set");
+        s.config = Some(BTreeMap::from([
+            ("controller.quorum.election.timeout.ms".to_string(), "1000".to_string()),
+            ("broker.rack".to_string(), "zone-a".to_string()),
+            ("num.io.threads".to_string(), "8".to_string()),
+        ]));
+        assert!(validate(&s).is_ok());
+        for owned in ["process.roles", "controller.quorum.voters", "controller.listener.names", "listeners"] {
+            s.config = Some(BTreeMap::from([(owned.to_string(), "x".to_string())]));
+            assert!(validate(&s).unwrap_err()[0].contains("managed by the operator"), "{owned}");
+        }
     }
 }

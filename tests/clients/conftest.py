@@ -19,11 +19,13 @@ LISTENING = re.compile(r"strata-broker listening on PLAINTEXT://127\.0\.0\.1:(\d
 class Broker:
     """One broker process; `restart` keeps the data dir and the port, so clients reconnect to it."""
 
-    def __init__(self, data_dir: Path, log_path: Path, extra_args=()):
+    def __init__(self, data_dir: Path, log_path: Path, extra_args=(), controller_port=None):
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.port = 0
+        # A controller quorum voter also listens for the quorum's messages (a fixed port the others know).
+        self.controller_port = controller_port
         self.proc = None
 
     @property
@@ -31,7 +33,10 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout=30):
-        args = [BINARY, "--listeners", f"PLAINTEXT://127.0.0.1:{self.port}", "--log.dirs", str(self.data_dir)]
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        if self.controller_port:
+            listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        args = [BINARY, "--listeners", listeners, "--log.dirs", str(self.data_dir)]
         log = open(self.log_path, "ab")
         # No metrics endpoint (flags win over the environment): several brokers would all bind the default 9644.
         env = dict(os.environ, STRATA_METRICS_PORT="0")
@@ -81,8 +86,8 @@ class Broker:
 def make_broker(tmp_path):
     brokers = []
 
-    def make(*extra_args):
-        b = Broker(tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args)
+    def make(*extra_args, controller_port=None):
+        b = Broker(tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args, controller_port)
         brokers.append(b)
         return b.start()
 

@@ -1,36 +1,45 @@
-"""Three strata-broker processes as one cluster, driven by confluent-kafka: the membership is set at run time
-with IncrementalAlterConfigs (as the operator does once it knows the pods' addresses), a topic is spread over
-the brokers, records go in through one broker and come out through another, a broker restarted with an empty
-data directory catches up, a topic deleted while a broker was down stays deleted, and consumers of one group
-that bootstrap through different brokers form one group."""
+"""Three strata-broker processes as one cluster (each a voter of the controller quorum), driven by
+confluent-kafka: a topic is spread over the brokers, records go in through one broker and come out through
+another, a broker restarted with an empty data directory catches up from the metadata log, a topic deleted
+while a broker was down stays deleted, consumers of one group that bootstrap through different brokers form
+one group, and the admin client describes the cluster and its quorum."""
 
 import shutil
+import socket
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from kafka_util import admin, consume_all, create_topic
 
-SETTINGS = ("--cluster.id", "py-cluster", "--cluster.sync.interval.ms", "300", "--num.partitions", "3")
+SETTINGS = ("--cluster.id", "py-cluster", "--num.partitions", "3", "--controller.quorum.election.timeout.ms", "1000",
+            "--broker.heartbeat.interval.ms", "250", "--broker.session.timeout.ms", "5000")
 PARTITIONS = 6
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def start_cluster(make_broker, *extra_args):
-    brokers = [make_broker("--node.id", str(i), *SETTINGS, *extra_args) for i in range(3)]
-    announce(brokers)
+    ports = [free_port() for _ in range(3)]
+    voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(ports))
+    brokers = [
+        make_broker("--node.id", str(i), "--controller.quorum.voters", voters, *SETTINGS, *extra_args, controller_port=port)
+        for i, port in enumerate(ports)
+    ]
+    wait_in_service(brokers)
     return brokers
 
 
-def announce(brokers):
-    """Sets cluster.brokers on every broker, as a dynamic BROKER config."""
-    value = ",".join(f"{i}@{b.bootstrap}" for i, b in enumerate(brokers))
-    for i, b in enumerate(brokers):
-        a = admin(b.bootstrap)
-        entry = ConfigEntry("cluster.brokers", value, incremental_operation=AlterConfigOpType.SET)
-        resource = ConfigResource(ResourceType.BROKER, str(i), incremental_configs=[entry])
-        a.incremental_alter_configs([resource])[resource].result(30)
+def wait_in_service(brokers):
+    """Until every broker lists all of them (registered with the quorum and unfenced)."""
+    def listed(b):
+        return sorted(admin(b.bootstrap).list_topics(timeout=10).brokers)
+    wait_for("every broker is in service", lambda: all(listed(b) == list(range(len(brokers))) for b in brokers))
 
 
 def view(bootstrap, topic):
@@ -66,7 +75,12 @@ def test_topic_spread_over_three_brokers(make_broker, topic_name):
     assert sorted((b.id, f"{b.host}:{b.port}") for b in md.brokers.values()) == [
         (i, b.bootstrap) for i, b in enumerate(brokers)
     ]
-    assert md.controller_id == 0
+    assert md.controller_id in (0, 1, 2)
+    # The admin client's view of the cluster (DescribeCluster): the active controller and the brokers.
+    a = admin(brokers[0].bootstrap)  # must outlive the future
+    cluster = a.describe_cluster(request_timeout=10).result(10)
+    assert cluster.controller.id == md.controller_id
+    assert sorted(n.id for n in cluster.nodes) == [0, 1, 2]
 
     n = 30_000
     p = Producer({"bootstrap.servers": brokers[1].bootstrap, "acks": "all", "linger.ms": 5})
@@ -117,14 +131,14 @@ def test_restarted_brokers_catch_up_and_deleted_topics_stay_deleted(make_broker,
     a.delete_topics([doomed])[doomed].result(30)
     brokers[1].start()
     wait_for("broker 1 dropped the deleted topic", lambda: view(brokers[1].bootstrap, doomed) is None)
-    time.sleep(2)  # several sync rounds: nobody brings it back
+    wait_in_service(brokers)
     assert all(view(b.bootstrap, doomed) is None for b in brokers)
 
-    # Broker 2 restarted with an empty data directory learns every topic from its peers.
+    # Broker 2 restarted with an empty data directory learns every topic from the metadata log.
     assert brokers[2].stop() == 0
     shutil.rmtree(brokers[2].data_dir)
     brokers[2].start()
-    announce(brokers)  # its stored membership went with its data directory
+    wait_in_service(brokers)
     wait_for("broker 2 knows the topics again", lambda: view(brokers[2].bootstrap, kept) == kept_view)
     assert view(brokers[2].bootstrap, doomed) is None
 

@@ -28,6 +28,17 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// New partitions for a topic, as CreatePartitions asks for them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPartitions {
+    pub topic: String,
+    /// The new partition count.
+    pub count: i32,
+    /// Explicit replicas of the new partitions, instead of the rotation.
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
 /// Kafka's rule: 1-249 characters of `[a-zA-Z0-9._-]`, not "." or "..".
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

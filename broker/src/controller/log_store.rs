@@ -271,10 +271,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(|inner| {
-            write_json(&inner.dir, VOTE_FILE, vote, true).map_err(|e| StorageIOError::write_vote(&e))?;
+            write_json(&inner.dir, VOTE_FILE, vote, true)?;
             inner.vote = Some(*vote);
             Ok(())
         })
+        .map_err(|e: io::Error| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -284,10 +285,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         // Not synced: a stale value after a crash is only a smaller hint (Raft re-learns the commit index).
         self.blocking(|inner| {
-            write_json(&inner.dir, COMMITTED_FILE, &committed, false).map_err(|e| StorageIOError::write(&e))?;
+            write_json(&inner.dir, COMMITTED_FILE, &committed, false)?;
             inner.committed = committed;
             Ok(())
         })
+        .map_err(|e: io::Error| StorageIOError::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -332,21 +334,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(|inner| {
-            let Some((_, off)) = inner.entries.get(&log_id.index).map(|(e, o)| (e.log_id, *o)) else { return Ok(()) };
-            inner.file.set_len(off).and_then(|()| inner.file.sync_data()).map_err(write_err)?;
+            let Some(off) = inner.entries.get(&log_id.index).map(|(_, o)| *o) else { return Ok(()) };
+            inner.file.set_len(off).and_then(|()| inner.file.sync_data())?;
             inner.entries.split_off(&log_id.index);
             inner.end = off;
             Ok(())
         })
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.blocking(|inner| {
-            write_json(&inner.dir, PURGED_FILE, &Some(log_id), true).map_err(write_err)?;
+            write_json(&inner.dir, PURGED_FILE, &Some(log_id), true)?;
             inner.purged = Some(log_id);
             inner.entries = inner.entries.split_off(&(log_id.index + 1));
-            inner.rewrite().map_err(write_err)
+            inner.rewrite()
         })
+        .map_err(write_err)
     }
 }
 

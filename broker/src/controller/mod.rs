@@ -30,7 +30,7 @@ use service::{not_controller, Active, ControllerReply, ControllerRequest, Settin
 use state_machine::{Published, StateMachine};
 
 /// The metadata log's directory in the data directory.
-pub const METADATA_DIR: &str = "__cluster_metadata";
+pub use strata_storage::log_manager::METADATA_LOG_DIR as METADATA_DIR;
 
 /// How this node takes part.
 #[derive(Debug, Clone)]
@@ -56,22 +56,7 @@ pub struct Controller {
     stop: watch::Sender<bool>,
 }
 
-/// A voter's or observer's replication state, for DescribeQuorum.
-#[derive(Debug, Clone)]
-pub struct ReplicaState {
-    pub id: i32,
-    /// Index of the last entry known to be on that node (-1: unknown).
-    pub log_end_offset: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct QuorumState {
-    pub leader: i32,
-    pub epoch: i32,
-    pub high_watermark: i64,
-    pub voters: Vec<ReplicaState>,
-    pub observers: Vec<ReplicaState>,
-}
+pub use quorum::{QuorumState, ReplicaState};
 
 impl Controller {
     /// Opens the metadata log in `data_dir` and starts this node's part of the quorum.
@@ -148,6 +133,15 @@ impl Controller {
     /// result, so that what the caller reads next reflects it. Retries while there is no active controller
     /// or the request reached a node that no longer is one; REQUEST_TIMED_OUT after `timeout`.
     pub async fn call(&self, req: ControllerRequest, timeout: Duration) -> Result<ControllerReply, Refused> {
+        self.call_and_wait(req, timeout, true).await
+    }
+
+    /// [`Controller::call`] without waiting for this broker to act on the result (a broker shutting down).
+    pub async fn call_no_wait(&self, req: ControllerRequest, timeout: Duration) -> Result<ControllerReply, Refused> {
+        self.call_and_wait(req, timeout, false).await
+    }
+
+    async fn call_and_wait(&self, req: ControllerRequest, timeout: Duration, wait: bool) -> Result<ControllerReply, Refused> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last_error = not_controller(None);
         let mut conn: Option<Connection> = None;
@@ -204,7 +198,7 @@ impl Controller {
                 }
                 Some(r) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if !self.wait_applied(r.index, left).await {
+                    if wait && !self.wait_applied(r.index, left).await {
                         return Err(Refused::new(
                             code::REQUEST_TIMED_OUT,
                             format!("decided at metadata offset {}, which this broker has not applied yet", r.index),
@@ -241,23 +235,11 @@ impl Controller {
         }
     }
 
-    /// The quorum as this node sees it (replication progress is known on the leader only).
-    pub fn quorum_state(&self) -> QuorumState {
-        let m = self.raft.metrics().borrow().clone();
-        let progress = |id: i32| -> i64 {
-            if id == self.node_id {
-                return m.last_log_index.map_or(-1, |i| i as i64);
-            }
-            m.replication.as_ref().and_then(|r| r.get(&(id as NodeId)).cloned().flatten()).map_or(-1, |l| l.index as i64)
-        };
-        let voters: Vec<i32> = m.membership_config.membership().voter_ids().map(|v| v as i32).collect();
-        let learners: Vec<i32> = m.membership_config.membership().learner_ids().map(|v| v as i32).collect();
-        QuorumState {
-            leader: m.current_leader.map_or(-1, |l| l as i32),
-            epoch: m.current_term as i32,
-            high_watermark: m.last_applied.map_or(-1, |l| l.index as i64),
-            voters: voters.into_iter().map(|id| ReplicaState { id, log_end_offset: progress(id) }).collect(),
-            observers: learners.into_iter().map(|id| ReplicaState { id, log_end_offset: progress(id) }).collect(),
+    /// The quorum as the active controller sees it (replication progress is known there only).
+    pub async fn quorum_state(&self, timeout: Duration) -> Result<QuorumState, Refused> {
+        match self.call_no_wait(ControllerRequest::DescribeQuorum, timeout).await? {
+            ControllerReply::Quorum(q) => Ok(q),
+            other => Err(Refused::new(code::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
         }
     }
 

@@ -162,6 +162,45 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
+/// A voter's or observer's replication state, for DescribeQuorum.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaState {
+    pub id: i32,
+    /// Index of the last entry known to be on that node (-1: unknown).
+    pub log_end_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuorumState {
+    pub leader: i32,
+    pub epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaState>,
+    pub observers: Vec<ReplicaState>,
+}
+
+/// The quorum as `raft` on node `me` sees it; replication progress is known on the leader only.
+pub fn describe(raft: &MetadataRaft, me: i32) -> QuorumState {
+    let m = raft.metrics().borrow().clone();
+    let progress = |id: i32| -> i64 {
+        if id == me {
+            return m.last_log_index.map_or(-1, |i| i as i64);
+        }
+        m.replication.as_ref().and_then(|r| r.get(&(id as NodeId)).cloned().flatten()).map_or(-1, |l| l.index as i64)
+    };
+    let membership = m.membership_config.membership();
+    QuorumState {
+        leader: m.current_leader.map_or(-1, |l| l as i32),
+        epoch: m.current_term as i32,
+        high_watermark: m.last_applied.map_or(-1, |l| l.index as i64),
+        voters: membership.voter_ids().map(|id| ReplicaState { id: id as i32, log_end_offset: progress(id as i32) }).collect(),
+        observers: membership
+            .learner_ids()
+            .map(|id| ReplicaState { id: id as i32, log_end_offset: progress(id as i32) })
+            .collect(),
+    }
+}
+
 /// Timing of the quorum.
 #[derive(Debug, Clone)]
 pub struct QuorumTiming {

@@ -140,6 +140,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_fuzzing_seeds_are_valid_internal_frames() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/decode_request");
+        for name in ["internal-vote", "internal-heartbeat"] {
+            let frame = Bytes::from(std::fs::read(seeds.join(name)).unwrap());
+            assert!(internal_body(&frame).unwrap().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
     fn frames_that_are_not_internal_or_are_malformed() {
         let kafka = Bytes::from_static(&[0, 3, 0, 9, 0, 0, 0, 1, 255, 255]);
         assert!(internal_body(&kafka).is_none());

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use strata_storage::LogConfig;
 use uuid::Uuid;
 
-use super::decisions::{self, NewTopic};
+use super::decisions::{self, NewPartitions, NewTopic};
 use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId};
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
@@ -45,12 +45,13 @@ pub struct ImportedTopic {
 pub enum ControllerRequest {
     CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
     DeleteTopics { names: Vec<String> },
-    CreatePartitions { topics: Vec<(String, i32, Option<Vec<Vec<i32>>>)>, validate_only: bool },
+    CreatePartitions { topics: Vec<NewPartitions>, validate_only: bool },
     AlterConfigs { changes: Vec<(ConfigResource, Vec<ConfigOp>)>, validate_only: bool },
     RegisterBroker { id: i32, incarnation: Uuid, endpoints: Vec<Endpoint>, rack: Option<String>, inter_broker_listener: String },
     Heartbeat { id: i32, epoch: i64, applied: u64, want_shutdown: bool },
     UnregisterBroker { id: i32 },
     Import { topics: Vec<ImportedTopic>, broker_configs: BTreeMap<String, BTreeMap<String, String>> },
+    DescribeQuorum,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +66,7 @@ pub enum ControllerReply {
         fenced: bool,
     },
     Done,
+    Quorum(super::quorum::QuorumState),
 }
 
 /// The answer, with the log index the asking broker waits to have applied before it answers its client.
@@ -134,6 +136,25 @@ impl Active {
         self.image.borrow().applied
     }
 
+    /// Waits until this node leads and has applied every entry of earlier leaders (a new leader's first entry
+    /// is its own, so once an entry of its term is applied, so are all those before): its image is as current
+    /// as any decision needs. Records are checked again when applied, so a decision on a slightly older image
+    /// is refused there, never applied twice.
+    async fn wait_current(&self) -> Result<(), Refused> {
+        let me = self.settings.node_id as NodeId;
+        let mut metrics = self.raft.metrics();
+        let ready = metrics
+            .wait_for(|m| m.current_leader != Some(me) || m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term));
+        let leader = match tokio::time::timeout(self.settings.session_timeout, ready).await {
+            Ok(Ok(m)) => m.current_leader,
+            _ => None,
+        };
+        match leader {
+            Some(l) if l == me => Ok(()),
+            other => Err(not_controller(other)),
+        }
+    }
+
     /// Commits one batch; its index, or why it was not applied.
     async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, Refused> {
         match self.raft.client_write(MetadataBatch::new(records)).await {
@@ -146,14 +167,8 @@ impl Active {
     /// Decides `req` as the active controller.
     pub async fn handle(&self, req: ControllerRequest) -> ControllerResponse {
         let _one = self.deciding.lock().await;
-        // Leader, and every entry committed before this call applied: the image is current.
-        if let Err(e) = self.raft.ensure_linearizable().await {
-            let leader = self.raft.metrics().borrow().current_leader;
-            tracing::debug!(error = %e, "not deciding: not the active controller");
-            return ControllerResponse {
-                index: 0,
-                result: Err(not_controller(leader.filter(|l| *l != self.settings.node_id as u64))),
-            };
+        if let Err(refused) = self.wait_current().await {
+            return ControllerResponse { index: 0, result: Err(refused) };
         }
         let result = self.decide(req).await;
         ControllerResponse { index: self.applied(), result }
@@ -206,8 +221,8 @@ impl Active {
             ControllerRequest::CreatePartitions { topics, validate_only } => {
                 self.each(
                     topics,
-                    |image, (name, count, assignment)| {
-                        let records = decisions::create_partitions(image, &name, count, assignment.as_deref())?;
+                    |image, p| {
+                        let records = decisions::create_partitions(image, &p.topic, p.count, p.assignment.as_deref())?;
                         check_room_here(s.node_id, &records)?;
                         Ok(records)
                     },
@@ -275,6 +290,7 @@ impl Active {
                 self.remove_learner(id).await?;
                 ControllerReply::Done
             }
+            ControllerRequest::DescribeQuorum => ControllerReply::Quorum(super::quorum::describe(&self.raft, s.node_id)),
             ControllerRequest::Import { topics, broker_configs } => {
                 let image = self.image();
                 for t in topics.into_iter().filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none()) {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::configs::{describe_topic_configs, ConfigEntry};
 use super::{message_if, respond_later, s};
 use crate::broker::BrokerState;
-use crate::controller::decisions::NewTopic;
+use crate::controller::decisions::{NewPartitions, NewTopic};
 use crate::controller::image::Refused;
 use crate::controller::service::{ControllerReply, ControllerRequest};
 use crate::errors::code;
@@ -221,7 +221,7 @@ pub fn delete_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Dele
 pub fn create_partitions(state: &Arc<BrokerState>, header: &RequestHeader, req: CreatePartitionsRequest) -> Reply {
     let state = state.clone();
     respond_later(header, async move {
-        let topics: Vec<(String, i32, Option<Vec<Vec<i32>>>)> = req
+        let topics: Vec<NewPartitions> = req
             .topics
             .iter()
             .map(|t| {
@@ -231,7 +231,7 @@ pub fn create_partitions(state: &Arc<BrokerState>, header: &RequestHeader, req: 
                     .as_ref()
                     .filter(|a| !a.is_empty())
                     .map(|a| a.iter().map(|r| r.broker_ids.iter().map(|b| b.0).collect()).collect());
-                (t.name.to_string(), t.count, explicit)
+                NewPartitions { topic: t.name.to_string(), count: t.count, assignment: explicit }
             })
             .collect();
         let count = topics.len();

@@ -158,7 +158,7 @@ fn metadata_answer(
                 .collect(),
         )
         .with_cluster_id(if version >= 2 { Some(s(state.cluster_id.clone())) } else { None })
-        .with_controller_id(BrokerId(if version >= 1 { state.controller.leader_id() } else { -1 }))
+        .with_controller_id(BrokerId(if version >= 1 { state.controller_for_clients() } else { -1 }))
         .with_topics(topics)
 }
 
@@ -166,7 +166,7 @@ pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRe
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(state.cluster_id.clone()))
-        .with_controller_id(BrokerId(state.controller.leader_id()));
+        .with_controller_id(BrokerId(state.controller_for_clients()));
     let image = state.image();
     match req.endpoint_type {
         1 => base.with_brokers(
@@ -206,8 +206,17 @@ pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRe
 
 /// DescribeQuorum (KIP-595/853): the metadata log's leader, epoch, high watermark, and each voter's and
 /// observer's progress (known on the leader).
-pub fn describe_quorum(state: &BrokerState, req: DescribeQuorumRequest) -> DescribeQuorumResponse {
-    let q = state.controller.quorum_state();
+pub fn describe_quorum(state: &Arc<BrokerState>, header: &RequestHeader, req: DescribeQuorumRequest) -> Reply {
+    let state = state.clone();
+    respond_later(header, async move {
+        match state.controller.quorum_state(std::time::Duration::from_secs(10)).await {
+            Ok(q) => quorum_answer(&q, &req),
+            Err(e) => DescribeQuorumResponse::default().with_error_code(e.code).with_error_message(Some(s(e.message))),
+        }
+    })
+}
+
+fn quorum_answer(q: &crate::controller::QuorumState, req: &DescribeQuorumRequest) -> DescribeQuorumResponse {
     let replica = |r: &crate::controller::ReplicaState| {
         describe_quorum_response::ReplicaState::default().with_replica_id(BrokerId(r.id)).with_log_end_offset(r.log_end_offset)
     };

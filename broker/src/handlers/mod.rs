@@ -70,7 +70,7 @@ impl Service for Handler {
             Request::ApiVersions(_) => respond(&header, &cluster::api_versions(0)),
             Request::Metadata(r) => cluster::metadata(state, peer, &header, r),
             Request::DescribeCluster(r) => respond(&header, &cluster::describe_cluster(state, peer, r)),
-            Request::DescribeQuorum(r) => respond(&header, &cluster::describe_quorum(state, r)),
+            Request::DescribeQuorum(r) => cluster::describe_quorum(state, &header, r),
             Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
             Request::FindCoordinator(r) => respond(&header, &groups::find_coordinator(state, peer, &header, r)),
             Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),

@@ -24,6 +24,9 @@ pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const LOCK_FILE: &str = ".lock";
 const DELETE_DIR_SUFFIX: &str = "-delete";
 
+/// The directory of the controller quorum's metadata log, which is not a partition log.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata";
+
 #[derive(Debug, Clone)]
 pub struct LogManagerConfig {
     pub log_dir: PathBuf,
@@ -97,7 +100,8 @@ impl LogManager {
         for entry in fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
             let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() {
+            // The controller quorum's metadata log lives beside the partition logs, as in Kafka.
+            if !entry.path().is_dir() || name == METADATA_LOG_DIR {
                 continue;
             }
             if name.ends_with(DELETE_DIR_SUFFIX) {

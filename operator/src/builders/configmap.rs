@@ -34,20 +34,24 @@ mod tests {
     use super::*;
     use crate::builders::assert_owned;
     use crate::crd::RetentionSpec;
-    use crate::testing::{cluster, spec};
-    use crate::validation::validate;
+    use crate::testing::{cluster, settings, spec};
 
     #[test]
     fn holds_properties_and_start_script() {
         let mut s = spec();
         s.retention = Some(RetentionSpec { ms: Some(3_600_000), ..Default::default() });
         let lc = cluster(s);
-        let cm = config_map(&lc, &validate(&lc.spec).unwrap());
+        let cm = config_map(&lc, &settings(&lc));
         assert_eq!(cm.metadata.name.as_deref(), Some("logs-config"));
         assert_owned(&cm.metadata);
         let data = cm.data.unwrap();
         assert!(data["server.properties"].contains("log.retention.ms=3600000\n"));
-        assert!(data["server.properties"].contains("listeners=PLAINTEXT://0.0.0.0:9092\n"));
+        assert!(!data["server.properties"].contains("listeners="), "per pod, from the start script");
+        assert!(data["server.properties"].contains("\ncontroller.listener.names=CONTROLLER\n"));
+        assert!(data["server.properties"].contains(
+            "\ncontroller.quorum.voters=0@logs-0.logs-headless.prod.svc:9093,1@logs-1.logs-headless.prod.svc:9093,\
+             2@logs-2.logs-headless.prod.svc:9093\n"
+        ));
         assert_eq!(data["start.sh"], contract::START_SCRIPT);
         assert!(!data.contains_key("advertised-hosts"));
     }
@@ -59,7 +63,9 @@ mod tests {
         s.listeners.advertise = AdvertiseMode::Explicit;
         s.listeners.advertised_hosts = Some(vec!["b0.example".into(), "b1.example".into()]);
         let lc = cluster(s);
-        let cm = config_map(&lc, &validate(&lc.spec).unwrap());
-        assert_eq!(cm.data.unwrap()["advertised-hosts"], "b0.example\nb1.example\n");
+        let cm = config_map(&lc, &settings(&lc));
+        let data = cm.data.unwrap();
+        assert_eq!(data["advertised-hosts"], "b0.example\nb1.example\n");
+        assert!(data["server.properties"].contains("\ncontroller.quorum.voters=0@b0.example:9093,1@b1.example:9093\n"));
     }
 }

@@ -12,7 +12,7 @@ pub use configmap::config_map;
 pub use pdb::pod_disruption_budget;
 pub use servicemonitor::{service_monitor, SERVICE_MONITOR_API_VERSION, SERVICE_MONITOR_KIND};
 pub use services::{bootstrap_service, headless_service};
-pub use statefulset::{restart_hash, statefulset};
+pub use statefulset::{record_membership, restart_hash, statefulset};
 pub use storage::{local_persistent_volumes, local_storage_class};
 
 use kube::api::ObjectMeta;
@@ -23,6 +23,8 @@ use crate::names;
 
 pub const CLIENT_PORT_NAME: &str = "kafka";
 pub const METRICS_PORT_NAME: &str = "metrics";
+/// The controller listener; only the voters listen on it, but all pods share one template.
+pub const CONTROLLER_PORT_NAME: &str = "controller";
 
 /// Metadata for a namespaced object owned (and garbage-collected with) the LogCluster.
 fn owned_meta(lc: &LogCluster, name: String) -> ObjectMeta {

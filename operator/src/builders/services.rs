@@ -1,7 +1,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{owned_meta, CLIENT_PORT_NAME, METRICS_PORT_NAME};
+use super::{owned_meta, CLIENT_PORT_NAME, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
 use crate::crd::LogCluster;
 use crate::names;
 
@@ -15,8 +15,9 @@ fn port(name: &str, port: i32) -> ServicePort {
     }
 }
 
-/// Gives each broker its stable DNS name. Not-ready addresses are published because brokers
-/// must find each other before they report ready.
+/// Gives each broker its stable DNS name, which the controller voters use to reach each other.
+/// Not-ready addresses are published because brokers must find each other before they report
+/// ready.
 pub fn headless_service(lc: &LogCluster) -> Service {
     let mut meta = owned_meta(lc, names::headless_service(lc));
     meta.labels.get_or_insert_with(Default::default).insert(names::LABEL_SERVICE_ROLE.to_string(), "headless".to_string());
@@ -29,6 +30,7 @@ pub fn headless_service(lc: &LogCluster) -> Service {
             ports: Some(vec![
                 port(CLIENT_PORT_NAME, lc.spec.listeners.client_port),
                 port(METRICS_PORT_NAME, lc.spec.metrics.port),
+                port(CONTROLLER_PORT_NAME, lc.spec.listeners.controller_port),
             ]),
             ..Default::default()
         }),
@@ -73,6 +75,8 @@ mod tests {
         let ports = spec.ports.unwrap();
         assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("kafka"), 19092));
         assert_eq!((ports[1].name.as_deref(), ports[1].port), (Some("metrics"), 9644));
+        assert_eq!((ports[2].name.as_deref(), ports[2].port), (Some("controller"), 9093));
+        assert_eq!(ports[2].target_port, Some(IntOrString::String("controller".into())));
     }
 
     #[test]

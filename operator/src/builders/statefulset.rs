@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
 use super::configmap::advertised_hosts;
-use super::{owned_meta, CLIENT_PORT_NAME, METRICS_PORT_NAME};
+use super::{owned_meta, CLIENT_PORT_NAME, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
 use crate::broker_contract::{self as contract, TuneValues};
 use crate::config::{hash_str, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogCluster};
@@ -74,6 +74,18 @@ pub fn statefulset(lc: &LogCluster, settings: &BrokerSettings) -> StatefulSet {
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// Records the cluster's membership state on the StatefulSet, where it survives operator
+/// restarts: the voter count and the brokers still to unregister (annotation left out if none).
+pub fn record_membership(sts: &mut StatefulSet, voters: i32, to_unregister: &BTreeSet<i32>) {
+    let annotations = sts.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(names::CONTROLLER_VOTERS_ANNOTATION.to_string(), voters.to_string());
+    if to_unregister.is_empty() {
+        annotations.remove(names::TO_UNREGISTER_ANNOTATION);
+    } else {
+        annotations.insert(names::TO_UNREGISTER_ANNOTATION.to_string(), membership::format_ids(to_unregister));
     }
 }
 
@@ -190,6 +202,7 @@ fn broker_container(lc: &LogCluster) -> Container {
             env(contract::ENV_ADVERTISE, advertise.to_string()),
             env(contract::ENV_HEADLESS_SERVICE, names::headless_service(lc)),
             env(contract::ENV_CLIENT_PORT, spec.listeners.client_port.to_string()),
+            env(contract::ENV_CONTROLLER_PORT, spec.listeners.controller_port.to_string()),
             env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
             env_field(contract::ENV_POD_IP, "status.podIP"),
             env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
@@ -204,6 +217,13 @@ fn broker_container(lc: &LogCluster) -> Container {
             ContainerPort {
                 name: Some(METRICS_PORT_NAME.to_string()),
                 container_port: spec.metrics.port,
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            },
+            // Served by the voters only (the start script decides); one template for all pods.
+            ContainerPort {
+                name: Some(CONTROLLER_PORT_NAME.to_string()),
+                container_port: spec.listeners.controller_port,
                 protocol: Some("TCP".to_string()),
                 ..Default::default()
             },
@@ -261,11 +281,10 @@ mod tests {
     use super::*;
     use crate::builders::assert_owned;
     use crate::crd::{LocalVolume, RetentionSpec};
-    use crate::testing::{cluster, spec};
-    use crate::validation::validate;
+    use crate::testing::{cluster, settings, spec};
 
     fn build(lc: &LogCluster) -> StatefulSet {
-        statefulset(lc, &validate(&lc.spec).unwrap())
+        statefulset(lc, &settings(lc))
     }
 
     fn pod(sts: &StatefulSet) -> &PodSpec {
@@ -313,6 +332,9 @@ mod tests {
         assert_eq!(get("STRATA_ADVERTISE").value.as_deref(), Some("pod-dns"));
         assert_eq!(get("STRATA_HEADLESS_SERVICE").value.as_deref(), Some("logs-headless"));
         assert_eq!(get("POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
+        assert_eq!(get("STRATA_CONTROLLER_PORT").value.as_deref(), Some("9093"));
+        let ports: Vec<_> = c.ports.as_ref().unwrap().iter().map(|p| (p.name.as_deref().unwrap(), p.container_port)).collect();
+        assert_eq!(ports, [("kafka", 9092), ("metrics", 9644), ("controller", 9093)]);
         let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
         assert_eq!(mounts, ["/var/lib/strata", "/etc/strata", "/var/run/strata", "/tmp"]);
         let anti = p.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
@@ -366,6 +388,17 @@ mod tests {
         let template = |lc: &LogCluster| build(lc).spec.template;
         assert_eq!(template(&base), template(&retention));
         assert_ne!(template(&base), template(&partitions));
+    }
+
+    #[test]
+    fn membership_is_recorded_in_annotations() {
+        let mut sts = build(&cluster(spec()));
+        record_membership(&mut sts, 3, &BTreeSet::from([4, 3]));
+        let a = sts.metadata.annotations.as_ref().unwrap();
+        assert_eq!(a["strata.io/controller-voters"], "3");
+        assert_eq!(a["strata.io/brokers-to-unregister"], "3,4");
+        record_membership(&mut sts, 3, &BTreeSet::new());
+        assert!(!sts.metadata.annotations.unwrap().contains_key("strata.io/brokers-to-unregister"));
     }
 
     #[test]
