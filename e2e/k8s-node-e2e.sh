@@ -64,7 +64,7 @@ KUBECTL=$TOOLS/kubectl
 command -v prometheus >/dev/null || apt_install prometheus
 VENV=$("$REPO_DIR/tests/clients/venv.sh")
 TARGET=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-(cd "$REPO_DIR" && cargo build --release --locked -q -p strata-broker -p strata-operator)
+(cd "$REPO_DIR" && cargo build --release --locked -q -p strata-broker -p strata-cli -p strata-operator)
 TAG=e2e
 mkdir -p "$STATE/images"
 STRATA_BIN_DIR=$TARGET/release STRATA_IMAGE_TAG=$TAG "$REPO_DIR/docker/build-oci-images.sh" "$STATE/images"
