@@ -61,16 +61,15 @@ impl BrokerState {
         self.controller.image()
     }
 
-    /// The controller id clients are told (Metadata, DescribeCluster): the active controller when it is a
-    /// broker in service, else this broker. Clients send admin requests there, and any broker passes them on to
-    /// the active controller, so a client never waits for a controller that went away (Kafka's KRaft brokers
-    /// name a live broker too).
+    /// The controller id clients are told (Metadata, DescribeCluster of brokers): this broker, which passes
+    /// admin requests on to the active controller, as Kafka's KRaft brokers name a live broker rather than the
+    /// quorum's leader. A client then never waits on a controller that went away (after a crash, the others
+    /// may name it until a new leader is elected, and librdkafka keeps sending to the controller it knows).
+    /// A node that is only a controller names the active controller.
     pub fn controller_for_clients(&self) -> i32 {
-        let leader = self.controller.leader_id();
-        match self.image().brokers.get(&leader) {
-            Some(b) if !b.fenced => leader,
-            _ if self.config.roles.broker => self.config.node_id,
-            _ => leader,
+        match self.config.roles.broker {
+            true => self.config.node_id,
+            false => self.controller.leader_id(),
         }
     }
 

@@ -5,84 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
+use common::process::{BrokerProcess, BIN};
 use common::*;
 use kafka_protocol::messages::*;
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::sys::signal::Signal;
 use strata_storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition};
-
-const BIN: &str = env!("CARGO_BIN_EXE_strata-broker");
-
-/// A broker process on 127.0.0.1, killed (-9) if the test ends without stopping it.
-struct BrokerProcess {
-    child: Option<Child>,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl BrokerProcess {
-    /// Starts the binary on `data` with RLIMIT_NOFILE (soft, hard) if given; waits for its listening line.
-    fn start(data: &Path, log: &Path, nofile: Option<(u64, u64)>) -> BrokerProcess {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", "0", "--log.dirs"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap());
-        if let Some((soft, hard)) = nofile {
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-            unsafe { cmd.pre_exec(move || setrlimit(Resource::RLIMIT_NOFILE, soft, hard).map_err(std::io::Error::from)) };
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let mut process = BrokerProcess { child: Some(child), addr: "127.0.0.1:0".parse().unwrap(), log: log.to_path_buf() };
-        let Some(addr) = line.trim().strip_prefix("strata-broker listening on PLAINTEXT://") else {
-            panic!("no listening line ({line:?}); log:\n{}", process.log_text());
-        };
-        process.addr = addr.parse().unwrap();
-        process
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.addr).await
-    }
-
-    /// Peak resident memory so far (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(mut self, signal: Signal) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-        child.wait().unwrap()
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn create_request(topics: impl IntoIterator<Item = String>, partitions: i32) -> CreateTopicsRequest {
     CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(
@@ -157,7 +88,7 @@ async fn two_thousand_partitions_under_a_low_soft_limit_survive_kill_9_with_boun
     let limits = Some((1_024, hard));
     let topics: Vec<String> = (0..20).map(|t| format!("many-{t:02}")).collect();
 
-    let broker = BrokerProcess::start(&data, &log, limits);
+    let broker = BrokerProcess::start(&data, &log, &[], limits);
     assert!(broker.log_text().contains(&format!("soft_before=1024 soft={hard} hard={hard}")), "{}", broker.log_text());
     let mut c = broker.client().await;
     let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 5, &create_request(topics.clone(), 100)).await;
@@ -170,7 +101,7 @@ async fn two_thousand_partitions_under_a_low_soft_limit_survive_kill_9_with_boun
     drop(c);
     broker.stop(Signal::SIGKILL);
 
-    let broker = BrokerProcess::start(&data, &log, limits);
+    let broker = BrokerProcess::start(&data, &log, &[], limits);
     let peak_kib = broker.peak_rss_kib();
     let mut c = broker.client().await;
     let listed = partitions_by_topic(&mut c).await;
@@ -193,7 +124,7 @@ async fn partitions_beyond_the_descriptor_limit_are_refused_and_the_broker_resta
     let root = tempfile::tempdir().unwrap();
     let (data, log) = (root.path().join("data"), root.path().join("broker.log"));
     let limits = Some((1_024, 1_024));
-    let broker = BrokerProcess::start(&data, &log, limits);
+    let broker = BrokerProcess::start(&data, &log, &[], limits);
     let mut c = broker.client().await;
     let mut created = Vec::new();
     let refusal = loop {
@@ -217,7 +148,7 @@ async fn partitions_beyond_the_descriptor_limit_are_refused_and_the_broker_resta
     drop((c, other));
     assert!(broker.stop(Signal::SIGTERM).success());
 
-    let broker = BrokerProcess::start(&data, &log, limits);
+    let broker = BrokerProcess::start(&data, &log, &[], limits);
     let mut c = broker.client().await;
     assert_eq!(partitions_by_topic(&mut c).await, created.iter().map(|t| (t.clone(), 20)).collect::<Vec<_>>());
     assert_eq!(fetch_records(&mut c, &created[0], 19).await, 3);

@@ -154,7 +154,12 @@ impl Controller {
                 self.raft.metrics().borrow().current_leader.or_else(|| voters.get(attempt % voters.len().max(1)).copied());
             attempt += 1;
             let response = match leader {
-                Some(l) if l == self.node_id as NodeId => Some(self.active.handle(req.clone()).await),
+                Some(l) if l == self.node_id as NodeId => {
+                    match tokio::time::timeout(deadline - tokio::time::Instant::now(), self.active.handle(req.clone())).await {
+                        Ok(r) => Some(r),
+                        Err(_) => return Err(Refused::new(code::REQUEST_TIMED_OUT, format!("no decision within {timeout:?}"))),
+                    }
+                }
                 Some(l) => match self.book.address(l as i32) {
                     None => None,
                     Some(addr) => {

@@ -229,7 +229,8 @@ pub async fn start(
         heartbeat_interval: (election / 5).max(10),
         install_snapshot_timeout: election.max(1000) * 5,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(timing.snapshot_interval_records),
-        max_in_snapshot_log_to_keep: 100,
+        // Entries kept behind a snapshot, for followers slightly behind: as many as between two snapshots.
+        max_in_snapshot_log_to_keep: timing.snapshot_interval_records.min(1000),
         ..Default::default()
     }
     .validate()?;

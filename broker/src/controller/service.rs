@@ -157,8 +157,26 @@ impl Active {
 
     /// Commits one batch; its index, or why it was not applied.
     async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, Refused> {
-        match self.raft.client_write(MetadataBatch::new(records)).await {
-            Ok(r) => r.data.0.map(|()| r.log_id.index),
+        // Bounded: without a majority nothing commits, and the caller must get an answer (a retriable one).
+        let write = tokio::time::timeout(self.settings.session_timeout, self.raft.client_write(MetadataBatch::new(records)));
+        let Ok(written) = write.await else {
+            return Err(Refused::new(
+                code::REQUEST_TIMED_OUT,
+                format!(
+                    "the metadata log did not commit within {:?} (no majority of the voters?)",
+                    self.settings.session_timeout
+                ),
+            ));
+        };
+        match written {
+            Ok(r) => {
+                // Tell the followers the new commit index now rather than at the next heartbeat: the broker that
+                // asked waits to have applied it before it answers its client.
+                if let Err(e) = self.raft.trigger().heartbeat().await {
+                    tracing::debug!(error = %e, "triggering a heartbeat");
+                }
+                r.data.0.map(|()| r.log_id.index)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_controller(f.leader_id)),
             Err(e) => Err(Refused::new(code::NOT_CONTROLLER, format!("the metadata log refused the write: {e}"))),
         }

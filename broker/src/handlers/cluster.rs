@@ -163,10 +163,12 @@ fn metadata_answer(
 }
 
 pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // Endpoint type 2 asks about the controllers: the active one is the quorum's leader.
+    let controller = if req.endpoint_type == 2 { state.controller.leader_id() } else { state.controller_for_clients() };
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(state.cluster_id.clone()))
-        .with_controller_id(BrokerId(state.controller_for_clients()));
+        .with_controller_id(BrokerId(controller));
     let image = state.image();
     match req.endpoint_type {
         1 => base.with_brokers(
