@@ -6,9 +6,10 @@ Reports, next to this machine's fdatasync latency measured in the same run (the 
   Metadata on all three brokers;
 - leader failover: kill -9 of the active controller to the next acknowledged CreateTopics (3 rounds).
 
-Usage: python bench/quorum.py BROKER_BINARY [TOPICS]
+Usage: python bench/quorum.py BROKER_BINARY STRATA_CLI [TOPICS]
 """
 
+import json
 import os
 import signal
 import socket
@@ -46,8 +47,8 @@ def free_port():
 
 
 class Quorum:
-    def __init__(self, binary, root):
-        self.binary, self.root = binary, root
+    def __init__(self, binary, cli, root):
+        self.binary, self.cli, self.root = binary, cli, root
         self.cports = [free_port() for _ in range(3)]
         self.ports = [free_port() for _ in range(3)]
         self.voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(self.cports))
@@ -64,14 +65,16 @@ class Quorum:
         return AdminClient({"bootstrap.servers": f"127.0.0.1:{self.ports[i]}"})
 
     def leader(self):
+        """The quorum's leader, from DescribeQuorum (the strata CLI): clients are told another controller id."""
         for i in range(3):
             if self.procs[i] is None:
                 continue
-            try:
-                a = self.admin(i)  # must outlive the future
-                return a.describe_cluster(request_timeout=5).result(5).controller.id
-            except Exception:
-                continue
+            out = subprocess.run([self.cli, "--brokers", f"127.0.0.1:{self.ports[i]}", "cluster", "info", "--format", "json"],
+                                 capture_output=True, timeout=30)
+            if out.returncode == 0:
+                quorum = json.loads(out.stdout).get("quorum") or {}
+                if quorum.get("leader_id", -1) >= 0:
+                    return quorum["leader_id"]
         return -1
 
     def stop_all(self):
@@ -96,11 +99,11 @@ def visible_everywhere(q, name, deadline):
 
 
 def main():
-    binary = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    binary, cli = sys.argv[1], sys.argv[2]
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 200
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as root:
         sync = fdatasync_ms(root)
-        q = Quorum(binary, root)
+        q = Quorum(binary, cli, root)
         for i in range(3):
             q.start(i)
         try:

@@ -4,6 +4,7 @@
 # this machine's fdatasync latency). Usage: bench/quorum.sh [TOPICS]   (BENCH_DIR: where the data dirs go)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p strata-broker --bin strata-broker
+cargo build --release --locked -p strata-broker --bin strata-broker -p strata-cli
 venv=$(bash tests/clients/venv.sh)
-exec "$venv/bin/python" bench/quorum.py "${CARGO_TARGET_DIR:-$PWD/target}/release/strata-broker" "$@"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release"
+exec "$venv/bin/python" bench/quorum.py "$bin/strata-broker" "$bin/strata" "$@"

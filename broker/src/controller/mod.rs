@@ -146,13 +146,16 @@ impl Controller {
         let mut last_error = not_controller(None);
         let mut conn: Option<Connection> = None;
         let voters: Vec<NodeId> = self.book.voter_ids().into_iter().map(|v| v as NodeId).collect();
-        let mut attempt = 0usize;
+        // After a refusal, the voters are asked in turn: this node's idea of the leader may be stale (a broker
+        // that follows the log is reached at the address it registered, so after a restart it hears from the
+        // leader only once it registered again, and it registers through whichever voter leads).
+        let mut next_voter: Option<usize> = None;
         loop {
-            // A broker that does not follow the log yet (not a learner before it registers) asks the voters in
-            // turn; one that is not the active controller says so.
-            let leader =
-                self.raft.metrics().borrow().current_leader.or_else(|| voters.get(attempt % voters.len().max(1)).copied());
-            attempt += 1;
+            let known = self.raft.metrics().borrow().current_leader;
+            let leader = match next_voter {
+                Some(i) => voters.get(i % voters.len().max(1)).copied(),
+                None => known.or_else(|| voters.first().copied()),
+            };
             let response = match leader {
                 Some(l) if l == self.node_id as NodeId => {
                     match tokio::time::timeout(deadline - tokio::time::Instant::now(), self.active.handle(req.clone())).await {
@@ -197,9 +200,11 @@ impl Controller {
                 },
                 None => None,
             };
+            let asked = leader.and_then(|l| voters.iter().position(|v| *v == l));
             match response {
                 Some(r) if r.result.as_ref().is_err_and(|e| e.code == code::NOT_CONTROLLER) => {
                     last_error = r.result.expect_err("checked");
+                    next_voter = Some(asked.map_or(0, |i| i + 1));
                 }
                 Some(r) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -211,7 +216,7 @@ impl Controller {
                     }
                     return r.result;
                 }
-                None => {}
+                None => next_voter = Some(asked.map_or(0, |i| i + 1)),
             }
             if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
                 return Err(Refused::new(
