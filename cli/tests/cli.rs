@@ -265,3 +265,33 @@ fn group_seek_moves_committed_offsets() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("group g2 is Stable with 1 member(s): stop its consumers"), "{}", out.stderr);
 }
+
+/// Against three brokers (a controller quorum): the cluster and its quorum described, a topic spread over all
+/// three, records produced through one broker and read back through another.
+#[test]
+fn three_brokers() {
+    let c = Cluster::start_three();
+    let info = c.json(&["cluster", "info"]);
+    let voters: Vec<i64> = info["quorum"]["voters"].as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(voters, vec![0, 1, 2], "{info}");
+    assert!((0..3).contains(&info["quorum"]["leader_id"].as_i64().unwrap()), "{info}");
+    assert!(c.ok(&["cluster", "health"]).starts_with("healthy: yes\n"));
+
+    c.ok(&["topic", "create", "spread", "-p", "6"]);
+    let topic = c.json(&["topic", "describe", "spread"]);
+    let leaders: std::collections::BTreeSet<i64> =
+        topic[0]["partitions"].as_array().unwrap().iter().map(|p| p["leader"].as_i64().unwrap()).collect();
+    assert_eq!(leaders, [0, 1, 2].into(), "{topic}");
+
+    let lines: Vec<String> = (0..60).map(|i| format!("k{i}\tv{i}")).collect();
+    let input = format!("{}\n", lines.join("\n"));
+    let out = run_strata(&c.brokers[0].addr, &["produce", "spread", "-K", "\\t"], input.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run_strata(&c.brokers[2].addr, &["consume", "spread", "-e", "-f", "%k\\t%s\\n"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut got: Vec<String> = out.text().lines().map(String::from).collect();
+    let mut want = lines;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}

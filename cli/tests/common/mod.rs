@@ -34,9 +34,10 @@ impl TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("broker.log")).unwrap();
         let mut cmd = Command::new(broker_binary());
-        cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", "0"])
-            .arg("--log.dirs")
-            .arg(dir.path().join("data"));
+        if !settings.iter().any(|(k, _)| *k == "listeners") {
+            cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0"]);
+        }
+        cmd.args(["--metrics.port", "0"]).arg("--log.dirs").arg(dir.path().join("data"));
         for (k, v) in settings {
             cmd.arg(format!("--{k}")).arg(v);
         }
@@ -69,7 +70,7 @@ impl Drop for TestBroker {
     }
 }
 
-/// The cluster a test runs against. One broker for now: this is the one place to grow into several.
+/// The cluster a test runs against: one broker, or three that are each a voter of the controller quorum.
 pub struct Cluster {
     pub brokers: Vec<TestBroker>,
 }
@@ -78,6 +79,40 @@ impl Cluster {
     pub fn start() -> Cluster {
         // No wait before a new group's first rebalance: the tests' consumers join alone.
         Cluster { brokers: vec![TestBroker::start(&[("group.initial.rebalance.delay.ms", "0")])] }
+    }
+
+    /// Three brokers, each a voter (a CONTROLLER listener on a port picked here), once all three are in service.
+    pub fn start_three() -> Cluster {
+        let ports: Vec<u16> =
+            (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+        let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{p}")).collect();
+        let voters = voters.join(",");
+        let brokers = (0..3)
+            .map(|i| {
+                let (id, listeners) = (i.to_string(), format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}", ports[i]));
+                TestBroker::start(&[
+                    ("node.id", &id),
+                    ("cluster.id", "cli-three"),
+                    ("controller.quorum.voters", &voters),
+                    ("listeners", &listeners),
+                    ("group.initial.rebalance.delay.ms", "0"),
+                ])
+            })
+            .collect();
+        let c = Cluster { brokers };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = c.strata(&["cluster", "info", "--format", "json"], b"");
+            let in_service = out.code == 0
+                && serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+                    v["brokers"].as_array().is_some_and(|b| b.len() == 3 && b.iter().all(|b| b["fenced"] == false))
+                });
+            if in_service {
+                return c;
+            }
+            assert!(std::time::Instant::now() < deadline, "three brokers not in service: {}", out.text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn bootstrap(&self) -> String {
