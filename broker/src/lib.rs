@@ -15,7 +15,6 @@ pub mod lifecycle;
 pub mod log_dir_space;
 pub mod metrics;
 pub mod node_stats;
-pub mod peer;
 pub mod producer_ids;
 pub mod protocol;
 pub mod publisher;

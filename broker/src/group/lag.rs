@@ -14,8 +14,12 @@ use tokio::sync::watch;
 
 use super::GroupCoordinator;
 use crate::broker::BrokerState;
-use crate::peer::{self, PEER_TIMEOUT};
 use crate::server::stopped;
+
+/// How this broker introduces itself to the brokers it asks for high watermarks.
+const PEER_CLIENT_ID: &str = "strata-peer";
+/// Requests to peers give up after this long.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A cached high watermark older than this many refresh intervals is not exported: its peer stopped
 /// answering, and no series is better than a wrong one.
@@ -161,7 +165,7 @@ async fn refresh(state: &BrokerState) {
         Some(async move {
             let asked = Instant::now();
             let request = latest_offsets_request(partitions);
-            match peer::call(&addr, ApiKey::ListOffsets, LIST_OFFSETS_VERSION, peer::PEER_CLIENT_ID, &request, timeout).await {
+            match strata_client::call(&addr, ApiKey::ListOffsets, LIST_OFFSETS_VERSION, PEER_CLIENT_ID, &request, timeout).await {
                 Ok(resp) => cache.store(asked, high_watermarks(resp)),
                 Err(e) => tracing::debug!(broker = id, error = %e, "cannot ask a peer for high watermarks"),
             }
