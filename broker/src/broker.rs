@@ -14,12 +14,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::alter_partition::{self, IsrChanges};
 use crate::config::{BrokerConfig, Listener};
 use crate::controller::image::Image;
 use crate::controller::quorum::QuorumTiming;
 use crate::controller::records::Endpoint;
 use crate::controller::service::Settings;
 use crate::controller::{Controller, ControllerConfig};
+use crate::fetcher::{FetcherManager, FetcherSettings};
 use crate::group::coordinator::{now_ms, run_timers};
 use crate::group::lag::{self, RemoteHighWatermarks};
 use crate::group::GroupCoordinator;
@@ -51,6 +53,8 @@ pub struct BrokerState {
     pub producer_ids: ProducerIdManager,
     /// Fetch disk reads off the network threads (fetch.warmup.enable); None: they read on the network threads.
     pub warmer: Option<Arc<Warmer>>,
+    /// Where partition leaders send ISR changes for the controller.
+    pub isr_changes: IsrChanges,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -164,6 +168,7 @@ async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Re
         node_id: config.node_id,
         session_timeout: config.session_timeout,
         default_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
         log_defaults,
         voters: voters.keys().copied().collect(),
     };
@@ -199,7 +204,7 @@ impl Broker {
         let defaults = Defaults::new(static_overrides, dynamic_overrides(&controller.image(), config.node_id))
             .context("the broker's log settings")?;
         let replicas = Arc::new(
-            ReplicaManager::open(logs_config, defaults)
+            ReplicaManager::open(config.node_id, logs_config, defaults)
                 .with_context(|| format!("opening the logs in {}", config.log_dir.display()))?,
         );
         // Before the background tasks, which would apply the default retention to the offsets log.
@@ -243,10 +248,22 @@ impl Broker {
             false => None,
         };
         let (caught_up_tx, caught_up) = watch::channel(false);
+        let r = &config.replication;
+        let fetcher_settings = FetcherSettings {
+            node_id: config.node_id,
+            max_bytes: r.fetch_max_bytes,
+            response_max_bytes: r.fetch_response_max_bytes,
+            max_wait_ms: r.fetch_wait_max_ms,
+            backoff: r.fetch_backoff,
+        };
+        let fetchers = Arc::new(FetcherManager::new(fetcher_settings, shutdown.clone()));
+        let (isr_changes, isr_change_rx) = IsrChanges::new();
         let publisher = Publisher {
             node_id: config.node_id,
             replicas: replicas.clone(),
             groups: groups.clone(),
+            fetchers: fetchers.clone(),
+            inter_broker_listener: config.inter_broker_listener.clone(),
             caught_up: caught_up.clone(),
             acted: controller.acted(),
         };
@@ -264,6 +281,7 @@ impl Broker {
             remote_high_watermarks: RemoteHighWatermarks::new(lag_refresh),
             producer_ids,
             warmer,
+            isr_changes: isr_changes.clone(),
             shutdown: shutdown.clone(),
         });
         let config = &state.config;
@@ -294,6 +312,13 @@ impl Broker {
         // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
         servers.spawn(run_timers(groups, shutdown.clone()));
         servers.spawn(publisher.run(controller.subscribe(), shutdown.clone()));
+        tokio::spawn(alter_partition::run(controller.clone(), config.node_id, isr_change_rx, config.session_timeout));
+        servers.spawn(alter_partition::check_lagging(
+            state.replicas.clone(),
+            isr_changes,
+            config.replication.lag_time_max,
+            shutdown.clone(),
+        ));
         if config.roles.broker {
             let lifecycle = Lifecycle {
                 controller: controller.clone(),

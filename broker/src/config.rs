@@ -84,6 +84,11 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s("log.dirs", Some("./data"), "Directory holding the partition logs and topic metadata (one directory)."),
     s("num.partitions", Some("1"), "Partition count of auto-created topics and of CreateTopics with -1 partitions."),
+    s(
+        "default.replication.factor",
+        Some("1"),
+        "Replication factor of auto-created topics and of CreateTopics with -1 (at most the number of live brokers).",
+    ),
     s("auto.create.topics.enable", Some("true"), "Create unknown topics on Metadata requests that allow it."),
     s("log.retention.ms", None, "Default retention.ms of topics (-1: unlimited; default from .minutes/.hours)."),
     s("log.retention.minutes", None, "Default retention in minutes, used when log.retention.ms is not set."),
@@ -110,8 +115,8 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "min.insync.replicas",
         None,
-        "Default min.insync.replicas (1). Partitions have one replica, so acks=all produces to topics asking for more \
-         are refused with NOT_ENOUGH_REPLICAS.",
+        "Default min.insync.replicas (1): the in-sync replicas an acks=all produce needs (NOT_ENOUGH_REPLICAS \
+         otherwise); while a partition has fewer, its high watermark does not move.",
     ),
     s(
         "compression.type",
@@ -130,7 +135,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "Default message.timestamp.after.max.ms: how far in the future a CreateTime timestamp may be (1 hour).",
     ),
-    s("unclean.leader.election.enable", None, "Accepted for compatibility; no effect (partitions have one replica)."),
+    s(
+        "unclean.leader.election.enable",
+        None,
+        "Default unclean.leader.election.enable (false): whether a partition whose in-sync replicas are all down elects \
+         another live replica, which may lack acknowledged records.",
+    ),
     s("log.preallocate", None, "Accepted for compatibility; no effect on the data (log.write.mode=mmap preallocates)."),
     s(
         "log.message.downconversion.enable",
@@ -250,7 +260,36 @@ pub const SETTINGS: &[Setting] = &[
         Some("10000"),
         "Metadata log entries after which a snapshot of the metadata is taken and older entries are dropped.",
     ),
+    s(
+        "replica.lag.time.max.ms",
+        Some("30000"),
+        "A follower that has not caught up with its leader's log end for this long leaves the in-sync replicas.",
+    ),
+    s("replica.fetch.max.bytes", Some("1048576"), "Bytes a follower asks for per partition in each fetch (at least one batch)."),
+    s("replica.fetch.response.max.bytes", Some("10485760"), "Bytes a follower asks for per fetch, over all partitions."),
+    s(
+        "replica.fetch.wait.max.ms",
+        Some("500"),
+        "How long a follower's fetch waits at the leader for new records (keep it below replica.lag.time.max.ms).",
+    ),
+    s("replica.fetch.backoff.ms", Some("1000"), "How long a follower waits after a failed fetch before trying again."),
+    s(
+        "num.replica.fetchers",
+        Some("1"),
+        "Accepted for compatibility: a broker runs one fetcher task per leader it follows, multiplexing every \
+         partition on one connection (tasks are cheap; Kafka uses this many threads per leader).",
+    ),
 ];
+
+/// How followers replicate (the `replica.*` settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    pub lag_time_max: Duration,
+    pub fetch_max_bytes: i32,
+    pub fetch_response_max_bytes: i32,
+    pub fetch_wait_max_ms: i32,
+    pub fetch_backoff: Duration,
+}
 
 /// `process.roles`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,6 +437,7 @@ pub struct BrokerConfig {
     pub advertised_listeners: Vec<Listener>,
     pub log_dir: PathBuf,
     pub num_partitions: i32,
+    pub default_replication_factor: i16,
     pub auto_create_topics: bool,
     /// Broker-level overrides of topic-level log settings, by topic key (e.g. "retention.ms").
     pub log_overrides: Vec<(String, String)>,
@@ -435,6 +475,7 @@ pub struct BrokerConfig {
     pub session_timeout: Duration,
     pub election_timeout: Duration,
     pub snapshot_interval_records: u64,
+    pub replication: ReplicationConfig,
 }
 
 fn parse<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
@@ -553,6 +594,12 @@ impl BrokerConfig {
             advertised_listeners,
             log_dir: PathBuf::from(log_dirs.trim()),
             num_partitions: parse_range("num.partitions", &val("num.partitions"), 1, 1_000_000)?,
+            default_replication_factor: parse_range(
+                "default.replication.factor",
+                &val("default.replication.factor"),
+                1,
+                i16::MAX,
+            )?,
             auto_create_topics: parse("auto.create.topics.enable", &val("auto.create.topics.enable"))?,
             log_overrides,
             log_defaults,
@@ -645,6 +692,28 @@ impl BrokerConfig {
                 10,
                 u64::MAX,
             )?,
+            replication: ReplicationConfig {
+                lag_time_max: Duration::from_millis(parse_range(
+                    "replica.lag.time.max.ms",
+                    &val("replica.lag.time.max.ms"),
+                    10,
+                    3_600_000,
+                )?),
+                fetch_max_bytes: parse_range("replica.fetch.max.bytes", &val("replica.fetch.max.bytes"), 1, i32::MAX)?,
+                fetch_response_max_bytes: parse_range(
+                    "replica.fetch.response.max.bytes",
+                    &val("replica.fetch.response.max.bytes"),
+                    1,
+                    i32::MAX,
+                )?,
+                fetch_wait_max_ms: parse_range("replica.fetch.wait.max.ms", &val("replica.fetch.wait.max.ms"), 0, 600_000)?,
+                fetch_backoff: Duration::from_millis(parse_range(
+                    "replica.fetch.backoff.ms",
+                    &val("replica.fetch.backoff.ms"),
+                    0,
+                    600_000,
+                )?),
+            },
         })
     }
 
@@ -711,6 +780,7 @@ mod tests {
         assert_eq!(c.socket_request_max_bytes, 100 * 1024 * 1024);
         assert_eq!(c.fetch_mode, FetchMode::Sendfile);
         assert_eq!(c.log_defaults, LogConfig::default());
+        assert_eq!((c.num_partitions, c.default_replication_factor), (1, 1));
         assert_eq!(c.metrics_consumer_lag_refresh, Duration::from_secs(10));
         assert_eq!(c.metrics_port, 9644, "Redpanda's metrics port, as the operator's default");
         assert_eq!(c.connections_max_idle, Duration::from_secs(600));
@@ -769,6 +839,8 @@ mod tests {
         for (k, v) in [
             ("node.id", "-1"),
             ("num.partitions", "0"),
+            ("default.replication.factor", "0"),
+            ("default.replication.factor", "40000"),
             ("auto.create.topics.enable", "yes"),
             ("socket.request.max.bytes", "1"),
             ("fetch.mode", "mmap"),

@@ -18,6 +18,7 @@ pub mod code {
     pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
@@ -44,15 +45,21 @@ pub mod code {
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const STALE_BROKER_EPOCH: i16 = 77;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+    pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
 }
 
 /// The Kafka error code a client expects for a storage failure.
@@ -70,6 +77,8 @@ pub fn storage_error_code(err: &StorageError) -> i16 {
         StorageError::InvalidProducerEpoch { .. } => code::INVALID_PRODUCER_EPOCH,
         // The partition was deleted under the request: the client refreshes its metadata.
         StorageError::LogClosed(_) => code::NOT_LEADER_OR_FOLLOWER,
+        // A newer leader has written to the log: this broker no longer leads.
+        StorageError::StaleLeaderEpoch { .. } => code::NOT_LEADER_OR_FOLLOWER,
         e if e.is_storage_failure() => code::KAFKA_STORAGE_ERROR,
         _ => code::UNKNOWN_SERVER_ERROR,
     }

@@ -29,6 +29,10 @@ pub struct PartitionData {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// To a follower whose log diverged: (epoch, end offset) of the leader's epoch (v12+, tagged field 0).
+    pub diverging_epoch: Option<(i32, i64)>,
+    /// To a client that asked a broker which does not lead: (leader id, leader epoch) (v12+, tagged field 1).
+    pub current_leader: Option<(i32, i32)>,
     /// Whole record batches, in log order.
     pub records: Vec<FileSlice>,
 }
@@ -52,6 +56,26 @@ fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
         put_uvarint(buf, n as u64 + 1);
     } else {
         buf.put_i32(n as i32);
+    }
+}
+
+/// DivergingEpoch (tag 0) and CurrentLeader (tag 1), each a struct with its own empty tagged fields.
+fn put_partition_tagged_fields(buf: &mut BytesMut, p: &PartitionData) {
+    let count = p.diverging_epoch.is_some() as u64 + p.current_leader.is_some() as u64;
+    put_uvarint(buf, count);
+    if let Some((epoch, end_offset)) = p.diverging_epoch {
+        put_uvarint(buf, 0);
+        put_uvarint(buf, 4 + 8 + 1);
+        buf.put_i32(epoch);
+        buf.put_i64(end_offset);
+        put_uvarint(buf, 0);
+    }
+    if let Some((leader, epoch)) = p.current_leader {
+        put_uvarint(buf, 1);
+        put_uvarint(buf, 4 + 4 + 1);
+        buf.put_i32(leader);
+        buf.put_i32(epoch);
+        put_uvarint(buf, 0);
     }
 }
 
@@ -104,7 +128,7 @@ pub fn encode(version: i16, response_header: &[u8], data: &FetchResponseData) ->
                 parts.extend(p.records.iter().cloned().map(Payload::File));
             }
             if flexible {
-                put_uvarint(&mut buf, 0); // partition tagged fields
+                put_partition_tagged_fields(&mut buf, p);
             }
         }
         if flexible {
@@ -174,7 +198,15 @@ mod tests {
                                     .iter()
                                     .map(|p| {
                                         let records: Vec<u8> = p.records.iter().flat_map(|r| r.read_to_vec().unwrap()).collect();
+                                        let (e, o) = p.diverging_epoch.filter(|_| version >= 12).unwrap_or((-1, -1));
+                                        let (l, le) = p.current_leader.filter(|_| version >= 12).unwrap_or((-1, -1));
                                         kf::PartitionData::default()
+                                            .with_diverging_epoch(kf::EpochEndOffset::default().with_epoch(e).with_end_offset(o))
+                                            .with_current_leader(
+                                                kf::LeaderIdAndEpoch::default()
+                                                    .with_leader_id(kafka_protocol::messages::BrokerId(l))
+                                                    .with_leader_epoch(le),
+                                            )
                                             .with_partition_index(p.partition_index)
                                             .with_error_code(p.error_code)
                                             .with_high_watermark(p.high_watermark)
@@ -203,6 +235,8 @@ mod tests {
             high_watermark: 1 << 40,
             last_stable_offset: 12345,
             log_start_offset: 7,
+            diverging_epoch: None,
+            current_leader: None,
             records,
         };
         FetchResponseData {
@@ -217,6 +251,9 @@ mod tests {
                         part(0, 0, vec![slice(0, 100), slice(500, 69_000)]),
                         part(1, 1, vec![]),
                         part(2, 0, vec![slice(3, 1)]),
+                        PartitionData { diverging_epoch: Some((4, 1000)), ..part(3, 0, vec![]) },
+                        PartitionData { current_leader: Some((2, 7)), ..part(4, 6, vec![]) },
+                        PartitionData { diverging_epoch: Some((1, 5)), current_leader: Some((3, 9)), ..part(5, 0, vec![]) },
                     ],
                 },
                 TopicData { name: "t".repeat(200), topic_id: Uuid::from_u128(42), partitions: vec![part(9, 3, vec![])] },

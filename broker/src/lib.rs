@@ -1,12 +1,14 @@
 //! strata-broker: a Kafka-compatible broker over the strata-storage engine.
 
 pub mod alloc_guard;
+pub mod alter_partition;
 pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod episode;
 pub mod errors;
 pub mod fetch_response;
+pub mod fetcher;
 pub mod frame;
 pub mod group;
 pub mod handlers;
@@ -15,6 +17,7 @@ pub mod lifecycle;
 pub mod log_dir_space;
 pub mod metrics;
 pub mod node_stats;
+pub mod partition;
 pub mod producer_ids;
 pub mod protocol;
 pub mod publisher;

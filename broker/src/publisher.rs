@@ -1,7 +1,7 @@
 //! Applies each new metadata image to this broker, as Kafka's metadata publishers do: the replica manager
-//! hosts the partitions the image assigns here (with their configs and leadership), the broker-level
-//! dynamic defaults follow the image, and the group coordinator coordinates the groups that the registered
-//! brokers give it.
+//! hosts the partitions the image assigns here (with their configs, replicas, ISR and leadership), the
+//! replica fetchers follow the leaders of the others, the broker-level dynamic defaults follow the image,
+//! and the group coordinator coordinates the groups that the registered brokers give it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,9 +9,11 @@ use std::sync::Arc;
 use strata_storage::TopicPartition;
 use tokio::sync::watch;
 
-use crate::controller::image::Image;
+use crate::controller::image::{Image, NO_LEADER};
 use crate::controller::state_machine::Published;
+use crate::fetcher::{FetcherManager, Target};
 use crate::group::GroupCoordinator;
+use crate::partition::Assignment;
 use crate::replica::{Defaults, Hosted, ReplicaManager};
 
 /// What the image assigns to `node_id`, with effective configs over `defaults`. A topic whose overrides are
@@ -26,12 +28,43 @@ pub fn hosted(image: &Image, node_id: i32, defaults: &Defaults) -> HashMap<Topic
         for (p, part) in topic.partitions.iter().enumerate() {
             if part.replicas.contains(&node_id) {
                 let tp = TopicPartition { topic: topic.name.clone(), partition: p as i32 };
-                out.insert(
-                    tp,
-                    Hosted { config: config.clone(), leader: part.leader == node_id, leader_epoch: part.leader_epoch },
-                );
+                let assignment = Assignment {
+                    topic_id: topic.id,
+                    replicas: part.replicas.clone(),
+                    isr: part.isr.clone(),
+                    leader: part.leader,
+                    leader_epoch: part.leader_epoch,
+                    partition_epoch: part.partition_epoch,
+                };
+                out.insert(tp, Hosted { config: config.clone(), assignment });
             }
         }
+    }
+    out
+}
+
+/// The partitions this broker follows, with their leaders' addresses on `listener`.
+fn fetch_targets(
+    image: &Image,
+    hosted: &HashMap<TopicPartition, Hosted>,
+    replicas: &ReplicaManager,
+    node_id: i32,
+    listener: &str,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    for (tp, h) in hosted {
+        let a = &h.assignment;
+        if a.leader == node_id || a.leader == NO_LEADER {
+            continue;
+        }
+        let Some(endpoint) = image.brokers.get(&a.leader).and_then(|b| b.endpoint(listener)) else { continue };
+        let Some(partition) = replicas.hosted(&tp.topic, tp.partition) else { continue };
+        out.push(Target {
+            partition,
+            leader: a.leader,
+            leader_addr: crate::controller::quorum::host_port(&endpoint.host, endpoint.port),
+            leader_epoch: a.leader_epoch,
+        });
     }
     out
 }
@@ -48,6 +81,9 @@ pub struct Publisher {
     pub node_id: i32,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
+    pub fetchers: Arc<FetcherManager>,
+    /// The listener followers reach leaders on.
+    pub inter_broker_listener: String,
     /// True once this broker has caught up with the metadata log (its image is complete).
     pub caught_up: watch::Receiver<bool>,
     /// Where it reports the index of the image it acted on.
@@ -75,9 +111,11 @@ impl Publisher {
             }
         };
         let caught_up = *self.caught_up.borrow();
-        if let Err(e) = self.replicas.host(&hosted(image, self.node_id, &defaults), caught_up) {
+        let hosted = hosted(image, self.node_id, &defaults);
+        if let Err(e) = self.replicas.host(&hosted, caught_up) {
             tracing::error!(error = %e, "applying the metadata image to the logs");
         }
+        self.fetchers.assign(fetch_targets(image, &hosted, &self.replicas, self.node_id, &self.inter_broker_listener));
         let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         self.groups.set_membership(published.applied, &brokers, self.node_id);
         self.acted.send_if_modified(|a| {
@@ -133,10 +171,10 @@ mod tests {
         image.apply(1, &MetadataBatch::new(records)).unwrap();
         let defaults = Defaults::new(BTreeMap::new(), BTreeMap::new()).unwrap();
         let h = hosted(&image, 1, &defaults);
-        let mut got: Vec<(i32, bool)> = h.iter().map(|(tp, h)| (tp.partition, h.leader)).collect();
+        let mut got: Vec<(i32, i32)> = h.iter().map(|(tp, h)| (tp.partition, h.assignment.leader)).collect();
         got.sort();
-        assert_eq!(got, vec![(0, true), (2, false)]);
-        assert!(h.values().all(|h| h.config.retention_ms == 5 && h.leader_epoch == 3));
+        assert_eq!(got, vec![(0, 1), (2, -1)]);
+        assert!(h.values().all(|h| h.config.retention_ms == 5 && h.assignment.leader_epoch == 3));
         assert_eq!(dynamic_overrides(&image, 1), BTreeMap::from([("a".into(), "one".into()), ("b".into(), "x".into())]));
         assert_eq!(dynamic_overrides(&image, 0), BTreeMap::from([("a".into(), "all".into())]));
     }

@@ -5,79 +5,12 @@
 //! manager host what the image assigns to this broker.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
 
-use strata_storage::{AppendInfo, Log, LogConfig, LogManager, LogManagerConfig, StorageError, TopicPartition};
-use tokio::sync::watch;
+use strata_storage::{LogConfig, LogManager, LogManagerConfig, StorageError, TopicPartition};
 
-use crate::errors::{code, storage_error_code};
+use crate::partition::{Assignment, Partition};
 use crate::resources;
-
-/// One partition this broker leads.
-pub struct Partition {
-    pub log: Arc<Log>,
-    high_watermark: watch::Sender<i64>,
-    /// Whether the image names this broker the leader (a fenced broker leads nothing).
-    leader: AtomicBool,
-    leader_epoch: AtomicI32,
-}
-
-impl Partition {
-    fn new(log: Arc<Log>) -> Partition {
-        let (high_watermark, _) = watch::channel(log.high_watermark());
-        Partition { log, high_watermark, leader: AtomicBool::new(false), leader_epoch: AtomicI32::new(0) }
-    }
-
-    pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Acquire)
-    }
-
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
-    }
-
-    /// The in-sync replicas: partitions are not replicated, so the leader alone.
-    pub fn in_sync_replicas(&self) -> i32 {
-        1
-    }
-
-    /// Appends one produce request's records for this partition and wakes fetches waiting on it. With
-    /// acks=-1 the in-sync replicas must number at least min.insync.replicas, or nothing is appended
-    /// (Kafka's Partition.appendRecordsToLeader).
-    pub fn append(&self, records: &mut [u8], required_acks: i16) -> Result<AppendInfo, AppendError> {
-        let min_isr = self.log.config().min_insync_replicas;
-        let isr = self.in_sync_replicas();
-        if required_acks == -1 && isr < min_isr {
-            return Err(AppendError::NotEnoughReplicas { partition: self.log.topic_partition().clone(), isr, min_isr });
-        }
-        let info = self.log.append(records)?;
-        self.high_watermark.send_replace(self.log.high_watermark());
-        Ok(info)
-    }
-
-    /// Changes whenever the high watermark moves.
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    #[error("the in-sync replicas of {partition} number {isr}, fewer than min.insync.replicas={min_isr} (partitions have one replica)")]
-    NotEnoughReplicas { partition: TopicPartition, isr: i32, min_isr: i32 },
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-impl AppendError {
-    pub fn code(&self) -> i16 {
-        match self {
-            AppendError::NotEnoughReplicas { .. } => code::NOT_ENOUGH_REPLICAS,
-            AppendError::Storage(e) => storage_error_code(e),
-        }
-    }
-}
 
 /// Refuses `partitions` new local partitions that this process's descriptors or maps cannot hold.
 pub fn check_room(partitions: usize) -> Result<(), String> {
@@ -116,11 +49,11 @@ impl Defaults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hosted {
     pub config: LogConfig,
-    pub leader: bool,
-    pub leader_epoch: i32,
+    pub assignment: Assignment,
 }
 
 pub struct ReplicaManager {
+    node_id: i32,
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     defaults: RwLock<Defaults>,
@@ -129,10 +62,10 @@ pub struct ReplicaManager {
 impl ReplicaManager {
     /// Opens the logs in the log directory with the broker defaults; the publisher then gives each its
     /// topic's config and leadership.
-    pub fn open(mut logs_config: LogManagerConfig, defaults: Defaults) -> Result<ReplicaManager, StorageError> {
+    pub fn open(node_id: i32, mut logs_config: LogManagerConfig, defaults: Defaults) -> Result<ReplicaManager, StorageError> {
         logs_config.default_config = defaults.config.clone();
         let logs = LogManager::open(logs_config)?;
-        Ok(ReplicaManager { logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults) })
+        Ok(ReplicaManager { node_id, logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults) })
     }
 
     pub fn log_manager(&self) -> &Arc<LogManager> {
@@ -141,8 +74,18 @@ impl ReplicaManager {
 
     /// A partition this broker hosts and leads.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.hosted(topic, partition).filter(|p| p.is_leader())
+    }
+
+    /// A partition this broker hosts, as leader or follower.
+    pub fn hosted(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         let tp = TopicPartition { topic: topic.to_string(), partition };
-        self.partitions.read().unwrap().get(&tp).filter(|p| p.is_leader()).cloned()
+        self.partitions.read().unwrap().get(&tp).cloned()
+    }
+
+    /// Every partition this broker leads.
+    pub fn leaders(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap().values().filter(|p| p.is_leader()).cloned().collect()
     }
 
     pub fn defaults(&self) -> Defaults {
@@ -171,14 +114,13 @@ impl ReplicaManager {
                     if *log.config() != h.config {
                         log.update_config(h.config.clone());
                     }
-                    let p = Arc::new(Partition::new(log));
+                    let p = Arc::new(Partition::new(log, self.node_id, h.assignment.clone()));
                     partitions.insert(tp.clone(), p.clone());
-                    tracing::info!(partition = %tp, leader = h.leader, "hosting partition");
-                    p
+                    tracing::info!(partition = %tp, leader = h.assignment.leader, "hosting partition");
+                    continue;
                 }
             };
-            part.leader_epoch.store(h.leader_epoch, Ordering::Release);
-            part.leader.store(h.leader, Ordering::Release);
+            part.update(h.assignment.clone());
         }
         let gone: Vec<TopicPartition> = partitions.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
         for tp in gone {
@@ -204,7 +146,15 @@ mod tests {
     use super::*;
 
     fn hosted(leader: bool) -> Hosted {
-        Hosted { config: LogConfig::default(), leader, leader_epoch: 1 }
+        let assignment = Assignment {
+            topic_id: uuid::Uuid::nil(),
+            replicas: vec![0, 1],
+            isr: vec![0, 1],
+            leader: if leader { 0 } else { 1 },
+            leader_epoch: 1,
+            partition_epoch: 0,
+        };
+        Hosted { config: LogConfig::default(), assignment }
     }
 
     fn tp(t: &str, p: i32) -> TopicPartition {
@@ -215,7 +165,7 @@ mod tests {
     fn hosts_what_it_is_given_and_deletes_the_rest_once_caught_up() {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
-            ReplicaManager::open(LogManagerConfig::new(dir.path()), Defaults::new(BTreeMap::new(), BTreeMap::new()).unwrap())
+            ReplicaManager::open(0, LogManagerConfig::new(dir.path()), Defaults::new(BTreeMap::new(), BTreeMap::new()).unwrap())
                 .unwrap()
         };
         let rm = open();

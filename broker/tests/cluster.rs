@@ -350,6 +350,28 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     assert_eq!((resp.topics[0].error_code, resp.topics[0].partitions.len()), (0, 3));
     c.wait_for("the auto-created topic is everywhere", |c| c.everywhere("auto").is_some_and(|(_, l)| l.len() == 3));
 
+    // Three replicas on three brokers, all in sync at creation, each leading one partition; four do not fit.
+    let mut req = Cluster::create_request("replicated", 3);
+    req.topics[0].replication_factor = 3;
+    let resp: CreateTopicsResponse = c.call(via, ApiKey::CreateTopics, 7, &req);
+    let t = &resp.topics[0];
+    assert_eq!((t.error_code, t.num_partitions, t.replication_factor), (0, 3, 3), "{:?}", t.error_message);
+    c.wait_for("the replicated topic is everywhere", |c| c.everywhere("replicated").is_some());
+    let md = c.metadata(via);
+    let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "replicated")).unwrap();
+    for p in &t.partitions {
+        let replicas: BTreeSet<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+        assert_eq!(replicas, BTreeSet::from([0, 1, 2]), "{p:?}");
+        assert_eq!((p.leader_id, &p.isr_nodes), (p.replica_nodes[0], &p.replica_nodes), "{p:?}");
+    }
+    let leaders: BTreeSet<i32> = t.partitions.iter().map(|p| p.leader_id.0).collect();
+    assert_eq!(leaders, BTreeSet::from([0, 1, 2]));
+    req.topics[0].name = TopicName(s("too-replicated"));
+    req.topics[0].replication_factor = 4;
+    let resp: CreateTopicsResponse = c.call(via, ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 38, "{:?}", resp.topics[0].error_message);
+    assert!(resp.topics[0].error_message.as_deref().is_some_and(|m| m.contains("only 3 broker(s)")), "{resp:?}");
+
     // DescribeQuorum: the leader and the three voters, all caught up with the leader.
     let req = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
         .with_topic_name(TopicName(s("__cluster_metadata")))

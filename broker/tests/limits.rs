@@ -170,7 +170,7 @@ fn verify_log_finds_damaged_indexes_and_batches() {
     for p in 0..2 {
         let log = manager.get_or_create(&TopicPartition::new("checked", p), config.clone()).unwrap();
         for i in 0..100 {
-            log.append(&mut record_batch(1 + i % 4, 60, 1_000 + i as i64 * 10).to_vec()).unwrap();
+            log.append_as_leader(&mut record_batch(1 + i % 4, 60, 1_000 + i as i64 * 10).to_vec(), 0).unwrap();
         }
     }
     manager.shutdown().unwrap();

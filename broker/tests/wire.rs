@@ -435,7 +435,11 @@ async fn broker_defaults_apply_to_topics_and_inert_configs_are_accepted_but_comp
     assert_eq!(produce(&mut c, "d", 0, record_batch(1, 10, 1000)).await.error_code, 19, "min.insync.replicas=2 by default");
     let resp = produce_with_acks(&mut c, "d", 0, record_batch(20, 100, 1000), 1).await;
     assert!(resp.log_append_time_ms > 0);
-    assert_eq!(fetch_batches(&mut c, "d", 0).await[22] & 7, 1, "gzip");
+    // Under min.insync.replicas the high watermark stands still (KIP-966): acks=1 records stay invisible.
+    assert!(fetch_batches(&mut c, "d", 0).await.is_empty(), "nothing committed under min.insync.replicas");
+    create_topic(&mut c, "e", 1, &[("min.insync.replicas", "1")]).await;
+    produce_with_acks(&mut c, "e", 0, record_batch(20, 100, 1000), 1).await;
+    assert_eq!(fetch_batches(&mut c, "e", 0).await[22] & 7, 1, "gzip");
 
     // Configs without effect here are accepted and described; compaction and unknown names are refused.
     let inert = [

@@ -1,14 +1,15 @@
-//! The active controller's decisions, as pure functions of the image: the records that create a topic or
-//! grow one (with the replicas spread round-robin over the live brokers, as Kafka's rack-unaware assignment
-//! does), and the leader changes when a broker is fenced or comes back. Each partition has one replica until
-//! replication exists.
+//! The active controller's decisions, as pure functions of the image, with Kafka's KRaft rules: the records
+//! that create a topic or grow one (replicas placed over the live brokers and their racks), the leader and ISR
+//! changes when a broker leaves service or comes back, a leader's ISR changes (AlterPartition) and requested
+//! elections (ElectLeaders).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Range;
 
 use strata_storage::LogConfig;
 use uuid::Uuid;
 
-use super::image::{Image, Refused, NO_LEADER};
+use super::image::{Image, PartitionImage, Refused, TopicImage, NO_LEADER};
 use super::records::MetadataRecord;
 use crate::errors::code;
 
@@ -22,8 +23,9 @@ pub struct NewTopic {
     pub name: String,
     /// -1: `num.partitions`.
     pub partitions: i32,
+    /// -1: `default.replication.factor`.
     pub replication_factor: i16,
-    /// Explicit replicas of partitions 0..n-1, instead of a count.
+    /// Explicit replicas of partitions 0..n-1, instead of counts (which are then -1).
     pub assignment: Option<Vec<Vec<i32>>>,
     pub configs: BTreeMap<String, String>,
 }
@@ -35,7 +37,7 @@ pub struct NewPartitions {
     pub topic: String,
     /// The new partition count.
     pub count: i32,
-    /// Explicit replicas of the new partitions, instead of the rotation.
+    /// Explicit replicas of the new partitions, instead of the placement.
     pub assignment: Option<Vec<Vec<i32>>>,
 }
 
@@ -56,65 +58,127 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Replica lists of partitions `first..first + count` over `brokers` (sorted ids), starting at `start`.
-pub fn round_robin(brokers: &[i32], start: usize, first: i32, count: i32) -> Vec<Vec<i32>> {
-    if brokers.is_empty() {
-        return vec![];
+/// A broker replicas may be placed on: its id and rack.
+pub type Placeable<'a> = (i32, Option<&'a str>);
+
+/// `brokers` (sorted by id) ordered so that neighbours are on different racks while possible: the first broker
+/// of every rack (racks by name; brokers without a rack count as one rack), then the second of every rack, ...
+pub fn rack_alternated<'a>(brokers: &[Placeable<'a>]) -> Vec<Placeable<'a>> {
+    let mut by_rack: BTreeMap<Option<&str>, VecDeque<i32>> = BTreeMap::new();
+    for &(id, rack) in brokers {
+        by_rack.entry(rack).or_default().push_back(id);
     }
-    (first..first + count).map(|p| vec![brokers[(start + p as usize) % brokers.len()]]).collect()
+    let mut out = Vec::with_capacity(brokers.len());
+    while out.len() < brokers.len() {
+        for (rack, ids) in &mut by_rack {
+            out.extend(ids.pop_front().map(|id| (id, *rack)));
+        }
+    }
+    out
 }
 
-fn check_replication_factor(factor: i16) -> Result<(), Refused> {
-    match factor {
-        -1 | 1 => Ok(()),
-        _ => Err(Refused::new(
+/// Replica lists of `partitions`, `factor` replicas each (1..=brokers.len()), over `brokers` as
+/// [`rack_alternated`] orders them, as Kafka's assignment does. The first replica (the preferred leader) of partition p is broker
+/// `start + p`, so leaders rotate over all brokers and racks. Follower k sits `1 + (shift + k) % (n - 1)`
+/// brokers after it, the shift growing by one every n partitions, so that one broker's followers vary and every
+/// broker holds as many replicas as any other; a broker on a rack the partition is already on is passed over
+/// while the partition is not on every rack.
+pub fn place_replicas(brokers: &[Placeable], factor: usize, partitions: Range<i32>, start: usize, shift: usize) -> Vec<Vec<i32>> {
+    let n = brokers.len();
+    debug_assert!((1..=n).contains(&factor), "replication factor {factor} over {n} brokers");
+    let racks = brokers.iter().map(|b| b.1).collect::<BTreeSet<_>>().len();
+    partitions
+        .map(|p| {
+            let first = (start + p as usize) % n;
+            // In whole turns over the racks, so that the followers' racks keep alternating too.
+            let shift = (shift + p as usize / n) * racks;
+            let mut replicas = vec![brokers[first].0];
+            let mut used_racks = BTreeSet::from([brokers[first].1]);
+            let mut k = 0;
+            while replicas.len() < factor {
+                let (id, rack) = brokers[(first + 1 + (shift + k) % (n - 1)) % n];
+                if !replicas.contains(&id) && (used_racks.len() == racks || !used_racks.contains(&rack)) {
+                    replicas.push(id);
+                    used_racks.insert(rack);
+                }
+                k += 1;
+            }
+            replicas
+        })
+        .collect()
+}
+
+fn live_placeable(image: &Image) -> Vec<Placeable<'_>> {
+    image.live_brokers().map(|b| (b.id, b.rack.as_deref())).collect()
+}
+
+/// The replication factor to create partitions with: `requested`, -1 for `default`, at most `live` brokers.
+fn replication_factor(requested: i16, default: i16, live: usize) -> Result<usize, Refused> {
+    let factor = if requested == -1 { default } else { requested };
+    if factor < 1 {
+        return Err(Refused::new(
             code::INVALID_REPLICATION_FACTOR,
-            format!("replication factor {factor}: partitions are not replicated yet, each has exactly one replica"),
-        )),
+            format!("replication factor {factor}: it must be at least 1, or -1 for default.replication.factor"),
+        ));
     }
+    if factor as usize > live {
+        return Err(Refused::new(
+            code::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Unable to replicate the partition {factor} time(s): the target replication factor of {factor} cannot be \
+                 reached because only {live} broker(s) are registered and unfenced"
+            ),
+        ));
+    }
+    Ok(factor as usize)
 }
 
-fn check_explicit(image: &Image, replicas: &[Vec<i32>], first: i32) -> Result<(), Refused> {
-    for (p, r) in replicas.iter().enumerate() {
-        let p = first as usize + p;
-        match r.as_slice() {
-            [b] if image.brokers.contains_key(b) => {}
-            [b] => {
-                return Err(Refused::new(
-                    code::INVALID_REPLICA_ASSIGNMENT,
-                    format!("partition {p} assigned to broker {b}, which is not registered"),
-                ))
-            }
-            _ => {
-                return Err(Refused::new(
-                    code::INVALID_REPLICA_ASSIGNMENT,
-                    format!("partition {p} assigned to {r:?}: each partition needs exactly one replica"),
-                ))
-            }
+/// Kafka's checks of explicit replica lists (of partitions from `first` on): each non-empty, without duplicates,
+/// on registered brokers of which one at least is live, and all of `factor` replicas (a topic has one
+/// replication factor; None: the first list's).
+fn check_assignment(image: &Image, assignment: &[Vec<i32>], first: i32, factor: Option<usize>) -> Result<(), Refused> {
+    let invalid = |p: usize, why: String| {
+        Err(Refused::new(code::INVALID_REPLICA_ASSIGNMENT, format!("partition {}: {why}", first as usize + p)))
+    };
+    let factor = factor.unwrap_or_else(|| assignment.first().map_or(0, Vec::len));
+    for (p, replicas) in assignment.iter().enumerate() {
+        if replicas.is_empty() {
+            return invalid(p, "the assignment has no replicas".into());
+        }
+        if replicas.len() != factor {
+            return invalid(p, format!("{} replica(s), but the topic's partitions have {factor}", replicas.len()));
+        }
+        if let Some(b) = replicas.iter().enumerate().find_map(|(i, b)| replicas[..i].contains(b).then_some(b)) {
+            return invalid(p, format!("broker {b} is assigned more than once"));
+        }
+        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return invalid(p, format!("broker {b} is not registered"));
+        }
+        if !replicas.iter().any(|b| image.is_live(*b)) {
+            return invalid(p, format!("all of the assigned brokers {replicas:?} are fenced"));
         }
     }
     Ok(())
 }
 
+/// New partitions lead on their first live replica, with the live replicas in sync (as KRaft creates them).
 fn partition_records(image: &Image, topic_id: Uuid, first: i32, assignment: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
-    let live = |b: &i32| image.brokers.get(b).is_some_and(|b| !b.fenced);
     assignment
         .into_iter()
         .enumerate()
-        .map(|(i, replicas)| MetadataRecord::Partition {
-            topic_id,
-            partition: first + i as i32,
-            leader: replicas.iter().copied().find(live).unwrap_or(NO_LEADER),
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: 0,
-            partition_epoch: 0,
+        .map(|(i, replicas)| {
+            let isr: Vec<i32> = replicas.iter().copied().filter(|b| image.is_live(*b)).collect();
+            MetadataRecord::Partition {
+                topic_id,
+                partition: first + i as i32,
+                leader: isr.first().copied().unwrap_or(NO_LEADER),
+                isr,
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }
         })
         .collect()
-}
-
-fn live_ids(image: &Image) -> Vec<i32> {
-    image.live_brokers().map(|b| b.id).collect()
 }
 
 /// The records that create `t` with id `id`; `defaults` validates its configs.
@@ -123,6 +187,7 @@ pub fn create_topic(
     t: &NewTopic,
     id: Uuid,
     default_partitions: i32,
+    default_replication_factor: i16,
     defaults: &LogConfig,
 ) -> Result<Vec<MetadataRecord>, Refused> {
     let name = &t.name;
@@ -141,14 +206,18 @@ pub fn create_topic(
     defaults
         .with_overrides(t.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|e| Refused::new(code::INVALID_CONFIG, e.to_string()))?;
-    check_replication_factor(t.replication_factor)?;
-    let assignment = match (&t.assignment, t.partitions) {
-        (Some(a), -1) => {
-            check_explicit(image, a, 0)?;
+    let assignment = match (&t.assignment, t.partitions, t.replication_factor) {
+        (Some(a), -1, -1) => {
+            check_assignment(image, a, 0, None)?;
             a.clone()
         }
-        (Some(_), _) => return Err(Refused::new(code::INVALID_REQUEST, "give either num_partitions or assignments, not both")),
-        (None, n) => {
+        (Some(_), _, _) => {
+            return Err(Refused::new(
+                code::INVALID_REQUEST,
+                "with explicit assignments, num_partitions and replication_factor must be -1",
+            ))
+        }
+        (None, n, factor) => {
             let n = if n == -1 { default_partitions } else { n };
             if !(1..=MAX_PARTITIONS).contains(&n) {
                 return Err(Refused::new(
@@ -156,13 +225,13 @@ pub fn create_topic(
                     format!("partition count {n} is not in [1, {MAX_PARTITIONS}]"),
                 ));
             }
-            let brokers = live_ids(image);
-            if brokers.is_empty() {
-                return Err(Refused::new(code::INVALID_REPLICATION_FACTOR, "no broker is available (all are fenced)"));
-            }
-            // The rotation starts where the (random) id says, so single-partition topics spread too.
-            let start = (id.as_u128() % brokers.len() as u128) as usize;
-            round_robin(&brokers, start, 0, n)
+            let brokers = rack_alternated(&live_placeable(image));
+            let factor = replication_factor(factor, default_replication_factor, brokers.len())?;
+            // Where the rotation starts and how followers are spaced come from the (random) id, as Kafka's
+            // random start, so that topics with few partitions spread over the brokers too.
+            let random = id.as_u128();
+            let (start, shift) = ((random % brokers.len() as u128) as usize, ((random >> 64) % brokers.len() as u128) as usize);
+            place_replicas(&brokers, factor, 0..n, start, shift)
         }
     };
     if assignment.is_empty() || assignment.len() > MAX_PARTITIONS as usize {
@@ -173,7 +242,7 @@ pub fn create_topic(
     Ok(records)
 }
 
-/// The records that grow topic `name` to `count` partitions.
+/// The records that grow topic `name` to `count` partitions, with its replication factor (partition 0's).
 pub fn create_partitions(
     image: &Image,
     name: &str,
@@ -192,6 +261,8 @@ pub fn create_partitions(
     if count > MAX_PARTITIONS {
         return Err(Refused::new(code::INVALID_PARTITIONS, format!("partition count {count} exceeds {MAX_PARTITIONS}")));
     }
+    let first_replicas = topic.partitions.first().map_or(&[][..], |p| &p.replicas);
+    let factor = first_replicas.len().max(1);
     let added = match assignment {
         Some(a) => {
             if a.len() != (count - now) as usize {
@@ -200,59 +271,267 @@ pub fn create_partitions(
                     format!("{} assignments for {} new partitions", a.len(), count - now),
                 ));
             }
-            check_explicit(image, a, now)?;
+            check_assignment(image, a, now, Some(factor))?;
             a.to_vec()
         }
         None => {
-            let brokers = live_ids(image);
-            if brokers.is_empty() {
-                return Err(Refused::new(code::INVALID_REPLICATION_FACTOR, "no broker is available (all are fenced)"));
-            }
-            // New partitions continue the rotation from partition 0's broker, as Kafka does.
-            let first = topic.partitions.first().and_then(|p| p.replicas.first());
-            let start = first.and_then(|b| brokers.iter().position(|x| x == b)).unwrap_or(0);
-            round_robin(&brokers, start, now, count - now)
+            let brokers = rack_alternated(&live_placeable(image));
+            // The topic's replication factor must still fit on the live brokers.
+            replication_factor(factor as i16, 1, brokers.len())?;
+            // New partitions continue the rotation from partition 0's first replica, as Kafka does.
+            let start = first_replicas.first().and_then(|b| brokers.iter().position(|x| x.0 == *b)).unwrap_or(0);
+            place_replicas(&brokers, factor, now..count, start, start)
         }
     };
     Ok(partition_records(image, topic.id, now, added))
 }
 
-/// A fenced broker leads nothing: its partitions get another live replica of the ISR as leader, or none.
-pub fn fence(image: &Image, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
-    let mut records = vec![MetadataRecord::FenceBroker { id: broker, epoch }];
-    let live = |b: &i32| *b != broker && image.brokers.get(b).is_some_and(|b| !b.fenced);
+/// Kafka's leader election over a partition's replicas: the first one (in replica order, so the preferred
+/// leader wins when it can) that is live and in the ISR, keeping the ISR; else, when unclean election is
+/// allowed, the first live replica, alone in the ISR (it may lack acknowledged records, and the others may
+/// have records it lacks). None: no replica can lead.
+pub fn elect_leader(replicas: &[i32], isr: &[i32], live: impl Fn(i32) -> bool, unclean: bool) -> Option<(i32, Vec<i32>)> {
+    if let Some(leader) = replicas.iter().copied().find(|r| isr.contains(r) && live(*r)) {
+        return Some((leader, isr.to_vec()));
+    }
+    let leader = replicas.iter().copied().find(|r| unclean && live(*r))?;
+    Some((leader, vec![leader]))
+}
+
+const UNCLEAN: &str = "unclean.leader.election.enable";
+
+/// Whether `topic` may elect a leader outside its ISR: the topic's `unclean.leader.election.enable`, else the
+/// cluster-wide dynamic broker config, else the broker's (`defaults`).
+pub fn unclean_allowed(image: &Image, topic: &TopicImage, defaults: &LogConfig) -> bool {
+    let dynamic = image.broker_configs.get("").and_then(|c| c.get(UNCLEAN));
+    let value = topic.configs.get(UNCLEAN).or(dynamic).cloned().or_else(|| defaults.get(UNCLEAN));
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The record that gives a partition `leader` and `isr`; none if it has them already.
+fn change_to(topic_id: Uuid, partition: usize, now: &PartitionImage, leader: i32, isr: Vec<i32>) -> Option<MetadataRecord> {
+    let leader = (leader != now.leader).then_some(leader);
+    let isr = (isr != now.isr).then_some(isr);
+    (leader.is_some() || isr.is_some()).then_some(MetadataRecord::PartitionChange {
+        topic_id,
+        partition: partition as i32,
+        leader,
+        isr,
+    })
+}
+
+/// The leader and ISR changes that take `broker` out of service (fenced, shutting down, registering again after
+/// a restart, unregistered), as Kafka's handleBrokerFenced: it leaves every ISR, except as the last member (the
+/// partition then waits without a leader for the one replica known to have all its records); where it led,
+/// the first live ISR member leads, or with unclean election the first live replica, or none.
+pub fn remove_broker(image: &Image, broker: i32, defaults: &LogConfig) -> Vec<MetadataRecord> {
+    let live = |b: i32| b != broker && image.is_live(b);
+    let mut records = Vec::new();
     for topic in image.topics.values() {
+        let unclean = unclean_allowed(image, topic, defaults);
         for (p, part) in topic.partitions.iter().enumerate() {
-            if part.leader == broker {
-                let leader = part.isr.iter().copied().find(live).unwrap_or(NO_LEADER);
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.id,
-                    partition: p as i32,
-                    leader: Some(leader),
-                    isr: None,
-                });
+            if part.leader != broker && !part.isr.contains(&broker) {
+                continue;
+            }
+            let mut isr: Vec<i32> = part.isr.iter().copied().filter(|b| *b != broker).collect();
+            if isr.is_empty() {
+                isr.clone_from(&part.isr);
+            }
+            let (leader, isr) = match part.leader {
+                l if l == broker || l == NO_LEADER => {
+                    elect_leader(&part.replicas, &isr, live, unclean).unwrap_or((NO_LEADER, isr))
+                }
+                l => (l, isr),
+            };
+            records.extend(change_to(topic.id, p, part, leader, isr));
+        }
+    }
+    records
+}
+
+/// A fenced broker leads nothing and is in no ISR but as the last member (see [`remove_broker`]).
+pub fn fence(image: &Image, broker: i32, epoch: i64, defaults: &LogConfig) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::FenceBroker { id: broker, epoch }];
+    records.extend(remove_broker(image, broker, defaults));
+    records
+}
+
+/// Leaders for the partitions without one, among the brokers `live` says are.
+fn leaderless_elections(image: &Image, defaults: &LogConfig, live: impl Fn(i32) -> bool + Copy) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        let unclean = unclean_allowed(image, topic, defaults);
+        for (p, part) in topic.partitions.iter().enumerate().filter(|(_, part)| part.leader == NO_LEADER) {
+            if let Some((leader, isr)) = elect_leader(&part.replicas, &part.isr, live, unclean) {
+                records.extend(change_to(topic.id, p, part, leader, isr));
             }
         }
     }
     records
 }
 
-/// A broker back in service leads the partitions without a leader whose ISR it is in.
-pub fn unfence(image: &Image, broker: i32, epoch: i64) -> Vec<MetadataRecord> {
+/// A broker back in service leads the partitions without a leader that it may lead: those whose ISR it is in,
+/// and with unclean election those it is a replica of while no ISR member is live.
+pub fn unfence(image: &Image, broker: i32, epoch: i64, defaults: &LogConfig) -> Vec<MetadataRecord> {
     let mut records = vec![MetadataRecord::UnfenceBroker { id: broker, epoch }];
-    for topic in image.topics.values() {
-        for (p, part) in topic.partitions.iter().enumerate() {
-            if part.leader == NO_LEADER && part.isr.contains(&broker) {
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.id,
-                    partition: p as i32,
-                    leader: Some(broker),
-                    isr: None,
-                });
-            }
+    records.extend(leaderless_elections(image, defaults, |b| b == broker || image.is_live(b)));
+    records
+}
+
+/// Leaders for the partitions without one that can have one now (after unclean election was allowed).
+pub fn elect_leaderless(image: &Image, defaults: &LogConfig) -> Vec<MetadataRecord> {
+    leaderless_elections(image, defaults, |b| image.is_live(b))
+}
+
+/// A partition leader's request for a new ISR (Kafka's AlterPartition), with the epochs it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// Kafka's AlterPartition: the leader of the partition, at its current leader and partition epochs, sets a new
+/// ISR of replicas that includes itself; a broker joins it only if live. The ISR is kept in replica order; an
+/// unchanged one needs no record.
+pub fn alter_partition(image: &Image, req: &IsrChange) -> Result<Vec<MetadataRecord>, Refused> {
+    let broker = req.broker_id;
+    match image.brokers.get(&broker) {
+        Some(b) if b.epoch == req.broker_epoch => {}
+        Some(b) => {
+            return Err(Refused::new(
+                code::STALE_BROKER_EPOCH,
+                format!("broker {broker} has epoch {}, not {}", b.epoch, req.broker_epoch),
+            ))
+        }
+        None => return Err(Refused::new(code::STALE_BROKER_EPOCH, format!("broker {broker} is not registered"))),
+    }
+    let topic = image
+        .topic_by_id(req.topic_id)
+        .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_ID, format!("no topic has id {}", req.topic_id)))?;
+    let name = format!("{}-{}", topic.name, req.partition);
+    let part = image
+        .partition_by_id(req.topic_id, req.partition)
+        .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("no partition {name}")))?;
+    if req.leader_epoch != part.leader_epoch {
+        return Err(Refused::new(
+            code::FENCED_LEADER_EPOCH,
+            format!("{name} is at leader epoch {}, not {}", part.leader_epoch, req.leader_epoch),
+        ));
+    }
+    if broker != part.leader {
+        return Err(Refused::new(
+            code::NOT_LEADER_OR_FOLLOWER,
+            format!("broker {broker} does not lead {name} (its leader is {})", part.leader),
+        ));
+    }
+    if req.partition_epoch != part.partition_epoch {
+        return Err(Refused::new(
+            code::INVALID_UPDATE_VERSION,
+            format!("{name} is at partition epoch {}, not {}", part.partition_epoch, req.partition_epoch),
+        ));
+    }
+    let invalid = |why: String| Err(Refused::new(code::INVALID_REQUEST, format!("new ISR {:?} of {name}: {why}", req.new_isr)));
+    if let Some(b) = req.new_isr.iter().find(|b| !part.replicas.contains(b)) {
+        return invalid(format!("broker {b} is not a replica"));
+    }
+    if let Some(b) = req.new_isr.iter().enumerate().find_map(|(i, b)| req.new_isr[..i].contains(b).then_some(b)) {
+        return invalid(format!("broker {b} is in it more than once"));
+    }
+    if !req.new_isr.contains(&broker) {
+        return invalid("the leader must be in its ISR".into());
+    }
+    if let Some(b) = req.new_isr.iter().find(|b| !part.isr.contains(b) && !image.is_live(**b)) {
+        let state = if image.brokers.contains_key(b) { "fenced" } else { "not registered" };
+        return Err(Refused::new(code::INELIGIBLE_REPLICA, format!("broker {b} cannot join the ISR of {name}: it is {state}")));
+    }
+    let isr = part.replicas.iter().copied().filter(|b| req.new_isr.contains(b)).collect();
+    Ok(change_to(req.topic_id, req.partition as usize, part, part.leader, isr).into_iter().collect())
+}
+
+/// ElectLeaders' election types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// The first replica, if it is live and in the ISR.
+    Preferred,
+    /// For a partition without a leader: an ISR member, else any live replica.
+    Unclean,
+}
+
+impl TryFrom<i8> for ElectionType {
+    type Error = Refused;
+
+    fn try_from(v: i8) -> Result<ElectionType, Refused> {
+        match v {
+            0 => Ok(ElectionType::Preferred),
+            1 => Ok(ElectionType::Unclean),
+            _ => Err(Refused::new(code::INVALID_REQUEST, format!("unknown election type {v}"))),
         }
     }
-    records
+}
+
+/// One partition's ElectLeaders outcome: topic, partition, and whether a leader was elected.
+pub type Election = (String, i32, Result<(), Refused>);
+
+fn elect_one(image: &Image, topic: &str, partition: i32, election: ElectionType) -> Result<MetadataRecord, Refused> {
+    let unknown = || Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("no partition {topic}-{partition}"));
+    let t = image.topic(topic).ok_or_else(unknown)?;
+    let part = image.partition(topic, partition).ok_or_else(unknown)?;
+    let not_needed = || Refused::new(code::ELECTION_NOT_NEEDED, format!("{topic}-{partition} has the leader asked for"));
+    let live = |b: i32| image.is_live(b);
+    let (leader, isr) = match election {
+        ElectionType::Preferred => {
+            let preferred = part.replicas.get(..1).unwrap_or_default();
+            if preferred.first() == Some(&part.leader) {
+                return Err(not_needed());
+            }
+            elect_leader(preferred, &part.isr, live, false).ok_or_else(|| {
+                Refused::new(
+                    code::PREFERRED_LEADER_NOT_AVAILABLE,
+                    format!("the preferred leader {preferred:?} of {topic}-{partition} is not live and in the ISR"),
+                )
+            })?
+        }
+        ElectionType::Unclean if part.leader != NO_LEADER => return Err(not_needed()),
+        ElectionType::Unclean => elect_leader(&part.replicas, &part.isr, live, true).ok_or_else(|| {
+            Refused::new(code::ELIGIBLE_LEADERS_NOT_AVAILABLE, format!("no replica of {topic}-{partition} is live"))
+        })?,
+    };
+    change_to(t.id, partition as usize, part, leader, isr).ok_or_else(not_needed)
+}
+
+/// Kafka's ElectLeaders: the records of the elections and each partition's outcome. With `partitions` None,
+/// every partition is tried and those that did not need an election are left out of the outcomes.
+pub fn elect_leaders(
+    image: &Image,
+    partitions: Option<&[(String, i32)]>,
+    election_type: i8,
+) -> Result<(Vec<MetadataRecord>, Vec<Election>), Refused> {
+    let election = ElectionType::try_from(election_type)?;
+    let all = partitions.is_none();
+    let wanted: Vec<(String, i32)> = match partitions {
+        Some(p) => p.to_vec(),
+        None => image.topics.values().flat_map(|t| (0..t.partition_count()).map(|p| (t.name.clone(), p))).collect(),
+    };
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    for (topic, partition) in wanted {
+        let result = match elect_one(image, &topic, partition, election) {
+            Ok(record) => {
+                records.push(record);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if !(all && result.as_ref().is_err_and(|e| e.code == code::ELECTION_NOT_NEEDED)) {
+            outcomes.push((topic, partition, result));
+        }
+    }
+    Ok((records, outcomes))
 }
 
 #[cfg(test)]
@@ -260,14 +539,15 @@ mod tests {
     use super::*;
     use crate::controller::records::{Endpoint, MetadataBatch};
 
-    fn image(brokers: &[(i32, bool)]) -> Image {
+    /// Brokers by id, fenced or not, with their racks.
+    fn image_with_racks(brokers: &[(i32, bool, Option<&str>)]) -> Image {
         let mut i = Image::default();
-        for (n, (id, fenced)) in brokers.iter().enumerate() {
+        for (n, (id, fenced, rack)) in brokers.iter().enumerate() {
             let reg = MetadataRecord::RegisterBroker {
                 id: *id,
                 incarnation: Uuid::nil(),
                 endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
-                rack: None,
+                rack: rack.map(String::from),
             };
             i.apply(n as u64 + 1, &MetadataBatch::new(vec![reg])).unwrap();
             if !fenced {
@@ -278,13 +558,132 @@ mod tests {
         i
     }
 
+    fn image(brokers: &[(i32, bool)]) -> Image {
+        image_with_racks(&brokers.iter().map(|(id, fenced)| (*id, *fenced, None)).collect::<Vec<_>>())
+    }
+
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
         NewTopic { name: name.into(), partitions, replication_factor: -1, assignment: None, configs: BTreeMap::new() }
     }
 
+    /// Creates `t` with `num.partitions` 3 and `default.replication.factor` 1.
     fn created(i: &mut Image, t: &NewTopic, id: u128) -> Result<(), Refused> {
-        let records = create_topic(i, t, Uuid::from_u128(id), 3, &LogConfig::default())?;
+        let records = create_topic(i, t, Uuid::from_u128(id), 3, 1, &LogConfig::default())?;
         i.apply(1000 + id as u64, &MetadataBatch::new(records))
+    }
+
+    /// Adds topic `name` (id 7) with partitions of the given (replicas, isr, leader), at epochs 0.
+    fn with_topic(i: &mut Image, name: &str, configs: &[(&str, &str)], parts: &[(&[i32], &[i32], i32)]) -> Uuid {
+        let id = Uuid::from_u128(7);
+        let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut records = vec![MetadataRecord::Topic { id, name: name.into(), configs }];
+        records.extend(parts.iter().enumerate().map(|(p, (replicas, isr, leader))| MetadataRecord::Partition {
+            topic_id: id,
+            partition: p as i32,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader: *leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }));
+        i.apply(500, &MetadataBatch::new(records)).unwrap();
+        id
+    }
+
+    fn state(i: &Image, topic: &str, p: i32) -> (i32, Vec<i32>) {
+        let part = i.partition(topic, p).unwrap();
+        (part.leader, part.isr.clone())
+    }
+
+    #[test]
+    fn racks_alternate() {
+        let cases: Vec<(Vec<Placeable>, Vec<i32>)> = vec![
+            (vec![(0, None), (1, None), (2, None)], vec![0, 1, 2]),
+            ((0..9).map(|b| (b, Some(["r1", "r2", "r3"][b as usize / 3]))).collect(), vec![0, 3, 6, 1, 4, 7, 2, 5, 8]),
+            // Brokers without a rack are one rack of their own; racks run out unevenly.
+            (vec![(0, Some("a")), (1, Some("a")), (2, Some("a")), (3, Some("b")), (4, None), (5, None)], vec![4, 0, 3, 5, 1, 2]),
+            (vec![], vec![]),
+        ];
+        for (brokers, want) in cases {
+            assert_eq!(rack_alternated(&brokers).iter().map(|b| b.0).collect::<Vec<_>>(), want, "{brokers:?}");
+        }
+    }
+
+    #[test]
+    fn placement_follows_kafkas_rotation() {
+        let brokers: Vec<Placeable> = (0..5).map(|b| (b, None)).collect();
+        // Kafka's documented example: 5 brokers, 10 partitions, replication factor 3.
+        let want = vec![
+            vec![0, 1, 2],
+            vec![1, 2, 3],
+            vec![2, 3, 4],
+            vec![3, 4, 0],
+            vec![4, 0, 1],
+            vec![0, 2, 3],
+            vec![1, 3, 4],
+            vec![2, 4, 0],
+            vec![3, 0, 1],
+            vec![4, 1, 2],
+        ];
+        assert_eq!(place_replicas(&brokers, 3, 0..10, 0, 0), want);
+        // Placing only the later partitions gives them the same replicas.
+        assert_eq!(place_replicas(&brokers, 3, 6..10, 0, 0), want[6..]);
+        assert_eq!(place_replicas(&brokers, 1, 0..3, 2, 4), vec![vec![2], vec![3], vec![4]]);
+    }
+
+    #[test]
+    fn placement_is_distinct_balanced_and_rack_aware() {
+        let racks = |spec: &[(&'static str, i32)]| -> Vec<Placeable<'static>> {
+            let mut id = 0;
+            let mut out = Vec::new();
+            for (rack, n) in spec {
+                for _ in 0..*n {
+                    out.push((id, (!rack.is_empty()).then_some(*rack)));
+                    id += 1;
+                }
+            }
+            out
+        };
+        // (brokers, replication factor, partitions)
+        let cases: Vec<(Vec<Placeable>, usize, i32)> = vec![
+            (racks(&[("", 1)]), 1, 4),
+            (racks(&[("", 3)]), 3, 12),
+            (racks(&[("", 5)]), 3, 20),
+            (racks(&[("", 6)]), 2, 30),
+            (racks(&[("", 4)]), 4, 8),
+            (racks(&[("a", 2), ("b", 2), ("c", 2)]), 3, 12),
+            (racks(&[("a", 2), ("b", 2), ("c", 2)]), 2, 18),
+            (racks(&[("a", 3), ("b", 3)]), 3, 12),
+            (racks(&[("a", 2), ("b", 2), ("c", 2), ("d", 2)]), 3, 16),
+            (racks(&[("a", 1), ("b", 1), ("c", 1)]), 3, 6),
+        ];
+        for (brokers, factor, count) in cases {
+            let rack_count = brokers.iter().map(|b| b.1).collect::<BTreeSet<_>>().len();
+            let arranged = rack_alternated(&brokers);
+            for (start, shift) in [(0, 0), (1, 3), (4, 1)] {
+                let what = format!("{brokers:?} factor {factor} start {start} shift {shift}");
+                let placed = place_replicas(&arranged, factor, 0..count, start % brokers.len(), shift % brokers.len());
+                assert_eq!(placed.len(), count as usize, "{what}");
+                let mut leaders = BTreeMap::new();
+                let mut replicas = BTreeMap::new();
+                for r in &placed {
+                    assert_eq!(r.len(), factor, "{what}");
+                    assert_eq!(r.iter().collect::<BTreeSet<_>>().len(), factor, "distinct brokers: {r:?} {what}");
+                    let on_racks: BTreeSet<_> = r.iter().map(|b| brokers.iter().find(|x| x.0 == *b).unwrap().1).collect();
+                    assert_eq!(on_racks.len(), factor.min(rack_count), "distinct racks: {r:?} {what}");
+                    *leaders.entry(r[0]).or_insert(0) += 1;
+                    for b in r {
+                        *replicas.entry(*b).or_insert(0) += 1;
+                    }
+                }
+                // Every count is a whole number of turns over the brokers: exactly balanced.
+                let even =
+                    |counts: &BTreeMap<i32, i32>, each: i32| counts.len() == brokers.len() && counts.values().all(|c| *c == each);
+                let n = brokers.len() as i32;
+                assert!(even(&leaders, count / n), "leaders {leaders:?} {what}");
+                assert!(even(&replicas, count * factor as i32 / n), "replicas {replicas:?} {what}");
+            }
+        }
     }
 
     #[test]
@@ -302,9 +701,37 @@ mod tests {
     }
 
     #[test]
+    fn replicated_topics_start_with_every_replica_in_sync() {
+        let mut i = image(&[(0, false), (1, false), (2, false), (3, true)]);
+        created(&mut i, &NewTopic { replication_factor: 3, ..new_topic("t", 6) }, 5).unwrap();
+        for p in &i.topic("t").unwrap().partitions {
+            assert_eq!(p.replicas.iter().collect::<BTreeSet<_>>(), BTreeSet::from([&0, &1, &2]), "{p:?}");
+            assert_eq!((p.leader, &p.isr), (p.replicas[0], &p.replicas), "{p:?}");
+        }
+        // More partitions keep the topic's replication factor; -1 is default.replication.factor.
+        i.apply(2000, &MetadataBatch::new(create_partitions(&i, "t", 8, None).unwrap())).unwrap();
+        assert!(i.topic("t").unwrap().partitions.iter().all(|p| p.replicas.len() == 3));
+        let records = create_topic(&i, &new_topic("d", 2), Uuid::from_u128(6), 3, 2, &LogConfig::default()).unwrap();
+        i.apply(2001, &MetadataBatch::new(records)).unwrap();
+        assert!(i.topic("d").unwrap().partitions.iter().all(|p| p.replicas.len() == 2));
+        // An explicit assignment may name a fenced broker: it is no leader and not in sync.
+        let explicit = NewTopic { assignment: Some(vec![vec![3, 1], vec![2, 0]]), ..new_topic("x", -1) };
+        created(&mut i, &explicit, 7).unwrap();
+        assert_eq!(state(&i, "x", 0), (1, vec![1]));
+        assert_eq!(state(&i, "x", 1), (2, vec![2, 0]));
+        // With a broker fenced, three replicas no longer fit.
+        let epoch = i.brokers[&2].epoch;
+        i.apply(2002, &MetadataBatch::new(fence(&i, 2, epoch, &LogConfig::default()))).unwrap();
+        let refused = create_partitions(&i, "t", 9, None).unwrap_err();
+        assert_eq!(refused.code, code::INVALID_REPLICATION_FACTOR);
+        assert!(refused.message.contains("only 2 broker(s)"), "{refused}");
+    }
+
+    #[test]
     fn bad_requests_are_refused_with_kafkas_codes() {
-        let mut i = image(&[(0, false)]);
+        let mut i = image(&[(0, false), (1, false), (2, true)]);
         created(&mut i, &new_topic("a.b", 1), 0).unwrap();
+        let assigned = |a: Vec<Vec<i32>>| NewTopic { assignment: Some(a), ..new_topic("x", -1) };
         let cases: Vec<(NewTopic, i16)> = vec![
             (new_topic("a.b", 1), code::TOPIC_ALREADY_EXISTS),
             (new_topic("a_b", 1), code::INVALID_TOPIC_EXCEPTION),
@@ -313,9 +740,16 @@ mod tests {
             (new_topic("zero", 0), code::INVALID_PARTITIONS),
             (new_topic("huge", MAX_PARTITIONS + 1), code::INVALID_PARTITIONS),
             (NewTopic { replication_factor: 3, ..new_topic("rf", 1) }, code::INVALID_REPLICATION_FACTOR),
-            (NewTopic { assignment: Some(vec![vec![7]]), ..new_topic("x", -1) }, code::INVALID_REPLICA_ASSIGNMENT),
-            (NewTopic { assignment: Some(vec![vec![0, 0]]), ..new_topic("x", -1) }, code::INVALID_REPLICA_ASSIGNMENT),
+            (NewTopic { replication_factor: 0, ..new_topic("rf", 1) }, code::INVALID_REPLICATION_FACTOR),
+            (NewTopic { replication_factor: -2, ..new_topic("rf", 1) }, code::INVALID_REPLICATION_FACTOR),
+            (assigned(vec![vec![7]]), code::INVALID_REPLICA_ASSIGNMENT),
+            (assigned(vec![vec![0, 0]]), code::INVALID_REPLICA_ASSIGNMENT),
+            (assigned(vec![vec![]]), code::INVALID_REPLICA_ASSIGNMENT),
+            (assigned(vec![vec![0, 1], vec![1]]), code::INVALID_REPLICA_ASSIGNMENT),
+            (assigned(vec![vec![2]]), code::INVALID_REPLICA_ASSIGNMENT),
+            (assigned(vec![]), code::INVALID_PARTITIONS),
             (NewTopic { assignment: Some(vec![vec![0]]), ..new_topic("x", 1) }, code::INVALID_REQUEST),
+            (NewTopic { replication_factor: 1, ..assigned(vec![vec![0]]) }, code::INVALID_REQUEST),
             (
                 NewTopic { configs: BTreeMap::from([("retention.ms".into(), "x".into())]), ..new_topic("c", 1) },
                 code::INVALID_CONFIG,
@@ -324,32 +758,251 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(created(&mut i, &t, 9).unwrap_err().code, want, "{t:?}");
         }
+        let refused = created(&mut i, &NewTopic { replication_factor: 3, ..new_topic("rf", 1) }, 9).unwrap_err();
+        assert_eq!(
+            refused.message,
+            "Unable to replicate the partition 3 time(s): the target replication factor of 3 cannot be reached because \
+             only 2 broker(s) are registered and unfenced"
+        );
         assert_eq!(create_partitions(&i, "a.b", 1, None).unwrap_err().code, code::INVALID_PARTITIONS);
         assert_eq!(create_partitions(&i, "nope", 2, None).unwrap_err().code, code::UNKNOWN_TOPIC_OR_PARTITION);
-        assert_eq!(create_partitions(&i, "a.b", 3, Some(&[vec![0]])).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
+        for bad in [vec![vec![0]], vec![vec![0, 1]], vec![vec![2]]] {
+            let extra = bad.len() as i32;
+            assert_eq!(
+                create_partitions(&i, "a.b", 1 + extra + 1, Some(&bad)).unwrap_err().code,
+                code::INVALID_REPLICA_ASSIGNMENT,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(create_partitions(&i, "a.b", 2, Some(&[vec![0, 1]])).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
+        assert_eq!(create_partitions(&i, "a.b", 2, Some(&[vec![2]])).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
+        create_partitions(&i, "a.b", 2, Some(&[vec![1]])).unwrap();
         let none = image(&[(0, true)]);
         assert_eq!(
-            create_topic(&none, &new_topic("t", 1), Uuid::nil(), 1, &LogConfig::default()).unwrap_err().code,
+            create_topic(&none, &new_topic("t", 1), Uuid::nil(), 1, 1, &LogConfig::default()).unwrap_err().code,
             code::INVALID_REPLICATION_FACTOR
         );
     }
 
     #[test]
-    fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
+    fn election_prefers_replica_order_within_the_isr() {
+        let live = |b: i32| b != 1;
+        // (replicas, isr, unclean, leader and ISR elected)
+        type Case = (&'static [i32], &'static [i32], bool, Option<(i32, Vec<i32>)>);
+        let cases: Vec<Case> = vec![
+            (&[1, 2, 3], &[1, 2, 3], false, Some((2, vec![1, 2, 3]))),
+            (&[3, 2], &[2, 3], false, Some((3, vec![2, 3]))),
+            (&[1, 2, 3], &[1, 3], false, Some((3, vec![1, 3]))),
+            (&[1, 2, 3], &[1], false, None),
+            (&[1, 2, 3], &[1], true, Some((2, vec![2]))),
+            (&[1, 3, 2], &[1], true, Some((3, vec![3]))),
+            (&[1], &[1], true, None),
+            // An ISR member is elected even when unclean election is allowed.
+            (&[2, 3], &[3], true, Some((3, vec![3]))),
+        ];
+        for (replicas, isr, unclean, want) in cases {
+            assert_eq!(elect_leader(replicas, isr, live, unclean), want, "{replicas:?} {isr:?} {unclean}");
+        }
+    }
+
+    #[test]
+    fn unclean_election_follows_topic_then_cluster_then_broker_config() {
+        let mut i = image(&[(1, false)]);
+        with_topic(&mut i, "t", &[], &[(&[1], &[1], 1)]);
+        let topic = i.topic("t").unwrap().clone();
+        let on = LogConfig::default().with_overrides([(UNCLEAN, "true")]).unwrap();
+        assert!(!unclean_allowed(&i, &topic, &LogConfig::default()));
+        assert!(unclean_allowed(&i, &topic, &on));
+        i.broker_configs.insert(String::new(), BTreeMap::from([(UNCLEAN.to_string(), "TRUE".to_string())]));
+        assert!(unclean_allowed(&i, &topic, &LogConfig::default()));
+        let mut off = (*topic).clone();
+        off.configs.insert(UNCLEAN.into(), "false".into());
+        assert!(!unclean_allowed(&i, &off, &on));
+    }
+
+    enum Act {
+        Fence(i32),
+        Unfence(i32),
+    }
+
+    #[test]
+    fn fencing_shrinks_the_isr_and_elects_and_unfencing_fills_leaderless_partitions() {
+        use Act::*;
+        // (replicas, isr, leader, fenced brokers of 1..=3, unclean, act, leader and ISR after)
+        type Case = (&'static [i32], &'static [i32], i32, &'static [i32], bool, Act, (i32, Vec<i32>));
+        let cases: Vec<Case> = vec![
+            (&[1, 2, 3], &[1, 2, 3], 1, &[], false, Fence(1), (2, vec![2, 3])),
+            (&[1, 2, 3], &[1, 2, 3], 1, &[], false, Fence(2), (1, vec![1, 3])),
+            (&[1, 2, 3], &[3, 1], 3, &[], false, Fence(3), (1, vec![1])),
+            // The last ISR member stays in it: the partition waits for it without a leader.
+            (&[1, 2], &[1], 1, &[], false, Fence(1), (NO_LEADER, vec![1])),
+            (&[1, 2], &[1], 1, &[], true, Fence(1), (2, vec![2])),
+            (&[1, 2], &[1], 1, &[3], false, Fence(3), (1, vec![1])),
+            (&[1, 2], &[1], NO_LEADER, &[1], false, Unfence(1), (1, vec![1])),
+            (&[1, 2], &[1], NO_LEADER, &[1, 2], false, Unfence(2), (NO_LEADER, vec![1])),
+            (&[1, 2], &[1], NO_LEADER, &[1, 2], true, Unfence(2), (2, vec![2])),
+            (&[1, 2], &[1, 2], 1, &[2], true, Unfence(2), (1, vec![1, 2])),
+        ];
+        for (replicas, isr, leader, fenced, unclean, act, want) in cases {
+            let mut i = image(&[(1, fenced.contains(&1)), (2, fenced.contains(&2)), (3, fenced.contains(&3))]);
+            let configs: &[(&str, &str)] = if unclean { &[(UNCLEAN, "true")] } else { &[] };
+            with_topic(&mut i, "t", configs, &[(replicas, isr, leader)]);
+            let (records, what) = match act {
+                Fence(b) => (fence(&i, b, i.brokers[&b].epoch, &LogConfig::default()), format!("fence {b}")),
+                Unfence(b) => (unfence(&i, b, i.brokers[&b].epoch, &LogConfig::default()), format!("unfence {b}")),
+            };
+            i.apply(600, &MetadataBatch::new(records)).unwrap();
+            assert_eq!(state(&i, "t", 0), want, "{replicas:?} {isr:?} {leader} {fenced:?} {unclean} {what}");
+        }
+    }
+
+    #[test]
+    fn leader_changes_bump_the_leader_epoch_and_stale_fencing_changes_nothing() {
         let mut i = image(&[(0, false), (1, false)]);
         created(&mut i, &new_topic("t", 4), 0).unwrap();
         let epoch = i.brokers[&1].epoch;
-        i.apply(3000, &MetadataBatch::new(fence(&i, 1, epoch))).unwrap();
+        i.apply(3000, &MetadataBatch::new(fence(&i, 1, epoch, &LogConfig::default()))).unwrap();
         let parts = &i.topic("t").unwrap().partitions;
         assert_eq!(parts.iter().map(|p| p.leader).collect::<Vec<_>>(), vec![0, NO_LEADER, 0, NO_LEADER]);
         assert_eq!(parts.iter().map(|p| p.leader_epoch).collect::<Vec<_>>(), vec![0, 1, 0, 1]);
         assert!(i.brokers[&1].fenced);
-        i.apply(3001, &MetadataBatch::new(unfence(&i, 1, epoch))).unwrap();
+        i.apply(3001, &MetadataBatch::new(unfence(&i, 1, epoch, &LogConfig::default()))).unwrap();
         let parts = &i.topic("t").unwrap().partitions;
         assert_eq!(parts.iter().map(|p| p.leader).collect::<Vec<_>>(), vec![0, 1, 0, 1]);
         assert_eq!(parts.iter().map(|p| p.leader_epoch).collect::<Vec<_>>(), vec![0, 2, 0, 2]);
         // A stale epoch is refused as a whole: no partition changes either.
-        assert!(i.apply(3002, &MetadataBatch::new(fence(&i, 1, epoch - 1))).is_err());
+        assert!(i.apply(3002, &MetadataBatch::new(fence(&i, 1, epoch - 1, &LogConfig::default()))).is_err());
         assert!(!i.brokers[&1].fenced);
+        // A follower leaving the ISR changes the partition epoch only.
+        let mut i = image(&[(0, false), (1, false)]);
+        with_topic(&mut i, "r", &[], &[(&[0, 1], &[0, 1], 0)]);
+        i.apply(3003, &MetadataBatch::new(remove_broker(&i, 1, &LogConfig::default()))).unwrap();
+        let p = i.partition("r", 0).unwrap();
+        assert_eq!((p.leader, p.leader_epoch, p.partition_epoch, p.isr.clone()), (0, 0, 1, vec![0]));
+        // Turning unclean election on gives a partition waiting for its ISR a leader.
+        let mut i = image(&[(0, true), (1, false)]);
+        with_topic(&mut i, "w", &[], &[(&[0, 1], &[0], NO_LEADER)]);
+        assert!(elect_leaderless(&i, &LogConfig::default()).is_empty());
+        let on = LogConfig::default().with_overrides([(UNCLEAN, "true")]).unwrap();
+        i.apply(3004, &MetadataBatch::new(elect_leaderless(&i, &on))).unwrap();
+        assert_eq!(state(&i, "w", 0), (1, vec![1]));
+    }
+
+    #[test]
+    fn alter_partition_follows_kafkas_validation() {
+        // Broker 4 is fenced, 5 is not registered.
+        let mut i = image(&[(1, false), (2, false), (3, false), (4, true)]);
+        let id = with_topic(&mut i, "t", &[], &[(&[1, 2, 3, 4], &[1, 2], 1)]);
+        let ok = IsrChange {
+            broker_id: 1,
+            broker_epoch: i.brokers[&1].epoch,
+            topic_id: id,
+            partition: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: vec![1, 2, 3],
+        };
+        // The request, and the new ISR (None: unchanged) or the error code.
+        type Case = (IsrChange, Result<Option<Vec<i32>>, i16>);
+        let cases: Vec<Case> = vec![
+            (ok.clone(), Ok(Some(vec![1, 2, 3]))),
+            (IsrChange { new_isr: vec![3, 1], ..ok.clone() }, Ok(Some(vec![1, 3]))),
+            (IsrChange { new_isr: vec![2, 1], ..ok.clone() }, Ok(None)),
+            (IsrChange { broker_epoch: 99, ..ok.clone() }, Err(code::STALE_BROKER_EPOCH)),
+            (IsrChange { broker_id: 5, ..ok.clone() }, Err(code::STALE_BROKER_EPOCH)),
+            (IsrChange { topic_id: Uuid::from_u128(8), ..ok.clone() }, Err(code::UNKNOWN_TOPIC_ID)),
+            (IsrChange { partition: 1, ..ok.clone() }, Err(code::UNKNOWN_TOPIC_OR_PARTITION)),
+            (IsrChange { partition: -1, ..ok.clone() }, Err(code::UNKNOWN_TOPIC_OR_PARTITION)),
+            (IsrChange { leader_epoch: 1, ..ok.clone() }, Err(code::FENCED_LEADER_EPOCH)),
+            (IsrChange { broker_id: 2, broker_epoch: i.brokers[&2].epoch, ..ok.clone() }, Err(code::NOT_LEADER_OR_FOLLOWER)),
+            (IsrChange { partition_epoch: 3, ..ok.clone() }, Err(code::INVALID_UPDATE_VERSION)),
+            (IsrChange { new_isr: vec![1, 5], ..ok.clone() }, Err(code::INVALID_REQUEST)),
+            (IsrChange { new_isr: vec![1, 1], ..ok.clone() }, Err(code::INVALID_REQUEST)),
+            (IsrChange { new_isr: vec![2, 3], ..ok.clone() }, Err(code::INVALID_REQUEST)),
+            (IsrChange { new_isr: vec![], ..ok.clone() }, Err(code::INVALID_REQUEST)),
+            (IsrChange { new_isr: vec![1, 4], ..ok.clone() }, Err(code::INELIGIBLE_REPLICA)),
+        ];
+        for (req, want) in cases {
+            let got = alter_partition(&i, &req).map_err(|e| e.code);
+            let isr = got.map(|records| match records.as_slice() {
+                [] => None,
+                [MetadataRecord::PartitionChange { leader: None, isr: Some(isr), .. }] => Some(isr.clone()),
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(isr, want, "{req:?}");
+        }
+        i.apply(700, &MetadataBatch::new(alter_partition(&i, &ok).unwrap())).unwrap();
+        let p = i.partition("t", 0).unwrap();
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 1));
+        // The old partition epoch is now stale; a fenced broker already in the ISR may stay in it.
+        assert_eq!(alter_partition(&i, &ok).unwrap_err().code, code::INVALID_UPDATE_VERSION);
+    }
+
+    #[test]
+    fn elect_leaders_answers_each_partition_with_kafkas_codes() {
+        let mut i = image(&[(1, false), (2, false), (3, false), (4, true)]);
+        with_topic(
+            &mut i,
+            "t",
+            &[],
+            &[
+                (&[1, 2], &[1, 2], 2),
+                (&[1, 2], &[1, 2], 1),
+                (&[3, 2], &[2], 2),
+                (&[4, 3], &[4], NO_LEADER),
+                (&[4], &[4], NO_LEADER),
+            ],
+        );
+        let elect = |i: &Image, partitions: Option<&[(String, i32)]>, kind: i8| {
+            let (records, outcomes) = elect_leaders(i, partitions, kind).unwrap();
+            let codes: Vec<(String, i32, i16)> =
+                outcomes.into_iter().map(|(t, p, r)| (t, p, r.err().map_or(code::NONE, |e| e.code))).collect();
+            (records, codes)
+        };
+        let asked: Vec<(String, i32)> = [("t", 0), ("t", 1), ("t", 2), ("t", 3), ("t", 4), ("t", 9), ("u", 0)]
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
+        let with = |codes: [i16; 7]| -> Vec<(String, i32, i16)> {
+            asked.iter().zip(codes).map(|((t, p), c)| (t.clone(), *p, c)).collect()
+        };
+        let unknown = code::UNKNOWN_TOPIC_OR_PARTITION;
+        let (records, codes) = elect(&i, Some(&asked), 0);
+        assert_eq!(
+            codes,
+            with([
+                code::NONE,
+                code::ELECTION_NOT_NEEDED,
+                code::PREFERRED_LEADER_NOT_AVAILABLE,
+                code::PREFERRED_LEADER_NOT_AVAILABLE,
+                code::PREFERRED_LEADER_NOT_AVAILABLE,
+                unknown,
+                unknown
+            ])
+        );
+        assert_eq!(
+            records,
+            vec![MetadataRecord::PartitionChange { topic_id: Uuid::from_u128(7), partition: 0, leader: Some(1), isr: None }]
+        );
+        let (records, codes) = elect(&i, Some(&asked), 1);
+        assert_eq!(
+            codes,
+            with([
+                code::ELECTION_NOT_NEEDED,
+                code::ELECTION_NOT_NEEDED,
+                code::ELECTION_NOT_NEEDED,
+                code::NONE,
+                code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                unknown,
+                unknown
+            ])
+        );
+        i.apply(800, &MetadataBatch::new(records)).unwrap();
+        assert_eq!(state(&i, "t", 3), (3, vec![3]));
+        // All partitions: those that need no election are left out.
+        let (_, codes) = elect(&i, None, 0);
+        let partitions: Vec<i32> = codes.iter().map(|c| c.1).collect();
+        assert_eq!(partitions, vec![0, 2, 3, 4]);
+        assert_eq!(elect_leaders(&i, None, 2).unwrap_err().code, code::INVALID_REQUEST);
     }
 }

@@ -111,9 +111,18 @@ impl Image {
         self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
     }
 
+    pub fn partition_by_id(&self, topic_id: Uuid, partition: i32) -> Option<&PartitionImage> {
+        self.topic_by_id(topic_id)?.partitions.get(usize::try_from(partition).ok()?)
+    }
+
     /// Registered brokers that are not fenced: those that lead partitions and that clients are told about.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
         self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether broker `id` is registered and not fenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
     /// Applies one log entry at `index`: every record, or (when one is refused) none.

@@ -43,15 +43,58 @@ pub struct ImportedTopic {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ControllerRequest {
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
-    DeleteTopics { names: Vec<String> },
-    CreatePartitions { topics: Vec<NewPartitions>, validate_only: bool },
-    AlterConfigs { changes: Vec<(ConfigResource, Vec<ConfigOp>)>, validate_only: bool },
-    RegisterBroker { id: i32, incarnation: Uuid, endpoints: Vec<Endpoint>, rack: Option<String>, inter_broker_listener: String },
-    Heartbeat { id: i32, epoch: i64, applied: u64, want_shutdown: bool },
-    UnregisterBroker { id: i32 },
-    Import { topics: Vec<ImportedTopic>, broker_configs: BTreeMap<String, BTreeMap<String, String>> },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<NewPartitions>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        changes: Vec<(ConfigResource, Vec<ConfigOp>)>,
+        validate_only: bool,
+    },
+    RegisterBroker {
+        id: i32,
+        incarnation: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+        inter_broker_listener: String,
+    },
+    Heartbeat {
+        id: i32,
+        epoch: i64,
+        applied: u64,
+        want_shutdown: bool,
+    },
+    UnregisterBroker {
+        id: i32,
+    },
+    Import {
+        topics: Vec<ImportedTopic>,
+        broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    },
     DescribeQuorum,
+    /// A partition leader's new ISR (Kafka's AlterPartition); answered with [`ControllerReply::Partition`].
+    AlterPartition {
+        broker_id: i32,
+        broker_epoch: i64,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<i32>,
+    },
+    /// Kafka's ElectLeaders: of these (topic, partition)s, None for all; election type 0 preferred, 1 unclean.
+    /// Answered with [`ControllerReply::Elections`].
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        election_type: i8,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +110,15 @@ pub enum ControllerReply {
     },
     Done,
     Quorum(super::quorum::QuorumState),
+    /// A partition's state after an AlterPartition.
+    Partition {
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+        partition_epoch: i32,
+    },
+    /// Each partition's ElectLeaders outcome: topic, partition, result.
+    Elections(Vec<decisions::Election>),
 }
 
 /// The answer, with the log index the asking broker waits to have applied before it answers its client.
@@ -83,7 +135,8 @@ pub struct Settings {
     pub node_id: i32,
     pub session_timeout: Duration,
     pub default_partitions: i32,
-    /// Broker-level log defaults, for validating topic configs.
+    pub default_replication_factor: i16,
+    /// Broker-level log defaults, for validating topic configs (and unclean.leader.election.enable's default).
     pub log_defaults: LogConfig,
     pub voters: BTreeSet<i32>,
 }
@@ -217,7 +270,14 @@ impl Active {
                 self.each(
                     topics,
                     |image, t| {
-                        let records = decisions::create_topic(image, &t, Uuid::new_v4(), s.default_partitions, &s.log_defaults)?;
+                        let records = decisions::create_topic(
+                            image,
+                            &t,
+                            Uuid::new_v4(),
+                            s.default_partitions,
+                            s.default_replication_factor,
+                            &s.log_defaults,
+                        )?;
                         check_room_here(s.node_id, &records)?;
                         Ok(records)
                     },
@@ -249,8 +309,18 @@ impl Active {
                 .await
             }
             ControllerRequest::AlterConfigs { changes, validate_only } => {
-                self.each(changes, |image, (resource, ops)| alter_configs(image, resource, &ops, &s.log_defaults), validate_only)
-                    .await
+                let reply = self
+                    .each(changes, |image, (resource, ops)| alter_configs(image, resource, &ops, &s.log_defaults), validate_only)
+                    .await;
+                // Allowing unclean leader election gives partitions waiting for their ISR a leader now.
+                let elections = decisions::elect_leaderless(&self.image(), &s.log_defaults);
+                if !elections.is_empty() {
+                    tracing::warn!(partitions = elections.len(), "electing leaders for partitions without one");
+                    if let Err(e) = self.propose(elections).await {
+                        tracing::warn!(error = %e, "electing leaders after a config change");
+                    }
+                }
+                reply
             }
             ControllerRequest::RegisterBroker { id, incarnation, endpoints, rack, inter_broker_listener } => {
                 let image = self.image();
@@ -267,7 +337,12 @@ impl Active {
                     .find(|e| e.name == inter_broker_listener)
                     .or(endpoints.first())
                     .map(|e| host_port(&e.host, e.port));
-                let index = self.propose(vec![MetadataRecord::RegisterBroker { id, incarnation, endpoints, rack }]).await?;
+                // A broker registering again restarted (or lost its registration): until unfenced it leads nothing
+                // and is in no ISR, as after fencing (Kafka's handleBrokerShutdown).
+                let mut records =
+                    if image.brokers.contains_key(&id) { decisions::remove_broker(&image, id, &s.log_defaults) } else { vec![] };
+                records.push(MetadataRecord::RegisterBroker { id, incarnation, endpoints, rack });
+                let index = self.propose(records).await?;
                 self.touch(id);
                 if !s.voters.contains(&id) {
                     self.add_learner(id, addr.unwrap_or_default()).await?;
@@ -283,13 +358,13 @@ impl Active {
                 let fenced = match (b.fenced, want_shutdown) {
                     (false, true) => {
                         tracing::info!(broker = id, "fencing a broker that is shutting down");
-                        self.propose(decisions::fence(&image, id, epoch)).await?;
+                        self.propose(decisions::fence(&image, id, epoch, &s.log_defaults)).await?;
                         true
                     }
                     // Caught up with the log up to its own registration: it may lead partitions.
                     (true, false) if applied >= epoch as u64 => {
                         tracing::info!(broker = id, "unfencing a broker that caught up with the metadata log");
-                        self.propose(decisions::unfence(&image, id, epoch)).await?;
+                        self.propose(decisions::unfence(&image, id, epoch, &s.log_defaults)).await?;
                         false
                     }
                     (fenced, _) => fenced,
@@ -303,7 +378,9 @@ impl Active {
                         format!("broker {id} is a controller voter and cannot be unregistered"),
                     ));
                 }
-                self.propose(vec![MetadataRecord::UnregisterBroker { id }]).await?;
+                let mut records = decisions::remove_broker(&self.image(), id, &s.log_defaults);
+                records.push(MetadataRecord::UnregisterBroker { id });
+                self.propose(records).await?;
                 self.sessions.lock().expect("sessions lock").last.remove(&id);
                 self.remove_learner(id).await?;
                 ControllerReply::Done
@@ -333,6 +410,46 @@ impl Active {
                     }
                 }
                 ControllerReply::Done
+            }
+            ControllerRequest::AlterPartition {
+                broker_id,
+                broker_epoch,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => {
+                let change =
+                    decisions::IsrChange { broker_id, broker_epoch, topic_id, partition, leader_epoch, partition_epoch, new_isr };
+                let records = decisions::alter_partition(&self.image(), &change)?;
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                }
+                let image = self.image();
+                let p = image.partition_by_id(topic_id, partition).ok_or_else(|| {
+                    Refused::new(
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("partition {partition} of topic id {topic_id} is gone"),
+                    )
+                })?;
+                ControllerReply::Partition {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    isr: p.isr.clone(),
+                    partition_epoch: p.partition_epoch,
+                }
+            }
+            ControllerRequest::ElectLeaders { partitions, election_type } => {
+                let (records, mut outcomes) = decisions::elect_leaders(&self.image(), partitions.as_deref(), election_type)?;
+                if !records.is_empty() {
+                    if let Err(e) = self.propose(records).await {
+                        for (_, _, result) in outcomes.iter_mut().filter(|o| o.2.is_ok()) {
+                            *result = Err(e.clone());
+                        }
+                    }
+                }
+                ControllerReply::Elections(outcomes)
             }
         })
     }
@@ -394,7 +511,7 @@ impl Active {
             let image = self.image();
             if image.brokers.get(&id).is_some_and(|b| b.epoch == epoch && !b.fenced) {
                 tracing::warn!(broker = id, timeout = ?self.settings.session_timeout, "fencing a broker without heartbeats");
-                if let Err(e) = self.propose(decisions::fence(&image, id, epoch)).await {
+                if let Err(e) = self.propose(decisions::fence(&image, id, epoch, &self.settings.log_defaults)).await {
                     tracing::info!(broker = id, error = %e, "fencing failed");
                 }
             }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_storage::{Log, LogConfig, LogManager, StorageError, TopicPartition};
+use strata_storage::{AppendInfo, Log, LogConfig, LogManager, StorageError, TopicPartition};
 
 use super::records::{self, Record, RecordError};
 
@@ -33,6 +33,14 @@ pub enum StoreError {
 /// by socket.request.max.bytes already).
 pub fn log_config(segment_bytes: u64) -> LogConfig {
     LogConfig { segment_bytes, retention_ms: -1, retention_bytes: -1, max_message_bytes: i32::MAX as u32, ..LogConfig::default() }
+}
+
+/// Appends to the internal log, which only this broker writes (no leader elections: epoch 0) and which has no
+/// other replica, so the high watermark follows the log end.
+fn append_committed(log: &Log, batch: &mut [u8]) -> Result<AppendInfo, StorageError> {
+    let info = log.append_as_leader(batch, 0)?;
+    log.maybe_increment_high_watermark(log.log_end_offset());
+    Ok(info)
 }
 
 pub struct PartitionLog {
@@ -77,7 +85,8 @@ impl PartitionLog {
             return Ok(());
         }
         let mut batch = records::batch(records, now);
-        let info = self.log()?.append(&mut batch)?;
+        let log = self.log()?;
+        let info = append_committed(&log, &mut batch)?;
         self.dirty_bytes += info.bytes;
         Ok(())
     }
@@ -99,7 +108,7 @@ impl PartitionLog {
             chunk_bytes += k.len() + v.as_ref().map_or(0, |v| v.len()) + 32;
             if chunk_bytes >= SNAPSHOT_BATCH_BYTES || i + 1 == live.len() {
                 let mut batch = records::batch(&live[chunk_start..=i], now);
-                bytes += log.append(&mut batch)?.bytes;
+                bytes += append_committed(&log, &mut batch)?.bytes;
                 chunk_start = i + 1;
                 chunk_bytes = 0;
             }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::configs::{describe_topic_configs, ConfigEntry};
 use super::{message_if, respond_later, s};
 use crate::broker::BrokerState;
+use crate::config::BrokerConfig;
 use crate::controller::decisions::{NewPartitions, NewTopic};
 use crate::controller::image::Refused;
 use crate::controller::service::{ControllerReply, ControllerRequest};
@@ -76,6 +77,17 @@ fn new_topic(t: &kafka_protocol::messages::create_topics_request::CreatableTopic
     })
 }
 
+/// The partition count and replication factor `t` asks for, with the broker's defaults for -1.
+fn counts(t: &NewTopic, config: &BrokerConfig) -> (i32, i16) {
+    match &t.assignment {
+        Some(a) => (a.len() as i32, a.first().map_or(0, |r| r.len() as i16)),
+        None => (
+            if t.partitions == -1 { config.num_partitions } else { t.partitions },
+            if t.replication_factor == -1 { config.default_replication_factor } else { t.replication_factor },
+        ),
+    }
+}
+
 pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: CreateTopicsRequest) -> Reply {
     let state = state.clone();
     let version = header.api_version;
@@ -103,45 +115,40 @@ pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Crea
             call_each(&state, call, count, timeout_of(req.timeout_ms)).await.into_iter()
         };
         let image = state.image();
-        let topics =
-            req.topics
-                .iter()
-                .zip(parsed)
-                .map(|(t, parsed)| {
-                    let outcome = parsed.and_then(|nt| decided.next().unwrap_or(Ok(())).map(|()| nt));
-                    let result = create_topics_response::CreatableTopicResult::default().with_name(t.name.clone());
-                    match outcome {
-                        Ok(nt) => {
-                            let topic = image.topic(&nt.name).filter(|_| !req.validate_only);
-                            let partitions = topic.map_or_else(
-                                || {
-                                    nt.assignment.as_ref().map_or(
-                                        if nt.partitions == -1 { state.config.num_partitions } else { nt.partitions },
-                                        |a| a.len() as i32,
-                                    )
-                                },
-                                |t| t.partition_count(),
-                            );
-                            let result = result.with_num_partitions(partitions).with_replication_factor(1);
-                            if version < 5 {
-                                return result.with_num_partitions(-1).with_replication_factor(-1);
-                            }
-                            let entries = describe_topic_configs(&state, &nt.configs, None);
-                            result
-                                .with_topic_id(if version >= 7 { topic.map_or(Uuid::nil(), |t| t.id) } else { Uuid::nil() })
-                                .with_configs(Some(entries.into_iter().map(to_creatable_config).collect()))
+        let topics = req
+            .topics
+            .iter()
+            .zip(parsed)
+            .map(|(t, parsed)| {
+                let outcome = parsed.and_then(|nt| decided.next().unwrap_or(Ok(())).map(|()| nt));
+                let result = create_topics_response::CreatableTopicResult::default().with_name(t.name.clone());
+                match outcome {
+                    Ok(nt) => {
+                        let topic = image.topic(&nt.name).filter(|_| !req.validate_only);
+                        let (partitions, factor) = match topic {
+                            Some(t) => (t.partition_count(), t.partitions.first().map_or(0, |p| p.replicas.len() as i16)),
+                            None => counts(&nt, &state.config),
+                        };
+                        let result = result.with_num_partitions(partitions).with_replication_factor(factor);
+                        if version < 5 {
+                            return result.with_num_partitions(-1).with_replication_factor(-1);
                         }
-                        Err(e) => {
-                            tracing::info!(topic = %t.name.as_str(), error = %e, "create topic refused");
-                            result
-                                .with_error_code(e.code)
-                                .with_error_message(message_if(version >= 1, Some(e.message)))
-                                .with_num_partitions(-1)
-                                .with_replication_factor(-1)
-                        }
+                        let entries = describe_topic_configs(&state, &nt.configs, None);
+                        result
+                            .with_topic_id(if version >= 7 { topic.map_or(Uuid::nil(), |t| t.id) } else { Uuid::nil() })
+                            .with_configs(Some(entries.into_iter().map(to_creatable_config).collect()))
                     }
-                })
-                .collect();
+                    Err(e) => {
+                        tracing::info!(topic = %t.name.as_str(), error = %e, "create topic refused");
+                        result
+                            .with_error_code(e.code)
+                            .with_error_message(message_if(version >= 1, Some(e.message)))
+                            .with_num_partitions(-1)
+                            .with_replication_factor(-1)
+                    }
+                }
+            })
+            .collect();
         CreateTopicsResponse::default().with_topics(topics)
     })
 }

@@ -48,9 +48,10 @@ fn brokers(state: &BrokerState, image: &Image, peer: &Peer) -> Vec<(i32, String,
     out
 }
 
-/// A topic's partitions with their replicas, leaders and epochs; a partition without a leader (its broker is
-/// fenced) answers LEADER_NOT_AVAILABLE.
-fn describe_topic(topic: &TopicImage) -> metadata_response::MetadataResponseTopic {
+/// A topic's partitions with their replicas, ISR, offline replicas (on fenced or unregistered brokers), leaders
+/// and epochs; a partition without a leader (no live in-sync replica) answers LEADER_NOT_AVAILABLE.
+fn describe_topic(image: &Image, topic: &TopicImage) -> metadata_response::MetadataResponseTopic {
+    let offline = |b: &i32| image.brokers.get(b).is_none_or(|b| b.fenced);
     metadata_response::MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(topic.name.clone()))))
         .with_topic_id(topic.id)
@@ -68,6 +69,7 @@ fn describe_topic(topic: &TopicImage) -> metadata_response::MetadataResponseTopi
                         .with_leader_epoch(part.leader_epoch)
                         .with_isr_nodes(ids(&part.isr))
                         .with_replica_nodes(ids(&part.replicas))
+                        .with_offline_replicas(part.replicas.iter().filter(|b| offline(b)).map(|b| BrokerId(*b)).collect())
                 })
                 .collect(),
         )
@@ -121,7 +123,7 @@ fn metadata_answer(
     refused: &std::collections::HashMap<String, i16>,
 ) -> MetadataResponse {
     let image = state.image();
-    let all = || image.topics.values().map(|t| describe_topic(t)).collect();
+    let all = || image.topics.values().map(|t| describe_topic(&image, t)).collect();
     let topics = match &req.topics {
         // v0 has no null list: an empty one means all topics.
         None => all(),
@@ -132,13 +134,13 @@ fn metadata_answer(
                 Some(name) => {
                     let name = name.to_string();
                     match (image.topic(&name), refused.get(&name)) {
-                        (Some(topic), _) => describe_topic(topic),
+                        (Some(topic), _) => describe_topic(&image, topic),
                         (None, Some(c)) => topic_error(Some(name), Uuid::nil(), *c),
                         (None, None) => topic_error(Some(name), Uuid::nil(), code::UNKNOWN_TOPIC_OR_PARTITION),
                     }
                 }
                 None => match image.topic_by_id(t.topic_id) {
-                    Some(topic) => describe_topic(topic),
+                    Some(topic) => describe_topic(&image, topic),
                     None => topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID),
                 },
             })

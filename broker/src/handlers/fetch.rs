@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::{fetch_request, FetchRequest};
 use strata_storage::{FileRecords, ReadIo, StorageError};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -36,7 +36,22 @@ struct Wanted {
     /// None: unknown topic id (v13+).
     name: Option<String>,
     topic_id: Uuid,
-    partitions: Vec<(i32, i64, i32)>, // partition, fetch offset, partition max bytes
+    partitions: Vec<WantedPartition>,
+}
+
+struct WantedPartition {
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: i32,
+    current_leader_epoch: i32,
+    /// Decided before reading: an error, or (for a follower) where its log diverged from this leader's.
+    early: Option<Early>,
+}
+
+#[derive(Clone, Copy)]
+enum Early {
+    Error(i16),
+    Diverging(i32, i64),
 }
 
 struct Plan {
@@ -45,20 +60,52 @@ struct Plan {
     topics: Vec<Wanted>,
     max_bytes: usize,
     session_error: bool,
+    /// The broker fetching as a follower (Kafka's replica id); None for consumers.
+    replica: Option<i32>,
+}
+
+/// A follower's fetch tells the leader how far its log reached: the leader records it (moving the high
+/// watermark, maybe asking to add it to the ISR) and checks that its log did not diverge.
+fn follower_precheck(state: &BrokerState, replica: i32, name: &str, p: &fetch_request::FetchPartition) -> Option<Early> {
+    let Some(partition) = state.replicas.hosted(name, p.partition) else {
+        return Some(Early::Error(state.missing_partition_code(name, p.partition)));
+    };
+    match partition.follower_fetched(replica, p.current_leader_epoch, p.fetch_offset) {
+        Err(refusal) => Some(Early::Error(refusal.code())),
+        Ok(change) => {
+            if let Some(change) = change {
+                state.isr_changes.send(change, partition.clone());
+            }
+            let end = partition.log.end_offset_for_epoch(p.last_fetched_epoch);
+            crate::fetcher::divergence(p.last_fetched_epoch, p.fetch_offset, end).map(|(e, o)| Early::Diverging(e, o))
+        }
+    }
 }
 
 pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchRequest) -> Reply {
     let version = header.api_version;
+    let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let replica = (replica_id >= 0).then_some(replica_id);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = if version >= 13 { state.topic_name_by_id(t.topic_id) } else { Some(t.topic.0.to_string()) };
-            Wanted {
-                name,
-                topic_id: t.topic_id,
-                partitions: t.partitions.iter().map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes)).collect(),
-            }
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| WantedPartition {
+                    index: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    early: match (replica, name.as_deref()) {
+                        (Some(r), Some(n)) => follower_precheck(state, r, n, p),
+                        _ => None,
+                    },
+                })
+                .collect();
+            Wanted { name, topic_id: t.topic_id, partitions }
         })
         .collect();
     let plan = Plan {
@@ -67,14 +114,16 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
         topics,
         max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
         session_error: version >= 7 && req.session_id != 0,
+        replica,
     };
-    // Subscribe before the first read so a produce between the read and the wait is not missed.
+    // Subscribe before the first read so a produce between the read and the wait is not missed. Followers wait
+    // for new records, consumers for the high watermark.
     let mut watches: Vec<watch::Receiver<i64>> = plan
         .topics
         .iter()
         .filter_map(|t| t.name.as_deref().map(|n| (n, &t.partitions)))
-        .flat_map(|(n, ps)| ps.iter().filter_map(move |(p, _, _)| state.replicas.partition(n, *p)))
-        .map(|p| p.watch_high_watermark())
+        .flat_map(|(n, ps)| ps.iter().filter_map(move |p| state.replicas.partition(n, p.index)))
+        .map(|p| if plan.replica.is_some() { p.watch_end_offset() } else { p.watch_high_watermark() })
         .collect();
     let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
     let no_wait = req.max_wait_ms <= 0 || watches.is_empty() || *state.shutdown.borrow();
@@ -181,8 +230,20 @@ fn error_partition(partition_index: i32, error_code: i16) -> PartitionData {
         high_watermark: -1,
         last_stable_offset: -1,
         log_start_offset: -1,
+        diverging_epoch: None,
+        current_leader: None,
         records: vec![],
     }
+}
+
+/// KIP-951: a client fetching from a broker that does not lead the partition learns the current leader.
+fn with_current_leader(state: &BrokerState, name: &str, mut p: PartitionData) -> PartitionData {
+    if matches!(p.error_code, code::NOT_LEADER_OR_FOLLOWER | code::FENCED_LEADER_EPOCH) {
+        if let Some(part) = state.image().partition(name, p.partition_index) {
+            p.current_leader = Some((part.leader, part.leader_epoch));
+        }
+    }
+    p
 }
 
 /// Reads every requested partition within the byte limits: (response, record bytes, any partition error), or
@@ -198,7 +259,8 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
     let (mut total, mut errors) = (0u64, false);
     for t in &plan.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
-        for &(index, offset, partition_max) in &t.partitions {
+        for wanted in &t.partitions {
+            let (index, offset, partition_max) = (wanted.index, wanted.fetch_offset, wanted.max_bytes);
             let Some(name) = &t.name else {
                 errors = true;
                 partitions.push(error_partition(index, code::UNKNOWN_TOPIC_ID));
@@ -206,11 +268,44 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
             };
             let Some(partition) = state.replicas.partition(name, index) else {
                 errors = true;
-                partitions.push(error_partition(index, state.missing_partition_code(name, index)));
+                partitions.push(with_current_leader(
+                    state,
+                    name,
+                    error_partition(index, state.missing_partition_code(name, index)),
+                ));
                 continue;
+            };
+            let early = match wanted.early {
+                None if plan.replica.is_none() => {
+                    crate::partition::check_epoch(wanted.current_leader_epoch, partition.leader_epoch())
+                        .err()
+                        .map(|r| Early::Error(r.code()))
+                }
+                early => early,
             };
             let log = &partition.log;
             let high_watermark = log.high_watermark();
+            match early {
+                Some(Early::Error(c)) => {
+                    errors = true;
+                    partitions.push(with_current_leader(state, name, error_partition(index, c)));
+                    continue;
+                }
+                Some(Early::Diverging(epoch, end)) => {
+                    // Nothing to send: the follower truncates first (this counts as an answer worth sending now).
+                    errors = true;
+                    let mut p = error_partition(index, 0);
+                    p.high_watermark = high_watermark;
+                    p.last_stable_offset = high_watermark;
+                    p.log_start_offset = log.log_start_offset();
+                    p.diverging_epoch = Some((epoch, end));
+                    partitions.push(p);
+                    continue;
+                }
+                None => {}
+            }
+            // Followers read everything the leader has; consumers what every in-sync replica has.
+            let upper_bound = if plan.replica.is_some() { log.log_end_offset() } else { high_watermark };
             let budget = (plan.max_bytes as u64).saturating_sub(total);
             let limit = budget.min(u64::try_from(partition_max).unwrap_or(0));
             // Kafka's rule (KIP-74): the first non-empty partition returns at least one whole batch even past the
@@ -221,9 +316,11 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
                 high_watermark,
                 last_stable_offset: high_watermark,
                 log_start_offset: log.log_start_offset(),
+                diverging_epoch: None,
+                current_leader: None,
                 records: vec![],
             };
-            match log.read_io(offset, limit as usize, high_watermark, io) {
+            match log.read_io(offset, limit as usize, upper_bound, io) {
                 Ok(r) if total == 0 || r.bytes <= limit => {
                     total += r.bytes;
                     p.records = r

@@ -1,11 +1,10 @@
-//! ListOffsets (earliest, latest, by timestamp, max timestamp), OffsetForLeaderEpoch (always epoch 0 on this
-//! broker, whose partitions never change leaders), and DeleteRecords.
+//! ListOffsets (earliest, latest, by timestamp, max timestamp), OffsetForLeaderEpoch (answered from the log's
+//! leader-epoch cache), and DeleteRecords.
 
 use kafka_protocol::messages::{
     delete_records_response, list_offsets_response, offset_for_leader_epoch_response, DeleteRecordsRequest,
     DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
-use strata_storage::LEADER_EPOCH;
 
 use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
@@ -16,11 +15,12 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-/// The (timestamp, offset) answer for one partition, or an error code.
-fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
+/// The (timestamp, offset, leader epoch) answer for one partition, or an error code. The epoch is the one that
+/// wrote the offset found (for LATEST, the latest epoch), as Kafka reports it.
+fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64, i32), i16> {
     let p = state.replicas.partition(topic, partition).ok_or_else(|| state.missing_partition_code(topic, partition))?;
     let log = &p.log;
-    Ok(match timestamp {
+    let (found_timestamp, offset) = match timestamp {
         // Read-committed clients get the last stable offset, which equals the high watermark without transactions.
         LATEST => (-1, log.high_watermark()),
         EARLIEST | EARLIEST_LOCAL => (-1, log.log_start_offset()),
@@ -35,7 +35,13 @@ fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> R
             Err(e) => return Err(storage_error_code(&e)),
         },
         _ => return Err(code::INVALID_REQUEST),
-    })
+    };
+    let epoch = match timestamp {
+        _ if offset < 0 => None,
+        LATEST => log.latest_epoch(),
+        _ => log.epoch_for_offset(offset),
+    };
+    Ok((found_timestamp, offset, epoch.unwrap_or(-1)))
 }
 
 pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -51,10 +57,10 @@ pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) 
                         let r = list_offsets_response::ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
                         match lookup(state, &name, p.partition_index, p.timestamp) {
-                            Ok((timestamp, offset)) => r
+                            Ok((timestamp, offset, epoch)) => r
                                 .with_timestamp(timestamp)
                                 .with_offset(offset)
-                                .with_leader_epoch(if offset >= 0 && version >= 4 { LEADER_EPOCH } else { -1 }),
+                                .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
                             Err(error_code) => r.with_error_code(error_code),
                         }
                     })
@@ -81,16 +87,18 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
                                 .with_error_code(state.missing_partition_code(&name, p.partition))
                                 .with_leader_epoch(-1)
                                 .with_end_offset(-1),
-                            // The client knows a newer epoch than the leader's.
-                            Some(_) if p.current_leader_epoch > LEADER_EPOCH => {
+                            // The client knows a newer epoch than this leader's.
+                            Some(part) if p.current_leader_epoch > part.leader_epoch() => {
                                 r.with_error_code(code::UNKNOWN_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1)
                             }
-                            // The leader's epoch has always been the only one, so it ends at the log end.
-                            Some(part) if p.leader_epoch == LEADER_EPOCH => {
-                                r.with_leader_epoch(LEADER_EPOCH).with_end_offset(part.log.log_end_offset())
+                            // The client has seen an older leader (-1: the client does not say which it knows).
+                            Some(part) if p.current_leader_epoch != -1 && p.current_leader_epoch < part.leader_epoch() => {
+                                r.with_error_code(code::FENCED_LEADER_EPOCH).with_leader_epoch(-1).with_end_offset(-1)
                             }
-                            // Earlier epochs do not exist and later ones have not started: undefined, as Kafka says.
-                            Some(_) => r.with_leader_epoch(-1).with_end_offset(-1),
+                            Some(part) => {
+                                let (epoch, end_offset) = part.log.end_offset_for_epoch(p.leader_epoch);
+                                r.with_leader_epoch(epoch).with_end_offset(end_offset)
+                            }
                         }
                     })
                     .collect();

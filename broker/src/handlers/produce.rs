@@ -1,6 +1,10 @@
 //! Produce: appends each partition's record batches (validated by the storage engine) straight from the request
-//! frame. Without replication the leader is the whole in-sync replica set: acks=-1 is the same as acks=1,
-//! except that a topic asking for min.insync.replicas above one refuses it (NOT_ENOUGH_REPLICAS).
+//! frame. acks=1 answers once the leader appended; acks=-1 (all) answers once the high watermark passed the
+//! appended records, i.e. every in-sync replica has them (Kafka's delayed produce), or at the request's
+//! timeout with REQUEST_TIMED_OUT.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::{produce_response, ProduceResponse, TopicName};
 use strata_storage::StorageError;
@@ -8,15 +12,26 @@ use strata_storage::StorageError;
 use super::{message_if, respond, s};
 use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
+use crate::partition::{AppendError, Partition};
 use crate::protocol::{ProduceRequest, RequestHeader};
-use crate::replica::AppendError;
 use crate::server::Reply;
+
+/// An acks=all append waiting for the in-sync replicas: (topic index, partition index in the response, the
+/// partition, the offset the high watermark must reach, the leader epoch it was appended at).
+struct Waiting {
+    topic: usize,
+    index: usize,
+    partition: Arc<Partition>,
+    offset: i64,
+    leader_epoch: i32,
+}
 
 pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) -> Reply {
     let version = header.api_version;
     let valid_acks = matches!(req.acks, -1..=1);
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
+    let mut waiting = Vec::new();
     for mut topic in req.topics {
         // v13+ names topics by id.
         let name = if version >= 13 { state.topic_name_by_id(topic.topic_id) } else { Some(topic.name.clone()) };
@@ -40,8 +55,18 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
                 },
                 (true, Some(_), None) => Err((code::CORRUPT_MESSAGE, "null records".to_string())),
                 (true, Some(partition), Some(records)) => {
+                    let leader_epoch = partition.leader_epoch();
                     match super::may_block(|| partition.append(records, req.acks)) {
                         Ok(info) => {
+                            if req.acks == -1 {
+                                waiting.push(Waiting {
+                                    topic: topics.len(),
+                                    index: partitions.len(),
+                                    partition: partition.clone(),
+                                    offset: info.last_offset + 1,
+                                    leader_epoch,
+                                });
+                            }
                             state.log_dir_space.write_succeeded();
                             state.metrics.topics.produced(&partition.log.topic_partition().topic, info.bytes, info.record_count);
                             Ok((info.first_offset, info.log_append_time, partition.log.log_start_offset()))
@@ -83,5 +108,57 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
         // There is no response to carry an error; Kafka closes the connection so the client notices.
         return if any_error { Reply::Close("acks=0 produce failed".into()) } else { Reply::None };
     }
-    respond(header, &ProduceResponse::default().with_responses(topics))
+    waiting.retain(|w| !settle(&mut topics, w, version, false));
+    if waiting.is_empty() {
+        return respond(header, &ProduceResponse::default().with_responses(topics));
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let mut shutdown = state.shutdown.clone();
+    super::respond_later(header, async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watches: Vec<_> = waiting.iter().map(|w| w.partition.watch_high_watermark()).collect();
+        // Leadership changes do not move the high watermark: a periodic look catches them.
+        let recheck = Duration::from_millis(200);
+        while !waiting.is_empty() {
+            let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(recheck) => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = crate::server::stopped(&mut shutdown) => break,
+            }
+            let keep: Vec<bool> = waiting.iter().map(|w| !settle(&mut topics, w, version, false)).collect();
+            let mut it = keep.iter();
+            waiting.retain(|_| *it.next().unwrap());
+            let mut it = keep.iter();
+            watches.retain(|_| *it.next().unwrap());
+        }
+        for w in &waiting {
+            settle(&mut topics, w, version, true);
+        }
+        ProduceResponse::default().with_responses(topics)
+    })
+}
+
+/// Completes an acks=all partition response if its outcome is known (or, when `timed_out`, with
+/// REQUEST_TIMED_OUT); true if it is complete.
+fn settle(topics: &mut [produce_response::TopicProduceResponse], w: &Waiting, version: i16, timed_out: bool) -> bool {
+    let outcome = match w.partition.acks_all_outcome(w.offset, w.leader_epoch) {
+        Some(o) => o,
+        None if timed_out => Err(code::REQUEST_TIMED_OUT),
+        None => return false,
+    };
+    if let Err(error_code) = outcome {
+        let resp = &mut topics[w.topic].partition_responses[w.index];
+        let msg = match error_code {
+            code::REQUEST_TIMED_OUT => "the in-sync replicas did not all get the records in time",
+            code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+                "appended, but the ISR fell below min.insync.replicas before it was replicated"
+            }
+            _ => "this broker lost the leadership before the records were replicated",
+        };
+        resp.error_code = error_code;
+        resp.error_message = message_if(version >= 8, Some(msg.to_string()));
+    }
+    true
 }

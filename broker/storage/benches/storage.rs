@@ -105,7 +105,7 @@ fn append_run(dir: &Path, batch: &[u8], mode: WriteMode, total: u64, max_time: D
     let log = manager.get_or_create(&TopicPartition::new("bench", 0), manager.default_config().clone()).unwrap();
     let mut buf = batch.to_vec();
     let stats = measure(total, max_time, || {
-        log.append(&mut buf).unwrap();
+        log.append_as_leader(&mut buf, 0).unwrap();
         if sync {
             log.flush().unwrap();
         }
@@ -173,7 +173,7 @@ fn main() {
     let batch = batch_of(1024);
     let mut buf = batch.clone();
     for _ in 0..(256 << 20) / batch.len() {
-        log.append(&mut buf).unwrap();
+        log.append_as_leader(&mut buf, 0).unwrap();
     }
     let end = log.log_end_offset();
     let mut x = 0x9e3779b97f4a7c15u64;
@@ -226,7 +226,7 @@ fn main() {
     let log = manager.get_or_create(&tp, manager.default_config().clone()).unwrap();
     let mut buf = batch_of(16 * 1024);
     while log.segment_count() < 1000 {
-        log.append(&mut buf).unwrap();
+        log.append_as_leader(&mut buf, 0).unwrap();
     }
     drop(log);
     manager.shutdown().unwrap();

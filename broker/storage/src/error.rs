@@ -64,6 +64,14 @@ pub enum StorageError {
     #[error("invalid partition directory name {0:?} (expected <topic>-<partition>)")]
     InvalidLogDirName(String),
 
+    /// A follower's batches fetched from the leader must continue its log, from its log end offset on.
+    #[error("appended batches start at offset {got}, expected {expected}")]
+    NonContiguousAppend { expected: i64, got: i64 },
+
+    /// A leader whose epoch is older than the log's latest (a deposed leader) may not append.
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    StaleLeaderEpoch { epoch: i32, latest: i32 },
+
     #[error("corrupt checkpoint file {path}: {reason}")]
     CorruptCheckpoint { path: PathBuf, reason: String },
 }

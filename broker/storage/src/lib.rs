@@ -7,7 +7,8 @@
 //! [`segment`] (LogSegment), [`offset_index`], [`time_index`] (over [`index_file`]), [`file_records`] (a
 //! segment's log file), [`log`] (one partition: UnifiedLog), [`log_manager`] (all logs of a data dir),
 //! [`recovery`], [`retention`], [`checkpoint`], [`config`], [`page_cache`] (residency of file ranges, for
-//! page-cache hit metrics), [`producer_state`] (idempotent producers), [`verify`] (the offline log checker).
+//! page-cache hit metrics), [`producer_state`] (idempotent producers), [`leader_epoch`] (where each leader
+//! epoch starts, for replication), [`verify`] (the offline log checker).
 
 pub mod batch;
 pub mod batch_rewrite;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod file_records;
 mod index_file;
+pub mod leader_epoch;
 pub mod log;
 pub mod log_manager;
 pub mod offset_index;
@@ -34,7 +36,7 @@ pub mod verify;
 pub use config::{CleanupPolicy, CompressionType, LogConfig, TimestampType, WriteMode};
 pub use error::{Result, StorageError};
 pub use file_records::{FileRecords, ReadIo};
-pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult, LEADER_EPOCH};
+pub use log::{AppendInfo, FileRange, LoadReport, Log, ReadResult};
 pub use log_manager::{BackgroundTasks, LogManager, LogManagerConfig, CLEAN_SHUTDOWN_FILE};
 pub use page_cache::{PageCacheProbe, ProbeMethod, Residency};
 pub use stats::StorageStats;

@@ -1,5 +1,5 @@
-//! One partition's log (Kafka's UnifiedLog): ordered segments, offsets, appends, reads as file ranges,
-//! retention, truncation and flushing.
+//! One partition's log (Kafka's UnifiedLog): ordered segments, offsets, appends (as leader or follower), the
+//! high watermark, the leader-epoch cache, reads as file ranges, retention, truncation and flushing.
 //!
 //! Concurrency: appends, rolls, retention and truncation are serialized by the writer lock. Readers take no
 //! lock for longer than cloning an `Arc`: the segment map is copy-on-write (a roll or deletion publishes a
@@ -19,6 +19,7 @@ use crate::batch_rewrite;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::file_records::{FileRecords, ReadIo};
+use crate::leader_epoch::{self, LeaderEpochCache};
 use crate::producer_state::{self, ProducerCheck, ProducerStateManager};
 use crate::recovery::recover_segment;
 use crate::retention::{self, SegmentStats};
@@ -29,11 +30,6 @@ use crate::segment::{
 use crate::stats::StorageStats;
 use crate::time_index::TimestampOffset;
 use crate::TopicPartition;
-
-/// Every partition's leader epoch: Strata has no leader elections yet, so it never moves from 0. Appended batches
-/// are stamped with it (as Kafka stamps the leader's epoch) and Metadata, ListOffsets and OffsetForLeaderEpoch
-/// report it, so what consumers read in batches and what they ask about always agree.
-pub const LEADER_EPOCH: i32 = 0;
 
 type SegmentMap = BTreeMap<i64, Arc<LogSegment>>;
 
@@ -73,6 +69,8 @@ pub struct LoadState {
     pub clean_shutdown: bool,
     pub recovery_point: i64,
     pub log_start_offset: i64,
+    /// From the replication-offset checkpoint; `None` makes it the log end offset.
+    pub high_watermark: Option<i64>,
 }
 
 /// What loading a log found and did.
@@ -179,6 +177,8 @@ pub struct Log {
     log_end_offset: AtomicI64,
     high_watermark: AtomicI64,
     recovery_point: AtomicI64,
+    /// Changed only under the writer lock, and written to its file on every change.
+    epochs: RwLock<LeaderEpochCache>,
     last_flush_ms: AtomicI64,
     /// Segments were created or deleted since the last flush: the directory needs an fsync too.
     dir_dirty: AtomicBool,
@@ -261,6 +261,87 @@ fn load_producer_state(
     }
     state.truncate_head(log_start_offset);
     Ok(state)
+}
+
+/// The leader-epoch cache as of `log_end_offset`: the checkpoint reconciled with the log (entries from the end
+/// on dropped, epochs of batches the checkpoint missed added, entries below the log start moved up to it),
+/// and written back if that changed it.
+fn load_leader_epochs(
+    dir: &Path,
+    tp: &TopicPartition,
+    segments: &SegmentMap,
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<LeaderEpochCache> {
+    let (mut epochs, mut changed) = match leader_epoch::read_checkpoint(dir) {
+        Ok(Some(epochs)) => (epochs, false),
+        // A log from before epochs were kept: every batch was stamped epoch 0.
+        Ok(None) if log_start_offset < log_end_offset => {
+            let mut epochs = LeaderEpochCache::default();
+            epochs.assign(0, log_start_offset);
+            (epochs, true)
+        }
+        Ok(None) => (LeaderEpochCache::default(), false),
+        Err(e @ StorageError::CorruptCheckpoint { .. }) => {
+            warn!(log = %tp, error = %e, "rebuilding the leader-epoch cache from the batch headers");
+            // Empty, every batch's epoch is newer: the whole log is scanned.
+            (LeaderEpochCache::default(), true)
+        }
+        Err(e) => return Err(e),
+    };
+    changed |= epochs.truncate_from_end(log_end_offset);
+    changed |= add_missed_epochs(&mut epochs, segments)?;
+    changed |= epochs.truncate_from_start(log_start_offset);
+    if changed {
+        leader_epoch::write_checkpoint(dir, &epochs)?;
+    }
+    Ok(epochs)
+}
+
+/// Adds the epochs of batches the checkpoint missed (a crash between a log write and the checkpoint's, or a
+/// failed checkpoint write). They are newer than its latest epoch and at the end of the log: only the newest
+/// segments are scanned (headers only), back to one whose first batch has a known epoch. Returns whether
+/// any were added.
+fn add_missed_epochs(epochs: &mut LeaderEpochCache, segments: &SegmentMap) -> Result<bool> {
+    let latest = epochs.latest_epoch();
+    let newer = |h: &BatchHeader| h.partition_leader_epoch >= 0 && latest.is_none_or(|l| h.partition_leader_epoch > l);
+    let mut last = None;
+    for segment in segments.values().rev() {
+        last = last_batch(segment)?;
+        if last.is_some() {
+            break;
+        }
+    }
+    if !last.is_some_and(|h| newer(&h)) {
+        return Ok(false);
+    }
+    let mut from = i64::MIN;
+    for (&base, segment) in segments.iter().rev() {
+        from = base;
+        let first = segment.files()?.log().headers(0, segment.size(), ReadIo::Wait).next().transpose()?;
+        if first.is_some_and(|(_, h)| !newer(&h)) {
+            break;
+        }
+    }
+    epochs.truncate_from_end(from);
+    for segment in segments.range(from..).map(|(_, s)| s) {
+        for item in segment.files()?.log().headers(0, segment.size(), ReadIo::Wait) {
+            let (_, h) = item?;
+            epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+    }
+    Ok(true)
+}
+
+/// The last batch of a segment: a short scan from its last index entry.
+fn last_batch(segment: &LogSegment) -> Result<Option<BatchHeader>> {
+    let files = segment.files()?;
+    let start = files.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
+    let mut last = None;
+    for item in files.log().headers(start, segment.size(), ReadIo::Wait) {
+        last = Some(item?.1);
+    }
+    Ok(last)
 }
 
 impl Log {
@@ -354,6 +435,8 @@ impl Log {
         let log_start_offset = state.log_start_offset.max(first_base).min(log_end_offset);
         let active = ActiveSegment::new(Arc::clone(last), config.write_mode, config.segment_bytes)?;
         let producers = load_producer_state(&dir, &segments, log_start_offset, log_end_offset)?;
+        let epochs = load_leader_epochs(&dir, &tp, &segments, log_start_offset, log_end_offset)?;
+        let high_watermark = state.high_watermark.map_or(log_end_offset, |hw| hw.clamp(log_start_offset, log_end_offset));
         let roll_jitter_ms = random_segment_jitter(&config);
         let log = Log {
             tp,
@@ -363,12 +446,13 @@ impl Log {
             writer: Mutex::new(Writer { active: Some(active), unflushed_messages: 0, producers, roll_jitter_ms }),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
-            high_watermark: AtomicI64::new(log_end_offset),
+            high_watermark: AtomicI64::new(high_watermark),
             recovery_point: AtomicI64::new(if state.clean_shutdown {
                 log_end_offset
             } else {
                 state.recovery_point.min(log_end_offset)
             }),
+            epochs: RwLock::new(epochs),
             last_flush_ms: AtomicI64::new(now),
             dir_dirty: AtomicBool::new(report.deleted_segments > 0),
             closed: AtomicBool::new(false),
@@ -380,15 +464,9 @@ impl Log {
         Ok((log, report))
     }
 
-    /// The offset after the last batch of a segment that needs no recovery: a short scan from the last index entry.
+    /// The offset after the last batch of a segment that needs no recovery.
     fn scan_tail(segment: &LogSegment) -> Result<i64> {
-        let files = segment.files()?;
-        let start = files.offset_index().last_entry().map_or(0, |e| u64::from(e.position));
-        let mut next = segment.base_offset();
-        for item in files.log().headers(start, segment.size(), ReadIo::Wait) {
-            next = item?.1.next_offset();
-        }
-        Ok(next)
+        Ok(last_batch(segment)?.map_or(segment.base_offset(), |h| h.next_offset()))
     }
 
     pub fn topic_partition(&self) -> &TopicPartition {
@@ -425,9 +503,65 @@ impl Log {
         self.log_end_offset.load(Ordering::Acquire)
     }
 
-    /// Equal to the log end offset while there is a single replica.
+    /// The offset below which records are committed (replicated to the in-sync replicas): what consumers may
+    /// read. Moved only by [`Log::set_high_watermark`] and [`Log::maybe_increment_high_watermark`] (the
+    /// partition layer knows the replicas), and lowered by truncation.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Sets the high watermark, kept within [log start offset, log end offset] (a follower takes the leader's,
+    /// which may be ahead of its own log). Returns the value set.
+    pub fn set_high_watermark(&self, high_watermark: i64) -> i64 {
+        // The bounds move only under the writer lock: a concurrent truncation cannot leave it above the end.
+        let _w = self.writer.lock().expect("writer lock");
+        let high_watermark = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());
+        self.high_watermark.store(high_watermark, Ordering::Release);
+        high_watermark
+    }
+
+    /// Moves the high watermark forward to `high_watermark` (at most the log end offset), never back, so that
+    /// concurrent callers with different views cannot move it backwards. Returns whether it moved.
+    pub fn maybe_increment_high_watermark(&self, high_watermark: i64) -> bool {
+        let _w = self.writer.lock().expect("writer lock");
+        let high_watermark = high_watermark.min(self.log_end_offset());
+        high_watermark > self.high_watermark.fetch_max(high_watermark, Ordering::AcqRel)
+    }
+
+    /// The newest leader epoch that wrote to the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.read().expect("epochs lock").latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at most `epoch` and its end offset (the log end offset for the
+    /// latest epoch), or `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)` (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let epochs = self.epochs.read().expect("epochs lock");
+        epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The leader epoch of the batch holding `offset` (ListOffsets reports it with the offset found).
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs.read().expect("epochs lock").epoch_for_offset(offset)
+    }
+
+    /// The leader-epoch cache: (epoch, start offset) pairs, oldest first.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.read().expect("epochs lock").entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
+    }
+
+    /// Applies `change` to the epoch cache and writes its file if that changed anything. Called under the
+    /// writer lock, after the log changed: the cache stays right in memory even if the write fails, and a
+    /// stale file is reconciled with the log when it is next opened.
+    fn change_epochs(&self, change: impl FnOnce(&mut LeaderEpochCache) -> bool) {
+        let mut epochs = self.epochs.read().expect("epochs lock").clone();
+        if !change(&mut epochs) {
+            return;
+        }
+        if let Err(e) = leader_epoch::write_checkpoint(&self.dir, &epochs) {
+            warn!(log = %self.tp, error = %e, "writing the leader-epoch checkpoint failed");
+        }
+        *self.epochs.write().expect("epochs lock") = epochs;
     }
 
     /// Everything below this offset has been flushed to disk.
@@ -456,11 +590,13 @@ impl Log {
         Ok(w)
     }
 
-    /// Appends the record batches of one produce request. Every batch is validated first (structure, size,
-    /// timestamps); batches are re-encoded if the log's compression.type asks for another codec and stamped
-    /// if it uses LogAppendTime; offsets are then assigned by rewriting each batch's base offset in place, and
-    /// the bytes are stored as they are.
-    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo> {
+    /// Appends the record batches of one produce request as the partition's leader in `leader_epoch`. Every
+    /// batch is validated first (structure, size, timestamps); batches are re-encoded if the log's
+    /// compression.type asks for another codec and stamped if it uses LogAppendTime; offsets are then assigned
+    /// by rewriting each batch's base offset in place, each batch is stamped with `leader_epoch`, and the bytes
+    /// are stored as they are. A newer epoch than the log's latest starts at the first appended offset; an
+    /// older one is refused (a deposed leader). The high watermark does not move.
+    pub fn append_as_leader(&self, records: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         let config = self.config();
         let headers = batch::validate_batches(records, config.max_message_bytes)?;
         let now = now_ms();
@@ -478,7 +614,10 @@ impl Log {
             }
             None => (records, headers),
         };
-        let mut w = self.lock_writer()?;
+        let w = self.lock_writer()?;
+        if let Some(latest) = self.latest_epoch().filter(|&latest| leader_epoch < latest) {
+            return Err(StorageError::StaleLeaderEpoch { epoch: leader_epoch, latest });
+        }
         if let ProducerCheck::Duplicate(original) = w.producers.check(&headers)? {
             let log_append_time = match config.timestamp_type {
                 TimestampType::LogAppendTime => original.max_timestamp,
@@ -498,28 +637,79 @@ impl Log {
         // The append time is read under the lock, so it never goes back from one append to the next (unless the
         // clock does).
         let log_append_time = batch_rewrite::stamp_timestamp_type(records, &mut headers, config.timestamp_type, now_ms());
-        let first_offset = self.log_end_offset();
-        let mut next = first_offset;
+        let mut next = self.log_end_offset();
         let mut position = 0;
         for h in headers.iter_mut() {
             batch::set_base_offset(&mut records[position..], next);
-            batch::set_partition_leader_epoch(&mut records[position..], LEADER_EPOCH);
+            batch::set_partition_leader_epoch(&mut records[position..], leader_epoch);
             h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch;
             next = h.next_offset();
             position += h.size();
         }
-        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
-        let pending = PendingAppend { bytes: records.len() as u64, last_offset: next - 1, max_timestamp };
-        let jitter_ms = w.roll_jitter_ms;
-        if let Some(reason) = roll_reason(w.active(), pending, &config, jitter_ms, now) {
-            tracing::debug!(log = %self.tp, ?reason, "rolling segment");
-            self.roll_locked(&mut w, &config, now)?;
+        let info = self.write_batches(w, records, &headers, &config, now)?;
+        Ok(AppendInfo { log_append_time, ..info })
+    }
+
+    /// Appends batches fetched from the leader exactly as they are (offsets, epochs, timestamps, codecs): only
+    /// their structure and CRCs are checked (the leader applied the topic's rules), and their offsets must
+    /// continue from the log end offset. Producer state follows them without checks, so that
+    /// this replica deduplicates once it leads; epochs newer than the latest start where their first batch
+    /// does. The high watermark does not move. Nothing to append is a no-op.
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            let end = self.log_end_offset();
+            return Ok(AppendInfo {
+                first_offset: end,
+                last_offset: end - 1,
+                max_timestamp: -1,
+                record_count: 0,
+                batch_count: 0,
+                bytes: 0,
+                duplicate: false,
+                log_append_time: -1,
+            });
         }
-        w.active().append(records, &headers, config.index_interval_bytes)?;
-        w.producers.update(&headers);
-        self.log_end_offset.store(next, Ordering::Release);
-        self.high_watermark.store(next, Ordering::Release);
-        let record_count: u64 = headers.iter().map(|h: &BatchHeader| h.record_count as u64).sum();
+        let config = self.config();
+        // No size limit: a batch the leader took must not stall replication after a max.message.bytes change.
+        let headers = batch::validate_batches(records, u32::MAX)?;
+        let w = self.lock_writer()?;
+        let mut expected = self.log_end_offset();
+        // Without compaction, the leader's offsets have no gaps.
+        for h in &headers {
+            if h.base_offset != expected {
+                return Err(StorageError::NonContiguousAppend { expected, got: h.base_offset });
+            }
+            expected = h.next_offset();
+        }
+        self.write_batches(w, records, &headers, &config, now_ms())
+    }
+
+    /// Stores validated batches whose offsets follow the log end (rolling first if due), then records the
+    /// epochs they start and flushes if flush.messages is reached.
+    fn write_batches(
+        &self,
+        mut w: MutexGuard<'_, Writer>,
+        records: &[u8],
+        headers: &[BatchHeader],
+        config: &LogConfig,
+        now: i64,
+    ) -> Result<AppendInfo> {
+        let (first, last) = (headers.first().expect("at least one batch"), headers.last().expect("at least one batch"));
+        let max_timestamp = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
+        let pending = PendingAppend { bytes: records.len() as u64, last_offset: last.last_offset(), max_timestamp };
+        let jitter_ms = w.roll_jitter_ms;
+        if let Some(reason) = roll_reason(w.active(), pending, config, jitter_ms, now) {
+            tracing::debug!(log = %self.tp, ?reason, "rolling segment");
+            self.roll_locked(&mut w, config, now)?;
+        }
+        w.active().append(records, headers, config.index_interval_bytes)?;
+        w.producers.update(headers);
+        self.log_end_offset.store(last.next_offset(), Ordering::Release);
+        self.change_epochs(|epochs| {
+            headers.iter().fold(false, |changed, h| epochs.assign(h.partition_leader_epoch, h.base_offset) | changed)
+        });
+        let record_count: u64 = headers.iter().map(|h| h.record_count as u64).sum();
         w.unflushed_messages += record_count;
         let flush_due = w.unflushed_messages >= config.flush_messages;
         drop(w);
@@ -527,14 +717,14 @@ impl Log {
             self.flush()?;
         }
         Ok(AppendInfo {
-            first_offset,
-            last_offset: next - 1,
+            first_offset: first.base_offset,
+            last_offset: last.last_offset(),
             max_timestamp,
             record_count,
             batch_count: headers.len() as u32,
             bytes: records.len() as u64,
             duplicate: false,
-            log_append_time,
+            log_append_time: -1,
         })
     }
 
@@ -655,12 +845,19 @@ impl Log {
                 log_end_offset: self.log_end_offset(),
             });
         }
-        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
-        w.producers.truncate_head(self.log_start_offset());
+        self.advance_log_start_locked(&mut w, offset);
         // Only the log start offset rule: time and size retention run on their own schedule.
         let config = LogConfig { retention_ms: -1, retention_bytes: -1, ..(*self.config()).clone() };
         self.delete_old_segments_locked(w, &config, now_ms())?;
         Ok(self.log_start_offset())
+    }
+
+    /// Moves the log start offset forward: producers and leader epochs below it are forgotten.
+    fn advance_log_start_locked(&self, w: &mut Writer, offset: i64) {
+        self.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+        let start = self.log_start_offset();
+        w.producers.truncate_head(start);
+        self.change_epochs(|epochs| epochs.truncate_from_start(start));
     }
 
     /// Applies retention.ms, retention.bytes and the log start offset; returns how many segments went.
@@ -705,9 +902,8 @@ impl Log {
         let new_start = map.keys().next().copied().unwrap_or(self.log_end_offset());
         let first_segment = map.keys().next().copied().unwrap_or(new_start);
         self.publish_segments(map);
-        self.log_start_offset.fetch_max(new_start, Ordering::AcqRel);
         self.dir_dirty.store(true, Ordering::Release);
-        w.producers.truncate_head(self.log_start_offset());
+        self.advance_log_start_locked(&mut w, new_start);
         producer_state::delete_snapshots_below(&self.dir, first_segment)?;
         drop(w);
         let mut pending = Vec::new();
@@ -747,7 +943,15 @@ impl Log {
         }
         let segments = self.segments();
         let (&base, segment) = segments.range(..=offset).next_back().expect("a segment holds the log start offset");
-        let cut = segment.find_batch(offset, segment.size(), ReadIo::Wait)?.map_or(segment.size(), |(position, _)| position);
+        let found = segment.find_batch(offset, segment.size(), ReadIo::Wait)?;
+        let cut = found.map_or(segment.size(), |(position, _)| position);
+        // Epochs starting in what goes are forgotten durably before the log is cut: after a crash in between, the
+        // checkpoint misses epochs the log still has, which opening the log adds back from the batch headers.
+        let mut epochs = self.epochs.read().expect("epochs lock").clone();
+        if epochs.truncate_from_end(found.map_or(offset, |(_, h)| h.base_offset.min(offset))) {
+            leader_epoch::write_checkpoint(&self.dir, &epochs)?;
+            *self.epochs.write().expect("epochs lock") = epochs;
+        }
         w.active().seal()?;
         let mut map = (*segments).clone();
         for (&later, doomed) in segments.range(base + 1..) {
@@ -865,7 +1069,7 @@ mod tests {
     #[test]
     fn a_new_log_is_not_recovered_or_reindexed() {
         let dir = tempfile::tempdir().unwrap();
-        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
+        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0, high_watermark: None };
         let stats = Arc::default();
         let (log, report) =
             Log::open(dir.path().join("t-0"), TopicPartition::new("t", 0), LogConfig::default(), state, &stats).unwrap();

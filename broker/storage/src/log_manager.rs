@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use tracing::{info, warn};
 
-use crate::checkpoint::{read_checkpoint, write_checkpoint, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use crate::checkpoint::{
+    read_checkpoint, write_checkpoint, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::log::{fsync_dir, now_ms, LoadReport, LoadState, Log};
@@ -90,8 +92,10 @@ impl LogManager {
         })?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let had_clean_shutdown = marker.exists();
-        let recovery_points = read_checkpoint_or_empty(&dir.join(RECOVERY_POINT_CHECKPOINT));
-        let log_starts = read_checkpoint_or_empty(&dir.join(LOG_START_OFFSET_CHECKPOINT));
+        let recovery_points = read_checkpoint_or_empty(&dir.join(RECOVERY_POINT_CHECKPOINT), "logs will be fully recovered");
+        let log_starts = read_checkpoint_or_empty(&dir.join(LOG_START_OFFSET_CHECKPOINT), "logs start at their first segment");
+        let high_watermarks =
+            read_checkpoint_or_empty(&dir.join(REPLICATION_OFFSET_CHECKPOINT), "high watermarks start at the log end offsets");
 
         let started = Instant::now();
         let stats = Arc::new(StorageStats::default());
@@ -116,6 +120,11 @@ impl LogManager {
                 clean_shutdown: had_clean_shutdown,
                 recovery_point: recovery_points.get(&tp).copied().unwrap_or(0),
                 log_start_offset: log_starts.get(&tp).copied().unwrap_or(0),
+                // Without an entry (a data directory from before high watermarks were checkpointed, when they
+                // always equalled the log end offset, or a log created just before a crash) the high watermark
+                // is the log end offset: a single replica behaves as before. Kafka would start from the log
+                // start and wait for the followers instead.
+                high_watermark: high_watermarks.get(&tp).copied(),
             };
             let log_config = config.topic_configs.get(&tp.topic).unwrap_or(&config.default_config).clone();
             let (log, report) = Log::open(entry.path(), tp.clone(), log_config, state, &stats)?;
@@ -180,7 +189,7 @@ impl LogManager {
         if let Some(log) = logs.get(tp) {
             return Ok(Arc::clone(log));
         }
-        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0 };
+        let state = LoadState { clean_shutdown: true, recovery_point: 0, log_start_offset: 0, high_watermark: None };
         let (log, _) = Log::open(self.config.log_dir.join(tp.to_string()), tp.clone(), config, state, &self.stats)?;
         fsync_dir(&self.config.log_dir)?;
         let log = Arc::new(log);
@@ -209,13 +218,15 @@ impl LogManager {
         Ok(start)
     }
 
-    /// Writes the recovery-point and log-start-offset checkpoints of all logs.
+    /// Writes the recovery-point, log-start-offset and replication-offset (high watermark) checkpoints of all logs.
     pub fn checkpoint(&self) -> Result<()> {
         let logs = self.logs.read().expect("logs lock").clone();
         let recovery_points = logs.iter().map(|(tp, l)| (tp.clone(), l.recovery_point())).collect();
         let log_starts = logs.iter().map(|(tp, l)| (tp.clone(), l.log_start_offset())).collect();
+        let high_watermarks = logs.iter().map(|(tp, l)| (tp.clone(), l.high_watermark())).collect();
         write_checkpoint(&self.config.log_dir.join(RECOVERY_POINT_CHECKPOINT), &recovery_points)?;
-        write_checkpoint(&self.config.log_dir.join(LOG_START_OFFSET_CHECKPOINT), &log_starts)
+        write_checkpoint(&self.config.log_dir.join(LOG_START_OFFSET_CHECKPOINT), &log_starts)?;
+        write_checkpoint(&self.config.log_dir.join(REPLICATION_OFFSET_CHECKPOINT), &high_watermarks)
     }
 
     /// Retention and producer expiry on every log now (the background task does this every retention
@@ -314,10 +325,10 @@ impl LogManager {
     }
 }
 
-/// A corrupt checkpoint is not fatal: without it, recovery starts from the beginning of each log (safe, slower).
-fn read_checkpoint_or_empty(path: &Path) -> BTreeMap<TopicPartition, i64> {
+/// A corrupt checkpoint is not fatal: it is treated as missing (`consequence` says what that means).
+fn read_checkpoint_or_empty(path: &Path, consequence: &str) -> BTreeMap<TopicPartition, i64> {
     read_checkpoint(path).unwrap_or_else(|e| {
-        warn!(error = %e, "ignoring checkpoint; logs will be fully recovered");
+        warn!(error = %e, "ignoring checkpoint; {consequence}");
         BTreeMap::new()
     })
 }

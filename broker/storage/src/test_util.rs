@@ -1,5 +1,5 @@
-//! Builders for tests and benchmarks: record batches made by the real Kafka codec (`kafka-protocol`), and a
-//! tiny tmpfs to fill up for disk-full tests.
+//! Builders for tests and benchmarks: record batches made by the real Kafka codec (`kafka-protocol`), a
+//! single-replica append, and a tiny tmpfs to fill up for disk-full tests.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -7,6 +7,16 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
 
 pub use kafka_protocol::records::Compression;
+
+use crate::{AppendInfo, Log, Result};
+
+/// A single replica's append, as the broker's partition makes it: leader epoch 0, then the high watermark
+/// moves to the log end (nothing else has to acknowledge).
+pub fn append_committed(log: &Log, records: &mut [u8]) -> Result<AppendInfo> {
+    let info = log.append_as_leader(records, 0)?;
+    log.maybe_increment_high_watermark(log.log_end_offset());
+    Ok(info)
+}
 
 /// One RecordBatch v2 of `count` records, as a producer sends it: record i has key `key-i`, a header
 /// `h: i`, a value of `value_len` bytes and timestamp `ts0 + i`.

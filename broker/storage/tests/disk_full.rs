@@ -20,7 +20,7 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
         for i in 0..20 {
             let b = batch(4, 1000, i, Compression::None);
             let base = log.log_end_offset();
-            log.append(&mut b.clone()).unwrap();
+            append_committed(&log, &mut b.clone()).unwrap();
             expected.extend(with_base_offset(b, base));
         }
         let filler = fs.fill();
@@ -30,7 +30,7 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
         for i in 0..2_000 {
             let b = batch(4, 1000, i, Compression::None);
             let base = log.log_end_offset();
-            match log.append(&mut b.clone()) {
+            match append_committed(&log, &mut b.clone()) {
                 Ok(_) => expected.extend(with_base_offset(b, base)),
                 Err(StorageError::DiskFull { .. }) => {
                     saw_full = true;
@@ -44,7 +44,7 @@ fn disk_full_fails_the_append_cleanly_and_recovers_when_space_returns() {
         assert_eq!(read_all(&log, 0, 1 << 20), expected, "{mode:?}: the log is unchanged by the failed append");
         // Space comes back: appends work again, at the next offset.
         std::fs::remove_file(filler).unwrap();
-        let info = log.append(&mut batch(4, 1000, 0, Compression::None)).unwrap();
+        let info = append_committed(&log, &mut batch(4, 1000, 0, Compression::None)).unwrap();
         assert_eq!(info.first_offset, end);
         drop(log);
         manager.shutdown().unwrap();
@@ -71,20 +71,20 @@ fn mmap_mode_appends_while_they_fit_even_without_room_for_a_whole_segment() {
     for i in 0..100 {
         let b = batch(4, 1000, i, Compression::None);
         let base = log.log_end_offset();
-        log.append(&mut b.clone()).expect("an append that fits succeeds");
+        append_committed(&log, &mut b.clone()).expect("an append that fits succeeds");
         expected.extend(with_base_offset(b, base));
     }
     log.roll().unwrap();
     let sealed = data.join(format!("{}", tp())).join("00000000000000000000.log");
     assert_eq!(std::fs::metadata(&sealed).unwrap().len(), expected.len() as u64, "no preallocated tail after the roll");
     let filler = fs.fill();
-    let full = log.append(&mut batch(4, 1000, 0, Compression::None)).unwrap_err();
+    let full = append_committed(&log, &mut batch(4, 1000, 0, Compression::None)).unwrap_err();
     assert!(matches!(full, StorageError::DiskFull { .. }), "{full}");
     assert_eq!(read_all(&log, 0, 1 << 20), expected, "the failed append left nothing behind");
     std::fs::remove_file(filler).unwrap();
     let b = batch(4, 1000, 0, Compression::None);
     let base = log.log_end_offset();
-    log.append(&mut b.clone()).expect("space is back");
+    append_committed(&log, &mut b.clone()).expect("space is back");
     expected.extend(with_base_offset(b, base));
     let end = log.log_end_offset();
     drop(log);

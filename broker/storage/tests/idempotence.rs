@@ -18,23 +18,26 @@ fn retries_are_duplicates_and_gaps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let manager = open_manager(dir.path(), LogConfig::default());
     let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
-    let first = log.append(&mut idem(3, 42, 0, 0)).unwrap();
-    let second = log.append(&mut idem(2, 42, 0, 3)).unwrap();
+    let first = append_committed(&log, &mut idem(3, 42, 0, 0)).unwrap();
+    let second = append_committed(&log, &mut idem(2, 42, 0, 3)).unwrap();
     assert_eq!((second.first_offset, second.last_offset), (3, 4));
     let size = log.size_bytes();
     // The producer did not see the acks and resends both: same offsets back, nothing stored.
-    let retry = log.append(&mut idem(3, 42, 0, 0)).unwrap();
+    let retry = append_committed(&log, &mut idem(3, 42, 0, 0)).unwrap();
     assert!(retry.duplicate);
     assert_eq!((retry.first_offset, retry.last_offset), (first.first_offset, first.last_offset));
-    assert!(log.append(&mut idem(2, 42, 0, 3)).unwrap().duplicate);
+    assert!(append_committed(&log, &mut idem(2, 42, 0, 3)).unwrap().duplicate);
     assert_eq!((log.log_end_offset(), log.size_bytes()), (5, size));
     // A lost batch (gap) is out of order; a zombie with an older epoch is fenced.
-    assert!(matches!(log.append(&mut idem(1, 42, 0, 7)), Err(StorageError::OutOfOrderSequence { expected: 5, received: 7, .. })));
-    log.append(&mut idem(1, 42, 1, 0)).unwrap();
-    assert!(matches!(log.append(&mut idem(1, 42, 0, 5)), Err(StorageError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        append_committed(&log, &mut idem(1, 42, 0, 7)),
+        Err(StorageError::OutOfOrderSequence { expected: 5, received: 7, .. })
+    ));
+    append_committed(&log, &mut idem(1, 42, 1, 0)).unwrap();
+    assert!(matches!(append_committed(&log, &mut idem(1, 42, 0, 5)), Err(StorageError::InvalidProducerEpoch { .. })));
     // Other producers and non-idempotent batches are independent.
-    log.append(&mut idem(1, 43, 0, 0)).unwrap();
-    log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut idem(1, 43, 0, 0)).unwrap();
+    append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
     assert_eq!(log.log_end_offset(), 8);
 }
 
@@ -49,7 +52,7 @@ fn producer_state_survives_restarts_and_crashes() {
         let mut last = None;
         for _ in 0..60 {
             // Several segments: snapshots at each roll, a replay of the last one after a crash.
-            last = Some((log.append(&mut idem(4, 7, 2, seq)).unwrap(), seq));
+            last = Some((append_committed(&log, &mut idem(4, 7, 2, seq)).unwrap(), seq));
             seq += 4;
         }
         assert!(log.segment_count() > 3);
@@ -61,11 +64,11 @@ fn producer_state_survives_restarts_and_crashes() {
         let manager = open_manager(dir.path(), config.clone());
         let log = manager.get(&tp()).unwrap();
         let (info, last_seq) = last.unwrap();
-        let retry = log.append(&mut idem(4, 7, 2, last_seq)).unwrap();
+        let retry = append_committed(&log, &mut idem(4, 7, 2, last_seq)).unwrap();
         assert!(retry.duplicate, "{mode:?} clean={clean}");
         assert_eq!(retry.first_offset, info.first_offset);
-        assert!(matches!(log.append(&mut idem(1, 7, 2, seq + 1)), Err(StorageError::OutOfOrderSequence { .. })));
-        assert_eq!(log.append(&mut idem(1, 7, 2, seq)).unwrap().first_offset, 240);
+        assert!(matches!(append_committed(&log, &mut idem(1, 7, 2, seq + 1)), Err(StorageError::OutOfOrderSequence { .. })));
+        assert_eq!(append_committed(&log, &mut idem(1, 7, 2, seq)).unwrap().first_offset, 240);
         manager.shutdown().unwrap();
     }
 }

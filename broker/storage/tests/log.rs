@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use strata_storage::{batch, LogConfig, StorageError, WriteMode, LEADER_EPOCH};
+use strata_storage::{LogConfig, StorageError, WriteMode};
 
 const MODES: [WriteMode; 2] = [WriteMode::Write, WriteMode::Mmap];
 
@@ -18,7 +18,7 @@ fn batches_of_every_codec_are_stored_and_returned_byte_for_byte() {
         let mut next = 0;
         for (i, codec) in CODECS.into_iter().enumerate() {
             let mut b = batch(20 + i, 200, 1_000 * i as i64, codec);
-            let info = log.append(&mut b).unwrap();
+            let info = append_committed(&log, &mut b).unwrap();
             assert_eq!((info.first_offset, info.last_offset), (next, next + 19 + i as i64));
             assert_eq!(info.record_count, 20 + i as u64);
             expected.extend(with_base_offset(batch(20 + i, 200, 1_000 * i as i64, codec), next));
@@ -35,30 +35,12 @@ fn batches_of_every_codec_are_stored_and_returned_byte_for_byte() {
 }
 
 #[test]
-fn appended_batches_carry_the_leader_epoch_whatever_the_producer_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let manager = open_manager(dir.path(), LogConfig::default());
-    let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
-    // Java producers send -1, librdkafka 0; anything else must not reach consumers either.
-    for (i, sent) in [-1, 0, 7].into_iter().enumerate() {
-        let mut b = batch(5, 10, i as i64, Compression::None);
-        batch::set_partition_leader_epoch(&mut b, sent);
-        log.append(&mut b).unwrap();
-    }
-    let stored = read_all(&log, 0, 1 << 20);
-    // The epoch lies outside the CRC: the stored batches still validate.
-    let stamped = batch::validate_batches(&stored, u32::MAX).unwrap();
-    assert_eq!(stamped.iter().map(|h| h.partition_leader_epoch).collect::<Vec<_>>(), vec![LEADER_EPOCH; 3]);
-    manager.shutdown().unwrap();
-}
-
-#[test]
 fn reads_respect_max_bytes_upper_bound_and_return_at_least_one_batch() {
     let dir = tempfile::tempdir().unwrap();
     let manager = open_manager(dir.path(), LogConfig::default());
     let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
     for i in 0..10 {
-        log.append(&mut batch(10, 100, i, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(10, 100, i, Compression::None)).unwrap();
     }
     let one = batch(10, 100, 0, Compression::None).len() as u64;
     // Smaller than one batch: still one whole batch, so a consumer can progress.
@@ -91,7 +73,7 @@ fn rolls_segments_and_reads_across_them_in_both_modes() {
         for i in 0..200 {
             let b = batch(1 + i % 4, 50 + i % 200, i as i64, CODECS[i % 5]);
             let base = log.log_end_offset();
-            log.append(&mut b.clone()).unwrap();
+            append_committed(&log, &mut b.clone()).unwrap();
             expected.extend(with_base_offset(b, base));
         }
         assert!(log.segment_count() > 10, "{mode:?}: {} segments", log.segment_count());
@@ -131,7 +113,7 @@ fn restart_after_clean_shutdown_keeps_everything() {
             for i in 0..100 {
                 let b = batch(3, 100, 10_000 + i, Compression::Lz4);
                 let base = log.log_end_offset();
-                log.append(&mut b.clone()).unwrap();
+                append_committed(&log, &mut b.clone()).unwrap();
                 expected.extend(with_base_offset(b, base));
             }
             manager.shutdown().unwrap();
@@ -146,7 +128,7 @@ fn restart_after_clean_shutdown_keeps_everything() {
         assert_eq!(log.log_end_offset(), 300);
         assert_eq!(read_all(&log, 0, 1 << 20), expected);
         // Appends continue where they left off, and timestamps survived via the time index.
-        log.append(&mut batch(1, 10, 50, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(1, 10, 50, Compression::None)).unwrap();
         assert_eq!(log.log_end_offset(), 301);
         // 10_050 is the third record of the 49th batch.
         assert_eq!(log.offset_for_timestamp(10_050).unwrap().unwrap().offset, 146);
@@ -163,7 +145,7 @@ fn timestamp_lookups_find_the_exact_record() {
         let log = manager.get_or_create(&tp(), config).unwrap();
         // Batch i holds 5 records with timestamps 1000*i .. 1000*i+4; compressed batches are decoded.
         for i in 0..60i64 {
-            log.append(&mut batch(5, 30, 1_000 * i, CODECS[i as usize % 5])).unwrap();
+            append_committed(&log, &mut batch(5, 30, 1_000 * i, CODECS[i as usize % 5])).unwrap();
         }
         for (target, offset) in [(0, 0), (2, 2), (4, 4), (5, 5), (1_000, 5), (7_003, 38), (59_004, 299)] {
             let found = log.offset_for_timestamp(target).unwrap().unwrap_or_else(|| panic!("{mode:?} {target}"));
@@ -187,7 +169,7 @@ fn retention_by_time_and_size_deletes_whole_old_segments() {
     let log = manager.get_or_create(&tp(), config.clone()).unwrap();
     let now = 1_000_000_000;
     for i in 0..100 {
-        log.append(&mut batch(2, 200, now - 100_000 + i * 1_000, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(2, 200, now - 100_000 + i * 1_000, Compression::None)).unwrap();
     }
     let segments = log.segment_count();
     assert!(segments > 5);
@@ -213,7 +195,7 @@ fn retention_by_time_and_size_deletes_whole_old_segments() {
     assert_eq!(log.log_start_offset(), 200);
     assert_eq!(log.log_end_offset(), 200);
     assert_eq!(log.size_bytes(), 0);
-    log.append(&mut batch(1, 1, now, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(1, 1, now, Compression::None)).unwrap();
     assert_eq!(log.read(200, 100, i64::MAX).unwrap().ranges.len(), 1);
     // Deleted files are renamed and removed after file.delete.delay.ms.
     let dir_files = || std::fs::read_dir(dir.path().join("events-0")).unwrap().count();
@@ -229,7 +211,7 @@ fn a_read_in_flight_survives_the_deletion_of_its_segment() {
     let manager = open_manager(dir.path(), config.clone());
     let log = manager.get_or_create(&tp(), config.clone()).unwrap();
     for i in 0..50 {
-        log.append(&mut batch(2, 200, i, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(2, 200, i, Compression::None)).unwrap();
     }
     let r = log.read(0, 1 << 20, i64::MAX).unwrap();
     let before = range_bytes(&r);
@@ -247,7 +229,7 @@ fn delete_records_moves_the_log_start_and_drops_segments_below_it() {
     let manager = open_manager(dir.path(), config.clone());
     let log = manager.get_or_create(&tp(), config.clone()).unwrap();
     for i in 0..100 {
-        log.append(&mut batch(2, 100, i, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(2, 100, i, Compression::None)).unwrap();
     }
     let segments = log.segment_count();
     assert_eq!(manager.delete_records(&tp(), 101).unwrap(), 101);
@@ -269,7 +251,7 @@ fn invalid_appends_are_rejected_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let manager = open_manager(dir.path(), LogConfig { max_message_bytes: 2_000, ..LogConfig::default() });
     let log = manager.get_or_create(&tp(), manager.default_config().clone()).unwrap();
-    log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
     let size = log.size_bytes();
     let mut corrupt = batch(3, 10, 0, Compression::None);
     let last = corrupt.len() - 1;
@@ -277,13 +259,16 @@ fn invalid_appends_are_rejected_and_change_nothing() {
     // A good batch followed by a corrupt one: the whole request is refused.
     let mut request = batch(1, 10, 0, Compression::None);
     request.extend(&corrupt);
-    assert!(matches!(log.append(&mut request), Err(StorageError::CorruptBatch { .. })));
-    assert!(matches!(log.append(&mut batch(1, 5_000, 0, Compression::None)), Err(StorageError::RecordTooLarge { .. })));
+    assert!(matches!(append_committed(&log, &mut request), Err(StorageError::CorruptBatch { .. })));
+    assert!(matches!(
+        append_committed(&log, &mut batch(1, 5_000, 0, Compression::None)),
+        Err(StorageError::RecordTooLarge { .. })
+    ));
     let mut old_magic = batch(1, 10, 0, Compression::None);
     old_magic[16] = 1;
-    assert!(matches!(log.append(&mut old_magic), Err(StorageError::InvalidMagic { magic: 1, .. })));
-    assert!(matches!(log.append(&mut [0u8; 7]), Err(StorageError::CorruptBatch { .. })));
-    assert!(matches!(log.append(&mut []), Err(StorageError::CorruptBatch { .. })));
+    assert!(matches!(append_committed(&log, &mut old_magic), Err(StorageError::InvalidMagic { magic: 1, .. })));
+    assert!(matches!(append_committed(&log, &mut [0u8; 7]), Err(StorageError::CorruptBatch { .. })));
+    assert!(matches!(append_committed(&log, &mut []), Err(StorageError::CorruptBatch { .. })));
     assert_eq!((log.log_end_offset(), log.size_bytes()), (1, size));
 }
 
@@ -292,11 +277,11 @@ fn flush_advances_the_recovery_point_and_flush_messages_triggers_it() {
     let dir = tempfile::tempdir().unwrap();
     let manager = open_manager(dir.path(), LogConfig::default());
     let log = manager.get_or_create(&tp(), LogConfig { flush_messages: 10, ..LogConfig::default() }).unwrap();
-    log.append(&mut batch(5, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(5, 10, 0, Compression::None)).unwrap();
     assert_eq!(log.recovery_point(), 0);
-    log.append(&mut batch(5, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(5, 10, 0, Compression::None)).unwrap();
     assert_eq!(log.recovery_point(), 10, "flush.messages=10 reached");
-    log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), 11);
     manager.checkpoint().unwrap();
@@ -312,10 +297,10 @@ fn the_data_directory_is_locked_and_logs_are_deleted_with_their_directory() {
     c.default_config = LogConfig::default();
     assert!(strata_storage::LogManager::open(c).is_err(), "a second broker on the same directory is refused");
     let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
-    log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
     manager.delete(&tp()).unwrap();
     assert!(!dir.path().join("events-0").exists());
-    assert!(matches!(log.append(&mut batch(1, 10, 0, Compression::None)), Err(StorageError::LogClosed(_))));
+    assert!(matches!(append_committed(&log, &mut batch(1, 10, 0, Compression::None)), Err(StorageError::LogClosed(_))));
     assert!(manager.get(&tp()).is_none());
     assert!(matches!(manager.delete(&tp()), Err(StorageError::UnknownLog(_))));
 }
@@ -330,7 +315,7 @@ fn background_tasks_apply_retention_and_stop() {
     let manager = strata_storage::LogManager::open(c).unwrap();
     let log = manager.get_or_create(&tp(), manager.default_config().clone()).unwrap();
     for _ in 0..40 {
-        log.append(&mut batch(2, 200, 0, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(2, 200, 0, Compression::None)).unwrap();
     }
     let tasks = manager.start_background();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -349,10 +334,10 @@ fn segment_ms_rolls_by_record_time_not_on_every_old_timestamp() {
     let log = manager.get_or_create(&tp(), config).unwrap();
     // Ancient timestamps (producers with old data) do not roll a segment per append.
     for _ in 0..10 {
-        log.append(&mut batch(1, 10, 1_000, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(1, 10, 1_000, Compression::None)).unwrap();
     }
     assert_eq!(log.segment_count(), 1);
     // A batch more than segment.ms newer than the segment's first batch rolls.
-    log.append(&mut batch(1, 10, 1_000 + 60_001, Compression::None)).unwrap();
+    append_committed(&log, &mut batch(1, 10, 1_000 + 60_001, Compression::None)).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 10]);
 }

@@ -101,7 +101,7 @@ proptest! {
             match op {
                 Op::Append { records, value_len, codec } => {
                     let b = batch(records, value_len, ts, CODECS[codec]);
-                    let info = log.append(&mut b.clone()).unwrap();
+                    let info = append_committed(&log, &mut b.clone()).unwrap();
                     prop_assert_eq!(info.first_offset, model.log_end);
                     model.batches.push((model.log_end, model.log_end + records as i64, with_base_offset(b, model.log_end)));
                     model.log_end += records as i64;
@@ -139,6 +139,13 @@ proptest! {
                     let m = open_manager(dir.path(), config.clone());
                     log = m.get(&tp()).unwrap();
                     manager = Some(m);
+                    // Checkpointed at shutdown; after a crash, the last periodic checkpoint's.
+                    if clean {
+                        prop_assert_eq!(log.high_watermark(), model.log_end);
+                    }
+                    prop_assert!(log.high_watermark() <= model.log_end);
+                    // A single replica commits its whole log once it leads again.
+                    log.maybe_increment_high_watermark(log.log_end_offset());
                 }
             }
             check(&log, &model)?;

@@ -39,7 +39,7 @@ fn assert_exactly(dir: &std::path::Path, config: &LogConfig, survivors: &[Stored
         let r = log.read(s.base_offset, 1, i64::MAX).unwrap();
         assert_eq!(headers(&range_bytes(&r))[0].base_offset, s.base_offset, "index lookup after rebuild");
     }
-    let info = log.append(&mut batch(2, 10, now_ms(), Compression::None)).unwrap();
+    let info = append_committed(&log, &mut batch(2, 10, now_ms(), Compression::None)).unwrap();
     assert_eq!(info.first_offset, next_offset);
     manager.shutdown().unwrap();
 }

@@ -40,7 +40,7 @@ fn compression_type_re_encodes_other_codecs_and_keeps_its_own_byte_for_byte() {
     for (i, codec) in CODECS.into_iter().enumerate() {
         let b = batch(10, 300, 1_000 * i as i64, codec);
         let mut plain = batch(10, 300, 1_000 * i as i64, Compression::None);
-        let info = log.append(&mut b.clone()).unwrap();
+        let info = append_committed(&log, &mut b.clone()).unwrap();
         assert_eq!((info.first_offset, info.last_offset, info.record_count), (next, next + 9, 10));
         let stored = range_bytes(&log.read(next, 1, i64::MAX).unwrap());
         let h = headers(&stored)[0];
@@ -56,7 +56,7 @@ fn compression_type_re_encodes_other_codecs_and_keeps_its_own_byte_for_byte() {
     // The codec can change at run time; `producer` stores batches as received again.
     log.update_config(config(&[("compression.type", "producer")]));
     let gzip = batch(3, 10, 0, Compression::Gzip);
-    log.append(&mut gzip.clone()).unwrap();
+    append_committed(&log, &mut gzip.clone()).unwrap();
     assert_eq!(range_bytes(&log.read(next, 1, i64::MAX).unwrap()), with_base_offset(gzip, next));
     manager.shutdown().unwrap();
 }
@@ -81,9 +81,9 @@ fn max_message_bytes_applies_to_the_re_encoded_batch() {
     // 20 records of 200 repetitive bytes: small compressed, over 4 KB once decompressed.
     let mut compressed = batch(20, 200, 0, Compression::Gzip);
     assert!(compressed.len() < 2000);
-    assert!(matches!(log.append(&mut compressed), Err(StorageError::RecordTooLarge { max: 2000, .. })));
+    assert!(matches!(append_committed(&log, &mut compressed), Err(StorageError::RecordTooLarge { max: 2000, .. })));
     assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0), "nothing stored");
-    log.append(&mut batch(2, 10, 0, Compression::Gzip)).unwrap();
+    append_committed(&log, &mut batch(2, 10, 0, Compression::Gzip)).unwrap();
     assert_eq!(headers(&range_bytes(&log.read(0, 1, i64::MAX).unwrap()))[0].compression(), 0);
     manager.shutdown().unwrap();
 }
@@ -96,7 +96,7 @@ fn log_append_time_stamps_batches_and_drives_the_time_index() {
     let mut times = Vec::new();
     for (i, codec) in CODECS.into_iter().cycle().take(12).enumerate() {
         let before = now_ms();
-        let info = log.append(&mut batch(4, 100, 1_000 + i as i64, codec)).unwrap();
+        let info = append_committed(&log, &mut batch(4, 100, 1_000 + i as i64, codec)).unwrap();
         assert!((before..=now_ms()).contains(&info.log_append_time), "{info:?}");
         assert_eq!(info.max_timestamp, info.log_append_time);
         times.push((info.first_offset, info.log_append_time));
@@ -129,18 +129,24 @@ fn timestamps_outside_the_bounds_are_refused_and_store_nothing() {
     let (manager, log) = open(dir.path(), &c);
     let now = now_ms();
     for ts in [now - 120_000, now + 120_000] {
-        assert!(matches!(log.append(&mut batch(3, 10, ts, Compression::Snappy)), Err(StorageError::InvalidTimestamp(_))));
+        assert!(matches!(
+            append_committed(&log, &mut batch(3, 10, ts, Compression::Snappy)),
+            Err(StorageError::InvalidTimestamp(_))
+        ));
     }
     // One old record in a batch is enough.
     let mut mixed = batch(3, 10, now - 60_000 - 1_000, Compression::Lz4);
     mixed.extend(batch(1, 10, now, Compression::None));
-    assert!(matches!(log.append(&mut mixed), Err(StorageError::InvalidTimestamp(_))));
+    assert!(matches!(append_committed(&log, &mut mixed), Err(StorageError::InvalidTimestamp(_))));
     assert_eq!(log.log_end_offset(), 0);
-    log.append(&mut batch(3, 10, now - 1_000, Compression::Snappy)).unwrap();
+    append_committed(&log, &mut batch(3, 10, now - 1_000, Compression::Snappy)).unwrap();
     // The default after.max.ms is one hour (Kafka 4); before.max.ms is unbounded.
     log.update_config(LogConfig::default());
-    log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
-    assert!(matches!(log.append(&mut batch(1, 10, now + 7_200_000, Compression::None)), Err(StorageError::InvalidTimestamp(_))));
+    append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
+    assert!(matches!(
+        append_committed(&log, &mut batch(1, 10, now + 7_200_000, Compression::None)),
+        Err(StorageError::InvalidTimestamp(_))
+    ));
     assert_eq!(log.log_end_offset(), 4);
     manager.shutdown().unwrap();
 }
@@ -157,11 +163,11 @@ fn idempotent_producers_work_with_rewritten_batches_across_restarts() {
     let (mut manager, mut log) = open(dir.path(), &c);
     let mut infos = Vec::new();
     for seq in (0..40).step_by(4) {
-        infos.push(log.append(&mut idem(seq)).unwrap());
+        infos.push(append_committed(&log, &mut idem(seq)).unwrap());
     }
     assert!(log.segment_count() > 1);
     let last = *infos.last().unwrap();
-    let retry = log.append(&mut idem(36)).unwrap();
+    let retry = append_committed(&log, &mut idem(36)).unwrap();
     assert!(retry.duplicate);
     assert_eq!((retry.first_offset, retry.log_append_time), (last.first_offset, last.log_append_time));
     let hs = headers(&read_all(&log, 0, 1 << 20));
@@ -174,11 +180,11 @@ fn idempotent_producers_work_with_rewritten_batches_across_restarts() {
         }
         drop(manager);
         let (m, l) = open(dir.path(), &c);
-        assert!(l.append(&mut idem(36)).unwrap().duplicate, "clean={clean}");
-        assert!(matches!(l.append(&mut idem(44)), Err(StorageError::OutOfOrderSequence { expected: 40, .. })));
+        assert!(append_committed(&l, &mut idem(36)).unwrap().duplicate, "clean={clean}");
+        assert!(matches!(append_committed(&l, &mut idem(44)), Err(StorageError::OutOfOrderSequence { expected: 40, .. })));
         (manager, log) = (m, l);
     }
-    assert_eq!(log.append(&mut idem(40)).unwrap().first_offset, 40);
+    assert_eq!(append_committed(&log, &mut idem(40)).unwrap().first_offset, 40);
     manager.shutdown().unwrap();
 }
 
@@ -192,12 +198,12 @@ fn segment_jitter_rolls_some_segments_early_but_none_late() {
     let mut rolled = 0;
     for p in 0..24 {
         let log = manager.get_or_create(&TopicPartition::new("jitter", p), c.clone()).unwrap();
-        log.append(&mut batch(1, 10, 0, Compression::None)).unwrap();
-        log.append(&mut batch(1, 10, 500_000, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(1, 10, 0, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(1, 10, 500_000, Compression::None)).unwrap();
         let early = log.segment_count() == 2;
         rolled += usize::from(early);
         // More than segment.ms after the active segment's first batch always rolls, whatever the jitter.
-        log.append(&mut batch(1, 10, 1_500_001, Compression::None)).unwrap();
+        append_committed(&log, &mut batch(1, 10, 1_500_001, Compression::None)).unwrap();
         assert_eq!(log.segment_count(), 2 + usize::from(early));
     }
     assert!((1..24).contains(&rolled), "{rolled} of 24 logs rolled early");

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use strata_storage::batch::{validate_batches, BatchHeader};
-pub use strata_storage::test_util::{encode_batch, Compression};
+pub use strata_storage::test_util::{append_committed, encode_batch, Compression};
 use strata_storage::{Log, LogConfig, LogManager, LogManagerConfig, ReadResult, TopicPartition, WriteMode};
 
 pub const CODECS: [Compression; 5] =
@@ -84,7 +84,7 @@ pub fn append_varied(log: &Log, n: usize, ts0: i64) -> Vec<Stored> {
     (0..n)
         .map(|i| {
             let b = batch(1 + i % 5, 20 + (i * 37) % 300, ts0 + i as i64 * 10, CODECS[i % 5]);
-            let info = log.append(&mut b.clone()).expect("append");
+            let info = append_committed(log, &mut b.clone()).expect("append");
             let r = log.read(info.first_offset, 1, i64::MAX).expect("read back");
             Stored {
                 base_offset: info.first_offset,
