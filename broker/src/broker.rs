@@ -101,6 +101,9 @@ impl BrokerState {
 pub struct Broker {
     state: Arc<BrokerState>,
     stop: watch::Sender<bool>,
+    /// Starts the controlled shutdown, and whether it completed; None without one (not a broker, or
+    /// controlled.shutdown.enable=false).
+    leaving: Option<(watch::Sender<bool>, watch::Receiver<bool>)>,
     servers: JoinSet<()>,
     background: Option<strata_storage::BackgroundTasks>,
     /// Bound address per listener name.
@@ -319,6 +322,8 @@ impl Broker {
             config.replication.lag_time_max,
             shutdown.clone(),
         ));
+        let (leaving_tx, leaving) = watch::channel(false);
+        let (left, left_rx) = watch::channel(false);
         if config.roles.broker {
             let lifecycle = Lifecycle {
                 controller: controller.clone(),
@@ -335,6 +340,8 @@ impl Broker {
                 legacy: crate::topics::legacy_import(&config.log_dir, config.node_id)
                     .context("reading the topics of an older release")?,
                 caught_up: caught_up_tx,
+                leaving,
+                left,
             };
             servers.spawn(lifecycle.run(shutdown.clone()));
         }
@@ -353,16 +360,33 @@ impl Broker {
         {
             tracing::warn!("not yet in service 30 s after starting");
         }
-        Ok(Broker { state, stop, servers, background: Some(background), addresses })
+        let leaving = (config.roles.broker && config.controlled_shutdown).then_some((leaving_tx, left_rx));
+        Ok(Broker { state, stop, leaving, servers, background: Some(background), addresses })
     }
 
     pub fn state(&self) -> &Arc<BrokerState> {
         &self.state
     }
 
-    /// Graceful shutdown: stop accepting, let in-flight requests finish (bounded by shutdown.timeout.ms), stop
-    /// background storage work, then flush every log and write the clean-shutdown marker.
+    /// Graceful shutdown: the controlled shutdown (leaderships moved away, bounded by shutdown.timeout.ms),
+    /// then stop accepting, let in-flight requests finish (bounded by shutdown.timeout.ms), stop background
+    /// storage work, then flush every log and write the clean-shutdown marker.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some((leaving, mut left)) = self.leaving.take() {
+            let started = std::time::Instant::now();
+            leaving.send_replace(true);
+            match tokio::time::timeout(self.state.config.shutdown_timeout, left.wait_for(|l| *l)).await {
+                Ok(Ok(_)) => tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    leaderships = self.state.replicas.leaders().len(),
+                    "controlled shutdown: the controller moved this broker's leaderships away"
+                ),
+                _ => tracing::warn!(
+                    leaderships = self.state.replicas.leaders().len(),
+                    "controlled shutdown incomplete after shutdown.timeout.ms; closing anyway"
+                ),
+            }
+        }
         self.stop.send_replace(true);
         while self.servers.join_next().await.is_some() {}
         self.state.controller.shutdown().await;

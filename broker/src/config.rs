@@ -213,7 +213,18 @@ pub const SETTINGS: &[Setting] = &[
         "How often a group coordinator asks the brokers that lead its groups' committed partitions for their high \
          watermarks (for kafka_consumergroup_lag; values older than 3 intervals are not exported).",
     ),
-    s("shutdown.timeout.ms", Some("15000"), "How long SIGTERM waits for in-flight requests before closing them."),
+    s(
+        "shutdown.timeout.ms",
+        Some("15000"),
+        "How long SIGTERM waits for the controlled shutdown, and then for in-flight requests before closing them \
+         (a pod's termination grace period should exceed twice this).",
+    ),
+    s(
+        "controlled.shutdown.enable",
+        Some("true"),
+        "On SIGTERM, first have the controller move this broker's leaderships to other in-sync replicas and take it \
+         out of the ISRs (bounded by shutdown.timeout.ms), then close the listeners.",
+    ),
     s(
         "cluster.id",
         None,
@@ -461,6 +472,7 @@ pub struct BrokerConfig {
     pub metrics_pagecache_probe: bool,
     pub metrics_consumer_lag_refresh: Duration,
     pub shutdown_timeout: Duration,
+    pub controlled_shutdown: bool,
     /// Consumer groups, committed offsets and idempotent producers.
     pub groups: crate::group::GroupConfig,
     /// Shared by the brokers of a cluster; None: each data directory gets its own.
@@ -661,6 +673,7 @@ impl BrokerConfig {
                 3_600_000,
             )?),
             shutdown_timeout: Duration::from_millis(parse("shutdown.timeout.ms", &val("shutdown.timeout.ms"))?),
+            controlled_shutdown: parse("controlled.shutdown.enable", &val("controlled.shutdown.enable"))?,
             groups: crate::group::GroupConfig::from_lookup(&get)?,
             cluster_id,
             roles,

@@ -15,7 +15,11 @@ pub struct FetchResponseData {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicData>,
+    /// KIP-951 (v16+, tagged field 0): (id, host, port, rack) of the leaders that `current_leader`s name.
+    pub node_endpoints: Vec<NodeEndpoint>,
 }
+
+pub type NodeEndpoint = (i32, String, i32, Option<String>);
 
 pub struct TopicData {
     pub name: String,
@@ -79,6 +83,37 @@ fn put_partition_tagged_fields(buf: &mut BytesMut, p: &PartitionData) {
     }
 }
 
+fn put_compact_str(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => put_uvarint(buf, 0),
+        Some(s) => {
+            put_uvarint(buf, s.len() as u64 + 1);
+            buf.put_slice(s.as_bytes());
+        }
+    }
+}
+
+/// The response's tagged fields: NodeEndpoints (tag 0, v16+) when there are any.
+fn put_node_endpoints(buf: &mut BytesMut, version: i16, endpoints: &[NodeEndpoint]) {
+    if version < 16 || endpoints.is_empty() {
+        put_uvarint(buf, 0);
+        return;
+    }
+    let mut field = BytesMut::new();
+    put_array_len(&mut field, true, endpoints.len());
+    for (id, host, port, rack) in endpoints {
+        field.put_i32(*id);
+        put_compact_str(&mut field, Some(host));
+        field.put_i32(*port);
+        put_compact_str(&mut field, rack.as_deref());
+        put_uvarint(&mut field, 0);
+    }
+    put_uvarint(buf, 1);
+    put_uvarint(buf, 0);
+    put_uvarint(buf, field.len() as u64);
+    buf.put_slice(&field);
+}
+
 /// The whole response frame: size prefix, `response_header` (correlation id and, for flexible versions, its
 /// tagged fields), then the body with record bytes as file ranges.
 pub fn encode(version: i16, response_header: &[u8], data: &FetchResponseData) -> ResponseFrame {
@@ -136,7 +171,7 @@ pub fn encode(version: i16, response_header: &[u8], data: &FetchResponseData) ->
         }
     }
     if flexible {
-        put_uvarint(&mut buf, 0); // response tagged fields (no node endpoints: this broker leads everything)
+        put_node_endpoints(&mut buf, version, &data.node_endpoints);
     }
     if !buf.is_empty() {
         parts.push(Payload::Bytes(buf.freeze()));
@@ -220,7 +255,21 @@ mod tests {
                             )
                     })
                     .collect(),
-            );
+            )
+            .with_node_endpoints(if version >= 16 {
+                data.node_endpoints
+                    .iter()
+                    .map(|(id, host, port, rack)| {
+                        kf::NodeEndpoint::default()
+                            .with_node_id(kafka_protocol::messages::BrokerId(*id))
+                            .with_host(StrBytes::from_string(host.clone()))
+                            .with_port(*port)
+                            .with_rack(rack.clone().map(StrBytes::from_string))
+                    })
+                    .collect()
+            } else {
+                vec![]
+            });
         let mut expected = BytesMut::new();
         theirs.encode(&mut expected, version).unwrap();
         assert_eq!(&ours[4 + header.len()..], &expected[..], "fetch v{version} differs from kafka-protocol");
@@ -259,6 +308,7 @@ mod tests {
                 TopicData { name: "t".repeat(200), topic_id: Uuid::from_u128(42), partitions: vec![part(9, 3, vec![])] },
                 TopicData { name: "empty".into(), topic_id: Uuid::nil(), partitions: vec![] },
             ],
+            node_endpoints: vec![(2, "broker-2.local".into(), 9092, Some("rack-a".into())), (3, "b3".into(), 1, None)],
         }
     }
 
@@ -267,7 +317,10 @@ mod tests {
         let data = sample();
         for version in MIN_VERSION..=MAX_VERSION {
             check(version, &data);
-            check(version, &FetchResponseData { throttle_time_ms: 0, error_code: 0, session_id: 0, topics: vec![] });
+            check(
+                version,
+                &FetchResponseData { throttle_time_ms: 0, error_code: 0, session_id: 0, topics: vec![], node_endpoints: vec![] },
+            );
         }
     }
 

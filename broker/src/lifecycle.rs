@@ -3,6 +3,11 @@
 //! heartbeats every `broker.heartbeat.interval.ms`. The controller unfences it once it has applied the log up to
 //! its registration, and fences it when the heartbeats stop for `broker.session.timeout.ms` or when it says it
 //! is shutting down. A stale epoch (the controller unregistered or lost it) means registering again.
+//!
+//! Controlled shutdown (Kafka's `controlled.shutdown.enable`): asked to leave, it heartbeats with
+//! want_shutdown until the controller fenced it, which moves its leaderships to other in-sync replicas and
+//! takes it out of every ISR, and this broker has acted on that; only then do its listeners close, so clients
+//! see a new leader rather than a closed connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,10 @@ pub struct Lifecycle {
     pub legacy: Option<(ControllerRequest, Vec<std::path::PathBuf>)>,
     /// Set once the controller unfenced this broker (it had caught up with the metadata log).
     pub caught_up: watch::Sender<bool>,
+    /// Turns true when the broker wants to leave (controlled shutdown).
+    pub leaving: watch::Receiver<bool>,
+    /// Set once the controller fenced this broker for its shutdown and this broker acted on it.
+    pub left: watch::Sender<bool>,
 }
 
 impl Lifecycle {
@@ -79,8 +88,9 @@ impl Lifecycle {
         }
     }
 
-    /// Registers and heartbeats until `shutdown`, then tells the controller this broker is going away.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Registers and heartbeats until `shutdown`, then tells the controller this broker is going away (if it
+    /// did not leave in a controlled shutdown already).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if let Some((req, files)) = &self.legacy {
             if !self.import(req, files, &mut shutdown).await {
                 return;
@@ -91,25 +101,34 @@ impl Lifecycle {
             let Some(epoch) = self.register(incarnation, &mut shutdown).await else { return };
             loop {
                 if *shutdown.borrow() {
-                    let req = ControllerRequest::Heartbeat {
-                        id: self.node_id,
-                        epoch,
-                        applied: self.controller.applied(),
-                        want_shutdown: true,
-                    };
-                    match self.controller.call_no_wait(req, Duration::from_secs(5)).await {
-                        Ok(_) => tracing::info!("the controller fenced this broker for its shutdown"),
-                        Err(e) => tracing::warn!(error = %e, "could not tell the controller about the shutdown"),
+                    if !*self.left.borrow() {
+                        let req = ControllerRequest::Heartbeat {
+                            id: self.node_id,
+                            epoch,
+                            applied: self.controller.applied(),
+                            want_shutdown: true,
+                        };
+                        match self.controller.call_no_wait(req, Duration::from_secs(5)).await {
+                            Ok(_) => tracing::info!("the controller fenced this broker for its shutdown"),
+                            Err(e) => tracing::warn!(error = %e, "could not tell the controller about the shutdown"),
+                        }
                     }
                     return;
                 }
+                let leaving = *self.leaving.borrow_and_update();
                 let req = ControllerRequest::Heartbeat {
                     id: self.node_id,
                     epoch,
                     applied: self.controller.applied(),
-                    want_shutdown: false,
+                    want_shutdown: leaving,
                 };
+                // Answered once this broker acted on the result: when fenced for leaving, it leads nothing.
                 match self.controller.call(req, self.heartbeat_timeout()).await {
+                    Ok(ControllerReply::Heartbeat { fenced }) if leaving => {
+                        if fenced {
+                            self.left.send_replace(true);
+                        }
+                    }
                     Ok(ControllerReply::Heartbeat { fenced }) => {
                         self.caught_up.send_if_modified(|c| {
                             let changed = !*c && !fenced;
@@ -124,9 +143,15 @@ impl Lifecycle {
                     }
                     Err(e) => tracing::info!(error = %e, "heartbeat failed"),
                 }
+                if *self.left.borrow() {
+                    // Fenced for good: nothing more to say until the listeners close.
+                    let _ = shutdown.changed().await;
+                    return;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(self.heartbeat_interval) => {}
                     _ = shutdown.changed() => {}
+                    Ok(()) = self.leaving.changed() => {}
                 }
             }
         }

@@ -223,6 +223,24 @@ fn topics_spread_over_the_brokers_and_librdkafka_uses_them_all() {
     let (seen_id, leaders) = c.everywhere("spread").unwrap();
     assert_eq!(seen_id, id);
     assert_eq!(leaders.iter().copied().collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]), "{leaders:?}");
+
+    // KIP-951: produce and fetch at a broker that does not lead the partition name the leader and its address.
+    let p = leaders.iter().position(|l| *l != 0).unwrap();
+    let leader = leaders[p];
+    let produce = common::produce_request("spread", p as i32, record_batch(1, 10, 0), 1);
+    let resp: ProduceResponse = c.call(0, ApiKey::Produce, 11, &produce);
+    let part = &resp.responses[0].partition_responses[0];
+    assert_eq!((part.error_code, part.current_leader.leader_id.0), (6, leader), "{resp:?}");
+    let endpoints: Vec<(i32, String)> =
+        resp.node_endpoints.iter().map(|e| (e.node_id.0, format!("{}:{}", e.host.as_str(), e.port))).collect();
+    assert_eq!(endpoints, vec![(leader, c.broker(leader as usize).bootstrap())]);
+    let mut fetch = common::fetch_request("spread", id, 0, 0);
+    fetch.topics[0].partitions[0].partition = p as i32;
+    let resp: FetchResponse = c.call(0, ApiKey::Fetch, 16, &fetch);
+    let part = &resp.responses[0].partitions[0];
+    assert_eq!((part.error_code, part.current_leader.leader_id.0), (6, leader), "{resp:?}");
+    let endpoints: Vec<i32> = resp.node_endpoints.iter().map(|e| e.node_id.0).collect();
+    assert_eq!(endpoints, vec![leader]);
     for id in 0..N {
         let md = c.metadata(id);
         let brokers: Vec<(i32, String)> =

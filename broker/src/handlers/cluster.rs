@@ -33,7 +33,7 @@ pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
 
 /// The live brokers as (id, host, port, rack) at the listener the client used; this one even while fenced
 /// (a client that bootstrapped here must find it).
-fn brokers(state: &BrokerState, image: &Image, peer: &Peer) -> Vec<(i32, String, i32, Option<String>)> {
+pub(crate) fn brokers(state: &BrokerState, image: &Image, peer: &Peer) -> Vec<(i32, String, i32, Option<String>)> {
     let node = state.config.node_id;
     let mut out: Vec<(i32, String, i32, Option<String>)> = image
         .live_brokers()

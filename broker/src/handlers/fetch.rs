@@ -18,7 +18,7 @@ use crate::errors::{code, storage_error_code};
 use crate::fetch_response::{self, FetchResponseData, PartitionData, TopicData};
 use crate::frame::{FileSlice, RecordsFile, ResponseFrame};
 use crate::protocol::{encode_response_header, RequestHeader};
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 
 impl RecordsFile for FileRecords {
     fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
@@ -62,6 +62,8 @@ struct Plan {
     session_error: bool,
     /// The broker fetching as a follower (Kafka's replica id); None for consumers.
     replica: Option<i32>,
+    /// Who asks: leader endpoints (KIP-951) are given on its listener.
+    peer: Peer,
 }
 
 /// A follower's fetch tells the leader how far its log reached: the leader records it (moving the high
@@ -82,7 +84,7 @@ fn follower_precheck(state: &BrokerState, replica: i32, name: &str, p: &fetch_re
     }
 }
 
-pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchRequest) -> Reply {
+pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: FetchRequest) -> Reply {
     let version = header.api_version;
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let replica = (replica_id >= 0).then_some(replica_id);
@@ -115,6 +117,7 @@ pub fn handle(state: &Arc<BrokerState>, header: &RequestHeader, req: FetchReques
         max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
         session_error: version >= 7 && req.session_id != 0,
         replica,
+        peer: peer.clone(),
     };
     // Subscribe before the first read so a produce between the read and the wait is not missed. Followers wait
     // for new records, consumers for the high watermark.
@@ -194,8 +197,18 @@ async fn read_blocking(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResp
     }
 }
 
-fn encode(state: &BrokerState, plan: &Plan, data: FetchResponseData) -> ResponseFrame {
+fn encode(state: &BrokerState, plan: &Plan, mut data: FetchResponseData) -> ResponseFrame {
     record_metrics(state, &data);
+    if plan.version >= 16 {
+        let leaders: Vec<i32> =
+            data.topics.iter().flat_map(|t| &t.partitions).filter_map(|p| p.current_leader.map(|(l, _)| l)).collect();
+        if !leaders.is_empty() {
+            data.node_endpoints = super::cluster::brokers(state, &state.image(), &plan.peer)
+                .into_iter()
+                .filter(|(id, ..)| leaders.contains(id))
+                .collect();
+        }
+    }
     fetch_response::encode(plan.version, &plan.header, &data)
 }
 
@@ -249,7 +262,8 @@ fn with_current_leader(state: &BrokerState, name: &str, mut p: PartitionData) ->
 /// Reads every requested partition within the byte limits: (response, record bytes, any partition error), or
 /// None if `io` is `NoWait` and a partition's read would have waited for the disk.
 fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseData, u64, bool)> {
-    let mut data = FetchResponseData { throttle_time_ms: 0, error_code: 0, session_id: 0, topics: vec![] };
+    let mut data =
+        FetchResponseData { throttle_time_ms: 0, error_code: 0, session_id: 0, topics: vec![], node_endpoints: vec![] };
     if plan.session_error {
         // This broker never creates fetch sessions (it answers session id 0), so an incremental fetch names a
         // session it does not know; the client falls back to full fetches.

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::{produce_response, ProduceResponse, TopicName};
+use std::collections::BTreeSet;
+
+use kafka_protocol::messages::{produce_response, BrokerId, ProduceResponse, TopicName};
 use strata_storage::StorageError;
 
 use super::{message_if, respond, s};
@@ -14,7 +16,7 @@ use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
 use crate::partition::{AppendError, Partition};
 use crate::protocol::{ProduceRequest, RequestHeader};
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 
 /// An acks=all append waiting for the in-sync replicas: (topic index, partition index in the response, the
 /// partition, the offset the high watermark must reach, the leader epoch it was appended at).
@@ -26,7 +28,7 @@ struct Waiting {
     leader_epoch: i32,
 }
 
-pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) -> Reply {
+pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: ProduceRequest) -> Reply {
     let version = header.api_version;
     let valid_acks = matches!(req.acks, -1..=1);
     let mut any_error = false;
@@ -110,10 +112,11 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
     }
     waiting.retain(|w| !settle(&mut topics, w, version, false));
     if waiting.is_empty() {
-        return respond(header, &ProduceResponse::default().with_responses(topics));
+        return respond(header, &with_leader_hints(state, peer, version, ProduceResponse::default().with_responses(topics)));
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut shutdown = state.shutdown.clone();
+    let (state, peer) = (state.clone(), peer.clone());
     super::respond_later(header, async move {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut watches: Vec<_> = waiting.iter().map(|w| w.partition.watch_high_watermark()).collect();
@@ -136,8 +139,42 @@ pub fn handle(state: &BrokerState, header: &RequestHeader, req: ProduceRequest) 
         for w in &waiting {
             settle(&mut topics, w, version, true);
         }
-        ProduceResponse::default().with_responses(topics)
+        with_leader_hints(&state, &peer, version, ProduceResponse::default().with_responses(topics))
     })
+}
+
+/// KIP-951 (v10+): a partition this broker does not lead names its current leader, and the response carries
+/// that leader's endpoint on the client's listener, so the client moves without a metadata round trip.
+fn with_leader_hints(state: &BrokerState, peer: &Peer, version: i16, mut resp: ProduceResponse) -> ProduceResponse {
+    if version < 10 {
+        return resp;
+    }
+    let image = state.image();
+    let mut leaders = BTreeSet::new();
+    for t in &mut resp.responses {
+        let name = if version >= 13 { state.topic_name_by_id(t.topic_id) } else { Some(t.name.to_string()) };
+        let Some(name) = name else { continue };
+        for p in t.partition_responses.iter_mut().filter(|p| p.error_code == code::NOT_LEADER_OR_FOLLOWER) {
+            if let Some(part) = image.partition(&name, p.index).filter(|part| part.leader >= 0) {
+                p.current_leader = produce_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(part.leader))
+                    .with_leader_epoch(part.leader_epoch);
+                leaders.insert(part.leader);
+            }
+        }
+    }
+    resp.node_endpoints = super::cluster::brokers(state, &image, peer)
+        .into_iter()
+        .filter(|(id, ..)| leaders.contains(id))
+        .map(|(id, host, port, rack)| {
+            produce_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(s(host))
+                .with_port(port)
+                .with_rack(rack.map(s))
+        })
+        .collect();
+    resp
 }
 
 /// Completes an acks=all partition response if its outcome is known (or, when `timed_out`, with
