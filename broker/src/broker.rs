@@ -170,6 +170,7 @@ async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Re
     let settings = Settings {
         node_id: config.node_id,
         session_timeout: config.session_timeout,
+        leader_rebalance_interval: config.leader_rebalance_interval,
         default_partitions: config.num_partitions,
         default_replication_factor: config.default_replication_factor,
         log_defaults,

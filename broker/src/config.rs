@@ -285,6 +285,19 @@ pub const SETTINGS: &[Setting] = &[
     ),
     s("replica.fetch.backoff.ms", Some("1000"), "How long a follower waits after a failed fetch before trying again."),
     s(
+        "auto.leader.rebalance.enable",
+        Some("true"),
+        "Every leader.imbalance.check.interval.seconds the active controller moves each partition whose preferred \
+         replica (the first) is live and in sync back to it.",
+    ),
+    s("leader.imbalance.check.interval.seconds", Some("300"), "How often the controller checks for leaders to move back."),
+    s(
+        "leader.imbalance.per.broker.percentage",
+        None,
+        "Accepted for compatibility: as Kafka's KRaft controller, every imbalanced partition is moved back, whatever \
+         its broker's share.",
+    ),
+    s(
         "num.replica.fetchers",
         Some("1"),
         "Accepted for compatibility: a broker runs one fetcher task per leader it follows, multiplexing every \
@@ -485,6 +498,8 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     pub heartbeat_interval: Duration,
     pub session_timeout: Duration,
+    /// auto.leader.rebalance.enable: Some(leader.imbalance.check.interval.seconds).
+    pub leader_rebalance_interval: Option<Duration>,
     pub election_timeout: Duration,
     pub snapshot_interval_records: u64,
     pub replication: ReplicationConfig,
@@ -687,6 +702,17 @@ impl BrokerConfig {
                 10,
                 600_000,
             )?),
+            leader_rebalance_interval: parse::<bool>("auto.leader.rebalance.enable", &val("auto.leader.rebalance.enable"))?
+                .then(|| {
+                    parse_range(
+                        "leader.imbalance.check.interval.seconds",
+                        &val("leader.imbalance.check.interval.seconds"),
+                        1,
+                        86_400,
+                    )
+                })
+                .transpose()?
+                .map(Duration::from_secs),
             session_timeout: Duration::from_millis(parse_range(
                 "broker.session.timeout.ms",
                 &val("broker.session.timeout.ms"),

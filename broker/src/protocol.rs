@@ -32,6 +32,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
     // Consumer groups (classic protocol).
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
@@ -143,6 +144,7 @@ pub enum Request {
     DescribeCluster(m::DescribeClusterRequest),
     DescribeQuorum(m::DescribeQuorumRequest),
     UnregisterBroker(m::UnregisterBrokerRequest),
+    ElectLeaders(m::ElectLeadersRequest),
     OffsetForLeaderEpoch(m::OffsetForLeaderEpochRequest),
     FindCoordinator(m::FindCoordinatorRequest),
     InitProducerId(m::InitProducerIdRequest),
@@ -212,6 +214,7 @@ pub fn decode_request(header: &RequestHeader, frame: Bytes, body_start: usize) -
             ApiKey::DescribeCluster => Request::DescribeCluster(Decodable::decode(b, version)?),
             ApiKey::DescribeQuorum => Request::DescribeQuorum(Decodable::decode(b, version)?),
             ApiKey::UnregisterBroker => Request::UnregisterBroker(Decodable::decode(b, version)?),
+            ApiKey::ElectLeaders => Request::ElectLeaders(Decodable::decode(b, version)?),
             ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(Decodable::decode(b, version)?),
             ApiKey::FindCoordinator => Request::FindCoordinator(Decodable::decode(b, version)?),
             ApiKey::InitProducerId => Request::InitProducerId(Decodable::decode(b, version)?),

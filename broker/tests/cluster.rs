@@ -26,13 +26,20 @@ struct Cluster {
     brokers: Vec<Option<TestBroker>>,
     /// The voters' controller listener ports.
     voter_ports: Vec<u16>,
+    /// Settings of every broker beyond the defaults of these tests.
+    extra: Vec<(String, String)>,
 }
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    fn start_with(extra: &[(&str, &str)]) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let voter_ports = (0..N).map(|_| free_port()).collect();
-        let mut c = Cluster { rt, brokers: (0..N).map(|_| None).collect(), voter_ports };
+        let extra = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut c = Cluster { rt, brokers: (0..N).map(|_| None).collect(), voter_ports, extra };
         for id in 0..N {
             c.start_broker(id, tempfile::tempdir().unwrap());
         }
@@ -45,6 +52,7 @@ impl Cluster {
         let mut settings = quorum_settings(id, &self.voter_ports, "cluster-test");
         settings.push(("num.partitions".into(), "3".into()));
         settings.push(("metrics.consumer.lag.refresh.ms".into(), refresh));
+        settings.extend(self.extra.iter().cloned());
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.brokers[id] = Some(self.rt.block_on(TestBroker::start_in(dir, &pairs)));
     }
@@ -123,6 +131,56 @@ impl Cluster {
         let mut leaders: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
         leaders.sort();
         Some((t.topic_id, leaders.into_iter().map(|(_, l)| l).collect()))
+    }
+
+    /// (leader, replicas, ISR) of each partition of `topic` as broker `id` describes it.
+    fn partitions(&self, id: usize, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+        let md = self.metadata(id);
+        let Some(t) = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)) else { return vec![] };
+        let mut out: Vec<(i32, (i32, Vec<i32>, Vec<i32>))> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect();
+                (p.partition_index, (p.leader_id.0, ids(&p.replica_nodes), ids(&p.isr_nodes)))
+            })
+            .collect();
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Creates `topic` with three replicas per partition and waits until every running broker describes
+    /// each partition led by its preferred replica with all three in sync.
+    fn create_replicated(&self, topic: &str, partitions: i32) {
+        let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_num_partitions(partitions)
+                .with_replication_factor(N as i16),
+        ]);
+        let resp: CreateTopicsResponse = self.call(0, ApiKey::CreateTopics, 7, &req);
+        assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+        self.wait_for("the topic is led by its preferred replicas, all in sync", |c| c.preferred_and_in_sync(topic));
+    }
+
+    fn preferred_and_in_sync(&self, topic: &str) -> bool {
+        self.running().all(|id| {
+            let parts = self.partitions(id, topic);
+            !parts.is_empty() && parts.iter().all(|(leader, replicas, isr)| replicas[0] == *leader && isr.len() == N)
+        })
+    }
+
+    /// Stops the leader of `topic`-0 until another replica leads, restarts it and waits until it is in sync
+    /// again; returns its id. The partition is then led by a replica that is not its preferred one.
+    fn bounce_leader(&mut self, topic: &str) -> usize {
+        let leader = self.partitions(0, topic)[0].0 as usize;
+        let dir = self.stop_broker(leader);
+        let other = self.running().next().unwrap();
+        self.wait_for("another replica leads", |c| ![-1, leader as i32].contains(&c.partitions(other, topic)[0].0));
+        self.start_broker(leader, dir);
+        self.wait_in_service();
+        self.wait_for("the restarted broker is in sync again", |c| c.partitions(other, topic)[0].2.len() == N);
+        leader
     }
 
     fn wait_for(&self, what: &str, done: impl Fn(&Cluster) -> bool) {
@@ -676,4 +734,56 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     let (back, _) = c.coordinator(others[0], group);
     assert_eq!(back, coord);
     c.wait_for("the coordinator loaded the group again", |c| c.committed(coord as usize, group) == Ok(expected.clone()));
+}
+
+fn elect_request(partitions: Option<&[(&str, i32)]>) -> ElectLeadersRequest {
+    ElectLeadersRequest::default().with_election_type(0).with_timeout_ms(30_000).with_topic_partitions(partitions.map(|ps| {
+        ps.iter()
+            .map(|(t, p)| elect_leaders_request::TopicPartitions::default().with_topic(TopicName(s(t))).with_partitions(vec![*p]))
+            .collect()
+    }))
+}
+
+/// (topic, partition, error code) of each election result.
+fn elections(resp: &ElectLeadersResponse) -> Vec<(String, i32, i16)> {
+    resp.replica_election_results
+        .iter()
+        .flat_map(|t| t.partition_result.iter().map(|p| (t.topic.0.to_string(), p.partition_id, p.error_code)))
+        .collect()
+}
+
+/// ElectLeaders (preferred) moves a partition back to its first replica once that replica is in sync again;
+/// answers ELECTION_NOT_NEEDED when it already leads and UNKNOWN_TOPIC_OR_PARTITION for what does not exist.
+#[test]
+fn elect_leaders_moves_leadership_back_to_the_preferred_replica() {
+    let mut c = Cluster::start_with(&[("auto.leader.rebalance.enable", "false")]);
+    c.create_replicated("pref", 3);
+    let preferred = c.bounce_leader("pref") as i32;
+    assert_ne!(c.partitions(0, "pref")[0].0, preferred, "nothing moved the leadership back by itself");
+
+    let resp: ElectLeadersResponse = c.call(1, ApiKey::ElectLeaders, 2, &elect_request(Some(&[("pref", 0)])));
+    assert_eq!(elections(&resp), vec![("pref".to_string(), 0, 0)], "{resp:?}");
+    c.wait_for("every broker names the preferred leader", |c| c.running().all(|id| c.partitions(id, "pref")[0].0 == preferred));
+    let resp: ElectLeadersResponse =
+        c.call(2, ApiKey::ElectLeaders, 1, &elect_request(Some(&[("pref", 0), ("pref", 7), ("nope", 0)])));
+    assert_eq!(
+        elections(&resp),
+        vec![("nope".to_string(), 0, 3), ("pref".to_string(), 0, 84), ("pref".to_string(), 7, 3)],
+        "{resp:?}"
+    );
+    // All partitions: the others the restarted broker led before move back too; then nothing is left to do.
+    let resp: ElectLeadersResponse = c.call(0, ApiKey::ElectLeaders, 2, &elect_request(None));
+    assert!(elections(&resp).iter().all(|(_, _, code)| *code == 0), "{resp:?}");
+    c.wait_for("every partition is led by its preferred replica", |c| c.preferred_and_in_sync("pref"));
+    let resp: ElectLeadersResponse = c.call(0, ApiKey::ElectLeaders, 2, &elect_request(None));
+    assert_eq!(elections(&resp), vec![], "{resp:?}");
+}
+
+/// auto.leader.rebalance.enable: the controller moves leaderships back to preferred replicas by itself.
+#[test]
+fn the_controller_moves_leaderships_back_to_preferred_replicas() {
+    let mut c = Cluster::start_with(&[("leader.imbalance.check.interval.seconds", "1")]);
+    c.create_replicated("balanced", 3);
+    c.bounce_leader("balanced");
+    c.wait_for("every partition is led by its preferred replica again", |c| c.preferred_and_in_sync("balanced"));
 }

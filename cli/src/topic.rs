@@ -10,6 +10,9 @@ use crate::options::{parse_key_value, Options};
 use crate::table;
 use crate::Outcome;
 
+/// Kafka's ELECTION_NOT_NEEDED.
+const ELECTION_NOT_NEEDED: i16 = 84;
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Create topics.
@@ -59,6 +62,14 @@ pub enum Command {
         #[arg(required = true)]
         topics: Vec<String>,
     },
+    /// Move leaderships back to the preferred replicas (or, with --unclean, elect any live replica of
+    /// partitions without a leader, which may lose acknowledged records).
+    ElectLeaders {
+        /// Topics (all partitions of each); none: every partition of the cluster.
+        topics: Vec<String>,
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 pub async fn run(opts: &Options, command: Command) -> anyhow::Result<Outcome> {
@@ -102,6 +113,31 @@ pub async fn run(opts: &Options, command: Command) -> anyhow::Result<Outcome> {
             let mut client = opts.client().await?;
             let results = client.controller().await?.delete_topics(&topics).await?;
             Ok(report(opts, "deleted", results))
+        }
+        Command::ElectLeaders { topics, unclean } => {
+            let mut client = opts.client().await?;
+            let partitions: Option<Vec<(String, i32)>> = match topics.is_empty() {
+                true => None,
+                false => Some(
+                    client
+                        .topics(&topics)
+                        .await?
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+                        .collect(),
+                ),
+            };
+            let results = client.controller().await?.elect_leaders(partitions.as_deref(), unclean).await?;
+            // ELECTION_NOT_NEEDED: the partition already has the leader asked for, which is what was wanted.
+            let (not_needed, results): (PerName, PerName) = results
+                .into_iter()
+                .map(|((t, p), r)| (format!("{t}-{p}"), r))
+                .partition(|(_, r)| r.as_ref().is_err_and(|e| e.code().is_some_and(|c| c.0 == ELECTION_NOT_NEEDED)));
+            if !not_needed.is_empty() && !opts.json() {
+                let names: Vec<String> = not_needed.into_iter().map(|(n, _)| n).collect();
+                eprintln!("already led as asked: {}", names.join(", "));
+            }
+            Ok(report(opts, "elected", results))
         }
     }
 }

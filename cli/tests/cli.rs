@@ -282,6 +282,12 @@ fn three_brokers() {
     let leaders: std::collections::BTreeSet<i64> =
         topic[0]["partitions"].as_array().unwrap().iter().map(|p| p["leader"].as_i64().unwrap()).collect();
     assert_eq!(leaders, [0, 1, 2].into(), "{topic}");
+    // Every partition is led by its preferred (only) replica: nothing to elect, which is no failure.
+    let out = c.strata(&["topic", "elect-leaders", "spread"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("already led as asked: spread-0, spread-1"), "{}", out.stderr);
+    let out = c.strata(&["topic", "elect-leaders"], b"");
+    assert_eq!((out.code, out.text().lines().count()), (0, 1), "only the header: {}", out.text());
 
     let lines: Vec<String> = (0..60).map(|i| format!("k{i}\tv{i}")).collect();
     let input = format!("{}\n", lines.join("\n"));

@@ -239,6 +239,9 @@ pub fn decode_assignment(mut bytes: bytes::Bytes) -> Option<BTreeMap<String, Vec
 /// Results of a request about several named things (topics, groups): each name with its outcome.
 pub type PerName = Vec<(String, Result<()>)>;
 
+/// Each partition's outcome.
+pub type PerPartition = Vec<((String, i32), Result<()>)>;
+
 impl Connection {
     /// Cluster metadata. `topics`: None for all topics, `Some(&[])` for brokers only.
     pub async fn metadata(&mut self, topics: Option<&[String]>) -> Result<Metadata> {
@@ -469,6 +472,42 @@ impl Connection {
         let version = self.version::<UnregisterBrokerRequest>(0)?;
         let resp = self.send(version, &UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id))).await?;
         self.check(resp.error_code, format!("unregistering broker {broker_id}"), resp.error_message.as_ref())
+    }
+
+    /// Elects leaders (ElectLeaders; any broker passes it to the active controller): each partition's preferred
+    /// replica (the first) if it is live and in sync, or with `unclean` any live replica of a partition that
+    /// has no leader. `partitions` None: every partition; then only those elected, or that could not be, are
+    /// listed (ELECTION_NOT_NEEDED is left out).
+    pub async fn elect_leaders(&mut self, partitions: Option<&[(String, i32)]>, unclean: bool) -> Result<PerPartition> {
+        let version = self.version_in::<ElectLeadersRequest>(1, 2)?;
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, p) in partitions.unwrap_or_default() {
+            by_topic.entry(topic).or_default().push(*p);
+        }
+        let req = ElectLeadersRequest::default()
+            .with_election_type(i8::from(unclean))
+            .with_timeout_ms(BROKER_TIMEOUT_MS)
+            .with_topic_partitions(partitions.map(|_| {
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        elect_leaders_request::TopicPartitions::default().with_topic(topic_name(t)).with_partitions(ps)
+                    })
+                    .collect()
+            }));
+        let resp = self.send(version, &req).await?;
+        self.check(resp.error_code, "electing leaders", None)?;
+        Ok(resp
+            .replica_election_results
+            .iter()
+            .flat_map(|t| {
+                t.partition_result.iter().map(|p| {
+                    let topic = t.topic.0.to_string();
+                    let what = format!("electing a leader of {topic}-{}", p.partition_id);
+                    ((topic, p.partition_id), self.check(p.error_code, what, p.error_message.as_ref()))
+                })
+            })
+            .collect())
     }
 
     /// Offsets of partitions this broker leads; per partition the offset or the error.

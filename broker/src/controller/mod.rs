@@ -81,6 +81,17 @@ impl Controller {
                 }
             }
         });
+        if let Some(interval) = config.settings.leader_rebalance_interval {
+            let (balancer, mut stopped) = (active.clone(), stop.subscribe());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => balancer.balance_leaders().await,
+                        _ = stopped.changed() => return,
+                    }
+                }
+            });
+        }
         Ok(Controller { node_id: config.node_id, raft, published, book, active, acted: Arc::new(watch::channel(0).0), stop })
     }
 

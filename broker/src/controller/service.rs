@@ -134,6 +134,8 @@ pub struct ControllerResponse {
 pub struct Settings {
     pub node_id: i32,
     pub session_timeout: Duration,
+    /// auto.leader.rebalance.enable: how often preferred leaders are restored.
+    pub leader_rebalance_interval: Option<Duration>,
     pub default_partitions: i32,
     pub default_replication_factor: i16,
     /// Broker-level log defaults, for validating topic configs (and unclean.leader.election.enable's default).
@@ -479,6 +481,31 @@ impl Active {
     fn session_alive(&self, id: i32) -> bool {
         let s = self.sessions.lock().expect("sessions lock");
         s.last.get(&id).is_some_and(|t| t.elapsed() < self.settings.session_timeout)
+    }
+
+    fn is_active(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.settings.node_id as NodeId)
+    }
+
+    /// Run periodically on every node (auto.leader.rebalance.enable); as the active controller, moves each
+    /// partition whose preferred replica is live and in sync back to it (Kafka's preferred-leader balancing).
+    pub async fn balance_leaders(&self) {
+        if !self.is_active() {
+            return;
+        }
+        let _one = self.deciding.lock().await;
+        let records = match decisions::elect_leaders(&self.image(), None, 0) {
+            Ok((records, _)) => records,
+            Err(e) => return tracing::warn!(error = %e, "preferred leader balancing"),
+        };
+        if records.is_empty() {
+            return;
+        }
+        let moved = records.len();
+        match self.propose(records).await {
+            Ok(_) => tracing::info!(partitions = moved, "moved leaderships back to preferred replicas"),
+            Err(e) => tracing::info!(error = %e, "preferred leader balancing failed"),
+        }
     }
 
     /// Run periodically on every node; as the active controller, fences the brokers whose session expired.

@@ -1,4 +1,4 @@
-//! CreateTopics, DeleteTopics, CreatePartitions and UnregisterBroker: translated into requests to the active
+//! CreateTopics, DeleteTopics, CreatePartitions, ElectLeaders and UnregisterBroker: translated into requests to the active
 //! controller, which decides them and commits the result to the metadata log; the answer waits until this
 //! broker has applied it, so the client's next request here sees its change.
 
@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    create_partitions_response, create_topics_response, delete_topics_response, CreatePartitionsRequest,
-    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
-    UnregisterBrokerRequest, UnregisterBrokerResponse,
+    create_partitions_response, create_topics_response, delete_topics_response, elect_leaders_response, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    ElectLeadersRequest, ElectLeadersResponse, TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use uuid::Uuid;
 
@@ -268,5 +268,54 @@ pub fn unregister_broker(state: &Arc<BrokerState>, header: &RequestHeader, req: 
             Ok(_) => UnregisterBrokerResponse::default(),
             Err(e) => UnregisterBrokerResponse::default().with_error_code(e.code).with_error_message(Some(s(e.message))),
         }
+    })
+}
+
+/// Kafka's ElectLeaders (preferred or unclean) of the partitions named, or of all (then only the partitions
+/// that got a new leader, or could not, are listed).
+pub fn elect_leaders(state: &Arc<BrokerState>, header: &RequestHeader, req: ElectLeadersRequest) -> Reply {
+    let state = state.clone();
+    let version = header.api_version;
+    respond_later(header, async move {
+        let partitions: Option<Vec<(String, i32)>> = req
+            .topic_partitions
+            .map(|topics| topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p))).collect());
+        // v0 has no election type: preferred.
+        let election_type = if version >= 1 { req.election_type } else { 0 };
+        let call = ControllerRequest::ElectLeaders { partitions: partitions.clone(), election_type };
+        let outcomes = match state.controller.call(call, timeout_of(req.timeout_ms)).await {
+            Ok(ControllerReply::Elections(outcomes)) => outcomes,
+            Ok(other) => {
+                let refused = Refused::new(code::UNKNOWN_SERVER_ERROR, format!("unexpected controller answer {other:?}"));
+                partitions.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Err(refused.clone()))).collect()
+            }
+            Err(e) if partitions.is_none() => {
+                return ElectLeadersResponse::default().with_error_code(e.code);
+            }
+            Err(e) => partitions.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Err(e.clone()))).collect(),
+        };
+        let mut by_topic: BTreeMap<String, Vec<elect_leaders_response::PartitionResult>> = BTreeMap::new();
+        for (topic, partition, result) in outcomes {
+            let (error_code, message) = match result {
+                Ok(()) => (0, None),
+                Err(e) => (e.code, Some(s(e.message))),
+            };
+            by_topic.entry(topic).or_default().push(
+                elect_leaders_response::PartitionResult::default()
+                    .with_partition_id(partition)
+                    .with_error_code(error_code)
+                    .with_error_message(message),
+            );
+        }
+        ElectLeadersResponse::default().with_replica_election_results(
+            by_topic
+                .into_iter()
+                .map(|(topic, results)| {
+                    elect_leaders_response::ReplicaElectionResult::default()
+                        .with_topic(TopicName(s(topic)))
+                        .with_partition_result(results)
+                })
+                .collect(),
+        )
     })
 }

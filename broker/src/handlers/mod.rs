@@ -72,6 +72,7 @@ impl Service for Handler {
             Request::DescribeCluster(r) => respond(&header, &cluster::describe_cluster(state, peer, r)),
             Request::DescribeQuorum(r) => cluster::describe_quorum(state, &header, r),
             Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
+            Request::ElectLeaders(r) => admin::elect_leaders(state, &header, r),
             Request::FindCoordinator(r) => respond(&header, &groups::find_coordinator(state, peer, &header, r)),
             Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),
             Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
