@@ -18,6 +18,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use uuid::Uuid;
 
 const N: usize = 3;
+
+/// (leader, replicas, ISR) of a partition.
+type PartitionView = (i32, Vec<i32>, Vec<i32>);
 /// metrics.consumer.lag.refresh.ms of the brokers: how often coordinators ask peers for high watermarks.
 const LAG_REFRESH: Duration = Duration::from_millis(300);
 
@@ -134,10 +137,10 @@ impl Cluster {
     }
 
     /// (leader, replicas, ISR) of each partition of `topic` as broker `id` describes it.
-    fn partitions(&self, id: usize, topic: &str) -> Vec<(i32, Vec<i32>, Vec<i32>)> {
+    fn partitions(&self, id: usize, topic: &str) -> Vec<PartitionView> {
         let md = self.metadata(id);
         let Some(t) = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)) else { return vec![] };
-        let mut out: Vec<(i32, (i32, Vec<i32>, Vec<i32>))> = t
+        let mut out: Vec<(i32, PartitionView)> = t
             .partitions
             .iter()
             .map(|p| {
