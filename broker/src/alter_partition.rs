@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::controller::service::{ControllerReply, ControllerRequest};
 use crate::controller::Controller;
+use crate::metrics::IsrMetrics;
 use crate::partition::{IsrChange, Partition};
 use crate::replica::ReplicaManager;
 
@@ -38,6 +39,7 @@ pub async fn run(
     node_id: i32,
     mut changes: mpsc::UnboundedReceiver<(IsrChange, Arc<Partition>)>,
     timeout: Duration,
+    metrics: IsrMetrics,
 ) {
     while let Some((change, partition)) = changes.recv().await {
         let Some(broker_epoch) = controller.image().brokers.get(&node_id).map(|b| b.epoch) else {
@@ -59,14 +61,20 @@ pub async fn run(
                 // Normally the publisher already applied it; if the answer was a no-op, ask again later.
                 if isr != change.new_isr {
                     partition.isr_change_failed(&change);
+                } else if change.expands {
+                    metrics.expands.inc();
+                } else {
+                    metrics.shrinks.inc();
                 }
             }
             Ok(other) => {
                 tracing::warn!(answer = ?other, "unexpected answer to AlterPartition");
+                metrics.failed.inc();
                 partition.isr_change_failed(&change);
             }
             Err(e) => {
                 tracing::info!(partition = %change.tp, error = %e, "the controller refused an ISR change");
+                metrics.failed.inc();
                 partition.isr_change_failed(&change);
             }
         }

@@ -316,7 +316,13 @@ impl Broker {
         // Ends at shutdown, answering parked JoinGroup/SyncGroup requests so connections can drain.
         servers.spawn(run_timers(groups, shutdown.clone()));
         servers.spawn(publisher.run(controller.subscribe(), shutdown.clone()));
-        tokio::spawn(alter_partition::run(controller.clone(), config.node_id, isr_change_rx, config.session_timeout));
+        tokio::spawn(alter_partition::run(
+            controller.clone(),
+            config.node_id,
+            isr_change_rx,
+            config.session_timeout,
+            state.metrics.isr.clone(),
+        ));
         servers.spawn(alter_partition::check_lagging(
             state.replicas.clone(),
             isr_changes,

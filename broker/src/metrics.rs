@@ -10,6 +10,15 @@
 //! descriptors and the listener backs off). Storage: `strata_log_dir_full` (1 from a write refused for lack of
 //! space until a write to the directory succeeds again; Kafka would take the directory offline, we keep serving
 //! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
+//!
+//! Replication, as Kafka names it: per broker `kafka_server_replicamanager_{partitioncount,leadercount,
+//! underreplicatedpartitions,underminisrpartitioncount,atminisrpartitioncount}` (the last three over the
+//! partitions it leads), `..._isrshrinks_total`, `..._isrexpands_total`, `..._failedisrupdates_total`,
+//! `kafka_server_replicafetchermanager_maxlag{clientId="Replica"}` and
+//! `kafka_server_delayedoperationpurgatory_purgatorysize{delayedOperation="Produce"}` (acks=all produces
+//! waiting); and `kafka_controller_kafkacontroller_*` (active controller count, offline partitions, fenced and
+//! active brokers, preferred-replica imbalance, global topic and partition counts), which only the active
+//! controller reports non-zero, so that a sum over brokers is the cluster's value.
 
 use std::path::Path;
 
@@ -21,6 +30,7 @@ use prometheus::{
 use strata_storage::{PageCacheProbe, Residency};
 
 use crate::broker::BrokerState;
+use crate::controller::image::{Image, NO_LEADER};
 use crate::group::lag;
 use crate::node_stats::{disk_space, NodeStats};
 
@@ -199,6 +209,69 @@ impl ConnectionMetrics {
     }
 }
 
+/// ISR changes a leader asked the controller for (alter_partition.rs counts them).
+#[derive(Clone)]
+pub struct IsrMetrics {
+    pub shrinks: IntCounter,
+    pub expands: IntCounter,
+    pub failed: IntCounter,
+}
+
+/// Kafka's counts over the partitions a broker leads: (under-replicated, under min ISR, at min ISR). Each
+/// item: (replicas, ISR size, min.insync.replicas) of a partition led here.
+pub fn partition_health(led: impl IntoIterator<Item = (usize, usize, i32)>) -> (i64, i64, i64) {
+    let (mut under, mut under_min, mut at_min) = (0, 0, 0);
+    for (replicas, isr, min_isr) in led {
+        under += i64::from(isr < replicas);
+        under_min += i64::from((isr as i64) < i64::from(min_isr));
+        at_min += i64::from(isr as i64 == i64::from(min_isr));
+    }
+    (under, under_min, at_min)
+}
+
+/// The cluster as the active controller's metrics describe it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClusterHealth {
+    pub active_controller: i64,
+    pub offline_partitions: i64,
+    pub fenced_brokers: i64,
+    pub active_brokers: i64,
+    pub preferred_imbalance: i64,
+    pub topics: i64,
+    pub partitions: i64,
+}
+
+impl ClusterHealth {
+    /// All zero unless `active` (only the active controller reports).
+    pub fn of(image: &Image, active: bool) -> ClusterHealth {
+        if !active {
+            return ClusterHealth::default();
+        }
+        let partitions = image.topics.values().flat_map(|t| &t.partitions);
+        ClusterHealth {
+            active_controller: 1,
+            offline_partitions: partitions.clone().filter(|p| p.leader == NO_LEADER).count() as i64,
+            fenced_brokers: image.brokers.values().filter(|b| b.fenced).count() as i64,
+            active_brokers: image.brokers.values().filter(|b| !b.fenced).count() as i64,
+            preferred_imbalance: partitions.clone().filter(|p| p.replicas.first() != Some(&p.leader)).count() as i64,
+            topics: image.topics.len() as i64,
+            partitions: partitions.count() as i64,
+        }
+    }
+
+    fn values(&self) -> [i64; 7] {
+        [
+            self.active_controller,
+            self.offline_partitions,
+            self.fenced_brokers,
+            self.active_brokers,
+            self.preferred_imbalance,
+            self.topics,
+            self.partitions,
+        ]
+    }
+}
+
 /// What the cold-read warm-up (warmup.rs) does; shared with it.
 #[derive(Clone)]
 pub struct WarmupMetrics {
@@ -226,6 +299,14 @@ pub struct Metrics {
     partition_count: IntGauge,
     leader_count: IntGauge,
     under_replicated: IntGauge,
+    under_min_isr: IntGauge,
+    at_min_isr: IntGauge,
+    pub isr: IsrMetrics,
+    fetcher_max_lag: IntGauge,
+    /// acks=all produce requests waiting for the in-sync replicas.
+    pub delayed_produce: IntGauge,
+    /// The active controller's view, in the order of [`ClusterHealth`]'s fields.
+    controller: [IntGauge; 7],
     disk_read_bytes: IntGauge,
     disk_write_bytes: IntGauge,
     consumer_lag: IntGaugeVec,
@@ -308,8 +389,55 @@ impl Metrics {
             under_replicated: gauge(
                 &r,
                 "kafka_server_replicamanager_underreplicatedpartitions",
-                "Partitions with fewer in-sync replicas than replicas",
+                "Partitions led here with fewer in-sync replicas than replicas",
             ),
+            under_min_isr: gauge(
+                &r,
+                "kafka_server_replicamanager_underminisrpartitioncount",
+                "Partitions led here with fewer in-sync replicas than min.insync.replicas (acks=all fails)",
+            ),
+            at_min_isr: gauge(
+                &r,
+                "kafka_server_replicamanager_atminisrpartitioncount",
+                "Partitions led here with exactly min.insync.replicas in sync (one more loss stops acks=all)",
+            ),
+            isr: IsrMetrics {
+                shrinks: counter(&r, "kafka_server_replicamanager_isrshrinks_total", "ISR shrinks of partitions led here"),
+                expands: counter(&r, "kafka_server_replicamanager_isrexpands_total", "ISR expansions of partitions led here"),
+                failed: counter(
+                    &r,
+                    "kafka_server_replicamanager_failedisrupdates_total",
+                    "ISR changes the controller refused or did not answer",
+                ),
+            },
+            fetcher_max_lag: {
+                let g = gauge_vec(
+                    &r,
+                    "kafka_server_replicafetchermanager_maxlag",
+                    "Largest lag in records of a partition this broker follows behind its leader's high watermark",
+                    &["clientId"],
+                );
+                g.with_label_values(&["Replica"])
+            },
+            delayed_produce: gauge_vec(
+                &r,
+                "kafka_server_delayedoperationpurgatory_purgatorysize",
+                "Requests waiting in a purgatory (Produce: acks=all produces waiting for the in-sync replicas)",
+                &["delayedOperation"],
+            )
+            .with_label_values(&["Produce"]),
+            controller: {
+                let g = |name: &str, help: &str| gauge(&r, &format!("kafka_controller_kafkacontroller_{name}"), help);
+                [
+                    g("activecontrollercount", "1 on the active controller"),
+                    g("offlinepartitionscount", "Partitions without a leader (active controller only)"),
+                    g("fencedbrokercount", "Registered brokers that are fenced (active controller only)"),
+                    g("activebrokercount", "Registered brokers in service (active controller only)"),
+                    g("preferredreplicaimbalancecount", "Partitions not led by their preferred replica (active controller only)"),
+                    g("globaltopiccount", "Topics (active controller only)"),
+                    g("globalpartitioncount", "Partitions (active controller only)"),
+                ]
+            },
             disk_read_bytes: gauge(
                 &r,
                 "kafka_server_kafkaserver_linux_disk_read_bytes",
@@ -384,12 +512,22 @@ impl Metrics {
             self.log_end_offset.with_label_values(&labels).set(log.log_end_offset());
             end_offsets.insert(tp.clone(), log.high_watermark());
         }
-        let internal = logs.iter().filter(|l| l.topic_partition().topic.starts_with("__")).count();
-        let user_partitions = (logs.len() - internal) as i64;
-        self.partition_count.set(user_partitions);
-        // One replica per partition: this broker leads every partition it hosts, and none is under-replicated.
-        self.leader_count.set(user_partitions);
-        self.under_replicated.set(0);
+        let hosted = state.replicas.all();
+        let led: Vec<_> = hosted.iter().filter(|p| p.is_leader()).collect();
+        self.partition_count.set(hosted.len() as i64);
+        self.leader_count.set(led.len() as i64);
+        let (under, under_min, at_min) = partition_health(led.iter().map(|p| {
+            let a = p.assignment();
+            (a.replicas.len(), a.isr.len(), p.log.config().min_insync_replicas)
+        }));
+        self.under_replicated.set(under);
+        self.under_min_isr.set(under_min);
+        self.at_min_isr.set(at_min);
+        self.fetcher_max_lag.set(hosted.iter().map(|p| p.follower_lag()).max().unwrap_or(0));
+        let active = state.controller.leader_id() == state.config.node_id;
+        for (g, v) in self.controller.iter().zip(ClusterHealth::of(&state.image(), active).values()) {
+            g.set(v);
+        }
         // Partitions led here are read from their logs, the others from what their leaders last said.
         let now = std::time::Instant::now();
         for (group, tp, committed) in lag::committed(&state.groups) {
@@ -424,6 +562,65 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::records::{Endpoint, MetadataBatch, MetadataRecord};
+
+    #[test]
+    fn partition_health_counts_as_kafka() {
+        // (replicas, ISR, min.insync.replicas) of each led partition -> (under-replicated, under min, at min)
+        type Case = (&'static [(usize, usize, i32)], (i64, i64, i64));
+        let cases: [Case; 5] = [
+            (&[], (0, 0, 0)),
+            (&[(3, 3, 2)], (0, 0, 0)),
+            (&[(3, 2, 2)], (1, 0, 1)),
+            (&[(3, 1, 2), (1, 1, 1)], (1, 1, 1)),
+            (&[(1, 1, 2)], (0, 1, 0)),
+        ];
+        for (led, expected) in cases {
+            assert_eq!(partition_health(led.iter().copied()), expected, "{led:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_active_controller_reports_the_cluster() {
+        let mut image = Image::default();
+        let mut records = Vec::new();
+        for id in 0..3 {
+            let endpoints = vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }];
+            records.push(MetadataRecord::RegisterBroker { id, incarnation: uuid::Uuid::nil(), endpoints, rack: None });
+        }
+        image.apply(1, &MetadataBatch::new(records)).unwrap();
+        let epoch = image.brokers[&0].epoch;
+        let topic = uuid::Uuid::from_u128(1);
+        let mut records = vec![
+            MetadataRecord::UnfenceBroker { id: 0, epoch },
+            MetadataRecord::UnfenceBroker { id: 1, epoch },
+            MetadataRecord::Topic { id: topic, name: "t".into(), configs: Default::default() },
+        ];
+        // Led by the preferred replica, by another, and by none.
+        for (p, leader) in [0, 1, NO_LEADER].into_iter().enumerate() {
+            records.push(MetadataRecord::Partition {
+                topic_id: topic,
+                partition: p as i32,
+                replicas: vec![0, 1],
+                isr: vec![0, 1],
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            });
+        }
+        image.apply(2, &MetadataBatch::new(records)).unwrap();
+        let expected = ClusterHealth {
+            active_controller: 1,
+            offline_partitions: 1,
+            fenced_brokers: 1,
+            active_brokers: 2,
+            preferred_imbalance: 2,
+            topics: 1,
+            partitions: 3,
+        };
+        assert_eq!(ClusterHealth::of(&image, true), expected);
+        assert_eq!(ClusterHealth::of(&image, false), ClusterHealth::default());
+    }
 
     #[test]
     fn topic_counters_keep_an_all_topics_series() {

@@ -4,7 +4,7 @@
 //! (one in flight at a time, KIP-497). The rules are pure functions at the top, tested on their own.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_storage::{AppendInfo, Log, StorageError, TopicPartition};
@@ -107,6 +107,8 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<i32>,
+    /// Whether it adds a replica (else it removes some), for the ISR expand/shrink rates.
+    pub expands: bool,
 }
 
 /// What the metadata image says about a partition this broker hosts.
@@ -139,6 +141,8 @@ pub struct Partition {
     end_offset: watch::Sender<i64>,
     leader: AtomicBool,
     leader_epoch: AtomicI32,
+    /// As follower: the high watermark its leader last reported (for the fetcher lag metric).
+    leader_high_watermark: AtomicI64,
     state: Mutex<State>,
 }
 
@@ -208,6 +212,7 @@ impl Partition {
             end_offset,
             leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
+            leader_high_watermark: AtomicI64::new(-1),
             state: Mutex::new(State {
                 assignment: assignment.clone(),
                 followers: BTreeMap::new(),
@@ -238,6 +243,15 @@ impl Partition {
 
     pub fn in_sync_replicas(&self) -> i32 {
         self.state.lock().expect("partition lock").assignment.isr.len() as i32
+    }
+
+    /// As follower: how far its log is behind the high watermark its leader last reported (Kafka's fetcher
+    /// lag); 0 as leader or before the first fetch.
+    pub fn follower_lag(&self) -> i64 {
+        if self.is_leader() {
+            return 0;
+        }
+        (self.leader_high_watermark.load(Ordering::Relaxed) - self.log.log_end_offset()).max(0)
     }
 
     /// Applies what the image says; returns true if this broker's role or epoch changed.
@@ -361,6 +375,7 @@ impl Partition {
     fn propose(&self, s: &mut State, new_isr: Vec<i32>) -> IsrChange {
         s.pending_isr = Some(new_isr.clone());
         IsrChange {
+            expands: new_isr.len() > s.assignment.isr.len(),
             topic_id: s.assignment.topic_id,
             tp: self.log.topic_partition().clone(),
             leader_epoch: s.assignment.leader_epoch,
@@ -387,6 +402,7 @@ impl Partition {
     }
 
     pub fn follower_high_watermark(&self, leader_high_watermark: i64) {
+        self.leader_high_watermark.store(leader_high_watermark, Ordering::Relaxed);
         if self.log.maybe_increment_high_watermark(leader_high_watermark) {
             self.high_watermark.send_replace(self.log.high_watermark());
         }

@@ -85,7 +85,12 @@ impl ReplicaManager {
 
     /// Every partition this broker leads.
     pub fn leaders(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap().values().filter(|p| p.is_leader()).cloned().collect()
+        self.all().into_iter().filter(|p| p.is_leader()).collect()
+    }
+
+    /// Every partition this broker hosts.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap().values().cloned().collect()
     }
 
     pub fn defaults(&self) -> Defaults {

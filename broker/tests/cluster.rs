@@ -180,9 +180,25 @@ impl Cluster {
         let dir = self.stop_broker(leader);
         let other = self.running().next().unwrap();
         self.wait_for("another replica leads", |c| ![-1, leader as i32].contains(&c.partitions(other, topic)[0].0));
+        // Kafka's metrics say so: the new leader's partition is under-replicated (at min ISR with the default
+        // min.insync.replicas 1: no), the active controller counts the fenced broker.
+        let new_leader = self.partitions(other, topic)[0].0 as usize;
+        self.wait_for("the new leader reports an under-replicated partition", |c| {
+            c.broker(new_leader).metric("kafka_server_replicamanager_underreplicatedpartitions").is_some_and(|v| v >= 1.0)
+        });
+        let controller = self.controller() as usize;
+        self.wait_for("the active controller counts one fenced broker", |c| {
+            c.broker(controller).metric("kafka_controller_kafkacontroller_fencedbrokercount") == Some(1.0)
+                && c.broker(controller).metric("kafka_controller_kafkacontroller_activecontrollercount") == Some(1.0)
+        });
+        let standby = self.running().find(|id| *id != controller).unwrap();
+        assert_eq!(self.broker(standby).metric("kafka_controller_kafkacontroller_activecontrollercount"), Some(0.0));
         self.start_broker(leader, dir);
         self.wait_in_service();
         self.wait_for("the restarted broker is in sync again", |c| c.partitions(other, topic)[0].2.len() == N);
+        self.wait_for("the new leader counts the ISR expansion", |c| {
+            c.broker(new_leader).metric("kafka_server_replicamanager_isrexpands_total").is_some_and(|v| v >= 1.0)
+        });
         leader
     }
 

@@ -117,7 +117,9 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut shutdown = state.shutdown.clone();
     let (state, peer) = (state.clone(), peer.clone());
+    let parked = Parked::new(&state.metrics.delayed_produce);
     super::respond_later(header, async move {
+        let _parked = parked;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut watches: Vec<_> = waiting.iter().map(|w| w.partition.watch_high_watermark()).collect();
         // Leadership changes do not move the high watermark: a periodic look catches them.
@@ -198,4 +200,20 @@ fn settle(topics: &mut [produce_response::TopicProduceResponse], w: &Waiting, ve
         resp.error_message = message_if(version >= 8, Some(msg.to_string()));
     }
     true
+}
+
+/// Counts a produce waiting for its in-sync replicas while it lives (also when its connection goes first).
+struct Parked(prometheus::IntGauge);
+
+impl Parked {
+    fn new(gauge: &prometheus::IntGauge) -> Parked {
+        gauge.inc();
+        Parked(gauge.clone())
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
