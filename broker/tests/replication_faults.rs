@@ -1,8 +1,9 @@
 //! Partition replication under faults, with real processes on 127.0.0.1: three brokers that are also the
 //! controller quorum's voters, a topic of three partitions with three replicas each and min.insync.replicas=2,
 //! and an idempotent acks=all producer (librdkafka) writing numbered records to every partition while the
-//! leader of one is killed (-9) and restarted, paused (SIGSTOP) past the session timeout and resumed (a zombie
-//! leader), or while every broker is restarted gracefully in turn. After each trial the cluster heals until
+//! leader of one is killed (-9) and restarted, or paused (SIGSTOP) past the session timeout and resumed (a zombie
+//! leader), while the active controller is killed (-9) and restarted, or while every broker is restarted
+//! gracefully in turn. After each trial the cluster heals until
 //! every partition has its three replicas in sync, and the checker reads everything back: every acknowledged
 //! record once, at its acknowledged offset, in the order sent, and the replicas byte-identical below the high
 //! watermark. A control run shows that the checker catches loss: an unclean leader election after the only
@@ -457,6 +458,28 @@ async fn metadata(addr: SocketAddr) -> Option<MetadataResponse> {
     tokio::time::timeout(Duration::from_secs(3), call).await.ok().flatten()
 }
 
+/// The active controller as the first serving broker that answers DescribeQuorum names it.
+async fn active_controller(c: &Cluster) -> Option<usize> {
+    for id in c.serving() {
+        let call = async {
+            let mut client = Client::from_stream(TcpStream::connect(c.nodes[id].addr).await.ok()?);
+            let req = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+                .with_topic_name(TopicName(s("__cluster_metadata")))
+                .with_partitions(vec![describe_quorum_request::PartitionData::default()])]);
+            let bytes = client.encode(ApiKey::DescribeQuorum, 1, &req);
+            client.stream.write_all(&bytes).await.ok()?;
+            let frame = client.read_frame().await?;
+            let resp = Client::decode::<DescribeQuorumResponse>(ApiKey::DescribeQuorum, 1, frame).1;
+            let leader = resp.topics.first()?.partitions.first()?.leader_id.0;
+            usize::try_from(leader).ok()
+        };
+        if let Ok(Some(leader)) = tokio::time::timeout(Duration::from_secs(3), call).await {
+            return Some(leader);
+        }
+    }
+    None
+}
+
 /// Creates `topic` through the first serving broker: `partitions` partitions of three replicas, or the
 /// replicas of `assignment` (one list per partition).
 async fn create_topic(c: &Cluster, topic: &str, partitions: i32, assignment: &[Vec<i32>], configs: &[(&str, &str)]) {
@@ -801,6 +824,32 @@ async fn acknowledged_records_survive_a_killed_leader() {
         t.finish_trial(&what, producing, &[(p, fault)]).await;
     }
     t.summary("killed leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_a_killed_active_controller() {
+    let _serial = SERIAL.lock().await;
+    let mut t = Trials::start().await;
+    for _ in 0..2 {
+        let v =
+            t.cluster.wait_until("the topic is in sync", HEAL_TIMEOUT, TOPIC, |v| v.in_sync(VOTERS, PARTITIONS as usize)).await;
+        let Some(controller) = active_controller(&t.cluster).await else { t.fail("no broker names an active controller") };
+        let producing = t.produce();
+        tokio::time::sleep(t.rng.ms(1000, 3000)).await;
+        let fault = Instant::now();
+        t.cluster.kill(controller);
+        // The quorum elects another controller, which then fences the killed broker and moves its leaderships.
+        let down = t.rng.ms(500, 2 * SESSION_MS);
+        tokio::time::sleep(down).await;
+        t.cluster.start_node(controller);
+        let led: Vec<(i32, Instant)> =
+            (0..PARTITIONS).filter(|p| v.partitions[*p as usize].leader == controller as i32).map(|p| (p, fault)).collect();
+        let partitions: Vec<i32> = led.iter().map(|(p, _)| *p).collect();
+        let what =
+            format!("kill -9 of the active controller, broker {controller} (leader of {partitions:?}), restarted after {down:?}");
+        t.finish_trial(&what, producing, &led).await;
+    }
+    t.summary("killed active controller");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
