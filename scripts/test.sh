@@ -37,6 +37,8 @@ monitoring() {
 
 stage "cargo fmt --check" cargo fmt --all --check
 stage "cargo clippy (all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+# The replication fault tests cut brokers apart with iptables (on loopback addresses of their own).
+command -v iptables >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; }
 stage "cargo test (workspace)" cargo test --workspace --locked
 stage "monitoring assets: promtool check/test rules, dashboard structure, real Prometheus" monitoring
 

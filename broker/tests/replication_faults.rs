@@ -1,9 +1,11 @@
 //! Partition replication under faults, with real processes on 127.0.0.1: three brokers that are also the
 //! controller quorum's voters, a topic of three partitions with three replicas each and min.insync.replicas=2,
 //! and an idempotent acks=all producer (librdkafka) writing numbered records to every partition while the
-//! leader of one is killed (-9) and restarted, or paused (SIGSTOP) past the session timeout and resumed (a zombie
-//! leader), while the active controller is killed (-9) and restarted, or while every broker is restarted
-//! gracefully in turn. After each trial the cluster heals until
+//! leader of one is killed (-9) and restarted, paused (SIGSTOP) past the session timeout and resumed (a zombie
+//! leader), or cut off from the other brokers by firewall rules while clients still reach it; while the active
+//! controller is killed (-9) and restarted; or while every broker is restarted gracefully in turn (controlled
+//! shutdown: no record may fail). Brokers run as users of their own, so that iptables can match their packets
+//! by owner: the tests need root and iptables (as CI runs them). After each trial the cluster heals until
 //! every partition has its three replicas in sync, and the checker reads everything back: every acknowledged
 //! record once, at its acknowledged offset, in the order sent, and the replicas byte-identical below the high
 //! watermark. A control run shows that the checker catches loss: an unclean leader election after the only
@@ -284,20 +286,41 @@ fn free_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// Broker `id`'s own loopback address, for broker-to-broker traffic only: clients use 127.0.0.1, so a
+/// network cut between brokers (firewall rules on these addresses) leaves clients connected.
+fn broker_ip(id: usize) -> String {
+    format!("127.0.0.{}", 11 + id)
+}
+
+/// The user broker `id` runs as: firewall rules match its packets by owner (every connection on loopback
+/// has source address 127.0.0.1, so the source cannot tell brokers apart).
+fn broker_uid(id: usize) -> u32 {
+    47_000 + id as u32
+}
+
 impl Cluster {
     /// Nodes 0..3 are broker,controller voters, the others brokers only. Every listener has a fixed port, so
-    /// that a restarted broker is where clients knew it.
+    /// that a restarted broker is where clients knew it. Clients connect to PLAINTEXT on 127.0.0.1; brokers
+    /// replicate over REPLICATION and run the quorum over CONTROLLER, both on the broker's own address.
     fn start(nodes: usize) -> Cluster {
         let root = tempfile::tempdir().unwrap();
-        let ports = free_ports(VOTERS + nodes);
-        let (controller_ports, client_ports) = ports.split_at(VOTERS);
-        let voters: Vec<String> = controller_ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{p}")).collect();
+        // The brokers run as other users: they must reach their data directories.
+        std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let ports = free_ports(VOTERS + 2 * nodes);
+        let (controller_ports, rest) = ports.split_at(VOTERS);
+        let (client_ports, replication_ports) = rest.split_at(nodes);
+        let voters: Vec<String> = controller_ports.iter().enumerate().map(|(i, p)| format!("{i}@{}:{p}", broker_ip(i))).collect();
         let nodes = (0..nodes)
             .map(|id| {
                 let voter = id < VOTERS;
-                let mut listeners = format!("PLAINTEXT://127.0.0.1:{}", client_ports[id]);
+                let mut listeners = format!(
+                    "PLAINTEXT://127.0.0.1:{},REPLICATION://{}:{}",
+                    client_ports[id],
+                    broker_ip(id),
+                    replication_ports[id]
+                );
                 if voter {
-                    listeners += &format!(",CONTROLLER://127.0.0.1:{}", controller_ports[id]);
+                    listeners += &format!(",CONTROLLER://{}:{}", broker_ip(id), controller_ports[id]);
                 }
                 let args = [
                     ("--node.id", id.to_string()),
@@ -305,14 +328,19 @@ impl Cluster {
                     ("--process.roles", if voter { "broker,controller" } else { "broker" }.into()),
                     ("--controller.quorum.voters", voters.join(",")),
                     ("--listeners", listeners),
+                    ("--inter.broker.listener.name", "REPLICATION".into()),
                     ("--controller.quorum.election.timeout.ms", "500".into()),
                     ("--broker.heartbeat.interval.ms", "250".into()),
                     ("--broker.session.timeout.ms", SESSION_MS.to_string()),
                     ("--override", format!("replica.lag.time.max.ms={REPLICA_LAG_MS}")),
                     ("--override", "replica.fetch.wait.max.ms=200".into()),
                 ];
+                let dir = root.path().join(format!("data{id}"));
+                std::fs::create_dir(&dir).unwrap();
+                let uid = nix::unistd::Uid::from_raw(broker_uid(id));
+                nix::unistd::chown(&dir, Some(uid), Some(nix::unistd::Gid::from_raw(broker_uid(id)))).unwrap();
                 Node {
-                    dir: root.path().join(format!("data{id}")),
+                    dir,
                     log: root.path().join(format!("broker{id}.log")),
                     args: args.into_iter().flat_map(|(k, v)| [k.to_string(), v]).collect(),
                     addr: SocketAddr::from(([127, 0, 0, 1], client_ports[id])),
@@ -330,7 +358,7 @@ impl Cluster {
 
     fn start_node(&mut self, id: usize) {
         let n = &mut self.nodes[id];
-        n.process = Some(BrokerProcess::start(&n.dir, &n.log, &n.args, None));
+        n.process = Some(BrokerProcess::start_as(&n.dir, &n.log, &n.args, broker_uid(id)));
         n.paused = false;
     }
 
@@ -456,6 +484,48 @@ async fn metadata(addr: SocketAddr) -> Option<MetadataResponse> {
         Some(Client::decode::<MetadataResponse>(ApiKey::Metadata, 12, frame).1)
     };
     tokio::time::timeout(Duration::from_secs(3), call).await.ok().flatten()
+}
+
+/// A network cut between broker `isolated` and the others (both directions: each side's packets to the
+/// other's broker address are dropped), while clients on 127.0.0.1 still reach every broker. Healed (the
+/// rules deleted) when dropped, also when the test fails.
+struct Cut {
+    rules: Vec<Vec<String>>,
+}
+
+impl Cut {
+    fn isolate(isolated: usize, brokers: usize) -> Cut {
+        let mut cut = Cut { rules: Vec::new() };
+        for other in (0..brokers).filter(|b| *b != isolated) {
+            for (from, to) in [(isolated, other), (other, isolated)] {
+                let rule: Vec<String> =
+                    ["OUTPUT", "-m", "owner", "--uid-owner", &broker_uid(from).to_string(), "-d", &broker_ip(to), "-j", "DROP"]
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect();
+                iptables("-A", &rule);
+                cut.rules.push(rule);
+            }
+        }
+        cut
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        for rule in self.rules.drain(..) {
+            iptables("-D", &rule);
+        }
+    }
+}
+
+fn iptables(op: &str, rule: &[String]) {
+    let out = std::process::Command::new("iptables")
+        .arg(op)
+        .args(rule)
+        .output()
+        .expect("iptables (the test needs root and iptables; scripts/test.sh installs it)");
+    assert!(out.status.success(), "iptables {op} {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The active controller as the first serving broker that answers DescribeQuorum names it.
@@ -877,6 +947,51 @@ async fn a_paused_zombie_leader_loses_no_acknowledged_records() {
         t.finish_trial(&what, producing, &[(p, fault)]).await;
     }
     t.summary("paused leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_other_brokers_loses_no_acknowledged_records() {
+    let _serial = SERIAL.lock().await;
+    let mut t = Trials::start().await;
+    for _ in 0..2 {
+        let (p, leader) = t.pick_partition().await;
+        let producing = t.produce();
+        tokio::time::sleep(t.rng.ms(1000, 3000)).await;
+        let fault = Instant::now();
+        let cut = Cut::isolate(leader, VOTERS);
+        // The others elect a new leader once the controller fenced the cut-off broker (or, if it was the
+        // active controller, once they elected a new controller); it still believes it leads, and clients still
+        // reach it.
+        let others: Vec<usize> = (0..VOTERS).filter(|b| *b != leader).collect();
+        let replaced = format!("partition {p} has a leader other than the cut-off broker {leader}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut views = Vec::new();
+            for b in &others {
+                if let Some(md) = metadata(t.cluster.nodes[*b].addr).await {
+                    views.push(md);
+                }
+            }
+            let led_elsewhere = views.iter().any(|md| {
+                md.topics.iter().filter(|tp| tp.name.as_ref().is_some_and(|n| n.as_str() == TOPIC)).any(|tp| {
+                    tp.partitions.iter().any(|x| x.partition_index == p && x.leader_id.0 >= 0 && x.leader_id.0 != leader as i32)
+                })
+            });
+            if led_elsewhere {
+                break;
+            }
+            if Instant::now() > deadline {
+                t.fail(&format!("timed out waiting until {replaced}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(t.rng.ms(0, 2000)).await;
+        let cut_for = fault.elapsed();
+        drop(cut);
+        let what = format!("network cut of broker {leader} (leader of partition {p}) from the others for {cut_for:?}");
+        t.finish_trial(&what, producing, &[(p, fault)]).await;
+    }
+    t.summary("cut-off leader");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

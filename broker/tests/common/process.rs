@@ -27,7 +27,20 @@ impl BrokerProcess {
     /// Starts the binary on `data` with `args` (and unless they say otherwise, a PLAINTEXT listener on port 0;
     /// no metrics endpoint) and RLIMIT_NOFILE (soft, hard) if given; waits for its PLAINTEXT listening line.
     pub fn start(data: &Path, log: &Path, args: &[String], nofile: Option<(u64, u64)>) -> BrokerProcess {
+        BrokerProcess::spawn(data, log, args, nofile, None)
+    }
+
+    /// [`BrokerProcess::start`] as user and group `uid` (the test runs as root), so that firewall rules can
+    /// match this broker's packets by owner.
+    pub fn start_as(data: &Path, log: &Path, args: &[String], uid: u32) -> BrokerProcess {
+        BrokerProcess::spawn(data, log, args, None, Some(uid))
+    }
+
+    fn spawn(data: &Path, log: &Path, args: &[String], nofile: Option<(u64, u64)>, uid: Option<u32>) -> BrokerProcess {
         let mut cmd = Command::new(BIN);
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
         if !args.iter().any(|a| a == "--listeners") {
             cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0"]);
         }
