@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Replication soak: runs broker/tests/replication_faults.rs (three brokers; a killed leader, a paused zombie
-# leader, rolling restarts, and the unclean-election control run) TRIALS times (default 20), each run with its
+# leader, a leader cut off by iptables, a killed active controller, rolling restarts, and the unclean-election
+# control run; as root, with iptables installed) TRIALS times (default 20), each run with its
 # own fault seed (STRATA_FAULT_SEED, which the test reads), and reports the passes and failures with their
 # seeds, so that a failure can be replayed with STRATA_FAULT_SEED=<seed>.
 #
