@@ -375,6 +375,18 @@ impl Broker {
         &self.state
     }
 
+    /// Resolves when the metadata log failed for good (see [`Controller::failed`]).
+    pub async fn failed(&self) -> String {
+        self.state.controller.failed().await
+    }
+
+    /// Shutdown after the metadata log failed: no controlled shutdown (this broker's view of the cluster no
+    /// longer moves), the rest as [`Broker::shutdown`].
+    pub async fn shutdown_failed(mut self) -> anyhow::Result<()> {
+        self.leaving = None;
+        self.shutdown().await
+    }
+
     /// Graceful shutdown: the controlled shutdown (leaderships moved away, bounded by shutdown.timeout.ms),
     /// then stop accepting, let in-flight requests finish (bounded by shutdown.timeout.ms), stop background
     /// storage work, then flush every log and write the clean-shutdown marker.

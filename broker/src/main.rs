@@ -146,11 +146,23 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         // A stable line for scripts and tests that start the broker on port 0.
         println!("strata-broker listening on {name}://{addr}");
     }
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    let failure = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        reason = broker.failed() => Some(reason),
+    };
+    match failure {
+        None => broker.shutdown().await,
+        // As Kafka halts when its metadata log directory fails: exit rather than serve stale metadata; a
+        // restart (by the orchestrator) catches up once the directory is writable again.
+        Some(reason) => {
+            tracing::error!(%reason, "the metadata log failed; shutting down");
+            if let Err(e) = broker.shutdown_failed().await {
+                tracing::error!(error = %e, "shutting down after the metadata log failed");
+            }
+            anyhow::bail!("the metadata log failed: {reason}")
+        }
     }
-    broker.shutdown().await
 }
 
 fn main() -> anyhow::Result<()> {

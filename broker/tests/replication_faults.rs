@@ -32,6 +32,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use strata_storage::test_util::TinyFs;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -240,6 +241,8 @@ struct Cluster {
     /// Kept on disk when a test fails, for the brokers' logs.
     root: Option<tempfile::TempDir>,
     nodes: Vec<Node>,
+    /// Small filesystems some brokers' data directories moved to; unmounted once the brokers are gone.
+    mounts: Vec<TinyFs>,
 }
 
 #[derive(Clone, Debug)]
@@ -349,11 +352,27 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut c = Cluster { root: Some(root), nodes };
+        let mut c = Cluster { root: Some(root), nodes, mounts: Vec::new() };
         for id in 0..c.nodes.len() {
             c.start_node(id);
         }
         c
+    }
+
+    /// Restarts broker `id` (gracefully) with its data directory moved to a tmpfs of `size`; returns the
+    /// tmpfs's index in `mounts`.
+    async fn move_to_tmpfs(&mut self, id: usize, size: &str) -> usize {
+        let status = self.terminate(id).await;
+        assert!(status.success(), "broker {id} exited with {status}");
+        let fs = TinyFs::mount(size);
+        let (uid, gid) = (nix::unistd::Uid::from_raw(broker_uid(id)), nix::unistd::Gid::from_raw(broker_uid(id)));
+        nix::unistd::chown(fs.path(), Some(uid), Some(gid)).unwrap();
+        let copy = std::process::Command::new("cp").arg("-a").arg(self.nodes[id].dir.join(".")).arg(fs.path()).status().unwrap();
+        assert!(copy.success(), "copying broker {id}'s data directory");
+        self.nodes[id].dir = fs.path().to_path_buf();
+        self.mounts.push(fs);
+        self.start_node(id);
+        self.mounts.len() - 1
     }
 
     fn start_node(&mut self, id: usize) {
@@ -394,6 +413,19 @@ impl Cluster {
         }
     }
 
+    /// Whether broker `id`'s process ended by itself (its exit status is logged).
+    fn exited(&mut self, id: usize) -> bool {
+        let Some(p) = self.nodes[id].process.as_mut() else { return false };
+        match p.try_wait() {
+            Some(status) => {
+                eprintln!("broker {id} exited by itself: {status}");
+                self.nodes[id].process = None;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The nodes that run and are not paused.
     fn serving(&self) -> Vec<usize> {
         (0..self.nodes.len()).filter(|id| self.nodes[*id].process.is_some() && !self.nodes[*id].paused).collect()
@@ -403,8 +435,9 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr.to_string()).collect::<Vec<_>>().join(",")
     }
 
-    /// `topic` as the first serving broker that answers describes it (no partitions if it has no such topic).
-    async fn view(&self, topic: &str) -> Option<View> {
+    /// `topic` as each serving broker that answers describes it (no partitions if it has no such topic).
+    async fn views(&self, topic: &str) -> Vec<View> {
+        let mut out = Vec::new();
         for id in self.serving() {
             let Some(md) = metadata(self.nodes[id].addr).await else { continue };
             let mut partitions: Vec<(i32, PartitionView)> = md
@@ -422,23 +455,26 @@ impl Cluster {
                 .collect();
             partitions.sort_by_key(|(i, _)| *i);
             let live = md.brokers.iter().map(|b| b.node_id.0).collect();
-            return Some(View { live, partitions: partitions.into_iter().map(|(_, p)| p).collect() });
+            out.push(View { live, partitions: partitions.into_iter().map(|(_, p)| p).collect() });
         }
-        None
+        out
     }
 
+    /// Waits until every serving broker that answers describes `topic` so that `done` holds (a broker that
+    /// restarted may still describe an older state); returns the first one's view.
     async fn wait_until(&self, what: &str, timeout: Duration, topic: &str, done: impl Fn(&View) -> bool) -> View {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         loop {
-            if let Some(v) = self.view(topic).await {
-                if done(&v) {
-                    return v;
-                }
-                last = Some(v);
+            let views = self.views(topic).await;
+            if !views.is_empty() && views.iter().all(&done) {
+                return views.into_iter().next().unwrap();
+            }
+            if !views.is_empty() {
+                last = Some(views);
             }
             if Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting until {what}; last view: {last:?}\n{}", self.diagnosis());
+                panic!("timed out after {timeout:?} waiting until {what}; last views: {last:?}\n{}", self.diagnosis());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -466,6 +502,7 @@ impl Drop for Cluster {
         for n in &mut self.nodes {
             n.process = None;
         }
+        self.mounts.clear();
         if std::thread::panicking() {
             if let Some(root) = self.root.take() {
                 eprintln!("broker logs and data kept in {}", root.keep().display());
@@ -992,6 +1029,39 @@ async fn a_leader_cut_off_from_the_other_brokers_loses_no_acknowledged_records()
         t.finish_trial(&what, producing, &[(p, fault)]).await;
     }
     t.summary("cut-off leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_leaves_the_isr_and_catches_up_after() {
+    let _serial = SERIAL.lock().await;
+    let mut t = Trials::start().await;
+    let (p, leader) = t.pick_partition().await;
+    let follower = (0..VOTERS).find(|b| *b != leader).unwrap();
+    let fs = t.cluster.move_to_tmpfs(follower, "64m").await;
+    for _ in 0..2 {
+        t.pick_partition().await;
+        let producing = t.produce();
+        tokio::time::sleep(t.rng.ms(1000, 2000)).await;
+        let filler = t.cluster.mounts[fs].fill();
+        // The follower cannot append (its fetcher retries), the leaders shrink their ISRs, and acks=all goes on
+        // with the two others (min.insync.replicas=2). Once its metadata log cannot be written either, the
+        // broker exits rather than serve stale metadata (as Kafka halts when its metadata log dir fails).
+        let out = format!("broker {follower} left the ISR of every partition");
+        t.cluster
+            .wait_until(&out, Duration::from_secs(30), TOPIC, |v| {
+                v.partitions.iter().all(|p| !p.isr.contains(&(follower as i32)))
+            })
+            .await;
+        tokio::time::sleep(t.rng.ms(1000, 3000)).await;
+        std::fs::remove_file(filler).unwrap();
+        if t.cluster.exited(follower) {
+            t.cluster.start_node(follower);
+        }
+        let what = format!("full disk on broker {follower} (a follower of partition {p}) until it left the ISR");
+        t.finish_trial(&what, producing, &[]).await;
+    }
+    t.summary("full disk on a follower");
+    assert!(t.unacknowledged.is_empty(), "records failed while a follower's disk was full: {:?}", t.unacknowledged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -264,6 +264,20 @@ impl Controller {
         }
     }
 
+    /// Resolves when this node's part of the quorum stopped for good (e.g. its metadata log could not be
+    /// written: a full disk), with the reason. The broker must not go on with metadata that no longer moves.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the controller quorum stopped".to_string();
+            }
+        }
+    }
+
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {

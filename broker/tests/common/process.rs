@@ -93,6 +93,11 @@ impl BrokerProcess {
         kill(self.pid(), signal).unwrap();
     }
 
+    /// The exit status if the process has ended by itself.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub fn stop(mut self, signal: Signal) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
