@@ -503,6 +503,80 @@ mod tests {
         assert_eq!(lagging(&[1, 4], 1, &followers, 0, 5000), vec![4], "unknown follower");
     }
 
+    /// One step of the model below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The leader appends this many records.
+        Append(i64),
+        /// A follower (2 or 3) fetches at its log end and gets up to this many records back.
+        Fetch(i32, i64),
+        /// The fake clock moves on.
+        Tick(i64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1..20i64).prop_map(Step::Append),
+            (2..=3i32, 0..30i64).prop_map(|(f, n)| Step::Fetch(f, n)),
+            (0..2_000i64).prop_map(Step::Tick),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The leader's rules (caught-up tracking, high watermark, ISR shrink and expand) driven by random
+        /// appends, follower fetches and clock ticks, against what the followers really hold: the high
+        /// watermark never goes back, never passes a record some ISR member lacks, stands still below
+        /// min.insync.replicas; a follower that fetched the leader's end within replica.lag.time.max.ms is never
+        /// called lagging, one that did not fetch for longer always is.
+        #[test]
+        fn leader_rules_keep_their_promises(steps in proptest::collection::vec(step(), 1..200), min_isr in 1..=3i32) {
+            const LAG_MAX: i64 = 3_000;
+            let (leader, mut now, mut leader_leo, mut hw) = (1, 10_000i64, 0i64, 0i64);
+            let mut real: BTreeMap<i32, i64> = BTreeMap::from([(2, 0), (3, 0)]);
+            let mut followers: BTreeMap<i32, FollowerState> =
+                real.keys().map(|r| (*r, FollowerState::new(now))).collect();
+            let mut isr = vec![1, 2, 3];
+            for step in steps {
+                match step {
+                    Step::Append(n) => leader_leo += n,
+                    Step::Fetch(f, n) => {
+                        let fetch_offset = real[&f];
+                        followers.insert(f, after_fetch(followers[&f], fetch_offset, leader_leo, now));
+                        real.insert(f, (fetch_offset + n).min(leader_leo));
+                    }
+                    Step::Tick(ms) => now += ms,
+                }
+                let before = hw;
+                hw = next_high_watermark(hw, leader, leader_leo, &isr, &isr, &followers, min_isr);
+                proptest::prop_assert!(hw >= before, "the high watermark went back");
+                proptest::prop_assert!(hw <= leader_leo);
+                for r in isr.iter().filter(|r| **r != leader) {
+                    proptest::prop_assert!(hw <= real[r], "hw {hw} passes what ISR member {r} holds ({})", real[r]);
+                }
+                if (isr.len() as i32) < min_isr {
+                    proptest::prop_assert_eq!(hw, before, "moved below min.insync.replicas");
+                }
+                let out = lagging(&isr, leader, &followers, now, LAG_MAX);
+                for (r, st) in &followers {
+                    let fresh = st.last_fetch_ms >= now - LAG_MAX && st.log_end_offset >= st.last_fetch_leader_leo;
+                    if isr.contains(r) && fresh {
+                        proptest::prop_assert!(!out.contains(r), "{r} fetched the leader's end recently: {st:?} at {now}");
+                    }
+                    if isr.contains(r) && now - st.last_fetch_ms > LAG_MAX {
+                        proptest::prop_assert!(out.contains(r), "{r} has not fetched for too long: {st:?} at {now}");
+                    }
+                }
+                isr.retain(|r| !out.contains(r));
+                for (r, st) in &followers {
+                    if !isr.contains(r) && may_join_isr(st, hw, 0) {
+                        isr.push(*r);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn epoch_checks() {
         assert_eq!(check_epoch(-1, 5), Ok(()));
