@@ -539,6 +539,39 @@ mod tests {
     use super::*;
     use crate::controller::records::{Endpoint, MetadataBatch};
 
+    proptest::proptest! {
+        /// Kafka's election rules: a clean election picks the first live ISR member in replica order and keeps
+        /// the ISR; none when no ISR member is live, unless unclean election is allowed, which then picks the
+        /// first live replica and makes it the whole ISR.
+        #[test]
+        fn elections_follow_kafkas_rules(
+            replicas in proptest::strategy::Strategy::prop_shuffle(proptest::sample::subsequence((0..6).collect::<Vec<i32>>(), 1..=5)),
+            isr_mask in proptest::collection::vec(proptest::bool::ANY, 5),
+            live_mask in proptest::collection::vec(proptest::bool::ANY, 6),
+            unclean in proptest::bool::ANY,
+        ) {
+            use proptest::prelude::*;
+            let isr: Vec<i32> = replicas.iter().zip(&isr_mask).filter(|(_, m)| **m).map(|(r, _)| *r).collect();
+            let live = |b: i32| live_mask[b as usize];
+            let first_live_isr = replicas.iter().copied().find(|r| isr.contains(r) && live(*r));
+            match (elect_leader(&replicas, &isr, live, unclean), first_live_isr) {
+                (Some((leader, new_isr)), Some(expected)) => {
+                    prop_assert_eq!(leader, expected);
+                    prop_assert_eq!(new_isr, isr.clone());
+                }
+                (Some((leader, new_isr)), None) => {
+                    prop_assert!(unclean, "an unclean election without unclean.leader.election.enable");
+                    prop_assert_eq!(Some(leader), replicas.iter().copied().find(|r| live(*r)));
+                    prop_assert_eq!(new_isr, vec![leader]);
+                }
+                (None, expected) => {
+                    prop_assert!(expected.is_none(), "no leader though ISR member {:?} is live", expected);
+                    prop_assert!(!unclean || !replicas.iter().any(|r| live(*r)), "no leader though unclean and a replica is live");
+                }
+            }
+        }
+    }
+
     /// Brokers by id, fenced or not, with their racks.
     fn image_with_racks(brokers: &[(i32, bool, Option<&str>)]) -> Image {
         let mut i = Image::default();
