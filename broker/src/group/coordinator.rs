@@ -481,10 +481,6 @@ impl GroupCoordinator {
         })
     }
 
-    pub fn config(&self) -> &GroupConfig {
-        &self.config
-    }
-
     /// The partition count of an earlier release's local offsets logs in the data directory, until they are
     /// resolved: the topic is then created with it, so that its groups stay in their partitions.
     pub fn legacy_partitions(&self) -> Option<i32> {
@@ -587,10 +583,6 @@ impl GroupCoordinator {
         self.shards[..count].iter().map(|s| s.lock().expect("group shard lock")).filter(|s| matches!(s.role, Role::Active(_)))
     }
 
-    fn commit_timeout(&self) -> Duration {
-        Duration::from_millis(self.config.offsets_commit_timeout_ms)
-    }
-
     // ---- membership ----
 
     pub fn join(&self, group_id: &str, req: JoinRequest, now: i64) -> Pending<JoinResult> {
@@ -638,7 +630,7 @@ impl GroupCoordinator {
             groups.remove(group_id);
         }
         let reply = match reply {
-            Pending::Ready(r) => when_committed(log.written(), self.commit_timeout(), r, |r, e| match r.error {
+            Pending::Ready(r) => when_committed(log.written(), log.commit_timeout(), r, |r, e| match r.error {
                 code::NONE => JoinResult::error(&r.member_id, e),
                 _ => r,
             }),
@@ -661,7 +653,7 @@ impl GroupCoordinator {
         let Some(entry) = groups.get_mut(group_id) else { return Pending::Ready(SyncResult::error(code::UNKNOWN_MEMBER_ID)) };
         let member_id = req.member_id.clone();
         let reply = match entry.group.sync(req, now) {
-            SyncReply::Now(r) => when_committed(log.written(), self.commit_timeout(), r, |r, e| match r.error {
+            SyncReply::Now(r) => when_committed(log.written(), log.commit_timeout(), r, |r, e| match r.error {
                 code::NONE => SyncResult::error(e),
                 _ => r,
             }),
@@ -782,7 +774,7 @@ impl GroupCoordinator {
         if created && entry.group.is_unused() {
             groups.remove(group_id);
         }
-        let reply = when_committed(log.written(), self.commit_timeout(), errors, fail_codes);
+        let reply = when_committed(log.written(), log.commit_timeout(), errors, fail_codes);
         shard.maybe_snapshot(now);
         reply
     }
@@ -796,8 +788,8 @@ impl GroupCoordinator {
             Err(e) => return Pending::Ready(Err(e)),
         };
         let offsets = offsets_of(&shard, group_id, partitions);
-        let written = shard.log.as_ref().expect("an active shard has its log").written();
-        when_committed(written, self.commit_timeout(), Ok(offsets), |_, e| Err(e))
+        let log = shard.log.as_ref().expect("an active shard has its log");
+        when_committed(log.written(), log.commit_timeout(), Ok(offsets), |_, e| Err(e))
     }
 
     /// The committed offsets of a group as this coordinator has them now (for the lag metrics).
@@ -841,7 +833,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        let reply = when_committed(log.written(), self.commit_timeout(), Ok(errors), |r, e| r.map(|c| fail_codes(c, e)));
+        let reply = when_committed(log.written(), log.commit_timeout(), Ok(errors), |r, e| r.map(|c| fail_codes(c, e)));
         shard.maybe_snapshot(now);
         reply
     }
@@ -899,9 +891,9 @@ impl GroupCoordinator {
             Err(e) => return Pending::Ready(e),
         };
         let error = delete_group_in(&mut shard, group_id, now);
-        let written = shard.log().written();
+        let (written, timeout) = (shard.log().written(), shard.log().commit_timeout());
         shard.maybe_snapshot(now);
-        when_committed(written, self.commit_timeout(), error, |c, e| if c == code::NONE { e } else { c })
+        when_committed(written, timeout, error, |c, e| if c == code::NONE { e } else { c })
     }
 
     // ---- timers ----
