@@ -22,7 +22,7 @@ use crate::controller::records::Endpoint;
 use crate::controller::service::Settings;
 use crate::controller::{Controller, ControllerConfig};
 use crate::fetcher::{FetcherManager, FetcherSettings};
-use crate::group::coordinator::{now_ms, run_timers};
+use crate::group::coordinator::run_timers;
 use crate::group::lag::{self, RemoteHighWatermarks};
 use crate::group::GroupCoordinator;
 use crate::handlers::Handler;
@@ -190,6 +190,38 @@ async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Re
     Controller::start(&config.log_dir, controller_config).await
 }
 
+/// Whether an upgraded broker may have `__consumer_offsets` created for its earlier release's groups: once
+/// every registered broker, and at least as many as there are voters, is in service, so that the replication
+/// factor is not capped by brokers still starting and each partition's first replica is the broker that
+/// coordinated it (see [`crate::controller::offsets_topic`]).
+pub fn legacy_creation_ready(image: &Image, voters: usize) -> bool {
+    image.brokers.len() >= voters && image.live_brokers().count() == image.brokers.len()
+}
+
+/// Once this broker is in service, has `__consumer_offsets` created (retried until it exists or shutdown).
+async fn ensure_offsets_topic(
+    state: Arc<BrokerState>,
+    mut in_service: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = in_service.wait_for(|c| *c) => {}
+        _ = server::stopped(&mut shutdown) => return,
+    }
+    let voters = state.config.quorum_voters.len();
+    while state.image().topic(crate::group::OFFSETS_TOPIC).is_none() {
+        if !legacy_creation_ready(&state.image(), voters) {
+            tracing::info!("waiting for every registered broker before creating __consumer_offsets");
+        } else if let Err(e) = crate::handlers::groups::ensure_offsets_topic(&state, Duration::from_secs(10)).await {
+            tracing::info!(error = %e, "creating __consumer_offsets; retrying");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = server::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
 impl Broker {
     /// Opens the data directory and starts serving on every listener.
     pub async fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
@@ -211,9 +243,7 @@ impl Broker {
             ReplicaManager::open(config.node_id, logs_config, defaults)
                 .with_context(|| format!("opening the logs in {}", config.log_dir.display()))?,
         );
-        // Before the background tasks, which would apply the default retention to the offsets log.
-        let groups = GroupCoordinator::open(config.groups.clone(), replicas.log_manager().clone(), &config.log_dir, now_ms())
-            .context("loading consumer groups")?;
+        let groups = GroupCoordinator::open(config.groups.clone(), &config.log_dir).context("opening the group coordinator")?;
         let producer_ids = ProducerIdManager::open(&config.log_dir, config.node_id).context("opening the producer id block")?;
         let background = replicas.log_manager().start_background();
 
@@ -367,6 +397,18 @@ impl Broker {
         {
             tracing::warn!("not yet in service 30 s after starting");
         }
+        // A single node has its groups at once (as before __consumer_offsets was a topic); an earlier release's
+        // groups are brought into the topic without waiting for a client to ask for a coordinator.
+        if config.roles.broker && (alone || state.groups.legacy_partitions().is_some()) {
+            let create = ensure_offsets_topic(state.clone(), caught_up, shutdown.clone());
+            if alone {
+                if tokio::time::timeout(Duration::from_secs(30), create).await.is_err() {
+                    tracing::warn!("__consumer_offsets not created 30 s after starting");
+                }
+            } else {
+                servers.spawn(create);
+            }
+        }
         let leaving = (config.roles.broker && config.controlled_shutdown).then_some((leaving_tx, left_rx));
         Ok(Broker { state, stop, leaving, servers, background: Some(background), addresses })
     }
@@ -422,6 +464,20 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_groups_wait_for_every_registered_broker() {
+        use crate::controller::records::{MetadataBatch, MetadataRecord};
+        let mut image = Image::default();
+        let register = |id| MetadataRecord::RegisterBroker { id, incarnation: uuid::Uuid::nil(), endpoints: vec![], rack: None };
+        image.apply(1, &MetadataBatch::new(vec![register(0), register(1)])).unwrap();
+        assert!(!legacy_creation_ready(&image, 0), "registered, not in service");
+        image.apply(2, &MetadataBatch::new(vec![MetadataRecord::UnfenceBroker { id: 0, epoch: 1 }])).unwrap();
+        assert!(!legacy_creation_ready(&image, 0), "broker 1 is fenced");
+        image.apply(3, &MetadataBatch::new(vec![MetadataRecord::UnfenceBroker { id: 1, epoch: 1 }])).unwrap();
+        assert!(legacy_creation_ready(&image, 2));
+        assert!(!legacy_creation_ready(&image, 3), "a voter has not registered yet");
+    }
 
     #[test]
     fn cluster_ids_look_like_kafkas_and_persist() {

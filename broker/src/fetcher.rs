@@ -56,6 +56,30 @@ pub fn truncation_offset(epoch: i32, leader_end: i64, own: (i32, i64), log_end_o
     leader_end.min(own_end).min(log_end_offset)
 }
 
+/// What a follower does when the leader answers OFFSET_OUT_OF_RANGE (Kafka's handleOffsetOutOfRange).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfRange {
+    /// Its log ends before the leader's log start: nothing it has is needed, it starts over there.
+    StartOver(i64),
+    /// The leader's log ends before this one (an unclean election, or a truncation missed): cut to the
+    /// leader's high watermark.
+    Truncate(i64),
+    /// Nothing to change (a stale answer): fetch again.
+    Wait,
+}
+
+pub fn out_of_range(log_end_offset: i64, log_start_offset: i64, leader_log_start: i64, leader_hw: i64) -> OutOfRange {
+    if log_end_offset < leader_log_start {
+        return OutOfRange::StartOver(leader_log_start);
+    }
+    let cut = leader_hw.max(0).min(log_end_offset);
+    if cut < log_end_offset && cut >= log_start_offset {
+        OutOfRange::Truncate(cut)
+    } else {
+        OutOfRange::Wait
+    }
+}
+
 /// The leader's side: whether a follower whose last batch has epoch `last_fetched_epoch`, fetching from
 /// `fetch_offset`, diverged; `end_for_epoch` is the leader's (largest epoch <= it, end offset).
 pub fn divergence(last_fetched_epoch: i32, fetch_offset: i64, end_for_epoch: (i32, i64)) -> Option<(i32, i64)> {
@@ -254,16 +278,22 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
             match p.error_code {
                 0 => {}
                 code::OFFSET_OUT_OF_RANGE => {
-                    // The leader's log ends before this one (an unclean election, or truncation missed): keep
-                    // what it has.
                     let log = &part.log;
-                    let cut = p.high_watermark.max(0).min(log.log_end_offset());
-                    if cut < log.log_end_offset() && cut >= log.log_start_offset() {
-                        if let Err(e) = part.truncate_to(cut) {
-                            tracing::error!(partition = %tp, error = %e, "truncating after OFFSET_OUT_OF_RANGE");
+                    let result = match out_of_range(
+                        log.log_end_offset(),
+                        log.log_start_offset(),
+                        p.log_start_offset,
+                        p.high_watermark,
+                    ) {
+                        OutOfRange::StartOver(at) => part.start_over_at(at),
+                        OutOfRange::Truncate(cut) => part.truncate_to(cut),
+                        OutOfRange::Wait => {
+                            tracing::warn!(partition = %tp, leader_hw = p.high_watermark, log_start = log.log_start_offset(), "fetch offset out of the leader's range");
+                            Ok(())
                         }
-                    } else {
-                        tracing::warn!(partition = %tp, leader_hw = p.high_watermark, log_start = log.log_start_offset(), "fetch offset out of the leader's range");
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(partition = %tp, error = %e, "resetting a log after OFFSET_OUT_OF_RANGE");
                     }
                     refused.push(tp);
                     continue;
@@ -294,6 +324,11 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
             if let Err(e) = part.append_as_follower(&records, p.high_watermark) {
                 tracing::error!(partition = %tp, error = %e, "appending fetched records");
                 refused.push(tp);
+                continue;
+            }
+            // The leader's log start (DeleteRecords, the offsets log's rewrite) reaches this replica too.
+            if let Err(e) = part.follower_log_start(p.log_start_offset) {
+                tracing::warn!(partition = %tp, error = %e, leader_log_start = p.log_start_offset, "taking the leader's log start offset");
             }
         }
     }
@@ -322,6 +357,21 @@ mod tests {
         ];
         for ((e, end), own, leo, hw, want) in cases {
             assert_eq!(truncation_offset(e, end, own, leo, hw), want, "{e} {end} {own:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_rules() {
+        // (leo, log start, leader log start, leader hw) -> what to do
+        let cases = [
+            ((10, 0, 40, 60), OutOfRange::StartOver(40)),
+            ((40, 0, 40, 60), OutOfRange::Wait),
+            ((80, 0, 10, 60), OutOfRange::Truncate(60)),
+            ((80, 70, 10, 60), OutOfRange::Wait),
+            ((50, 0, 10, 60), OutOfRange::Wait),
+        ];
+        for ((leo, start, leader_start, hw), want) in cases {
+            assert_eq!(out_of_range(leo, start, leader_start, hw), want, "{leo} {start} {leader_start} {hw}");
         }
     }
 

@@ -408,13 +408,38 @@ impl Partition {
         }
     }
 
-    /// Removes the log from `offset` on (a follower whose log diverged from its leader's).
+    /// Removes the log from `offset` on (a follower whose log diverged from its leader's). A cut below the log
+    /// start leaves nothing: the log starts over at `offset`, as Kafka's truncateFullyAndStartAt.
     pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         tracing::info!(partition = %self.log.topic_partition(), offset, log_end_offset = self.log.log_end_offset(), "truncating a diverged follower log");
-        self.log.truncate_to(offset)?;
+        if offset < self.log.log_start_offset() {
+            self.log.truncate_fully_and_start_at(offset)?;
+        } else {
+            self.log.truncate_to(offset)?;
+        }
         self.end_offset.send_replace(self.log.log_end_offset());
         self.high_watermark.send_replace(self.log.high_watermark());
         Ok(())
+    }
+
+    /// A follower whose log ends before the leader's log start (the leader deleted what it lacks) starts over
+    /// at the leader's log start.
+    pub fn start_over_at(&self, leader_log_start: i64) -> Result<(), StorageError> {
+        self.log.truncate_fully_and_start_at(leader_log_start)?;
+        self.end_offset.send_replace(self.log.log_end_offset());
+        self.high_watermark.send_replace(self.log.high_watermark());
+        Ok(())
+    }
+
+    /// A follower takes the leader's log start offset (DeleteRecords, retention, the offsets log's rewrite),
+    /// bounded by its own high watermark as Kafka's maybeIncrementLogStartOffset is; returns whether it moved.
+    pub fn follower_log_start(&self, leader_log_start: i64) -> Result<bool, StorageError> {
+        let target = leader_log_start.min(self.log.high_watermark());
+        if target <= self.log.log_start_offset() {
+            return Ok(false);
+        }
+        self.log.delete_records_before(target)?;
+        Ok(true)
     }
 
     /// Changes whenever the high watermark moves.

@@ -1,7 +1,7 @@
 //! Applies each new metadata image to this broker, as Kafka's metadata publishers do: the replica manager
 //! hosts the partitions the image assigns here (with their configs, replicas, ISR and leadership), the
 //! replica fetchers follow the leaders of the others, the broker-level dynamic defaults follow the image,
-//! and the group coordinator coordinates the groups that the registered brokers give it.
+//! and the group coordinator coordinates the groups of the `__consumer_offsets` partitions this broker leads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,11 +9,11 @@ use std::sync::Arc;
 use strata_storage::TopicPartition;
 use tokio::sync::watch;
 
-use crate::controller::image::{Image, NO_LEADER};
+use crate::controller::image::{Image, PartitionImage, TopicImage, NO_LEADER};
 use crate::controller::state_machine::Published;
 use crate::fetcher::{FetcherManager, Target};
-use crate::group::GroupCoordinator;
-use crate::partition::Assignment;
+use crate::group::{is_internal_topic, GroupCoordinator, OFFSETS_TOPIC};
+use crate::partition::{Assignment, Partition};
 use crate::replica::{Defaults, Hosted, ReplicaManager};
 
 /// What the image assigns to `node_id`, with effective configs over `defaults`. A topic whose overrides are
@@ -76,6 +76,28 @@ pub fn dynamic_overrides(image: &Image, node_id: i32) -> BTreeMap<String, String
     out
 }
 
+/// What becomes of this broker's local `__consumer_offsets` log of an earlier release (which kept it for itself,
+/// unreplicated) the first time it applies an image with the replicated topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyFate {
+    /// It becomes the partition's history: this broker leads the partition at epoch 0 (the topic was just
+    /// created, with this broker first when it coordinated the partition's groups then), so every other
+    /// replica copies this log and nothing else has been written to the partition.
+    Adopt,
+    /// Deleted before the partition is hosted: this replica then copies the leader's log. Keeping it would let
+    /// a follower hold two histories (its own records below the leader's, at the same epoch 0) unnoticed.
+    Discard,
+}
+
+/// The rule for [`LegacyFate`]: adopt only as the epoch-0 leader, and only if the groups are in the same
+/// partitions (the earlier release's partition count is the topic's).
+pub fn legacy_offsets_fate(node_id: i32, same_count: bool, part: Option<&PartitionImage>) -> LegacyFate {
+    match part {
+        Some(p) if same_count && p.leader == node_id && p.leader_epoch == 0 && p.replicas.contains(&node_id) => LegacyFate::Adopt,
+        _ => LegacyFate::Discard,
+    }
+}
+
 /// The narrow handles the publisher needs.
 pub struct Publisher {
     pub node_id: i32,
@@ -111,18 +133,54 @@ impl Publisher {
             }
         };
         let caught_up = *self.caught_up.borrow();
-        let hosted = hosted(image, self.node_id, &defaults);
-        if let Err(e) = self.replicas.host(&hosted, caught_up) {
+        let mut hosted = hosted(image, self.node_id, &defaults);
+        let offsets = image.topic(OFFSETS_TOPIC);
+        if let (Some(topic), Some(count)) = (offsets, self.groups.legacy_partitions()) {
+            if !self.resolve_legacy_offsets(topic, count) {
+                // Never host a partition over a log that should have gone: the next image tries again.
+                hosted.retain(|tp, _| tp.topic != OFFSETS_TOPIC);
+            }
+        }
+        // Before the topic exists, an earlier release's offsets logs wait for it.
+        let keep = |tp: &TopicPartition| is_internal_topic(&tp.topic) && offsets.is_none();
+        if let Err(e) = self.replicas.host(&hosted, caught_up, &keep) {
             tracing::error!(error = %e, "applying the metadata image to the logs");
         }
         self.fetchers.assign(fetch_targets(image, &hosted, &self.replicas, self.node_id, &self.inter_broker_listener));
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        self.groups.set_membership(published.applied, &brokers, self.node_id);
+        if let Some(topic) = offsets {
+            let led: HashMap<i32, Arc<Partition>> = (0..topic.partition_count())
+                .filter_map(|p| self.replicas.partition(OFFSETS_TOPIC, p).map(|part| (p, part)))
+                .collect();
+            self.groups.follow(topic.partition_count(), &led, crate::group::coordinator::now_ms());
+        }
         self.acted.send_if_modified(|a| {
             let newer = published.applied > *a;
             *a = (*a).max(published.applied);
             newer
         });
+    }
+
+    /// Adopts or deletes each local offsets log of an earlier release ([`legacy_offsets_fate`]), then forgets
+    /// them; false if a log could not be deleted.
+    fn resolve_legacy_offsets(&self, topic: &TopicImage, legacy_count: i32) -> bool {
+        let logs = self.replicas.log_manager();
+        for log in logs.logs().into_iter().filter(|l| l.topic_partition().topic == OFFSETS_TOPIC) {
+            let tp = log.topic_partition().clone();
+            let part = topic.partitions.get(tp.partition as usize);
+            let fate = legacy_offsets_fate(self.node_id, legacy_count == topic.partition_count(), part);
+            tracing::warn!(partition = %tp, ?fate, end = log.log_end_offset(), "resolving an earlier release's local offsets log");
+            if fate == LegacyFate::Discard {
+                drop(log);
+                if let Err(e) = logs.delete(&tp) {
+                    tracing::error!(partition = %tp, error = %e, "deleting an earlier release's offsets log");
+                    return false;
+                }
+            }
+        }
+        if let Err(e) = self.groups.forget_legacy() {
+            tracing::error!(error = %e, "forgetting the earlier release's offsets logs");
+        }
+        true
     }
 
     /// Publishes every new image until `shutdown`.
@@ -177,5 +235,33 @@ mod tests {
         assert!(h.values().all(|h| h.config.retention_ms == 5 && h.assignment.leader_epoch == 3));
         assert_eq!(dynamic_overrides(&image, 1), BTreeMap::from([("a".into(), "one".into()), ("b".into(), "x".into())]));
         assert_eq!(dynamic_overrides(&image, 0), BTreeMap::from([("a".into(), "all".into())]));
+    }
+
+    #[test]
+    fn only_the_epoch_zero_leader_adopts_an_earlier_releases_offsets_log() {
+        let part = |leader, leader_epoch| PartitionImage {
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader,
+            leader_epoch,
+            partition_epoch: 0,
+        };
+        // (node, same partition count, partition) -> fate
+        let cases = [
+            (1, true, Some(part(1, 0)), LegacyFate::Adopt),
+            // A follower: it copies the leader's log instead.
+            (2, true, Some(part(1, 0)), LegacyFate::Discard),
+            // Another leader was elected since (the first one failed): it may have written already.
+            (1, true, Some(part(1, 1)), LegacyFate::Discard),
+            (2, true, Some(part(2, 1)), LegacyFate::Discard),
+            // Groups would be in other partitions.
+            (1, false, Some(part(1, 0)), LegacyFate::Discard),
+            // Not a replica (or no such partition).
+            (4, true, Some(part(4, 0)), LegacyFate::Discard),
+            (1, true, None, LegacyFate::Discard),
+        ];
+        for (node, same, p, want) in cases {
+            assert_eq!(legacy_offsets_fate(node, same, p.as_ref()), want, "node {node} {p:?}");
+        }
     }
 }

@@ -103,8 +103,13 @@ impl ReplicaManager {
 
     /// Hosts exactly `wanted` (by partition): creates missing logs, updates configs and leadership, and, when
     /// `delete_others` (this broker has caught up with the metadata log, so `wanted` is complete), deletes
-    /// the logs of partitions it no longer hosts. Internal logs (the group coordinator's) are kept.
-    pub fn host(&self, wanted: &HashMap<TopicPartition, Hosted>, delete_others: bool) -> Result<(), StorageError> {
+    /// the logs of partitions it no longer hosts, except those `keep` says are not for it to decide.
+    pub fn host(
+        &self,
+        wanted: &HashMap<TopicPartition, Hosted>,
+        delete_others: bool,
+        keep: &dyn Fn(&TopicPartition) -> bool,
+    ) -> Result<(), StorageError> {
         let mut partitions = self.partitions.write().unwrap();
         for (tp, h) in wanted {
             let part = match partitions.get(tp) {
@@ -136,7 +141,7 @@ impl ReplicaManager {
         if delete_others {
             for log in self.logs.logs() {
                 let tp = log.topic_partition();
-                if !wanted.contains_key(tp) && !crate::group::is_internal_topic(&tp.topic) {
+                if !wanted.contains_key(tp) && !keep(tp) {
                     tracing::warn!(partition = %tp, "deleting the log of a deleted topic or of another broker's partition");
                     self.logs.delete(tp)?;
                 }
@@ -174,18 +179,22 @@ mod tests {
                 .unwrap()
         };
         let rm = open();
-        rm.host(&HashMap::from([(tp("t", 0), hosted(true)), (tp("t", 1), hosted(false))]), true).unwrap();
+        let keep = |tp: &TopicPartition| tp.topic == "kept";
+        rm.host(&HashMap::from([(tp("t", 0), hosted(true)), (tp("t", 1), hosted(false))]), true, &keep).unwrap();
+        rm.log_manager().get_or_create(&tp("kept", 0), LogConfig::default()).unwrap();
         assert!(rm.partition("t", 0).is_some());
         assert!(rm.partition("t", 1).is_none(), "hosted but not led");
         rm.log_manager().shutdown().unwrap();
         drop(rm);
         let rm = open();
         // Not caught up: an incomplete view deletes nothing.
-        rm.host(&HashMap::new(), false).unwrap();
+        rm.host(&HashMap::new(), false, &keep).unwrap();
+        assert_eq!(rm.log_manager().logs().len(), 3);
+        rm.host(&HashMap::from([(tp("t", 0), hosted(true))]), true, &keep).unwrap();
         assert_eq!(rm.log_manager().logs().len(), 2);
-        rm.host(&HashMap::from([(tp("t", 0), hosted(true))]), true).unwrap();
-        assert_eq!(rm.log_manager().logs().len(), 1);
-        rm.host(&HashMap::new(), true).unwrap();
+        rm.host(&HashMap::new(), true, &keep).unwrap();
+        assert_eq!(rm.log_manager().logs().len(), 1, "kept");
+        rm.host(&HashMap::new(), true, &|_| false).unwrap();
         assert!(rm.log_manager().logs().is_empty());
     }
 }

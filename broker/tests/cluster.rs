@@ -1,7 +1,8 @@
 //! Three in-process brokers on 127.0.0.1 as one cluster, each a voter of the controller quorum: topic
 //! metadata reaches every broker through the metadata log, librdkafka produces to and consumes from
 //! partitions spread over them, brokers that missed changes (restarted, or replaced with an empty disk)
-//! catch up, deleted topics stay deleted, and each consumer group has one coordinator that every broker names.
+//! catch up, deleted topics stay deleted, and each consumer group has one coordinator that every broker names
+//! (the leader of its `__consumer_offsets` partition, so the group survives its coordinator's shutdown).
 
 mod common;
 
@@ -737,22 +738,32 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     }
     drop(members);
 
-    // The coordinator shuts down: it is fenced at once and stays registered, so the group does not move
-    // (its state is on that broker only, without replication): the others say the coordinator is not
-    // available, and once it is back the group's offsets are there again.
+    // The coordinator shuts down: it is fenced at once, a replica of the group's __consumer_offsets partition
+    // leads it, and so coordinates the group, with its committed offsets. Once the old coordinator is back,
+    // whichever broker leads the partition has them.
     let dir = c.stop_broker(coord as usize);
-    c.wait_for("the remaining brokers say the coordinator is unavailable", |c| {
-        c.running().all(|id| {
-            let r: FindCoordinatorResponse =
-                c.call(id, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s(group)));
-            r.error_code == 15
-        })
-    });
+    let coordinator_now = |c: &Cluster| -> Option<i32> {
+        let named: BTreeSet<(i16, i32)> = c
+            .running()
+            .map(|id| {
+                let r: FindCoordinatorResponse =
+                    c.call(id, ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(s(group)));
+                (r.error_code, r.node_id.0)
+            })
+            .collect();
+        match named.into_iter().collect::<Vec<_>>()[..] {
+            [(0, node)] => Some(node),
+            _ => None,
+        }
+    };
+    c.wait_for("the remaining brokers name another coordinator", |c| coordinator_now(c).is_some_and(|n| n != coord));
+    let successor = coordinator_now(&c).unwrap() as usize;
+    c.wait_for("the new coordinator has the group's offsets", |c| c.committed(successor, group) == Ok(expected.clone()));
     c.start_broker(coord as usize, dir);
     c.wait_in_service();
-    let (back, _) = c.coordinator(others[0], group);
-    assert_eq!(back, coord);
-    c.wait_for("the coordinator loaded the group again", |c| c.committed(coord as usize, group) == Ok(expected.clone()));
+    c.wait_for("the coordinator has the group's offsets after the restart", |c| {
+        coordinator_now(c).is_some_and(|n| c.committed(n as usize, group) == Ok(expected.clone()))
+    });
 }
 
 fn elect_request(partitions: Option<&[(&str, i32)]>) -> ElectLeadersRequest {

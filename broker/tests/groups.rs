@@ -477,3 +477,56 @@ async fn idempotent_producers_get_unique_ids_and_duplicates_their_original_offse
     assert!(after_restart > pid + 1, "ids are never reused: {after_restart} after {pid}");
     b.stop().await;
 }
+
+/// A data directory of an earlier release: `__consumer_offsets` was a local log of `partitions` partitions
+/// (group-coordinator.json), written with epoch 0 and committed as appended.
+fn earlier_release_dir(partitions: i32, commits: &[(&str, i64)]) -> tempfile::TempDir {
+    use strata_broker::group::{offsets::CommittedOffset, records, store::partition_for};
+    use strata_storage::{LogConfig, LogManager, LogManagerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let logs = LogManager::open(LogManagerConfig::new(dir.path())).unwrap();
+    for (group, offset) in commits {
+        let tp = TopicPartition::new("__consumer_offsets", partition_for(group, partitions));
+        let log = logs.get_or_create(&tp, LogConfig::default()).unwrap();
+        let o = CommittedOffset {
+            offset: *offset,
+            leader_epoch: -1,
+            metadata: "old".into(),
+            commit_timestamp: 1,
+            expire_timestamp: None,
+        };
+        let mut batch =
+            records::batch(&[(records::offset_key(group, &TopicPartition::new("t", 0)), Some(records::offset_value(&o)))], 1);
+        log.append_as_leader(&mut batch, 0).unwrap();
+        log.maybe_increment_high_watermark(log.log_end_offset());
+    }
+    logs.shutdown().unwrap();
+    std::fs::write(dir.path().join("group-coordinator.json"), format!(r#"{{"offsets_topic_partitions":{partitions}}}"#)).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn an_earlier_releases_local_offsets_keep_their_groups_after_the_upgrade() {
+    let commits = [("legacy-a", 42), ("legacy-b", 7), ("legacy-c", 1000)];
+    let dir = earlier_release_dir(4, &commits);
+    // The configured partition count differs: the earlier release's count wins, so groups stay in place.
+    let settings = [("offsets.topic.num.partitions", "10"), ("num.partitions", "3")];
+    let b = TestBroker::start_in(dir, &settings).await;
+    let mut c = b.client().await;
+    for (group, offset) in commits {
+        assert_eq!(fetch_offsets(&mut c, group).await, vec![("t".into(), 0, offset, "old".into())], "{group}");
+    }
+    let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
+    let offsets_topic = md.topics.iter().find(|t| t.name.as_ref().unwrap().as_str() == "__consumer_offsets").unwrap();
+    assert_eq!((offsets_topic.partitions.len(), offsets_topic.is_internal), (4, true));
+    assert!(!b.dir.path().join("group-coordinator.json").exists(), "resolved once");
+    // New commits go on in the same logs, and everything is there after a restart.
+    ensure_topic(&mut c, "t").await;
+    let req = commit_request("legacy-a", "", -1, &[("t", 0, 43, "new")]);
+    assert_eq!(commit(&mut c, 7, &req).await, vec![0]);
+    let b = TestBroker::start_in(b.stop().await, &settings).await;
+    let mut c = b.client().await;
+    assert_eq!(fetch_offsets(&mut c, "legacy-a").await, vec![("t".into(), 0, 43, "new".into())]);
+    assert_eq!(fetch_offsets(&mut c, "legacy-c").await, vec![("t".into(), 0, 1000, "old".into())]);
+    b.stop().await;
+}

@@ -31,8 +31,13 @@ fn create_request(topics: impl IntoIterator<Item = String>, partitions: i32) -> 
 
 async fn partitions_by_topic(c: &mut Client) -> Vec<(String, usize)> {
     let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None)).await;
-    let mut topics: Vec<(String, usize)> =
-        resp.topics.iter().map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len())).collect();
+    // Clients' topics: not the group coordinator's internal one.
+    let mut topics: Vec<(String, usize)> = resp
+        .topics
+        .iter()
+        .filter(|t| !t.is_internal)
+        .map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len()))
+        .collect();
     topics.sort();
     topics
 }

@@ -103,6 +103,8 @@ async fn produce_errors_have_kafka_codes_and_store_nothing() {
     assert_eq!(produce(&mut c, "small", 0, record_batch(1, 5000, 1000)).await.error_code, 10, "MESSAGE_TOO_LARGE");
     assert_eq!(produce(&mut c, "small", 7, record_batch(1, 5, 1000)).await.error_code, 3, "unknown partition");
     assert_eq!(produce(&mut c, "nope", 0, record_batch(1, 5, 1000)).await.error_code, 3, "unknown topic");
+    // Only the group coordinator writes its topic (Kafka's ReplicaManager refuses with INVALID_TOPIC_EXCEPTION).
+    assert_eq!(produce(&mut c, "__consumer_offsets", 0, record_batch(1, 5, 1000)).await.error_code, 17, "internal topic");
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request("small", 0, record_batch(1, 5, 1), 5)).await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 21, "INVALID_REQUIRED_ACKS");
 
@@ -138,7 +140,9 @@ async fn metadata_auto_creates_valid_topics_only() {
     let resp: MetadataResponse = c.call(ApiKey::Metadata, 12, &by_id).await;
     assert_eq!(resp.topics[0].name.as_ref().map(|n| n.0.to_string()), Some("auto".into()));
     let all: MetadataResponse = c.call(ApiKey::Metadata, 1, &MetadataRequest::default().with_topics(None)).await;
-    assert_eq!(all.topics.len(), 1);
+    let listed: Vec<(String, bool)> = all.topics.iter().map(|t| (t.name.as_ref().unwrap().to_string(), t.is_internal)).collect();
+    // The group coordinator's topic is listed as Kafka lists it: internal (clients hide it unless asked).
+    assert_eq!(listed, vec![("__consumer_offsets".to_string(), true), ("auto".to_string(), false)]);
 }
 
 #[tokio::test]

@@ -162,7 +162,7 @@ fn check_assignment(image: &Image, assignment: &[Vec<i32>], first: i32, factor: 
 }
 
 /// New partitions lead on their first live replica, with the live replicas in sync (as KRaft creates them).
-fn partition_records(image: &Image, topic_id: Uuid, first: i32, assignment: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
+pub(super) fn partition_records(image: &Image, topic_id: Uuid, first: i32, assignment: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
     assignment
         .into_iter()
         .enumerate()
@@ -192,9 +192,7 @@ pub fn create_topic(
 ) -> Result<Vec<MetadataRecord>, Refused> {
     let name = &t.name;
     validate_topic_name(name).map_err(|m| Refused::new(code::INVALID_TOPIC_EXCEPTION, m))?;
-    if crate::group::is_internal_topic(name) {
-        return Err(Refused::new(code::INVALID_TOPIC_EXCEPTION, format!("{name} is the broker's internal topic")));
-    }
+    refuse_internal(name, "created by clients")?;
     if image.topic(name).is_some() {
         return Err(Refused::new(code::TOPIC_ALREADY_EXISTS, format!("topic {name} already exists")));
     }
@@ -242,6 +240,22 @@ pub fn create_topic(
     Ok(records)
 }
 
+/// Clients may not create, delete or grow the broker's internal topic (groups map to its partitions).
+fn refuse_internal(name: &str, what: &str) -> Result<(), Refused> {
+    match crate::group::is_internal_topic(name) {
+        true => Err(Refused::new(code::INVALID_TOPIC_EXCEPTION, format!("{name} is an internal topic and cannot be {what}"))),
+        false => Ok(()),
+    }
+}
+
+/// The record that deletes topic `name`.
+pub fn delete_topic(image: &Image, name: &str) -> Result<Vec<MetadataRecord>, Refused> {
+    let topic =
+        image.topic(name).ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}")))?;
+    refuse_internal(name, "deleted")?;
+    Ok(vec![MetadataRecord::RemoveTopic { id: topic.id }])
+}
+
 /// The records that grow topic `name` to `count` partitions, with its replication factor (partition 0's).
 pub fn create_partitions(
     image: &Image,
@@ -251,6 +265,7 @@ pub fn create_partitions(
 ) -> Result<Vec<MetadataRecord>, Refused> {
     let topic =
         image.topic(name).ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}")))?;
+    refuse_internal(name, "grown")?;
     let now = topic.partition_count();
     if count <= now {
         return Err(Refused::new(
@@ -810,6 +825,16 @@ mod tests {
         assert_eq!(create_partitions(&i, "a.b", 2, Some(&[vec![0, 1]])).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
         assert_eq!(create_partitions(&i, "a.b", 2, Some(&[vec![2]])).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
         create_partitions(&i, "a.b", 2, Some(&[vec![1]])).unwrap();
+        // The internal topic exists, but clients may neither delete nor grow it.
+        let mut with_offsets = i.clone();
+        with_topic(&mut with_offsets, "__consumer_offsets", &[], &[(&[1], &[1], 1)]);
+        assert_eq!(delete_topic(&with_offsets, "__consumer_offsets").unwrap_err().code, code::INVALID_TOPIC_EXCEPTION);
+        assert_eq!(
+            create_partitions(&with_offsets, "__consumer_offsets", 2, None).unwrap_err().code,
+            code::INVALID_TOPIC_EXCEPTION
+        );
+        assert_eq!(delete_topic(&with_offsets, "nope").unwrap_err().code, code::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(delete_topic(&with_offsets, "a.b").unwrap().len(), 1);
         let none = image(&[(0, true)]);
         assert_eq!(
             create_topic(&none, &new_topic("t", 1), Uuid::nil(), 1, 1, &LogConfig::default()).unwrap_err().code,

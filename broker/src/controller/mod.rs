@@ -8,6 +8,7 @@
 pub mod decisions;
 pub mod image;
 pub mod log_store;
+pub mod offsets_topic;
 pub mod quorum;
 pub mod records;
 pub mod rpc;

@@ -89,6 +89,13 @@ pub enum ControllerRequest {
         partition_epoch: i32,
         new_isr: Vec<i32>,
     },
+    /// Creates `__consumer_offsets` if it does not exist (a broker needs it: FindCoordinator, or groups of an
+    /// older release to keep), with the asking broker's settings; answered with [`ControllerReply::Done`].
+    CreateOffsetsTopic {
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    },
     /// Kafka's ElectLeaders: of these (topic, partition)s, None for all; election type 0 preferred, 1 unclean.
     /// Answered with [`ControllerReply::Elections`].
     ElectLeaders {
@@ -288,15 +295,20 @@ impl Active {
                 .await
             }
             ControllerRequest::DeleteTopics { names } => {
-                self.each(
-                    names,
-                    |image, name| match image.topic(&name) {
-                        Some(t) => Ok(vec![MetadataRecord::RemoveTopic { id: t.id }]),
-                        None => Err(Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
-                    },
-                    false,
-                )
-                .await
+                self.each(names, |image, name| decisions::delete_topic(image, &name), false).await
+            }
+            ControllerRequest::CreateOffsetsTopic { partitions, replication_factor, configs } => {
+                let records =
+                    super::offsets_topic::create(&self.image(), Uuid::new_v4(), partitions, replication_factor, &configs)?;
+                if !records.is_empty() {
+                    s.log_defaults
+                        .with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                        .map_err(|e| Refused::new(code::INVALID_CONFIG, e.to_string()))?;
+                    check_room_here(s.node_id, &records)?;
+                    tracing::info!(partitions, replication_factor, "creating the internal topic __consumer_offsets");
+                    self.propose(records).await?;
+                }
+                ControllerReply::Done
             }
             ControllerRequest::CreatePartitions { topics, validate_only } => {
                 self.each(

@@ -2,6 +2,9 @@
 
 use crate::config::{parse_range, ConfigError, Setting};
 
+/// The most partitions `__consumer_offsets` may have (offsets.topic.num.partitions' bound).
+pub const MAX_OFFSETS_PARTITIONS: i32 = 1000;
+
 pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "group.min.session.timeout.ms",
@@ -22,8 +25,20 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "offsets.topic.num.partitions",
         default: Some("50"),
-        help: "Partitions of the internal __consumer_offsets log (groups are spread over them, and in a cluster over \
-               the brokers by them). Fixed once the log exists; must be the same on every broker of a cluster.",
+        help: "Partitions of the internal __consumer_offsets topic (a group's coordinator is the leader of its \
+               partition). Used when the topic is created (on the first FindCoordinator); fixed afterwards.",
+    },
+    Setting {
+        name: "offsets.topic.replication.factor",
+        default: Some("3"),
+        help: "Replicas of each __consumer_offsets partition, capped by the number of registered brokers when the \
+               topic is created (so a single node works with the default).",
+    },
+    Setting {
+        name: "offsets.commit.timeout.ms",
+        default: Some("5000"),
+        help: "How long an offset commit or group metadata write waits for the in-sync replicas of its \
+               __consumer_offsets partition (acks=all) before it fails with COORDINATOR_NOT_AVAILABLE.",
     },
     Setting {
         name: "offsets.topic.segment.bytes",
@@ -62,6 +77,8 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: i32,
     pub max_size: i32,
     pub offsets_partitions: i32,
+    pub offsets_replication_factor: i16,
+    pub offsets_commit_timeout_ms: u64,
     pub offsets_segment_bytes: u64,
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: u64,
@@ -92,7 +109,19 @@ impl GroupConfig {
                 i32::MAX,
             )?,
             max_size: parse_range("group.max.size", &val("group.max.size"), 1, i32::MAX)?,
-            offsets_partitions: parse_range("offsets.topic.num.partitions", &val("offsets.topic.num.partitions"), 1, 1000)?,
+            offsets_partitions: parse_range(
+                "offsets.topic.num.partitions",
+                &val("offsets.topic.num.partitions"),
+                1,
+                MAX_OFFSETS_PARTITIONS,
+            )?,
+            offsets_replication_factor: parse_range(
+                "offsets.topic.replication.factor",
+                &val("offsets.topic.replication.factor"),
+                1,
+                i16::MAX,
+            )?,
+            offsets_commit_timeout_ms: parse_range("offsets.commit.timeout.ms", &val("offsets.commit.timeout.ms"), 1, u64::MAX)?,
             offsets_segment_bytes: parse_range(
                 "offsets.topic.segment.bytes",
                 &val("offsets.topic.segment.bytes"),
@@ -140,6 +169,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms, c.initial_rebalance_delay_ms), (6_000, 1_800_000, 3_000));
         assert_eq!((c.offsets_partitions, c.offsets_retention_ms, c.offset_metadata_max_bytes), (50, 7 * 24 * 3_600_000, 4096));
+        assert_eq!((c.offsets_replication_factor, c.offsets_commit_timeout_ms), (3, 5000));
     }
 
     #[test]
@@ -148,6 +178,7 @@ mod tests {
             ("group.min.session.timeout.ms", "0"),
             ("group.max.session.timeout.ms", "5"),
             ("offsets.topic.num.partitions", "0"),
+            ("offsets.topic.replication.factor", "0"),
             ("offsets.retention.minutes", "x"),
             ("offset.metadata.max.bytes", "40000"),
         ] {

@@ -1,36 +1,65 @@
-//! The group coordinator: the groups of this broker (all of them, on a single node), sharded by their
-//! `__consumer_offsets` partition, each shard behind its own lock together with that partition's log. It runs
-//! the state machine of [`super::state`], parks JoinGroup/SyncGroup requests until their answer exists, writes
-//! group metadata and committed offsets to the log before answering, and drives the timers.
+//! The group coordinator: the groups of the `__consumer_offsets` partitions this broker leads (the coordinator of
+//! a group is the leader of its partition, as in Kafka), sharded by partition, each shard behind its own lock
+//! together with that partition's log. It runs the state machine of [`super::state`], parks JoinGroup/SyncGroup
+//! requests until their answer exists, writes group metadata and committed offsets to the partition as its
+//! leader, and answers once the in-sync replicas have them (acks=all); it also drives the timers.
 //!
-//! In a cluster it serves only the partitions the membership gives it ([`super::placement`]) and answers
-//! NOT_COORDINATOR for the other groups, so clients ask FindCoordinator again.
+//! When this broker becomes the leader of a partition (the publisher applies an image) the partition's groups
+//! are loaded from its log (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS); when it stops leading it,
+//! they are dropped, parked requests are answered NOT_COORDINATOR, and so are the next ones: clients ask
+//! FindCoordinator again and reach the new leader, which has every committed record.
+//!
+//! Lock order: a shard's lock, then the partition's (appends); never two shards at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use strata_storage::{LogManager, StorageError, TopicPartition};
+use strata_storage::TopicPartition;
 use tokio::sync::{oneshot, watch};
 
 use super::config::GroupConfig;
 use super::member::{Member, Protocol};
 use super::offsets::CommittedOffset;
-use super::placement;
 use super::records::{self, GroupRecord, MemberRecord, Record, MAX_STRING};
 use super::state::{Effects, Group, GroupState, JoinReply, JoinRequest, JoinResult, Limits, SyncReply, SyncRequest, SyncResult};
-use super::store::{self, partition_for, KeyValue, PartitionLog, StoreError};
+use super::store::{append_error_code, partition_for, KeyValue, PartitionLog, Written};
 use crate::errors::code;
+use crate::partition::Partition;
 use crate::topics::{self, MetaError};
 
-/// An answer now, or later (a parked JoinGroup or SyncGroup).
+/// An answer now, or later (a parked JoinGroup or SyncGroup, or one waiting for its write to be committed).
 pub enum Pending<T> {
     Ready(T),
     Wait(oneshot::Receiver<T>),
+}
+
+impl<T> Pending<T> {
+    /// The answer; `gone` if the coordinator dropped the request.
+    pub async fn resolve(self, gone: T) -> T {
+        match self {
+            Pending::Ready(v) => v,
+            Pending::Wait(rx) => rx.await.unwrap_or(gone),
+        }
+    }
+
+    /// The answers if all are here now, else the pending ones.
+    pub fn all_ready(pending: Vec<Pending<T>>) -> Result<Vec<T>, Vec<Pending<T>>> {
+        if pending.iter().all(|p| matches!(p, Pending::Ready(_))) {
+            return Ok(pending
+                .into_iter()
+                .map(|p| match p {
+                    Pending::Ready(v) => v,
+                    Pending::Wait(_) => unreachable!("checked"),
+                })
+                .collect());
+        }
+        Err(pending)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,12 +111,11 @@ pub struct Description {
 pub enum CoordinatorError {
     #[error(transparent)]
     Meta(#[from] MetaError),
-    #[error("loading __consumer_offsets: {0}")]
-    Store(#[from] StoreError),
 }
 
-/// What the coordinator keeps about `__consumer_offsets` itself: its partition count can never change, or
-/// groups would move to partitions without their history.
+/// What an earlier release kept about its local `__consumer_offsets` logs: their partition count. Its presence
+/// says that the data directory may hold such logs, which the first image with the replicated topic resolves
+/// (see [`crate::publisher::legacy_offsets_fate`]).
 #[derive(Debug, Serialize, Deserialize)]
 struct Layout {
     offsets_topic_partitions: i32,
@@ -125,17 +153,29 @@ impl Entry {
         rx
     }
 
-    fn deliver(&mut self, fx: Effects) {
-        for (id, result) in fx.joins {
-            if let Some(tx) = self.joins.remove(&id) {
-                let _ = tx.send(result);
-            }
+    /// Hands the answers of `fx` to their parked requests once everything `written` is committed (an answer
+    /// never reveals state the in-sync replicas may not have); successful ones become the commit's error if it
+    /// fails.
+    fn deliver(&mut self, fx: Effects, written: Written, timeout: Duration) {
+        let joins: Vec<_> = fx.joins.into_iter().filter_map(|(id, r)| self.joins.remove(&id).map(|tx| (tx, r))).collect();
+        let syncs: Vec<_> = fx.syncs.into_iter().filter_map(|(id, r)| self.syncs.remove(&id).map(|tx| (tx, r))).collect();
+        if joins.is_empty() && syncs.is_empty() {
+            return;
         }
-        for (id, result) in fx.syncs {
-            if let Some(tx) = self.syncs.remove(&id) {
-                let _ = tx.send(result);
+        written.then(timeout, move |outcome| {
+            for (tx, mut r) in joins {
+                if let (Err(e), code::NONE) = (outcome, r.error) {
+                    r = JoinResult::error(&r.member_id, e);
+                }
+                let _ = tx.send(r);
             }
-        }
+            for (tx, mut r) in syncs {
+                if let (Err(e), code::NONE) = (outcome, r.error) {
+                    r = SyncResult::error(e);
+                }
+                let _ = tx.send(r);
+            }
+        });
     }
 
     /// Every parked request answered with `error` (coordinator shutting down).
@@ -149,15 +189,29 @@ impl Entry {
     }
 }
 
+/// Whether this broker coordinates a partition's groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Another broker leads the partition (or none does).
+    Follower,
+    /// Leading at this epoch; the groups are being read from the log.
+    Loading(i32),
+    /// Leading at this epoch, groups loaded.
+    Active(i32),
+}
+
 struct Shard {
-    log: PartitionLog,
+    role: Role,
+    /// Present while Active.
+    log: Option<PartitionLog>,
     groups: HashMap<String, Entry>,
-    /// Whether this broker coordinates the partition's groups. Those of a partition it does not coordinate are
-    /// left as they were, timers stopped, in case the partition comes back.
-    coordinated: bool,
 }
 
 impl Shard {
+    fn log(&mut self) -> &mut PartitionLog {
+        self.log.as_mut().expect("an active shard has its log")
+    }
+
     /// Keys and values of everything live in this partition.
     fn live_records(&self) -> Vec<KeyValue> {
         let mut out = Vec::new();
@@ -172,24 +226,80 @@ impl Shard {
 
     /// Rewrites the partition when due; called after the in-memory state reflects every append.
     fn maybe_snapshot(&mut self, now: i64) {
-        if self.log.needs_snapshot() {
+        if self.log.as_ref().is_some_and(PartitionLog::needs_snapshot) {
             let live = self.live_records();
-            if let Err(e) = self.log.snapshot(&live, now) {
+            let log = self.log();
+            if let Err(e) = log.snapshot(&live, now) {
                 // Harmless: the old records are still there.
-                tracing::warn!(partition = self.log.partition(), error = %e, "rewriting the offsets log failed");
+                tracing::warn!(partition = log.partition(), error = %e, "rewriting the offsets log failed");
             }
+        }
+    }
+
+    /// Drops the groups (another broker coordinates them now); parked requests look for it.
+    fn unload(&mut self) {
+        for entry in self.groups.values_mut() {
+            entry.fail_parked(code::NOT_COORDINATOR);
+        }
+        self.groups.clear();
+        self.log = None;
+        self.role = Role::Follower;
+    }
+}
+
+/// The groups of a partition's records, replayed oldest first.
+fn groups_from(replayed: Vec<Record>, now: i64) -> HashMap<String, Entry> {
+    let mut groups: HashMap<String, (Option<GroupRecord>, BTreeMap<TopicPartition, CommittedOffset>)> = HashMap::new();
+    for record in replayed {
+        match record {
+            Record::Offset { group, tp, value: Some(v) } => {
+                groups.entry(group).or_default().1.insert(tp, v);
+            }
+            Record::Offset { group, tp, value: None } => {
+                groups.entry(group).or_default().1.remove(&tp);
+            }
+            Record::Group { group, value } => groups.entry(group).or_default().0 = value,
+        }
+    }
+    let mut out = HashMap::new();
+    for (id, (record, offsets)) in groups {
+        if record.is_none() && offsets.is_empty() {
+            continue;
+        }
+        let mut group = record.as_ref().map_or_else(|| Group::new(&id, now), |r| group_from_record(&id, r, now));
+        for (tp, o) in offsets {
+            group.set_offset(tp, o);
+        }
+        let mut entry = Entry::new(group);
+        entry.stored = record.as_ref().map(records::group_value);
+        out.insert(id, entry);
+    }
+    out
+}
+
+/// An answer once everything `written` is committed; a successful one becomes the commit's error (`fail`) if
+/// that fails.
+fn when_committed<T: Send + 'static>(written: Written, timeout: Duration, value: T, fail: fn(T, i16) -> T) -> Pending<T> {
+    match written.outcome() {
+        Some(Ok(())) => Pending::Ready(value),
+        Some(Err(e)) => Pending::Ready(fail(value, e)),
+        None => {
+            let (tx, rx) = oneshot::channel();
+            written.then(timeout, move |outcome| {
+                let _ = tx.send(match outcome {
+                    Ok(()) => value,
+                    Err(e) => fail(value, e),
+                });
+            });
+            Pending::Wait(rx)
         }
     }
 }
 
-/// The error code a client gets when its write to the offsets log failed (Kafka's mapping).
-fn write_error_code(e: &StorageError, too_large: i16) -> i16 {
-    match e {
-        StorageError::RecordTooLarge { .. } => too_large,
-        StorageError::LogClosed(_) => code::NOT_COORDINATOR,
-        e if e.is_storage_failure() => code::NOT_COORDINATOR,
-        _ => code::UNKNOWN_SERVER_ERROR,
-    }
+/// Per-entry codes: the successful ones become `error`.
+fn fail_codes(mut codes: Vec<i16>, error: i16) -> Vec<i16> {
+    codes.iter_mut().filter(|c| **c == code::NONE).for_each(|c| *c = error);
+    codes
 }
 
 /// The GroupMetadata record of `group`, with `assignment` instead of the members' current ones if given.
@@ -258,13 +368,13 @@ fn store_group(
         }
         Err(e) => {
             tracing::warn!(group = id, error = %e, "storing group metadata failed");
-            Err(write_error_code(&e, code::UNKNOWN_SERVER_ERROR))
+            Err(append_error_code(&e, code::UNKNOWN_SERVER_ERROR))
         }
     }
 }
 
-/// Stores the group if the state machine asks for it, then answers parked requests; if storing failed, their
-/// successful answers become the error.
+/// Stores the group if the state machine asks for it, then answers parked requests once it is committed; if
+/// storing failed, their successful answers become the error.
 fn settle(log: &mut PartitionLog, id: &str, entry: &mut Entry, mut fx: Effects, now: i64) -> Result<(), i16> {
     let stored = if fx.store { store_group(log, id, entry, None, now) } else { Ok(()) };
     if let Err(error) = stored {
@@ -275,8 +385,45 @@ fn settle(log: &mut PartitionLog, id: &str, entry: &mut Entry, mut fx: Effects, 
             *r = SyncResult::error(error);
         }
     }
-    entry.deliver(fx);
+    entry.deliver(fx, log.written(), log.commit_timeout());
     stored
+}
+
+/// Deletes an empty group of `shard`: its offsets and metadata get tombstones.
+fn delete_group_in(shard: &mut Shard, group_id: &str, now: i64) -> i16 {
+    let Shard { log, groups, .. } = shard;
+    let log = log.as_mut().expect("an active shard has its log");
+    let Some(entry) = groups.get_mut(group_id) else { return code::GROUP_ID_NOT_FOUND };
+    match entry.group.state() {
+        GroupState::Dead => return code::GROUP_ID_NOT_FOUND,
+        GroupState::Empty => {}
+        _ => return code::NON_EMPTY_GROUP,
+    }
+    let mut tombstones: Vec<KeyValue> = entry.group.offsets().map(|(tp, _)| (records::offset_key(group_id, tp), None)).collect();
+    if entry.stored.is_some() {
+        tombstones.push((records::group_key(group_id), None));
+    }
+    if let Err(e) = log.append(&tombstones, now) {
+        tracing::warn!(group = group_id, error = %e, "deleting group failed");
+        return append_error_code(&e, code::UNKNOWN_SERVER_ERROR);
+    }
+    let mut entry = groups.remove(group_id).expect("present");
+    entry.group.mark_dead(now);
+    entry.fail_parked(code::COORDINATOR_NOT_AVAILABLE);
+    tracing::info!(group = group_id, "deleted group");
+    code::NONE
+}
+
+/// A group's committed offsets of `partitions` (all if None).
+pub type OffsetList = Vec<(TopicPartition, Option<CommittedOffset>)>;
+
+fn offsets_of(shard: &Shard, group_id: &str, partitions: Option<&[TopicPartition]>) -> OffsetList {
+    let group = shard.groups.get(group_id).map(|e| &e.group).filter(|g| g.state() != GroupState::Dead);
+    match (partitions, group) {
+        (Some(tps), g) => tps.iter().map(|tp| (tp.clone(), g.and_then(|g| g.offset(tp)).cloned())).collect(),
+        (None, Some(g)) => g.offsets().map(|(tp, o)| (tp.clone(), Some(o.clone()))).collect(),
+        (None, None) => Vec::new(),
+    }
 }
 
 fn invalid_group_id(id: &str, allow_empty: bool) -> bool {
@@ -293,27 +440,22 @@ fn new_member_id(req: &JoinRequest) -> String {
 pub struct GroupCoordinator {
     config: GroupConfig,
     limits: Limits,
+    /// One per possible partition of `__consumer_offsets`; the first `count` are in use once the topic exists
+    /// (its partition count never changes).
     shards: Vec<Mutex<Shard>>,
+    count: AtomicI32,
     stopping: AtomicBool,
-    /// The membership version the shards' `coordinated` flags follow; 0 before the first: all coordinated.
-    followed: Mutex<u64>,
+    /// The layout file of an earlier release while its local logs are not resolved.
+    legacy: Mutex<Option<(PathBuf, i32)>>,
 }
 
 impl GroupCoordinator {
-    /// Loads every group and committed offset from `__consumer_offsets` in `logs`.
-    pub fn open(config: GroupConfig, logs: Arc<LogManager>, dir: &Path, now: i64) -> Result<GroupCoordinator, CoordinatorError> {
+    /// A coordinator of no group yet: it coordinates those of the partitions the publisher says this broker
+    /// leads. `dir` may hold an earlier release's local offsets logs ([`GroupCoordinator::legacy_partitions`]).
+    pub fn open(config: GroupConfig, dir: &Path) -> Result<GroupCoordinator, CoordinatorError> {
         let layout_path = dir.join(LAYOUT_FILE);
-        let partitions = match topics::load_json::<Layout>(&layout_path)? {
-            Some(l) if l.offsets_topic_partitions > 0 => {
-                if l.offsets_topic_partitions != config.offsets_partitions {
-                    tracing::warn!(
-                        stored = l.offsets_topic_partitions,
-                        configured = config.offsets_partitions,
-                        "offsets.topic.num.partitions cannot change once the log exists; keeping the stored count"
-                    );
-                }
-                l.offsets_topic_partitions
-            }
+        let legacy = match topics::load_json::<Layout>(&layout_path)? {
+            Some(l) if l.offsets_topic_partitions > 0 => Some((layout_path, l.offsets_topic_partitions)),
             Some(l) => {
                 return Err(MetaError::Corrupt {
                     path: layout_path,
@@ -321,115 +463,124 @@ impl GroupCoordinator {
                 }
                 .into())
             }
-            None => {
-                topics::save_json(&layout_path, &Layout { offsets_topic_partitions: config.offsets_partitions })?;
-                config.offsets_partitions
-            }
+            None => None,
         };
-        let log_config = store::log_config(config.offsets_segment_bytes);
-        let mut shards = Vec::with_capacity(partitions as usize);
-        let mut loaded = 0;
-        for p in 0..partitions {
-            let mut log = PartitionLog::open(logs.clone(), p, log_config.clone(), config.offsets_snapshot_min_bytes);
-            let mut groups: HashMap<String, (Option<GroupRecord>, BTreeMap<TopicPartition, CommittedOffset>)> = HashMap::new();
-            for record in log.replay()? {
-                match record {
-                    Record::Offset { group, tp, value: Some(v) } => {
-                        groups.entry(group).or_default().1.insert(tp, v);
-                    }
-                    Record::Offset { group, tp, value: None } => {
-                        groups.entry(group).or_default().1.remove(&tp);
-                    }
-                    Record::Group { group, value } => groups.entry(group).or_default().0 = value,
-                }
-            }
-            let mut shard = Shard { log, groups: HashMap::new(), coordinated: true };
-            for (id, (record, offsets)) in groups {
-                if record.is_none() && offsets.is_empty() {
-                    continue;
-                }
-                let mut group = record.as_ref().map_or_else(|| Group::new(&id, now), |r| group_from_record(&id, r, now));
-                for (tp, o) in offsets {
-                    group.set_offset(tp, o);
-                }
-                let mut entry = Entry::new(group);
-                entry.stored = record.as_ref().map(records::group_value);
-                shard.groups.insert(id, entry);
-            }
-            loaded += shard.groups.len();
-            shard.maybe_snapshot(now);
-            shards.push(Mutex::new(shard));
-        }
-        tracing::info!(groups = loaded, partitions, "loaded consumer groups");
         let limits = Limits {
             initial_rebalance_delay_ms: i64::from(config.initial_rebalance_delay_ms),
             max_size: config.max_size as usize,
         };
-        Ok(GroupCoordinator { config, limits, shards, stopping: AtomicBool::new(false), followed: Mutex::new(0) })
+        Ok(GroupCoordinator {
+            config,
+            limits,
+            shards: (0..super::config::MAX_OFFSETS_PARTITIONS)
+                .map(|_| Mutex::new(Shard { role: Role::Follower, log: None, groups: HashMap::new() }))
+                .collect(),
+            count: AtomicI32::new(0),
+            stopping: AtomicBool::new(false),
+            legacy: Mutex::new(legacy),
+        })
     }
 
-    /// Coordinates the partitions that `brokers` (version `version`; older versions are ignored) give to
-    /// `node_id`. Parked requests of groups that moved away are answered NOT_COORDINATOR. Their state is not
-    /// handed over: without replication the new coordinator has only its own log, so a group that moved has
-    /// no committed offsets there (or those of the last time that broker coordinated it), and its consumers
-    /// restart from their auto.offset.reset position (or from those older offsets).
-    pub fn set_membership(&self, version: u64, brokers: &[i32], node_id: i32) {
-        let mut followed = self.followed.lock().expect("membership version lock");
-        if version <= *followed {
+    /// The partition count of an earlier release's local offsets logs in the data directory, until they are
+    /// resolved: the topic is then created with it, so that its groups stay in their partitions.
+    pub fn legacy_partitions(&self) -> Option<i32> {
+        self.legacy.lock().expect("legacy lock").as_ref().map(|(_, n)| *n)
+    }
+
+    /// The earlier release's local logs are resolved (adopted or deleted): forgets them.
+    pub fn forget_legacy(&self) -> Result<(), MetaError> {
+        let mut legacy = self.legacy.lock().expect("legacy lock");
+        if let Some((path, _)) = legacy.as_ref() {
+            topics::remove_all(std::slice::from_ref(path))?;
+        }
+        *legacy = None;
+        Ok(())
+    }
+
+    /// Follows the image: `__consumer_offsets` has `count` partitions, of which this broker leads those in `led`
+    /// (at their partitions' current leader epochs). Newly led partitions have their groups loaded from the log
+    /// (here, in the caller: the publisher), those no longer led are dropped.
+    pub fn follow(&self, count: i32, led: &HashMap<i32, Arc<Partition>>, now: i64) {
+        if count as usize > self.shards.len() {
+            tracing::error!(count, max = self.shards.len(), "__consumer_offsets has more partitions than a coordinator serves");
             return;
         }
-        *followed = version;
-        let (mut gained, mut lost) = (Vec::new(), Vec::new());
+        if self.count.swap(count, Ordering::AcqRel) != count {
+            tracing::info!(partitions = count, "__consumer_offsets exists");
+        }
+        let mut to_load = Vec::new();
         for (p, shard) in self.shards.iter().enumerate() {
-            let coordinated = placement::owner(p as i32, brokers) == Some(node_id);
+            let leading = led.get(&(p as i32)).filter(|part| part.is_leader()).map(|part| (part, part.leader_epoch()));
             let mut shard = shard.lock().expect("group shard lock");
-            if shard.coordinated == coordinated {
+            match (shard.role, leading) {
+                (Role::Follower, None) => {}
+                (Role::Loading(e) | Role::Active(e), Some((_, epoch))) if e == epoch => {}
+                (_, None) => {
+                    tracing::info!(
+                        partition = p,
+                        groups = shard.groups.len(),
+                        "no longer coordinating the groups of an offsets partition"
+                    );
+                    shard.unload();
+                }
+                (_, Some((part, epoch))) => {
+                    shard.unload();
+                    shard.role = Role::Loading(epoch);
+                    to_load.push((p, part.clone(), epoch));
+                }
+            }
+        }
+        for (p, part, epoch) in to_load {
+            let started = std::time::Instant::now();
+            let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
+            let mut log = PartitionLog::new(part, epoch, self.config.offsets_snapshot_min_bytes, timeout);
+            let groups = match log.replay() {
+                Ok(records) => groups_from(records, now),
+                Err(e) => {
+                    // Left loading: its groups' requests are retried by clients, the error is for the operator.
+                    tracing::error!(partition = p, error = %e, "loading consumer groups failed");
+                    continue;
+                }
+            };
+            let mut shard = self.shards[p].lock().expect("group shard lock");
+            if shard.role != Role::Loading(epoch) {
                 continue;
             }
-            shard.coordinated = coordinated;
-            if coordinated {
-                gained.push(p);
-            } else {
-                for entry in shard.groups.values_mut() {
-                    entry.fail_parked(code::NOT_COORDINATOR);
-                }
-                lost.push(p);
-            }
-        }
-        if !gained.is_empty() || !lost.is_empty() {
-            tracing::info!(?brokers, ?gained, ?lost, "group coordination moved with the cluster membership");
+            tracing::info!(partition = p, epoch, groups = groups.len(), elapsed = ?started.elapsed(), "loaded consumer groups");
+            shard.groups = groups;
+            shard.log = Some(log);
+            shard.role = Role::Active(epoch);
+            shard.maybe_snapshot(now);
         }
     }
 
-    /// The broker of `brokers` that coordinates `group_id`.
-    pub fn coordinator_of(&self, group_id: &str, brokers: &[i32]) -> Option<i32> {
-        placement::owner(partition_for(group_id, self.partitions()), brokers)
-    }
-
+    /// The partition count of `__consumer_offsets` as this coordinator knows it (0 before the topic exists).
     pub fn partitions(&self) -> i32 {
-        self.shards.len() as i32
+        self.count.load(Ordering::Acquire)
     }
 
-    fn shard(&self, group_id: &str) -> MutexGuard<'_, Shard> {
-        self.shards[partition_for(group_id, self.partitions()) as usize].lock().expect("group shard lock")
-    }
-
-    /// The shard of a group this broker coordinates, else the request's error: INVALID_GROUP_ID or
-    /// NOT_COORDINATOR (in Kafka's order).
+    /// The shard of a group this broker coordinates, else the request's error: INVALID_GROUP_ID, or
+    /// NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS (in Kafka's order).
     fn coordinated_shard(&self, group_id: &str, allow_empty: bool) -> Result<MutexGuard<'_, Shard>, i16> {
         if invalid_group_id(group_id, allow_empty) {
             return Err(code::INVALID_GROUP_ID);
         }
-        let shard = self.shard(group_id);
-        if !shard.coordinated {
+        let count = self.partitions();
+        if count == 0 {
             return Err(code::NOT_COORDINATOR);
         }
-        Ok(shard)
+        let shard = self.shards[partition_for(group_id, count) as usize].lock().expect("group shard lock");
+        match shard.role {
+            Role::Active(_) => Ok(shard),
+            Role::Loading(_) => Err(code::COORDINATOR_LOAD_IN_PROGRESS),
+            Role::Follower => Err(code::NOT_COORDINATOR),
+        }
     }
 
     /// Every shard this broker coordinates, locked one at a time.
     fn coordinated_shards(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
-        self.shards.iter().map(|s| s.lock().expect("group shard lock")).filter(|s| s.coordinated)
+        let count = self.partitions() as usize;
+        self.shards[..count].iter().map(|s| s.lock().expect("group shard lock")).filter(|s| matches!(s.role, Role::Active(_)))
     }
 
     // ---- membership ----
@@ -454,6 +605,7 @@ impl GroupCoordinator {
             return error(code::NOT_COORDINATOR);
         }
         let Shard { log, groups, .. } = &mut *shard;
+        let log = log.as_mut().expect("an active shard has its log");
         let created = !groups.contains_key(group_id);
         if created {
             // Only a member without an id may create a group.
@@ -477,6 +629,13 @@ impl GroupCoordinator {
         if created && entry.group.is_unused() {
             groups.remove(group_id);
         }
+        let reply = match reply {
+            Pending::Ready(r) => when_committed(log.written(), log.commit_timeout(), r, |r, e| match r.error {
+                code::NONE => JoinResult::error(&r.member_id, e),
+                _ => r,
+            }),
+            wait => wait,
+        };
         shard.maybe_snapshot(now);
         reply
     }
@@ -490,10 +649,14 @@ impl GroupCoordinator {
             return Pending::Ready(SyncResult::error(code::NOT_COORDINATOR));
         }
         let Shard { log, groups, .. } = &mut *shard;
+        let log = log.as_mut().expect("an active shard has its log");
         let Some(entry) = groups.get_mut(group_id) else { return Pending::Ready(SyncResult::error(code::UNKNOWN_MEMBER_ID)) };
         let member_id = req.member_id.clone();
         let reply = match entry.group.sync(req, now) {
-            SyncReply::Now(r) => Pending::Ready(r),
+            SyncReply::Now(r) => when_committed(log.written(), log.commit_timeout(), r, |r, e| match r.error {
+                code::NONE => SyncResult::error(e),
+                _ => r,
+            }),
             SyncReply::Wait { assignment } => {
                 let rx = entry.park_sync(member_id);
                 if let Some(assignment) = assignment {
@@ -527,6 +690,7 @@ impl GroupCoordinator {
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)], now: i64) -> Result<Vec<i16>, i16> {
         let mut shard = self.coordinated_shard(group_id, false)?;
         let Shard { log, groups, .. } = &mut *shard;
+        let log = log.as_mut().expect("an active shard has its log");
         let Some(entry) = groups.get_mut(group_id) else { return Ok(vec![code::UNKNOWN_MEMBER_ID; members.len()]) };
         if entry.group.state() == GroupState::Dead {
             return Err(code::COORDINATOR_NOT_AVAILABLE);
@@ -547,15 +711,17 @@ impl GroupCoordinator {
 
     // ---- offsets ----
 
-    /// OffsetCommit; one error code per entry of `commit.offsets`, in order.
-    pub fn commit(&self, group_id: &str, commit: Commit<'_>, now: i64) -> Vec<i16> {
+    /// OffsetCommit; one error code per entry of `commit.offsets`, in order, once the in-sync replicas have
+    /// the commit.
+    pub fn commit(&self, group_id: &str, commit: Commit<'_>, now: i64) -> Pending<Vec<i16>> {
         let Commit { generation, member_id, instance_id, retention_ms, offsets } = commit;
-        let all = |e| vec![e; offsets.len()];
+        let all = |e| Pending::Ready(vec![e; offsets.len()]);
         let mut shard = match self.coordinated_shard(group_id, true) {
             Ok(shard) => shard,
             Err(e) => return all(e),
         };
         let Shard { log, groups, .. } = &mut *shard;
+        let log = log.as_mut().expect("an active shard has its log");
         let created = !groups.contains_key(group_id);
         if created {
             // Only commits outside group management (generation -1) may create a group.
@@ -567,7 +733,7 @@ impl GroupCoordinator {
         let entry = groups.get_mut(group_id).expect("present");
         let mut errors = match entry.group.validate_commit(generation, member_id, instance_id, now) {
             Ok(()) => vec![code::NONE; offsets.len()],
-            Err(e) => all(e),
+            Err(e) => vec![e; offsets.len()],
         };
         let mut accepted = Vec::new();
         let mut records = Vec::new();
@@ -591,6 +757,7 @@ impl GroupCoordinator {
             accepted.push((i, o.tp.clone(), value));
         }
         match log.append(&records, now) {
+            // In memory at once, as in the leader's log; the answer waits until the in-sync replicas have it.
             Ok(()) => {
                 for (_, tp, value) in accepted {
                     entry.group.set_offset(tp, value);
@@ -598,7 +765,7 @@ impl GroupCoordinator {
             }
             Err(e) => {
                 tracing::warn!(group = group_id, error = %e, "storing committed offsets failed");
-                let error = write_error_code(&e, code::INVALID_COMMIT_OFFSET_SIZE);
+                let error = append_error_code(&e, code::INVALID_COMMIT_OFFSET_SIZE);
                 for (i, _, _) in accepted {
                     errors[i] = error;
                 }
@@ -607,32 +774,43 @@ impl GroupCoordinator {
         if created && entry.group.is_unused() {
             groups.remove(group_id);
         }
+        let reply = when_committed(log.written(), log.commit_timeout(), errors, fail_codes);
         shard.maybe_snapshot(now);
-        errors
+        reply
     }
 
-    /// OffsetFetch: the committed offset of each of `partitions` (all committed ones if None); unknown groups
-    /// have none.
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        partitions: Option<&[TopicPartition]>,
-    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, i16> {
+    /// OffsetFetch: the committed offset of each of `partitions` (all committed ones if None), once the
+    /// in-sync replicas have everything written before (so no answer shows a commit that a new coordinator
+    /// might lack); unknown groups have none.
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[TopicPartition]>) -> Pending<Result<OffsetList, i16>> {
+        let shard = match self.coordinated_shard(group_id, true) {
+            Ok(shard) => shard,
+            Err(e) => return Pending::Ready(Err(e)),
+        };
+        let offsets = offsets_of(&shard, group_id, partitions);
+        let log = shard.log.as_ref().expect("an active shard has its log");
+        when_committed(log.written(), log.commit_timeout(), Ok(offsets), |_, e| Err(e))
+    }
+
+    /// The committed offsets of a group as this coordinator has them now (for the lag metrics).
+    pub fn offsets_now(&self, group_id: &str) -> Result<OffsetList, i16> {
         let shard = self.coordinated_shard(group_id, true)?;
-        let group = shard.groups.get(group_id).map(|e| &e.group).filter(|g| g.state() != GroupState::Dead);
-        Ok(match (partitions, group) {
-            (Some(tps), g) => tps.iter().map(|tp| (tp.clone(), g.and_then(|g| g.offset(tp)).cloned())).collect(),
-            (None, Some(g)) => g.offsets().map(|(tp, o)| (tp.clone(), Some(o.clone()))).collect(),
-            (None, None) => Vec::new(),
-        })
+        Ok(offsets_of(&shard, group_id, None))
     }
 
     /// OffsetDelete: an error for the request, or one per partition.
-    pub fn delete_offsets(&self, group_id: &str, partitions: &[TopicPartition], now: i64) -> Result<Vec<i16>, i16> {
-        let mut shard = self.coordinated_shard(group_id, false)?;
+    pub fn delete_offsets(&self, group_id: &str, partitions: &[TopicPartition], now: i64) -> Pending<Result<Vec<i16>, i16>> {
+        let mut shard = match self.coordinated_shard(group_id, false) {
+            Ok(shard) => shard,
+            Err(e) => return Pending::Ready(Err(e)),
+        };
         let Shard { log, groups, .. } = &mut *shard;
-        let entry = groups.get_mut(group_id).ok_or(code::GROUP_ID_NOT_FOUND)?;
-        let mut errors = entry.group.offset_delete_errors(partitions)?;
+        let log = log.as_mut().expect("an active shard has its log");
+        let Some(entry) = groups.get_mut(group_id) else { return Pending::Ready(Err(code::GROUP_ID_NOT_FOUND)) };
+        let mut errors = match entry.group.offset_delete_errors(partitions) {
+            Ok(errors) => errors,
+            Err(e) => return Pending::Ready(Err(e)),
+        };
         let doomed: Vec<&TopicPartition> = partitions
             .iter()
             .zip(&errors)
@@ -647,7 +825,7 @@ impl GroupCoordinator {
                 }
             }
             Err(e) => {
-                let error = write_error_code(&e, code::UNKNOWN_SERVER_ERROR);
+                let error = append_error_code(&e, code::UNKNOWN_SERVER_ERROR);
                 for (tp, err) in partitions.iter().zip(errors.iter_mut()) {
                     if doomed.contains(&tp) {
                         *err = error;
@@ -655,8 +833,9 @@ impl GroupCoordinator {
                 }
             }
         }
+        let reply = when_committed(log.written(), log.commit_timeout(), Ok(errors), |r, e| r.map(|c| fail_codes(c, e)));
         shard.maybe_snapshot(now);
-        Ok(errors)
+        reply
     }
 
     // ---- administration ----
@@ -700,38 +879,21 @@ impl GroupCoordinator {
         }))
     }
 
-    /// DeleteGroups: only empty groups; their offsets and metadata are deleted.
-    pub fn delete_groups(&self, group_ids: &[String], now: i64) -> Vec<i16> {
+    /// DeleteGroups: only empty groups; their offsets and metadata are deleted. One code per group, each once
+    /// its deletion is committed.
+    pub fn delete_groups(&self, group_ids: &[String], now: i64) -> Vec<Pending<i16>> {
         group_ids.iter().map(|id| self.delete_group(id, now)).collect()
     }
 
-    fn delete_group(&self, group_id: &str, now: i64) -> i16 {
+    fn delete_group(&self, group_id: &str, now: i64) -> Pending<i16> {
         let mut shard = match self.coordinated_shard(group_id, true) {
             Ok(shard) => shard,
-            Err(e) => return e,
+            Err(e) => return Pending::Ready(e),
         };
-        let Shard { log, groups, .. } = &mut *shard;
-        let Some(entry) = groups.get_mut(group_id) else { return code::GROUP_ID_NOT_FOUND };
-        match entry.group.state() {
-            GroupState::Dead => return code::GROUP_ID_NOT_FOUND,
-            GroupState::Empty => {}
-            _ => return code::NON_EMPTY_GROUP,
-        }
-        let mut tombstones: Vec<KeyValue> =
-            entry.group.offsets().map(|(tp, _)| (records::offset_key(group_id, tp), None)).collect();
-        if entry.stored.is_some() {
-            tombstones.push((records::group_key(group_id), None));
-        }
-        if let Err(e) = log.append(&tombstones, now) {
-            tracing::warn!(group = group_id, error = %e, "deleting group failed");
-            return write_error_code(&e, code::UNKNOWN_SERVER_ERROR);
-        }
-        let mut entry = groups.remove(group_id).expect("present");
-        entry.group.mark_dead(now);
-        entry.fail_parked(code::COORDINATOR_NOT_AVAILABLE);
-        tracing::info!(group = group_id, "deleted group");
+        let error = delete_group_in(&mut shard, group_id, now);
+        let (written, timeout) = (shard.log().written(), shard.log().commit_timeout());
         shard.maybe_snapshot(now);
-        code::NONE
+        when_committed(written, timeout, error, |c, e| if c == code::NONE { e } else { c })
     }
 
     // ---- timers ----
@@ -740,6 +902,7 @@ impl GroupCoordinator {
     pub fn tick(&self, now: i64) {
         for mut shard in self.coordinated_shards() {
             let Shard { log, groups, .. } = &mut *shard;
+            let log = log.as_mut().expect("an active shard has its log");
             let mut touched = false;
             for (id, entry) in groups.iter_mut() {
                 if entry.group.next_deadline().is_some_and(|d| d <= now) {
@@ -759,6 +922,7 @@ impl GroupCoordinator {
     pub fn expire_offsets(&self, now: i64) {
         for mut shard in self.coordinated_shards() {
             let Shard { log, groups, .. } = &mut *shard;
+            let log = log.as_mut().expect("an active shard has its log");
             let mut tombstones: Vec<KeyValue> = Vec::new();
             let mut expired: Vec<(String, Vec<TopicPartition>, bool)> = Vec::new();
             for (id, entry) in groups.iter() {
@@ -800,8 +964,8 @@ impl GroupCoordinator {
     /// new ones: the broker is shutting down.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
-        for shard in &self.shards {
-            for entry in shard.lock().expect("group shard lock").groups.values_mut() {
+        for mut shard in self.coordinated_shards() {
+            for entry in shard.groups.values_mut() {
                 entry.fail_parked(code::NOT_COORDINATOR);
             }
         }
@@ -841,25 +1005,61 @@ pub async fn run_timers(coordinator: Arc<GroupCoordinator>, mut shutdown: watch:
 mod tests {
     use std::collections::HashMap;
 
-    use strata_storage::LogManagerConfig;
+    use strata_storage::{LogConfig, LogManager, LogManagerConfig};
 
+    use super::super::store::{topic_configs, OFFSETS_TOPIC};
     use super::*;
+    use crate::partition::Assignment;
 
-    fn open(dir: &Path) -> GroupCoordinator {
-        let settings = HashMap::from([("offsets.topic.num.partitions", "6")]);
+    const PARTITIONS: i32 = 6;
+
+    fn coordinator(dir: &Path) -> GroupCoordinator {
+        let settings = HashMap::from([("offsets.topic.num.partitions", "6"), ("offsets.commit.timeout.ms", "2000")]);
         let config = GroupConfig::from_lookup(&|k| settings.get(k).map(|v| v.to_string())).unwrap();
-        let logs = LogManager::open(LogManagerConfig::new(dir)).unwrap();
-        GroupCoordinator::open(config, logs, dir, 0).unwrap()
+        GroupCoordinator::open(config, dir).unwrap()
     }
 
-    /// A group id whose partition `brokers` give to `owner`.
-    fn group_of(gc: &GroupCoordinator, brokers: &[i32], owner: i32) -> String {
-        (0..).map(|i| format!("g{i}")).find(|g| gc.coordinator_of(g, brokers) == Some(owner)).unwrap()
+    /// Offsets partition `p` on this broker (node 0) with `replicas`, led by `leader` at `epoch`.
+    fn partition(logs: &Arc<LogManager>, p: i32, replicas: &[i32], leader: i32, epoch: i32) -> Arc<Partition> {
+        let config =
+            LogConfig::default().with_overrides(topic_configs(1 << 20).iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        let log = logs.get_or_create(&TopicPartition::new(OFFSETS_TOPIC, p), config).unwrap();
+        let assignment = Assignment {
+            topic_id: uuid::Uuid::nil(),
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader,
+            leader_epoch: epoch,
+            partition_epoch: 0,
+        };
+        Arc::new(Partition::new(log, 0, assignment))
     }
 
-    fn commit(gc: &GroupCoordinator, group: &str, offset: i64) -> Vec<i16> {
+    /// Leads `led` alone at `epoch`.
+    fn lead(gc: &GroupCoordinator, logs: &Arc<LogManager>, led: &[i32], epoch: i32) {
+        let led = led.iter().map(|p| (*p, partition(logs, *p, &[0], 0, epoch))).collect();
+        gc.follow(PARTITIONS, &led, 1);
+    }
+
+    fn group_in(partition: i32) -> String {
+        (0..).map(|i| format!("g{i}")).find(|g| partition_for(g, PARTITIONS) == partition).unwrap()
+    }
+
+    fn ready<T>(p: Pending<T>) -> T {
+        match p {
+            Pending::Ready(v) => v,
+            Pending::Wait(_) => panic!("expected an answer now"),
+        }
+    }
+
+    fn commit(gc: &GroupCoordinator, group: &str, offset: i64) -> Pending<Vec<i16>> {
         let offsets = [OffsetCommitEntry { tp: TopicPartition::new("t", 0), offset, leader_epoch: -1, metadata: None }];
         gc.commit(group, Commit { generation: -1, member_id: "", instance_id: None, retention_ms: None, offsets: &offsets }, 1)
+    }
+
+    fn committed(gc: &GroupCoordinator, group: &str) -> Result<Vec<(i32, Option<i64>)>, i16> {
+        ready(gc.fetch_offsets(group, None))
+            .map(|os| os.iter().map(|(tp, o)| (tp.partition, o.as_ref().map(|o| o.offset))).collect())
     }
 
     fn join(gc: &GroupCoordinator, group: &str) -> Pending<JoinResult> {
@@ -883,36 +1083,38 @@ mod tests {
     }
 
     #[test]
-    fn a_single_broker_coordinates_every_group() {
+    fn the_leader_of_every_partition_coordinates_every_group() {
         let dir = tempfile::tempdir().unwrap();
-        let gc = open(dir.path());
+        let logs = LogManager::open(LogManagerConfig::new(dir.path())).unwrap();
+        let gc = coordinator(dir.path());
+        assert_eq!(ready(commit(&gc, "g", 5)), vec![code::NOT_COORDINATOR], "no topic yet");
+        lead(&gc, &logs, &(0..PARTITIONS).collect::<Vec<_>>(), 0);
         let groups: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
         for g in &groups {
-            assert_eq!(commit(&gc, g, 5), vec![code::NONE]);
+            assert_eq!(ready(commit(&gc, g, 5)), vec![code::NONE], "a single replica commits at once");
         }
-        gc.set_membership(1, &[3], 3);
         let mut expected = groups.clone();
         expected.sort();
         assert_eq!(listed(&gc), expected);
-        assert!(groups.iter().all(|g| gc.coordinator_of(g, &[3]) == Some(3)));
+        assert_eq!(committed(&gc, "g3"), Ok(vec![(0, Some(5))]));
     }
 
     #[test]
-    fn other_brokers_groups_are_refused_with_not_coordinator() {
+    fn groups_of_partitions_led_elsewhere_are_refused_with_not_coordinator() {
         let dir = tempfile::tempdir().unwrap();
-        let gc = open(dir.path());
-        let brokers = [0, 1];
-        let (mine, theirs) = (group_of(&gc, &brokers, 0), group_of(&gc, &brokers, 1));
-        gc.set_membership(1, &brokers, 0);
-        assert_eq!(commit(&gc, &mine, 5), vec![code::NONE]);
+        let logs = LogManager::open(LogManagerConfig::new(dir.path())).unwrap();
+        let gc = coordinator(dir.path());
+        lead(&gc, &logs, &[0], 0);
+        let (mine, theirs) = (group_in(0), group_in(1));
+        assert_eq!(ready(commit(&gc, &mine, 5)), vec![code::NONE]);
         let tp = [TopicPartition::new("t", 0)];
-        assert_eq!(commit(&gc, &theirs, 5), vec![code::NOT_COORDINATOR]);
-        assert_eq!(gc.fetch_offsets(&theirs, None), Err(code::NOT_COORDINATOR));
+        assert_eq!(ready(commit(&gc, &theirs, 5)), vec![code::NOT_COORDINATOR]);
+        assert_eq!(committed(&gc, &theirs), Err(code::NOT_COORDINATOR));
         assert_eq!(gc.heartbeat(&theirs, "m", None, 1, 1), code::NOT_COORDINATOR);
         assert_eq!(gc.leave(&theirs, &[("m".into(), None)], 1), Err(code::NOT_COORDINATOR));
         assert_eq!(gc.describe(&theirs), Err(code::NOT_COORDINATOR));
-        assert_eq!(gc.delete_groups(std::slice::from_ref(&theirs), 1), vec![code::NOT_COORDINATOR]);
-        assert_eq!(gc.delete_offsets(&theirs, &tp, 1), Err(code::NOT_COORDINATOR));
+        assert_eq!(ready(gc.delete_groups(std::slice::from_ref(&theirs), 1).remove(0)), code::NOT_COORDINATOR);
+        assert_eq!(ready(gc.delete_offsets(&theirs, &tp, 1)), Err(code::NOT_COORDINATOR));
         assert!(matches!(join(&gc, &theirs), Pending::Ready(r) if r.error == code::NOT_COORDINATOR));
         let sync = SyncRequest {
             generation_id: 1,
@@ -929,36 +1131,76 @@ mod tests {
     }
 
     #[test]
-    fn groups_move_with_the_membership_and_come_back_with_their_state() {
+    fn groups_are_dropped_with_the_leadership_and_loaded_from_the_log_with_it() {
         let dir = tempfile::tempdir().unwrap();
-        let gc = open(dir.path());
-        let (alone, pair) = ([0], [0, 1]);
-        let moving = group_of(&gc, &pair, 1);
-        gc.set_membership(1, &alone, 0);
-        assert_eq!(commit(&gc, &moving, 7), vec![code::NONE]);
+        let logs = LogManager::open(LogManagerConfig::new(dir.path())).unwrap();
+        let gc = coordinator(dir.path());
+        let moving = group_in(2);
+        lead(&gc, &logs, &[2], 0);
+        assert_eq!(ready(commit(&gc, &moving, 7)), vec![code::NONE]);
         let Pending::Wait(parked) = join(&gc, &moving) else { panic!("the first join waits for the initial rebalance delay") };
 
-        // Broker 1 joins and takes the group over: the parked request is told to look for the coordinator.
-        gc.set_membership(2, &pair, 0);
+        // Another broker leads the partition now: the parked request is told to look for the coordinator.
+        gc.follow(PARTITIONS, &HashMap::new(), 1);
         assert_eq!(parked.blocking_recv().unwrap().error, code::NOT_COORDINATOR);
-        assert_eq!(gc.fetch_offsets(&moving, None), Err(code::NOT_COORDINATOR));
+        assert_eq!(committed(&gc, &moving), Err(code::NOT_COORDINATOR));
         assert!(listed(&gc).is_empty());
-        // Timers and retention leave it alone meanwhile.
         gc.tick(i64::MAX / 2);
         gc.expire_offsets(i64::MAX / 2);
-        // An older membership arriving late changes nothing.
-        gc.set_membership(1, &alone, 0);
-        assert_eq!(gc.fetch_offsets(&moving, None), Err(code::NOT_COORDINATOR));
 
-        // Broker 1 leaves again: the group is back, with what this broker had.
-        gc.set_membership(3, &alone, 0);
-        let offsets = gc.fetch_offsets(&moving, None).unwrap();
-        assert_eq!(
-            offsets.iter().map(|(tp, o)| (tp.partition, o.as_ref().map(|o| o.offset))).collect::<Vec<_>>(),
-            vec![(0, Some(7))]
-        );
+        // Back at a later epoch: the groups come from the log (what was committed), not from memory.
+        lead(&gc, &logs, &[2], 3);
+        assert_eq!(committed(&gc, &moving), Ok(vec![(0, Some(7))]));
         assert_eq!(listed(&gc), vec![moving.clone()]);
         let d = gc.describe(&moving).unwrap().unwrap();
-        assert_eq!((d.state, d.members.len()), (GroupState::PreparingRebalance, 1), "no session or rebalance timeout ran");
+        assert_eq!((d.state, d.members.len()), (GroupState::Empty, 0), "the uncompleted join was never stored");
+        // Records go out at the new epoch.
+        assert_eq!(ready(commit(&gc, &moving, 8)), vec![code::NONE]);
+        let log = logs.get(&TopicPartition::new(OFFSETS_TOPIC, 2)).unwrap();
+        assert_eq!(log.latest_epoch(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn with_followers_answers_wait_until_the_in_sync_replicas_have_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogManager::open(LogManagerConfig::new(dir.path())).unwrap();
+        let gc = coordinator(dir.path());
+        let group = group_in(4);
+        let part = partition(&logs, 4, &[0, 1], 0, 0);
+        gc.follow(PARTITIONS, &HashMap::from([(4, part.clone())]), 1);
+        let Pending::Wait(answer) = commit(&gc, &group, 11) else { panic!("the follower lacks the commit") };
+        let Pending::Wait(read) = gc.fetch_offsets(&group, None) else { panic!("reads wait for what was written before") };
+        part.follower_fetched(1, 0, part.log.log_end_offset()).unwrap();
+        assert_eq!(answer.await.unwrap(), vec![code::NONE]);
+        let offsets = read.await.unwrap().unwrap();
+        assert_eq!(offsets[0].1.as_ref().map(|o| o.offset), Some(11));
+        // A commit the ISR never gets fails with Kafka's retriable code after offsets.commit.timeout.ms.
+        let Pending::Wait(lost) = commit(&gc, &group, 12) else { panic!() };
+        assert_eq!(lost.await.unwrap(), vec![code::COORDINATOR_NOT_AVAILABLE]);
+        // Losing the leadership meanwhile: NOT_COORDINATOR, and the client finds the new one.
+        let Pending::Wait(deposed) = commit(&gc, &group, 13) else { panic!() };
+        part.update(Assignment {
+            topic_id: uuid::Uuid::nil(),
+            replicas: vec![0, 1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 1,
+            partition_epoch: 1,
+        });
+        gc.follow(PARTITIONS, &HashMap::from([(4, part.clone())]), 1);
+        assert_eq!(deposed.await.unwrap(), vec![code::NOT_COORDINATOR]);
+        assert_eq!(ready(commit(&gc, &group, 14)), vec![code::NOT_COORDINATOR]);
+    }
+
+    #[test]
+    fn an_earlier_releases_layout_is_reported_until_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(coordinator(dir.path()).legacy_partitions(), None);
+        topics::save_json(&dir.path().join(LAYOUT_FILE), &Layout { offsets_topic_partitions: 12 }).unwrap();
+        let gc = coordinator(dir.path());
+        assert_eq!(gc.legacy_partitions(), Some(12));
+        gc.forget_legacy().unwrap();
+        assert_eq!(gc.legacy_partitions(), None);
+        assert_eq!(coordinator(dir.path()).legacy_partitions(), None);
     }
 }

@@ -35,7 +35,7 @@ pub fn committed(groups: &GroupCoordinator) -> Vec<(String, TopicPartition, i64)
     let mut out = Vec::new();
     for listing in groups.list_groups() {
         // A group that moved away since it was listed has no offsets here any more.
-        let Ok(offsets) = groups.fetch_offsets(&listing.group_id, None) else { continue };
+        let Ok(offsets) = groups.offsets_now(&listing.group_id) else { continue };
         out.extend(offsets.into_iter().filter_map(|(tp, c)| Some((listing.group_id.clone(), tp, c?.offset))));
     }
     out

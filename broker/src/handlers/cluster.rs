@@ -55,6 +55,7 @@ fn describe_topic(image: &Image, topic: &TopicImage) -> metadata_response::Metad
     metadata_response::MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(topic.name.clone()))))
         .with_topic_id(topic.id)
+        .with_is_internal(crate::group::is_internal_topic(&topic.name))
         .with_partitions(
             topic
                 .partitions

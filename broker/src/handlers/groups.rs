@@ -2,8 +2,9 @@
 //! ListGroups, DescribeGroups, DeleteGroups, OffsetDelete) over the group coordinator, and InitProducerId.
 //! Fields a request version does not have are left at their defaults, as kafka-protocol requires.
 //!
-//! In a cluster each group has one coordinator, named by FindCoordinator on every broker alike; the others
-//! answer the group's requests with NOT_COORDINATOR (the coordinator decides that itself).
+//! Each group has one coordinator, the leader of its `__consumer_offsets` partition, named by FindCoordinator
+//! on every broker alike; the others answer the group's requests with NOT_COORDINATOR (the coordinator decides
+//! that itself). Writes are answered once the partition's in-sync replicas have them.
 
 use kafka_protocol::messages::{
     describe_groups_response, find_coordinator_response, join_group_response, leave_group_response, list_groups_response,
@@ -14,21 +15,26 @@ use kafka_protocol::messages::{
     OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, ProducerId, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
+use std::sync::Arc;
+use std::time::Duration;
+
 use strata_storage::TopicPartition;
 
-use super::{message_if, respond, s};
+use super::{message_if, respond, respond_later, s};
 use crate::broker::BrokerState;
-use crate::controller::image::Image;
+use crate::controller::image::{Image, Refused, NO_LEADER};
+use crate::controller::service::ControllerRequest;
 use crate::errors::code;
-use crate::group::coordinator::{now_ms, Commit, OffsetCommitEntry};
+use crate::group::coordinator::{now_ms, Commit, OffsetCommitEntry, OffsetList};
 use crate::group::member::Protocol;
 use crate::group::offsets::CommittedOffset;
 use crate::group::state::{JoinRequest, JoinResult, SyncRequest, SyncResult};
-use crate::group::{GroupCoordinator, Pending};
+use crate::group::store::{partition_for, topic_configs};
+use crate::group::{GroupCoordinator, Pending, OFFSETS_TOPIC};
 use crate::protocol::RequestHeader;
 use crate::server::{Peer, Reply};
 
-/// The group coordinator (the publisher keeps it following the registered brokers).
+/// The group coordinator (the publisher keeps it following the offsets partitions this broker leads).
 fn coordinator(state: &BrokerState) -> &GroupCoordinator {
     &state.groups
 }
@@ -42,20 +48,26 @@ where
 {
     match pending {
         Pending::Ready(v) => respond(header, &build(v)),
-        Pending::Wait(rx) => {
-            let header = header.clone();
-            let later = async move {
-                let body = build(rx.await.unwrap_or(gone));
-                match crate::protocol::encode_response(&header, &body) {
-                    Ok(b) => Some(b.into()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "response encoding failed");
-                        None
-                    }
-                }
-            };
-            Reply::Later(Box::pin(later))
-        }
+        wait => respond_later(header, async move { build(wait.resolve(gone).await) }),
+    }
+}
+
+/// [`reply_pending`] of several answers.
+fn reply_all<T, R, F>(header: &RequestHeader, pending: Vec<Pending<T>>, gone: T, build: F) -> Reply
+where
+    T: Clone + Send + 'static,
+    R: Encodable,
+    F: FnOnce(Vec<T>) -> R + Send + 'static,
+{
+    match Pending::all_ready(pending) {
+        Ok(values) => respond(header, &build(values)),
+        Err(pending) => respond_later(header, async move {
+            let mut values = Vec::with_capacity(pending.len());
+            for p in pending {
+                values.push(p.resolve(gone.clone()).await);
+            }
+            build(values)
+        }),
     }
 }
 
@@ -76,21 +88,70 @@ fn address(state: &BrokerState, peer: &Peer, image: &Image, id: i32) -> Option<(
     b.endpoint(&peer.listener).map(|e| (BrokerId(id), s(e.host.clone()), i32::from(e.port)))
 }
 
-pub fn find_coordinator(
+/// Has the active controller create `__consumer_offsets` if it does not exist (Kafka creates it on the first
+/// FindCoordinator), with this broker's settings (or the partition count of an earlier release's local logs);
+/// concurrent requests ask once.
+pub async fn ensure_offsets_topic(state: &BrokerState, timeout: Duration) -> Result<(), Refused> {
+    if state.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    if !state.auto_creating.lock().expect("auto-create lock").insert(OFFSETS_TOPIC.to_string()) {
+        return Ok(());
+    }
+    let g = &state.config.groups;
+    let req = ControllerRequest::CreateOffsetsTopic {
+        partitions: state.groups.legacy_partitions().unwrap_or(g.offsets_partitions),
+        replication_factor: g.offsets_replication_factor,
+        configs: topic_configs(g.offsets_segment_bytes),
+    };
+    let result = state.controller.call(req, timeout).await;
+    state.auto_creating.lock().expect("auto-create lock").remove(OFFSETS_TOPIC);
+    result.map(|_| ())
+}
+
+/// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition, created first
+/// if need be; COORDINATOR_NOT_AVAILABLE while there is none.
+pub fn find_coordinator(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: FindCoordinatorRequest) -> Reply {
+    let groups = req.key_type == 0;
+    if !groups || state.image().topic(OFFSETS_TOPIC).is_some() {
+        return respond(header, &find_coordinator_answer(state, peer, header.api_version, &req));
+    }
+    let (state, peer, version) = (state.clone(), peer.clone(), header.api_version);
+    respond_later(header, async move {
+        if let Err(e) = ensure_offsets_topic(&state, Duration::from_secs(5)).await {
+            tracing::info!(error = %e, "creating __consumer_offsets");
+        }
+        find_coordinator_answer(&state, &peer, version, &req)
+    })
+}
+
+/// The broker that coordinates `group`: the live leader of its partition.
+fn group_coordinator(
     state: &BrokerState,
     peer: &Peer,
-    header: &RequestHeader,
-    req: FindCoordinatorRequest,
+    image: &Image,
+    group: &str,
+) -> Result<(BrokerId, StrBytes, i32), (i16, String)> {
+    let unavailable = |m: String| (code::COORDINATOR_NOT_AVAILABLE, m);
+    let topic = image.topic(OFFSETS_TOPIC).ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC} is being created")))?;
+    let p = partition_for(group, topic.partition_count());
+    let leader = topic.partitions.get(p as usize).map_or(NO_LEADER, |part| part.leader);
+    if leader == NO_LEADER {
+        return Err(unavailable(format!("partition {p} of {OFFSETS_TOPIC}, which has group {group}, has no leader")));
+    }
+    address(state, peer, image, leader)
+        .ok_or_else(|| unavailable(format!("broker {leader}, which coordinates {group}, is fenced")))
+}
+
+fn find_coordinator_answer(
+    state: &BrokerState,
+    peer: &Peer,
+    version: i16,
+    req: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let version = header.api_version;
-    let coordinator = coordinator(state);
     let image = state.image();
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     let locate = |key: &str| match req.key_type {
-        0 => coordinator
-            .coordinator_of(key, &brokers)
-            .and_then(|id| address(state, peer, &image, id))
-            .ok_or_else(|| (code::COORDINATOR_NOT_AVAILABLE, format!("no broker coordinates group {key}"))),
+        0 => group_coordinator(state, peer, &image, key),
         1 => Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.to_string())),
         other => Err((code::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
     };
@@ -236,7 +297,7 @@ pub fn leave_group(state: &BrokerState, header: &RequestHeader, req: LeaveGroupR
     }
 }
 
-pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCommitRequest) -> Reply {
     let version = header.api_version;
     // Partitions of unknown topics are refused here; the rest go to the coordinator (`slots` index `entries`).
     let mut entries = Vec::new();
@@ -265,7 +326,12 @@ pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCom
         retention_ms: retention,
         offsets: &entries,
     };
-    let errors = coordinator(state).commit(&req.group_id.0, commit, now_ms());
+    let pending = coordinator(state).commit(&req.group_id.0, commit, now_ms());
+    let gone = vec![code::NOT_COORDINATOR; entries.len()];
+    reply_pending(header, pending, gone, move |errors| commit_response(slots, &errors))
+}
+
+fn commit_response(slots: Vec<(TopicPartition, Option<usize>)>, errors: &[i16]) -> OffsetCommitResponse {
     OffsetCommitResponse::default().with_topics(
         by_topic(slots)
             .into_iter()
@@ -305,53 +371,68 @@ fn offset_fields(o: Option<CommittedOffset>) -> (i64, i32, String) {
     o.map_or((-1, -1, String::new()), |o| (o.offset, o.leader_epoch, o.metadata))
 }
 
-pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetchRequest) -> Reply {
     let version = header.api_version;
     let coordinator = coordinator(state);
     let fetch = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| {
         let tps: Option<Vec<TopicPartition>> = topics.map(|ts| {
             ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect()
         });
-        coordinator.fetch_offsets(group, tps.as_deref()).map(by_topic)
+        coordinator.fetch_offsets(group, tps.as_deref())
     };
+    let gone = Err(code::NOT_COORDINATOR);
     if version >= 8 {
-        let groups = req
+        let ids: Vec<GroupId> = req.groups.iter().map(|g| g.group_id.clone()).collect();
+        let pending = req
             .groups
             .into_iter()
             .map(|g| {
-                let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-                let resp = offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch(&g.group_id.0, topics) {
-                    Err(error) => resp.with_error_code(error),
-                    Ok(topics) => resp.with_topics(
-                        topics
-                            .into_iter()
-                            .map(|(name, ps)| {
-                                offset_fetch_response::OffsetFetchResponseTopics::default()
-                                    .with_name(TopicName(s(name)))
-                                    .with_partitions(
-                                        ps.into_iter()
-                                            .map(|(p, o)| {
-                                                let (offset, epoch, metadata) = offset_fields(o);
-                                                offset_fetch_response::OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(s(metadata)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    ),
-                }
+                fetch(
+                    &g.group_id.0,
+                    g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect()),
+                )
             })
             .collect();
-        return OffsetFetchResponse::default().with_groups(groups);
+        return reply_all(header, pending, gone, move |results| {
+            OffsetFetchResponse::default().with_groups(ids.into_iter().zip(results).map(|(id, r)| fetch_group(id, r)).collect())
+        });
     }
     let asked: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let (error, topics) = match fetch(&req.group_id.0, asked.clone()) {
+    let pending = fetch(&req.group_id.0, asked.clone());
+    reply_pending(header, pending, gone, move |r| fetch_response(version, asked, r))
+}
+
+/// One group's OffsetFetch answer (v8+).
+fn fetch_group(id: GroupId, result: Result<OffsetList, i16>) -> offset_fetch_response::OffsetFetchResponseGroup {
+    let resp = offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(id);
+    match result.map(by_topic) {
+        Err(error) => resp.with_error_code(error),
+        Ok(topics) => resp.with_topics(
+            topics
+                .into_iter()
+                .map(|(name, ps)| {
+                    offset_fetch_response::OffsetFetchResponseTopics::default().with_name(TopicName(s(name))).with_partitions(
+                        ps.into_iter()
+                            .map(|(p, o)| {
+                                let (offset, epoch, metadata) = offset_fields(o);
+                                offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(s(metadata)))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The OffsetFetch answer before v8 (one group).
+fn fetch_response(version: i16, asked: Option<Vec<(String, Vec<i32>)>>, result: Result<OffsetList, i16>) -> OffsetFetchResponse {
+    let (error, topics) = match result.map(by_topic) {
         Ok(topics) => (code::NONE, topics),
         Err(error) if version >= 2 => return OffsetFetchResponse::default().with_error_code(error),
         // v1 has no top-level error: Kafka puts it on every partition asked for.
@@ -445,29 +526,36 @@ pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: Describ
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete_groups(state: &BrokerState, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub fn delete_groups(state: &BrokerState, header: &RequestHeader, req: DeleteGroupsRequest) -> Reply {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let errors = coordinator(state).delete_groups(&ids, now_ms());
-    DeleteGroupsResponse::default().with_results(
-        req.groups_names
-            .into_iter()
-            .zip(errors)
-            .map(|(id, error)| {
-                kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
-                    .with_group_id(id)
-                    .with_error_code(error)
-            })
-            .collect(),
-    )
+    let pending = coordinator(state).delete_groups(&ids, now_ms());
+    reply_all(header, pending, code::NOT_COORDINATOR, move |errors| {
+        DeleteGroupsResponse::default().with_results(
+            req.groups_names
+                .into_iter()
+                .zip(errors)
+                .map(|(id, error)| {
+                    kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                        .with_group_id(id)
+                        .with_error_code(error)
+                })
+                .collect(),
+        )
+    })
 }
 
-pub fn offset_delete(state: &BrokerState, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub fn offset_delete(state: &BrokerState, header: &RequestHeader, req: OffsetDeleteRequest) -> Reply {
     let tps: Vec<TopicPartition> = req
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index)))
         .collect();
-    let errors = match coordinator(state).delete_offsets(&req.group_id.0, &tps, now_ms()) {
+    let pending = coordinator(state).delete_offsets(&req.group_id.0, &tps, now_ms());
+    reply_pending(header, pending, Err(code::NOT_COORDINATOR), move |r| offset_delete_response(req, r))
+}
+
+fn offset_delete_response(req: OffsetDeleteRequest, result: Result<Vec<i16>, i16>) -> OffsetDeleteResponse {
+    let errors = match result {
         Ok(errors) => errors,
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error),
     };

@@ -4,7 +4,7 @@ mod admin;
 mod cluster;
 mod configs;
 mod fetch;
-mod groups;
+pub(crate) mod groups;
 mod offsets;
 mod produce;
 
@@ -73,18 +73,18 @@ impl Service for Handler {
             Request::DescribeQuorum(r) => cluster::describe_quorum(state, &header, r),
             Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
             Request::ElectLeaders(r) => admin::elect_leaders(state, &header, r),
-            Request::FindCoordinator(r) => respond(&header, &groups::find_coordinator(state, peer, &header, r)),
+            Request::FindCoordinator(r) => groups::find_coordinator(state, peer, &header, r),
             Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),
             Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
             Request::SyncGroup(r) => groups::sync_group(state, &header, r),
             Request::Heartbeat(r) => respond(&header, &groups::heartbeat(state, r)),
             Request::LeaveGroup(r) => respond(&header, &groups::leave_group(state, &header, r)),
-            Request::OffsetCommit(r) => respond(&header, &groups::offset_commit(state, &header, r)),
-            Request::OffsetFetch(r) => respond(&header, &groups::offset_fetch(state, &header, r)),
+            Request::OffsetCommit(r) => groups::offset_commit(state, &header, r),
+            Request::OffsetFetch(r) => groups::offset_fetch(state, &header, r),
             Request::ListGroups(r) => respond(&header, &groups::list_groups(state, &header, r)),
             Request::DescribeGroups(r) => respond(&header, &groups::describe_groups(state, &header, r)),
-            Request::DeleteGroups(r) => respond(&header, &groups::delete_groups(state, r)),
-            Request::OffsetDelete(r) => respond(&header, &groups::offset_delete(state, r)),
+            Request::DeleteGroups(r) => groups::delete_groups(state, &header, r),
+            Request::OffsetDelete(r) => groups::offset_delete(state, &header, r),
             Request::Produce(r) => produce::handle(state, peer, &header, r),
             Request::Fetch(r) => fetch::handle(state, peer, &header, r),
             Request::ListOffsets(r) => respond(&header, &offsets::list_offsets(state, header.api_version, r)),

@@ -122,6 +122,10 @@ pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteR
                     .map(|p| {
                         let r = delete_records_response::DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
+                        // Kafka's rule: the broker's own records are not the client's to delete.
+                        if crate::group::is_internal_topic(&name) {
+                            return r.with_error_code(code::INVALID_TOPIC_EXCEPTION).with_low_watermark(-1);
+                        }
                         let Some(part) = state.replicas.partition(&name, p.partition_index) else {
                             return r
                                 .with_error_code(state.missing_partition_code(&name, p.partition_index))

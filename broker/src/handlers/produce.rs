@@ -44,6 +44,11 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
             let partition = name.as_deref().and_then(|n| state.replicas.partition(n, p.index));
             let outcome = match (valid_acks, partition, p.records.as_mut()) {
                 (false, _, _) => Err((code::INVALID_REQUIRED_ACKS, format!("acks={} (expected -1, 0 or 1)", req.acks))),
+                // Kafka's ReplicaManager: only the broker appends to its internal topics.
+                _ if name.as_deref().is_some_and(crate::group::is_internal_topic) => Err((
+                    code::INVALID_TOPIC_EXCEPTION,
+                    format!("cannot append to internal topic {}", name.as_deref().unwrap_or_default()),
+                )),
                 // No transaction coordinator: see handlers::groups.
                 _ if req.transactional_id.is_some() => Err((
                     code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,

@@ -834,8 +834,9 @@ impl Log {
 
     /// Kafka's DeleteRecords: moves the log start offset to `offset` (at most the high watermark) and
     /// deletes the segments wholly below it. Returns the new log start offset. Made durable by
-    /// [`crate::LogManager::delete_records`], which checkpoints the log start offsets.
-    pub(crate) fn delete_records_before(&self, offset: i64) -> Result<i64> {
+    /// [`crate::LogManager::delete_records`], which checkpoints the log start offsets (a follower calls it
+    /// directly: a start lost in a crash is learnt again from the leader).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
         let mut w = self.lock_writer()?;
         let high_watermark = self.high_watermark();
         if offset < 0 || offset > high_watermark {
@@ -985,6 +986,41 @@ impl Log {
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.dir_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Empties the log and starts it over at `offset` (Kafka's truncateFullyAndStartAt): a follower whose log
+    /// ends before its leader's log start, or must be cut below its own log start, has nothing worth keeping.
+    /// The log start, end and high watermark all become `offset`; producer state and leader epochs are
+    /// forgotten. The caller checkpoints the new log start (or learns it again from the leader).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let config = self.config();
+        let mut w = self.lock_writer()?;
+        let mut epochs = self.epochs.read().expect("epochs lock").clone();
+        if epochs.truncate_from_end(i64::MIN) {
+            leader_epoch::write_checkpoint(&self.dir, &epochs)?;
+            *self.epochs.write().expect("epochs lock") = epochs;
+        }
+        w.active().seal()?;
+        let segments = self.segments();
+        for (&base, doomed) in segments.iter() {
+            doomed.publish_size(0);
+            remove_segment_files(&self.dir, base)?;
+        }
+        producer_state::delete_snapshots_below(&self.dir, i64::MAX)?;
+        let fresh = Arc::new(LogSegment::create(&self.dir, offset, &config, &self.stats, now_ms())?);
+        w.active = Some(ActiveSegment::new(Arc::clone(&fresh), config.write_mode, config.segment_bytes)?);
+        w.roll_jitter_ms = random_segment_jitter(&config);
+        w.producers.clear();
+        w.unflushed_messages = 0;
+        self.publish_segments(SegmentMap::from([(offset, fresh)]));
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.log_end_offset.store(offset, Ordering::Release);
+        self.high_watermark.store(offset, Ordering::Release);
+        self.recovery_point.store(offset, Ordering::Release);
+        self.dir_dirty.store(true, Ordering::Release);
+        fsync_dir(&self.dir)?;
+        info!(log = %self.tp, offset, "emptied the log to start over at the leader's log start");
         Ok(())
     }
 

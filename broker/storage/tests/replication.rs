@@ -318,3 +318,30 @@ fn recovery_that_cuts_the_log_drops_the_epochs_it_cut() {
     assert_eq!(log.end_offset_for_epoch(4), (-1, -1));
     manager.shutdown().unwrap();
 }
+
+#[test]
+fn a_follower_behind_its_leaders_log_start_starts_over_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = open_manager(dir.path(), LogConfig::default());
+    let log = manager.get_or_create(&tp(), LogConfig::default()).unwrap();
+    for epoch in [0, 2] {
+        log.append_as_leader(&mut batch(5, 10, 0, Compression::None), epoch).unwrap();
+    }
+    log.set_high_watermark(10);
+    // The leader deleted records below 40: this log (ending at 10) can only start over at 40.
+    log.truncate_fully_and_start_at(40).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.high_watermark()), (40, 40, 40));
+    assert_eq!((log.epoch_entries(), log.segment_base_offsets()), (vec![], vec![40]));
+    log.append_as_follower(&with_base_offset(with_epoch(batch(3, 10, 0, Compression::None), 4), 40)).unwrap();
+    assert_eq!((log.log_end_offset(), log.epoch_entries()), (43, vec![(4, 40)]));
+    assert_eq!(stored_epochs(&log), vec![4]);
+    // Leader log starts reach followers through delete_records_before, bounded by the high watermark.
+    log.set_high_watermark(43);
+    assert_eq!(log.delete_records_before(42).unwrap(), 42);
+    manager.shutdown().unwrap();
+    drop((manager, log));
+    let manager = open_manager(dir.path(), LogConfig::default());
+    let log = manager.get(&tp()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (42, 43));
+    manager.shutdown().unwrap();
+}
