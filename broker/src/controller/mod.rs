@@ -9,6 +9,7 @@ pub mod decisions;
 pub mod image;
 pub mod log_store;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod rpc;
 pub mod service;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::decisions::{self, NewPartitions, NewTopic};
 use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId};
+use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
 use crate::errors::code;
 
@@ -94,6 +95,11 @@ pub enum ControllerRequest {
     ElectLeaders {
         partitions: Option<Vec<(String, i32)>>,
         election_type: i8,
+    },
+    /// Kafka's AlterPartitionReassignments (KIP-455): each partition's target replicas, None to cancel;
+    /// answered with [`ControllerReply::Each`], committed as one batch.
+    AlterPartitionReassignments {
+        partitions: Vec<reassignment::Reassign>,
     },
 }
 
@@ -450,6 +456,15 @@ impl Active {
                     }
                 }
                 ControllerReply::Elections(outcomes)
+            }
+            ControllerRequest::AlterPartitionReassignments { partitions } => {
+                let (records, mut outcomes) = reassignment::alter(&self.image(), &partitions, &s.log_defaults);
+                if !records.is_empty() {
+                    if let Err(e) = self.propose(records).await {
+                        outcomes.iter_mut().filter(|o| o.is_ok()).for_each(|o| *o = Err(e.clone()));
+                    }
+                }
+                ControllerReply::Each(outcomes)
             }
         })
     }
