@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use strata_storage::{LogConfig, LogManager, LogManagerConfig, StorageError, TopicPartition};
 
+use crate::controller::image::NO_LEADER;
 use crate::partition::{Assignment, Partition};
 use crate::resources;
 
@@ -124,7 +125,11 @@ impl ReplicaManager {
         }
         let gone: Vec<TopicPartition> = partitions.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
         for tp in gone {
-            partitions.remove(&tp);
+            if let Some(p) = partitions.remove(&tp) {
+                // Requests still holding it (acks=all produces waiting for the high watermark, follower fetches)
+                // learn at once that this broker no longer leads it.
+                p.update(Assignment { leader: NO_LEADER, ..p.assignment() });
+            }
             self.logs.delete(&tp)?;
             tracing::info!(partition = %tp, "deleted the log of a partition this broker no longer hosts");
         }
@@ -180,7 +185,10 @@ mod tests {
         assert_eq!(rm.log_manager().logs().len(), 2);
         rm.host(&HashMap::from([(tp("t", 0), hosted(true))]), true).unwrap();
         assert_eq!(rm.log_manager().logs().len(), 1);
+        let led = rm.partition("t", 0).unwrap();
         rm.host(&HashMap::new(), true).unwrap();
         assert!(rm.log_manager().logs().is_empty());
+        // Whoever still holds a partition this broker no longer hosts (deleted, reassigned away) sees it led by nobody.
+        assert!(!led.is_leader());
     }
 }
