@@ -61,7 +61,7 @@ pub fn alter_partition_reassignments(
                     .map(|p| {
                         let r = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
                         match decided.next().unwrap_or(Ok(())) {
-                            Ok(()) => r,
+                            Ok(()) => r.with_error_message(None),
                             Err(e) => r.with_error_code(e.code).with_error_message(Some(s(e.message))),
                         }
                     })
@@ -69,7 +69,7 @@ pub fn alter_partition_reassignments(
                 ReassignableTopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
             })
             .collect();
-        AlterPartitionReassignmentsResponse::default().with_responses(responses)
+        AlterPartitionReassignmentsResponse::default().with_error_message(None).with_responses(responses)
     })
 }
 
@@ -97,5 +97,5 @@ pub fn list_partition_reassignments(
             )
         })
         .collect();
-    ListPartitionReassignmentsResponse::default().with_topics(topics)
+    ListPartitionReassignmentsResponse::default().with_error_message(None).with_topics(topics)
 }
