@@ -66,6 +66,31 @@ pub fn divergence(last_fetched_epoch: i32, fetch_offset: i64, end_for_epoch: (i3
     (epoch < last_fetched_epoch || end < fetch_offset).then_some(end_for_epoch)
 }
 
+/// What a follower does when the leader answers OFFSET_OUT_OF_RANGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfRange {
+    /// Its log ends past the leader's high watermark (the leader lost records: an unclean election): cut it
+    /// back there.
+    TruncateTo(i64),
+    /// Its log ends before the leader's log start offset (retention or DeleteRecords removed those records on
+    /// the leader; typically a new replica): empty it and continue there, as Kafka's truncateFullyAndStartAt.
+    StartAt(i64),
+    /// Neither: ask again after the backoff.
+    Retry,
+}
+
+/// Kafka's follower rules for OFFSET_OUT_OF_RANGE, over this log's start and end offsets and the leader's high
+/// watermark and log start offset from the answer.
+pub fn out_of_range(log_start: i64, log_end: i64, leader_high_watermark: i64, leader_log_start: i64) -> OutOfRange {
+    if (0..log_end).contains(&leader_high_watermark) && leader_high_watermark >= log_start {
+        OutOfRange::TruncateTo(leader_high_watermark)
+    } else if leader_log_start > log_end {
+        OutOfRange::StartAt(leader_log_start)
+    } else {
+        OutOfRange::Retry
+    }
+}
+
 /// What one fetcher task follows, by partition.
 type Targets = BTreeMap<TopicPartition, Target>;
 
@@ -254,16 +279,21 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
             match p.error_code {
                 0 => {}
                 code::OFFSET_OUT_OF_RANGE => {
-                    // The leader's log ends before this one (an unclean election, or truncation missed): keep
-                    // what it has.
                     let log = &part.log;
-                    let cut = p.high_watermark.max(0).min(log.log_end_offset());
-                    if cut < log.log_end_offset() && cut >= log.log_start_offset() {
-                        if let Err(e) = part.truncate_to(cut) {
-                            tracing::error!(partition = %tp, error = %e, "truncating after OFFSET_OUT_OF_RANGE");
+                    match out_of_range(log.log_start_offset(), log.log_end_offset(), p.high_watermark, p.log_start_offset) {
+                        OutOfRange::TruncateTo(cut) => {
+                            if let Err(e) = part.truncate_to(cut) {
+                                tracing::error!(partition = %tp, error = %e, "truncating after OFFSET_OUT_OF_RANGE");
+                            }
                         }
-                    } else {
-                        tracing::warn!(partition = %tp, leader_hw = p.high_watermark, log_start = log.log_start_offset(), "fetch offset out of the leader's range");
+                        OutOfRange::StartAt(start) => match part.truncate_fully_and_start_at(start) {
+                            // Fetch from there at once.
+                            Ok(()) => continue,
+                            Err(e) => tracing::error!(partition = %tp, error = %e, "starting at the leader's log start"),
+                        },
+                        OutOfRange::Retry => {
+                            tracing::warn!(partition = %tp, leader_hw = p.high_watermark, leader_log_start = p.log_start_offset, log_start = log.log_start_offset(), log_end = log.log_end_offset(), "fetch offset out of the leader's range")
+                        }
                     }
                     refused.push(tp);
                     continue;
@@ -322,6 +352,27 @@ mod tests {
         ];
         for ((e, end), own, leo, hw, want) in cases {
             assert_eq!(truncation_offset(e, end, own, leo, hw), want, "{e} {end} {own:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_rules() {
+        use OutOfRange::*;
+        // (log start, log end, leader hw, leader log start) -> what to do
+        let cases = [
+            // Ahead of the leader's high watermark: cut back to it.
+            ((0, 50, 40, 0), TruncateTo(40)),
+            ((10, 50, 10, 0), TruncateTo(10)),
+            // Behind the leader's log start (a new replica of a partition whose old records expired).
+            ((0, 0, 900, 500), StartAt(500)),
+            ((0, 120, 900, 500), StartAt(500)),
+            // Within the leader's range after all (it moved meanwhile), or nothing safe to do: ask again.
+            ((0, 120, 900, 100), Retry),
+            ((30, 50, 20, 0), Retry),
+            ((0, 50, -1, -1), Retry),
+        ];
+        for ((start, end, hw, leader_start), want) in cases {
+            assert_eq!(out_of_range(start, end, hw, leader_start), want, "{start} {end} {hw} {leader_start}");
         }
     }
 

@@ -401,6 +401,14 @@ impl Partition {
         Ok(())
     }
 
+    /// Empties the log to continue at the leader's log start offset (a follower whose log ends before it).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.end_offset.send_replace(self.log.log_end_offset());
+        self.high_watermark.send_replace(self.log.high_watermark());
+        Ok(())
+    }
+
     /// Changes whenever the high watermark moves.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()

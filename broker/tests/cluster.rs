@@ -659,3 +659,63 @@ fn a_group_has_one_coordinator_whichever_broker_its_members_ask() {
     assert_eq!(back, coord);
     c.wait_for("the coordinator loaded the group again", |c| c.committed(coord as usize, group) == Ok(expected.clone()));
 }
+
+/// A reassignment from one replica to two others (a replication factor change) of a partition whose first
+/// records were deleted on its leader: the new replicas cannot fetch from offset 0, so they start at the
+/// leader's log start offset; the old replica's broker deletes its copy once the new ones are in sync.
+#[test]
+fn a_reassignment_copies_a_trimmed_partition_to_new_replicas_and_removes_the_old() {
+    let c = Cluster::start();
+    let topic = "trimmed";
+    let create =
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default(
+        )
+        .with_name(TopicName(s(topic)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![create_topics_request::CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![BrokerId(0)])])]);
+    let created: CreateTopicsResponse = c.call(0, ApiKey::CreateTopics, 7, &create);
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+    for _ in 0..4 {
+        let produced: ProduceResponse =
+            c.call(0, ApiKey::Produce, 9, &common::produce_request(topic, 0, record_batch(5, 50, 1_000), 1));
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    let trim = DeleteRecordsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+            delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(10),
+        ]),
+    ]);
+    let trimmed: DeleteRecordsResponse = c.call(0, ApiKey::DeleteRecords, 2, &trim);
+    assert_eq!(trimmed.topics[0].partitions[0].low_watermark, 10);
+
+    let reassign = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+            alter_partition_reassignments_request::ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(1), BrokerId(2)])),
+        ]),
+    ]);
+    let resp: AlterPartitionReassignmentsResponse = c.call(2, ApiKey::AlterPartitionReassignments, 0, &reassign);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0, "{:?}", resp.responses[0].partitions[0].error_message);
+    let partition = |c: &Cluster, id: usize| {
+        let md = c.metadata(id);
+        let t = md.topics.into_iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap();
+        let p = &t.partitions[0];
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        (ids(&p.replica_nodes), ids(&p.isr_nodes), p.leader_id.0)
+    };
+    c.wait_for("brokers 1 and 2 hold the partition in sync", |c| {
+        let listed: ListPartitionReassignmentsResponse =
+            c.call(1, ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default().with_topics(None));
+        listed.topics.is_empty() && (0..N).all(|id| partition(c, id) == (vec![1, 2], vec![1, 2], 1))
+    });
+    for id in [1, 2] {
+        let state = c.broker(id).broker.as_ref().unwrap().state().clone();
+        let log = state.replicas.hosted(topic, 0).unwrap().log.clone();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 20), "broker {id}");
+    }
+    c.wait_for("broker 0 deleted its copy", |c| !c.broker(0).dir.path().join(format!("{topic}-0")).exists());
+}

@@ -988,6 +988,50 @@ impl Log {
         Ok(())
     }
 
+    /// Empties the log and starts it again at `offset`, above its end (Kafka's truncateFullyAndStartAt): a
+    /// follower whose log ends before the leader's log start offset (retention or DeleteRecords removed those
+    /// records on the leader, e.g. for a replica a reassignment adds) cannot fetch what it lacks, so it drops
+    /// everything and continues from there. Epochs and producer state go with the records; the new segment's
+    /// base offset records the new start on disk.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let config = self.config();
+        let mut w = self.lock_writer()?;
+        let end = self.log_end_offset();
+        if offset <= end {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: end,
+            });
+        }
+        // Epochs are forgotten durably first: after a crash in between, opening the log adds back those its
+        // batches still have.
+        let mut epochs = self.epochs.read().expect("epochs lock").clone();
+        if epochs.truncate_from_end(i64::MIN) {
+            leader_epoch::write_checkpoint(&self.dir, &epochs)?;
+            *self.epochs.write().expect("epochs lock") = epochs;
+        }
+        w.active().seal()?;
+        let fresh = Arc::new(LogSegment::create(&self.dir, offset, &config, &self.stats, now_ms())?);
+        for (&base, doomed) in self.segments().iter() {
+            doomed.publish_size(0);
+            remove_segment_files(&self.dir, base)?;
+        }
+        producer_state::delete_snapshots_below(&self.dir, offset)?;
+        w.active = Some(ActiveSegment::new(Arc::clone(&fresh), config.write_mode, config.segment_bytes)?);
+        w.roll_jitter_ms = random_segment_jitter(&config);
+        w.producers = ProducerStateManager::default();
+        self.publish_segments(SegmentMap::from([(offset, fresh)]));
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.log_end_offset.store(offset, Ordering::Release);
+        // Everything below the leader's log start offset was committed there.
+        self.high_watermark.store(offset, Ordering::Release);
+        self.recovery_point.store(offset, Ordering::Release);
+        self.dir_dirty.store(true, Ordering::Release);
+        info!(log = %self.tp, previous_end = end, offset, "emptied the log to start again at the leader's log start offset");
+        Ok(())
+    }
+
     /// Writes everything appended so far to disk (fdatasync, or msync of the active map in mmap mode) and
     /// advances the recovery point. The fsyncs run outside the writer lock: appends continue meanwhile.
     pub fn flush(&self) -> Result<()> {
