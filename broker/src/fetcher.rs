@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors::code;
 use crate::partition::Partition;
+use crate::throttle::{ReplicationThrottles, Throttle};
 
 /// A partition to follow, and from whom.
 #[derive(Clone)]
@@ -102,14 +103,20 @@ struct Task {
 
 pub struct FetcherManager {
     settings: FetcherSettings,
+    /// The follower replication throttle (see [`crate::throttle`]).
+    throttle: Arc<ReplicationThrottles>,
     /// Per leader broker.
     tasks: Mutex<HashMap<i32, Task>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl FetcherManager {
-    pub fn new(settings: FetcherSettings, shutdown: watch::Receiver<bool>) -> FetcherManager {
-        FetcherManager { settings, tasks: Mutex::new(HashMap::new()), shutdown }
+    pub fn new(
+        settings: FetcherSettings,
+        throttle: Arc<ReplicationThrottles>,
+        shutdown: watch::Receiver<bool>,
+    ) -> FetcherManager {
+        FetcherManager { settings, throttle, tasks: Mutex::new(HashMap::new()), shutdown }
     }
 
     /// Follows exactly `targets`: tasks start for new leaders and stop for brokers that lead nothing followed.
@@ -145,7 +152,8 @@ impl FetcherManager {
                 }
                 None => {
                     let (targets, rx) = watch::channel(set);
-                    let handle = tokio::spawn(run(self.settings.clone(), leader, rx, self.shutdown.clone()));
+                    let handle =
+                        tokio::spawn(run(self.settings.clone(), self.throttle.clone(), leader, rx, self.shutdown.clone()));
                     tasks.insert(leader, Task { targets, handle });
                 }
             }
@@ -162,6 +170,7 @@ impl FetcherManager {
 /// One leader's fetcher: fetches until shut down or no longer needed.
 async fn run(
     settings: FetcherSettings,
+    throttle: Arc<ReplicationThrottles>,
     leader: i32,
     mut targets: watch::Receiver<BTreeMap<TopicPartition, Target>>,
     mut shutdown: watch::Receiver<bool>,
@@ -176,7 +185,13 @@ async fn run(
         let set = targets.borrow_and_update().clone();
         let now = tokio::time::Instant::now();
         delayed.retain(|_, until| *until > now);
-        let fetchable: Vec<&Target> = set.iter().filter(|(tp, _)| !delayed.contains_key(*tp)).map(|(_, t)| t).collect();
+        // Throttled partitions wait while the follower throttle is used up.
+        let exhausted = throttle.follower.exhausted();
+        let fetchable: Vec<&Target> = set
+            .iter()
+            .filter(|(tp, t)| !(delayed.contains_key(*tp) || exhausted && t.partition.follower_throttled()))
+            .map(|(_, t)| t)
+            .collect();
         let Some(addr) = set.values().next().map(|t| t.leader_addr.clone()) else { return };
         if fetchable.is_empty() {
             tokio::select! {
@@ -213,7 +228,7 @@ async fn run(
                     backoff(&settings, &mut shutdown).await;
                     continue;
                 }
-                for refused in handle_response(&set, resp) {
+                for refused in handle_response(&set, resp, &throttle.follower) {
                     delayed.insert(refused, tokio::time::Instant::now() + settings.backoff);
                 }
             }
@@ -267,8 +282,8 @@ fn fetch_request(settings: &FetcherSettings, targets: &[&Target]) -> FetchReques
         )
 }
 
-/// Applies a fetch response; returns the partitions to back off from.
-fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) -> Vec<TopicPartition> {
+/// Applies a fetch response (counting throttled partitions' bytes); returns the partitions to back off from.
+fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse, throttle: &Throttle) -> Vec<TopicPartition> {
     let mut refused = Vec::new();
     for t in resp.responses {
         let topic = t.topic.0.to_string();
@@ -321,6 +336,9 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
                 continue;
             }
             let records = p.records.unwrap_or_default();
+            if part.follower_throttled() {
+                throttle.record(records.len() as u64);
+            }
             if let Err(e) = part.append_as_follower(&records, p.high_watermark) {
                 tracing::error!(partition = %tp, error = %e, "appending fetched records");
                 refused.push(tp);

@@ -139,6 +139,9 @@ pub struct Partition {
     end_offset: watch::Sender<i64>,
     leader: AtomicBool,
     leader_epoch: AtomicI32,
+    /// Listed for this broker's leader / follower replication throttle (see [`crate::throttle`]).
+    leader_throttled: AtomicBool,
+    follower_throttled: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -208,6 +211,8 @@ impl Partition {
             end_offset,
             leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
+            leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
             state: Mutex::new(State {
                 assignment: assignment.clone(),
                 followers: BTreeMap::new(),
@@ -238,6 +243,26 @@ impl Partition {
 
     pub fn in_sync_replicas(&self) -> i32 {
         self.state.lock().expect("partition lock").assignment.isr.len() as i32
+    }
+
+    /// Whether the topic lists this partition for this broker's leader and follower replication throttles.
+    pub fn set_throttled(&self, (leader, follower): (bool, bool)) {
+        self.leader_throttled.store(leader, Ordering::Release);
+        self.follower_throttled.store(follower, Ordering::Release);
+    }
+
+    /// As leader: whether what `replica` fetches counts against the leader throttle (listed here, and the
+    /// replica is not in sync: throttling an ISR member would hold back the high watermark).
+    pub fn leader_throttles(&self, replica: i32) -> bool {
+        self.leader_throttled.load(Ordering::Acquire)
+            && !self.state.lock().expect("partition lock").assignment.isr.contains(&replica)
+    }
+
+    /// As follower: whether what this broker fetches counts against the follower throttle (listed here, and this
+    /// replica is not in sync).
+    pub fn follower_throttled(&self) -> bool {
+        self.follower_throttled.load(Ordering::Acquire)
+            && !self.state.lock().expect("partition lock").assignment.isr.contains(&self.node_id)
     }
 
     /// Applies what the image says; returns true if this broker's role or epoch changed.

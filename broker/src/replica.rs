@@ -12,6 +12,7 @@ use strata_storage::{LogConfig, LogManager, LogManagerConfig, StorageError, Topi
 use crate::controller::image::NO_LEADER;
 use crate::partition::{Assignment, Partition};
 use crate::resources;
+use crate::throttle::ReplicationThrottles;
 
 /// Refuses `partitions` new local partitions that this process's descriptors or maps cannot hold.
 pub fn check_room(partitions: usize) -> Result<(), String> {
@@ -51,6 +52,8 @@ impl Defaults {
 pub struct Hosted {
     pub config: LogConfig,
     pub assignment: Assignment,
+    /// Whether its topic lists it for this broker's leader and follower replication throttles.
+    pub throttled: (bool, bool),
 }
 
 pub struct ReplicaManager {
@@ -58,6 +61,7 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     defaults: RwLock<Defaults>,
+    throttles: Arc<ReplicationThrottles>,
 }
 
 impl ReplicaManager {
@@ -66,7 +70,13 @@ impl ReplicaManager {
     pub fn open(node_id: i32, mut logs_config: LogManagerConfig, defaults: Defaults) -> Result<ReplicaManager, StorageError> {
         logs_config.default_config = defaults.config.clone();
         let logs = LogManager::open(logs_config)?;
-        Ok(ReplicaManager { node_id, logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults) })
+        let throttles = Arc::default();
+        Ok(ReplicaManager { node_id, logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults), throttles })
+    }
+
+    /// The replication throttles of this broker (shared with the replica fetchers).
+    pub fn throttles(&self) -> &Arc<ReplicationThrottles> {
+        &self.throttles
     }
 
     pub fn log_manager(&self) -> &Arc<LogManager> {
@@ -116,12 +126,14 @@ impl ReplicaManager {
                         log.update_config(h.config.clone());
                     }
                     let p = Arc::new(Partition::new(log, self.node_id, h.assignment.clone()));
+                    p.set_throttled(h.throttled);
                     partitions.insert(tp.clone(), p.clone());
                     tracing::info!(partition = %tp, leader = h.assignment.leader, "hosting partition");
                     continue;
                 }
             };
             part.update(h.assignment.clone());
+            part.set_throttled(h.throttled);
         }
         let gone: Vec<TopicPartition> = partitions.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
         for tp in gone {
@@ -159,7 +171,7 @@ mod tests {
             leader_epoch: 1,
             partition_epoch: 0,
         };
-        Hosted { config: LogConfig::default(), assignment }
+        Hosted { config: LogConfig::default(), assignment, throttled: (false, false) }
     }
 
     fn tp(t: &str, p: i32) -> TopicPartition {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use serde::Serialize;
 use strata_client::admin::{
-    ConfigChange, ConfigEntry, ConfigResource, NewTopic, OffsetSpec, PartitionInfo, PerName, Reassignment,
+    ConfigChange, ConfigEntry, ConfigResource, NewTopic, OffsetSpec, PartitionInfo, PerName, ReassignTarget, Reassignment,
 };
 
 use crate::options::{parse_key_value, Options};
@@ -124,8 +124,7 @@ pub async fn run(opts: &Options, command: Command) -> anyhow::Result<Outcome> {
         }
         Command::Reassign { topic, partitions, replicas, cancel, wait } => {
             let target = (!cancel).then_some(replicas);
-            let targets: Vec<((String, i32), Option<Vec<i32>>)> =
-                partitions.iter().map(|p| ((topic.clone(), *p), target.clone())).collect();
+            let targets: Vec<ReassignTarget> = partitions.iter().map(|p| ((topic.clone(), *p), target.clone())).collect();
             let mut client = opts.client().await?;
             let outcomes = client.controller().await?.alter_partition_reassignments(&targets).await?;
             let results: PerName = outcomes.into_iter().map(|((t, p), r)| (format!("{t}-{p}"), r)).collect();

@@ -212,6 +212,9 @@ pub struct Reassignment {
 /// Per partition: its outcome.
 pub type PerPartition = Vec<((String, i32), Result<()>)>;
 
+/// A partition and its target replicas (None: cancel its reassignment).
+pub type ReassignTarget = ((String, i32), Option<Vec<i32>>);
+
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct GroupListing {
     pub group: String,
@@ -555,7 +558,7 @@ impl Connection {
     /// Moves partitions to new replicas (AlterPartitionReassignments, KIP-455): for each (topic, partition), its
     /// target replicas (the first is the preferred leader), or None to cancel the reassignment in progress. The
     /// reassignment goes on after the answer; [`Connection::list_partition_reassignments`] shows it until done.
-    pub async fn alter_partition_reassignments(&mut self, targets: &[((String, i32), Option<Vec<i32>>)]) -> Result<PerPartition> {
+    pub async fn alter_partition_reassignments(&mut self, targets: &[ReassignTarget]) -> Result<PerPartition> {
         use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
         let version = self.version::<AlterPartitionReassignmentsRequest>(0)?;
         let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();

@@ -566,7 +566,10 @@ fn alter_configs(
         ConfigResource::Broker(resource) => {
             let mut configs = image.broker_configs.get(&resource).cloned().unwrap_or_default();
             crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
-            defaults.with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(e.to_string()))?;
+            let log_defaults = crate::throttle::split_rates(&configs).map_err(invalid)?;
+            defaults
+                .with_overrides(log_defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| invalid(e.to_string()))?;
             Ok(vec![MetadataRecord::BrokerConfig { resource, configs }])
         }
     }
