@@ -1,8 +1,8 @@
 //! The replica manager: the partitions this broker hosts, the logs (strata-storage) behind them with their
-//! effective configs (broker defaults plus topic overrides), whether this broker leads each of them, and
-//! high-watermark notifications that wake waiting fetches when a produce lands. What exists in the cluster is
-//! the metadata image's (see [`crate::controller`]); the publisher ([`crate::publisher`]) makes this
-//! manager host what the image assigns to this broker.
+//! effective configs (broker defaults plus topic overrides), whether this broker leads each of them, the
+//! replication throttles, and high-watermark notifications that wake waiting fetches when a produce lands.
+//! What exists in the cluster is the metadata image's (see [`crate::controller`]); the publisher
+//! ([`crate::publisher`]) makes this manager host what the image assigns to this broker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

@@ -69,7 +69,7 @@ pub enum Command {
         /// Cancel the reassignment in progress: back to the replicas it started from.
         #[arg(long)]
         cancel: bool,
-        /// Wait until the reassignment is complete.
+        /// Wait until the reassignment is complete (interrupting stops the waiting, not the reassignment).
         #[arg(short, long, conflicts_with = "cancel")]
         wait: bool,
     },

@@ -269,7 +269,8 @@ pub fn create_partitions(
         return Err(Refused::new(code::INVALID_PARTITIONS, format!("partition count {count} exceeds {MAX_PARTITIONS}")));
     }
     let first_replicas = topic.partitions.first().map_or(&[][..], |p| &p.replicas);
-    let factor = first_replicas.len().max(1);
+    // A reassignment in progress lists the replicas it removes too: the topic's factor is its target's.
+    let factor = topic.partitions.first().map_or(0, |p| p.replicas.len() - p.removing.len()).max(1);
     let added = match assignment {
         Some(a) => {
             if a.len() != (count - now) as usize {

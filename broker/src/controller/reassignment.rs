@@ -202,7 +202,7 @@ pub fn ongoing(image: &Image, topics: Option<&[(String, Vec<i32>)]>) -> Vec<(Str
 mod tests {
     use super::*;
     use crate::controller::decisions::tests::{image, with_topic};
-    use crate::controller::decisions::{alter_partition, IsrChange};
+    use crate::controller::decisions::{alter_partition, create_partitions, IsrChange};
 
     /// (replicas, adding, removing, isr, leader, leader epoch) of t-0.
     type State = (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>, i32, i32);
@@ -415,6 +415,15 @@ mod tests {
         assert_eq!(codes, vec![code::NONE, invalid, code::NONE]);
         i.apply(903, &MetadataBatch::new(records)).unwrap();
         assert_eq!(state(&i), s(&[2, 0, 1], &[2], &[1], &[0, 1], 0, 0));
+    }
+
+    #[test]
+    fn new_partitions_take_the_replication_factor_of_the_target() {
+        let mut i = image(&[(0, false), (1, false), (2, false), (3, false)]);
+        with_topic(&mut i, "t", &[], &[(&[0, 1, 2], &[0, 1, 2], 0)]);
+        assert_eq!(apply(&mut i, Some(&[1, 2, 3])), code::NONE);
+        let records = create_partitions(&i, "t", 2, None).unwrap();
+        assert!(matches!(&records[..], [MetadataRecord::Partition { replicas, .. }] if replicas.len() == 3), "{records:?}");
     }
 
     #[test]
