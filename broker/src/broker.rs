@@ -290,7 +290,7 @@ impl Broker {
             max_wait_ms: r.fetch_wait_max_ms,
             backoff: r.fetch_backoff,
         };
-        let fetchers = Arc::new(FetcherManager::new(fetcher_settings, shutdown.clone()));
+        let fetchers = Arc::new(FetcherManager::new(fetcher_settings, replicas.throttles().clone(), shutdown.clone()));
         let (isr_changes, isr_change_rx) = IsrChanges::new();
         let publisher = Publisher {
             node_id: config.node_id,

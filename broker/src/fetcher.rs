@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors::code;
 use crate::partition::Partition;
+use crate::throttle::{ReplicationThrottles, Throttle};
 
 /// A partition to follow, and from whom.
 #[derive(Clone)]
@@ -56,30 +57,6 @@ pub fn truncation_offset(epoch: i32, leader_end: i64, own: (i32, i64), log_end_o
     leader_end.min(own_end).min(log_end_offset)
 }
 
-/// What a follower does when the leader answers OFFSET_OUT_OF_RANGE (Kafka's handleOffsetOutOfRange).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutOfRange {
-    /// Its log ends before the leader's log start: nothing it has is needed, it starts over there.
-    StartOver(i64),
-    /// The leader's log ends before this one (an unclean election, or a truncation missed): cut to the
-    /// leader's high watermark.
-    Truncate(i64),
-    /// Nothing to change (a stale answer): fetch again.
-    Wait,
-}
-
-pub fn out_of_range(log_end_offset: i64, log_start_offset: i64, leader_log_start: i64, leader_hw: i64) -> OutOfRange {
-    if log_end_offset < leader_log_start {
-        return OutOfRange::StartOver(leader_log_start);
-    }
-    let cut = leader_hw.max(0).min(log_end_offset);
-    if cut < log_end_offset && cut >= log_start_offset {
-        OutOfRange::Truncate(cut)
-    } else {
-        OutOfRange::Wait
-    }
-}
-
 /// The leader's side: whether a follower whose last batch has epoch `last_fetched_epoch`, fetching from
 /// `fetch_offset`, diverged; `end_for_epoch` is the leader's (largest epoch <= it, end offset).
 pub fn divergence(last_fetched_epoch: i32, fetch_offset: i64, end_for_epoch: (i32, i64)) -> Option<(i32, i64)> {
@@ -88,6 +65,31 @@ pub fn divergence(last_fetched_epoch: i32, fetch_offset: i64, end_for_epoch: (i3
     }
     let (epoch, end) = end_for_epoch;
     (epoch < last_fetched_epoch || end < fetch_offset).then_some(end_for_epoch)
+}
+
+/// What a follower does when the leader answers OFFSET_OUT_OF_RANGE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfRange {
+    /// Its log ends past the leader's high watermark (the leader lost records: an unclean election): cut it
+    /// back there.
+    TruncateTo(i64),
+    /// Its log ends before the leader's log start offset (retention or DeleteRecords removed those records on
+    /// the leader; typically a new replica): empty it and continue there, as Kafka's truncateFullyAndStartAt.
+    StartAt(i64),
+    /// Neither: ask again after the backoff.
+    Retry,
+}
+
+/// Kafka's follower rules for OFFSET_OUT_OF_RANGE, over this log's start and end offsets and the leader's high
+/// watermark and log start offset from the answer.
+pub fn out_of_range(log_start: i64, log_end: i64, leader_high_watermark: i64, leader_log_start: i64) -> OutOfRange {
+    if (0..log_end).contains(&leader_high_watermark) && leader_high_watermark >= log_start {
+        OutOfRange::TruncateTo(leader_high_watermark)
+    } else if leader_log_start > log_end {
+        OutOfRange::StartAt(leader_log_start)
+    } else {
+        OutOfRange::Retry
+    }
 }
 
 /// What one fetcher task follows, by partition.
@@ -101,14 +103,20 @@ struct Task {
 
 pub struct FetcherManager {
     settings: FetcherSettings,
+    /// The follower replication throttle (see [`crate::throttle`]).
+    throttle: Arc<ReplicationThrottles>,
     /// Per leader broker.
     tasks: Mutex<HashMap<i32, Task>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl FetcherManager {
-    pub fn new(settings: FetcherSettings, shutdown: watch::Receiver<bool>) -> FetcherManager {
-        FetcherManager { settings, tasks: Mutex::new(HashMap::new()), shutdown }
+    pub fn new(
+        settings: FetcherSettings,
+        throttle: Arc<ReplicationThrottles>,
+        shutdown: watch::Receiver<bool>,
+    ) -> FetcherManager {
+        FetcherManager { settings, throttle, tasks: Mutex::new(HashMap::new()), shutdown }
     }
 
     /// Follows exactly `targets`: tasks start for new leaders and stop for brokers that lead nothing followed.
@@ -144,7 +152,8 @@ impl FetcherManager {
                 }
                 None => {
                     let (targets, rx) = watch::channel(set);
-                    let handle = tokio::spawn(run(self.settings.clone(), leader, rx, self.shutdown.clone()));
+                    let handle =
+                        tokio::spawn(run(self.settings.clone(), self.throttle.clone(), leader, rx, self.shutdown.clone()));
                     tasks.insert(leader, Task { targets, handle });
                 }
             }
@@ -161,6 +170,7 @@ impl FetcherManager {
 /// One leader's fetcher: fetches until shut down or no longer needed.
 async fn run(
     settings: FetcherSettings,
+    throttle: Arc<ReplicationThrottles>,
     leader: i32,
     mut targets: watch::Receiver<BTreeMap<TopicPartition, Target>>,
     mut shutdown: watch::Receiver<bool>,
@@ -175,7 +185,13 @@ async fn run(
         let set = targets.borrow_and_update().clone();
         let now = tokio::time::Instant::now();
         delayed.retain(|_, until| *until > now);
-        let fetchable: Vec<&Target> = set.iter().filter(|(tp, _)| !delayed.contains_key(*tp)).map(|(_, t)| t).collect();
+        // Throttled partitions wait while the follower throttle is used up.
+        let exhausted = throttle.follower.exhausted();
+        let fetchable: Vec<&Target> = set
+            .iter()
+            .filter(|(tp, t)| !(delayed.contains_key(*tp) || exhausted && t.partition.follower_throttled()))
+            .map(|(_, t)| t)
+            .collect();
         let Some(addr) = set.values().next().map(|t| t.leader_addr.clone()) else { return };
         if fetchable.is_empty() {
             tokio::select! {
@@ -212,7 +228,7 @@ async fn run(
                     backoff(&settings, &mut shutdown).await;
                     continue;
                 }
-                for refused in handle_response(&set, resp) {
+                for refused in handle_response(&set, resp, &throttle.follower) {
                     delayed.insert(refused, tokio::time::Instant::now() + settings.backoff);
                 }
             }
@@ -266,8 +282,8 @@ fn fetch_request(settings: &FetcherSettings, targets: &[&Target]) -> FetchReques
         )
 }
 
-/// Applies a fetch response; returns the partitions to back off from.
-fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) -> Vec<TopicPartition> {
+/// Applies a fetch response (counting throttled partitions' bytes); returns the partitions to back off from.
+fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse, throttle: &Throttle) -> Vec<TopicPartition> {
     let mut refused = Vec::new();
     for t in resp.responses {
         let topic = t.topic.0.to_string();
@@ -279,21 +295,20 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
                 0 => {}
                 code::OFFSET_OUT_OF_RANGE => {
                     let log = &part.log;
-                    let result = match out_of_range(
-                        log.log_end_offset(),
-                        log.log_start_offset(),
-                        p.log_start_offset,
-                        p.high_watermark,
-                    ) {
-                        OutOfRange::StartOver(at) => part.start_over_at(at),
-                        OutOfRange::Truncate(cut) => part.truncate_to(cut),
-                        OutOfRange::Wait => {
-                            tracing::warn!(partition = %tp, leader_hw = p.high_watermark, log_start = log.log_start_offset(), "fetch offset out of the leader's range");
-                            Ok(())
+                    match out_of_range(log.log_start_offset(), log.log_end_offset(), p.high_watermark, p.log_start_offset) {
+                        OutOfRange::TruncateTo(cut) => {
+                            if let Err(e) = part.truncate_to(cut) {
+                                tracing::error!(partition = %tp, error = %e, "truncating after OFFSET_OUT_OF_RANGE");
+                            }
                         }
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(partition = %tp, error = %e, "resetting a log after OFFSET_OUT_OF_RANGE");
+                        OutOfRange::StartAt(start) => match part.truncate_fully_and_start_at(start) {
+                            // Fetch from there at once.
+                            Ok(()) => continue,
+                            Err(e) => tracing::error!(partition = %tp, error = %e, "starting at the leader's log start"),
+                        },
+                        OutOfRange::Retry => {
+                            tracing::warn!(partition = %tp, leader_hw = p.high_watermark, leader_log_start = p.log_start_offset, log_start = log.log_start_offset(), log_end = log.log_end_offset(), "fetch offset out of the leader's range")
+                        }
                     }
                     refused.push(tp);
                     continue;
@@ -321,6 +336,9 @@ fn handle_response(set: &BTreeMap<TopicPartition, Target>, resp: FetchResponse) 
                 continue;
             }
             let records = p.records.unwrap_or_default();
+            if part.follower_throttled() {
+                throttle.record(records.len() as u64);
+            }
             if let Err(e) = part.append_as_follower(&records, p.high_watermark) {
                 tracing::error!(partition = %tp, error = %e, "appending fetched records");
                 refused.push(tp);
@@ -362,16 +380,22 @@ mod tests {
 
     #[test]
     fn out_of_range_rules() {
-        // (leo, log start, leader log start, leader hw) -> what to do
+        use OutOfRange::*;
+        // (log start, log end, leader hw, leader log start) -> what to do
         let cases = [
-            ((10, 0, 40, 60), OutOfRange::StartOver(40)),
-            ((40, 0, 40, 60), OutOfRange::Wait),
-            ((80, 0, 10, 60), OutOfRange::Truncate(60)),
-            ((80, 70, 10, 60), OutOfRange::Wait),
-            ((50, 0, 10, 60), OutOfRange::Wait),
+            // Ahead of the leader's high watermark: cut back to it.
+            ((0, 50, 40, 0), TruncateTo(40)),
+            ((10, 50, 10, 0), TruncateTo(10)),
+            // Behind the leader's log start (a new replica of a partition whose old records expired).
+            ((0, 0, 900, 500), StartAt(500)),
+            ((0, 120, 900, 500), StartAt(500)),
+            // Within the leader's range after all (it moved meanwhile), or nothing safe to do: ask again.
+            ((0, 120, 900, 100), Retry),
+            ((30, 50, 20, 0), Retry),
+            ((0, 50, -1, -1), Retry),
         ];
-        for ((leo, start, leader_start, hw), want) in cases {
-            assert_eq!(out_of_range(leo, start, leader_start, hw), want, "{leo} {start} {leader_start} {hw}");
+        for ((start, end, hw, leader_start), want) in cases {
+            assert_eq!(out_of_range(start, end, hw, leader_start), want, "{start} {end} {hw} {leader_start}");
         }
     }
 

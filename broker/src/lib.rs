@@ -24,6 +24,7 @@ pub mod publisher;
 pub mod replica;
 pub mod resources;
 pub mod server;
+pub mod throttle;
 pub mod topics;
 pub mod tune;
 pub mod warmup;

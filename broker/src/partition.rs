@@ -143,6 +143,9 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     /// As follower: the high watermark its leader last reported (for the fetcher lag metric).
     leader_high_watermark: AtomicI64,
+    /// Listed for this broker's leader / follower replication throttle (see [`crate::throttle`]).
+    leader_throttled: AtomicBool,
+    follower_throttled: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -213,6 +216,8 @@ impl Partition {
             leader: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(-1),
             leader_high_watermark: AtomicI64::new(-1),
+            leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
             state: Mutex::new(State {
                 assignment: assignment.clone(),
                 followers: BTreeMap::new(),
@@ -252,6 +257,26 @@ impl Partition {
             return 0;
         }
         (self.leader_high_watermark.load(Ordering::Relaxed) - self.log.log_end_offset()).max(0)
+    }
+
+    /// Whether the topic lists this partition for this broker's leader and follower replication throttles.
+    pub fn set_throttled(&self, (leader, follower): (bool, bool)) {
+        self.leader_throttled.store(leader, Ordering::Release);
+        self.follower_throttled.store(follower, Ordering::Release);
+    }
+
+    /// As leader: whether what `replica` fetches counts against the leader throttle (listed here, and the
+    /// replica is not in sync: throttling an ISR member would hold back the high watermark).
+    pub fn leader_throttles(&self, replica: i32) -> bool {
+        self.leader_throttled.load(Ordering::Acquire)
+            && !self.state.lock().expect("partition lock").assignment.isr.contains(&replica)
+    }
+
+    /// As follower: whether what this broker fetches counts against the follower throttle (listed here, and this
+    /// replica is not in sync).
+    pub fn follower_throttled(&self) -> bool {
+        self.follower_throttled.load(Ordering::Acquire)
+            && !self.state.lock().expect("partition lock").assignment.isr.contains(&self.node_id)
     }
 
     /// Applies what the image says; returns true if this broker's role or epoch changed.
@@ -422,10 +447,9 @@ impl Partition {
         Ok(())
     }
 
-    /// A follower whose log ends before the leader's log start (the leader deleted what it lacks) starts over
-    /// at the leader's log start.
-    pub fn start_over_at(&self, leader_log_start: i64) -> Result<(), StorageError> {
-        self.log.truncate_fully_and_start_at(leader_log_start)?;
+    /// Empties the log to continue at the leader's log start offset (a follower whose log ends before it).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        self.log.truncate_fully_and_start_at(offset)?;
         self.end_offset.send_replace(self.log.log_end_offset());
         self.high_watermark.send_replace(self.log.high_watermark());
         Ok(())

@@ -36,7 +36,8 @@ pub fn hosted(image: &Image, node_id: i32, defaults: &Defaults) -> HashMap<Topic
                     leader_epoch: part.leader_epoch,
                     partition_epoch: part.partition_epoch,
                 };
-                out.insert(tp, Hosted { config: config.clone(), assignment });
+                let throttled = crate::throttle::throttled(&topic.configs, p as i32, node_id);
+                out.insert(tp, Hosted { config: config.clone(), assignment, throttled });
             }
         }
     }
@@ -69,8 +70,8 @@ fn fetch_targets(
     out
 }
 
-/// The dynamic broker-level overrides that apply to `node_id`: the cluster-wide ones, then its own.
-pub fn dynamic_overrides(image: &Image, node_id: i32) -> BTreeMap<String, String> {
+/// The dynamic broker-level configs that apply to `node_id`: the cluster-wide ones, then its own.
+pub fn dynamic_configs(image: &Image, node_id: i32) -> BTreeMap<String, String> {
     let mut out = image.broker_configs.get("").cloned().unwrap_or_default();
     out.extend(image.broker_configs.get(&node_id.to_string()).cloned().unwrap_or_default());
     out
@@ -98,6 +99,13 @@ pub fn legacy_offsets_fate(node_id: i32, same_count: bool, part: Option<&Partiti
     }
 }
 
+/// Of those, the overrides of the log defaults (all but the replication throttle rates).
+pub fn dynamic_overrides(image: &Image, node_id: i32) -> BTreeMap<String, String> {
+    let mut out = dynamic_configs(image, node_id);
+    out.retain(|k, _| !crate::throttle::RATE_KEYS.contains(&k.as_str()));
+    out
+}
+
 /// The narrow handles the publisher needs.
 pub struct Publisher {
     pub node_id: i32,
@@ -116,6 +124,7 @@ impl Publisher {
     /// Applies one image.
     pub fn publish(&self, published: &Published) {
         let image = &published.image;
+        self.replicas.throttles().configure(&dynamic_configs(image, self.node_id));
         let old = self.replicas.defaults();
         let dynamic = dynamic_overrides(image, self.node_id);
         let defaults = if dynamic == old.dynamic_overrides {
@@ -208,8 +217,9 @@ mod tests {
     fn this_brokers_partitions_with_their_configs_and_leaders() {
         let mut image = Image::default();
         let id = Uuid::from_u128(1);
-        let mut records =
-            vec![MetadataRecord::Topic { id, name: "t".into(), configs: BTreeMap::from([("retention.ms".into(), "5".into())]) }];
+        let configs =
+            BTreeMap::from([("retention.ms".into(), "5".into()), (crate::throttle::FOLLOWER_REPLICAS.into(), "0:1".into())]);
+        let mut records = vec![MetadataRecord::Topic { id, name: "t".into(), configs }];
         for (p, (replica, leader)) in [(1, 1), (0, 0), (1, -1)].into_iter().enumerate() {
             records.push(MetadataRecord::Partition {
                 topic_id: id,
@@ -224,7 +234,11 @@ mod tests {
         records.push(MetadataRecord::BrokerConfig { resource: "".into(), configs: BTreeMap::from([("a".into(), "all".into())]) });
         records.push(MetadataRecord::BrokerConfig {
             resource: "1".into(),
-            configs: BTreeMap::from([("a".into(), "one".into()), ("b".into(), "x".into())]),
+            configs: BTreeMap::from([
+                ("a".into(), "one".into()),
+                ("b".into(), "x".into()),
+                (crate::throttle::LEADER_RATE.into(), "100".into()),
+            ]),
         });
         image.apply(1, &MetadataBatch::new(records)).unwrap();
         let defaults = Defaults::new(BTreeMap::new(), BTreeMap::new()).unwrap();
@@ -233,8 +247,15 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![(0, 1), (2, -1)]);
         assert!(h.values().all(|h| h.config.retention_ms == 5 && h.assignment.leader_epoch == 3));
+        let throttled: Vec<(i32, (bool, bool))> = {
+            let mut t: Vec<_> = h.iter().map(|(tp, h)| (tp.partition, h.throttled)).collect();
+            t.sort();
+            t
+        };
+        assert_eq!(throttled, vec![(0, (false, true)), (2, (false, false))]);
         assert_eq!(dynamic_overrides(&image, 1), BTreeMap::from([("a".into(), "one".into()), ("b".into(), "x".into())]));
         assert_eq!(dynamic_overrides(&image, 0), BTreeMap::from([("a".into(), "all".into())]));
+        assert_eq!(dynamic_configs(&image, 1).len(), 3, "the throttle rate is not a log default");
     }
 
     #[test]
@@ -245,6 +266,8 @@ mod tests {
             leader,
             leader_epoch,
             partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
         };
         // (node, same partition count, partition) -> fate
         let cases = [

@@ -1,16 +1,18 @@
 //! The replica manager: the partitions this broker hosts, the logs (strata-storage) behind them with their
-//! effective configs (broker defaults plus topic overrides), whether this broker leads each of them, and
-//! high-watermark notifications that wake waiting fetches when a produce lands. What exists in the cluster is
-//! the metadata image's (see [`crate::controller`]); the publisher ([`crate::publisher`]) makes this
-//! manager host what the image assigns to this broker.
+//! effective configs (broker defaults plus topic overrides), whether this broker leads each of them, the
+//! replication throttles, and high-watermark notifications that wake waiting fetches when a produce lands.
+//! What exists in the cluster is the metadata image's (see [`crate::controller`]); the publisher
+//! ([`crate::publisher`]) makes this manager host what the image assigns to this broker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use strata_storage::{LogConfig, LogManager, LogManagerConfig, StorageError, TopicPartition};
 
+use crate::controller::image::NO_LEADER;
 use crate::partition::{Assignment, Partition};
 use crate::resources;
+use crate::throttle::ReplicationThrottles;
 
 /// Refuses `partitions` new local partitions that this process's descriptors or maps cannot hold.
 pub fn check_room(partitions: usize) -> Result<(), String> {
@@ -50,6 +52,8 @@ impl Defaults {
 pub struct Hosted {
     pub config: LogConfig,
     pub assignment: Assignment,
+    /// Whether its topic lists it for this broker's leader and follower replication throttles.
+    pub throttled: (bool, bool),
 }
 
 pub struct ReplicaManager {
@@ -57,6 +61,7 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     defaults: RwLock<Defaults>,
+    throttles: Arc<ReplicationThrottles>,
 }
 
 impl ReplicaManager {
@@ -65,7 +70,13 @@ impl ReplicaManager {
     pub fn open(node_id: i32, mut logs_config: LogManagerConfig, defaults: Defaults) -> Result<ReplicaManager, StorageError> {
         logs_config.default_config = defaults.config.clone();
         let logs = LogManager::open(logs_config)?;
-        Ok(ReplicaManager { node_id, logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults) })
+        let throttles = Arc::default();
+        Ok(ReplicaManager { node_id, logs, partitions: RwLock::new(HashMap::new()), defaults: RwLock::new(defaults), throttles })
+    }
+
+    /// The replication throttles of this broker (shared with the replica fetchers).
+    pub fn throttles(&self) -> &Arc<ReplicationThrottles> {
+        &self.throttles
     }
 
     pub fn log_manager(&self) -> &Arc<LogManager> {
@@ -125,16 +136,22 @@ impl ReplicaManager {
                         log.update_config(h.config.clone());
                     }
                     let p = Arc::new(Partition::new(log, self.node_id, h.assignment.clone()));
+                    p.set_throttled(h.throttled);
                     partitions.insert(tp.clone(), p.clone());
                     tracing::info!(partition = %tp, leader = h.assignment.leader, "hosting partition");
                     continue;
                 }
             };
             part.update(h.assignment.clone());
+            part.set_throttled(h.throttled);
         }
         let gone: Vec<TopicPartition> = partitions.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect();
         for tp in gone {
-            partitions.remove(&tp);
+            if let Some(p) = partitions.remove(&tp) {
+                // Requests still holding it (acks=all produces waiting for the high watermark, follower fetches)
+                // learn at once that this broker no longer leads it.
+                p.update(Assignment { leader: NO_LEADER, ..p.assignment() });
+            }
             self.logs.delete(&tp)?;
             tracing::info!(partition = %tp, "deleted the log of a partition this broker no longer hosts");
         }
@@ -164,7 +181,7 @@ mod tests {
             leader_epoch: 1,
             partition_epoch: 0,
         };
-        Hosted { config: LogConfig::default(), assignment }
+        Hosted { config: LogConfig::default(), assignment, throttled: (false, false) }
     }
 
     fn tp(t: &str, p: i32) -> TopicPartition {
@@ -192,9 +209,12 @@ mod tests {
         assert_eq!(rm.log_manager().logs().len(), 3);
         rm.host(&HashMap::from([(tp("t", 0), hosted(true))]), true, &keep).unwrap();
         assert_eq!(rm.log_manager().logs().len(), 2);
+        let led = rm.partition("t", 0).unwrap();
         rm.host(&HashMap::new(), true, &keep).unwrap();
         assert_eq!(rm.log_manager().logs().len(), 1, "kept");
         rm.host(&HashMap::new(), true, &|_| false).unwrap();
         assert!(rm.log_manager().logs().is_empty());
+        // Whoever still holds a partition this broker no longer hosts (deleted, reassigned away) sees it led by nobody.
+        assert!(!led.is_leader());
     }
 }

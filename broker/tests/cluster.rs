@@ -817,3 +817,162 @@ fn the_controller_moves_leaderships_back_to_preferred_replicas() {
     c.bounce_leader("balanced");
     c.wait_for("every partition is led by its preferred replica again", |c| c.preferred_and_in_sync("balanced"));
 }
+
+/// A reassignment from one replica to two others (a replication factor change) of a partition whose first
+/// records were deleted on its leader: the new replicas cannot fetch from offset 0, so they start at the
+/// leader's log start offset; the old replica's broker deletes its copy once the new ones are in sync.
+#[test]
+fn a_reassignment_copies_a_trimmed_partition_to_new_replicas_and_removes_the_old() {
+    let c = Cluster::start();
+    let topic = "trimmed";
+    let create =
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default(
+        )
+        .with_name(TopicName(s(topic)))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![create_topics_request::CreatableReplicaAssignment::default()
+            .with_partition_index(0)
+            .with_broker_ids(vec![BrokerId(0)])])]);
+    let created: CreateTopicsResponse = c.call(0, ApiKey::CreateTopics, 7, &create);
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+    for _ in 0..4 {
+        let produced: ProduceResponse =
+            c.call(0, ApiKey::Produce, 9, &common::produce_request(topic, 0, record_batch(5, 50, 1_000), 1));
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    let trim = DeleteRecordsRequest::default().with_timeout_ms(5000).with_topics(vec![
+        delete_records_request::DeleteRecordsTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+            delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(10),
+        ]),
+    ]);
+    let trimmed: DeleteRecordsResponse = c.call(0, ApiKey::DeleteRecords, 2, &trim);
+    assert_eq!(trimmed.topics[0].partitions[0].low_watermark, 10);
+
+    let reassign = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+            alter_partition_reassignments_request::ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(1), BrokerId(2)])),
+        ]),
+    ]);
+    let resp: AlterPartitionReassignmentsResponse = c.call(2, ApiKey::AlterPartitionReassignments, 0, &reassign);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0, "{:?}", resp.responses[0].partitions[0].error_message);
+    let partition = |c: &Cluster, id: usize| {
+        let md = c.metadata(id);
+        let t = md.topics.into_iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap();
+        let p = &t.partitions[0];
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        (ids(&p.replica_nodes), ids(&p.isr_nodes), p.leader_id.0)
+    };
+    c.wait_for("brokers 1 and 2 hold the partition in sync", |c| {
+        let listed: ListPartitionReassignmentsResponse =
+            c.call(1, ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default().with_topics(None));
+        listed.topics.is_empty() && (0..N).all(|id| partition(c, id) == (vec![1, 2], vec![1, 2], 1))
+    });
+    for id in [1, 2] {
+        let state = c.broker(id).broker.as_ref().unwrap().state().clone();
+        let log = state.replicas.hosted(topic, 0).unwrap().log.clone();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 20), "broker {id}");
+    }
+    c.wait_for("broker 0 deleted its copy", |c| !c.broker(0).dir.path().join(format!("{topic}-0")).exists());
+}
+
+/// Replication throttles (KIP-73) during reassignments: a partition listed in its topic's
+/// `follower.replication.throttled.replicas` (then `leader.replication.throttled.replicas`) for the throttling
+/// broker copies at about `*.replication.throttled.rate`, while an unlisted partition moving alongside copies at
+/// full speed.
+#[test]
+fn throttled_replicas_copy_at_the_throttled_rate() {
+    const RATE: usize = 400_000;
+    const BYTES: usize = 2_000_000;
+    let c = Cluster::start();
+    let alter = |id: usize, resource_type: i8, name: &str, key: &str, value: &str| {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(s(name))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(s(key))
+                    .with_config_operation(0)
+                    .with_value(Some(s(value)))]),
+        ]);
+        let resp: IncrementalAlterConfigsResponse = c.call(id, ApiKey::IncrementalAlterConfigs, 1, &req);
+        assert_eq!(resp.responses[0].error_code, 0, "{key}={value}: {:?}", resp.responses[0].error_message);
+    };
+    // (throttling broker and its rate key, the topic's replicas key and value, the new replica)
+    let rounds = [
+        (1, "follower.replication.throttled.rate", "follower.replication.throttled.replicas", "0:1", 1),
+        (0, "leader.replication.throttled.rate", "leader.replication.throttled.replicas", "0:0", 2),
+    ];
+    for (round, (throttler, rate_key, replicas_key, listed, to)) in rounds.into_iter().enumerate() {
+        let topic = format!("throttled-{round}");
+        let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(s(&topic)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(
+                    (0..2)
+                        .map(|p| {
+                            create_topics_request::CreatableReplicaAssignment::default()
+                                .with_partition_index(p)
+                                .with_broker_ids(vec![BrokerId(0)])
+                        })
+                        .collect(),
+                )
+                .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+                    .with_name(s(replicas_key))
+                    .with_value(Some(s(listed)))]),
+        ]);
+        let created: CreateTopicsResponse = c.call(0, ApiKey::CreateTopics, 7, &create);
+        assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0].error_message);
+        for p in 0..2 {
+            for _ in 0..BYTES / 100_000 {
+                let produced: ProduceResponse =
+                    c.call(0, ApiKey::Produce, 9, &common::produce_request(&topic, p, record_batch(100, 1000, 1_000), 1));
+                assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+            }
+        }
+        alter(throttler, 4, &throttler.to_string(), rate_key, &RATE.to_string());
+        let described: DescribeConfigsResponse = c.call(
+            throttler,
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s(&throttler.to_string()))
+                .with_configuration_keys(Some(vec![s(rate_key)]))]),
+        );
+        let entry = &described.results[0].configs[0];
+        assert_eq!((entry.value.as_ref().map(|v| v.to_string()), entry.config_source), (Some(RATE.to_string()), 2));
+
+        let started = Instant::now();
+        let reassign = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default().with_name(TopicName(s(&topic))).with_partitions(
+                (0..2)
+                    .map(|p| {
+                        alter_partition_reassignments_request::ReassignablePartition::default()
+                            .with_partition_index(p)
+                            .with_replicas(Some(vec![BrokerId(0), BrokerId(to)]))
+                    })
+                    .collect(),
+            ),
+        ]);
+        let resp: AlterPartitionReassignmentsResponse = c.call(0, ApiKey::AlterPartitionReassignments, 0, &reassign);
+        assert!(resp.responses[0].partitions.iter().all(|p| p.error_code == 0), "{resp:?}");
+        let moving = |c: &Cluster| -> Vec<i32> {
+            let listed: ListPartitionReassignmentsResponse =
+                c.call(0, ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default().with_topics(None));
+            listed.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.partition_index)).collect()
+        };
+        c.wait_for("the unthrottled partition moved", |c| moving(c) == [0]);
+        let unthrottled = started.elapsed();
+        c.wait_for("the throttled partition moved", |c| moving(c).is_empty());
+        let throttled = started.elapsed();
+        // What a bucket of one second's worth lets through at once, plus one fetch (up to 1 MiB), goes early.
+        let least = Duration::from_secs_f64((BYTES - RATE - (1 << 20)) as f64 / RATE as f64);
+        eprintln!("{rate_key}: the unthrottled partition moved in {unthrottled:?}, the throttled one in {throttled:?}");
+        assert!(throttled >= least, "{rate_key}: {BYTES} bytes at {RATE} bytes/s moved in {throttled:?}");
+    }
+}

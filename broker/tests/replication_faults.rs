@@ -9,7 +9,8 @@
 //! every partition has its three replicas in sync, and the checker reads everything back: every acknowledged
 //! record once, at its acknowledged offset, in the order sent, and the replicas byte-identical below the high
 //! watermark. A control run shows that the checker catches loss: an unclean leader election after the only
-//! in-sync replica died loses acknowledged records.
+//! in-sync replica died loses acknowledged records. A reassignment moves a partition to a fourth broker under
+//! the same producer and checker, across a restart of the active controller.
 //!
 //! The fault choices come from a seed: STRATA_FAULT_SEED replays a run (unset: from the clock; printed either
 //! way). bench/replication_soak.sh runs these tests over many seeds.
@@ -32,6 +33,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use strata_client::admin::Reassignment;
 use strata_storage::test_util::TinyFs;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -1104,6 +1106,116 @@ async fn acknowledged_records_survive_rolling_restarts() {
     // With RF=3 and min.insync=2, a rolling restart costs clients only retriable errors: every record sent
     // is acknowledged.
     assert!(t.unacknowledged.is_empty(), "records failed during a rolling restart: {:?}", t.unacknowledged);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reassignment under load.
+
+/// An admin client of the serving brokers.
+async fn admin(c: &Cluster) -> strata_client::Client {
+    let bootstrap = c.serving().iter().map(|id| c.nodes[*id].addr.to_string()).collect();
+    let config = strata_client::ClientConfig { bootstrap, client_id: "reassigner".into(), timeout: Duration::from_secs(10) };
+    strata_client::Client::connect(config).await.unwrap_or_else(|e| panic!("admin client: {e}\n{}", c.diagnosis()))
+}
+
+/// The reassignments in progress as a serving broker lists them (None: none answered).
+async fn reassignments(c: &Cluster) -> Option<Vec<Reassignment>> {
+    for id in c.serving() {
+        let config = strata_client::ClientConfig {
+            bootstrap: vec![c.nodes[id].addr.to_string()],
+            client_id: "reassigner".into(),
+            timeout: Duration::from_secs(3),
+        };
+        let Ok(mut client) = strata_client::Client::connect(config).await else { continue };
+        if let Ok(listed) = client.any().list_partition_reassignments(None).await {
+            return Some(listed);
+        }
+    }
+    None
+}
+
+/// A partition of three replicas moves from brokers [0, 1, 2] to [1, 2, 3] while an idempotent acks=all producer
+/// writes to it, and the active controller is killed (-9) and restarted meanwhile: the reassignment is in the
+/// metadata log, so the next active controller completes it once broker 3 is in sync (broker 3 is paused
+/// until then, so that the reassignment is seen in progress). Then every acknowledged record reads back, broker
+/// 0 has deleted its copy, and broker 3's copy is byte-identical to the others' below the high watermark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_moves_a_partition_under_load_across_a_controller_failover() {
+    let _serial = SERIAL.lock().await;
+    let started = Instant::now();
+    let mut c = Cluster::start(4);
+    c.wait_until("all four brokers are in service", Duration::from_secs(60), "", |v| v.live.len() == 4).await;
+    let topic = "moving";
+    create_topic(&c, topic, 1, &[vec![0, 1, 2]], &[("min.insync.replicas", "2")]).await;
+    c.wait_until("broker 0 leads, all in sync", HEAL_TIMEOUT, topic, |v| v.in_sync(4, 1) && v.partitions[0].leader == 0).await;
+    let producing = Producing::start(&c.bootstrap(), topic, vec![0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    c.pause(3);
+    let mut client = admin(&c).await;
+    let target = [((topic.to_string(), 0), Some(vec![1, 2, 3]))];
+    let outcomes = client.controller().await.unwrap().alter_partition_reassignments(&target).await.unwrap();
+    assert!(outcomes.len() == 1 && outcomes[0].1.is_ok(), "{outcomes:?}\n{}", c.diagnosis());
+    let moving =
+        Reassignment { topic: topic.into(), partition: 0, replicas: vec![1, 2, 3, 0], adding: vec![3], removing: vec![0] };
+    assert_eq!(client.any().list_partition_reassignments(None).await.unwrap(), vec![moving.clone()]);
+    c.wait_until("Metadata lists the old and the new replicas", Duration::from_secs(10), topic, |v| {
+        v.partitions[0].replicas == [1, 2, 3, 0]
+    })
+    .await;
+    let quorum = client.any().describe_quorum().await.unwrap().expect("DescribeQuorum");
+    let controller = quorum.leader_id as usize;
+    drop(client);
+    c.kill(controller);
+    c.start_node(controller);
+    assert_eq!(reassignments(&c).await, Some(vec![moving]), "after restarting the active controller {controller}");
+    c.resume(3);
+
+    let deadline = Instant::now() + HEAL_TIMEOUT;
+    while reassignments(&c).await != Some(vec![]) {
+        assert!(Instant::now() < deadline, "the reassignment did not complete\n{}", c.diagnosis());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let v = c
+        .wait_until("brokers 1, 2, 3 hold the partition, all in sync", HEAL_TIMEOUT, topic, |v| {
+            v.in_sync(4, 1) && v.partitions[0].replicas == [1, 2, 3]
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (outcomes, _, fatal) = producing.finish().await;
+    assert_eq!(fatal, None, "the idempotent producer failed fatally\n{}", c.diagnosis());
+    let acked: Vec<Ack> = outcomes
+        .iter()
+        .filter_map(|o| Some(Ack { id: record_id(o.partition, o.seq), partition: o.partition, offset: *o.offset.as_ref().ok()? }))
+        .collect();
+    assert!(!acked.is_empty());
+
+    let copy = c.nodes[0].dir.join(format!("{topic}-0"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while copy.exists() {
+        assert!(Instant::now() < deadline, "broker 0 still holds {}\n{}", copy.display(), c.diagnosis());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = observe(&c, topic, &[vec![1, 2, 3]]).await.unwrap_or_else(|e| panic!("{e}\n{}", c.diagnosis()));
+    if let Err(e) = check(&acked, &o) {
+        panic!("{e}\n{}", c.diagnosis());
+    }
+    // DescribeLogDirs (through the shared client) says where the data is now.
+    let mut client = admin(&c).await;
+    let held_by = |sizes: Option<Vec<strata_client::admin::ReplicaSize>>| {
+        sizes.expect("DescribeLogDirs").into_iter().find(|r| r.topic == topic && r.partition == 0).map(|r| r.bytes)
+    };
+    assert_eq!(held_by(client.broker(0).await.unwrap().describe_log_dirs().await.unwrap()), None);
+    let on_3 = held_by(client.broker(3).await.unwrap().describe_log_dirs().await.unwrap());
+    assert!(on_3.is_some_and(|b| b as usize >= o.replicas[&0][2].1.len()), "{on_3:?}");
+    eprintln!(
+        "reassignment of {topic}-0 [0, 1, 2] -> [1, 2, 3] across a restart of controller {controller}: {} of {} records \
+         acknowledged and read back, leader now {}, {:?} in all",
+        acked.len(),
+        outcomes.len(),
+        v.partitions[0].leader,
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -468,3 +468,89 @@ async fn broker_defaults_apply_to_topics_and_inert_configs_are_accepted_but_comp
         assert_eq!(t.error_code, 40, "{bad:?}: INVALID_CONFIG");
     }
 }
+
+#[tokio::test]
+async fn describe_log_dirs_reports_partition_sizes_in_every_version() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "sized", 2, &[]).await;
+    assert_eq!(produce(&mut c, "sized", 1, record_batch(3, 100, now_ms())).await.error_code, 0);
+    let dir = std::path::absolute(b.dir.path()).unwrap().display().to_string();
+    let on_disk = |p: i32| -> i64 {
+        let files = std::fs::read_dir(b.dir.path().join(format!("sized-{p}"))).unwrap();
+        files
+            .map(|f| f.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| p.metadata().unwrap().len() as i64)
+            .sum()
+    };
+    let sizes = |resp: &DescribeLogDirsResponse| -> Vec<(String, i32, i64)> {
+        let mut out: Vec<(String, i32, i64)> = resp.results[0]
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), p.partition_index, p.partition_size)))
+            .filter(|(t, _, _)| t == "sized")
+            .collect();
+        out.sort();
+        out
+    };
+    for v in 1..=4 {
+        let resp: DescribeLogDirsResponse =
+            c.call(ApiKey::DescribeLogDirs, v, &DescribeLogDirsRequest::default().with_topics(None)).await;
+        assert_eq!((resp.error_code, resp.results.len()), (0, 1), "v{v}");
+        let r = &resp.results[0];
+        assert_eq!((r.error_code, r.log_dir.as_str()), (0, dir.as_str()), "v{v}");
+        assert_eq!(sizes(&resp), vec![("sized".into(), 0, 0), ("sized".into(), 1, on_disk(1))], "v{v}");
+        assert!(on_disk(1) > 300);
+        assert!(r.topics.iter().flat_map(|t| &t.partitions).all(|p| p.offset_lag == 0 && !p.is_future_key), "v{v}");
+        if v >= 4 {
+            assert!(r.total_bytes > 0 && (0..=r.total_bytes).contains(&r.usable_bytes), "{r:?}");
+        }
+    }
+    // Asked-for partitions only; those this broker does not hold (unknown topic or partition) are left out.
+    let asked = DescribeLogDirsRequest::default().with_topics(Some(vec![
+        describe_log_dirs_request::DescribableLogDirTopic::default()
+            .with_topic(TopicName(s("sized")))
+            .with_partitions(vec![1, 7]),
+        describe_log_dirs_request::DescribableLogDirTopic::default().with_topic(TopicName(s("nope"))).with_partitions(vec![0]),
+    ]));
+    let resp: DescribeLogDirsResponse = c.call(ApiKey::DescribeLogDirs, 4, &asked).await;
+    assert_eq!(resp.results[0].topics.len(), 1);
+    assert_eq!(sizes(&resp), vec![("sized".into(), 1, on_disk(1))]);
+}
+
+#[tokio::test]
+async fn partition_reassignments_are_validated_with_kafkas_codes() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "fixed", 1, &[]).await;
+    let alter = |topic: &str, replicas: Option<Vec<i32>>| {
+        AlterPartitionReassignmentsRequest::default().with_timeout_ms(5000).with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default().with_name(TopicName(s(topic))).with_partitions(
+                vec![alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))],
+            ),
+        ])
+    };
+    // (topic, target, code): to the replicas it has (nothing to do), to an unregistered broker, a duplicate, none,
+    // an unknown topic, and a cancel with nothing in progress.
+    let cases = [
+        ("fixed", Some(vec![0]), 0),
+        ("fixed", Some(vec![1]), 39),
+        ("fixed", Some(vec![0, 0]), 39),
+        ("fixed", Some(vec![]), 39),
+        ("nope", Some(vec![0]), 3),
+        ("fixed", None, 85),
+    ];
+    for (topic, replicas, code) in cases {
+        let resp: AlterPartitionReassignmentsResponse =
+            c.call(ApiKey::AlterPartitionReassignments, 0, &alter(topic, replicas.clone())).await;
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!((resp.responses[0].name.as_str(), p.partition_index, p.error_code), (topic, 0, code), "{replicas:?}");
+        assert_eq!(p.error_message.is_some(), code != 0, "{:?}", p.error_message);
+    }
+    let resp: ListPartitionReassignmentsResponse =
+        c.call(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default().with_topics(None)).await;
+    assert_eq!((resp.error_code, resp.error_message, resp.topics.len()), (0, None, 0));
+}

@@ -1,10 +1,12 @@
-//! `strata topic create|list|describe|alter-config|add-partitions|delete`.
+//! `strata topic create|list|describe|alter-config|add-partitions|reassign|reassignments|delete`.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use serde::Serialize;
-use strata_client::admin::{ConfigChange, ConfigEntry, ConfigResource, NewTopic, OffsetSpec, PartitionInfo, PerName};
+use strata_client::admin::{
+    ConfigChange, ConfigEntry, ConfigResource, NewTopic, OffsetSpec, PartitionInfo, PerName, ReassignTarget, Reassignment,
+};
 
 use crate::options::{parse_key_value, Options};
 use crate::table;
@@ -56,6 +58,28 @@ pub enum Command {
         /// How many partitions to add.
         #[arg(short, long, value_parser = clap::value_parser!(i32).range(1..))]
         num: i32,
+    },
+    /// Move partitions to other brokers, or change their replication factor (a reassignment, KIP-455): the new
+    /// replicas copy the data and join the in-sync replicas, then the others are removed and delete their copies.
+    Reassign {
+        topic: String,
+        /// A partition to move (repeatable).
+        #[arg(short, long = "partition", required = true)]
+        partitions: Vec<i32>,
+        /// The brokers to hold it, e.g. 1,2,3; the first is the preferred leader.
+        #[arg(short, long, value_delimiter = ',', required_unless_present = "cancel", conflicts_with = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancel the reassignment in progress: back to the replicas it started from.
+        #[arg(long)]
+        cancel: bool,
+        /// Wait until the reassignment is complete (interrupting stops the waiting, not the reassignment).
+        #[arg(short, long, conflicts_with = "cancel")]
+        wait: bool,
+    },
+    /// Reassignments in progress: every replica meanwhile, those being added and those being removed.
+    Reassignments {
+        /// Only these topics (default: all).
+        topics: Vec<String>,
     },
     /// Delete topics.
     Delete {
@@ -109,6 +133,26 @@ pub async fn run(opts: &Options, command: Command) -> anyhow::Result<Outcome> {
             let results = client.controller().await?.create_partitions(&[(topic, total)]).await?;
             Ok(report(opts, &format!("now {total} partitions"), results))
         }
+        Command::Reassign { topic, partitions, replicas, cancel, wait } => {
+            let target = (!cancel).then_some(replicas);
+            let targets: Vec<ReassignTarget> = partitions.iter().map(|p| ((topic.clone(), *p), target.clone())).collect();
+            let mut client = opts.client().await?;
+            let outcomes = client.controller().await?.alter_partition_reassignments(&targets).await?;
+            let results: PerName = outcomes.into_iter().map(|((t, p), r)| (format!("{t}-{p}"), r)).collect();
+            let failed = results.iter().any(|(_, r)| r.is_err());
+            let outcome = report(opts, if cancel { "cancelled" } else { "reassigning" }, results);
+            if wait && !failed {
+                let asked: Vec<(String, i32)> = targets.into_iter().map(|(tp, _)| tp).collect();
+                while !client.controller().await?.list_partition_reassignments(Some(&asked)).await?.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                if !opts.json() {
+                    println!("reassignment complete");
+                }
+            }
+            Ok(outcome)
+        }
+        Command::Reassignments { topics } => reassignments(opts, &topics).await,
         Command::Delete { topics } => {
             let mut client = opts.client().await?;
             let results = client.controller().await?.delete_topics(&topics).await?;
@@ -201,6 +245,31 @@ async fn list(opts: &Options, internal: bool) -> anyhow::Result<Outcome> {
         let rows: Vec<Vec<String>> =
             topics.iter().map(|t| vec![t.name.clone(), t.partitions.to_string(), t.replication_factor.to_string()]).collect();
         print!("{}", table::render(&["NAME", "PARTITIONS", "REPLICAS"], &rows));
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn reassignments(opts: &Options, topics: &[String]) -> anyhow::Result<Outcome> {
+    let mut client = opts.client().await?;
+    let mut listed: Vec<Reassignment> = client.controller().await?.list_partition_reassignments(None).await?;
+    listed.retain(|r| topics.is_empty() || topics.contains(&r.topic));
+    listed.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    if opts.json() {
+        print!("{}", table::json(&listed));
+    } else {
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|r| {
+                vec![
+                    r.topic.clone(),
+                    r.partition.to_string(),
+                    table::ids(&r.replicas),
+                    table::ids(&r.adding),
+                    table::ids(&r.removing),
+                ]
+            })
+            .collect();
+        print!("{}", table::render(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"], &rows));
     }
     Ok(Outcome::Ok)
 }

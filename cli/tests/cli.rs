@@ -64,8 +64,10 @@ fn topic_lifecycle() {
 
     c.strata(&["produce", "demo", "-p", "1"], b"a\nb\nc\n");
     let text = c.ok(&["topic", "describe", "demo"]);
-    assert!(text.contains("PARTITION  LEADER  EPOCH  REPLICAS  ISR  LOG-START  LOG-END\n"), "{text}");
-    assert!(text.lines().any(|l| l.split_whitespace().eq(["1", "0", "0", "0", "0", "0", "3"])), "{text}");
+    assert!(text.contains("PARTITION  LEADER  EPOCH  REPLICAS  ISR  LOG-START  LOG-END  SIZE\n"), "{text}");
+    let row = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let p1 = text.lines().map(row).find(|r| r.len() == 8 && r[..7] == ["1", "0", "0", "0", "0", "0", "3"]);
+    assert!(p1.is_some_and(|r| r[7].parse::<u64>().unwrap() > 0), "{text}");
     assert!(text.lines().any(|l| l.split_whitespace().eq(["retention.ms", "60000", "DYNAMIC_TOPIC_CONFIG"])), "{text}");
     let described = c.json(&["topic", "describe", "demo"]);
     let topic = &described[0];
@@ -76,8 +78,8 @@ fn topic_lifecycle() {
         (Some(0), Some(0), Some(3))
     );
     assert_eq!(p1["isr"], serde_json::json!([0]));
-    // This broker does not answer DescribeLogDirs: sizes are omitted.
-    assert!(p1["size_bytes"].is_null());
+    // The leader's replica size, from DescribeLogDirs.
+    assert!(p1["size_bytes"].as_i64().unwrap() > 0, "{p1}");
     let config = |v: &Value, name: &str| v[0]["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap();
     assert_eq!(config(&described, "retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
 
@@ -300,4 +302,24 @@ fn three_brokers() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
+
+    // A reassignment: one replica on one broker becomes two on the others, with the records.
+    c.ok(&["topic", "create", "moved", "-p", "1", "-r", "1"]);
+    let out = run_strata(&c.brokers[0].addr, &["produce", "moved"], b"a\nb\nc\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let from = c.json(&["topic", "describe", "moved"])[0]["partitions"][0]["replicas"][0].as_i64().unwrap();
+    let to = format!("{},{}", (from + 1) % 3, (from + 2) % 3);
+    let text = c.ok(&["topic", "reassign", "moved", "-p", "0", "--replicas", &to, "--wait"]);
+    assert_eq!(text, "NAME     RESULT\nmoved-0  reassigning\nreassignment complete\n");
+    let p = &c.json(&["topic", "describe", "moved"])[0]["partitions"][0];
+    let want: Vec<i64> = to.split(',').map(|b| b.parse().unwrap()).collect();
+    assert_eq!((&p["replicas"], &p["isr"]), (&serde_json::json!(want), &serde_json::json!(want)), "{p}");
+    assert_eq!(p["log_end_offset"].as_i64(), Some(3), "{p}");
+    assert_eq!(c.ok(&["topic", "reassignments"]), "TOPIC  PARTITION  REPLICAS  ADDING  REMOVING\n");
+    assert_eq!(c.json(&["topic", "reassignments", "moved"]), serde_json::json!([]));
+    let out = c.strata(&["topic", "reassign", "moved", "-p", "0", "--cancel"], b"");
+    assert_eq!((out.code, out.text()), (1, "NAME     RESULT\nmoved-0  FAILED\n".to_string()));
+    assert!(out.stderr.contains("reassigning moved-0: NO_REASSIGNMENT_IN_PROGRESS (85)"), "{}", out.stderr);
+    let out = c.strata(&["topic", "reassign", "moved", "-p", "0"], b"");
+    assert_eq!(out.code, 2, "--replicas or --cancel is required: {}", out.stderr);
 }

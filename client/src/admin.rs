@@ -198,6 +198,23 @@ pub struct ReplicaSize {
     pub bytes: i64,
 }
 
+/// A partition reassignment in progress (ListPartitionReassignments, KIP-455).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// Every replica meanwhile: the target's, then those being removed.
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
+/// Per partition: its outcome.
+pub type PerPartition = Vec<((String, i32), Result<()>)>;
+
+/// A partition and its target replicas (None: cancel its reassignment).
+pub type ReassignTarget = ((String, i32), Option<Vec<i32>>);
+
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct GroupListing {
     pub group: String,
@@ -238,9 +255,6 @@ pub fn decode_assignment(mut bytes: bytes::Bytes) -> Option<BTreeMap<String, Vec
 
 /// Results of a request about several named things (topics, groups): each name with its outcome.
 pub type PerName = Vec<(String, Result<()>)>;
-
-/// Each partition's outcome.
-pub type PerPartition = Vec<((String, i32), Result<()>)>;
 
 impl Connection {
     /// Cluster metadata. `topics`: None for all topics, `Some(&[])` for brokers only.
@@ -577,6 +591,72 @@ impl Connection {
         Ok(Some(out))
     }
 
+    /// Moves partitions to new replicas (AlterPartitionReassignments, KIP-455): for each (topic, partition), its
+    /// target replicas (the first is the preferred leader), or None to cancel the reassignment in progress. The
+    /// reassignment goes on after the answer; [`Connection::list_partition_reassignments`] shows it until done.
+    pub async fn alter_partition_reassignments(&mut self, targets: &[ReassignTarget]) -> Result<PerPartition> {
+        use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        let version = self.version::<AlterPartitionReassignmentsRequest>(0)?;
+        let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
+        for ((topic, partition), replicas) in targets {
+            by_topic.entry(topic).or_default().push(
+                ReassignablePartition::default()
+                    .with_partition_index(*partition)
+                    .with_replicas(replicas.as_ref().map(|r| r.iter().copied().map(BrokerId).collect())),
+            );
+        }
+        let req = AlterPartitionReassignmentsRequest::default().with_timeout_ms(BROKER_TIMEOUT_MS).with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, partitions)| ReassignableTopic::default().with_name(topic_name(t)).with_partitions(partitions))
+                .collect(),
+        );
+        let resp = self.send(version, &req).await?;
+        self.check(resp.error_code, "reassigning partitions", resp.error_message.as_ref())?;
+        let mut out = Vec::new();
+        for t in resp.responses {
+            for p in t.partitions {
+                let what = format!("reassigning {}-{}", t.name.0, p.partition_index);
+                out.push(((t.name.0.to_string(), p.partition_index), self.check(p.error_code, what, p.error_message.as_ref())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The partition reassignments in progress: of every partition (None), or of these.
+    pub async fn list_partition_reassignments(&mut self, partitions: Option<&[(String, i32)]>) -> Result<Vec<Reassignment>> {
+        use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+        let version = self.version::<ListPartitionReassignmentsRequest>(0)?;
+        let topics = partitions.map(|ps| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (t, p) in ps {
+                by_topic.entry(t).or_default().push(*p);
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| ListPartitionReassignmentsTopics::default().with_name(topic_name(t)).with_partition_indexes(ps))
+                .collect()
+        });
+        let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(BROKER_TIMEOUT_MS).with_topics(topics);
+        let resp = self.send(version, &req).await?;
+        self.check(resp.error_code, "listing partition reassignments", resp.error_message.as_ref())?;
+        let ids = |v: Vec<BrokerId>| v.into_iter().map(|b| b.0).collect();
+        Ok(resp
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions.into_iter().map(move |p| Reassignment {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    replicas: ids(p.replicas),
+                    adding: ids(p.adding_replicas),
+                    removing: ids(p.removing_replicas),
+                })
+            })
+            .collect())
+    }
+
     /// Groups this broker coordinates.
     pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
         let version = self.version::<ListGroupsRequest>(4)?;
@@ -763,6 +843,83 @@ mod tests {
         assignment.encode(&mut buf, 1).unwrap();
         assert_eq!(decode_assignment(buf.freeze()), Some(BTreeMap::from([("a".to_string(), vec![0, 2])])));
         assert_eq!(decode_assignment(bytes::Bytes::from_static(&[0])), None);
+    }
+
+    /// Reassignments go out grouped by topic (null replicas cancel); answers come back per partition, and a
+    /// listing comes back flat.
+    #[tokio::test]
+    async fn partition_reassignments_round_trip() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broker = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            answer_versions(
+                &mut sock,
+                &[(ApiKey::AlterPartitionReassignments, 0, 0), (ApiKey::ListPartitionReassignments, 0, 0)],
+            )
+            .await;
+            let (h, mut body) = read_request(&mut sock).await;
+            let req = AlterPartitionReassignmentsRequest::decode(&mut body, 0).unwrap();
+            let partitions: Vec<(String, i32, Option<Vec<i32>>)> = req
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| {
+                        (t.name.0.to_string(), p.partition_index, p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect()))
+                    })
+                })
+                .collect();
+            use alter_partition_reassignments_response::{ReassignablePartitionResponse, ReassignableTopicResponse};
+            let resp = AlterPartitionReassignmentsResponse::default().with_responses(
+                req.topics
+                    .iter()
+                    .map(|t| {
+                        ReassignableTopicResponse::default().with_name(t.name.clone()).with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    let cancel = p.replicas.is_none();
+                                    ReassignablePartitionResponse::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(if cancel { 85 } else { 0 })
+                                        .with_error_message(cancel.then(|| StrBytes::from_static_str("nothing to cancel")))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            respond(&mut sock, &h, &resp).await;
+            let (h, mut body) = read_request(&mut sock).await;
+            let req = ListPartitionReassignmentsRequest::decode(&mut body, 0).unwrap();
+            use list_partition_reassignments_response::{OngoingPartitionReassignment, OngoingTopicReassignment};
+            let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect();
+            let resp = ListPartitionReassignmentsResponse::default().with_topics(vec![OngoingTopicReassignment::default()
+                .with_name(topic_name("a"))
+                .with_partitions(vec![OngoingPartitionReassignment::default()
+                    .with_partition_index(1)
+                    .with_replicas(ids(&[2, 3, 1]))
+                    .with_adding_replicas(ids(&[3]))
+                    .with_removing_replicas(ids(&[1]))])]);
+            respond(&mut sock, &h, &resp).await;
+            (partitions, req.topics.map(|t| t.len()))
+        });
+        let mut conn = Connection::connect(&addr, "test", std::time::Duration::from_secs(5)).await.unwrap();
+        let targets =
+            [(("b".to_string(), 0), Some(vec![1, 2])), (("a".to_string(), 1), Some(vec![2, 3])), (("b".to_string(), 4), None)];
+        let outcomes = conn.alter_partition_reassignments(&targets).await.unwrap();
+        let summary: Vec<(String, i32, Option<String>)> =
+            outcomes.into_iter().map(|((t, p), r)| (t, p, r.err().map(|e| e.to_string()))).collect();
+        let cancel_error = format!("{addr}: reassigning b-4: NO_REASSIGNMENT_IN_PROGRESS (85): nothing to cancel");
+        assert_eq!(summary, vec![("a".into(), 1, None), ("b".into(), 0, None), ("b".into(), 4, Some(cancel_error))]);
+        let listed = conn.list_partition_reassignments(None).await.unwrap();
+        assert_eq!(
+            listed,
+            vec![Reassignment { topic: "a".into(), partition: 1, replicas: vec![2, 3, 1], adding: vec![3], removing: vec![1] }]
+        );
+        let (sent, listed_topics) = broker.await.unwrap();
+        assert_eq!(sent, vec![("a".into(), 1, Some(vec![2, 3])), ("b".into(), 0, Some(vec![1, 2])), ("b".into(), 4, None)]);
+        assert_eq!(listed_topics, None, "None asks for every partition");
     }
 
     /// A per-resource error of IncrementalAlterConfigs surfaces with the broker and the code in words.

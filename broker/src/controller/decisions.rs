@@ -142,21 +142,28 @@ fn check_assignment(image: &Image, assignment: &[Vec<i32>], first: i32, factor: 
     };
     let factor = factor.unwrap_or_else(|| assignment.first().map_or(0, Vec::len));
     for (p, replicas) in assignment.iter().enumerate() {
-        if replicas.is_empty() {
-            return invalid(p, "the assignment has no replicas".into());
-        }
+        check_replica_list(image, replicas).or_else(|why| invalid(p, why))?;
         if replicas.len() != factor {
             return invalid(p, format!("{} replica(s), but the topic's partitions have {factor}", replicas.len()));
-        }
-        if let Some(b) = replicas.iter().enumerate().find_map(|(i, b)| replicas[..i].contains(b).then_some(b)) {
-            return invalid(p, format!("broker {b} is assigned more than once"));
-        }
-        if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
-            return invalid(p, format!("broker {b} is not registered"));
         }
         if !replicas.iter().any(|b| image.is_live(*b)) {
             return invalid(p, format!("all of the assigned brokers {replicas:?} are fenced"));
         }
+    }
+    Ok(())
+}
+
+/// Kafka's checks of any explicit replica list (new partitions', a reassignment's target): not empty, no broker
+/// twice, every broker registered. The reason if not.
+pub fn check_replica_list(image: &Image, replicas: &[i32]) -> Result<(), String> {
+    if replicas.is_empty() {
+        return Err("the assignment has no replicas".into());
+    }
+    if let Some(b) = replicas.iter().enumerate().find_map(|(i, b)| replicas[..i].contains(b).then_some(b)) {
+        return Err(format!("broker {b} is assigned more than once"));
+    }
+    if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+        return Err(format!("broker {b} is not registered"));
     }
     Ok(())
 }
@@ -277,7 +284,8 @@ pub fn create_partitions(
         return Err(Refused::new(code::INVALID_PARTITIONS, format!("partition count {count} exceeds {MAX_PARTITIONS}")));
     }
     let first_replicas = topic.partitions.first().map_or(&[][..], |p| &p.replicas);
-    let factor = first_replicas.len().max(1);
+    // A reassignment in progress lists the replicas it removes too: the topic's factor is its target's.
+    let factor = topic.partitions.first().map_or(0, |p| p.replicas.len() - p.removing.len()).max(1);
     let added = match assignment {
         Some(a) => {
             if a.len() != (count - now) as usize {
@@ -332,6 +340,7 @@ fn change_to(topic_id: Uuid, partition: usize, now: &PartitionImage, leader: i32
         partition: partition as i32,
         leader,
         isr,
+        replicas: None,
     })
 }
 
@@ -464,7 +473,11 @@ pub fn alter_partition(image: &Image, req: &IsrChange) -> Result<Vec<MetadataRec
         let state = if image.brokers.contains_key(b) { "fenced" } else { "not registered" };
         return Err(Refused::new(code::INELIGIBLE_REPLICA, format!("broker {b} cannot join the ISR of {name}: it is {state}")));
     }
-    let isr = part.replicas.iter().copied().filter(|b| req.new_isr.contains(b)).collect();
+    let isr: Vec<i32> = part.replicas.iter().copied().filter(|b| req.new_isr.contains(b)).collect();
+    // An ISR that now holds every replica a reassignment adds completes it (KIP-455).
+    if let Some(done) = super::reassignment::complete_with_isr(image, req.topic_id, req.partition, part, &isr) {
+        return Ok(vec![done]);
+    }
     Ok(change_to(req.topic_id, req.partition as usize, part, part.leader, isr).into_iter().collect())
 }
 
@@ -550,7 +563,7 @@ pub fn elect_leaders(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::controller::records::{Endpoint, MetadataBatch};
 
@@ -606,7 +619,7 @@ mod tests {
         i
     }
 
-    fn image(brokers: &[(i32, bool)]) -> Image {
+    pub(crate) fn image(brokers: &[(i32, bool)]) -> Image {
         image_with_racks(&brokers.iter().map(|(id, fenced)| (*id, *fenced, None)).collect::<Vec<_>>())
     }
 
@@ -621,7 +634,7 @@ mod tests {
     }
 
     /// Adds topic `name` (id 7) with partitions of the given (replicas, isr, leader), at epochs 0.
-    fn with_topic(i: &mut Image, name: &str, configs: &[(&str, &str)], parts: &[(&[i32], &[i32], i32)]) -> Uuid {
+    pub(crate) fn with_topic(i: &mut Image, name: &str, configs: &[(&str, &str)], parts: &[(&[i32], &[i32], i32)]) -> Uuid {
         let id = Uuid::from_u128(7);
         let configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut records = vec![MetadataRecord::Topic { id, name: name.into(), configs }];
@@ -1040,7 +1053,13 @@ mod tests {
         );
         assert_eq!(
             records,
-            vec![MetadataRecord::PartitionChange { topic_id: Uuid::from_u128(7), partition: 0, leader: Some(1), isr: None }]
+            vec![MetadataRecord::PartitionChange {
+                topic_id: Uuid::from_u128(7),
+                partition: 0,
+                leader: Some(1),
+                isr: None,
+                replicas: None
+            }]
         );
         let (records, codes) = elect(&i, Some(&asked), 1);
         assert_eq!(

@@ -23,6 +23,19 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// While a reassignment is in progress (KIP-455), the replicas it adds and removes, both also in `replicas`;
+    /// empty otherwise. Left out of snapshots when empty, so that snapshots without reassignments are as the
+    /// previous release wrote them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionImage {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,9 +189,11 @@ impl Image {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding: vec![],
+                    removing: vec![],
                 });
             }
-            MetadataRecord::PartitionChange { topic_id, partition, leader, isr } => {
+            MetadataRecord::PartitionChange { topic_id, partition, leader, isr, replicas } => {
                 let topic = self.topic_mut(*topic_id)?;
                 let name = topic.name.clone();
                 let p = usize::try_from(*partition)
@@ -191,6 +206,17 @@ impl Image {
                 }
                 if let Some(isr) = isr {
                     p.isr = isr.clone();
+                }
+                if let Some(r) = replicas {
+                    if r.replicas.is_empty() || !r.adding.iter().chain(&r.removing).all(|b| r.replicas.contains(b)) {
+                        return Err(Refused::new(
+                            code::INVALID_REPLICA_ASSIGNMENT,
+                            format!("{name}-{partition}: replicas {r:?} must be non-empty and hold those added and removed"),
+                        ));
+                    }
+                    p.replicas.clone_from(&r.replicas);
+                    p.adding.clone_from(&r.adding);
+                    p.removing.clone_from(&r.removing);
                 }
                 p.partition_epoch += 1;
             }
@@ -246,6 +272,7 @@ impl Image {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::controller::records::ReplicaChange;
     use proptest::prelude::*;
 
     fn topic(id: u128, name: &str, partitions: i32) -> Vec<MetadataRecord> {
@@ -295,14 +322,45 @@ pub(crate) mod tests {
         assert_eq!(i, before);
 
         let t = Uuid::from_u128(1);
-        apply(&mut i, 7, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: Some(NO_LEADER), isr: None }])
-            .unwrap();
+        apply(
+            &mut i,
+            7,
+            vec![MetadataRecord::PartitionChange {
+                topic_id: t,
+                partition: 1,
+                leader: Some(NO_LEADER),
+                isr: None,
+                replicas: None,
+            }],
+        )
+        .unwrap();
         let p = i.partition("t", 1).unwrap();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (NO_LEADER, 1, 1));
-        apply(&mut i, 8, vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: None, isr: Some(vec![]) }])
-            .unwrap();
+        apply(
+            &mut i,
+            8,
+            vec![MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: None, isr: Some(vec![]), replicas: None }],
+        )
+        .unwrap();
         let p = i.partition("t", 1).unwrap();
         assert_eq!((p.leader_epoch, p.partition_epoch, p.isr.len()), (1, 2, 0));
+        let moving = ReplicaChange { replicas: vec![2, 1], adding: vec![2], removing: vec![1] };
+        let change = |replicas| MetadataRecord::PartitionChange { topic_id: t, partition: 1, leader: None, isr: None, replicas };
+        apply(&mut i, 8, vec![change(Some(moving))]).unwrap();
+        let p = i.partition("t", 1).unwrap();
+        assert_eq!(
+            (p.replicas.clone(), p.adding.clone(), p.removing.clone(), p.partition_epoch),
+            (vec![2, 1], vec![2], vec![1], 3)
+        );
+        assert!(p.is_reassigning());
+        for bad in [
+            ReplicaChange { replicas: vec![], adding: vec![], removing: vec![] },
+            ReplicaChange { replicas: vec![2], adding: vec![3], removing: vec![] },
+        ] {
+            assert_eq!(apply(&mut i, 8, vec![change(Some(bad))]).unwrap_err().code, code::INVALID_REPLICA_ASSIGNMENT);
+        }
+        apply(&mut i, 8, vec![change(Some(ReplicaChange { replicas: vec![2], adding: vec![], removing: vec![] }))]).unwrap();
+        assert!(!i.partition("t", 1).unwrap().is_reassigning());
         let configs = BTreeMap::from([("retention.ms".to_string(), "1".to_string())]);
         apply(&mut i, 9, vec![MetadataRecord::TopicConfig { topic_id: t, configs: configs.clone() }]).unwrap();
         assert_eq!(i.topic("t").unwrap().configs, configs);
@@ -346,9 +404,20 @@ pub(crate) mod tests {
                     partition_epoch: 0,
                 }
             }),
-            (id.clone(), 0i32..3, prop::option::of(-1i32..3), prop::option::of(ids)).prop_map(
-                |(topic_id, partition, leader, isr)| MetadataRecord::PartitionChange { topic_id, partition, leader, isr }
-            ),
+            (
+                id.clone(),
+                0i32..3,
+                prop::option::of(-1i32..3),
+                prop::option::of(ids.clone()),
+                prop::option::of((ids.clone(), ids.clone(), ids))
+            )
+                .prop_map(|(topic_id, partition, leader, isr, replicas)| MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition,
+                    leader,
+                    isr,
+                    replicas: replicas.map(|(replicas, adding, removing)| ReplicaChange { replicas, adding, removing }),
+                }),
             id.clone().prop_map(|id| MetadataRecord::RemoveTopic { id }),
             (id, configs.clone()).prop_map(|(topic_id, configs)| MetadataRecord::TopicConfig { topic_id, configs }),
             (prop::sample::select(vec!["", "0", "1"]).prop_map(String::from), configs)

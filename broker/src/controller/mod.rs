@@ -10,6 +10,7 @@ pub mod image;
 pub mod log_store;
 pub mod offsets_topic;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod rpc;
 pub mod service;

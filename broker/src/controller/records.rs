@@ -4,7 +4,11 @@
 //!
 //! Records are JSON (the log is small; every entry is read back at startup and on a new broker), tagged by
 //! type, with every field required and unknown fields refused, and the batch carries a format version:
-//! an entry this broker does not understand is an error, never skipped.
+//! an entry this broker does not understand is an error, never skipped. A batch is written at the lowest
+//! version its records need, so brokers of the previous release read everything but what they cannot apply.
+//!
+//! Versions: 1, the first; 2 adds PartitionChange's `replicas` (partition reassignment, KIP-455), absent
+//! when unchanged.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The newest batch format this broker writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,16 +28,34 @@ pub struct MetadataBatch {
 
 impl MetadataBatch {
     pub fn new(records: Vec<MetadataRecord>) -> MetadataBatch {
-        MetadataBatch { version: FORMAT_VERSION, records }
+        let version = records.iter().map(MetadataRecord::version).max().unwrap_or(1);
+        MetadataBatch { version, records }
     }
 
-    /// Refuses a batch written by a newer broker.
+    /// Refuses a batch written by a newer broker, and one whose records need a newer version than it says.
     pub fn check_version(&self) -> Result<(), String> {
-        match self.version {
-            1..=FORMAT_VERSION => Ok(()),
-            v => Err(format!("metadata batch format version {v}; this broker reads 1..={FORMAT_VERSION}")),
+        if !(1..=FORMAT_VERSION).contains(&self.version) {
+            return Err(format!("metadata batch format version {}; this broker reads 1..={FORMAT_VERSION}", self.version));
+        }
+        match self.records.iter().position(|r| r.version() > self.version) {
+            Some(i) => Err(format!(
+                "record {i} of a metadata batch of format version {} needs version {}",
+                self.version,
+                self.records[i].version()
+            )),
+            None => Ok(()),
         }
     }
+}
+
+/// A partition's new replica list, with the replicas a reassignment in progress adds and removes (both also
+/// in `replicas`; both empty when none is in progress), as Kafka's PartitionChangeRecord carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaChange {
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// A listener a broker advertises.
@@ -64,12 +86,15 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         partition_epoch: i32,
     },
-    /// A leader or ISR change; a new leader bumps the leader epoch, every change the partition epoch.
+    /// A leader, ISR or (version 2) replica change; a leader (new or not) bumps the leader epoch, every change
+    /// the partition epoch.
     PartitionChange {
         topic_id: Uuid,
         partition: i32,
         leader: Option<i32>,
         isr: Option<Vec<i32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<ReplicaChange>,
     },
     RemoveTopic {
         id: Uuid,
@@ -112,6 +137,16 @@ pub enum MetadataRecord {
     NoOp,
 }
 
+impl MetadataRecord {
+    /// The batch format version this record needs.
+    pub fn version(&self) -> u16 {
+        match self {
+            MetadataRecord::PartitionChange { replicas: Some(_), .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +167,32 @@ mod tests {
         }
         let newer: MetadataBatch = serde_json::from_str(r#"{"version":9,"records":[]}"#).unwrap();
         assert!(newer.check_version().unwrap_err().contains("version 9"));
+    }
+
+    #[test]
+    fn batches_take_the_version_their_records_need() {
+        let change = |replicas: Option<ReplicaChange>| MetadataRecord::PartitionChange {
+            topic_id: Uuid::nil(),
+            partition: 0,
+            leader: None,
+            isr: Some(vec![1]),
+            replicas,
+        };
+        // Without replicas, a PartitionChange is written as version 1 wrote it.
+        let v1 = MetadataBatch::new(vec![change(None), MetadataRecord::NoOp]);
+        assert_eq!(v1.version, 1);
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("replicas"), "{json}");
+        let moved = ReplicaChange { replicas: vec![1, 2], adding: vec![2], removing: vec![] };
+        let v2 = MetadataBatch::new(vec![MetadataRecord::NoOp, change(Some(moved))]);
+        assert_eq!(v2.version, 2);
+        let back: MetadataBatch = serde_json::from_str(&serde_json::to_string(&v2).unwrap()).unwrap();
+        assert_eq!(back, v2);
+        back.check_version().unwrap();
+        let mislabelled = MetadataBatch { version: 1, ..v2 };
+        assert!(mislabelled.check_version().unwrap_err().contains("record 1"), "{mislabelled:?}");
+        let unknown = r#"{"version":2,"records":[{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000000",
+            "partition":0,"leader":null,"isr":null,"replicas":{"replicas":[1],"adding":[],"removing":[],"extra":1}}]}"#;
+        assert!(serde_json::from_str::<MetadataBatch>(unknown).is_err());
     }
 }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::decisions::{self, NewPartitions, NewTopic};
 use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId};
+use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
 use crate::errors::code;
 
@@ -101,6 +102,11 @@ pub enum ControllerRequest {
     ElectLeaders {
         partitions: Option<Vec<(String, i32)>>,
         election_type: i8,
+    },
+    /// Kafka's AlterPartitionReassignments (KIP-455): each partition's target replicas, None to cancel;
+    /// answered with [`ControllerReply::Each`], committed as one batch.
+    AlterPartitionReassignments {
+        partitions: Vec<reassignment::Reassign>,
     },
 }
 
@@ -465,6 +471,15 @@ impl Active {
                 }
                 ControllerReply::Elections(outcomes)
             }
+            ControllerRequest::AlterPartitionReassignments { partitions } => {
+                let (records, mut outcomes) = reassignment::alter(&self.image(), &partitions, &s.log_defaults);
+                if !records.is_empty() {
+                    if let Err(e) = self.propose(records).await {
+                        outcomes.iter_mut().filter(|o| o.is_ok()).for_each(|o| *o = Err(e.clone()));
+                    }
+                }
+                ControllerReply::Each(outcomes)
+            }
         })
     }
 
@@ -590,7 +605,10 @@ fn alter_configs(
         ConfigResource::Broker(resource) => {
             let mut configs = image.broker_configs.get(&resource).cloned().unwrap_or_default();
             crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
-            defaults.with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(e.to_string()))?;
+            let log_defaults = crate::throttle::split_rates(&configs).map_err(invalid)?;
+            defaults
+                .with_overrides(log_defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| invalid(e.to_string()))?;
             Ok(vec![MetadataRecord::BrokerConfig { resource, configs }])
         }
     }

@@ -20,6 +20,7 @@ use crate::controller::service::{ConfigResource, ControllerRequest};
 use crate::errors::code;
 use crate::protocol::RequestHeader;
 use crate::server::Reply;
+use crate::throttle;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -41,7 +42,7 @@ const TYPE_LIST: i8 = 7;
 
 fn config_type(topic_key: &str) -> i8 {
     match topic_key {
-        "cleanup.policy" => TYPE_LIST,
+        "cleanup.policy" | "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => TYPE_LIST,
         "log.write.mode" | "compression.type" | "message.timestamp.type" => TYPE_STRING,
         "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => {
             TYPE_INT
@@ -62,8 +63,10 @@ pub struct ConfigEntry {
     pub config_type: i8,
 }
 
-fn broker_key_for(topic_key: &str) -> &'static str {
-    LOG_DEFAULT_KEYS.iter().find(|(_, t)| *t == topic_key).map_or("", |(b, _)| b)
+/// The broker-level name of a dynamic config: a log default's, or the key itself (topic-only configs, and the
+/// broker-only replication throttle rates).
+fn broker_key_for(topic_key: &str) -> &str {
+    LOG_DEFAULT_KEYS.iter().find(|(_, t)| *t == topic_key).map_or(topic_key, |(b, _)| b)
 }
 
 /// Every topic-level config of a topic with `overrides` (or only `keys`) with where its value comes from.
@@ -120,30 +123,29 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
     };
     let c = &state.config;
     let listeners = |ls: &[crate::config::Listener]| ls.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    // A dynamic setting with its layers, strongest first.
+    let dynamic = |name: &str, stored: &str, static_value: Option<&String>, default: String, value: String, config_type| {
+        let layers = [
+            (own.get(stored), DYNAMIC_BROKER_CONFIG),
+            (cluster_wide.get(stored), DYNAMIC_DEFAULT_BROKER_CONFIG),
+            (static_value, STATIC_BROKER_CONFIG),
+        ];
+        let mut synonyms: Vec<(String, String, i8)> =
+            layers.into_iter().filter_map(|(v, source)| Some((name.to_string(), v?.clone(), source))).collect();
+        synonyms.push((name.to_string(), default, DEFAULT_CONFIG));
+        ConfigEntry { name: name.to_string(), value, read_only: false, source: synonyms[0].2, synonyms, config_type }
+    };
     let mut out: Vec<ConfigEntry> = LOG_DEFAULT_KEYS
         .iter()
         .map(|(broker_key, topic_key)| {
-            let mut synonyms = Vec::new();
-            if let Some(v) = own.get(*topic_key) {
-                synonyms.push((broker_key.to_string(), v.clone(), DYNAMIC_BROKER_CONFIG));
-            }
-            if let Some(v) = cluster_wide.get(*topic_key) {
-                synonyms.push((broker_key.to_string(), v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG));
-            }
-            if let Some(v) = defaults.static_overrides.get(*topic_key) {
-                synonyms.push((broker_key.to_string(), v.clone(), STATIC_BROKER_CONFIG));
-            }
-            synonyms.push((broker_key.to_string(), base.get(topic_key).unwrap_or_default(), DEFAULT_CONFIG));
-            ConfigEntry {
-                name: broker_key.to_string(),
-                value: effective.get(topic_key).unwrap_or_default(),
-                read_only: false,
-                source: synonyms[0].2,
-                synonyms,
-                config_type: config_type(topic_key),
-            }
+            let (default, value) = (base.get(topic_key).unwrap_or_default(), effective.get(topic_key).unwrap_or_default());
+            dynamic(broker_key, topic_key, defaults.static_overrides.get(*topic_key), default, value, config_type(topic_key))
         })
         .collect();
+    out.extend(throttle::RATE_KEYS.iter().map(|key| {
+        let value = own.get(*key).or(cluster_wide.get(*key)).cloned().unwrap_or(throttle::UNLIMITED.to_string());
+        dynamic(key, key, None, throttle::UNLIMITED.to_string(), value, TYPE_LONG)
+    }));
     let fixed = [
         ("node.id", c.node_id.to_string(), TYPE_INT),
         ("listeners", listeners(&c.listeners), TYPE_LIST),
@@ -324,6 +326,7 @@ fn change_of(state: &BrokerState, r: &incremental_alter_configs_request::AlterCo
             for (key, op, value) in ops {
                 match topic_key_for(&key) {
                     Some(t) => topic_ops.push((t.to_string(), op, value)),
+                    None if throttle::RATE_KEYS.contains(&key.as_str()) => topic_ops.push((key, op, value)),
                     None => return Err(Refused::new(code::INVALID_REQUEST, format!("{key} cannot be updated dynamically"))),
                 }
             }

@@ -209,7 +209,22 @@ fn encode(state: &BrokerState, plan: &Plan, mut data: FetchResponseData) -> Resp
                 .collect();
         }
     }
+    if let Some(replica) = plan.replica {
+        let throttled: u64 = data
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p)))
+            .filter(|(name, p)| leader_throttles(state, name, p.partition_index, replica))
+            .map(|(_, p)| p.records_len())
+            .sum();
+        state.replicas.throttles().leader.record(throttled);
+    }
     fetch_response::encode(plan.version, &plan.header, &data)
+}
+
+/// Whether this leader throttles what `replica` fetches of a partition (see [`crate::throttle`]).
+fn leader_throttles(state: &BrokerState, name: &str, index: i32, replica: i32) -> bool {
+    state.replicas.hosted(name, index).is_some_and(|p| p.leader_throttles(replica))
 }
 
 /// Bytes out per topic, failures, the zero-copy share, and the page-cache residency of every range about to
@@ -334,6 +349,11 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
                 current_leader: None,
                 records: vec![],
             };
+            // A throttled follower gets nothing while the leader throttle is used up; it asks again.
+            if plan.replica.is_some_and(|r| partition.leader_throttles(r)) && state.replicas.throttles().leader.exhausted() {
+                partitions.push(p);
+                continue;
+            }
             match log.read_io(offset, limit as usize, upper_bound, io) {
                 Ok(r) if total == 0 || r.bytes <= limit => {
                     total += r.bytes;

@@ -5,8 +5,10 @@ mod cluster;
 mod configs;
 mod fetch;
 pub(crate) mod groups;
+mod log_dirs;
 mod offsets;
 mod produce;
+mod reassignments;
 
 pub(crate) use configs::apply_ops as apply_config_ops;
 
@@ -96,6 +98,9 @@ impl Service for Handler {
             Request::DescribeConfigs(r) => respond(&header, &configs::describe_configs(state, &header, r)),
             Request::AlterConfigs(r) => configs::alter_configs(state, &header, r),
             Request::IncrementalAlterConfigs(r) => configs::incremental_alter_configs(state, &header, r),
+            Request::AlterPartitionReassignments(r) => reassignments::alter_partition_reassignments(state, &header, r),
+            Request::ListPartitionReassignments(r) => respond(&header, &reassignments::list_partition_reassignments(state, r)),
+            Request::DescribeLogDirs(r) => respond(&header, &log_dirs::describe_log_dirs(state, header.api_version, r)),
         };
         match reply {
             Reply::Later(fut) => Reply::Later(Box::pin(async move {

@@ -98,8 +98,28 @@ pub enum CleanupPolicy {
 #[derive(Debug, Clone, Copy)]
 enum InertKind {
     Bool,
-    Long { min: i64 },
+    Long {
+        min: i64,
+    },
     Ratio,
+    /// `*.replication.throttled.replicas`: see [`parse_throttled_replicas`].
+    ReplicaList,
+}
+
+/// A `leader.replication.throttled.replicas` / `follower.replication.throttled.replicas` value (Kafka's
+/// ThrottledReplicaListValidator): None for "*" (every replica), else its `partition:broker` pairs; items are
+/// separated by commas, and spaces and empty items are allowed.
+pub fn parse_throttled_replicas(value: &str) -> std::result::Result<Option<Vec<(u32, u32)>>, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let pairs = value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|pair| {
+        pair.split_once(':')
+            .and_then(|(p, b)| Some((p.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .ok_or_else(|| format!("expected \"*\" or partition:broker pairs separated by commas, not {pair:?}"))
+    });
+    pairs.collect::<std::result::Result<Vec<_>, _>>().map(Some)
 }
 
 /// Kafka topic configs that change nothing on a Strata log, accepted (with Kafka's validation) and described so
@@ -119,6 +139,10 @@ const INERT: &[(&str, &str, InertKind)] = &[
     ("min.compaction.lag.ms", "0", InertKind::Long { min: 0 }),
     ("max.compaction.lag.ms", "9223372036854775807", InertKind::Long { min: 1 }),
     ("min.cleanable.dirty.ratio", "0.5", InertKind::Ratio),
+    // Replication throttles: not the log's business, read by the broker (which throttles these replicas'
+    // replication traffic).
+    ("leader.replication.throttled.replicas", "", InertKind::ReplicaList),
+    ("follower.replication.throttled.replicas", "", InertKind::ReplicaList),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +235,10 @@ fn parse_inert(key: &str, value: &str, kind: InertKind) -> Result<String> {
         InertKind::Long { min } => parse_in(key, value, min, i64::MAX)?.to_string(),
         // Debug prints 1.0 (not 1), like Java's Double.toString.
         InertKind::Ratio => format!("{:?}", parse_in(key, value, 0.0f64, 1.0)?),
+        InertKind::ReplicaList => {
+            parse_throttled_replicas(v).map_err(|e| invalid(key, value, e))?;
+            v.to_string()
+        }
     })
 }
 
@@ -241,6 +269,8 @@ impl LogConfig {
         "min.compaction.lag.ms",
         "max.compaction.lag.ms",
         "min.cleanable.dirty.ratio",
+        "leader.replication.throttled.replicas",
+        "follower.replication.throttled.replicas",
     ];
 
     /// Sets one key, validating the value with Kafka's bounds. Unknown keys are errors.
@@ -341,8 +371,13 @@ mod tests {
                 ("message.timestamp.before.max.ms", "0"),
                 ("unclean.leader.election.enable", "TRUE"),
                 ("min.cleanable.dirty.ratio", "1"),
+                ("leader.replication.throttled.replicas", " 0:1, 1:2 "),
+                ("follower.replication.throttled.replicas", "*"),
             ])
             .unwrap();
+        assert_eq!(c.get("leader.replication.throttled.replicas").as_deref(), Some("0:1, 1:2"));
+        assert_eq!(parse_throttled_replicas("0:1, 1:2,"), Ok(Some(vec![(0, 1), (1, 2)])));
+        assert_eq!((parse_throttled_replicas(" * "), parse_throttled_replicas("")), (Ok(None), Ok(Some(vec![]))));
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.write_mode, WriteMode::Mmap);
         assert_eq!(c.min_insync_replicas, 2);
@@ -370,6 +405,9 @@ mod tests {
             ("max.compaction.lag.ms", "0"),
             ("min.cleanable.dirty.ratio", "1.5"),
             ("min.cleanable.dirty.ratio", "NaN"),
+            ("leader.replication.throttled.replicas", "0-1"),
+            ("follower.replication.throttled.replicas", "0:-1"),
+            ("follower.replication.throttled.replicas", "*,0:1"),
         ] {
             let err = LogConfig::default().with_overrides([(k, v)]).unwrap_err();
             assert!(matches!(err, StorageError::InvalidConfig { ref key, .. } if key == k), "{k}={v}: {err}");

@@ -996,6 +996,8 @@ impl Log {
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         let config = self.config();
         let mut w = self.lock_writer()?;
+        // Epochs are forgotten durably first: after a crash in between, opening the log adds back those its
+        // batches still have.
         let mut epochs = self.epochs.read().expect("epochs lock").clone();
         if epochs.truncate_from_end(i64::MIN) {
             leader_epoch::write_checkpoint(&self.dir, &epochs)?;

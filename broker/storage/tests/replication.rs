@@ -171,6 +171,36 @@ fn truncation_forgets_the_epochs_that_started_in_what_goes() {
 }
 
 #[test]
+fn a_follower_behind_the_leaders_log_start_empties_its_log_and_starts_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 1024, ..LogConfig::default() };
+    let manager = open_manager(dir.path(), config.clone());
+    let log = manager.get_or_create(&tp(), config.clone()).unwrap();
+    for _ in 0..8 {
+        log.append_as_leader(&mut batch(5, 100, 0, Compression::None), 2).unwrap();
+    }
+    log.set_high_watermark(30);
+    assert!(log.segment_count() > 1);
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.high_watermark()), (100, 100, 100));
+    assert_eq!((log.segment_base_offsets(), log.epoch_entries(), log.size_bytes()), (vec![100], vec![], 0));
+    assert_eq!(std::fs::read_to_string(epoch_file(dir.path())).unwrap(), "0\n0\n");
+    // The leader's batches continue from there.
+    log.append_as_follower(&with_base_offset(with_epoch(batch(3, 10, 0, Compression::None), 5), 100)).unwrap();
+    assert_eq!((log.log_end_offset(), log.epoch_entries()), (103, vec![(5, 100)]));
+    assert_eq!(stored_epochs(&log), vec![5]);
+    manager.shutdown().unwrap();
+    drop((manager, log));
+    let manager = open_manager(dir.path(), config);
+    let log = manager.get(&tp()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.epoch_entries()), (100, 103, vec![(5, 100)]));
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path().join("events-0")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().filter(|n| n.ends_with(".log")).eq(["00000000000000000100.log"].iter()), "{names:?}");
+    manager.shutdown().unwrap();
+}
+
+#[test]
 fn reopening_restores_the_high_watermark_and_the_epoch_cache() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig::default();
