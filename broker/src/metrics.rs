@@ -12,8 +12,8 @@
 //! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
 //!
 //! Replication, as Kafka names it: per broker `kafka_server_replicamanager_{partitioncount,leadercount,
-//! underreplicatedpartitions,underminisrpartitioncount,atminisrpartitioncount}` (the last three over the
-//! partitions it leads), `..._isrshrinks_total`, `..._isrexpands_total`, `..._failedisrupdates_total`,
+//! underreplicatedpartitions,underminisrpartitioncount,atminisrpartitioncount,reassigningpartitions}` (the
+//! last four over the partitions it leads), `..._isrshrinks_total`, `..._isrexpands_total`, `..._failedisrupdates_total`,
 //! `kafka_server_replicafetchermanager_maxlag{clientId="Replica"}` and
 //! `kafka_server_delayedoperationpurgatory_purgatorysize{delayedOperation="Produce"}` (acks=all produces
 //! waiting); and `kafka_controller_kafkacontroller_*` (active controller count, offline partitions, fenced and
@@ -301,6 +301,7 @@ pub struct Metrics {
     under_replicated: IntGauge,
     under_min_isr: IntGauge,
     at_min_isr: IntGauge,
+    reassigning: IntGauge,
     pub isr: IsrMetrics,
     fetcher_max_lag: IntGauge,
     /// acks=all produce requests waiting for the in-sync replicas.
@@ -400,6 +401,11 @@ impl Metrics {
                 &r,
                 "kafka_server_replicamanager_atminisrpartitioncount",
                 "Partitions led here with exactly min.insync.replicas in sync (one more loss stops acks=all)",
+            ),
+            reassigning: gauge(
+                &r,
+                "kafka_server_replicamanager_reassigningpartitions",
+                "Partitions led here that a reassignment is moving",
             ),
             isr: IsrMetrics {
                 shrinks: counter(&r, "kafka_server_replicamanager_isrshrinks_total", "ISR shrinks of partitions led here"),
@@ -524,8 +530,14 @@ impl Metrics {
         self.under_min_isr.set(under_min);
         self.at_min_isr.set(at_min);
         self.fetcher_max_lag.set(hosted.iter().map(|p| p.follower_lag()).max().unwrap_or(0));
+        let image = state.image();
+        let reassigning = led.iter().filter(|p| {
+            let tp = p.topic_partition();
+            image.partition(&tp.topic, tp.partition).is_some_and(|part| part.is_reassigning())
+        });
+        self.reassigning.set(reassigning.count() as i64);
         let active = state.controller.leader_id() == state.config.node_id;
-        for (g, v) in self.controller.iter().zip(ClusterHealth::of(&state.image(), active).values()) {
+        for (g, v) in self.controller.iter().zip(ClusterHealth::of(&image, active).values()) {
             g.set(v);
         }
         // Partitions led here are read from their logs, the others from what their leaders last said.
