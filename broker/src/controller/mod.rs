@@ -74,7 +74,8 @@ impl Controller {
         let active = Arc::new(Active::new(raft.clone(), published.clone(), config.settings.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let fencer = active.clone();
-        let tick = config.settings.session_timeout / 8;
+        // Often, so that a broker is fenced soon after its session ends (failover time is the session plus this).
+        let tick = (config.settings.session_timeout / 20).max(std::time::Duration::from_millis(10));
         tokio::spawn(async move {
             loop {
                 tokio::select! {

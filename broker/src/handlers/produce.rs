@@ -123,13 +123,23 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
     let mut shutdown = state.shutdown.clone();
     let (state, peer) = (state.clone(), peer.clone());
     let parked = Parked::new(&state.metrics.delayed_produce);
+    // Subscribed now, before the response is polled (after the connection's earlier responses): a move of the
+    // high watermark in between wakes it rather than waiting for the next move.
+    let mut watches: Vec<_> = waiting.iter().map(|w| w.partition.watch_high_watermark()).collect();
     super::respond_later(header, async move {
         let _parked = parked;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut watches: Vec<_> = waiting.iter().map(|w| w.partition.watch_high_watermark()).collect();
         // Leadership changes do not move the high watermark: a periodic look catches them.
         let recheck = Duration::from_millis(200);
-        while !waiting.is_empty() {
+        loop {
+            let keep: Vec<bool> = waiting.iter().map(|w| !settle(&mut topics, w, version, false)).collect();
+            let mut it = keep.iter();
+            waiting.retain(|_| *it.next().unwrap());
+            let mut it = keep.iter();
+            watches.retain(|_| *it.next().unwrap());
+            if waiting.is_empty() {
+                break;
+            }
             let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
             tokio::select! {
                 _ = changed => {}
@@ -137,11 +147,6 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = crate::server::stopped(&mut shutdown) => break,
             }
-            let keep: Vec<bool> = waiting.iter().map(|w| !settle(&mut topics, w, version, false)).collect();
-            let mut it = keep.iter();
-            waiting.retain(|_| *it.next().unwrap());
-            let mut it = keep.iter();
-            watches.retain(|_| *it.next().unwrap());
         }
         for w in &waiting {
             settle(&mut topics, w, version, true);
