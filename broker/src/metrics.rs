@@ -574,7 +574,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::records::{Endpoint, MetadataBatch, MetadataRecord};
+    use crate::controller::records::{MetadataBatch, MetadataRecord};
 
     #[test]
     fn partition_health_counts_as_kafka() {
@@ -594,20 +594,9 @@ mod tests {
 
     #[test]
     fn only_the_active_controller_reports_the_cluster() {
-        let mut image = Image::default();
-        let mut records = Vec::new();
-        for id in 0..3 {
-            let endpoints = vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }];
-            records.push(MetadataRecord::RegisterBroker { id, incarnation: uuid::Uuid::nil(), endpoints, rack: None });
-        }
-        image.apply(1, &MetadataBatch::new(records)).unwrap();
-        let epoch = image.brokers[&0].epoch;
+        let mut image = crate::controller::image::tests::with_brokers(&[(0, true, None), (1, true, None), (2, false, None)]);
         let topic = uuid::Uuid::from_u128(1);
-        let mut records = vec![
-            MetadataRecord::UnfenceBroker { id: 0, epoch },
-            MetadataRecord::UnfenceBroker { id: 1, epoch },
-            MetadataRecord::Topic { id: topic, name: "t".into(), configs: Default::default() },
-        ];
+        let mut records = vec![MetadataRecord::Topic { id: topic, name: "t".into(), configs: Default::default() }];
         // Led by the preferred replica, by another, and by none.
         for (p, leader) in [0, 1, NO_LEADER].into_iter().enumerate() {
             records.push(MetadataRecord::Partition {
@@ -620,7 +609,7 @@ mod tests {
                 partition_epoch: 0,
             });
         }
-        image.apply(2, &MetadataBatch::new(records)).unwrap();
+        image.apply(1000, &MetadataBatch::new(records)).unwrap();
         let expected = ClusterHealth {
             active_controller: 1,
             offline_partitions: 1,

@@ -565,7 +565,7 @@ pub fn elect_leaders(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::controller::records::{Endpoint, MetadataBatch};
+    use crate::controller::records::MetadataBatch;
 
     proptest::proptest! {
         /// Kafka's election rules: a clean election picks the first live ISR member in replica order and keeps
@@ -602,21 +602,8 @@ pub(crate) mod tests {
 
     /// Brokers by id, fenced or not, with their racks.
     fn image_with_racks(brokers: &[(i32, bool, Option<&str>)]) -> Image {
-        let mut i = Image::default();
-        for (n, (id, fenced, rack)) in brokers.iter().enumerate() {
-            let reg = MetadataRecord::RegisterBroker {
-                id: *id,
-                incarnation: Uuid::nil(),
-                endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
-                rack: rack.map(String::from),
-            };
-            i.apply(n as u64 + 1, &MetadataBatch::new(vec![reg])).unwrap();
-            if !fenced {
-                let epoch = i.brokers[id].epoch;
-                i.apply(100 + n as u64, &MetadataBatch::new(vec![MetadataRecord::UnfenceBroker { id: *id, epoch }])).unwrap();
-            }
-        }
-        i
+        let live: Vec<(i32, bool, Option<&str>)> = brokers.iter().map(|(id, fenced, rack)| (*id, !*fenced, *rack)).collect();
+        crate::controller::image::tests::with_brokers(&live)
     }
 
     pub(crate) fn image(brokers: &[(i32, bool)]) -> Image {

@@ -272,8 +272,27 @@ impl Image {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::controller::records::ReplicaChange;
+    use crate::controller::records::{Endpoint, MetadataBatch, ReplicaChange};
     use proptest::prelude::*;
+
+    /// An image with these brokers registered, as (id, in service (unfenced), rack).
+    pub(crate) fn with_brokers(brokers: &[(i32, bool, Option<&str>)]) -> Image {
+        let mut i = Image::default();
+        for (n, (id, live, rack)) in brokers.iter().enumerate() {
+            let reg = MetadataRecord::RegisterBroker {
+                id: *id,
+                incarnation: Uuid::nil(),
+                endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
+                rack: rack.map(String::from),
+            };
+            i.apply(n as u64 + 1, &MetadataBatch::new(vec![reg])).unwrap();
+            if *live {
+                let epoch = i.brokers[id].epoch;
+                i.apply(100 + n as u64, &MetadataBatch::new(vec![MetadataRecord::UnfenceBroker { id: *id, epoch }])).unwrap();
+            }
+        }
+        i
+    }
 
     fn topic(id: u128, name: &str, partitions: i32) -> Vec<MetadataRecord> {
         let id = Uuid::from_u128(id);

@@ -89,7 +89,7 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::records::{Endpoint, MetadataBatch};
+    use crate::controller::records::MetadataBatch;
 
     fn owners(partitions: i32, brokers: &[i32]) -> Vec<i32> {
         (0..partitions).map(|p| legacy_coordinator(p, brokers).unwrap()).collect()
@@ -106,21 +106,7 @@ mod tests {
 
     /// Brokers (id, live, rack).
     fn image(brokers: &[(i32, bool, Option<&str>)]) -> Image {
-        let mut i = Image::default();
-        for (n, (id, live, rack)) in brokers.iter().enumerate() {
-            let reg = MetadataRecord::RegisterBroker {
-                id: *id,
-                incarnation: Uuid::nil(),
-                endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
-                rack: rack.map(String::from),
-            };
-            i.apply(n as u64 + 1, &MetadataBatch::new(vec![reg])).unwrap();
-            if *live {
-                let epoch = i.brokers[id].epoch;
-                i.apply(100 + n as u64, &MetadataBatch::new(vec![MetadataRecord::UnfenceBroker { id: *id, epoch }])).unwrap();
-            }
-        }
-        i
+        crate::controller::image::tests::with_brokers(brokers)
     }
 
     /// (replicas, isr, leader) of a partition.
