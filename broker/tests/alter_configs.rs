@@ -72,15 +72,7 @@ async fn alter_one(
 }
 
 async fn incremental_set(c: &mut Client, resource_type: i8, name: &str, key: &str, value: &str) {
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(resource_type)
-            .with_resource_name(s(name))
-            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(s(key))
-                .with_config_operation(0)
-                .with_value(Some(s(value)))]),
-    ]);
+    let req = common::set_config_request(resource_type, name, key, value);
     let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req).await;
     assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
 }

@@ -93,15 +93,7 @@ impl Cluster {
 
     /// A request setting this node's voter addresses (as the operator does when pod IPs change).
     fn voters_request(&self, id: usize, value: &str) -> IncrementalAlterConfigsRequest {
-        IncrementalAlterConfigsRequest::default().with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(s(&id.to_string()))
-                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(s("controller.quorum.voters"))
-                    .with_config_operation(0)
-                    .with_value(Some(s(value)))]),
-        ])
+        common::set_config_request(4, &id.to_string(), "controller.quorum.voters", value)
     }
 
     fn create_request(name: &str, partitions: i32) -> CreateTopicsRequest {
@@ -888,15 +880,7 @@ fn throttled_replicas_copy_at_the_throttled_rate() {
     const BYTES: usize = 2_000_000;
     let c = Cluster::start();
     let alter = |id: usize, resource_type: i8, name: &str, key: &str, value: &str| {
-        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-            incremental_alter_configs_request::AlterConfigsResource::default()
-                .with_resource_type(resource_type)
-                .with_resource_name(s(name))
-                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                    .with_name(s(key))
-                    .with_config_operation(0)
-                    .with_value(Some(s(value)))]),
-        ]);
+        let req = common::set_config_request(resource_type, name, key, value);
         let resp: IncrementalAlterConfigsResponse = c.call(id, ApiKey::IncrementalAlterConfigs, 1, &req);
         assert_eq!(resp.responses[0].error_code, 0, "{key}={value}: {:?}", resp.responses[0].error_message);
     };

@@ -246,6 +246,19 @@ pub async fn create_topic(c: &mut Client, name: &str, partitions: i32, configs: 
     assert_eq!(t.error_code, 0, "{:?}", t.error_message);
 }
 
+/// IncrementalAlterConfigs setting `key` to `value` on one resource (type 2: topic, 4: broker).
+pub fn set_config_request(resource_type: i8, name: &str, key: &str, value: &str) -> IncrementalAlterConfigsRequest {
+    IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s(key))
+                .with_config_operation(0)
+                .with_value(Some(s(value)))]),
+    ])
+}
+
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
         produce_request::TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
