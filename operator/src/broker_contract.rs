@@ -274,7 +274,6 @@ pub const LOG_CLEANUP_POLICY: &str = "log.cleanup.policy";
 pub const NUM_PARTITIONS: &str = "num.partitions";
 pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
-pub const OFFSETS_TOPIC_REPLICATION_FACTOR: &str = "offsets.topic.replication.factor";
 pub const AUTO_CREATE_TOPICS: &str = "auto.create.topics.enable";
 pub const CLUSTER_ID: &str = "cluster.id";
 pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
@@ -301,7 +300,6 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     key(NUM_PARTITIONS, int(1), Owner::User, false),
     key(DEFAULT_REPLICATION_FACTOR, ValueKind::Int { min: 1, max: i16::MAX as i64 }, Owner::User, false),
     key(MIN_INSYNC_REPLICAS, int(1), Owner::User, true),
-    key(OFFSETS_TOPIC_REPLICATION_FACTOR, ValueKind::Int { min: 1, max: i16::MAX as i64 }, Owner::User, false),
     key("unclean.leader.election.enable", ValueKind::Bool, Owner::User, true),
     key("auto.leader.rebalance.enable", ValueKind::Bool, Owner::User, false),
     key("leader.imbalance.check.interval.seconds", ValueKind::Int { min: 1, max: 86_400 }, Owner::User, false),

@@ -153,13 +153,10 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
 }
 
 /// Replication settings for a cluster of `brokers`, where the spec does not set them: three replicas per
-/// partition, of topics and of `__consumer_offsets` (fewer brokers: one per broker), and with three or more
-/// brokers min.insync.replicas=2, so that acks=all survives one broker down (a roll) and never rests on a
-/// single copy.
+/// partition (fewer brokers: one per broker), and with three or more brokers min.insync.replicas=2, so that
+/// acks=all survives one broker down (a roll) and never rests on a single copy.
 pub fn replication_defaults(brokers: i32) -> Vec<(&'static str, String)> {
-    let factor = brokers.clamp(1, 3).to_string();
-    let mut out =
-        vec![(contract::DEFAULT_REPLICATION_FACTOR, factor.clone()), (contract::OFFSETS_TOPIC_REPLICATION_FACTOR, factor)];
+    let mut out = vec![(contract::DEFAULT_REPLICATION_FACTOR, brokers.clamp(1, 3).to_string())];
     if brokers >= 3 {
         out.push((contract::MIN_INSYNC_REPLICAS, "2".to_string()));
     }
@@ -202,12 +199,11 @@ mod tests {
 
     #[test]
     fn replication_defaults_follow_the_broker_count_unless_set() {
-        let rf = |n: &'static str| [("default.replication.factor", n), ("offsets.topic.replication.factor", n)];
-        let cases: [(i32, Vec<(&str, &str)>); 4] = [
-            (1, rf("1").to_vec()),
-            (2, rf("2").to_vec()),
-            (3, [&rf("3")[..], &[("min.insync.replicas", "2")]].concat()),
-            (7, [&rf("3")[..], &[("min.insync.replicas", "2")]].concat()),
+        let cases: [(i32, &[(&str, &str)]); 4] = [
+            (1, &[("default.replication.factor", "1")]),
+            (2, &[("default.replication.factor", "2")]),
+            (3, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
+            (7, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
         ];
         for (brokers, expected) in cases {
             let got = replication_defaults(brokers);
