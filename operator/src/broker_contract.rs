@@ -272,8 +272,6 @@ pub const LOG_SEGMENT_BYTES: &str = "log.segment.bytes";
 pub const LOG_ROLL_MS: &str = "log.roll.ms";
 pub const LOG_CLEANUP_POLICY: &str = "log.cleanup.policy";
 pub const NUM_PARTITIONS: &str = "num.partitions";
-pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
-pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 pub const AUTO_CREATE_TOPICS: &str = "auto.create.topics.enable";
 pub const CLUSTER_ID: &str = "cluster.id";
 pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
@@ -298,13 +296,6 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     // The broker implements only deletion so far (no compaction).
     key(LOG_CLEANUP_POLICY, ValueKind::OneOf(&["delete"]), Owner::User, true),
     key(NUM_PARTITIONS, int(1), Owner::User, false),
-    key(DEFAULT_REPLICATION_FACTOR, ValueKind::Int { min: 1, max: i16::MAX as i64 }, Owner::User, false),
-    key(MIN_INSYNC_REPLICAS, int(1), Owner::User, true),
-    key("unclean.leader.election.enable", ValueKind::Bool, Owner::User, true),
-    key("auto.leader.rebalance.enable", ValueKind::Bool, Owner::User, false),
-    key("leader.imbalance.check.interval.seconds", ValueKind::Int { min: 1, max: 86_400 }, Owner::User, false),
-    key("replica.lag.time.max.ms", ValueKind::Int { min: 10, max: 3_600_000 }, Owner::User, false),
-    key("controlled.shutdown.enable", ValueKind::Bool, Owner::User, false),
     key(AUTO_CREATE_TOPICS, ValueKind::Bool, Owner::User, false),
     key(CLUSTER_ID, ValueKind::Text, Owner::Operator, false),
     // The controller quorum and broker registration (issue 13).

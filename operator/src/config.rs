@@ -130,10 +130,6 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
         return Err(errors);
     }
 
-    for (k, v) in replication_defaults(spec.replicas) {
-        user.entry(k.to_string()).or_insert(v);
-    }
-
     // `listeners` and `process.roles` differ between voters and other brokers: the start script
     // adds them per pod.
     let mut restart = BTreeMap::from([
@@ -150,17 +146,6 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
         }
     }
     Ok(BrokerSettings { restart, dynamic })
-}
-
-/// Replication settings for a cluster of `brokers`, where the spec does not set them: three replicas per
-/// partition (fewer brokers: one per broker), and with three or more brokers min.insync.replicas=2, so that
-/// acks=all survives one broker down (a roll) and never rests on a single copy.
-pub fn replication_defaults(brokers: i32) -> Vec<(&'static str, String)> {
-    let mut out = vec![(contract::DEFAULT_REPLICATION_FACTOR, brokers.clamp(1, 3).to_string())];
-    if brokers >= 3 {
-        out.push((contract::MIN_INSYNC_REPLICAS, "2".to_string()));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -195,29 +180,6 @@ mod tests {
         assert_eq!(q.restart["controller.quorum.voters"], "0@h0:9093");
         assert_eq!(q.restart["controller.listener.names"], "CONTROLLER");
         assert!(q.properties().contains("\ncontroller.quorum.voters=0@h0:9093\n"));
-    }
-
-    #[test]
-    fn replication_defaults_follow_the_broker_count_unless_set() {
-        let cases: [(i32, &[(&str, &str)]); 4] = [
-            (1, &[("default.replication.factor", "1")]),
-            (2, &[("default.replication.factor", "2")]),
-            (3, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
-            (7, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
-        ];
-        for (brokers, expected) in cases {
-            let got = replication_defaults(brokers);
-            let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            assert_eq!(got, expected, "{brokers} brokers");
-        }
-        let mut s = spec();
-        s.replicas = 5;
-        let b = broker_settings(&s).unwrap();
-        assert_eq!((b.restart["default.replication.factor"].as_str(), b.dynamic["min.insync.replicas"].as_str()), ("3", "2"));
-        s.config =
-            Some(BTreeMap::from([("default.replication.factor".into(), "2".into()), ("min.insync.replicas".into(), "1".into())]));
-        let b = broker_settings(&s).unwrap();
-        assert_eq!((b.restart["default.replication.factor"].as_str(), b.dynamic["min.insync.replicas"].as_str()), ("2", "1"));
     }
 
     #[test]
