@@ -60,8 +60,8 @@ LATENCY_CASES = [c for c in CASES if c[:2] in ((3, -1), (1, 1))]
 LATENCY_SECONDS = 8
 LATENCY_ROUNDS = 2
 REFERENCE_RATE = 2000  # msg/s of 100 B records: latency at a light load, next to the half-of-peak runs
-KILL_ROUNDS = 4  # alternately a leader that is not the active controller, and one that is
-TERM_ROUNDS = 3
+KILL_ROUNDS = int(os.environ.get("KILL_ROUNDS", 4))  # alternately a leader that is not the active controller, and one that is
+TERM_ROUNDS = int(os.environ.get("TERM_ROUNDS", 3))
 PROBE_INTERVAL = 0.002  # the failover producer sends a record every 2 ms
 
 

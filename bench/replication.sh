@@ -3,7 +3,8 @@
 # venv, then runs bench/replication.py (three brokers, each a quorum voter, on 127.0.0.1: RF=3 acks=all against
 # RF=1 acks=1 produce throughput and latency, bytes served to followers with sendfile and copy, broker CPU per
 # GiB, failover after kill -9 and SIGTERM of a leader, RSS). Takes about 6 minutes on two cores.
-# Usage: bench/replication.sh [ROUNDS]   (throughput rounds, default 5; BENCH_DIR: where the data dirs go)
+# Usage: bench/replication.sh [ROUNDS]   (throughput rounds, default 5; BENCH_DIR: where the data dirs go;
+# KILL_ROUNDS / TERM_ROUNDS: failover rounds with kill -9 and SIGTERM, default 4 and 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p strata-broker --bin strata-broker

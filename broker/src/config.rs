@@ -259,7 +259,8 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "broker.session.timeout.ms",
         Some("9000"),
-        "A broker without a heartbeat for this long is fenced: it leads no partition until it is back.",
+        "A broker without a heartbeat for this long is fenced: it leads no partition until it is back. One whose address \
+         refuses connections (its process exited) is fenced at once.",
     ),
     s(
         "controller.quorum.election.timeout.ms",

@@ -68,18 +68,22 @@ impl Controller {
         let state_machine = StateMachine::open(&dir).context("opening the metadata snapshot")?;
         let published = state_machine.subscribe();
         let book = Arc::new(AddressBook::new(config.voters.clone(), published.clone(), config.inter_broker_listener.clone()));
-        let raft = quorum::start(config.node_id, &config.cluster_id, &config.timing, book.clone(), log, state_machine)
+        let refusals = Arc::new(quorum::Refusals::default());
+        let network = quorum::Network { book: book.clone(), refusals: refusals.clone() };
+        let raft = quorum::start(config.node_id, &config.cluster_id, &config.timing, network, log, state_machine)
             .await
             .context("starting the controller quorum")?;
-        let active = Arc::new(Active::new(raft.clone(), published.clone(), config.settings.clone()));
+        let active = Arc::new(Active::new(raft.clone(), published.clone(), config.settings.clone(), refusals.clone()));
         let (stop, mut stopped) = watch::channel(false);
         let fencer = active.clone();
-        // Often, so that a broker is fenced soon after its session ends (failover time is the session plus this).
+        // Often, so that a broker is fenced soon after its session ends or its process is seen gone (failover time
+        // is that plus this).
         let tick = (config.settings.session_timeout / 20).max(std::time::Duration::from_millis(10));
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => fencer.fence_expired().await,
+                    _ = refusals.noted() => fencer.fence_expired().await,
                     _ = stopped.changed() => return,
                 }
             }

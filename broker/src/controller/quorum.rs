@@ -2,9 +2,10 @@
 //! node's Raft instance (voters form the quorum from `controller.quorum.voters`; other brokers follow the log
 //! as learners once the active controller adds them). Nothing outside `controller/` sees openraft's types.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Cursor};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -75,15 +76,49 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// For each node, the highest metadata offset this node had applied when a connection to it was refused:
+/// nothing listened at its address. A broker binds its listeners before it registers and keeps them until it
+/// has shut down, so a refusal seen after its registration was applied here means the process that registered
+/// has exited (a crash or kill -9), and the active controller fences it without waiting out its session:
+/// failover after a crash then takes about a second rather than `broker.session.timeout.ms`. A stopped or
+/// cut-off process does not refuse (its socket is still open, or packets are dropped); those still wait for
+/// the session to end.
+#[derive(Default)]
+pub struct Refusals {
+    marks: Mutex<HashMap<i32, u64>>,
+    /// Wakes the fencer: a crashed broker is fenced at once rather than at its next check.
+    noted: tokio::sync::Notify,
+}
+
+impl Refusals {
+    fn note(&self, id: i32, applied: u64) {
+        let mut marks = self.marks.lock().expect("refusals lock");
+        let at = marks.entry(id).or_insert(applied);
+        *at = (*at).max(applied);
+        self.noted.notify_one();
+    }
+
+    /// Resolves at the next refusal (or at once if one came since the last call).
+    pub async fn noted(&self) {
+        self.noted.notified().await
+    }
+
+    /// Whether the process that registered `id` with broker epoch `epoch` is known to have exited.
+    pub fn gone(&self, id: i32, epoch: i64) -> bool {
+        self.marks.lock().expect("refusals lock").get(&id).is_some_and(|&applied| applied as i64 >= epoch)
+    }
+}
+
 pub struct Network {
     pub book: Arc<AddressBook>,
+    pub refusals: Arc<Refusals>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> PeerClient {
-        PeerClient { target, book: self.book.clone(), conn: None }
+        PeerClient { target, book: self.book.clone(), refusals: self.refusals.clone(), conn: None }
     }
 }
 
@@ -91,6 +126,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     target: NodeId,
     book: Arc<AddressBook>,
+    refusals: Arc<Refusals>,
     conn: Option<Connection>,
 }
 
@@ -98,6 +134,8 @@ type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, 
 
 impl PeerClient {
     async fn send<E: std::error::Error>(&mut self, req: RpcRequest, option: &RPCOption) -> RpcResult<RpcResponse, E> {
+        // Before the address is looked up: a refusal counts against the registrations applied by then only.
+        let applied = self.book.image.borrow().applied;
         let addr = self.book.address(self.target as i32).ok_or_else(|| {
             RPCError::Unreachable(Unreachable::new(&io::Error::other(format!("no address for node {}", self.target))))
         })?;
@@ -105,7 +143,12 @@ impl PeerClient {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let c = Connection::open(&addr, option.hard_ttl()).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let c = Connection::open(&addr, option.hard_ttl()).await.map_err(|e| {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    self.refusals.note(self.target as i32, applied);
+                }
+                RPCError::Unreachable(Unreachable::new(&e))
+            })?;
             self.conn = Some(c);
         }
         let conn = self.conn.as_mut().expect("connected");
@@ -217,7 +260,7 @@ pub async fn start(
     node_id: i32,
     cluster_id: &str,
     timing: &QuorumTiming,
-    book: Arc<AddressBook>,
+    network: Network,
     log: LogStore,
     state_machine: StateMachine,
 ) -> anyhow::Result<MetadataRaft> {
@@ -234,10 +277,10 @@ pub async fn start(
         ..Default::default()
     }
     .validate()?;
-    let is_voter = book.voter_ids().contains(&node_id);
+    let is_voter = network.book.voter_ids().contains(&node_id);
     let voters: BTreeMap<NodeId, BasicNode> =
-        book.voters().into_iter().map(|(id, addr)| (id as NodeId, BasicNode { addr })).collect();
-    let raft = Raft::new(node_id as NodeId, Arc::new(config), Network { book }, log, state_machine).await?;
+        network.book.voters().into_iter().map(|(id, addr)| (id as NodeId, BasicNode { addr })).collect();
+    let raft = Raft::new(node_id as NodeId, Arc::new(config), network, log, state_machine).await?;
     if is_voter && !raft.is_initialized().await? {
         match raft.initialize(voters).await {
             Ok(()) => tracing::info!("initialized a new controller quorum"),
@@ -246,4 +289,25 @@ pub async fn start(
         }
     }
     Ok(raft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_counts_against_registrations_applied_before_it() {
+        let r = Refusals::default();
+        assert!(!r.gone(1, 5), "never refused");
+        // Refused while this node had applied up to offset 7: broker 1's registration at 5 is gone, one at 8
+        // (a restart registering again after that) is not.
+        r.note(1, 7);
+        assert!(r.gone(1, 5));
+        assert!(r.gone(1, 7));
+        assert!(!r.gone(1, 8));
+        assert!(!r.gone(2, 5), "another node");
+        // An attempt that started earlier and was refused later does not move the mark back.
+        r.note(1, 3);
+        assert!(r.gone(1, 7));
+    }
 }

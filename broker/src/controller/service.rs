@@ -4,7 +4,7 @@
 //! expired. Other nodes send their requests here (see [`super::Controller::call`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::decisions::{self, NewPartitions, NewTopic};
 use super::image::{Image, Refused};
-use super::quorum::{host_port, MetadataRaft, NodeId};
+use super::quorum::{host_port, MetadataRaft, NodeId, Refusals};
 use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
 use crate::errors::code;
@@ -169,6 +169,7 @@ pub struct Active {
     /// One decision at a time.
     deciding: tokio::sync::Mutex<()>,
     sessions: Mutex<Sessions>,
+    refusals: Arc<Refusals>,
 }
 
 pub fn not_controller(leader: Option<NodeId>) -> Refused {
@@ -186,6 +187,7 @@ impl Active {
         raft: MetadataRaft,
         image: tokio::sync::watch::Receiver<super::state_machine::Published>,
         settings: Settings,
+        refusals: Arc<Refusals>,
     ) -> Active {
         Active {
             raft,
@@ -193,10 +195,11 @@ impl Active {
             settings,
             deciding: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(Sessions { term: 0, last: HashMap::new() }),
+            refusals,
         }
     }
 
-    fn image(&self) -> std::sync::Arc<Image> {
+    fn image(&self) -> Arc<Image> {
         self.image.borrow().image.clone()
     }
 
@@ -345,7 +348,7 @@ impl Active {
             ControllerRequest::RegisterBroker { id, incarnation, endpoints, rack, inter_broker_listener } => {
                 let image = self.image();
                 if let Some(b) = image.brokers.get(&id) {
-                    if b.incarnation != incarnation && !b.fenced && self.session_alive(id) {
+                    if b.incarnation != incarnation && !b.fenced && self.session_alive(id, b.epoch) {
                         return Err(Refused::new(
                             code::DUPLICATE_BROKER_REGISTRATION,
                             format!("another process registered as broker {id} and is alive"),
@@ -505,9 +508,9 @@ impl Active {
         self.sessions.lock().expect("sessions lock").last.insert(id, Instant::now());
     }
 
-    fn session_alive(&self, id: i32) -> bool {
+    fn session_alive(&self, id: i32, epoch: i64) -> bool {
         let s = self.sessions.lock().expect("sessions lock");
-        s.last.get(&id).is_some_and(|t| t.elapsed() < self.settings.session_timeout)
+        s.last.get(&id).is_some_and(|t| t.elapsed() < self.settings.session_timeout) && !self.refusals.gone(id, epoch)
     }
 
     fn is_active(&self) -> bool {
@@ -546,7 +549,7 @@ impl Active {
             return;
         }
         let image = self.image();
-        let expired: Vec<(i32, i64)> = {
+        let expired: Vec<_> = {
             let mut s = self.sessions.lock().expect("sessions lock");
             if s.term != term {
                 // New leadership: every broker gets a whole session from now.
@@ -556,15 +559,26 @@ impl Active {
             let now = Instant::now();
             image
                 .live_brokers()
-                .filter(|b| now.duration_since(*s.last.entry(b.id).or_insert(now)) >= self.settings.session_timeout)
-                .map(|b| (b.id, b.epoch))
+                .filter_map(|b| {
+                    let silent = now.duration_since(*s.last.entry(b.id).or_insert(now));
+                    let gone = self.refusals.gone(b.id, b.epoch);
+                    (gone || silent >= self.settings.session_timeout).then_some((b.id, b.epoch, silent, gone))
+                })
                 .collect()
         };
-        for (id, epoch) in expired {
+        for (id, epoch, silent, gone) in expired {
             let _one = self.deciding.lock().await;
             let image = self.image();
             if image.brokers.get(&id).is_some_and(|b| b.epoch == epoch && !b.fenced) {
-                tracing::warn!(broker = id, timeout = ?self.settings.session_timeout, "fencing a broker without heartbeats");
+                if gone {
+                    tracing::warn!(
+                        broker = id,
+                        ?silent,
+                        "fencing a broker whose address refuses connections (its process exited)"
+                    );
+                } else {
+                    tracing::warn!(broker = id, ?silent, "fencing a broker without heartbeats");
+                }
                 if let Err(e) = self.propose(decisions::fence(&image, id, epoch, &self.settings.log_defaults)).await {
                     tracing::info!(broker = id, error = %e, "fencing failed");
                 }
