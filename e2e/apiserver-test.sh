@@ -86,7 +86,7 @@ check_match "schema: replicas minimum" "$out" 'spec.replicas.*greater than or eq
 check_match "schema: image required non-empty" "$out" 'spec.image.*at least 1 chars'
 check_match "schema: pull policy enum" "$out" 'supported values: "Always", "IfNotPresent", "Never"'
 check_match "schema: storage.size required" "$out" 'spec.storage.size: Required value'
-check_match "schema: cleanup policy enum" "$out" 'supported values: "delete", "compact"'
+check_match "schema: cleanup policy enum (what the broker accepts)" "$out" 'cleanupPolicy: Unsupported value: "shred": supported values: "delete"([^,]|$)'
 check_match "schema: controller port range" "$out" 'spec.listeners.controllerPort.*greater than or equal to 1024'
 check "rejected resource was not stored" "$(k get logclusters -n e2e -o name)" ""
 

@@ -111,6 +111,9 @@ pub const ENV_POD_IP: &str = "POD_IP";
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 /// The broker reads `cluster.id` from this variable (its usual `STRATA_<KEY>` form).
 pub const ENV_CLUSTER_ID: &str = "STRATA_CLUSTER_ID";
+/// The broker reads any setting `a.b.c` from `STRATA_A_B_C`, over its properties file; the
+/// operator owns every such variable, so extra env in the spec cannot bypass `spec.config`.
+pub const ENV_BROKER_PREFIX: &str = "STRATA_";
 /// Overridable locations, so the script can be exercised outside a pod (tests).
 pub const ENV_CONFIG_DIR: &str = "STRATA_CONFIG_DIR";
 pub const ENV_RUNTIME_DIR: &str = "STRATA_RUNTIME_DIR";

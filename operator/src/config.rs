@@ -120,11 +120,15 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
             errors.push(format!("config key {k:?} is also set through spec.retention; set it in one place"));
             continue;
         }
-        if let Err(e) = contract::check_value(key, v) {
+        let Some(v) = v.render() else {
+            errors.push(format!("config key {k:?} must be a string, number or boolean"));
+            continue;
+        };
+        if let Err(e) = contract::check_value(key, &v) {
             errors.push(format!("config: {e}"));
             continue;
         }
-        user.insert(k.clone(), v.clone());
+        user.insert(k.clone(), v);
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -151,7 +155,7 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CleanupPolicy, RetentionSpec};
+    use crate::crd::{CleanupPolicy, ConfigValue, RetentionSpec};
     use crate::testing::spec;
 
     #[test]
@@ -198,6 +202,40 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("\"bogus.key\" is not a known")));
         assert!(errs.iter().any(|e| e.contains("\"node.id\" is managed by the operator")));
         assert!(errs.iter().any(|e| e.contains("num.partitions must be an integer")));
+    }
+
+    #[test]
+    fn typed_values_are_rendered_as_kafka_strings() {
+        let mut s = spec();
+        let config: BTreeMap<String, ConfigValue> = serde_json::from_value(serde_json::json!({
+            "num.partitions": 6,
+            "auto.create.topics.enable": false,
+            "broker.rack": "zone-a",
+            "log.retention.ms": -1,
+        }))
+        .unwrap();
+        s.config = Some(config);
+        let b = broker_settings(&s).unwrap();
+        assert_eq!(b.restart["num.partitions"], "6");
+        assert_eq!(b.restart["auto.create.topics.enable"], "false");
+        assert_eq!(b.restart["broker.rack"], "zone-a");
+        assert_eq!(b.dynamic["log.retention.ms"], "-1");
+        // value -> error
+        let table = [
+            (serde_json::json!(1.5), Some("num.partitions must be an integer, got \"1.5\"")),
+            (serde_json::json!(true), Some("num.partitions must be an integer, got \"true\"")),
+            (serde_json::json!([1]), Some("config key \"num.partitions\" must be a string, number or boolean")),
+            (serde_json::json!({"a": 1}), Some("config key \"num.partitions\" must be a string, number or boolean")),
+            (serde_json::json!(null), Some("config key \"num.partitions\" must be a string, number or boolean")),
+            (serde_json::json!(0), Some("num.partitions must be >= 1, got 0")),
+            (serde_json::json!("12"), None),
+        ];
+        for (value, want) in table {
+            s.config = Some(BTreeMap::from([("num.partitions".to_string(), ConfigValue(value.clone()))]));
+            let got = broker_settings(&s).err().map(|e| e.join("; "));
+            let want = want.map(|w| if w.starts_with("config key") { w.to_string() } else { format!("config: {w}") });
+            assert_eq!(got, want, "{value}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -69,6 +71,21 @@ pub struct LogClusterSpec {
     /// Extra labels on broker pods (the operator's own selector labels cannot be overridden).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Secrets for pulling the broker image from a private registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// PriorityClass of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub priority_class_name: Option<String>,
+    /// ServiceAccount the broker pods run as (the namespace's `default` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub service_account_name: Option<String>,
+    /// Extra environment variables of the broker container. Names the operator sets itself
+    /// (`STRATA_*`, `POD_IP`, `POD_NAMESPACE`) are rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvVar>>,
     /// Seconds a broker gets to shut down cleanly after SIGTERM.
     #[serde(default = "default_grace")]
     #[schemars(range(min = 1, max = 3600))]
@@ -78,9 +95,10 @@ pub struct LogClusterSpec {
     pub storage: StorageSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionSpec>,
-    /// Other broker settings by their Kafka names; unknown keys are rejected (status condition).
+    /// Other broker settings by their Kafka names, as YAML strings, numbers or booleans;
+    /// unknown keys and values out of range are rejected (status condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<BTreeMap<String, String>>,
+    pub config: Option<BTreeMap<String, ConfigValue>>,
     #[serde(default)]
     pub tuning: TuningSpec,
     #[serde(default)]
@@ -94,6 +112,47 @@ fn default_replicas() -> i32 {
 }
 fn default_grace() -> i64 {
     60
+}
+
+/// One `config` value: a string, number or boolean, rendered to the broker as Kafka writes it.
+/// Any JSON is accepted when reading, so that a stored object of another shape still reaches
+/// validation (and a status condition) rather than failing to deserialize.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(transparent)]
+pub struct ConfigValue(pub serde_json::Value);
+
+impl ConfigValue {
+    /// The value as the broker's properties file spells it; `None` for lists, objects and null.
+    pub fn render(&self) -> Option<String> {
+        match &self.0 {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for ConfigValue {
+    fn from(s: &str) -> Self {
+        ConfigValue(serde_json::Value::String(s.to_string()))
+    }
+}
+
+impl JsonSchema for ConfigValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConfigValue".into()
+    }
+
+    /// apiextensions/v1 cannot type a string-or-number-or-boolean union (only int-or-string),
+    /// so the value is left open here and non-scalars are rejected by validation.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -219,17 +278,22 @@ pub struct RetentionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub segment_ms: Option<i64>,
-    /// `log.cleanup.policy`.
+    /// `log.cleanup.policy`: only `delete` until the broker implements compaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = enum_without_null)]
+    #[schemars(transform = broker_cleanup_policies)]
     pub cleanup_policy: Option<CleanupPolicy>,
 }
 
-/// schemars lists `null` among the values of an optional enum; apiextensions/v1 rejects that
-/// (absence is expressed by `nullable`).
-fn enum_without_null(schema: &mut schemars::Schema) {
+/// The schema offers the cleanup policies the broker accepts (its config contract), not every
+/// variant of [`CleanupPolicy`]. schemars also lists `null` among the values of an optional
+/// enum, which apiextensions/v1 rejects (absence is expressed by `nullable`).
+fn broker_cleanup_policies(schema: &mut schemars::Schema) {
+    let accepted = match broker_contract::lookup(broker_contract::LOG_CLEANUP_POLICY).map(|k| k.kind) {
+        Some(broker_contract::ValueKind::OneOf(values)) => values,
+        _ => &[],
+    };
     if let Some(serde_json::Value::Array(values)) = schema.get_mut("enum") {
-        values.retain(|v| !v.is_null());
+        values.retain(|v| v.as_str().is_some_and(|v| accepted.contains(&v)));
     }
 }
 
@@ -237,6 +301,8 @@ fn enum_without_null(schema: &mut schemars::Schema) {
 #[serde(rename_all = "lowercase")]
 pub enum CleanupPolicy {
     Delete,
+    // Not offered by the schema yet; kept so objects stored by an earlier CRD still read and
+    // are reported invalid.
     Compact,
 }
 
@@ -359,6 +425,10 @@ pub struct LogClusterStatus {
     /// controller quorum (after their pods are gone).
     #[serde(default)]
     pub brokers_to_unregister: Vec<i32>,
+    /// When the last `strata.io/manual-rolling-update` of the whole cluster was taken up
+    /// (the restart token stamped into the pod template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_rolling_update: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -384,4 +454,45 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
         "# Generated by `strata-operator crd` from operator/src/crd.rs; do not edit.\n{}",
         serde_yaml::to_string(&LogCluster::crd())?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    fn spec_schema() -> serde_json::Value {
+        let crd = serde_json::to_value(LogCluster::crd()).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    }
+
+    #[test]
+    fn the_schema_offers_what_the_broker_accepts() {
+        let spec = spec_schema();
+        let cleanup = &spec["properties"]["retention"]["properties"]["cleanupPolicy"];
+        assert_eq!(cleanup["enum"], serde_json::json!(["delete"]));
+        assert_eq!(cleanup["nullable"], true);
+        let config = &spec["properties"]["config"]["additionalProperties"];
+        assert_eq!(config, &serde_json::json!({"x-kubernetes-preserve-unknown-fields": true}));
+    }
+
+    #[test]
+    fn config_values_read_any_json_and_render_scalars() {
+        let table = [
+            (serde_json::json!("a"), Some("a")),
+            (serde_json::json!(8), Some("8")),
+            (serde_json::json!(-1), Some("-1")),
+            (serde_json::json!(0.5), Some("0.5")),
+            (serde_json::json!(true), Some("true")),
+            (serde_json::json!(null), None),
+            (serde_json::json!(["a"]), None),
+            (serde_json::json!({"a": 1}), None),
+        ];
+        for (json, want) in table {
+            let v: ConfigValue = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(v.render().as_deref(), want, "{json}");
+            assert_eq!(serde_json::to_value(&v).unwrap(), json, "written back as read");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! around them. Pure logic (builders, validation, status, rollout decisions) is kept apart from
 //! the code that talks to the apiserver and to brokers.
 
+pub mod annotations;
 pub mod broker_contract;
 pub mod builders;
 pub mod config;
@@ -10,8 +11,10 @@ pub mod kafka_admin;
 pub mod leader;
 pub mod membership;
 pub mod names;
+pub mod quantity;
 pub mod reconcile;
 pub mod render;
+pub mod resize;
 pub mod rollout;
 pub mod status;
 pub mod telemetry;

@@ -10,6 +10,14 @@ pub const FIELD_MANAGER: &str = "strata-operator";
 pub const FINALIZER: &str = "strata.io/cleanup";
 /// Annotation that lets a scale-down proceed without the partition-placement check.
 pub const FORCE_SCALE_DOWN_ANNOTATION: &str = "strata.io/force-scale-down";
+/// LogCluster annotation: while `"true"`, the operator changes nothing of the cluster.
+pub const PAUSE_RECONCILIATION_ANNOTATION: &str = "strata.io/pause-reconciliation";
+/// LogCluster or broker pod annotation: `"true"` restarts the brokers (or that one broker)
+/// once, one at a time; the operator removes it from the LogCluster when it has acted.
+pub const MANUAL_ROLLING_UPDATE_ANNOTATION: &str = "strata.io/manual-rolling-update";
+/// Pod template annotation: when the last manual rolling update of the cluster was requested.
+/// A new value changes the template, so every broker is restarted.
+pub const RESTART_TOKEN_ANNOTATION: &str = "strata.io/restart-token";
 /// Pod template annotation: hash of everything that needs a restart to take effect.
 pub const CONFIG_HASH_ANNOTATION: &str = "strata.io/config-hash";
 /// Pod annotation: hash of the dynamic settings last applied to that broker via the admin API.

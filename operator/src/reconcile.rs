@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::annotations;
 use crate::broker_contract;
 use crate::builders;
 use crate::config::{hash_str, BrokerSettings};
@@ -30,6 +31,7 @@ use crate::crd::{LogCluster, LogClusterStatus};
 use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, Unregistration};
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
+use crate::resize::{self, Expansion};
 use crate::rollout::{self, Restart, ScaleDown};
 use crate::status::{self, is_ready, is_terminating, Observed, Problem};
 use crate::telemetry::Metrics;
@@ -188,9 +190,29 @@ fn cluster_scoped_selector(lc: &LogCluster) -> ListParams {
 struct Outcome {
     problem: Option<Problem>,
     busy: bool,
+    storage: resize::Report,
 }
 
 async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
+    if annotations::paused(&lc.metadata) {
+        let status = status::paused(lc, Time(Timestamp::now()));
+        if lc.status.as_ref() != Some(&status) {
+            let newly = lc.status.as_ref().is_none_or(|s| s.conditions.iter().all(|c| c.type_ != status::RECONCILIATION_PAUSED));
+            if newly {
+                publish(
+                    ctx,
+                    lc,
+                    EventType::Normal,
+                    "ReconciliationPaused",
+                    "the operator changes nothing until the annotation is removed".into(),
+                )
+                .await;
+            }
+            patch_status(lc, ctx, &status).await?;
+        }
+        // Removing the annotation is a change of the LogCluster, which the watch brings.
+        return Ok(Action::await_change());
+    }
     let settings = match validation::validate(&lc.spec) {
         Ok(s) => s,
         Err(errors) => {
@@ -201,7 +223,7 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
             if !already_reported {
                 publish(ctx, lc, EventType::Warning, "InvalidSpec", errors.join("; ")).await;
             }
-            write_status(lc, ctx, Some(Problem::InvalidSpec(errors))).await?;
+            write_status(lc, ctx, Some(Problem::InvalidSpec(errors)), None).await?;
             // Nothing will change until the spec does; the watch brings the next generation.
             return Ok(Action::await_change());
         }
@@ -209,13 +231,13 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     match converge(lc, &settings, ctx).await {
         Ok(outcome) => {
             let busy = outcome.busy || outcome.problem.is_some();
-            let status = write_status(lc, ctx, outcome.problem).await?;
+            let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage)).await?;
             let settled = !busy && status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
             Ok(Action::requeue(if settled { IDLE_REQUEUE } else { BUSY_REQUEUE }))
         }
         Err(e) => {
             // Report the failure, then let the error policy back off.
-            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string()))).await {
+            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string())), None).await {
                 tracing::warn!(error = %status_err, "could not record the failure in the status");
             }
             Err(e)
@@ -298,10 +320,22 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let mut sts = builders::statefulset(lc, settings);
     sts.spec.replicas = Some(replicas);
     builders::record_membership(&mut sts, voters, &to_unregister);
+    builders::keep_claim_templates(&mut sts, existing.as_ref());
+    let roll_requested = annotations::roll_requested(&lc.metadata);
+    let token = annotations::restart_token(
+        roll_requested,
+        annotations::current_restart_token(existing.as_ref()),
+        &Timestamp::now().to_string(),
+    );
+    annotations::stamp_restart_token(&mut sts, token.as_deref());
     if existing.is_none() {
         publish(ctx, lc, EventType::Normal, "Created", format!("created StatefulSet with {replicas} brokers")).await;
     }
     let sts = apply_object(&sts_api, &sts).await?;
+    if roll_requested {
+        // Only after the new token is stored: a failure before this point retries the request.
+        take_manual_roll_request(lc, ctx).await?;
+    }
     apply_pdb(lc, ctx).await?;
     if let Some(p) = apply_service_monitor(lc, ctx).await? {
         problem.get_or_insert(p);
@@ -333,7 +367,82 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     voters_pushed?;
     unregister_error.map_or(Ok(()), Err)?;
     delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
-    Ok(Outcome { problem, busy })
+    let storage = resize_claims(lc, ctx).await;
+    Ok(Outcome { problem, busy, storage })
+}
+
+/// Removes the LogCluster's `strata.io/manual-rolling-update` annotation once its restart token
+/// is on the pod template, so the request acts once.
+async fn take_manual_roll_request(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
+    let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let patch = json!({"metadata": {"annotations": {names::MANUAL_ROLLING_UPDATE_ANNOTATION: null}}});
+    api.patch(&lc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    publish(
+        ctx,
+        lc,
+        EventType::Normal,
+        "ManualRollingUpdate",
+        format!("restarting every broker, one at a time, as {} asked", names::MANUAL_ROLLING_UPDATE_ANNOTATION),
+    )
+    .await;
+    Ok(())
+}
+
+/// Grows the wanted brokers' data claims to `storage.size` where their StorageClass allows it
+/// ([`resize`]). Never fails: what goes wrong is in the report, and the rest is reconciled.
+async fn resize_claims(lc: &LogCluster, ctx: &Context) -> resize::Report {
+    let desired = lc.spec.storage.size.0.as_str();
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let listed = match pvc_api.list(&selector(lc)).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            let plan = resize::Plan::default();
+            return resize::report(desired, &plan, &[format!("cannot list the data claims: {e}")]);
+        }
+    };
+    let wanted: BTreeSet<String> = (0..lc.spec.replicas).map(|o| names::data_claim(lc, o)).collect();
+    let claims: Vec<resize::Claim> = listed.iter().filter(|c| wanted.contains(&c.name_any())).map(observed_claim).collect();
+    let sc_api: Api<StorageClass> = Api::all(ctx.client.clone());
+    let mut classes = BTreeMap::new();
+    for class in claims.iter().filter_map(|c| c.storage_class.clone()) {
+        if classes.contains_key(&class) {
+            continue;
+        }
+        let expansion = match sc_api.get_opt(&class).await {
+            Ok(Some(sc)) if sc.allow_volume_expansion == Some(true) => Expansion::Allowed,
+            Ok(Some(_)) => Expansion::NotAllowed,
+            Ok(None) => Expansion::Unknown(format!("StorageClass {class} does not exist")),
+            Err(e) => Expansion::Unknown(format!("cannot read StorageClass {class}: {e}")),
+        };
+        classes.insert(class, expansion);
+    }
+    let plan = resize::plan(desired, &claims, &classes);
+    let mut failed = Vec::new();
+    for claim in &plan.grow {
+        let patch = json!({"spec": {"resources": {"requests": {"storage": desired}}}});
+        match pvc_api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {
+                publish(ctx, lc, EventType::Normal, "ResizingClaim", format!("growing {claim} to {desired}")).await;
+            }
+            Err(e) => failed.push(format!("{claim} could not be resized: {e}")),
+        }
+    }
+    resize::report(desired, &plan, &failed)
+}
+
+fn observed_claim(pvc: &PersistentVolumeClaim) -> resize::Claim {
+    let storage = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+        m.and_then(|m| m.get("storage")).map(|q| q.0.clone())
+    };
+    let spec = pvc.spec.as_ref();
+    let status = pvc.status.as_ref();
+    resize::Claim {
+        name: pvc.name_any(),
+        requested: storage(spec.and_then(|s| s.resources.as_ref()?.requests.as_ref())),
+        capacity: storage(status.and_then(|s| s.capacity.as_ref())),
+        bound: status.and_then(|s| s.phase.as_deref()) == Some("Bound"),
+        storage_class: spec.and_then(|s| s.storage_class_name.clone()),
+    }
 }
 
 /// Asks a ready broker which brokers host partitions.
@@ -646,7 +755,12 @@ fn recorded_voters(lc: &LogCluster, sts: Option<&StatefulSet>) -> Option<i32> {
 }
 
 /// Computes the status from the current pods and StatefulSet and writes it if it changed.
-async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) -> Result<LogClusterStatus, Error> {
+async fn write_status(
+    lc: &LogCluster,
+    ctx: &Context,
+    problem: Option<Problem>,
+    storage: Option<resize::Report>,
+) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&selector(lc)).await?.items;
     let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns).get_opt(&names::statefulset(lc)).await?;
@@ -662,13 +776,20 @@ async fn write_status(lc: &LogCluster, ctx: &Context, problem: Option<Problem>) 
         problem,
         voters,
         to_unregister: membership::parse_ids(recorded(names::TO_UNREGISTER_ANNOTATION)).into_iter().collect(),
+        storage,
+        restart_token: annotations::current_restart_token(sts.as_ref()).map(str::to_string),
     };
     let new = status::compute(lc, &observed, Time(Timestamp::now()));
     if lc.status.as_ref() != Some(&new) {
-        let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(&lc.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": new}))).await?;
+        patch_status(lc, ctx, &new).await?;
     }
     Ok(new)
+}
+
+async fn patch_status(lc: &LogCluster, ctx: &Context, status: &LogClusterStatus) -> Result<(), Error> {
+    let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    api.patch_status(&lc.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(())
 }
 
 /// Deletion: namespaced objects go with the owner references; the finalizer handles what

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::names;
 use crate::status::{is_ready, is_terminating, revision};
+use crate::{annotations, names};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Restart {
@@ -31,7 +31,11 @@ pub fn next_restart(sts: &str, pods: &[Pod], replicas: i32, update_revision: Opt
         .filter_map(|p| Some((names::ordinal_of(sts, p.metadata.name.as_deref()?)?, p)))
         .filter(|(o, _)| *o < replicas)
         .collect();
-    let outdated: Vec<(i32, &Pod)> = wanted.iter().filter(|(_, p)| revision(p) != Some(update)).map(|(o, p)| (*o, *p)).collect();
+    let outdated: Vec<(i32, &Pod)> = wanted
+        .iter()
+        .filter(|(_, p)| revision(p) != Some(update) || annotations::roll_requested(&p.metadata))
+        .map(|(o, p)| (*o, *p))
+        .collect();
     if outdated.is_empty() {
         return Restart::Done;
     }
@@ -232,5 +236,16 @@ mod tests {
             ["data-logs-0", "data-logs-1", "data-logs-2", "data-other-3", "data-logs-x"].iter().map(|s| s.to_string()).collect();
         let pods = BTreeSet::from([0, 2]);
         assert_eq!(orphaned_claims("logs", &claims, 1, &pods), ["data-logs-1"]);
+    }
+
+    #[test]
+    fn a_pod_annotated_for_a_manual_roll_is_restarted_like_an_outdated_one() {
+        let mut pods = vec![pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r1", true)];
+        assert_eq!(next_restart("logs", &pods, 3, Some("r1")), Restart::Done);
+        pods[0].metadata.annotations =
+            Some(BTreeMap::from([(names::MANUAL_ROLLING_UPDATE_ANNOTATION.to_string(), "true".to_string())]));
+        assert_eq!(next_restart("logs", &pods, 3, Some("r1")), Restart::Delete("logs-0".into()));
+        pods[2] = pod("logs-2", "r1", false);
+        assert_eq!(next_restart("logs", &pods, 3, Some("r1")), Restart::Wait("broker 2 is not ready".into()));
     }
 }

@@ -7,10 +7,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::broker_contract;
 use crate::crd::{BrokerStatus, LogCluster, LogClusterStatus};
 use crate::names;
+use crate::resize;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Whether the claims request `storage.size` (present once the operator looked at them).
+pub const STORAGE_RESIZED: &str = "StorageResized";
+/// Present (True) only while `strata.io/pause-reconciliation` is set.
+pub const RECONCILIATION_PAUSED: &str = "ReconciliationPaused";
 
 /// Label the StatefulSet controller puts on each pod: the revision it was created from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -40,6 +45,10 @@ pub struct Observed<'a> {
     pub voters: Option<i32>,
     /// Removed brokers not unregistered yet, as recorded on the StatefulSet.
     pub to_unregister: Vec<i32>,
+    /// How the data claims stand against `storage.size`, when they were looked at.
+    pub storage: Option<resize::Report>,
+    /// The restart token on the pod template (the last manual rolling update).
+    pub restart_token: Option<String>,
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -174,6 +183,9 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
     );
 
     let mut conditions = vec![ready_cond, progressing, degraded];
+    if let Some(r) = &observed.storage {
+        conditions.push(condition(STORAGE_RESIZED, r.resized, &r.reason, r.message.clone(), generation, &now));
+    }
     carry_transition_times(&mut conditions, lc.status.as_ref());
     LogClusterStatus {
         observed_generation: generation,
@@ -184,7 +196,22 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
         brokers,
         controller_voters: (0..observed.voters.unwrap_or(0)).collect(),
         brokers_to_unregister: observed.to_unregister.clone(),
+        last_manual_rolling_update: observed.restart_token.clone(),
     }
+}
+
+/// The status while reconciliation is paused: the last one written, describing the generation
+/// it described, plus the `ReconciliationPaused` condition. Nothing was looked at or changed.
+pub fn paused(lc: &LogCluster, now: Time) -> LogClusterStatus {
+    let mut status = lc.status.clone().unwrap_or_default();
+    status.conditions.retain(|c| c.type_ != RECONCILIATION_PAUSED);
+    let message = format!(
+        "annotation {}: \"true\" is set; the operator changes nothing until it is removed",
+        names::PAUSE_RECONCILIATION_ANNOTATION
+    );
+    status.conditions.push(condition(RECONCILIATION_PAUSED, true, "PausedByAnnotation", message, lc.metadata.generation, &now));
+    carry_transition_times(&mut status.conditions, lc.status.as_ref());
+    status
 }
 
 #[cfg(test)]
@@ -230,7 +257,15 @@ pub(crate) mod tests {
         problem: Option<Problem>,
         secs: i64,
     ) -> LogClusterStatus {
-        let observed = Observed { pods, update_revision, problem, voters: Some(3), to_unregister: Vec::new() };
+        let observed = Observed {
+            pods,
+            update_revision,
+            problem,
+            voters: Some(3),
+            to_unregister: Vec::new(),
+            storage: None,
+            restart_token: None,
+        };
         compute(lc, &observed, at(secs))
     }
 
@@ -260,8 +295,15 @@ pub(crate) mod tests {
         let mut lc = cluster(spec());
         lc.spec.replicas = 2;
         let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true)];
-        let observed =
-            Observed { pods: &pods, update_revision: Some("r1"), problem: None, voters: Some(2), to_unregister: vec![2, 3] };
+        let observed = Observed {
+            pods: &pods,
+            update_revision: Some("r1"),
+            problem: None,
+            voters: Some(2),
+            to_unregister: vec![2, 3],
+            storage: None,
+            restart_token: None,
+        };
         let s = compute(&lc, &observed, at(1));
         assert_eq!(s.brokers_to_unregister, [2, 3]);
         assert_eq!(s.controller_voters, [0, 1]);
@@ -330,6 +372,51 @@ pub(crate) mod tests {
         let second = observe(&lc, &pods, Some("r1"), failing, 20);
         assert_eq!(get(&second, READY).last_transition_time, at(10));
         assert_eq!(get(&second, DEGRADED).last_transition_time, at(20));
+    }
+
+    #[test]
+    fn storage_and_manual_roll_are_reported() {
+        let lc = cluster(spec());
+        let pods = [pod("logs-0", "r1", true)];
+        let report = resize::Report { resized: false, reason: "ExpansionNotAllowed".into(), message: "no".into() };
+        let observed = Observed {
+            pods: &pods,
+            update_revision: Some("r1"),
+            problem: None,
+            voters: Some(3),
+            to_unregister: vec![],
+            storage: Some(report),
+            restart_token: Some("2026-12-03T12:00:00Z".into()),
+        };
+        let s = compute(&lc, &observed, at(1));
+        let c = get(&s, STORAGE_RESIZED);
+        assert_eq!((c.status.as_str(), c.reason.as_str(), c.message.as_str()), ("False", "ExpansionNotAllowed", "no"));
+        assert_eq!(get(&s, DEGRADED).status, "False", "a refused resize degrades nothing else");
+        assert_eq!(s.last_manual_rolling_update.as_deref(), Some("2026-12-03T12:00:00Z"));
+        let none = Observed { storage: None, ..observed };
+        assert!(compute(&lc, &none, at(1)).conditions.iter().all(|c| c.type_ != STORAGE_RESIZED));
+    }
+
+    #[test]
+    fn paused_keeps_the_last_status_and_says_so() {
+        let mut lc = cluster(spec());
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r1", true)];
+        lc.status = Some(observe(&lc, &pods, Some("r1"), None, 10));
+        lc.metadata.generation = Some(5);
+        let s = paused(&lc, at(20));
+        assert_eq!(s.observed_generation, Some(4), "the new generation was not acted on");
+        let p = get(&s, RECONCILIATION_PAUSED);
+        assert_eq!((p.status.as_str(), p.reason.as_str(), p.observed_generation), ("True", "PausedByAnnotation", Some(5)));
+        assert!(p.message.contains("strata.io/pause-reconciliation"), "{}", p.message);
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(s.brokers, lc.status.as_ref().unwrap().brokers);
+        lc.status = Some(s.clone());
+        let again = paused(&lc, at(30));
+        assert_eq!(again, s, "unchanged while still paused: no status write");
+        let resumed = observe(&lc, &pods, Some("r1"), None, 40);
+        assert!(resumed.conditions.iter().all(|c| c.type_ != RECONCILIATION_PAUSED), "gone once reconciled again");
+        lc.status = None;
+        assert_eq!(paused(&lc, at(1)).conditions.len(), 1, "paused before the first reconcile");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::broker_contract as contract;
 use crate::config::{self, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogClusterSpec};
-use crate::names;
+use crate::{names, quantity};
 
 /// Returns the broker settings of a valid spec, or every problem found.
 pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
@@ -66,6 +66,8 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
         }
     }
 
+    errors.extend(env_problems(spec));
+
     if let (Some(bg), Some(dirty)) = (spec.tuning.vm_dirty_background_ratio, spec.tuning.vm_dirty_ratio) {
         if bg >= dirty {
             errors.push(format!("tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"));
@@ -95,11 +97,31 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
     }
 }
 
+/// Extra env may not set what the operator sets (or what would override broker settings), nor
+/// set a name twice.
+fn env_problems(spec: &LogClusterSpec) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    for name in spec.env.iter().flatten().map(|e| e.name.as_str()) {
+        if name.starts_with(contract::ENV_BROKER_PREFIX) || [contract::ENV_POD_IP, contract::ENV_POD_NAMESPACE].contains(&name) {
+            errors.push(format!(
+                "env {name:?} is set by the operator (names starting with {} and {}, {} are reserved); use spec.config for broker settings",
+                contract::ENV_BROKER_PREFIX,
+                contract::ENV_POD_IP,
+                contract::ENV_POD_NAMESPACE
+            ));
+        } else if !seen.insert(name) {
+            errors.push(format!("env {name:?} is listed twice"));
+        }
+    }
+    errors
+}
+
 /// A broker that heartbeats less often than its session timeout would be fenced between
 /// heartbeats. Checked only when both are set (the broker's defaults, 2 s and 9 s, agree).
 fn heartbeat_within_session(spec: &LogClusterSpec) -> Option<String> {
     let config = spec.config.as_ref()?;
-    let get = |k: &str| config.get(k)?.parse::<i64>().ok();
+    let get = |k: &str| config.get(k)?.render()?.parse::<i64>().ok();
     let heartbeat = get(contract::BROKER_HEARTBEAT_INTERVAL_MS)?;
     let session = get(contract::BROKER_SESSION_TIMEOUT_MS)?;
     (heartbeat >= session).then(|| {
@@ -111,13 +133,8 @@ fn heartbeat_within_session(spec: &LogClusterSpec) -> Option<String> {
     })
 }
 
-/// Kubernetes quantity syntax (`10Gi`, `500M`, `1.5T`), without exponent forms.
 fn check_quantity(field: &str, value: &str, errors: &mut Vec<String>) {
-    const SUFFIXES: [&str; 13] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""];
-    let number_end = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
-    let (number, suffix) = value.split_at(number_end);
-    let number_ok = !number.is_empty() && number.parse::<f64>().is_ok_and(|n| n > 0.0);
-    if !number_ok || !SUFFIXES.contains(&suffix) {
+    if quantity::bytes(value).is_none() {
         errors.push(format!("{field} {value:?} is not a positive quantity like 10Gi"));
     }
 }
@@ -129,6 +146,8 @@ fn is_host(h: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::EnvVar;
 
     use super::*;
     use crate::crd::LocalVolume;
@@ -200,6 +219,29 @@ mod tests {
     }
 
     #[test]
+    fn extra_env_cannot_take_operator_names() {
+        let env = |name: &str| EnvVar { name: name.into(), value: Some("v".into()), value_from: None };
+        // names -> errors
+        let table: [(&[&str], &[&str]); 6] = [
+            (&["JAVA_OPTS", "TZ"], &[]),
+            (&["STRATA_ADVERTISE"], &["env \"STRATA_ADVERTISE\" is set by the operator"]),
+            (&["STRATA_LOG_RETENTION_MS"], &["env \"STRATA_LOG_RETENTION_MS\" is set by the operator"]),
+            (&["POD_IP"], &["env \"POD_IP\" is set by the operator"]),
+            (&["POD_NAMESPACE", "TZ"], &["env \"POD_NAMESPACE\" is set by the operator"]),
+            (&["TZ", "TZ"], &["env \"TZ\" is listed twice"]),
+        ];
+        for (names, want) in table {
+            let mut s = spec();
+            s.env = Some(names.iter().map(|n| env(n)).collect());
+            let errs = validate(&s).err().unwrap_or_default();
+            assert_eq!(errs.len(), want.len(), "{names:?}: {errs:?}");
+            for (e, w) in errs.iter().zip(want) {
+                assert!(e.starts_with(w), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn ports_must_differ() {
         // (client, controller, metrics) -> the errors
         let table: [(i32, i32, i32, &[&str]); 5] = [
@@ -233,8 +275,8 @@ mod tests {
         let mut s = spec();
         let with = |hb: &str, session: &str| {
             BTreeMap::from([
-                ("broker.heartbeat.interval.ms".to_string(), hb.to_string()),
-                ("broker.session.timeout.ms".to_string(), session.to_string()),
+                ("broker.heartbeat.interval.ms".to_string(), hb.into()),
+                ("broker.session.timeout.ms".to_string(), session.into()),
             ])
         };
         s.config = Some(with("2000", "9000"));
@@ -244,16 +286,16 @@ mod tests {
             validate(&s).unwrap_err(),
             ["config: broker.heartbeat.interval.ms (9000) must be lower than broker.session.timeout.ms (9000)"]
         );
-        s.config = Some(BTreeMap::from([("broker.heartbeat.interval.ms".to_string(), "20000".to_string())]));
+        s.config = Some(BTreeMap::from([("broker.heartbeat.interval.ms".to_string(), "20000".into())]));
         assert!(validate(&s).is_ok(), "only checked when both are set");
         s.config = Some(BTreeMap::from([
-            ("controller.quorum.election.timeout.ms".to_string(), "1000".to_string()),
-            ("broker.rack".to_string(), "zone-a".to_string()),
-            ("num.io.threads".to_string(), "8".to_string()),
+            ("controller.quorum.election.timeout.ms".to_string(), "1000".into()),
+            ("broker.rack".to_string(), "zone-a".into()),
+            ("num.io.threads".to_string(), "8".into()),
         ]));
         assert!(validate(&s).is_ok());
         for owned in ["process.roles", "controller.quorum.voters", "controller.listener.names", "listeners"] {
-            s.config = Some(BTreeMap::from([(owned.to_string(), "x".to_string())]));
+            s.config = Some(BTreeMap::from([(owned.to_string(), "x".into())]));
             assert!(validate(&s).unwrap_err()[0].contains("managed by the operator"), "{owned}");
         }
     }

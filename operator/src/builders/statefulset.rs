@@ -77,6 +77,15 @@ pub fn statefulset(lc: &LogCluster, settings: &BrokerSettings) -> StatefulSet {
     }
 }
 
+/// Keeps the volumeClaimTemplates of an existing StatefulSet: the apiserver refuses any change
+/// to them, which would fail the whole apply. A new `storage.size` reaches the existing claims
+/// through [`crate::resize`] instead.
+pub fn keep_claim_templates(sts: &mut StatefulSet, existing: Option<&StatefulSet>) {
+    if let Some(templates) = existing.and_then(|e| e.spec.volume_claim_templates.clone()) {
+        sts.spec.volume_claim_templates = Some(templates);
+    }
+}
+
 /// Records the cluster's membership state on the StatefulSet, where it survives operator
 /// restarts: the voter count and the brokers still to unregister (annotation left out if none).
 pub fn record_membership(sts: &mut StatefulSet, voters: i32, to_unregister: &BTreeSet<i32>) {
@@ -103,6 +112,9 @@ fn pod_spec(lc: &LogCluster) -> PodSpec {
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
             ..Default::default()
         }),
+        image_pull_secrets: spec.image_pull_secrets.clone(),
+        priority_class_name: spec.priority_class_name.clone(),
+        service_account_name: spec.service_account_name.clone(),
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(lc))),
@@ -193,20 +205,23 @@ fn broker_container(lc: &LogCluster) -> Container {
         AdvertiseMode::PodIp => contract::ADVERTISE_POD_IP,
         AdvertiseMode::Explicit => contract::ADVERTISE_EXPLICIT,
     };
+    // The user's extra variables come last; validation keeps them off the operator's names.
+    let mut env_vars = vec![
+        env(contract::ENV_ADVERTISE, advertise.to_string()),
+        env(contract::ENV_HEADLESS_SERVICE, names::headless_service(lc)),
+        env(contract::ENV_CLIENT_PORT, spec.listeners.client_port.to_string()),
+        env(contract::ENV_CONTROLLER_PORT, spec.listeners.controller_port.to_string()),
+        env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
+        env_field(contract::ENV_POD_IP, "status.podIP"),
+        env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
+    ];
+    env_vars.extend(spec.env.iter().flatten().cloned());
     Container {
         name: "broker".to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_string()),
         command: Some(vec!["/bin/sh".to_string(), format!("{}/{}", contract::CONFIG_DIR, contract::START_SCRIPT_FILE)]),
-        env: Some(vec![
-            env(contract::ENV_ADVERTISE, advertise.to_string()),
-            env(contract::ENV_HEADLESS_SERVICE, names::headless_service(lc)),
-            env(contract::ENV_CLIENT_PORT, spec.listeners.client_port.to_string()),
-            env(contract::ENV_CONTROLLER_PORT, spec.listeners.controller_port.to_string()),
-            env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
-            env_field(contract::ENV_POD_IP, "status.podIP"),
-            env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
-        ]),
+        env: Some(env_vars),
         ports: Some(vec![
             ContainerPort {
                 name: Some(CLIENT_PORT_NAME.to_string()),
@@ -280,6 +295,8 @@ fn tune_container(lc: &LogCluster) -> Container {
 mod tests {
     use super::*;
     use crate::builders::assert_owned;
+    use k8s_openapi::api::core::v1::LocalObjectReference;
+
     use crate::crd::{LocalVolume, RetentionSpec};
     use crate::testing::{cluster, settings, spec};
 
@@ -376,6 +393,48 @@ mod tests {
         let p = t.spec.as_ref().unwrap();
         assert_eq!(p.affinity, Some(Affinity::default()));
         assert_eq!(p.node_selector.as_ref().unwrap()["disk"], "nvme");
+    }
+
+    #[test]
+    fn pod_extras_reach_the_pod_and_the_broker_container() {
+        let mut s = spec();
+        s.image_pull_secrets = Some(vec![LocalObjectReference { name: "registry".into() }]);
+        s.priority_class_name = Some("brokers".into());
+        s.service_account_name = Some("strata-broker".into());
+        s.env = Some(vec![EnvVar { name: "TZ".into(), value: Some("UTC".into()), value_from: None }]);
+        let sts = build(&cluster(s));
+        let p = pod(&sts);
+        assert_eq!(p.image_pull_secrets.as_ref().unwrap()[0].name, "registry");
+        assert_eq!(p.priority_class_name.as_deref(), Some("brokers"));
+        assert_eq!(p.service_account_name.as_deref(), Some("strata-broker"));
+        let env = p.containers[0].env.as_ref().unwrap();
+        assert_eq!(env.last().unwrap().name, "TZ", "after the operator's own");
+        assert_eq!(env.iter().filter(|e| e.name.starts_with("STRATA_")).count(), 5);
+
+        let plain = build(&cluster(spec()));
+        let p = pod(&plain);
+        assert_eq!(
+            (p.image_pull_secrets.as_ref(), p.priority_class_name.as_ref(), p.service_account_name.as_ref()),
+            (None, None, None)
+        );
+        assert_eq!(p.containers[0].env.as_ref().unwrap().len(), 7);
+    }
+
+    #[test]
+    fn claim_templates_of_an_existing_statefulset_are_kept() {
+        let old = build(&cluster(spec()));
+        let mut s = spec();
+        s.storage.size = crate::testing::quantity("20Gi");
+        let size = |sts: &StatefulSet| {
+            let claim = &sts.spec.volume_claim_templates.as_ref().unwrap()[0];
+            claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0.clone()
+        };
+        let mut grown = build(&cluster(s));
+        keep_claim_templates(&mut grown, None);
+        assert_eq!(size(&grown), "20Gi", "a new StatefulSet takes the spec's size");
+        keep_claim_templates(&mut grown, Some(&old));
+        assert_eq!(size(&grown), "10Gi");
+        assert_eq!(grown.spec.template, old.spec.template);
     }
 
     #[test]
