@@ -79,7 +79,8 @@ out=$(k apply --validate=false -f - 2>&1 <<'EOF' || true
 apiVersion: strata.io/v1alpha1
 kind: LogCluster
 metadata: {name: broken, namespace: e2e}
-spec: {replicas: 0, image: "", imagePullPolicy: Sometimes, storage: {}, retention: {cleanupPolicy: shred}, listeners: {controllerPort: 80}}
+spec: {replicas: 0, image: "", imagePullPolicy: Sometimes, storage: {}, retention: {cleanupPolicy: shred}, listeners: {controllerPort: 80},
+  priorityClassName: "", env: [{value: x}], imagePullSecrets: [{}]}
 EOF
 )
 check_match "schema: replicas minimum" "$out" 'spec.replicas.*greater than or equal to 1'
@@ -87,6 +88,9 @@ check_match "schema: image required non-empty" "$out" 'spec.image.*at least 1 ch
 check_match "schema: pull policy enum" "$out" 'supported values: "Always", "IfNotPresent", "Never"'
 check_match "schema: storage.size required" "$out" 'spec.storage.size: Required value'
 check_match "schema: cleanup policy enum (what the broker accepts)" "$out" 'cleanupPolicy: Unsupported value: "shred": supported values: "delete"([^,]|$)'
+check_match "schema: priorityClassName non-empty" "$out" 'spec.priorityClassName.*at least 1 chars'
+check_match "schema: env name required" "$out" 'spec.env(\[0\])?.name: Required value'
+check_match "schema: imagePullSecrets name required" "$out" 'spec.imagePullSecrets(\[0\])?.name: Required value'
 check_match "schema: controller port range" "$out" 'spec.listeners.controllerPort.*greater than or equal to 1024'
 check "rejected resource was not stored" "$(k get logclusters -n e2e -o name)" ""
 
@@ -206,6 +210,49 @@ check "pods run the new revision" "$(pod_revision demo-0) $(pod_revision demo-1)
   "$(jp statefulset/demo '{.status.updateRevision} {.status.updateRevision}' -n e2e)"
 [ "$(pod_revision demo-0)" != "$REV1" ] && check "revision changed" yes yes || check "revision changed" no yes
 
+log "== pause-reconciliation: a spec change waits until the annotation is removed"
+k annotate logcluster demo -n e2e strata.io/pause-reconciliation=true >/dev/null
+wait_until "ReconciliationPaused=True" 30 equals True cond demo ReconciliationPaused status
+GEN_PAUSED=$(jp logcluster/demo '{.status.observedGeneration}' -n e2e)
+k patch logcluster demo -n e2e --type=merge -p '{"spec":{"retention":{"ms":5400000}}}' >/dev/null
+sleep 4 # several reconciles would have happened by now
+check "paused: ConfigMap keeps the old retention" \
+  "$(jp configmap/demo-config '{.data.server\.properties}' -n e2e | grep -c 'log.retention.ms=5400000' || true)" "0"
+check "paused: observedGeneration not advanced" "$(jp logcluster/demo '{.status.observedGeneration}' -n e2e)" "$GEN_PAUSED"
+check_match "paused: message names the annotation" "$(cond demo ReconciliationPaused message)" 'strata.io/pause-reconciliation'
+check_match "ReconciliationPaused event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ReconciliationPaused'
+k annotate logcluster demo -n e2e strata.io/pause-reconciliation- >/dev/null
+wait_until "resumed: the change made while paused is applied" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get cm demo-config -n e2e -o 'jsonpath={.data.server\.properties}' | grep -q 'log.retention.ms=5400000'"
+wait_until "resumed: ReconciliationPaused condition gone" 30 equals "" cond demo ReconciliationPaused status
+wait_until "resumed: observedGeneration advanced" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get logcluster demo -n e2e -o 'jsonpath={.status.observedGeneration}')\" -gt $GEN_PAUSED ]"
+
+log "== manual rolling update of the cluster: acts once, one broker at a time"
+UID0=$(pod_uid demo-0); UID1=$(pod_uid demo-1)
+k annotate logcluster demo -n e2e strata.io/manual-rolling-update=true >/dev/null
+wait_until "annotation removed once acted on" 30 equals "" jp logcluster/demo '{.metadata.annotations.strata\.io/manual-rolling-update}' -n e2e
+TOKEN=$(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/restart-token}' -n e2e)
+check_match "restart token on the pod template" "$TOKEN" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T'
+wait_until "status shows the manual rolling update" 30 equals "$TOKEN" jp logcluster/demo '{.status.lastManualRollingUpdate}' -n e2e
+check_match "ManualRollingUpdate event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ManualRollingUpdate'
+wait_until "manual roll: broker 1 restarted first" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-1 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID1' ]"
+sleep 2
+check "manual roll: broker 0 kept while broker 1 is not ready" "$(pod_uid demo-0)" "$UID0"
+mark_ready demo-1
+wait_until "manual roll: broker 0 restarted next" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-0 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID0' ]"
+wait_until "manual roll: both ready again" 20 all_ready demo 2
+wait_until "manual roll: Ready=True" 30 equals True cond demo Ready status
+UID0=$(pod_uid demo-0); UID1=$(pod_uid demo-1)
+sleep 3
+check "manual roll acted once (no second roll)" "$(pod_uid demo-0) $(pod_uid demo-1) $(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/restart-token}' -n e2e)" "$UID0 $UID1 $TOKEN"
+
+log "== manual rolling update of one pod"
+k annotate pod demo-0 -n e2e strata.io/manual-rolling-update=true >/dev/null
+wait_until "annotated broker 0 restarted" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-0 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID0' ]"
+check "the new pod has no annotation (acts once)" "$(jp pod/demo-0 '{.metadata.annotations.strata\.io/manual-rolling-update}' -n e2e)" ""
+check "broker 1 untouched" "$(pod_uid demo-1)" "$UID1"
+wait_until "broker 0 ready again" 20 all_ready demo 2
+wait_until "Ready=True after the pod's roll" 30 equals True cond demo Ready status
+
 log "== operator-level validation: Degraded, objects untouched, operator keeps running"
 k patch logcluster demo -n e2e --type=merge -p '{"spec":{"replicas":3}}' >/dev/null
 wait_until "Degraded: InvalidSpec" 30 equals InvalidSpec cond demo Degraded reason
@@ -282,18 +329,38 @@ k annotate logcluster demo -n e2e strata.io/force-scale-down- >/dev/null
 k patch logcluster demo -n e2e --type=merge -p '{"spec":{"replicas":2}}' >/dev/null
 wait_until "Degraded cleared with replicas back at 2" 30 equals False cond demo Degraded status
 
-log "== a second cluster that keeps its data; ServiceMonitor only where the CRD exists"
+log "== a second cluster that keeps its data; ServiceMonitor only where the CRD exists; pod extras; expandable storage"
 k apply -f - >/dev/null <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: e2e-expandable}
+provisioner: e2e.strata.io/none
+allowVolumeExpansion: true
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: e2e-brokers}
+value: 1000
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: e2e-broker, namespace: e2e}
+---
 apiVersion: strata.io/v1alpha1
 kind: LogCluster
 metadata: {name: keep, namespace: e2e}
 spec:
   replicas: 1
   image: strata/broker:e2e
-  storage: {size: 1Gi}
+  storage: {size: 1Gi, storageClassName: e2e-expandable}
   podDisruptionBudget: {enabled: false}
   metrics: {serviceMonitor: true}
   listeners: {advertise: PodIP}
+  priorityClassName: e2e-brokers
+  serviceAccountName: e2e-broker
+  imagePullSecrets: [{name: e2e-registry}]
+  env: [{name: TZ, value: UTC}, {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
+  config: {num.partitions: 4, auto.create.topics.enable: false, broker.rack: zone-a}
 EOF
 wait_until "keep: StatefulSet" 30 k get statefulset keep -n e2e
 check "keep: one voter" "$(jp statefulset/keep '{.metadata.annotations.strata\.io/controller-voters}' -n e2e)" "1"
@@ -310,6 +377,38 @@ wait_until "keep: ServiceMonitor created" 30 k get servicemonitors.monitoring.co
 check "ServiceMonitor owned and selecting the headless Service" \
   "$(jp servicemonitors.monitoring.coreos.com/keep '{.metadata.ownerReferences[0].name} {.spec.selector.matchLabels.strata\.io/service} {.spec.endpoints[0].port}' -n e2e)" "keep headless metrics"
 wait_until "keep: Degraded cleared" 30 equals False cond keep Degraded status
+check "keep: pod extras" "$(jp statefulset/keep '{.spec.template.spec.priorityClassName} {.spec.template.spec.serviceAccountName} {.spec.template.spec.imagePullSecrets[0].name}' -n e2e)" \
+  "e2e-brokers e2e-broker e2e-registry"
+check "keep: extra env after the operator's" \
+  "$(jp statefulset/keep '{.spec.template.spec.containers[0].env[-2:].name} {.spec.template.spec.containers[0].env[?(@.name=="NODE")].valueFrom.fieldRef.fieldPath}' -n e2e)" "TZ NODE spec.nodeName"
+check "keep: typed config values rendered as Kafka strings" \
+  "$(jp configmap/keep-config '{.data.server\.properties}' -n e2e | grep -E '^(num.partitions|auto.create.topics.enable|broker.rack)=' | tr '\n' ' ')" \
+  "auto.create.topics.enable=false broker.rack=zone-a num.partitions=4 "
+wait_until "keep: pod created (PriorityClass and ServiceAccount admitted)" 30 k get pod keep-0 -n e2e
+k patch logcluster keep -n e2e --type=merge -p '{"spec":{"env":[{"name":"STRATA_LOG_RETENTION_MS","value":"1"}]}}' >/dev/null
+wait_until "keep: operator-owned env refused" 30 equals InvalidSpec cond keep Degraded reason
+check_match "keep: env message" "$(cond keep Degraded message)" 'env "STRATA_LOG_RETENTION_MS" is set by the operator'
+check "keep: template keeps its env" "$(jp statefulset/keep '{.spec.template.spec.containers[0].env[-1:].name}' -n e2e)" "NODE"
+k patch logcluster keep -n e2e --type=json -p '[{"op": "remove", "path": "/spec/env"}]' >/dev/null
+
+log "== storage growth: claims patched where the class allows it, templates kept, never blocking"
+# No PV binder runs here: the test binds the claim as that controller would.
+k patch pvc data-keep-0 -n e2e --subresource=status --type=merge -p '{"status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}}' >/dev/null
+k annotate logcluster keep -n e2e e2e.strata.io/poke=2 --overwrite >/dev/null # claims are not watched
+wait_until "keep: StorageResized=True at the requested size" 30 equals AtRequestedSize cond keep StorageResized reason
+k patch logcluster keep -n e2e --type=merge -p '{"spec":{"storage":{"size":"2Gi"}}}' >/dev/null
+wait_until "keep: claim grown to 2Gi" 30 equals 2Gi jp pvc/data-keep-0 '{.spec.resources.requests.storage}' -n e2e
+check "keep: claim template unchanged (immutable)" "$(jp statefulset/keep '{.spec.volumeClaimTemplates[0].spec.resources.requests.storage}' -n e2e)" "1Gi"
+wait_until "keep: Resizing until the volume is expanded" 30 equals Resizing cond keep StorageResized reason
+check "keep: not Degraded by a resize" "$(cond keep Degraded status)" "False"
+check_match "ResizingClaim event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ResizingClaim'
+k patch logcluster keep -n e2e --type=merge -p '{"spec":{"storage":{"size":"1Gi"}, "retention":{"ms":1234567}}}' >/dev/null
+wait_until "keep: shrink refused in the status" 30 equals ShrinkNotSupported cond keep StorageResized reason
+check_match "keep: shrink message" "$(cond keep StorageResized message)" 'data-keep-0 has 2Gi; volumes cannot shrink'
+wait_until "keep: the rest is reconciled alongside (retention)" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get cm keep-config -n e2e -o 'jsonpath={.data.server\.properties}' | grep -q 'log.retention.ms=1234567'"
+check "keep: claim still 2Gi" "$(jp pvc/data-keep-0 '{.spec.resources.requests.storage}' -n e2e)" "2Gi"
+k patch logcluster keep -n e2e --type=merge -p '{"spec":{"storage":{"size":"2Gi"}}}' >/dev/null
+wait_until "keep: back at the claim's size" 30 equals Resizing cond keep StorageResized reason
 k patch logcluster keep -n e2e --type=merge -p '{"spec":{"metrics":{"serviceMonitor":false}}}' >/dev/null
 wait_until "keep: ServiceMonitor removed when disabled" 30 equals "" k get servicemonitors.monitoring.coreos.com -n e2e -o name
 
@@ -319,8 +418,8 @@ wait_until "LogClusters gone (finalizer done)" 60 equals "" k get logclusters -n
 wait_until "owned objects garbage-collected" 60 equals "" k get statefulsets,configmaps,poddisruptionbudgets -n e2e -l app.kubernetes.io/managed-by=strata-operator -o name
 wait_until "services garbage-collected" 60 equals "" k get services -n e2e -o name
 wait_until "demo: claims deleted" 60 equals "data-keep-0" k get pvc -n e2e -o 'jsonpath={.items[*].metadata.name}'
-wait_until "demo: local PVs deleted" 60 equals "" k get pv -o name
-wait_until "demo: StorageClass deleted" 60 equals "" k get storageclass -o name
+wait_until "demo: local PVs deleted" 60 equals "" k get pv -l app.kubernetes.io/instance=demo -o name
+wait_until "demo: StorageClass deleted" 60 equals "" k get storageclass -l app.kubernetes.io/instance=demo -o name
 check_match "VolumesRetained event for keep" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'VolumesRetained'
 if operator_alive op-c; then check "operator ran throughout" yes yes; else check "operator ran throughout" no yes; fi
 check "no reconcile panics or crashes" "$(grep -c -i 'panicked' "$RUN"/operator-*.log | awk -F: '{s+=$2} END {print s+0}')" "0"

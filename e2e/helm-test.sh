@@ -36,6 +36,25 @@ for v in "${VARIANTS[@]}"; do
     succeeds "kubernetes-validate --strict $kv ($name)" "$VALIDATE" --strict --quiet -k "$kv" "$RUN/rendered.yaml"
   done
 done
+fails_schema() { # fails_schema DESCRIPTION EXPECTED-MESSAGE-REGEX HELM-ARGS...: values.schema.json refuses the values
+  local desc=$1 want=$2 out; shift 2
+  if out=$("$HELM" "$@" 2>&1); then check "$desc" "accepted" "refused"; else check_match "$desc" "$out" "$want"; fi
+}
+log "== values.schema.json refuses bad values"
+fails_schema "replicaCount 0" "/replicaCount': minimum" template strata "$CHART" --set replicaCount=0
+fails_schema "logFormat enum" "/logFormat': value must be one of 'json', 'text'" template strata "$CHART" --set logFormat=xml
+fails_schema "pull policy enum" "/image/pullPolicy'" template strata "$CHART" --set image.pullPolicy=Sometimes
+fails_schema "metrics port is a port number" "/metrics/port'" template strata "$CHART" --set-string metrics.port=abc
+fails_schema "metrics port range" "/metrics/port'" template strata "$CHART" --set metrics.port=70000
+fails_schema "misspelt key" "additional properties 'replicaCont' not allowed" template strata "$CHART" --set replicaCont=2
+fails_schema "boolean switch" "/localVolumes/enabled'" template strata "$CHART" --set localVolumes.enabled=yes
+fails_schema "namespace name" "/watchNamespace'" template strata "$CHART" --set watchNamespace=Bad_NS
+fails_schema "helm install refuses too" "/leaseDurationSeconds'" install strata "$CHART" --dry-run=client --set leaseDurationSeconds=-1
+"$HELM" template strata "$CHART" > "$RUN/default.yaml"
+check "default: no rights to PersistentVolumes" "$(grep -c 'persistentvolumes"' "$RUN/default.yaml" || true)" "0"
+check "default: StorageClasses read-only" "$(grep -A1 'resources: \["storageclasses"\]' "$RUN/default.yaml" | grep -c 'verbs: \["get"\]')" "1"
+"$HELM" template strata "$CHART" --set localVolumes.enabled=true > "$RUN/local-rbac.yaml"
+check "localVolumes: PersistentVolumes managed" "$(grep -A1 'resources: \["persistentvolumes"\]' "$RUN/local-rbac.yaml" | grep -c '"create", "patch", "delete"')" "1"
 "$HELM" template strata "$CHART" --namespace strata-system --set watchNamespace=apps > "$RUN/ns.yaml"
 check "namespaced mode: Role in the watched namespace" \
   "$(grep -A3 '^kind: Role$' "$RUN/ns.yaml" | grep -c 'namespace: apps')" "1"
@@ -75,16 +94,16 @@ cp_start "$BIN_DIR" "$RUN"
 export KUBECONFIG=$RUN/kubeconfig
 k() { "$KUBECTL" "$@"; }
 jp() { k get "$1" "${@:3}" -o "jsonpath=$2"; }
-succeeds "helm install" "$HELM" install strata "$CHART" --namespace strata-system --create-namespace --wait=false
+succeeds "helm install (defaults: no local volumes)" "$HELM" install strata "$CHART" --namespace strata-system --create-namespace --wait=false
 check "release deployed" "$("$HELM" status strata -n strata-system -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["status"])')" "deployed"
 wait_until "CRD installed by the chart" 30 equals True jp crd/logclusters.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 check "operator Deployment" "$(jp deployment/strata-strata-operator '{.spec.template.spec.serviceAccountName}' -n strata-system)" "strata-strata-operator"
 SA=system:serviceaccount:strata-system:strata-strata-operator
-for can in "create statefulsets.apps -n apps" "patch logclusters.strata.io/status -n apps" "delete persistentvolumes" "update leases.coordination.k8s.io -n strata-system"; do
+for can in "create statefulsets.apps -n apps" "patch logclusters.strata.io/status -n apps" "patch persistentvolumeclaims -n apps" "get storageclasses" "update leases.coordination.k8s.io -n strata-system"; do
   # shellcheck disable=SC2086
   check "operator may: $can" "$(k auth can-i $can --as "$SA")" "yes"
 done
-for cannot in "list secrets -n apps" "delete statefulsets.apps -n apps" "list nodes" "update logclusters.strata.io -n apps" "update leases.coordination.k8s.io -n apps"; do
+for cannot in "list secrets -n apps" "delete statefulsets.apps -n apps" "list nodes" "update logclusters.strata.io -n apps" "update leases.coordination.k8s.io -n apps" "create persistentvolumes" "delete storageclasses"; do
   # shellcheck disable=SC2086
   check "operator may not: $cannot" "$(k auth can-i $cannot --as "$SA" 2>/dev/null || true)" "no"
 done
@@ -133,13 +152,18 @@ EOF
   stop_pid_file "$RUN/broker-0.pid"
   check "$lc: no forbidden API calls" "$(grep -ci 'forbidden' "$RUN/operator-$2.log" || true)" "0"
 }
+succeeds "helm upgrade with local volumes" "$HELM" upgrade strata "$CHART" --namespace strata-system --set localVolumes.enabled=true --wait=false
+for can in "create persistentvolumes" "delete storageclasses"; do
+  # shellcheck disable=SC2086
+  check "localVolumes: operator may: $can" "$(k auth can-i $can --as "$SA")" "yes"
+done
 k create namespace apps >/dev/null
 run_operator_as_sa cluster-wide
 lifecycle all-ns cluster-wide
 stop_pid_file "$RUN/operator-cluster-wide.pid"
 
 log "== watchNamespace: Role-only rights in one namespace"
-succeeds "helm upgrade to one watched namespace" "$HELM" upgrade strata "$CHART" --namespace strata-system --set watchNamespace=apps --wait=false
+succeeds "helm upgrade to one watched namespace" "$HELM" upgrade strata "$CHART" --namespace strata-system --set watchNamespace=apps --set localVolumes.enabled=true --wait=false
 check "no longer cluster-wide" "$(k auth can-i list statefulsets.apps -n other --as "$SA" 2>/dev/null || true)" "no"
 check "rights in the watched namespace" "$(k auth can-i create statefulsets.apps -n apps --as "$SA")" "yes"
 run_operator_as_sa one-ns --namespace apps

@@ -82,7 +82,7 @@ KUBECTL=$KUBECTL "$E2E_DIR/node/node-up.sh" "$NODE_BIN" \
   "$STATE/images/strata-broker.oci.tar=docker.io/strata/broker" \
   "$STATE/images/strata-operator.oci.tar=docker.io/strata/operator"
 "$HELM" install strata "$REPO_DIR/charts/strata-operator" -n "$OP_NS" --create-namespace \
-  --set image.tag=$TAG --set image.pullPolicy=Never --set logFormat=text \
+  --set image.tag=$TAG --set image.pullPolicy=Never --set logFormat=text --set localVolumes.enabled=true \
   --set apiServer.host=$BRIDGE_IP --set apiServer.port="$API_PORT" --wait --timeout 180s
 check "operator pod runs in the cluster" "$(k get pods -n "$OP_NS" -o jsonpath='{.items[0].status.phase}')" Running
 

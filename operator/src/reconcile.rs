@@ -230,7 +230,8 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     };
     match converge(lc, &settings, ctx).await {
         Ok(outcome) => {
-            let busy = outcome.busy || outcome.problem.is_some();
+            // Claims are not watched: a resize in flight is looked at again soon.
+            let busy = outcome.busy || outcome.problem.is_some() || !outcome.storage.resized;
             let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage)).await?;
             let settled = !busy && status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
             Ok(Action::requeue(if settled { IDLE_REQUEUE } else { BUSY_REQUEUE }))

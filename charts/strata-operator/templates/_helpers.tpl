@@ -49,7 +49,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["list", "delete"]
+  verbs: ["list", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["create", "patch", "delete"]
@@ -61,12 +61,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   verbs: ["create", "patch"]
 {{- end -}}
 
-{{/* Rules for cluster-scoped objects (local storage), always in a ClusterRole. */}}
+{{/* Rules for cluster-scoped objects, always in a ClusterRole: reading StorageClasses (whether a
+claim may grow), and creating local-storage classes and volumes only with localVolumes.enabled. */}}
 {{- define "strata-operator.clusterRules" -}}
+{{- if .Values.localVolumes.enabled -}}
 - apiGroups: ["storage.k8s.io"]
   resources: ["storageclasses"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["persistentvolumes"]
   verbs: ["list", "create", "patch", "delete"]
+{{- else -}}
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["get"]
+{{- end }}
 {{- end -}}
