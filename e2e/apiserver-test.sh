@@ -92,6 +92,15 @@ check_match "schema: priorityClassName non-empty" "$out" 'spec.priorityClassName
 check_match "schema: env name required" "$out" 'spec.env(\[0\])?.name: Required value'
 check_match "schema: imagePullSecrets name required" "$out" 'spec.imagePullSecrets(\[0\])?.name: Required value'
 check_match "schema: controller port range" "$out" 'spec.listeners.controllerPort.*greater than or equal to 1024'
+out=$(k apply --validate=false -f - 2>&1 <<'EOF' || true
+apiVersion: strata.io/v1alpha1
+kind: LogCluster
+metadata: {name: broken, namespace: e2e}
+spec: {image: x, storage: {size: ten gigs, local: [{node: n, path: /d, capacity: 1Gb}]}}
+EOF
+)
+check_match "schema: storage.size is a quantity" "$out" 'spec.storage.size in body should match'
+check_match "schema: local capacity is a quantity" "$out" 'spec.storage.local(\[0\])?.capacity in body should match'
 check "rejected resource was not stored" "$(k get logclusters -n e2e -o name)" ""
 
 log "== operator start, leader election"

@@ -226,7 +226,9 @@ pub enum AdvertiseMode {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Size of each broker's data volume.
+    /// Size of each broker's data volume. Raising it grows the claims when their StorageClass
+    /// allows expansion (condition `StorageResized`); volumes never shrink.
+    #[schemars(transform = crate::quantity::schema_pattern)]
     pub size: Quantity,
     /// StorageClass of the data volumes (cannot be combined with `local`, which makes its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +254,7 @@ pub struct LocalVolume {
     pub path: String,
     /// Capacity of this volume; defaults to `storage.size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crate::quantity::schema_pattern)]
     pub capacity: Option<Quantity>,
 }
 
@@ -473,6 +476,9 @@ mod tests {
         let cleanup = &spec["properties"]["retention"]["properties"]["cleanupPolicy"];
         assert_eq!(cleanup["enum"], serde_json::json!(["delete"]));
         assert_eq!(cleanup["nullable"], true);
+        let storage = &spec["properties"]["storage"]["properties"];
+        assert_eq!(storage["size"]["pattern"], crate::quantity::PATTERN);
+        assert_eq!(storage["local"]["items"]["properties"]["capacity"]["pattern"], crate::quantity::PATTERN);
         let config = &spec["properties"]["config"]["additionalProperties"];
         assert_eq!(config, &serde_json::json!({"x-kubernetes-preserve-unknown-fields": true}));
     }

@@ -17,6 +17,15 @@ const SUFFIXES: [(&str, f64); 13] = [
     ("", 1.0),
 ];
 
+/// The same syntax for the CRD schema, so the apiserver refuses a malformed size up front
+/// (the schema cannot say "positive": [`bytes`] still refuses zero).
+pub const PATTERN: &str = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+/// Adds [`PATTERN`] to a quantity's schema (a string pattern; integers stay allowed).
+pub fn schema_pattern(schema: &mut schemars::Schema) {
+    schema.insert("pattern".to_string(), PATTERN.into());
+}
+
 /// Bytes of a positive quantity, or `None` when it is not one.
 pub fn bytes(value: &str) -> Option<f64> {
     let number_end = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());

@@ -195,21 +195,7 @@ struct Outcome {
 
 async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
     if annotations::paused(&lc.metadata) {
-        let status = status::paused(lc, Time(Timestamp::now()));
-        if lc.status.as_ref() != Some(&status) {
-            let newly = lc.status.as_ref().is_none_or(|s| s.conditions.iter().all(|c| c.type_ != status::RECONCILIATION_PAUSED));
-            if newly {
-                publish(
-                    ctx,
-                    lc,
-                    EventType::Normal,
-                    "ReconciliationPaused",
-                    "the operator changes nothing until the annotation is removed".into(),
-                )
-                .await;
-            }
-            patch_status(lc, ctx, &status).await?;
-        }
+        report_paused(lc, ctx).await?;
         // Removing the annotation is a change of the LogCluster, which the watch brings.
         return Ok(Action::await_change());
     }
@@ -370,6 +356,20 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
     let storage = resize_claims(lc, ctx).await;
     Ok(Outcome { problem, busy, storage })
+}
+
+/// Says in the status (and once in an event) that reconciliation is paused; nothing else.
+async fn report_paused(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
+    let status = status::paused(lc, Time(Timestamp::now()));
+    if lc.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let newly = lc.status.as_ref().is_none_or(|s| s.conditions.iter().all(|c| c.type_ != status::RECONCILIATION_PAUSED));
+    if newly {
+        let note = format!("{} is set: the operator changes nothing until it is removed", names::PAUSE_RECONCILIATION_ANNOTATION);
+        publish(ctx, lc, EventType::Normal, "ReconciliationPaused", note).await;
+    }
+    patch_status(lc, ctx, &status).await
 }
 
 /// Removes the LogCluster's `strata.io/manual-rolling-update` annotation once its restart token
