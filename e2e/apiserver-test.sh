@@ -96,11 +96,14 @@ out=$(k apply --validate=false -f - 2>&1 <<'EOF' || true
 apiVersion: strata.io/v1alpha1
 kind: LogCluster
 metadata: {name: broken, namespace: e2e}
-spec: {image: x, storage: {size: ten gigs, local: [{node: n, path: /d, capacity: 1Gb}]}}
+spec: {image: x, storage: {size: ten gigs, local: [{node: n, path: /d, capacity: 1Gb}]}, serviceAccountName: Brokers_SA,
+  listeners: {advertise: Explicit, advertisedHosts: [b example]}}
 EOF
 )
 check_match "schema: storage.size is a quantity" "$out" 'spec.storage.size in body should match'
 check_match "schema: local capacity is a quantity" "$out" 'spec.storage.local(\[0\])?.capacity in body should match'
+check_match "schema: serviceAccountName is a DNS subdomain" "$out" 'spec.serviceAccountName in body should match'
+check_match "schema: advertised hosts are host names" "$out" 'spec.listeners.advertisedHosts(\[0\])? in body should match'
 check "rejected resource was not stored" "$(k get logclusters -n e2e -o name)" ""
 
 log "== operator start, leader election"

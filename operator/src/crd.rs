@@ -76,11 +76,11 @@ pub struct LogClusterSpec {
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
     /// PriorityClass of the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub priority_class_name: Option<String>,
     /// ServiceAccount the broker pods run as (the namespace's `default` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub service_account_name: Option<String>,
     /// Extra environment variables of the broker container. Names the operator sets itself
     /// (`STRATA_*`, `POD_IP`, `POD_NAMESPACE`) are rejected.
@@ -186,6 +186,7 @@ pub struct ListenersSpec {
     pub advertise: AdvertiseMode,
     /// Host names per broker ordinal, used with `advertise: Explicit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = r"^[A-Za-z0-9.:-]{1,253}$")))]
     pub advertised_hosts: Option<Vec<String>>,
     /// Port of the controller listener on the controller voters (the first brokers, at most 3),
     /// which the brokers use among themselves for the controller quorum.

@@ -139,6 +139,7 @@ fn check_quantity(field: &str, value: &str, errors: &mut Vec<String>) {
     }
 }
 
+/// The schema holds the same rule; this refuses hosts stored under an earlier CRD.
 fn is_host(h: &str) -> bool {
     !h.is_empty() && h.len() <= 253 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
 }
