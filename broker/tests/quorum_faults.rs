@@ -36,6 +36,10 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::with_session(SESSION_MS)
+    }
+
+    fn with_session(session_ms: u64) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..VOTERS).map(|_| free_port()).collect();
         let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{i}@127.0.0.1:{p}")).collect();
@@ -54,7 +58,7 @@ impl Cluster {
                     ("--listeners", listeners),
                     ("--controller.quorum.election.timeout.ms", "500".into()),
                     ("--broker.heartbeat.interval.ms", "250".into()),
-                    ("--broker.session.timeout.ms", SESSION_MS.to_string()),
+                    ("--broker.session.timeout.ms", session_ms.to_string()),
                     // Snapshots every few entries, so that a broker that starts empty catches up from one.
                     ("--metadata.log.max.snapshot.interval.records", "20".into()),
                 ];
@@ -287,4 +291,49 @@ async fn acknowledged_topics_survive_the_active_controller_crashing() {
         assert_eq!(topics(c.process(id)).await, before_restart, "broker {id} after the restart");
     }
     assert!(!c.logs().contains("panicked"), "a broker panicked:\n{}", c.logs());
+}
+
+async fn in_service(c: &Cluster, watcher: usize, id: usize) -> bool {
+    live_brokers(c.process(watcher)).await.contains(&(id as i32))
+}
+
+/// A broker whose process is gone is fenced without waiting out its session (its address refuses the quorum's
+/// connections); a stopped one is not, and a crashed one that restarts registers again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_broker_is_fenced_before_its_session_ends() {
+    // Sessions far longer than every wait below: a fence seen here was not a session ending.
+    const LONG_SESSION: Duration = Duration::from_secs(120);
+    let mut c = Cluster::with_session(LONG_SESSION.as_millis() as u64);
+    wait_until("all five brokers are in service", Duration::from_secs(60), || async {
+        live_brokers(c.process(0)).await.len() == NODES
+    })
+    .await;
+
+    // A stopped broker keeps its listeners: it is not taken for a crashed one.
+    let stopped = NODES - 2;
+    c.process(stopped).signal(Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(in_service(&c, 0, stopped).await, "a stopped broker was fenced before its session ended");
+    c.process(stopped).signal(Signal::SIGCONT);
+
+    // A broker that only follows the log, and then the active controller (a voter: the next one fences it).
+    let leader = quorum_leader(c.process(0)).await as usize;
+    for crashed in [NODES - 1, leader] {
+        c.nodes[crashed].process.take().unwrap().stop(Signal::SIGKILL);
+        let watcher = c.running()[0];
+        wait_until(&format!("crashed broker {crashed} is fenced"), LONG_SESSION / 4, || async {
+            !in_service(&c, watcher, crashed).await
+        })
+        .await;
+        // Back before its old session would have ended: its new registration is not refused as a duplicate.
+        c.start_node(crashed);
+        wait_until(&format!("restarted broker {crashed} is in service"), LONG_SESSION / 4, || async {
+            in_service(&c, watcher, crashed).await
+        })
+        .await;
+    }
+    let logs = c.logs();
+    assert_eq!(logs.matches("fencing a broker whose address refuses connections").count(), 2, "{logs}");
+    assert!(!logs.contains("fencing a broker without heartbeats"), "{logs}");
+    assert!(!logs.contains("panicked"), "a broker panicked:\n{logs}");
 }
