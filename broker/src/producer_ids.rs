@@ -1,25 +1,34 @@
-//! Producer ids for idempotent producers (InitProducerId). Ids are handed out from blocks; the end of the
-//! current block is written to `producer-ids.json` in the data directory (atomically) before any id of the
-//! block is used, so a restart continues after it and no id is ever given out twice. In a cluster every
-//! broker hands out ids, so the broker's node id is the high half of each id (node 0's ids are the plain
-//! counter): a producer's id is unique on every partition leader it writes to.
+//! Producer ids for idempotent producers (InitProducerId), handed out from blocks the active controller
+//! allocates in the metadata log (Kafka's AllocateProducerIds, KIP-730): an id is unique in the cluster, and
+//! nothing is written here, since the log remembers every block given out (a restart takes a new block; the
+//! rest of the old one is never used).
+//!
+//! An earlier release counted ids in `producer-ids.json` in the data directory, with the node id as the high
+//! half of each id. While that file exists, this broker's blocks start above every id it may have given out
+//! (its node's range up to the stored counter); the file goes once a block from the log was taken. Another
+//! node's old ids start at a multiple of 2^32 the shared counter would need billions of producers to reach,
+//! and that node raises the counter above them with its own first block.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::controller::decisions::PRODUCER_ID_BLOCK;
+use crate::controller::image::Refused;
+use crate::controller::service::{ControllerReply, ControllerRequest};
+use crate::controller::Controller;
+use crate::errors::code;
 use crate::topics::{self, MetaError};
 
-const FILE: &str = "producer-ids.json";
-/// Ids per block (Kafka's block size): one file write per thousand producers.
-pub const BLOCK_SIZE: i64 = 1000;
-/// Ids each broker can hand out: the low half of an id.
-const IDS_PER_NODE: i64 = 1 << 32;
+const LEGACY_FILE: &str = "producer-ids.json";
+/// Ids each node could hand out in the earlier release: the low half of an id.
+const LEGACY_IDS_PER_NODE: i64 = 1 << 32;
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Stored {
-    /// Every id below this may have been used.
+#[derive(Debug, Deserialize)]
+struct Legacy {
+    /// Every id below this (plus the node's base) may have been used.
     next_block_start: i64,
 }
 
@@ -31,39 +40,63 @@ struct Block {
 
 #[derive(Debug)]
 pub struct ProducerIdManager {
-    path: PathBuf,
-    /// The node id as the high half of every id.
-    base: i64,
-    block: Mutex<Block>,
+    node_id: i32,
+    /// The earlier release's counter file, until a block from the log made it redundant.
+    legacy: Mutex<Option<PathBuf>>,
+    /// Blocks start at or above this: past the ids the earlier release may have handed out here.
+    floor: i64,
+    /// One allocation at a time: producers arriving while a block is requested wait for it.
+    block: tokio::sync::Mutex<Block>,
+}
+
+/// The first id this node's blocks may use, after the earlier release's counter `next_block_start` (None: no
+/// such file).
+fn legacy_floor(node_id: i32, next_block_start: Option<i64>) -> i64 {
+    next_block_start.map_or(0, |next| (i64::from(node_id) * LEGACY_IDS_PER_NODE).saturating_add(next))
 }
 
 impl ProducerIdManager {
     pub fn open(dir: &Path, node_id: i32) -> Result<ProducerIdManager, MetaError> {
-        let path = dir.join(FILE);
-        let start = match topics::load_json::<Stored>(&path)? {
-            Some(s) if s.next_block_start >= 0 => s.next_block_start,
-            Some(s) => {
-                return Err(MetaError::Corrupt { path, reason: format!("negative next_block_start {}", s.next_block_start) })
+        let path = dir.join(LEGACY_FILE);
+        let stored = match topics::load_json::<Legacy>(&path)? {
+            Some(l) if (0..=LEGACY_IDS_PER_NODE).contains(&l.next_block_start) => Some(l.next_block_start),
+            Some(l) => {
+                return Err(MetaError::Corrupt { path, reason: format!("next_block_start {} out of range", l.next_block_start) })
             }
-            None => 0,
+            None => None,
         };
-        let base = i64::from(node_id) * IDS_PER_NODE;
-        Ok(ProducerIdManager { path, base, block: Mutex::new(Block { next: start, end: start }) })
+        Ok(ProducerIdManager {
+            node_id,
+            legacy: Mutex::new(stored.map(|_| path)),
+            floor: legacy_floor(node_id, stored),
+            block: tokio::sync::Mutex::new(Block { next: 0, end: 0 }),
+        })
     }
 
-    /// A producer id never handed out before (by this data directory).
-    pub fn next_id(&self) -> Result<i64, MetaError> {
-        let mut block = self.block.lock().expect("producer id lock");
+    /// A producer id never handed out before in this cluster. Fails (retriably) while no block can be had:
+    /// this broker is not registered yet, or the controller quorum does not answer within `timeout`.
+    pub async fn next_id(&self, controller: &Controller, timeout: Duration) -> Result<i64, Refused> {
+        let mut block = self.block.lock().await;
         if block.next == block.end {
-            let end = block
-                .end
-                .checked_add(BLOCK_SIZE)
-                .filter(|e| *e <= IDS_PER_NODE)
-                .ok_or_else(|| MetaError::Corrupt { path: self.path.clone(), reason: "producer ids exhausted".into() })?;
-            topics::save_json(&self.path, &Stored { next_block_start: end })?;
-            block.end = end;
+            let broker_epoch = controller.image().brokers.get(&self.node_id).map(|b| b.epoch).ok_or_else(|| {
+                Refused::new(code::COORDINATOR_LOAD_IN_PROGRESS, "this broker has not registered with the controller yet")
+            })?;
+            let request = ControllerRequest::AllocateProducerIds { broker_id: self.node_id, broker_epoch, floor: self.floor };
+            let start = match controller.call(request, timeout).await? {
+                ControllerReply::ProducerIds { start } => start,
+                other => return Err(Refused::new(code::UNKNOWN_SERVER_ERROR, format!("unexpected controller answer {other:?}"))),
+            };
+            *block = Block { next: start, end: start + PRODUCER_ID_BLOCK };
+            if let Some(path) = self.legacy.lock().expect("legacy lock").take() {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "producer ids come from the metadata log now"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "removing the earlier release's producer id file")
+                    }
+                }
+            }
         }
-        let id = self.base + block.next;
+        let id = block.next;
         block.next += 1;
         Ok(id)
     }
@@ -74,42 +107,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_unique_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = ProducerIdManager::open(dir.path(), 0).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| m.next_id().unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        drop(m);
-        // A restart skips the rest of the block, which may have been handed out.
-        let m = ProducerIdManager::open(dir.path(), 0).unwrap();
-        assert_eq!(m.next_id().unwrap(), BLOCK_SIZE);
-        for _ in 1..BLOCK_SIZE {
-            m.next_id().unwrap();
+    fn blocks_start_past_the_earlier_releases_ids() {
+        // (node, stored counter) -> floor
+        let table = [(0, None, 0), (3, None, 0), (0, Some(5000), 5000), (2, Some(1000), (2 << 32) + 1000)];
+        for (node, stored, floor) in table {
+            assert_eq!(legacy_floor(node, stored), floor, "node {node} counter {stored:?}");
         }
-        assert_eq!(m.next_id().unwrap(), 2 * BLOCK_SIZE, "next block");
-        drop(m);
-        assert_eq!(ProducerIdManager::open(dir.path(), 0).unwrap().next_id().unwrap(), 3 * BLOCK_SIZE);
+        // The last node with its counter used up: no id is left above it (allocation then fails, no overflow).
+        assert_eq!(legacy_floor(i32::MAX, Some(LEGACY_IDS_PER_NODE)), i64::MAX);
     }
 
     #[test]
-    fn brokers_of_a_cluster_never_hand_out_the_same_id() {
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let first = ProducerIdManager::open(a.path(), 1).unwrap().next_id().unwrap();
-        let other = ProducerIdManager::open(b.path(), 2).unwrap().next_id().unwrap();
-        assert_eq!((first, other), (1 << 32, 2 << 32));
-        let last = ProducerIdManager::open(a.path(), i32::MAX).unwrap().next_id().unwrap();
-        assert_eq!(last, i64::from(i32::MAX) * (1 << 32) + BLOCK_SIZE, "fits an i64");
-        // A broker's counter ends before the next broker's ids start.
-        std::fs::write(a.path().join(FILE), format!(r#"{{"next_block_start": {}}}"#, IDS_PER_NODE)).unwrap();
-        assert!(ProducerIdManager::open(a.path(), 1).unwrap().next_id().is_err());
-    }
-
-    #[test]
-    fn corrupt_files_are_errors() {
+    fn the_earlier_file_is_read_strictly() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE), "{").unwrap();
-        assert!(ProducerIdManager::open(dir.path(), 0).is_err());
-        std::fs::write(dir.path().join(FILE), r#"{"next_block_start": -5}"#).unwrap();
-        assert!(ProducerIdManager::open(dir.path(), 0).is_err());
+        assert_eq!(ProducerIdManager::open(dir.path(), 1).unwrap().floor, 0);
+        std::fs::write(dir.path().join(LEGACY_FILE), r#"{"next_block_start": 3000}"#).unwrap();
+        assert_eq!(ProducerIdManager::open(dir.path(), 1).unwrap().floor, (1 << 32) + 3000);
+        for corrupt in ["{", r#"{"next_block_start": -5}"#, r#"{"next_block_start": 8589934592}"#] {
+            std::fs::write(dir.path().join(LEGACY_FILE), corrupt).unwrap();
+            assert!(ProducerIdManager::open(dir.path(), 0).is_err(), "{corrupt}");
+        }
     }
 }

@@ -478,6 +478,25 @@ async fn idempotent_producers_get_unique_ids_and_duplicates_their_original_offse
     b.stop().await;
 }
 
+/// A data directory of an earlier release, which counted producer ids in producer-ids.json: the ids go on past
+/// that counter, from blocks in the metadata log, and the file goes.
+#[tokio::test]
+async fn producer_ids_continue_past_an_earlier_releases_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("producer-ids.json");
+    std::fs::write(&legacy, r#"{"next_block_start": 5000}"#).unwrap();
+    let b = TestBroker::start_in(dir, SETTINGS).await;
+    let mut c = b.client().await;
+    assert_eq!(init_producer_id(&mut c, None).await, (0, 5000, 0));
+    assert!(!legacy.exists(), "the counter file is gone once a block came from the log");
+    let dir = b.stop().await;
+    let b = TestBroker::start_in(dir, SETTINGS).await;
+    let mut c = b.client().await;
+    let (error, after_restart, _) = init_producer_id(&mut c, None).await;
+    assert_eq!((error, after_restart), (0, 6000), "a restart takes the next block");
+    b.stop().await;
+}
+
 /// A data directory of an earlier release: `__consumer_offsets` was a local log of `partitions` partitions
 /// (group-coordinator.json), written with epoch 0 and committed as appended.
 fn earlier_release_dir(partitions: i32, commits: &[(&str, i64)]) -> tempfile::TempDir {

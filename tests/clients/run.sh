@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real-client tests of strata-broker: confluent-kafka (bundled librdkafka) and Debian's kcat against a broker
-# started per test module on 127.0.0.1. Installs what it needs on a fresh machine.
+# started per test module on 127.0.0.1 (and kafka-python for what it checks). Installs what it needs on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,14 +10,7 @@ if ! command -v kcat >/dev/null; then
 fi
 
 # The venv lives in a cache keyed by the pinned requirements, so CI reuses it.
-req=tests/clients/requirements.txt
-venv=/var/cache/strata/venv-clients-$(sha256sum "$req" | cut -c1-12)
-if [ ! -x "$venv/bin/pytest" ]; then
-    mkdir -p /var/cache/strata
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-fi
+venv=$(bash tests/clients/venv.sh)
 
 cargo build --locked -p strata-broker
 export STRATA_BROKER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/strata-broker"

@@ -206,3 +206,31 @@ def test_one_group_across_brokers(make_broker, topic_name):
             assert [(tp.error, tp.offset) for tp in tps] == [(None, n // PARTITIONS)] * PARTITIONS
         finally:
             c.close()
+
+
+def test_kafka_python_describes_the_cluster_and_its_quorum(make_broker):
+    """kafka-python's admin client (its own protocol code, not librdkafka's): DescribeCluster names the active
+    controller and every broker unfenced; DescribeQuorum names the same leader, the three voters and their log
+    end offsets."""
+    from kafka.admin import KafkaAdminClient
+
+    brokers = start_cluster(make_broker)
+    a = KafkaAdminClient(bootstrap_servers=brokers[1].bootstrap, client_id="kafka-python-describe")
+    try:
+        cluster = a.describe_cluster()
+        assert cluster["cluster_id"] == "py-cluster"
+        assert sorted((b["broker_id"], f"{b['host']}:{b['port']}", b["is_fenced"]) for b in cluster["brokers"]) == [
+            (i, b.bootstrap, False) for i, b in enumerate(brokers)
+        ]
+        quorum = a.describe_metadata_quorum()["topics"][0]
+        assert quorum["topic_name"] == "__cluster_metadata"
+        part = quorum["partitions"][0]
+        assert part["error"] is None and part["leader_id"] == cluster["controller_id"] in (0, 1, 2), (part, cluster)
+        assert part["leader_epoch"] >= 1 and part["high_watermark"] > 0, part
+        voters = sorted(part["current_voters"], key=lambda v: v["replica_id"])
+        assert [v["replica_id"] for v in voters] == [0, 1, 2], voters
+        # Replication progress of every voter, as the leader knows it.
+        assert all(v["log_end_offset"] >= 0 for v in voters), voters
+        assert part["observers"] == [], part
+    finally:
+        a.close()

@@ -532,6 +532,30 @@ fn elect_one(image: &Image, topic: &str, partition: i32, election: ElectionType)
     change_to(t.id, partition as usize, part, leader, isr).ok_or_else(not_needed)
 }
 
+/// Ids a block of producer ids holds (Kafka's block size): one metadata record per thousand producers.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The next block of producer ids for broker `broker_id` (Kafka's AllocateProducerIds, KIP-730): its first id
+/// and the record that takes it. `floor`: ids below it may have been used outside the log (a broker's ids of a
+/// release that kept them in its data directory), so the block starts at or above it.
+pub fn allocate_producer_ids(
+    image: &Image,
+    broker_id: i32,
+    broker_epoch: i64,
+    floor: i64,
+) -> Result<(i64, Vec<MetadataRecord>), Refused> {
+    if image.brokers.get(&broker_id).is_none_or(|b| b.epoch != broker_epoch) {
+        return Err(Refused::new(
+            code::STALE_BROKER_EPOCH,
+            format!("broker {broker_id} with epoch {broker_epoch} is not registered (any more)"),
+        ));
+    }
+    let start = image.next_producer_id.max(floor);
+    let next =
+        start.checked_add(PRODUCER_ID_BLOCK).ok_or_else(|| Refused::new(code::UNKNOWN_SERVER_ERROR, "producer ids exhausted"))?;
+    Ok((start, vec![MetadataRecord::ProducerIds { broker_id, broker_epoch, next }]))
+}
+
 /// Kafka's ElectLeaders: the records of the elections and each partition's outcome. With `partitions` None,
 /// every partition is tried and those that did not need an election are left out of the outcomes.
 pub fn elect_leaders(
@@ -565,6 +589,24 @@ pub fn elect_leaders(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn producer_id_blocks_follow_each_other_above_any_floor() {
+        let mut image = crate::controller::image::tests::with_brokers(&[(0, true, None), (1, false, None)]);
+        let epoch = |image: &Image, id: i32| image.brokers[&id].epoch;
+        // (broker, floor) -> first id of its block
+        let table = [(0, 0, 0), (1, 0, 1000), (0, 0, 2000), (1, 5 << 32, 5 << 32), (0, 7, (5 << 32) + 1000)];
+        for (n, (broker, floor, start)) in table.into_iter().enumerate() {
+            let (got, records) = allocate_producer_ids(&image, broker, epoch(&image, broker), floor).unwrap();
+            assert_eq!(got, start, "block {n}");
+            image.apply(1000 + n as u64, &crate::controller::records::MetadataBatch::new(records)).unwrap();
+            assert_eq!(image.next_producer_id, start + PRODUCER_ID_BLOCK);
+        }
+        let stale = allocate_producer_ids(&image, 0, epoch(&image, 0) + 1, 0).unwrap_err();
+        assert_eq!(stale.code, code::STALE_BROKER_EPOCH);
+        assert_eq!(allocate_producer_ids(&image, 9, 1, 0).unwrap_err().code, code::STALE_BROKER_EPOCH);
+        assert!(allocate_producer_ids(&image, 0, epoch(&image, 0), i64::MAX - 10).is_err(), "exhausted");
+    }
     use crate::controller::records::MetadataBatch;
 
     proptest::proptest! {

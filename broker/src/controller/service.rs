@@ -108,6 +108,13 @@ pub enum ControllerRequest {
     AlterPartitionReassignments {
         partitions: Vec<reassignment::Reassign>,
     },
+    /// Kafka's AllocateProducerIds: the next block of producer ids for a broker, at or above `floor`; answered
+    /// with [`ControllerReply::ProducerIds`].
+    AllocateProducerIds {
+        broker_id: i32,
+        broker_epoch: i64,
+        floor: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +139,10 @@ pub enum ControllerReply {
     },
     /// Each partition's ElectLeaders outcome: topic, partition, result.
     Elections(Vec<decisions::Election>),
+    /// A block of producer ids: `start` and the [`decisions::PRODUCER_ID_BLOCK`] ids after it.
+    ProducerIds {
+        start: i64,
+    },
 }
 
 /// The answer, with the log index the asking broker waits to have applied before it answers its client.
@@ -462,6 +473,11 @@ impl Active {
                     isr: p.isr.clone(),
                     partition_epoch: p.partition_epoch,
                 }
+            }
+            ControllerRequest::AllocateProducerIds { broker_id, broker_epoch, floor } => {
+                let (start, records) = decisions::allocate_producer_ids(&self.image(), broker_id, broker_epoch, floor)?;
+                self.propose(records).await?;
+                ControllerReply::ProducerIds { start }
             }
             ControllerRequest::ElectLeaders { partitions, election_type } => {
                 let (records, mut outcomes) = decisions::elect_leaders(&self.image(), partitions.as_deref(), election_type)?;

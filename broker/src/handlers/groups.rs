@@ -182,20 +182,29 @@ fn find_coordinator_answer(
     }
 }
 
-pub fn init_producer_id(state: &BrokerState, req: InitProducerIdRequest) -> InitProducerIdResponse {
+/// How long InitProducerId waits for a new block of producer ids from the controller quorum.
+const PRODUCER_ID_BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn init_producer_id(state: &Arc<BrokerState>, header: &RequestHeader, req: InitProducerIdRequest) -> Reply {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     match req.transactional_id {
-        Some(t) if t.0.is_empty() => resp.with_error_code(code::INVALID_REQUEST),
-        Some(_) => resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        Some(t) if t.0.is_empty() => respond(header, &resp.with_error_code(code::INVALID_REQUEST)),
+        Some(_) => respond(header, &resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)),
         // Non-transactional: always a fresh id with epoch 0, also when the producer asks to bump its epoch
         // (KIP-360), as Kafka does without a transactional id.
-        None => match state.producer_ids.next_id() {
-            Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
-            Err(e) => {
-                tracing::error!(error = %e, "allocating a producer id failed");
-                resp.with_error_code(code::KAFKA_STORAGE_ERROR)
-            }
-        },
+        None => {
+            let state = state.clone();
+            respond_later(header, async move {
+                match state.producer_ids.next_id(&state.controller, PRODUCER_ID_BLOCK_TIMEOUT).await {
+                    Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+                    // Retriable, as Kafka answers while its next block is on the way.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no block of producer ids");
+                        resp.with_error_code(code::COORDINATOR_LOAD_IN_PROGRESS)
+                    }
+                }
+            })
+        }
     }
 }
 

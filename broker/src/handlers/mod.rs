@@ -76,7 +76,7 @@ impl Service for Handler {
             Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
             Request::ElectLeaders(r) => admin::elect_leaders(state, &header, r),
             Request::FindCoordinator(r) => groups::find_coordinator(state, peer, &header, r),
-            Request::InitProducerId(r) => respond(&header, &groups::init_producer_id(state, r)),
+            Request::InitProducerId(r) => groups::init_producer_id(state, &header, r),
             Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
             Request::SyncGroup(r) => groups::sync_group(state, &header, r),
             Request::Heartbeat(r) => respond(&header, &groups::heartbeat(state, r)),
