@@ -12,6 +12,7 @@ pub mod membership;
 pub mod names;
 pub mod reconcile;
 pub mod render;
+pub mod roll_safety;
 pub mod rollout;
 pub mod status;
 pub mod telemetry;
