@@ -232,7 +232,7 @@ mod tests {
         let pods = [created(pod("logs-0", "r1", true), 1), created(pod("logs-1", "r2", false), 50)];
         assert_eq!(next_restart("logs", &pods, 2, Some("r2"), at(100)), Restart::Wait("broker 1 is not ready".into()));
         let Restart::Stuck(why) = next_restart("logs", &pods, 2, Some("r2"), at(111)) else { panic!() };
-        assert!(why.contains("broker 1 was restarted 61s ago") && why.ends_with("broker 1 is not ready"), "{why}");
+        assert!(why.contains("broker 1 is not back in service within 60s") && why.ends_with("broker 1 is not ready"), "{why}");
         // An outdated broker is restarted at once, however long it has been down.
         let pods = [created(pod("logs-0", "r1", true), 1), created(pod("logs-1", "r1", false), 2)];
         assert_eq!(next_restart("logs", &pods, 2, Some("r2"), at(1000)), Restart::Delete("logs-1".into()));
