@@ -7,8 +7,10 @@
 //! * Binary `strata-broker` on `PATH` in the broker image, which also provides `/bin/sh`.
 //! * Started as `strata-broker --config <file>`; the file uses Kafka `server.properties` syntax
 //!   and Kafka key names ([`KNOWN_KEYS`]).
-//! * The broker exits cleanly on SIGTERM (flush, close segments) within the pod's termination
-//!   grace period; the start script `exec`s it so it is PID 1 and receives the signal directly.
+//! * The broker exits cleanly on SIGTERM (controlled shutdown, then flush, close segments) within
+//!   the pod's termination grace period; the start script `exec`s it so it is PID 1 and receives
+//!   the signal directly. [`ENV_SHUTDOWN_TIMEOUT_MS`] in the pod template, derived from the grace
+//!   period, bounds each of its two waits (controlled shutdown, in-flight requests).
 //! * HTTP on `metrics.port` (default [`DEFAULT_METRICS_PORT`]): `/metrics` (Prometheus),
 //!   `/healthz` (liveness: process serves requests), `/readyz` (readiness: in service, i.e.
 //!   registered and unfenced after catching up with the metadata log, Kafka's RUNNING state).
