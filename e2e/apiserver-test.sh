@@ -28,7 +28,7 @@ jp() { k get "$1" "${@:3}" -o "jsonpath=$2"; }
 start_operator() { # start_operator NAME: runs a replica with its own identity and metrics port
   local name=$1 port; port=$(free_port)
   KUBECONFIG=$RUN/kubeconfig POD_NAMESPACE=strata-system POD_NAME=$name RUST_LOG=info,kube=warn \
-    "$OPERATOR" run --metrics-addr "127.0.0.1:$port" --lease-duration 4 --broker-timeout 2 \
+    "$OPERATOR" run --metrics-addr "127.0.0.1:$port" --lease-duration 4 --broker-timeout 2 --roll-timeout 20 \
     > "$RUN/operator-$name.log" 2>&1 &
   echo $! > "$RUN/operator-$name.pid"
   echo "$port" > "$RUN/operator-$name.port"
@@ -49,6 +49,11 @@ dyn_applied_both() { # both brokers carry the same applied-settings hash, differ
   [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" != "$1" ]
 }
 
+cc_applied() { jp pod/"$1" '{.metadata.annotations.strata\.io/cluster-config-applied}' -n e2e; }
+cc_applied_all() { # the three brokers carry the same cluster-wide settings hash, different from $1
+  local a; a=$(cc_applied demo-0)
+  [ -n "$a" ] && [ "$a" != "$1" ] && [ "$(cc_applied demo-1)" = "$a" ] && [ "$(cc_applied demo-2)" = "$a" ]
+}
 cond() { jp logcluster/"$1" "{.status.conditions[?(@.type==\"$2\")].$3}" -n e2e; }
 pod_uid() { jp pod/"$1" '{.metadata.uid}' -n e2e; }
 pod_revision() { jp pod/"$1" '{.metadata.labels.controller-revision-hash}' -n e2e; }
@@ -181,6 +186,7 @@ check "Progressing=False" "$(cond demo Progressing status)" "False"
 wait_until "dynamic settings applied to both brokers via the admin API" 30 dyn_applied_both ""
 check_match "same settings on both" "$(dyn_applied demo-0) $(dyn_applied demo-1)" '^([0-9a-f]{16}) \1$'
 check_match "ConfigApplied event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ConfigApplied'
+wait_until "replication defaults for 2 brokers applied cluster-wide" 30 bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get events -n e2e -o 'jsonpath={.items[?(@.reason==\"ClusterConfigApplied\")].message}' | grep -q 'default.replication.factor=2 through brokers'"
 DYN1=$(dyn_applied demo-0)
 check "status: controller voters" "$(jp logcluster/demo '{.status.controllerVoters[*]}' -n e2e)" "0 1"
 check "PodDNS: voters rendered, never pushed" \
@@ -214,10 +220,18 @@ sleep 3 # several reconciles happen here; broker 0 must stay up while broker 1 i
 check "broker 0 kept while broker 1 is not ready" "$(pod_uid demo-0)" "$UID0"
 check "Progressing: rolling restart" "$(cond demo Progressing reason)" "RollingRestart"
 check_match "RestartingBroker event" "$(k get events -n e2e -o 'jsonpath={.items[*].message}')" 'restarting demo-1'
+# The restarted broker must be back in service before the next goes: while demo-1 stays not ready
+# the roll waits, and past --roll-timeout it stops and says why.
+wait_until "Degraded: RollStuck while restarted broker 1 stays not ready" 40 equals RollStuck cond demo Degraded reason
+check_match "RollStuck says which broker and why" "$(cond demo Degraded message)" \
+  'rolling restart stopped: broker 1 is not back in service within 20s of its restart: broker 1 is not ready'
+check "broker 0 not restarted while broker 1 is not back" "$(pod_uid demo-0)" "$UID0"
+check_match "RollStuck warning event" "$(k get events -n e2e -o 'jsonpath={.items[?(@.type=="Warning")].reason}')" 'RollStuck'
 mark_ready demo-1
-wait_until "broker 0 restarted after broker 1 was ready" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-0 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID0' ]"
+wait_until "broker 0 restarted after broker 1 was back" 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pod demo-0 -n e2e -o 'jsonpath={.metadata.uid}')\" != '$UID0' ]"
 wait_until "both ready again" 20 all_ready demo 2
 wait_until "Ready=True after the restart" 30 equals True cond demo Ready status
+wait_until "Degraded cleared after the roll" 30 equals False cond demo Degraded status
 check "pods run the new revision" "$(pod_revision demo-0) $(pod_revision demo-1)" \
   "$(jp statefulset/demo '{.status.updateRevision} {.status.updateRevision}' -n e2e)"
 [ "$(pod_revision demo-0)" != "$REV1" ] && check "revision changed" yes yes || check "revision changed" no yes
@@ -277,6 +291,8 @@ sleep 2
 if operator_alive op-a; then check "operator still running" yes yes; else check "operator still running" no yes; fi
 
 log "== scale up (with a third local volume)"
+CC1=$(cc_applied demo-0)
+HASH_BEFORE_SCALE=$(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/config-hash}' -n e2e)
 k patch logcluster demo -n e2e --type=json -p '[
   {"op": "remove", "path": "/spec/config/log.flush.everything"},
   {"op": "add", "path": "/spec/storage/local/-", "value": {"node": "node-c", "path": "/mnt/strata/disk0"}}]' >/dev/null
@@ -288,6 +304,11 @@ wait_until "Ready with 3" 30 equals 3 jp logcluster/demo '{.status.readyReplicas
 check_match "ScalingUp event" "$(k get events -n e2e -o 'jsonpath={.items[*].reason}')" 'ScalingUp'
 check "scale-up keeps the voters" \
   "$(jp statefulset/demo '{.metadata.annotations.strata\.io/controller-voters}' -n e2e) $(jp logcluster/demo '{.status.controllerVoters[*]}' -n e2e)" "2 0 1"
+wait_until "new replication defaults (3 brokers) applied cluster-wide through all three" 30 cc_applied_all "$CC1"
+check "scale-up changes no restart-requiring setting (no roll)" \
+  "$(jp statefulset/demo '{.spec.template.metadata.annotations.strata\.io/config-hash}' -n e2e)" "$HASH_BEFORE_SCALE"
+check "offsets topic replication fixed at creation (2 voters)" \
+  "$(jp configmap/demo-config '{.data.server\.properties}' -n e2e | sed -n 's/^offsets\.topic\.replication\.factor=//p')" "2"
 check "voters unchanged in the properties" \
   "$(jp configmap/demo-config '{.data.server\.properties}' -n e2e | sed -n 's/^controller\.quorum\.voters=//p')" "$VOTERS"
 

@@ -57,6 +57,9 @@ pub struct BrokerState {
     pub isr_changes: IsrChanges,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
+    /// True once this broker is registered and unfenced (in service, Kafka's RUNNING), for `/readyz`;
+    /// always true for a node without the broker role.
+    pub in_service: watch::Receiver<bool>,
 }
 
 impl BrokerState {
@@ -303,6 +306,7 @@ impl Broker {
         };
         // The partitions of the image replayed from the local log exist before clients connect.
         publisher.publish(&controller.subscribe().borrow());
+        let in_service = if config.roles.broker { caught_up.clone() } else { watch::channel(true).1 };
         let state = Arc::new(BrokerState {
             config,
             cluster_id,
@@ -317,6 +321,7 @@ impl Broker {
             warmer,
             isr_changes: isr_changes.clone(),
             shutdown: shutdown.clone(),
+            in_service,
         });
         let config = &state.config;
         let opts = ConnectionOptions {

@@ -99,10 +99,11 @@ pub fn legacy_offsets_fate(node_id: i32, same_count: bool, part: Option<&Partiti
     }
 }
 
-/// Of those, the overrides of the log defaults (all but the replication throttle rates).
+/// Of those, the overrides of the log defaults (all but the replication throttle rates and
+/// default.replication.factor).
 pub fn dynamic_overrides(image: &Image, node_id: i32) -> BTreeMap<String, String> {
     let mut out = dynamic_configs(image, node_id);
-    out.retain(|k, _| !crate::throttle::RATE_KEYS.contains(&k.as_str()));
+    out.retain(|k, _| !crate::controller::decisions::is_broker_setting(k));
     out
 }
 

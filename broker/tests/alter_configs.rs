@@ -311,3 +311,26 @@ async fn in_a_cluster_topic_configs_change_through_the_controller_on_every_broke
     assert_eq!(code, INVALID_CONFIG, "the controller's refusal reaches the client: {msg}");
     assert!(msg.contains("retention.ms"), "{msg}");
 }
+
+#[tokio::test]
+async fn default_replication_factor_changes_at_run_time_cluster_wide_only() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = b.client().await;
+    let (code, msg) = alter_one(&mut c, 0, false, resource(BROKER, "0", &[("default.replication.factor", Some("1"))])).await;
+    assert_eq!(code, INVALID_CONFIG, "per broker: {msg}");
+    assert!(msg.contains("cluster-wide"), "{msg}");
+    incremental_set(&mut c, BROKER, "", "default.replication.factor", "2").await;
+    assert_eq!(describe(&mut c, BROKER, "").await["default.replication.factor"], ("2".into(), DYNAMIC_DEFAULT_BROKER_CONFIG));
+    // One broker cannot hold two replicas: topics created with -1 now ask for two.
+    let req =
+        CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![create_topics_request::CreatableTopic::default(
+        )
+        .with_name(TopicName(s("two")))
+        .with_num_partitions(1)
+        .with_replication_factor(-1)]);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    assert_eq!(resp.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR: {:?}", resp.topics[0].error_message);
+    incremental_set(&mut c, BROKER, "", "default.replication.factor", "1").await;
+    create_topic(&mut c, "one").await;
+    b.stop().await;
+}

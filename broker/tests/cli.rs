@@ -56,25 +56,15 @@ fn tune_writes_sysctls_under_the_given_root() {
 fn serves_metrics_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(BIN)
-        .args(["--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", &metrics_port.to_string(), "--log.dirs"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("broker.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(child.id());
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, guard, line) =
+        start_listening(dir.path(), &["--listeners", "PLAINTEXT://127.0.0.1:0", "--metrics.port", &metrics_port.to_string()]);
     assert!(line.starts_with("strata-broker listening on PLAINTEXT://127.0.0.1:"), "{line}");
 
-    let mut http = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
-    http.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut page = String::new();
-    http.read_to_string(&mut page).unwrap();
+    let page = http_get(metrics_port, "/metrics");
     assert!(page.starts_with("HTTP/1.") && page.contains(" 200 OK"), "{page}");
     assert!(page.contains("# TYPE "), "Prometheus text exposition: {page}");
+    // A single node is its own quorum: in service (registered, unfenced) before it says it listens.
+    assert!(http_get(metrics_port, "/readyz").contains(" 200 OK"));
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
@@ -82,6 +72,51 @@ fn serves_metrics_and_stops_cleanly_on_sigterm() {
     let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap();
     assert!(status.success(), "{status}: {log}");
     assert!(dir.path().join(".kafka_cleanshutdown").exists());
+}
+
+/// Starts the binary with `args` and its data in `dir` (log in `dir/broker.log`); returns once it printed its
+/// first line (the listening one), with the guard that kills it if the test fails.
+fn start_listening(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, KillOnDrop, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--log.dirs")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("broker.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, guard, line)
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    page
+}
+
+/// A voter whose quorum cannot form (its peer is not running) listens and is alive, but is not ready: it is
+/// not registered and unfenced, so it serves no partitions yet.
+#[test]
+fn not_ready_until_in_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (metrics_port, own, peer) = (free(), free(), free());
+    let voters = format!("0@127.0.0.1:{own},1@127.0.0.1:{peer}");
+    let (listeners, metrics) = (format!("PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{own}"), metrics_port.to_string());
+    let args = ["--node.id", "0", "--cluster.id", "c", "--controller.quorum.voters", &voters, "--listeners", &listeners];
+    let (mut child, guard, line) = start_listening(dir.path(), &[&args[..], &["--metrics.port", &metrics]].concat());
+    assert!(line.starts_with("strata-broker listening on"), "{line}");
+    assert!(http_get(metrics_port, "/healthz").contains(" 200 OK"));
+    let ready = http_get(metrics_port, "/readyz");
+    assert!(ready.contains(" 503 ") && ready.contains("not in service yet"), "{ready}");
+    drop(guard);
+    let _ = child.wait();
 }
 
 /// ApiVersions v0 (correlation id 1, null client id): answered by any accepted connection.

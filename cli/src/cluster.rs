@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use strata_client::admin::{BrokerInfo, ConfigResource, Quorum, TopicInfo};
+use strata_client::admin::{min_insync_replicas, BrokerInfo, ConfigResource, Quorum, TopicInfo};
 
 use crate::options::Options;
 use crate::table;
@@ -124,7 +124,7 @@ pub fn classify(topics: &[TopicInfo], min_isr: &BTreeMap<String, usize>, fenced_
             if p.leader < 0 {
                 h.offline.push(name.clone());
             }
-            if p.isr.len() < p.replicas.len() {
+            if p.is_under_replicated() {
                 h.under_replicated.push(name.clone());
             }
             if p.isr.len() < min {
@@ -143,7 +143,7 @@ async fn health(opts: &Options) -> anyhow::Result<Outcome> {
     let mut min_isr = BTreeMap::new();
     for t in &md.topics {
         let configs = client.any().describe_configs(&ConfigResource::Topic(t.name.clone())).await?;
-        if let Some(v) = configs.iter().find(|c| c.name == "min.insync.replicas").and_then(|c| c.value.as_deref()?.parse().ok()) {
+        if let Some(v) = min_insync_replicas(&configs).and_then(|v| usize::try_from(v).ok()) {
             min_isr.insert(t.name.clone(), v);
         }
     }

@@ -72,6 +72,13 @@ pub struct PartitionInfo {
     pub error: ErrorCode,
 }
 
+impl PartitionInfo {
+    /// Fewer replicas in sync than assigned.
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
 impl ErrorCode {
     fn is_ok_ref(&self) -> bool {
         self.is_ok()
@@ -119,6 +126,8 @@ pub struct NewTopic {
 pub enum ConfigResource {
     Topic(String),
     Broker(i32),
+    /// The cluster-wide default of every broker (resource name "").
+    BrokerDefault,
 }
 
 impl ConfigResource {
@@ -126,6 +135,7 @@ impl ConfigResource {
         match self {
             ConfigResource::Topic(t) => (2, t.clone()),
             ConfigResource::Broker(id) => (4, id.to_string()),
+            ConfigResource::BrokerDefault => (4, String::new()),
         }
     }
 
@@ -133,6 +143,7 @@ impl ConfigResource {
         match self {
             ConfigResource::Topic(t) => format!("topic {t}"),
             ConfigResource::Broker(id) => format!("broker {id}"),
+            ConfigResource::BrokerDefault => "the cluster-wide broker default".to_string(),
         }
     }
 }
@@ -153,6 +164,12 @@ pub struct ConfigEntry {
     pub source: &'static str,
     pub read_only: bool,
     pub sensitive: bool,
+}
+
+/// The effective `min.insync.replicas` among a topic's DescribeConfigs entries (its override, else
+/// the broker default), if listed and numeric.
+pub fn min_insync_replicas(entries: &[ConfigEntry]) -> Option<i32> {
+    entries.iter().find(|e| e.name == "min.insync.replicas")?.value.as_deref()?.trim().parse().ok()
 }
 
 pub fn config_source_name(source: i8) -> &'static str {
@@ -828,6 +845,8 @@ mod tests {
         assert_eq!(r.configs[0].value.as_ref().map(|v| v.as_str()), Some("5"));
         assert_eq!((r.configs[1].name.as_str(), r.configs[1].config_operation), ("log.roll.ms", 1));
         assert_eq!(r.configs[1].value, None);
+        let req = alter_configs_request(&ConfigResource::BrokerDefault, &[]);
+        assert_eq!((req.resources[0].resource_type, req.resources[0].resource_name.as_str()), (4, ""));
         assert!(!req.validate_only);
         let req = alter_configs_request(&ConfigResource::Topic("t".into()), &[]);
         assert_eq!((req.resources[0].resource_type, req.resources[0].resource_name.as_str()), (2, "t"));

@@ -7,10 +7,13 @@
 //! * Binary `strata-broker` on `PATH` in the broker image, which also provides `/bin/sh`.
 //! * Started as `strata-broker --config <file>`; the file uses Kafka `server.properties` syntax
 //!   and Kafka key names ([`KNOWN_KEYS`]).
-//! * The broker exits cleanly on SIGTERM (flush, close segments) within the pod's termination
-//!   grace period; the start script `exec`s it so it is PID 1 and receives the signal directly.
+//! * The broker exits cleanly on SIGTERM (controlled shutdown, then flush, close segments) within
+//!   the pod's termination grace period; the start script `exec`s it so it is PID 1 and receives
+//!   the signal directly. [`ENV_SHUTDOWN_TIMEOUT_MS`] in the pod template, derived from the grace
+//!   period, bounds each of its two waits (controlled shutdown, in-flight requests).
 //! * HTTP on `metrics.port` (default [`DEFAULT_METRICS_PORT`]): `/metrics` (Prometheus),
-//!   `/healthz` (liveness: process serves requests), `/readyz` (readiness: accepts clients).
+//!   `/healthz` (liveness: process serves requests), `/readyz` (readiness: in service, i.e.
+//!   registered and unfenced after catching up with the metadata log, Kafka's RUNNING state).
 //!
 //! # Node id, roles, listeners and advertised address (decided here, not by the broker)
 //! The broker does not derive its own `node.id`. The StatefulSet runs [`START_SCRIPT`] (shipped
@@ -40,8 +43,8 @@
 //!
 //! # Dynamic configuration
 //! Keys with [`ConfigKey::dynamic`] set are changed on running brokers through the Kafka admin API
-//! (IncrementalAlterConfigs on resource type BROKER, resource name = node id); changing any other
-//! key restarts the pods.
+//! (IncrementalAlterConfigs on resource type BROKER, resource name = node id, or the empty name
+//! for [`CLUSTER_WIDE_KEYS`]); changing any other key restarts the pods.
 //!
 //! # Controller quorum (Raft, as Kafka's KRaft)
 //! * [`CLUSTER_ID`], shared by all brokers, from [`ENV_CLUSTER_ID`] in the pod template
@@ -114,6 +117,9 @@ pub const ENV_CLUSTER_ID: &str = "STRATA_CLUSTER_ID";
 /// The broker reads any setting `a.b.c` from `STRATA_A_B_C`, over its properties file; the
 /// operator owns every such variable, so extra env in the spec cannot bypass `spec.config`.
 pub const ENV_BROKER_PREFIX: &str = "STRATA_";
+/// `shutdown.timeout.ms`: how long SIGTERM waits for the controlled shutdown, then again for
+/// in-flight requests; derived from the pod's termination grace period.
+pub const ENV_SHUTDOWN_TIMEOUT_MS: &str = "STRATA_SHUTDOWN_TIMEOUT_MS";
 /// Overridable locations, so the script can be exercised outside a pod (tests).
 pub const ENV_CONFIG_DIR: &str = "STRATA_CONFIG_DIR";
 pub const ENV_RUNTIME_DIR: &str = "STRATA_RUNTIME_DIR";
@@ -275,6 +281,9 @@ pub const LOG_SEGMENT_BYTES: &str = "log.segment.bytes";
 pub const LOG_ROLL_MS: &str = "log.roll.ms";
 pub const LOG_CLEANUP_POLICY: &str = "log.cleanup.policy";
 pub const NUM_PARTITIONS: &str = "num.partitions";
+pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR: &str = "offsets.topic.replication.factor";
 pub const AUTO_CREATE_TOPICS: &str = "auto.create.topics.enable";
 pub const CLUSTER_ID: &str = "cluster.id";
 pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
@@ -299,6 +308,10 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     // The broker implements only deletion so far (no compaction).
     key(LOG_CLEANUP_POLICY, ValueKind::OneOf(&["delete"]), Owner::User, true),
     key(NUM_PARTITIONS, int(1), Owner::User, false),
+    // Dynamic, but on the cluster-wide default resource only ([`CLUSTER_WIDE_KEYS`]).
+    key(DEFAULT_REPLICATION_FACTOR, ValueKind::Int { min: 1, max: i16::MAX as i64 }, Owner::User, true),
+    key(MIN_INSYNC_REPLICAS, int(1), Owner::User, true),
+    key(OFFSETS_TOPIC_REPLICATION_FACTOR, ValueKind::Int { min: 1, max: i16::MAX as i64 }, Owner::User, false),
     key(AUTO_CREATE_TOPICS, ValueKind::Bool, Owner::User, false),
     key(CLUSTER_ID, ValueKind::Text, Owner::Operator, false),
     // The controller quorum and broker registration (issue 13).
@@ -317,6 +330,11 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     key("fetch.warmup.enable", ValueKind::Bool, Owner::User, false),
     key("num.io.threads", ValueKind::Int { min: 1, max: 1024 }, Owner::User, false),
 ];
+
+/// Dynamic keys set for the whole cluster (IncrementalAlterConfigs on the BROKER resource with
+/// the empty name, kept in the metadata log) rather than per broker: the replication defaults,
+/// which the operator derives from the broker count and which must not need a restart to change.
+pub const CLUSTER_WIDE_KEYS: &[&str] = &[DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS];
 
 pub fn lookup(name: &str) -> Option<&'static ConfigKey> {
     KNOWN_KEYS.iter().find(|k| k.name == name)
@@ -444,6 +462,9 @@ mod tests {
             ("socket.listen.backlog.size", false),
             ("fetch.warmup.enable", false),
             ("num.io.threads", false),
+            ("default.replication.factor", true),
+            ("min.insync.replicas", true),
+            ("offsets.topic.replication.factor", false),
         ];
         for (name, dynamic) in table {
             assert_eq!(lookup(name).map(|k| k.dynamic), Some(dynamic), "{name}");

@@ -42,6 +42,32 @@ impl BrokerSettings {
         self
     }
 
+    /// Pins `offsets.topic.replication.factor` to the voter count, min(3, brokers when the cluster
+    /// was created), unless the spec sets it. The broker reads it only when it creates
+    /// `__consumer_offsets`, which happens once, so fixing it at creation costs nothing; deriving it
+    /// from the current broker count instead would change a restart-requiring key on every
+    /// scale-up and roll the whole cluster for nothing.
+    pub fn with_offsets_topic_replication(mut self, voters: i32) -> Self {
+        let factor = voters.clamp(1, contract::MAX_CONTROLLER_VOTERS).to_string();
+        self.restart.entry(contract::OFFSETS_TOPIC_REPLICATION_FACTOR.to_string()).or_insert(factor);
+        self
+    }
+
+    /// The cluster-wide dynamic settings ([`contract::CLUSTER_WIDE_KEYS`]) for `brokers`: the
+    /// spec's values, else [`replication_defaults`]. They are applied to the cluster-wide default
+    /// broker resource with IncrementalAlterConfigs, not written as static properties: a scale-up
+    /// that changes them must not restart every broker.
+    pub fn cluster_wide(&self, brokers: i32) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> =
+            replication_defaults(brokers).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for key in contract::CLUSTER_WIDE_KEYS {
+            if let Some(v) = self.dynamic.get(*key) {
+                out.insert(key.to_string(), v.clone());
+            }
+        }
+        out
+    }
+
     /// Hash of the dynamic settings, recorded on pods once applied.
     pub fn dynamic_hash(&self) -> String {
         hash_map(&self.dynamic)
@@ -152,6 +178,17 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
     Ok(BrokerSettings { restart, dynamic })
 }
 
+/// Replication settings for a cluster of `brokers`: three replicas per partition (fewer brokers:
+/// one per broker), and with three or more brokers min.insync.replicas=2, so that acks=all
+/// survives one broker down (a roll) and never rests on a single copy.
+pub fn replication_defaults(brokers: i32) -> Vec<(&'static str, String)> {
+    let mut out = vec![(contract::DEFAULT_REPLICATION_FACTOR, brokers.clamp(1, 3).to_string())];
+    if brokers >= 3 {
+        out.push((contract::MIN_INSYNC_REPLICAS, "2".to_string()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +221,48 @@ mod tests {
         assert_eq!(q.restart["controller.quorum.voters"], "0@h0:9093");
         assert_eq!(q.restart["controller.listener.names"], "CONTROLLER");
         assert!(q.properties().contains("\ncontroller.quorum.voters=0@h0:9093\n"));
+    }
+
+    #[test]
+    fn replication_defaults_follow_the_broker_count_unless_set() {
+        let cases: [(i32, &[(&str, &str)]); 5] = [
+            (0, &[("default.replication.factor", "1")]),
+            (1, &[("default.replication.factor", "1")]),
+            (2, &[("default.replication.factor", "2")]),
+            (3, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
+            (7, &[("default.replication.factor", "3"), ("min.insync.replicas", "2")]),
+        ];
+        for (brokers, expected) in cases {
+            let got = broker_settings(&spec()).unwrap().cluster_wide(brokers);
+            let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(got, expected, "{brokers} brokers");
+        }
+        let mut s = spec();
+        s.config =
+            Some(BTreeMap::from([("default.replication.factor".into(), "2".into()), ("min.insync.replicas".into(), "1".into())]));
+        let b = broker_settings(&s).unwrap();
+        let got = b.cluster_wide(5);
+        assert_eq!((got["default.replication.factor"].as_str(), got["min.insync.replicas"].as_str()), ("2", "1"));
+        let s = spec();
+        let plain = broker_settings(&s).unwrap();
+        assert_eq!(plain.cluster_wide(2).get("min.insync.replicas"), None, "two brokers: the broker default (1)");
+        // Never static: a scale-up must not change what needs a restart.
+        assert_eq!(plain.restart, broker_settings(&s).unwrap().restart);
+        assert!(!plain.properties().contains("default.replication.factor"));
+    }
+
+    #[test]
+    fn offsets_topic_replication_is_fixed_by_the_voters_unless_set() {
+        let b = broker_settings(&spec()).unwrap();
+        // (voters) -> factor
+        for (voters, want) in [(1, "1"), (2, "2"), (3, "3")] {
+            let got = b.clone().with_offsets_topic_replication(voters);
+            assert_eq!(got.restart["offsets.topic.replication.factor"], want, "{voters} voters");
+        }
+        let mut s = spec();
+        s.config = Some(BTreeMap::from([("offsets.topic.replication.factor".into(), "1".into())]));
+        let b = broker_settings(&s).unwrap().with_offsets_topic_replication(3);
+        assert_eq!(b.restart["offsets.topic.replication.factor"], "1");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod quantity;
 pub mod reconcile;
 pub mod render;
 pub mod resize;
+pub mod roll_safety;
 pub mod rollout;
 pub mod status;
 pub mod telemetry;

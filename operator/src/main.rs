@@ -56,6 +56,10 @@ struct RunArgs {
     /// Timeout in seconds for talking to brokers (admin API).
     #[arg(long, default_value_t = 5)]
     broker_timeout: u64,
+    /// Seconds a restarted broker may take to be back in service (registered, unfenced, no
+    /// under-replicated partitions) before a rolling restart stops and says so in the status.
+    #[arg(long, default_value_t = 300)]
+    roll_timeout: u64,
     /// Log as JSON lines (default: human-readable text).
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -157,7 +161,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let reporter = Reporter { controller: "strata-operator".into(), instance: Some(identity) };
-    let ctx = Arc::new(Context::new(client, metrics.clone(), pdb_resource, Duration::from_secs(args.broker_timeout), reporter));
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics.clone(),
+        pdb_resource,
+        (Duration::from_secs(args.broker_timeout), Duration::from_secs(args.roll_timeout)),
+        reporter,
+    ));
     tracing::info!("starting the LogCluster controller");
     reconcile::run(ctx, args.namespace, shutdown).await;
     holder.abort();

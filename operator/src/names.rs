@@ -22,6 +22,8 @@ pub const RESTART_TOKEN_ANNOTATION: &str = "strata.io/restart-token";
 pub const CONFIG_HASH_ANNOTATION: &str = "strata.io/config-hash";
 /// Pod annotation: hash of the dynamic settings last applied to that broker via the admin API.
 pub const DYNAMIC_CONFIG_ANNOTATION: &str = "strata.io/dynamic-config-applied";
+/// Pod annotation: hash of the cluster-wide settings last applied through that broker.
+pub const CLUSTER_CONFIG_ANNOTATION: &str = "strata.io/cluster-config-applied";
 /// Pod annotation: hash of the `controller.quorum.voters` value last given to that broker.
 pub const QUORUM_VOTERS_ANNOTATION: &str = "strata.io/controller-quorum-voters-applied";
 /// StatefulSet annotation: the number of controller voters (brokers `0..n`), fixed when the

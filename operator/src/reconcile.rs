@@ -26,12 +26,13 @@ use serde_json::json;
 use crate::annotations;
 use crate::broker_contract;
 use crate::builders;
-use crate::config::{hash_str, BrokerSettings};
+use crate::config::{self, hash_str, BrokerSettings};
 use crate::crd::{LogCluster, LogClusterStatus};
-use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, Unregistration};
+use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, ConfigResource, Unregistration};
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
 use crate::resize::{self, Expansion};
+use crate::roll_safety::{self, AfterRestart};
 use crate::rollout::{self, Restart, ScaleDown};
 use crate::status::{self, is_ready, is_terminating, Observed, Problem};
 use crate::telemetry::Metrics;
@@ -77,18 +78,27 @@ pub struct Context {
     /// PodDisruptionBudget API the cluster serves (policy/v1, or v1beta1 before 1.21).
     pub pdb_resource: ApiResource,
     pub admin_timeout: Duration,
+    /// How long a restarted broker may take to be back in service before a roll stops.
+    pub roll_timeout: Duration,
     /// Consecutive failures per LogCluster, for exponential back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Metrics, pdb_resource: ApiResource, admin_timeout: Duration, reporter: Reporter) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        pdb_resource: ApiResource,
+        (admin_timeout, roll_timeout): (Duration, Duration),
+        reporter: Reporter,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             pdb_resource,
             admin_timeout,
+            roll_timeout,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -191,6 +201,8 @@ struct Outcome {
     problem: Option<Problem>,
     busy: bool,
     storage: resize::Report,
+    /// Why the next restart of a roll waits for the cluster.
+    roll_held: Option<String>,
 }
 
 async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
@@ -209,7 +221,7 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
             if !already_reported {
                 publish(ctx, lc, EventType::Warning, "InvalidSpec", errors.join("; ")).await;
             }
-            write_status(lc, ctx, Some(Problem::InvalidSpec(errors)), None).await?;
+            write_status(lc, ctx, Some(Problem::InvalidSpec(errors)), None, None).await?;
             // Nothing will change until the spec does; the watch brings the next generation.
             return Ok(Action::await_change());
         }
@@ -218,13 +230,13 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         Ok(outcome) => {
             // Claims are not watched: a resize in flight is looked at again soon.
             let busy = outcome.busy || outcome.problem.is_some() || !outcome.storage.resized;
-            let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage)).await?;
+            let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage), outcome.roll_held).await?;
             let settled = !busy && status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
             Ok(Action::requeue(if settled { IDLE_REQUEUE } else { BUSY_REQUEUE }))
         }
         Err(e) => {
             // Report the failure, then let the error policy back off.
-            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string())), None).await {
+            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string())), None, None).await {
                 tracing::warn!(error = %status_err, "could not record the failure in the status");
             }
             Err(e)
@@ -296,7 +308,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     for (id, _) in &unregistered {
         to_unregister.remove(id);
     }
-    let settings = settings.clone().with_quorum(membership::static_voters(lc, voters));
+    let settings = settings.clone().with_quorum(membership::static_voters(lc, voters)).with_offsets_topic_replication(voters);
     let settings = &settings;
 
     apply_local_storage(lc, ctx).await?;
@@ -334,28 +346,37 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let observed_latest = sts_status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
     let update_revision = sts_status.and_then(|s| s.update_revision.as_deref()).filter(|_| observed_latest);
     let mut busy = !to_unregister.is_empty();
-    match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision) {
-        Restart::Done => {}
-        Restart::Wait(why) => {
-            tracing::info!(cluster = %key(lc), %why, "restart pending");
-            busy = true;
-        }
-        Restart::Delete(pod) => {
-            publish(ctx, lc, EventType::Normal, "RestartingBroker", format!("restarting {pod} to apply a new pod template"))
-                .await;
-            delete_if_present(&pods_api, &pod).await?;
-            busy = true;
-        }
+    let mut roll_held = None;
+    let clock = (Timestamp::now(), ctx.roll_timeout);
+    let pending = match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision, clock) {
+        Restart::Done => None,
+        Restart::Wait(why) => Some(why),
+        Restart::Stuck(why) => Some(roll_stuck(lc, ctx, why, &mut problem).await),
+        Restart::Delete(pod) => Some(restart_broker(lc, &pods_api, &pod, ctx).await?),
+        Restart::AskCluster(step) => match ask_cluster(lc, &pods, &step, ctx).await {
+            Roll::Go(pod) => Some(restart_broker(lc, &pods_api, &pod, ctx).await?),
+            Roll::Held(why) => {
+                roll_held = Some(why.clone());
+                Some(why)
+            }
+            Roll::Stuck(why) => Some(roll_stuck(lc, ctx, why, &mut problem).await),
+        },
+    };
+    if let Some(why) = pending {
+        tracing::info!(cluster = %key(lc), %why, "restart pending");
+        busy = true;
     }
 
     // Each is tried even if another fails.
     let voters_pushed = apply_quorum_voters(lc, &pods, replicas, voters, ctx).await;
+    let cluster_pushed = apply_cluster_config(lc, settings, &pods, replicas, ctx).await;
     apply_dynamic_config(lc, settings, &pods, replicas, ctx).await?;
     voters_pushed?;
+    cluster_pushed?;
     unregister_error.map_or(Ok(()), Err)?;
     delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
     let storage = resize_claims(lc, ctx).await;
-    Ok(Outcome { problem, busy, storage })
+    Ok(Outcome { problem, busy, storage, roll_held })
 }
 
 /// Says in the status (and once in an event) that reconciliation is paused; nothing else.
@@ -446,6 +467,94 @@ fn observed_claim(pvc: &PersistentVolumeClaim) -> resize::Claim {
     }
 }
 
+/// Deletes a broker's pod (the StatefulSet controller recreates it from the current template).
+/// Returns what the roll now waits for.
+async fn restart_broker(lc: &LogCluster, pods_api: &Api<Pod>, pod: &str, ctx: &Context) -> Result<String, Error> {
+    publish(ctx, lc, EventType::Normal, "RestartingBroker", format!("restarting {pod} to apply a new pod template")).await;
+    delete_if_present(pods_api, pod).await?;
+    Ok(format!("{pod} restarting"))
+}
+
+/// Reports a stopped roll (status and, once per message, a warning event). Returns what it waits for.
+async fn roll_stuck(lc: &LogCluster, ctx: &Context, why: String, problem: &mut Option<Problem>) -> String {
+    if !lc.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "RollStuck" && c.message == why)) {
+        publish(ctx, lc, EventType::Warning, "RollStuck", why.clone()).await;
+    }
+    problem.get_or_insert(Problem::RollStuck(why.clone()));
+    why
+}
+
+/// What the cluster says about the next restart of a roll.
+enum Roll {
+    Go(String),
+    Held(String),
+    Stuck(String),
+}
+
+fn client_addr(lc: &LogCluster, pod: &Pod) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    Some(format!("{ip}:{}", lc.spec.listeners.client_port))
+}
+
+/// Asks the brokers whether the next serving broker may be restarted ([`roll_safety`]): the one
+/// restarted last must be back in service (bounded by the roll timeout), then the candidate (the
+/// active controller last) must not take any partition below min.insync.replicas nor the quorum
+/// below a caught-up majority. A broker that cannot be asked holds the roll.
+async fn ask_cluster(lc: &LogCluster, pods: &[Pod], step: &rollout::RollStep, ctx: &Context) -> Roll {
+    let addr_of = |name: &str| pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).and_then(|p| client_addr(lc, p));
+    if let Some((id, pod, created)) = &step.last_restarted {
+        let why_not = match addr_of(pod) {
+            None => Some(format!("pod {pod} has no IP")),
+            Some(addr) => match kafka_admin::rejoin(&addr, ctx.admin_timeout, *id).await {
+                Ok(r) => roll_safety::not_back(*id, &r),
+                Err(e) => Some(format!("broker {id} does not answer: {e}")),
+            },
+        };
+        let since = Timestamp::now().duration_since(*created).unsigned_abs();
+        match roll_safety::after_restart(*id, why_not, since, ctx.roll_timeout) {
+            AfterRestart::Back => {}
+            AfterRestart::Waiting(why) => return Roll::Held(why),
+            AfterRestart::Stuck(why) => return Roll::Stuck(why),
+        }
+    }
+    // The first answer names the active controller; if that is the first candidate, the next goes first.
+    let Some(first) = step.candidates.first() else { return Roll::Held("no broker to restart".to_string()) };
+    let (verdict, leader) = match may_restart(lc, pods, first, ctx).await {
+        Ok(answer) => answer,
+        Err(why) => return Roll::Held(why),
+    };
+    let (pod, verdict) = match roll_safety::pick_candidate(&step.candidates, leader) {
+        Some(other) if other != first => match may_restart(lc, pods, other, ctx).await {
+            Ok((verdict, _)) => (&other.1, verdict),
+            Err(why) => return Roll::Held(why),
+        },
+        _ => (&first.1, verdict),
+    };
+    match verdict {
+        Ok(()) => Roll::Go(pod.clone()),
+        Err(why) => Roll::Held(why),
+    }
+}
+
+/// Asks broker `id` (pod `pod`) whether it may be restarted now, and which voter to restart last.
+async fn may_restart(
+    lc: &LogCluster,
+    pods: &[Pod],
+    (id, pod): &(i32, String),
+    ctx: &Context,
+) -> Result<(Result<(), String>, Option<i32>), String> {
+    let addr = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(pod))
+        .and_then(|p| client_addr(lc, p))
+        .ok_or_else(|| format!("pod {pod} has no IP"))?;
+    let (partitions, quorum) = kafka_admin::roll_check(&addr, ctx.admin_timeout, *id)
+        .await
+        .map_err(|e| format!("cannot ask broker {id} whether it may restart: {e}"))?;
+    let leader = quorum.as_ref().and_then(roll_safety::deferred_leader);
+    Ok((roll_safety::may_restart(*id, &partitions, quorum.as_ref()), leader))
+}
+
 /// Asks a ready broker which brokers host partitions.
 async fn partition_placement(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Result<BTreeMap<i32, Vec<String>>, String> {
     let mut last_error = "no broker is ready to report partition placement".to_string();
@@ -460,6 +569,32 @@ async fn partition_placement(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Re
         }
     }
     Err(last_error)
+}
+
+/// Sends the cluster-wide settings (replication defaults) to every ready broker that has not got
+/// the current ones yet (each passes them to the controller; brokers without a shared quorum each
+/// keep their own), and records the applied version on the pod.
+async fn apply_cluster_config(
+    lc: &LogCluster,
+    settings: &BrokerSettings,
+    pods: &[Pod],
+    replicas: i32,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let desired = settings.cluster_wide(replicas);
+    let changes = kafka_admin::cluster_changes(&desired);
+    let target = BrokerPush {
+        annotation: names::CLUSTER_CONFIG_ANNOTATION,
+        hash: config::hash_map(&desired),
+        changes: &changes,
+        include_unready: false,
+        cluster_wide: true,
+    };
+    let list: Vec<String> = desired.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    push_and_announce(lc, pods, replicas, ctx, target, "ClusterConfigApplied", |ids| {
+        format!("applied cluster-wide settings {} through brokers {ids}", list.join(", "))
+    })
+    .await
 }
 
 /// Sends the dynamic settings to every ready broker that has not got the current ones yet, and
@@ -477,6 +612,7 @@ async fn apply_dynamic_config(
         hash: settings.dynamic_hash(),
         changes: &changes,
         include_unready: false,
+        cluster_wide: false,
     };
     push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
         format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
@@ -497,6 +633,7 @@ async fn apply_quorum_voters(lc: &LogCluster, pods: &[Pod], replicas: i32, voter
         hash: hash_str(&value),
         changes: &changes,
         include_unready: true,
+        cluster_wide: false,
     };
     push_and_announce(lc, pods, replicas, ctx, target, "QuorumVotersApplied", |ids| {
         format!("told brokers {ids} the controller quorum voters: {value}")
@@ -591,6 +728,8 @@ struct BrokerPush<'a> {
     changes: &'a [ConfigChange],
     /// Also send to brokers that are not ready (see [`push_target`]).
     include_unready: bool,
+    /// The changes are for every broker (the cluster-wide default resource), not the one asked.
+    cluster_wide: bool,
 }
 
 /// Whether a pod should get a push recorded as `hash` in `annotation`: a wanted broker
@@ -623,7 +762,7 @@ async fn push_to_brokers(
     ctx: &Context,
     target: BrokerPush<'_>,
 ) -> (Vec<i32>, Option<Error>) {
-    let BrokerPush { annotation, hash, changes, include_unready } = target;
+    let BrokerPush { annotation, hash, changes, include_unready, cluster_wide } = target;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     let sts = names::statefulset(lc);
     let mut first_error = None;
@@ -634,7 +773,8 @@ async fn push_to_brokers(
         };
         let name = pod.name_any();
         let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
-        match kafka_admin::alter_broker_configs(&addr, ctx.admin_timeout, node, changes).await {
+        let resource = if cluster_wide { ConfigResource::BrokerDefault } else { ConfigResource::Broker(node) };
+        match kafka_admin::alter_broker_configs(&addr, ctx.admin_timeout, &resource, changes).await {
             Ok(()) => {
                 let patch = json!({"metadata": {"annotations": {annotation: hash}}});
                 match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -761,6 +901,7 @@ async fn write_status(
     ctx: &Context,
     problem: Option<Problem>,
     storage: Option<resize::Report>,
+    roll_held: Option<String>,
 ) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&selector(lc)).await?.items;
@@ -779,6 +920,7 @@ async fn write_status(
         to_unregister: membership::parse_ids(recorded(names::TO_UNREGISTER_ANNOTATION)).into_iter().collect(),
         storage,
         restart_token: annotations::current_restart_token(sts.as_ref()).map(str::to_string),
+        roll_held,
     };
     let new = status::compute(lc, &observed, Time(Timestamp::now()));
     if lc.status.as_ref() != Some(&new) {

@@ -32,6 +32,8 @@ pub enum Problem {
     ReconcileFailed(String),
     /// Something the spec asks for needs an API the cluster does not serve.
     MissingApi(String),
+    /// A restarted broker did not come back in service within the bound: the roll stopped.
+    RollStuck(String),
 }
 
 /// Inputs of [`compute`].
@@ -49,6 +51,8 @@ pub struct Observed<'a> {
     pub storage: Option<resize::Report>,
     /// The restart token on the pod template (the last manual rolling update).
     pub restart_token: Option<String>,
+    /// Why the next restart of a rolling restart waits for the cluster, if it does.
+    pub roll_held: Option<String>,
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -133,6 +137,7 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
         Some(Problem::ScaleDownBlocked(why)) => condition(DEGRADED, true, "ScaleDownBlocked", why.clone(), generation, &now),
         Some(Problem::ReconcileFailed(why)) => condition(DEGRADED, true, "ReconcileFailed", why.clone(), generation, &now),
         Some(Problem::MissingApi(why)) => condition(DEGRADED, true, "MissingAPI", why.clone(), generation, &now),
+        Some(Problem::RollStuck(why)) => condition(DEGRADED, true, "RollStuck", why.clone(), generation, &now),
         None => condition(DEGRADED, false, "AsExpected", "no problems".to_string(), generation, &now),
     };
 
@@ -154,6 +159,15 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
             true,
             "UnregisteringBrokers",
             format!("removed brokers {} are being unregistered from the controller quorum", ids.join(",")),
+            generation,
+            &now,
+        )
+    } else if let (true, Some(why)) = (current < desired, &observed.roll_held) {
+        condition(
+            PROGRESSING,
+            true,
+            "RollBlocked",
+            format!("{current} of {desired} brokers run the current pod template; the next restart waits: {why}"),
             generation,
             &now,
         )
@@ -265,6 +279,7 @@ pub(crate) mod tests {
             to_unregister: Vec::new(),
             storage: None,
             restart_token: None,
+            roll_held: None,
         };
         compute(lc, &observed, at(secs))
     }
@@ -303,6 +318,7 @@ pub(crate) mod tests {
             to_unregister: vec![2, 3],
             storage: None,
             restart_token: None,
+            roll_held: None,
         };
         let s = compute(&lc, &observed, at(1));
         assert_eq!(s.brokers_to_unregister, [2, 3]);
@@ -336,6 +352,35 @@ pub(crate) mod tests {
         assert_eq!(get(&s, PROGRESSING).reason, "RollingRestart");
         assert!(get(&s, PROGRESSING).message.starts_with("1 of 3"));
         assert_eq!(get(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn a_held_or_stuck_roll_says_why() {
+        let lc = cluster(spec());
+        let pods = [pod("logs-0", "r1", true), pod("logs-1", "r1", true), pod("logs-2", "r2", true)];
+        let held = Observed {
+            pods: &pods,
+            update_revision: Some("r2"),
+            problem: None,
+            voters: Some(3),
+            to_unregister: vec![],
+            storage: None,
+            restart_token: None,
+            roll_held: Some("t-0 has 2 in-sync replicas".into()),
+        };
+        let s = compute(&lc, &held, at(1));
+        let p = get(&s, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "RollBlocked"));
+        assert_eq!(p.message, "1 of 3 brokers run the current pod template; the next restart waits: t-0 has 2 in-sync replicas");
+        assert_eq!(get(&s, DEGRADED).status, "False", "waiting for the cluster is no fault");
+        let stuck = Observed { problem: Some(Problem::RollStuck("broker 2 is fenced".into())), roll_held: None, ..held };
+        let s = compute(&lc, &stuck, at(2));
+        let d = get(&s, DEGRADED);
+        assert_eq!((d.status.as_str(), d.reason.as_str(), d.message.as_str()), ("True", "RollStuck", "broker 2 is fenced"));
+        // Once every broker is current, a stale hold says nothing.
+        let done = [pod("logs-0", "r2", true), pod("logs-1", "r2", true), pod("logs-2", "r2", true)];
+        let s = compute(&lc, &Observed { pods: &done, problem: None, roll_held: Some("old".into()), ..stuck }, at(3));
+        assert_eq!(get(&s, PROGRESSING).reason, "Stable");
     }
 
     #[test]
@@ -387,6 +432,7 @@ pub(crate) mod tests {
             to_unregister: vec![],
             storage: Some(report),
             restart_token: Some("2026-12-03T12:00:00Z".into()),
+            roll_held: None,
         };
         let s = compute(&lc, &observed, at(1));
         let c = get(&s, STORAGE_RESIZED);

@@ -188,6 +188,45 @@ pub(super) fn partition_records(image: &Image, topic_id: Uuid, first: i32, assig
         .collect()
 }
 
+pub const DEFAULT_REPLICATION_FACTOR: &str = "default.replication.factor";
+
+/// The replication factor of topics created with -1: the cluster-wide dynamic broker config, else
+/// `configured` (the static one). Dynamic so that an operator can raise it as the cluster grows
+/// without restarting every broker (Kafka keeps it static).
+pub fn default_replication_factor(image: &Image, configured: i16) -> i16 {
+    let dynamic = image.broker_configs.get("").and_then(|c| c.get(DEFAULT_REPLICATION_FACTOR));
+    dynamic.and_then(|v| parse_replication_factor(v).ok()).unwrap_or(configured)
+}
+
+fn parse_replication_factor(value: &str) -> Result<i16, String> {
+    match value.trim().parse::<i16>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("{DEFAULT_REPLICATION_FACTOR}={value}: not a replication factor (1 to {})", i16::MAX)),
+    }
+}
+
+/// Dynamic broker configs that are not log defaults, kept beside them in the image's broker configs.
+pub fn is_broker_setting(key: &str) -> bool {
+    crate::throttle::RATE_KEYS.contains(&key) || key == DEFAULT_REPLICATION_FACTOR
+}
+
+/// Validates the dynamic broker configs of `resource` (a node id, or "" for the cluster-wide
+/// default) and returns the log defaults among them. default.replication.factor is cluster-wide
+/// only: the active controller decides with it, whichever broker passed the request on.
+pub fn split_broker_configs(resource: &str, configs: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut rest = crate::throttle::split_rates(configs)?;
+    if let Some(v) = rest.remove(DEFAULT_REPLICATION_FACTOR) {
+        if !resource.is_empty() {
+            return Err(format!(
+                "{DEFAULT_REPLICATION_FACTOR} is a cluster-wide setting: set it on the default broker resource (empty name), \
+                 not on broker {resource}"
+            ));
+        }
+        parse_replication_factor(&v)?;
+    }
+    Ok(rest)
+}
+
 /// The records that create `t` with id `id`; `defaults` validates its configs.
 pub fn create_topic(
     image: &Image,
@@ -231,7 +270,8 @@ pub fn create_topic(
                 ));
             }
             let brokers = rack_alternated(&live_placeable(image));
-            let factor = replication_factor(factor, default_replication_factor, brokers.len())?;
+            let default = self::default_replication_factor(image, default_replication_factor);
+            let factor = replication_factor(factor, default, brokers.len())?;
             // Where the rotation starts and how followers are spaced come from the (random) id, as Kafka's
             // random start, so that topics with few partitions spread over the brokers too.
             let random = id.as_u128();
@@ -788,6 +828,39 @@ pub(crate) mod tests {
         i.apply(2000, &MetadataBatch::new(records)).unwrap();
         let leaders: Vec<i32> = i.topic("t").unwrap().partitions.iter().map(|p| p.leader).collect();
         assert_eq!(leaders, vec![0, 2, 0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn default_replication_factor_is_dynamic_and_cluster_wide() {
+        let mut i = image(&[(0, false), (1, false), (2, false)]);
+        assert_eq!(default_replication_factor(&i, 1), 1, "the static setting without a dynamic one");
+        let set = |i: &mut Image, resource: &str, v: &str| {
+            i.broker_configs
+                .insert(resource.to_string(), BTreeMap::from([(DEFAULT_REPLICATION_FACTOR.to_string(), v.to_string())]));
+        };
+        set(&mut i, "", "3");
+        assert_eq!(default_replication_factor(&i, 1), 3);
+        let records = create_topic(&i, &new_topic("t", 2), Uuid::from_u128(9), 3, 1, &LogConfig::default()).unwrap();
+        i.apply(3000, &MetadataBatch::new(records)).unwrap();
+        assert!(i.topic("t").unwrap().partitions.iter().all(|p| p.replicas.len() == 3));
+        set(&mut i, "", "junk");
+        assert_eq!(default_replication_factor(&i, 2), 2, "an unparsable stored value falls back");
+        // (resource, value) -> accepted
+        let table =
+            [("", "3", true), ("", "1", true), ("", "0", false), ("", "x", false), ("", "40000", false), ("1", "3", false)];
+        for (resource, value, ok) in table {
+            let configs = BTreeMap::from([
+                (DEFAULT_REPLICATION_FACTOR.to_string(), value.to_string()),
+                ("min.insync.replicas".to_string(), "2".to_string()),
+            ]);
+            let got = split_broker_configs(resource, &configs);
+            assert_eq!(got.is_ok(), ok, "{resource:?} {value}: {got:?}");
+            if let Ok(rest) = got {
+                assert_eq!(rest, BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]), "log defaults only");
+            }
+        }
+        assert!(is_broker_setting(DEFAULT_REPLICATION_FACTOR) && is_broker_setting(crate::throttle::LEADER_RATE));
+        assert!(!is_broker_setting("min.insync.replicas"));
     }
 
     #[test]

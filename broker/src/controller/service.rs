@@ -635,7 +635,7 @@ fn alter_configs(
         ConfigResource::Broker(resource) => {
             let mut configs = image.broker_configs.get(&resource).cloned().unwrap_or_default();
             crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
-            let log_defaults = crate::throttle::split_rates(&configs).map_err(invalid)?;
+            let log_defaults = decisions::split_broker_configs(&resource, &configs).map_err(invalid)?;
             defaults
                 .with_overrides(log_defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .map_err(|e| invalid(e.to_string()))?;

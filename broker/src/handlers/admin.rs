@@ -17,8 +17,8 @@ use super::configs::{describe_topic_configs, ConfigEntry};
 use super::{message_if, respond_later, s};
 use crate::broker::BrokerState;
 use crate::config::BrokerConfig;
-use crate::controller::decisions::{NewPartitions, NewTopic};
-use crate::controller::image::Refused;
+use crate::controller::decisions::{default_replication_factor, NewPartitions, NewTopic};
+use crate::controller::image::{Image, Refused};
 use crate::controller::service::{ControllerReply, ControllerRequest};
 use crate::errors::code;
 use crate::protocol::RequestHeader;
@@ -77,13 +77,16 @@ fn new_topic(t: &kafka_protocol::messages::create_topics_request::CreatableTopic
     })
 }
 
-/// The partition count and replication factor `t` asks for, with the broker's defaults for -1.
-fn counts(t: &NewTopic, config: &BrokerConfig) -> (i32, i16) {
+/// The partition count and replication factor `t` asks for, with the cluster's defaults for -1.
+fn counts(t: &NewTopic, config: &BrokerConfig, image: &Image) -> (i32, i16) {
     match &t.assignment {
         Some(a) => (a.len() as i32, a.first().map_or(0, |r| r.len() as i16)),
         None => (
             if t.partitions == -1 { config.num_partitions } else { t.partitions },
-            if t.replication_factor == -1 { config.default_replication_factor } else { t.replication_factor },
+            match t.replication_factor {
+                -1 => default_replication_factor(image, config.default_replication_factor),
+                factor => factor,
+            },
         ),
     }
 }
@@ -127,7 +130,7 @@ pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Crea
                         let topic = image.topic(&nt.name).filter(|_| !req.validate_only);
                         let (partitions, factor) = match topic {
                             Some(t) => (t.partition_count(), t.partitions.first().map_or(0, |p| p.replicas.len() as i16)),
-                            None => counts(&nt, &state.config),
+                            None => counts(&nt, &state.config, &image),
                         };
                         let result = result.with_num_partitions(partitions).with_replication_factor(factor);
                         if version < 5 {

@@ -15,6 +15,7 @@ use super::admin::call_each;
 use super::{respond_later, s};
 use crate::broker::{BrokerState, DYNAMIC_VOTERS_FILE};
 use crate::config::{parse_voters, topic_key_for, LOG_DEFAULT_KEYS};
+use crate::controller::decisions::{default_replication_factor, is_broker_setting, DEFAULT_REPLICATION_FACTOR};
 use crate::controller::image::Refused;
 use crate::controller::service::{ConfigResource, ControllerRequest};
 use crate::errors::code;
@@ -146,6 +147,9 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
         let value = own.get(*key).or(cluster_wide.get(*key)).cloned().unwrap_or(throttle::UNLIMITED.to_string());
         dynamic(key, key, None, throttle::UNLIMITED.to_string(), value, TYPE_LONG)
     }));
+    let configured = c.default_replication_factor.to_string();
+    let factor = default_replication_factor(&image, c.default_replication_factor).to_string();
+    out.push(dynamic(DEFAULT_REPLICATION_FACTOR, DEFAULT_REPLICATION_FACTOR, Some(&configured), "1".into(), factor, TYPE_INT));
     let fixed = [
         ("node.id", c.node_id.to_string(), TYPE_INT),
         ("listeners", listeners(&c.listeners), TYPE_LIST),
@@ -326,7 +330,7 @@ fn change_of(state: &BrokerState, r: &incremental_alter_configs_request::AlterCo
             for (key, op, value) in ops {
                 match topic_key_for(&key) {
                     Some(t) => topic_ops.push((t.to_string(), op, value)),
-                    None if throttle::RATE_KEYS.contains(&key.as_str()) => topic_ops.push((key, op, value)),
+                    None if is_broker_setting(&key) => topic_ops.push((key, op, value)),
                     None => return Err(Refused::new(code::INVALID_REQUEST, format!("{key} cannot be updated dynamically"))),
                 }
             }

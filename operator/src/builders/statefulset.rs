@@ -198,6 +198,18 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// The broker's `shutdown.timeout.ms` for a pod termination grace period: on SIGTERM the broker
+/// waits up to this long for the controlled shutdown (leaderships moved away), then up to this
+/// long again for in-flight requests, then flushes its logs. Both waits plus a margin for the
+/// flush (a fifth of the grace period, 1-10 s) fit in the grace period, so the kubelet's SIGKILL
+/// never cuts a controlled shutdown short.
+pub fn shutdown_timeout_ms(grace_seconds: i64) -> i64 {
+    const MIN_MS: i64 = 250;
+    let grace_ms = grace_seconds.saturating_mul(1000);
+    let margin_ms = (grace_ms / 5).clamp(1000, 10_000);
+    ((grace_ms - margin_ms) / 2).max(MIN_MS)
+}
+
 fn broker_container(lc: &LogCluster) -> Container {
     let spec = &lc.spec;
     let advertise = match spec.listeners.advertise {
@@ -214,6 +226,7 @@ fn broker_container(lc: &LogCluster) -> Container {
         env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
         env_field(contract::ENV_POD_IP, "status.podIP"),
         env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
+        env(contract::ENV_SHUTDOWN_TIMEOUT_MS, shutdown_timeout_ms(spec.termination_grace_period_seconds).to_string()),
     ];
     env_vars.extend(spec.env.iter().flatten().cloned());
     Container {
@@ -327,6 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_fits_in_the_grace_period() {
+        // (grace seconds) -> shutdown.timeout.ms
+        for (grace, want) in [(60, 25_000), (30, 12_000), (10, 4_000), (5, 2_000), (3, 1_000), (1, 250), (3600, 1_795_000)] {
+            assert_eq!(shutdown_timeout_ms(grace), want, "grace {grace}s");
+        }
+        for grace in 1..=3600 {
+            let t = shutdown_timeout_ms(grace);
+            assert!(2 * t < grace * 1000, "grace {grace}s: two waits of {t} ms leave no margin");
+        }
+        let mut s = spec();
+        s.termination_grace_period_seconds = 30;
+        let sts = build(&cluster(s));
+        let p = pod(&sts);
+        assert_eq!(p.termination_grace_period_seconds, Some(30));
+        let env = p.containers[0].env.as_ref().unwrap();
+        let timeout = env.iter().find(|e| e.name == "STRATA_SHUTDOWN_TIMEOUT_MS").unwrap();
+        assert_eq!(timeout.value.as_deref(), Some("12000"));
+    }
+
+    #[test]
     fn broker_container_is_locked_down_and_probed() {
         let lc = cluster(spec());
         let sts = build(&lc);
@@ -409,7 +442,7 @@ mod tests {
         assert_eq!(p.service_account_name.as_deref(), Some("strata-broker"));
         let env = p.containers[0].env.as_ref().unwrap();
         assert_eq!(env.last().unwrap().name, "TZ", "after the operator's own");
-        assert_eq!(env.iter().filter(|e| e.name.starts_with("STRATA_")).count(), 5);
+        assert_eq!(env.iter().filter(|e| e.name.starts_with("STRATA_")).count(), 6);
 
         let plain = build(&cluster(spec()));
         let p = pod(&plain);
@@ -417,7 +450,7 @@ mod tests {
             (p.image_pull_secrets.as_ref(), p.priority_class_name.as_ref(), p.service_account_name.as_ref()),
             (None, None, None)
         );
-        assert_eq!(p.containers[0].env.as_ref().unwrap().len(), 7);
+        assert_eq!(p.containers[0].env.as_ref().unwrap().len(), 8);
     }
 
     #[test]
