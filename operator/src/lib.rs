@@ -1,6 +1,7 @@
 //! Strata operator: reconciles `LogCluster` resources into broker StatefulSets and everything
-//! around them. Pure logic (builders, validation, status, rollout decisions) is kept apart from
-//! the code that talks to the apiserver and to brokers.
+//! around them, and `LogTopic` resources into Kafka topics. Pure logic (builders, validation,
+//! status, rollout decisions) is kept apart from the code that talks to the apiserver and to
+//! brokers.
 
 pub mod annotations;
 pub mod broker_contract;
@@ -19,6 +20,7 @@ pub mod roll_safety;
 pub mod rollout;
 pub mod status;
 pub mod telemetry;
+pub mod topic;
 pub mod validation;
 
 #[cfg(test)]

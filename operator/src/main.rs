@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use strata_operator::leader::{self, LeaseConfig};
 use strata_operator::reconcile::{self, Context};
 use strata_operator::telemetry::{self, Health, Metrics};
+use strata_operator::topic;
 
 #[derive(Parser)]
-#[command(name = "strata-operator", version, about = "Kubernetes operator for Strata LogClusters")]
+#[command(name = "strata-operator", version, about = "Kubernetes operator for Strata LogClusters and LogTopics")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,8 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the LogCluster CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML.
+    Crd {
+        #[arg(value_enum, default_value_t = CrdKind::LogCluster)]
+        kind: CrdKind,
+    },
     /// Print the objects the operator would create for a LogCluster manifest (YAML), without
     /// a cluster: a dry run for reviewing or validating them.
     Render {
@@ -31,6 +36,14 @@ enum Command {
     },
     /// Run the controller.
     Run(RunArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CrdKind {
+    #[value(name = "LogCluster")]
+    LogCluster,
+    #[value(name = "LogTopic")]
+    LogTopic,
 }
 
 #[derive(clap::Args)]
@@ -68,7 +81,8 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", strata_operator::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::LogCluster } => print!("{}", strata_operator::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::LogTopic } => print!("{}", strata_operator::topic::crd::crd_yaml()?),
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -168,8 +182,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         (Duration::from_secs(args.broker_timeout), Duration::from_secs(args.roll_timeout)),
         reporter,
     ));
-    tracing::info!("starting the LogCluster controller");
-    reconcile::run(ctx, args.namespace, shutdown).await;
+    let topics = Arc::new(topic::controller::Context::new(ctx.clone()));
+    let shutdown = shutdown.shared();
+    tracing::info!("starting the LogCluster and LogTopic controllers");
+    tokio::join!(
+        reconcile::run(ctx, args.namespace.clone(), shutdown.clone()),
+        topic::controller::run(topics, args.namespace, shutdown)
+    );
     holder.abort();
     metrics.leader.set(0);
     if lost.load(Ordering::SeqCst) {
