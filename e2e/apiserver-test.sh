@@ -7,6 +7,7 @@
 # the tuning init container's report) through the pods/status subresource, as a kubelet would.
 # Behind each "pod" IP (127.0.0.<ordinal+1>) a real strata-broker process listens, so the
 # operator's admin-API calls (IncrementalAlterConfigs, Metadata) reach a real broker.
+# LogTopics are checked against a one-broker LogCluster of their own, with the `strata` CLI.
 # Not covered here (no kubelet/containers): the start script inside a container, probes,
 # the tune init container on a real node; see unit tests and e2e/cluster-test.sh.
 #
@@ -16,6 +17,8 @@ source "$(dirname "$0")/lib/common.sh"
 
 T0=$(date +%s)
 prepare_e2e
+(cd "$REPO_DIR" && cargo build -p strata-cli -j 2 --locked -q) # the `strata` CLI checks what LogTopics did
+CLI=${CARGO_TARGET_DIR:-$REPO_DIR/target}/debug/strata
 T_READY=$(date +%s)
 
 RUN=$(mktemp -d /tmp/strata-e2e-apiserver.XXXXXX)
@@ -74,8 +77,9 @@ cp_start "$BIN_DIR" "$RUN"
 T_CP=$(date +%s)
 
 log "== CRD"
-k apply -f "$REPO_DIR/crds/logclusters.strata.io.yaml" >/dev/null
+k apply -f "$REPO_DIR/crds/logclusters.strata.io.yaml" -f "$REPO_DIR/crds/logtopics.strata.io.yaml" >/dev/null
 wait_until "CRD established" 30 equals True jp crd/logclusters.strata.io '{.status.conditions[?(@.type=="Established")].status}'
+wait_until "LogTopic CRD established" 30 equals True jp crd/logtopics.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 k create namespace e2e >/dev/null
 k create namespace strata-system >/dev/null
 
@@ -444,6 +448,136 @@ k patch logcluster keep -n e2e --type=merge -p '{"spec":{"storage":{"size":"2Gi"
 wait_until "keep: back at the claim's size" 30 equals Resizing cond keep StorageResized reason
 k patch logcluster keep -n e2e --type=merge -p '{"spec":{"metrics":{"serviceMonitor":false}}}' >/dev/null
 wait_until "keep: ServiceMonitor removed when disabled" 30 equals "" k get servicemonitors.monitoring.coreos.com -n e2e -o name
+
+log "== LogTopic: topics of a one-broker LogCluster (a real broker behind the pod IP)"
+k create namespace topics >/dev/null
+TOPIC_PORT=$(free_port)
+k apply -f - >/dev/null <<EOF
+apiVersion: strata.io/v1alpha1
+kind: LogCluster
+metadata: {name: topics, namespace: topics}
+spec:
+  replicas: 1
+  image: strata/broker:e2e
+  storage: {size: 1Gi, deleteClaim: true}
+  podDisruptionBudget: {enabled: false}
+  listeners: {clientPort: $TOPIC_PORT}
+EOF
+wait_until "topics: pod created" 30 k get pod topics-0 -n topics
+start_topic_broker() { # the broker standing in for pod topics-0 (127.0.0.1, its own port and directory)
+  start_real_broker "$RUN/topics" "$BROKER" 0 "$TOPIC_PORT"
+  mv "$RUN/topics/broker-0.pid" "$RUN/topics-broker.pid" # where the exit trap stops it
+}
+start_topic_broker
+mark_pod_ready topics topics-0
+strata() { "$CLI" --brokers "127.0.0.1:$TOPIC_PORT" --format json "$@"; }
+# topic_fact TOPIC EXPR: a Python expression over the CLI's JSON description `t` of TOPIC.
+topic_fact() { strata topic describe "$1" | python3 -c "import json,sys; t=json.load(sys.stdin)[0]; c={e['name']: e for e in t['configs']}; print($2)"; }
+topic_names() { strata topic list | python3 -c "import json,sys; print(' '.join(sorted(t['name'] for t in json.load(sys.stdin))))"; }
+tcond() { jp logtopic/"$1" "{.status.conditions[?(@.type==\"Ready\")].$2}" -n topics; }
+override() { topic_fact "$1" "c['$2']['value'] if c['$2']['source'] == 'DYNAMIC_TOPIC_CONFIG' else 'default'"; }
+
+out=$(k apply --validate=false -f - 2>&1 <<'EOF' || true
+apiVersion: strata.io/v1alpha1
+kind: LogTopic
+metadata: {name: broken, namespace: topics}
+spec: {topicName: "bad/name", partitions: 0, replicas: 0, deletionPolicy: Shred}
+EOF
+)
+check_match "LogTopic schema: cluster required" "$out" 'spec.cluster: Required value'
+check_match "LogTopic schema: topic name pattern" "$out" 'spec.topicName.*should match'
+check_match "LogTopic schema: partitions minimum" "$out" 'spec.partitions.*greater than or equal to 1'
+check_match "LogTopic schema: deletion policy enum" "$out" 'supported values: "Delete", "Retain"'
+check "rejected LogTopic not stored" "$(k get logtopics -n topics -o name)" ""
+
+strata topic create client-made -p 1 >/dev/null
+k apply -f - >/dev/null <<'EOF'
+apiVersion: strata.io/v1alpha1
+kind: LogTopic
+metadata: {name: orders, namespace: topics}
+spec:
+  cluster: topics
+  partitions: 2
+  replicas: 1
+  config: {retention.ms: 3600000, message.timestamp.type: LogAppendTime, preallocate: false}
+EOF
+wait_until "orders: Ready" 30 equals True tcond orders status
+check "orders: finalizer" "$(jp logtopic/orders '{.metadata.finalizers[*]}' -n topics)" "strata.io/topic"
+check "orders: status topicId is Kafka's" "$(jp logtopic/orders '{.status.topicId}' -n topics)" "$(topic_fact orders "t['id']")"
+check "orders: status partitions, replicas, generation" "$(jp logtopic/orders '{.status.partitions} {.status.replicas} {.status.observedGeneration}' -n topics)" "2 1 1"
+check "orders: 2 partitions in Kafka" "$(topic_fact orders "len(t['partitions'])")" "2"
+check "orders: typed config values as Kafka strings" \
+  "$(override orders retention.ms) $(override orders message.timestamp.type) $(override orders preallocate)" "3600000 LogAppendTime false"
+check "printer columns" "$(k get logtopic orders -n topics --no-headers | awk '{print $1, $2, $3, $4, $5, $6}')" "orders topics orders 2 1 True"
+strata topic alter-config orders --set segment.ms=600000 >/dev/null # an override the operator did not set
+
+log "== LogTopic: config edited (set, changed, removed) and partitions up, live"
+k patch logtopic orders -n topics --type=json -p '[
+  {"op": "replace", "path": "/spec/partitions", "value": 4},
+  {"op": "replace", "path": "/spec/config/retention.ms", "value": 7200000},
+  {"op": "remove", "path": "/spec/config/message.timestamp.type"},
+  {"op": "add", "path": "/spec/config/max.message.bytes", "value": 2097152}]' >/dev/null
+wait_until "orders: generation 2 observed" 30 equals 2 jp logtopic/orders '{.status.observedGeneration}' -n topics
+wait_until "orders: Ready again" 30 equals True tcond orders status
+check "orders: 4 partitions in Kafka" "$(topic_fact orders "len(t['partitions'])")" "4"
+check "orders: configs changed, removed key back to default" \
+  "$(override orders retention.ms) $(override orders max.message.bytes) $(override orders message.timestamp.type)" "7200000 2097152 default"
+check "orders: the override set with the CLI is left alone" "$(override orders segment.ms)" "600000"
+check "orders: managed keys" "$(jp logtopic/orders '{.status.managedConfig[*]}' -n topics)" "max.message.bytes preallocate retention.ms"
+events=$(k get events -n topics -o 'jsonpath={.items[*].reason}')
+for reason in TopicCreated ConfigChanged PartitionsAdded; do check_match "orders: $reason event" "$events" "$reason"; done
+
+log "== LogTopic: refusals, nothing applied half-way"
+k patch logtopic orders -n topics --type=merge -p '{"spec":{"partitions":1,"config":{"retention.ms":1000}}}' >/dev/null
+wait_until "orders: PartitionsDecrease" 30 equals PartitionsDecrease tcond orders reason
+check "orders: Ready False" "$(tcond orders status)" "False"
+check_match "orders: message" "$(tcond orders message)" 'has 4 partitions.*nothing was changed'
+check "orders: partitions and config untouched" "$(topic_fact orders "len(t['partitions'])") $(override orders retention.ms)" "4 7200000"
+k patch logtopic orders -n topics --type=merge -p '{"spec":{"partitions":4,"replicas":2}}' >/dev/null
+wait_until "orders: ReplicasAboveBrokers" 30 equals ReplicasAboveBrokers tcond orders reason
+check "orders: config still untouched" "$(override orders retention.ms)" "7200000"
+k patch logtopic orders -n topics --type=merge -p '{"spec":{"replicas":1,"config":{"no.such.config":1}}}' >/dev/null
+wait_until "orders: unknown config key refused by the broker" 30 equals InvalidConfig tcond orders reason
+check_match "orders: the broker's message" "$(tcond orders message)" 'INVALID_CONFIG.*no.such.config'
+check "orders: retention not changed with it" "$(override orders retention.ms)" "7200000"
+events=$(k get events -n topics -o 'jsonpath={.items[?(@.type=="Warning")].reason}')
+for reason in PartitionsDecrease ReplicasAboveBrokers InvalidConfig; do check_match "orders: $reason warning event" "$events" "$reason"; done
+k patch logtopic orders -n topics --type=json -p '[{"op": "remove", "path": "/spec/config/no.such.config"}]' >/dev/null
+wait_until "orders: Ready after the fix" 30 equals True tcond orders status
+check "orders: retention applied with the fix" "$(override orders retention.ms)" "1000"
+k patch logtopic orders -n topics --type=merge -p '{"spec":{"topicName":"orders2"}}' >/dev/null
+wait_until "orders: renaming refused" 30 equals TopicMoved tcond orders reason
+k patch logtopic orders -n topics --type=json -p '[{"op": "remove", "path": "/spec/topicName"}]' >/dev/null
+wait_until "orders: Ready with its name back" 30 equals True tcond orders status
+k apply -f - >/dev/null <<'EOF'
+apiVersion: strata.io/v1alpha1
+kind: LogTopic
+metadata: {name: orders-twin, namespace: topics}
+spec: {cluster: topics, topicName: orders, partitions: 1}
+EOF
+wait_until "orders-twin: ResourceConflict" 30 equals ResourceConflict tcond orders-twin reason
+k delete logtopic orders-twin -n topics >/dev/null
+check "orders survives the twin's deletion" "$(topic_fact orders "len(t['partitions'])")" "4"
+
+log "== LogTopic: deletion (finalizer, policy, unreachable cluster)"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: strata.io/v1alpha1
+kind: LogTopic
+metadata: {name: kept, namespace: topics}
+spec: {cluster: topics, deletionPolicy: Retain}
+EOF
+wait_until "kept: Ready" 30 equals True tcond kept status
+k delete logtopic kept -n topics >/dev/null
+check "kept: Kafka topic retained" "$(topic_names)" "client-made kept orders"
+stop_pid_file "$RUN/topics-broker.pid"
+k delete logtopic orders -n topics --wait=false >/dev/null
+wait_until "orders: deletion failing while the broker is down" 30 equals DeletionFailed tcond orders reason
+sleep 3
+check "orders: finalizer kept while unreachable" "$(jp logtopic/orders '{.metadata.finalizers[*]}' -n topics)" "strata.io/topic"
+start_topic_broker
+wait_until "orders: deleted once the broker is back (back-off retry)" 60 equals "" k get logtopics -n topics -o name
+check "Kafka topic orders deleted; the client's topic and the retained one left alone" "$(topic_names)" "client-made kept"
+k delete logcluster topics -n topics >/dev/null
 
 log "== delete: garbage collection, finalizer, claim policy"
 k delete logcluster demo keep -n e2e --wait=false >/dev/null
