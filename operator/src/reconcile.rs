@@ -80,8 +80,7 @@ pub struct Context {
     pub admin_timeout: Duration,
     /// How long a restarted broker may take to be back in service before a roll stops.
     pub roll_timeout: Duration,
-    /// Consecutive failures per LogCluster, for exponential back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Failures,
 }
 
 impl Context {
@@ -99,12 +98,8 @@ impl Context {
             pdb_resource,
             admin_timeout,
             roll_timeout,
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::default(),
         }
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -121,6 +116,29 @@ pub async fn discover_pdb_resource(client: &Client) -> Result<ApiResource, Error
 
 fn key(lc: &LogCluster) -> String {
     format!("{}/{}", names::namespace(lc), lc.name_any())
+}
+
+/// Consecutive failures per object (`namespace/name`), for exponential back-off.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<String, u32>>);
+
+impl Failures {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A success: the next failure starts the back-off over.
+    pub fn clear(&self, key: &str) {
+        self.counts().remove(key);
+    }
+
+    /// One more failure: how long to wait before the next try.
+    pub fn next_delay(&self, key: &str) -> Duration {
+        let mut counts = self.counts();
+        let n = counts.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        backoff(*n)
+    }
 }
 
 /// Back-off after failures: 5 s doubling to 5 min.
@@ -142,27 +160,29 @@ pub async fn reconcile(lc: Arc<LogCluster>, ctx: Arc<Context>) -> Result<Action,
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe(if result.is_ok() { "ok" } else { "error" }, started.elapsed());
     if result.is_ok() {
-        ctx.failures().remove(&key(&lc));
+        ctx.failures.clear(&key(&lc));
     }
     result
 }
 
 pub fn error_policy(lc: Arc<LogCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_errors.with_label_values(&[error.kind()]).inc();
-    let n = {
-        let mut failures = ctx.failures();
-        let n = failures.entry(key(&lc)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff(n);
+    let delay = ctx.failures.next_delay(&key(&lc));
     tracing::warn!(cluster = %key(&lc), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 async fn publish(ctx: &Context, lc: &LogCluster, type_: EventType, reason: &str, note: String) {
+    publish_event(&ctx.recorder, lc, type_, reason, note).await
+}
+
+/// Publishes an event about `obj`; a failure is only logged (events are best effort).
+pub async fn publish_event<K>(recorder: &Recorder, obj: &K, type_: EventType, reason: &str, note: String)
+where
+    K: Resource<DynamicType = ()>,
+{
     let event = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &lc.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "could not publish event");
     }
 }
@@ -1059,6 +1079,16 @@ mod tests {
             let got = push_target("logs", p, 3, "a", "h", *include_unready);
             assert_eq!(got, *want, "{:?} unready={include_unready}", p.metadata.name);
         }
+    }
+
+    #[test]
+    fn failures_back_off_per_object_until_cleared() {
+        let f = Failures::default();
+        let delays: Vec<u64> = (0..3).map(|_| f.next_delay("ns/a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20]);
+        assert_eq!(f.next_delay("ns/b").as_secs(), 5, "counted per object");
+        f.clear("ns/a");
+        assert_eq!(f.next_delay("ns/a").as_secs(), 5);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! makes the planned changes, reporting in the status. Every decision is in the pure modules, and
 //! everything it needs to resume is in the cluster or the status (no progress kept in memory).
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::{watcher, Controller};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 use strata_client::Client;
 
@@ -27,7 +27,7 @@ use super::spec::{self, Desired};
 use super::status::{self, Report};
 use crate::crd::LogCluster;
 use crate::names;
-use crate::reconcile::{self, backoff};
+use crate::reconcile::{self, Failures};
 use crate::status::{is_ready, is_terminating};
 
 /// Deleting the resource deletes the topic first (per `deletionPolicy`).
@@ -52,17 +52,12 @@ pub enum Error {
 
 pub struct Context {
     pub base: Arc<reconcile::Context>,
-    /// Consecutive failures per LogTopic, for exponential back-off.
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Failures,
 }
 
 impl Context {
     pub fn new(base: Arc<reconcile::Context>) -> Self {
-        Self { base, failures: Mutex::new(HashMap::new()) }
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+        Self { base, failures: Failures::default() }
     }
 }
 
@@ -85,29 +80,20 @@ pub async fn reconcile(lt: Arc<LogTopic>, ctx: Arc<Context>) -> Result<Action, E
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
-        ctx.failures().remove(&key(&lt));
+        ctx.failures.clear(&key(&lt));
     }
     result
 }
 
 pub fn error_policy(lt: Arc<LogTopic>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.base.metrics.reconcile_errors.with_label_values(&["topic"]).inc();
-    let n = {
-        let mut failures = ctx.failures();
-        let n = failures.entry(key(&lt)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff(n);
+    let delay = ctx.failures.next_delay(&key(&lt));
     tracing::warn!(topic = %key(&lt), error = %error, retry_in = ?delay, "topic reconcile failed");
     Action::requeue(delay)
 }
 
 async fn publish(ctx: &Context, lt: &LogTopic, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
-    if let Err(e) = ctx.base.recorder.publish(&event, &lt.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "could not publish event");
-    }
+    reconcile::publish_event(&ctx.base.recorder, lt, type_, reason, note).await
 }
 
 /// Writes the status if it changed: this pass's Ready condition, the topic's facts if described,
