@@ -7,7 +7,8 @@
 # the tuning init container's report) through the pods/status subresource, as a kubelet would.
 # Behind each "pod" IP (127.0.0.<ordinal+1>) a real strata-broker process listens, so the
 # operator's admin-API calls (IncrementalAlterConfigs, Metadata) reach a real broker.
-# LogTopics are checked against a one-broker LogCluster of their own, with the `strata` CLI.
+# LogTopics are checked against LogClusters of their own (one broker; three with a controller quorum
+# for replication-factor changes), with the `strata` CLI.
 # Not covered here (no kubelet/containers): the start script inside a container, probes,
 # the tune init container on a real node; see unit tests and e2e/cluster-test.sh.
 #
@@ -578,6 +579,63 @@ start_topic_broker
 wait_until "orders: deleted once the broker is back (back-off retry)" 60 equals "" k get logtopics -n topics -o name
 check "Kafka topic orders deleted; the client's topic and the retained one left alone" "$(topic_names)" "client-made kept"
 k delete logcluster topics -n topics >/dev/null
+
+log "== LogTopic: replication factor changed by reassignment (three brokers with a controller quorum)"
+RF_PORT=$(free_port); RF_CTRL=$(free_port)
+k apply -f - >/dev/null <<EOF
+apiVersion: strata.io/v1alpha1
+kind: LogCluster
+metadata: {name: rf, namespace: topics}
+spec:
+  replicas: 3
+  image: strata/broker:e2e
+  storage: {size: 1Gi, deleteClaim: true}
+  podDisruptionBudget: {enabled: false}
+  listeners: {clientPort: $RF_PORT}
+EOF
+wait_until "rf: three pods created" 30 equals "rf-0 rf-1 rf-2 " bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pods -n topics -l app.kubernetes.io/instance=rf -o 'jsonpath={range .items[*]}{.metadata.name}{\" \"}{end}'"
+RF_VOTERS=0@127.0.0.1:$RF_CTRL,1@127.0.0.2:$RF_CTRL,2@127.0.0.3:$RF_CTRL
+for ord in 0 1 2; do # brokers standing in for pods rf-<ord>, one quorum
+  dir=$RUN/rf-$ord; mkdir -p "$dir/logs"
+  printf 'node.id=%s\ncluster.id=rf\ncontroller.quorum.voters=%s\nlisteners=PLAINTEXT://127.0.0.%s:%s,CONTROLLER://127.0.0.%s:%s\nlog.dirs=%s/logs\nmetrics.port=0\n' \
+    "$ord" "$RF_VOTERS" $((ord + 1)) "$RF_PORT" $((ord + 1)) "$RF_CTRL" "$dir" > "$dir/server.properties"
+  "$BROKER" --config "$dir/server.properties" > "$dir.log" 2>&1 &
+  echo $! > "$RUN/rf-broker-$ord.pid"
+  mark_pod_ready topics "rf-$ord"
+done
+rf() { "$CLI" --brokers "127.0.0.1:$RF_PORT" --format json "$@"; }
+rf_replicas() { rf topic describe wide | python3 -c "import json,sys; print(' '.join(','.join(map(str, p['replicas'])) for p in json.load(sys.stdin)[0]['partitions']))"; }
+wait_until "rf: three brokers registered" 60 equals 3 bash -c "'$CLI' --brokers 127.0.0.1:$RF_PORT --format json cluster info | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\"brokers\"]))'"
+k apply -f - >/dev/null <<'EOF'
+apiVersion: strata.io/v1alpha1
+kind: LogTopic
+metadata: {name: wide, namespace: topics}
+spec: {cluster: rf, partitions: 3, replicas: 1}
+EOF
+wait_until "wide: Ready with replication factor 1" 60 equals "True 1" jp logtopic/wide '{.status.conditions[0].status} {.status.replicas}' -n topics
+LEADERS=$(rf_replicas)
+REASONS=""
+ready_with_factor() { # ready_with_factor N: Ready with N replicas; records the Ready reasons seen meanwhile
+  local r; r=$(jp logtopic/wide '{.status.conditions[0].reason}:{.status.reassigningPartitions[*]}' -n topics)
+  case " $REASONS " in *" $r "*) ;; *) REASONS="$REASONS $r" ;; esac
+  [ "$(jp logtopic/wide '{.status.conditions[0].status} {.status.replicas}' -n topics)" = "True $1" ]
+}
+k patch logtopic wide -n topics --type=merge -p '{"spec":{"replicas":3}}' >/dev/null
+wait_until "wide: Ready with replication factor 3" 60 ready_with_factor 3
+check_match "wide: Ready False, reason Reassigning, with the partitions moving, meanwhile" "$REASONS" 'Reassigning:[0-2]'
+check_match "wide: ReassignmentStarted event" "$(k get events -n topics -o 'jsonpath={.items[*].reason}')" 'ReassignmentStarted'
+now=$(rf_replicas)
+check "wide: three replicas per partition, each on another broker" \
+  "$(tr ' ' '\n' <<<"$now" | python3 -c 'import sys; print(all(len(set(l.split(","))) == 3 for l in sys.stdin.read().split()))')" "True"
+check "wide: preferred leaders kept" "$(for r in $now; do printf '%s ' "${r%%,*}"; done)" "$(for r in $LEADERS; do printf '%s ' "$r"; done)"
+k patch logtopic wide -n topics --type=merge -p '{"spec":{"replicas":2}}' >/dev/null
+wait_until "wide: Ready with replication factor 2" 60 ready_with_factor 2
+check "wide: every broker holds two replicas" \
+  "$(rf_replicas | tr ' ,' '\n\n' | sort | uniq -c | awk '{print $1}' | sort -u | tr '\n' ' ')" "2 "
+k delete logtopic wide -n topics >/dev/null
+check "wide: Kafka topic deleted" "$(rf topic list | python3 -c 'import json,sys; print([t["name"] for t in json.load(sys.stdin)])')" "[]"
+for ord in 0 1 2; do stop_pid_file "$RUN/rf-broker-$ord.pid"; done
+k delete logcluster rf -n topics >/dev/null
 
 log "== delete: garbage collection, finalizer, claim policy"
 k delete logcluster demo keep -n e2e --wait=false >/dev/null
