@@ -452,18 +452,21 @@ wait_until "keep: ServiceMonitor removed when disabled" 30 equals "" k get servi
 
 log "== LogTopic: topics of a one-broker LogCluster (a real broker behind the pod IP)"
 k create namespace topics >/dev/null
-TOPIC_PORT=$(free_port)
-k apply -f - >/dev/null <<EOF
+topics_cluster() { # topics_cluster NAME REPLICAS CLIENT_PORT: a LogCluster in namespace topics
+  k apply -f - >/dev/null <<EOF
 apiVersion: strata.io/v1alpha1
 kind: LogCluster
-metadata: {name: topics, namespace: topics}
+metadata: {name: $1, namespace: topics}
 spec:
-  replicas: 1
+  replicas: $2
   image: strata/broker:e2e
   storage: {size: 1Gi, deleteClaim: true}
   podDisruptionBudget: {enabled: false}
-  listeners: {clientPort: $TOPIC_PORT}
+  listeners: {clientPort: $3}
 EOF
+}
+TOPIC_PORT=$(free_port)
+topics_cluster topics 1 "$TOPIC_PORT"
 wait_until "topics: pod created" 30 k get pod topics-0 -n topics
 start_topic_broker() { # the broker standing in for pod topics-0 (127.0.0.1, its own port and directory)
   start_real_broker "$RUN/topics" "$BROKER" 0 "$TOPIC_PORT"
@@ -582,17 +585,7 @@ k delete logcluster topics -n topics >/dev/null
 
 log "== LogTopic: replication factor changed by reassignment (three brokers with a controller quorum)"
 RF_PORT=$(free_port); RF_CTRL=$(free_port)
-k apply -f - >/dev/null <<EOF
-apiVersion: strata.io/v1alpha1
-kind: LogCluster
-metadata: {name: rf, namespace: topics}
-spec:
-  replicas: 3
-  image: strata/broker:e2e
-  storage: {size: 1Gi, deleteClaim: true}
-  podDisruptionBudget: {enabled: false}
-  listeners: {clientPort: $RF_PORT}
-EOF
+topics_cluster rf 3 "$RF_PORT"
 wait_until "rf: three pods created" 30 equals "rf-0 rf-1 rf-2 " bash -c "'$KUBECTL' --kubeconfig '$RUN/kubeconfig' get pods -n topics -l app.kubernetes.io/instance=rf -o 'jsonpath={range .items[*]}{.metadata.name}{\" \"}{end}'"
 RF_VOTERS=0@127.0.0.1:$RF_CTRL,1@127.0.0.2:$RF_CTRL,2@127.0.0.3:$RF_CTRL
 for ord in 0 1 2; do # brokers standing in for pods rf-<ord>, one quorum
