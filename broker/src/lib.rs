@@ -4,6 +4,7 @@ pub mod alloc_guard;
 pub mod alter_partition;
 pub mod broker;
 pub mod config;
+pub mod config_ops;
 pub mod controller;
 pub mod episode;
 pub mod errors;

@@ -18,10 +18,8 @@ use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId, Refusals};
 use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
+use crate::config_ops::{self, ConfigOp};
 use crate::errors::code;
-
-/// A config operation: key, AlterConfigOp type (0 set, 1 delete, 2 append, 3 subtract), value.
-pub type ConfigOp = (String, i8, Option<String>);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -628,13 +626,13 @@ fn alter_configs(
                 .topic(&name)
                 .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}")))?;
             let mut configs = topic.configs.clone();
-            crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
+            config_ops::apply(&mut configs, ops, defaults).map_err(invalid)?;
             defaults.with_overrides(configs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| invalid(e.to_string()))?;
             Ok(vec![MetadataRecord::TopicConfig { topic_id: topic.id, configs }])
         }
         ConfigResource::Broker(resource) => {
             let mut configs = image.broker_configs.get(&resource).cloned().unwrap_or_default();
-            crate::handlers::apply_config_ops(&mut configs, ops, defaults).map_err(invalid)?;
+            config_ops::apply(&mut configs, ops, defaults).map_err(invalid)?;
             let log_defaults = decisions::split_broker_configs(&resource, &configs).map_err(invalid)?;
             defaults
                 .with_overrides(log_defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -15,6 +15,7 @@ use super::admin::call_each;
 use super::{respond_later, s};
 use crate::broker::{BrokerState, DYNAMIC_VOTERS_FILE};
 use crate::config::{parse_voters, topic_key_for, LOG_DEFAULT_KEYS};
+use crate::config_ops::{self, ConfigOp, DELETE, SET, TYPE_BOOLEAN, TYPE_INT, TYPE_LIST, TYPE_LONG, TYPE_STRING};
 use crate::controller::decisions::{default_replication_factor, is_broker_setting, DEFAULT_REPLICATION_FACTOR};
 use crate::controller::image::Refused;
 use crate::controller::service::{ConfigResource, ControllerRequest};
@@ -32,27 +33,6 @@ const DYNAMIC_BROKER_CONFIG: i8 = 2;
 const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
-
-// Kafka's ConfigType values.
-const TYPE_BOOLEAN: i8 = 1;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_DOUBLE: i8 = 6;
-const TYPE_LIST: i8 = 7;
-
-fn config_type(topic_key: &str) -> i8 {
-    match topic_key {
-        "cleanup.policy" | "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => TYPE_LIST,
-        "log.write.mode" | "compression.type" | "message.timestamp.type" => TYPE_STRING,
-        "segment.bytes" | "segment.index.bytes" | "index.interval.bytes" | "max.message.bytes" | "min.insync.replicas" => {
-            TYPE_INT
-        }
-        "unclean.leader.election.enable" | "preallocate" | "message.downconversion.enable" => TYPE_BOOLEAN,
-        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
-        _ => TYPE_LONG,
-    }
-}
 
 pub struct ConfigEntry {
     pub name: String,
@@ -101,7 +81,7 @@ pub fn describe_topic_configs(
                 read_only: false,
                 source: synonyms[0].2,
                 synonyms,
-                config_type: config_type(key),
+                config_type: config_ops::config_type(key),
             }
         })
         .collect()
@@ -140,7 +120,14 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
         .iter()
         .map(|(broker_key, topic_key)| {
             let (default, value) = (base.get(topic_key).unwrap_or_default(), effective.get(topic_key).unwrap_or_default());
-            dynamic(broker_key, topic_key, defaults.static_overrides.get(*topic_key), default, value, config_type(topic_key))
+            dynamic(
+                broker_key,
+                topic_key,
+                defaults.static_overrides.get(*topic_key),
+                default,
+                value,
+                config_ops::config_type(topic_key),
+            )
         })
         .collect();
     out.extend(throttle::RATE_KEYS.iter().map(|key| {
@@ -251,48 +238,6 @@ pub fn describe_configs(state: &BrokerState, header: &RequestHeader, req: Descri
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// A config operation: key, AlterConfigOp type, value.
-type Op = (String, i8, Option<String>);
-
-// AlterConfigOp types.
-const SET: i8 = 0;
-const DELETE: i8 = 1;
-const APPEND: i8 = 2;
-const SUBTRACT: i8 = 3;
-
-/// Applies incremental operations to an override map (keys already in topic-level form).
-pub fn apply_ops(current: &mut BTreeMap<String, String>, ops: &[Op], effective: &LogConfig) -> Result<(), String> {
-    for (key, op, value) in ops {
-        match (*op, value) {
-            (SET, Some(v)) => {
-                current.insert(key.clone(), v.clone());
-            }
-            (SET, None) => return Err(format!("SET {key} without a value")),
-            (DELETE, _) => {
-                current.remove(key);
-            }
-            (APPEND | SUBTRACT, Some(v)) => {
-                if config_type(key) != TYPE_LIST {
-                    return Err(format!("{key} is not a list config"));
-                }
-                let now = current.get(key).cloned().or_else(|| effective.get(key)).unwrap_or_default();
-                let mut items: Vec<String> = now.split(',').filter(|i| !i.is_empty()).map(String::from).collect();
-                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    if *op == APPEND && !items.iter().any(|i| i == item) {
-                        items.push(item.into());
-                    } else if *op == SUBTRACT {
-                        items.retain(|i| i != item);
-                    }
-                }
-                current.insert(key.clone(), items.join(","));
-            }
-            (APPEND | SUBTRACT, None) => return Err(format!("{key}: operation without a value")),
-            (other, _) => return Err(format!("unknown config operation {other}")),
-        }
-    }
-    Ok(())
-}
-
 /// The voters' addresses, which the operator sets at run time (pod IPs are known late); this node's own.
 const QUORUM_VOTERS: &str = "controller.quorum.voters";
 
@@ -304,14 +249,14 @@ pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeade
 /// What one resource of a request changes.
 enum Change {
     /// Decided by the active controller (topic configs, dynamic broker defaults).
-    Controller(ConfigResource, Vec<Op>),
+    Controller(ConfigResource, Vec<ConfigOp>),
     /// This node's voter addresses: Some(value) or None (back to the configured value).
     Voters(Option<String>),
 }
 
 fn change_of(state: &BrokerState, r: &incremental_alter_configs_request::AlterConfigsResource) -> Result<Change, Refused> {
     let name = r.resource_name.to_string();
-    let ops: Vec<Op> =
+    let ops: Vec<ConfigOp> =
         r.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
     match r.resource_type {
         TOPIC => Ok(Change::Controller(ConfigResource::Topic(name), ops)),
@@ -367,7 +312,7 @@ fn set_voters(state: &BrokerState, value: Option<&str>, validate_only: bool) -> 
 /// addresses change here. The answer comes once this broker applied the change.
 async fn alter(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     let changes: Vec<Result<Change, Refused>> = req.resources.iter().map(|r| change_of(state, r)).collect();
-    let to_controller: Vec<(ConfigResource, Vec<Op>)> = changes
+    let to_controller: Vec<(ConfigResource, Vec<ConfigOp>)> = changes
         .iter()
         .filter_map(|c| match c {
             Ok(Change::Controller(r, ops)) => Some((r.clone(), ops.clone())),
@@ -487,7 +432,7 @@ fn as_incremental(
 /// The operations that make `given` a resource's complete dynamic configs: each of the `dynamic` keys
 /// (those that may hold a value now) that is not given is deleted, each given key is set. A null value
 /// is refused, as Kafka does.
-fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result<Vec<Op>, String> {
+fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result<Vec<ConfigOp>, String> {
     let nulls: Vec<&str> = given.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k.as_str()).collect();
     if !nulls.is_empty() {
         return Err(format!("null value not supported for: {}", nulls.join(",")));
@@ -499,6 +444,7 @@ fn replace_ops(given: &[(String, Option<String>)], dynamic: &[String]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config_ops::TYPE_DOUBLE;
 
     #[test]
     fn every_topic_config_has_a_broker_default_and_kafkas_type() {
@@ -512,27 +458,8 @@ mod tests {
             "preallocate",
             "min.cleanable.dirty.ratio",
         ];
-        let types: Vec<i8> = keys.iter().map(|k| config_type(k)).collect();
+        let types: Vec<i8> = keys.iter().map(|k| config_ops::config_type(k)).collect();
         assert_eq!(types, vec![TYPE_INT, TYPE_STRING, TYPE_LONG, TYPE_BOOLEAN, TYPE_DOUBLE]);
-    }
-
-    #[test]
-    fn incremental_operations() {
-        let effective = LogConfig::default();
-        let mut m = BTreeMap::from([("retention.ms".to_string(), "1".to_string())]);
-        let ops = vec![
-            ("segment.bytes".to_string(), SET, Some("1024".to_string())),
-            ("retention.ms".to_string(), DELETE, None),
-            ("cleanup.policy".to_string(), APPEND, Some("delete".to_string())),
-        ];
-        apply_ops(&mut m, &ops, &effective).unwrap();
-        assert_eq!(m, BTreeMap::from([("segment.bytes".into(), "1024".into()), ("cleanup.policy".into(), "delete".into())]));
-        apply_ops(&mut m, &[("cleanup.policy".into(), SUBTRACT, Some("delete".into()))], &effective).unwrap();
-        assert_eq!(m["cleanup.policy"], "", "then refused by validation as an empty policy");
-        for bad in [("retention.ms", APPEND, Some("1")), ("retention.ms", SET, None), ("retention.ms", 9, Some("1"))] {
-            let op = [(bad.0.to_string(), bad.1, bad.2.map(String::from))];
-            assert!(apply_ops(&mut m, &op, &effective).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
@@ -554,7 +481,7 @@ mod tests {
         // Applied to the current overrides, the result is exactly the given configs.
         let mut current =
             BTreeMap::from([("retention.ms".to_string(), "1".to_string()), ("cleanup.policy".to_string(), "delete".to_string())]);
-        apply_ops(&mut current, &ops, &LogConfig::default()).unwrap();
+        config_ops::apply(&mut current, &ops, &LogConfig::default()).unwrap();
         assert_eq!(current, BTreeMap::from([("segment.bytes".into(), "1024".into()), ("retention.ms".into(), "5".into())]));
         // Nothing given: every dynamic config goes.
         assert!(replace_ops(&[], &dynamic).unwrap().iter().all(|(_, op, v)| *op == DELETE && v.is_none()));

@@ -10,8 +10,6 @@ mod offsets;
 mod produce;
 mod reassignments;
 
-pub(crate) use configs::apply_ops as apply_config_ops;
-
 use std::future::Future;
 use std::sync::Arc;
 
