@@ -50,7 +50,9 @@ fails_schema "misspelt key" "additional properties 'replicaCont' not allowed" te
 fails_schema "boolean switch" "/localVolumes/enabled'" template strata "$CHART" --set localVolumes.enabled=yes
 fails_schema "namespace name" "/watchNamespace'" template strata "$CHART" --set watchNamespace=Bad_NS
 fails_schema "helm install refuses too" "/leaseDurationSeconds'" install strata "$CHART" --dry-run=client --set leaseDurationSeconds=-1
+fails_schema "roll timeout positive" "/rollTimeoutSeconds': minimum" template strata "$CHART" --set rollTimeoutSeconds=0
 "$HELM" template strata "$CHART" > "$RUN/default.yaml"
+check "default: the operator's roll timeout" "$(grep -c -- '- --roll-timeout=300$' "$RUN/default.yaml")" "1"
 check "default: no rights to PersistentVolumes" "$(grep -c 'persistentvolumes"' "$RUN/default.yaml" || true)" "0"
 check "default: StorageClasses read-only" "$(grep -A1 'resources: \["storageclasses"\]' "$RUN/default.yaml" | grep -c 'verbs: \["get"\]')" "1"
 "$HELM" template strata "$CHART" --set localVolumes.enabled=true > "$RUN/local-rbac.yaml"
