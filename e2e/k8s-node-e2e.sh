@@ -129,12 +129,18 @@ orig=$(sed -n 's/^vm.swappiness=//p' "$STATE/sysctl.orig")
 sysctl -qw vm.swappiness="$orig"
 log "restored vm.swappiness=$orig"
 
-step "4. topic over 3 brokers; produce and consume $RECORDS records by pod IP"
+step "4. topic replicated over 3 brokers (the operator's defaults); produce and consume $RECORDS records by pod IP"
 pod_ips() { k get pods -n $NS -l app.kubernetes.io/instance=$LC -o jsonpath='{range .items[*]}{.status.podIP}:9092,{end}' | sed 's/,$//'; }
 BOOTSTRAP=$(pod_ips)
 log "bootstrap: $BOOTSTRAP"
+# The operator's replication defaults for three brokers, set cluster-wide through the admin API.
+ip0=$(k get pod "$LC-0" -n $NS -o jsonpath='{.status.podIP}')
+wait_until "brokers have the operator's replication defaults (factor 3, min.insync 2)" 90 bash -c \
+  "[ \"\$('$VENV/bin/python' '$E2E_DIR/kafka_check.py' $ip0:9092 describe-broker 0 default.replication.factor)\" = 3 ] &&
+   [ \"\$('$VENV/bin/python' '$E2E_DIR/kafka_check.py' $ip0:9092 describe-broker 0 min.insync.replicas)\" = 2 ]"
 kafka "$BOOTSTRAP" create e2e 6
 check "partitions spread over the 3 brokers" "$(kafka "$BOOTSTRAP" leaders e2e | awk '{print $2}' | sort -u | tr '\n' ' ')" "0 1 2 "
+check "every partition on 3 brokers, all in sync" "$(kafka "$BOOTSTRAP" leaders e2e | awk '{print $3 "/" $4}' | sort -u | tr '\n' ' ')" "3/3 "
 check "produced" "$(kafka "$BOOTSTRAP" produce e2e $RECORDS)" $RECORDS
 check "consumed every record once" "$(kafka "$BOOTSTRAP" consume e2e $RECORDS)" $RECORDS
 

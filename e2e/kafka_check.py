@@ -18,9 +18,10 @@ def admin(bootstrap):
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
-def create(bootstrap, topic, partitions):
+def create(bootstrap, topic, partitions, replicas=-1):
+    """The topic, with `replicas` replicas per partition (-1: the cluster's default.replication.factor)."""
     client = admin(bootstrap)  # must outlive its futures
-    futures = client.create_topics([NewTopic(topic, int(partitions), 1)], operation_timeout=30)
+    futures = client.create_topics([NewTopic(topic, int(partitions), int(replicas))], operation_timeout=30)
     futures[topic].result(timeout=60)
     print(f"created {topic} with {partitions} partitions")
 
@@ -80,9 +81,10 @@ def consume(bootstrap, topic, count):
 
 
 def leaders(bootstrap, topic):
+    """Per partition: its leader, how many replicas it has and how many are in sync."""
     md = admin(bootstrap).list_topics(topic, timeout=30)
     for p, meta in sorted(md.topics[topic].partitions.items()):
-        print(p, meta.leader)
+        print(p, meta.leader, len(meta.replicas), len(meta.isrs))
 
 
 def describe_broker(bootstrap, node, key):
