@@ -2,8 +2,7 @@
 //! node's Raft instance (voters form the quorum from `controller.quorum.voters`; other brokers follow the log
 //! as learners once the active controller adds them). Nothing outside `controller/` sees openraft's types.
 
-use std::collections::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Cursor};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
