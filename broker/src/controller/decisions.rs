@@ -464,16 +464,7 @@ pub struct IsrChange {
 /// unchanged one needs no record.
 pub fn alter_partition(image: &Image, req: &IsrChange) -> Result<Vec<MetadataRecord>, Refused> {
     let broker = req.broker_id;
-    match image.brokers.get(&broker) {
-        Some(b) if b.epoch == req.broker_epoch => {}
-        Some(b) => {
-            return Err(Refused::new(
-                code::STALE_BROKER_EPOCH,
-                format!("broker {broker} has epoch {}, not {}", b.epoch, req.broker_epoch),
-            ))
-        }
-        None => return Err(Refused::new(code::STALE_BROKER_EPOCH, format!("broker {broker} is not registered"))),
-    }
+    image.registered(broker, req.broker_epoch)?;
     let topic = image
         .topic_by_id(req.topic_id)
         .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_ID, format!("no topic has id {}", req.topic_id)))?;
@@ -584,12 +575,7 @@ pub fn allocate_producer_ids(
     broker_epoch: i64,
     floor: i64,
 ) -> Result<(i64, Vec<MetadataRecord>), Refused> {
-    if image.brokers.get(&broker_id).is_none_or(|b| b.epoch != broker_epoch) {
-        return Err(Refused::new(
-            code::STALE_BROKER_EPOCH,
-            format!("broker {broker_id} with epoch {broker_epoch} is not registered (any more)"),
-        ));
-    }
+    image.registered(broker_id, broker_epoch)?;
     let start = image.next_producer_id.max(floor);
     let next =
         start.checked_add(PRODUCER_ID_BLOCK).ok_or_else(|| Refused::new(code::UNKNOWN_SERVER_ERROR, "producer ids exhausted"))?;
@@ -630,6 +616,8 @@ pub fn elect_leaders(
 pub(crate) mod tests {
     use super::*;
 
+    use crate::controller::records::MetadataBatch;
+
     #[test]
     fn producer_id_blocks_follow_each_other_above_any_floor() {
         let mut image = crate::controller::image::tests::with_brokers(&[(0, true, None), (1, false, None)]);
@@ -639,7 +627,7 @@ pub(crate) mod tests {
         for (n, (broker, floor, start)) in table.into_iter().enumerate() {
             let (got, records) = allocate_producer_ids(&image, broker, epoch(&image, broker), floor).unwrap();
             assert_eq!(got, start, "block {n}");
-            image.apply(1000 + n as u64, &crate::controller::records::MetadataBatch::new(records)).unwrap();
+            image.apply(1000 + n as u64, &MetadataBatch::new(records)).unwrap();
             assert_eq!(image.next_producer_id, start + PRODUCER_ID_BLOCK);
         }
         let stale = allocate_producer_ids(&image, 0, epoch(&image, 0) + 1, 0).unwrap_err();
@@ -647,7 +635,6 @@ pub(crate) mod tests {
         assert_eq!(allocate_producer_ids(&image, 9, 1, 0).unwrap_err().code, code::STALE_BROKER_EPOCH);
         assert!(allocate_producer_ids(&image, 0, epoch(&image, 0), i64::MAX - 10).is_err(), "exhausted");
     }
-    use crate::controller::records::MetadataBatch;
 
     proptest::proptest! {
         /// Kafka's election rules: a clean election picks the first live ISR member in replica order and keeps

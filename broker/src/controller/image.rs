@@ -154,6 +154,16 @@ impl Image {
         Ok(Arc::make_mut(topic))
     }
 
+    /// Broker `id` as registered with broker epoch `epoch`: a request of an older registration, or of a broker
+    /// not registered at all, is STALE_BROKER_EPOCH (the broker registers again).
+    pub fn registered(&self, id: i32, epoch: i64) -> Result<&BrokerImage, Refused> {
+        match self.brokers.get(&id) {
+            Some(b) if b.epoch == epoch => Ok(b),
+            Some(b) => Err(Refused::new(code::STALE_BROKER_EPOCH, format!("broker {id} has epoch {}, not {epoch}", b.epoch))),
+            None => Err(Refused::new(code::STALE_BROKER_EPOCH, format!("broker {id} is not registered"))),
+        }
+    }
+
     fn broker_mut(&mut self, id: i32, epoch: i64) -> Result<&mut BrokerImage, Refused> {
         match self.brokers.get_mut(&id) {
             Some(b) if b.epoch == epoch => Ok(b),

@@ -383,9 +383,7 @@ impl Active {
             }
             ControllerRequest::Heartbeat { id, epoch, applied, want_shutdown } => {
                 let image = self.image();
-                let b = image.brokers.get(&id).filter(|b| b.epoch == epoch).ok_or_else(|| {
-                    Refused::new(code::STALE_BROKER_EPOCH, format!("broker {id} with epoch {epoch} is not registered (any more)"))
-                })?;
+                let b = image.registered(id, epoch)?;
                 self.touch(id);
                 let fenced = match (b.fenced, want_shutdown) {
                     (false, true) => {
@@ -524,7 +522,13 @@ impl Active {
 
     fn session_alive(&self, id: i32, epoch: i64) -> bool {
         let s = self.sessions.lock().expect("sessions lock");
-        s.last.get(&id).is_some_and(|t| t.elapsed() < self.settings.session_timeout) && !self.refusals.gone(id, epoch)
+        s.last.get(&id).is_some_and(|t| !self.session_ended(t.elapsed(), id, epoch))
+    }
+
+    /// A broker's session has ended when it was silent for the session timeout or its process is known to
+    /// have exited (its address refused the quorum after its registration).
+    fn session_ended(&self, silent: Duration, id: i32, epoch: i64) -> bool {
+        silent >= self.settings.session_timeout || self.refusals.gone(id, epoch)
     }
 
     fn is_active(&self) -> bool {
@@ -575,16 +579,15 @@ impl Active {
                 .live_brokers()
                 .filter_map(|b| {
                     let silent = now.duration_since(*s.last.entry(b.id).or_insert(now));
-                    let gone = self.refusals.gone(b.id, b.epoch);
-                    (gone || silent >= self.settings.session_timeout).then_some((b.id, b.epoch, silent, gone))
+                    self.session_ended(silent, b.id, b.epoch).then_some((b.id, b.epoch, silent))
                 })
                 .collect()
         };
-        for (id, epoch, silent, gone) in expired {
+        for (id, epoch, silent) in expired {
             let _one = self.deciding.lock().await;
             let image = self.image();
             if image.brokers.get(&id).is_some_and(|b| b.epoch == epoch && !b.fenced) {
-                if gone {
+                if self.refusals.gone(id, epoch) {
                     tracing::warn!(
                         broker = id,
                         ?silent,
