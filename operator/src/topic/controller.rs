@@ -26,9 +26,8 @@ use super::plan::{self, Change, Described};
 use super::spec::{self, Desired};
 use super::status::{self, Report};
 use crate::crd::LogCluster;
-use crate::names;
 use crate::reconcile::{self, Failures};
-use crate::status::{is_ready, is_terminating};
+use crate::{kafka_admin, names};
 
 /// Deleting the resource deletes the topic first (per `deletionPolicy`).
 pub const FINALIZER: &str = "strata.io/topic";
@@ -132,33 +131,14 @@ async fn refuse(lt: &LogTopic, ctx: &Context, report: Report, topic: Option<&Des
     write_status(lt, ctx, &report, topic, None).await
 }
 
-/// The client addresses of `lc`'s ready brokers, lowest ordinal first.
-async fn broker_addresses(lc: &LogCluster, ctx: &Context) -> Result<Vec<String>, Error> {
+async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.base.client.clone(), &names::namespace(lc));
     let selector = ListParams::default().labels(&names::label_selector(&names::selector_labels(lc)));
-    let sts = names::statefulset(lc);
-    let mut ready: Vec<(i32, String)> = pods
-        .list(&selector)
-        .await?
-        .items
-        .iter()
-        .filter(|p| is_ready(p) && !is_terminating(p))
-        .filter_map(|p| {
-            let ordinal = names::ordinal_of(&sts, p.metadata.name.as_deref()?)?;
-            let ip = p.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-            Some((ordinal, format!("{ip}:{}", lc.spec.listeners.client_port)))
-        })
-        .collect();
-    ready.sort();
-    if ready.is_empty() {
+    let addrs = kafka_admin::ready_brokers(lc, &pods.list(&selector).await?.items);
+    if addrs.is_empty() {
         return Err(Error::NoCluster(format!("no broker of LogCluster {} is ready", lc.name_any())));
     }
-    Ok(ready.into_iter().map(|(_, addr)| addr).collect())
-}
-
-async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
-    let addrs = broker_addresses(lc, ctx).await?;
-    Ok(kafka::connect(addrs, ctx.base.admin_timeout).await?)
+    Ok(kafka_admin::connect(addrs, ctx.base.admin_timeout).await?)
 }
 
 fn cluster_api(lt: &LogTopic, ctx: &Context) -> Api<LogCluster> {
