@@ -34,6 +34,9 @@ impl Move {
     }
 }
 
+/// A replica in the plan: (partition index, position in its replica list).
+type Slot = (usize, usize);
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Load {
     replicas: usize,
@@ -89,8 +92,8 @@ impl<'a> Work<'a> {
         self.per_topic.get(&(self.parts[i].topic.as_str(), broker)).copied().unwrap_or(0)
     }
 
-    /// Replicas on `from` that could go to `to`: (partition index, slot).
-    fn movable(&self, from: i32, to: i32) -> impl Iterator<Item = (usize, usize)> + '_ {
+    /// Replicas on `from` that could go to `to`.
+    fn movable(&self, from: i32, to: i32) -> impl Iterator<Item = Slot> + '_ {
         self.target.iter().enumerate().filter(move |(_, r)| !r.contains(&to)).filter_map(move |(i, r)| {
             let slot = r.iter().position(|b| *b == from)?;
             Some((i, slot))
@@ -99,7 +102,7 @@ impl<'a> Work<'a> {
 
     /// Among `candidates` for a move from `from` to `to`, the best: one that evens out preferred leaders,
     /// then the one that leaves the two brokers' bytes closest.
-    fn pick(&self, from: i32, to: i32, candidates: impl Iterator<Item = (usize, usize)>) -> Option<(usize, usize)> {
+    fn pick(&self, from: i32, to: i32, candidates: impl Iterator<Item = Slot>) -> Option<Slot> {
         let (f, t) = (self.load[&from], self.load[&to]);
         candidates.min_by_key(|(i, slot)| {
             let leader_rank = match (*slot == 0, f.leaders > t.leaders + 1, f.leaders > t.leaders) {
@@ -117,7 +120,7 @@ impl<'a> Work<'a> {
     /// admits and has a candidate; false if there is none.
     fn move_one(&mut self, pairs: Vec<(i32, i32)>, allowed: impl Fn(&Self, usize, i32, i32) -> bool) -> bool {
         for (from, to) in pairs {
-            let candidates: Vec<(usize, usize)> = self.movable(from, to).filter(|(i, _)| allowed(self, *i, from, to)).collect();
+            let candidates: Vec<Slot> = self.movable(from, to).filter(|(i, _)| allowed(self, *i, from, to)).collect();
             if let Some((i, slot)) = self.pick(from, to, candidates.into_iter()) {
                 self.shift(i, slot, to);
                 return true;
@@ -247,9 +250,9 @@ impl Work<'_> {
     /// topic even; false if no swap narrows the gap.
     fn swap_one(&mut self, from: i32, to: i32) -> bool {
         let gap = self.load[&from].bytes - self.load[&to].bytes;
-        let big: Vec<(usize, usize)> = self.movable(from, to).collect();
-        let small: Vec<(usize, usize)> = self.movable(to, from).collect();
-        let mut best: Option<(u64, (usize, usize), (usize, usize))> = None;
+        let big: Vec<Slot> = self.movable(from, to).collect();
+        let small: Vec<Slot> = self.movable(to, from).collect();
+        let mut best: Option<(u64, Slot, Slot)> = None;
         for &(i, si) in &big {
             for &(j, sj) in &small {
                 let (a, b) = (self.parts[i].bytes, self.parts[j].bytes);

@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
 use serde_json::json;
@@ -320,7 +321,26 @@ pub async fn run(
         Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
         None => Api::all(ctx.base.client.clone()),
     };
-    Controller::new(api, watcher::Config::default())
+    let clusters: Api<LogCluster> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
+        None => Api::all(ctx.base.client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default());
+    let topics = controller.store();
+    // A topic waiting for its cluster is looked at again as soon as the cluster is ready, not after
+    // its back-off.
+    controller
+        .watches(clusters, watcher::Config::default(), move |lc: LogCluster| {
+            let ready = lc
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == crate::status::READY && c.status == "True"));
+            let (ns, name) = (lc.namespace(), lc.name_any());
+            let of_cluster = |t: &LogTopic| t.namespace() == ns && t.spec.cluster == name;
+            let refs: Vec<ObjectRef<LogTopic>> =
+                topics.state().iter().filter(|t| ready && of_cluster(t)).map(|t| ObjectRef::from_obj(t.as_ref())).collect();
+            refs
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
