@@ -8,6 +8,7 @@ mod cluster;
 mod consume;
 mod group;
 mod options;
+mod perf;
 mod produce;
 mod progress;
 mod table;
@@ -44,6 +45,9 @@ enum Command {
     Produce(produce::Args),
     /// Read records of a topic and print them (a template per record, or JSON lines).
     Consume(consume::Args),
+    /// Load generators that measure throughput and latency.
+    #[command(subcommand)]
+    Perf(perf::Command),
 }
 
 /// What a command reports besides success: unhealthy for `cluster health`, failed when some items failed
@@ -76,5 +80,6 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Group(c) => runtime.block_on(group::run(&opts, c)),
         Command::Produce(a) => produce::run(&opts, &runtime, a),
         Command::Consume(a) => consume::run(&opts, &runtime, a),
+        Command::Perf(c) => perf::run(&opts, &runtime, c),
     }
 }

@@ -188,6 +188,28 @@ fn consume_returns_what_produce_wrote_byte_for_byte() {
     }
 }
 
+#[test]
+fn perf_produce_writes_what_it_reports() {
+    let c = Cluster::start();
+    c.ok(&["topic", "create", "perf", "-p", "2"]);
+    // Paced: 2000 records at 4000/s take about half a second; every record is acknowledged and written.
+    let r = c.json(&["perf", "produce", "perf", "-n", "2000", "-s", "100", "-r", "4000"]);
+    assert_eq!((r["acked"].as_u64(), r["failed"].as_u64(), r["size"].as_u64()), (Some(2000), Some(0), Some(100)), "{r}");
+    assert!(r["seconds"].as_f64().unwrap() >= 0.45, "the schedule paces the records: {r}");
+    let lat = &r["latency_ms"];
+    let (p50, p99, max) = (lat["p50"].as_f64().unwrap(), lat["p99"].as_f64().unwrap(), lat["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+    // Unpaced, acks=1.
+    let r = c.json(&["perf", "produce", "perf", "-n", "3000", "-s", "10", "--acks", "1"]);
+    assert_eq!((r["acked"].as_u64(), r["rate"].as_u64()), (Some(3000), Some(0)), "{r}");
+    let described = c.json(&["topic", "describe", "perf"]);
+    let end: i64 = described[0]["partitions"].as_array().unwrap().iter().map(|p| p["log_end_offset"].as_i64().unwrap()).sum();
+    assert_eq!(end, 1 + 2000 + 1 + 3000, "each run writes one record first to connect");
+    let out = c.strata(&["perf", "produce", "missing", "-n", "1"], b"");
+    assert_eq!(out.code, 1);
+    assert!(out.text().is_empty() && out.stderr.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{}", out.stderr);
+}
+
 /// The group's committed offset of partition 0 (`group describe --format json`).
 fn committed(c: &Cluster, group: &str) -> i64 {
     let d = c.json(&["group", "describe", group]);
