@@ -12,10 +12,9 @@ Reports, all measured in this run:
   produce requests appended to the leaders' logs (`kafka_server_brokertopicmetrics_bytesin_total`); no consumer
   runs then, so what is fetched is replication;
 - broker CPU seconds (utime+stime of the three processes) and client CPU seconds per GiB produced;
-- produce latency p50/p99 (rdkafka_performance -r RATE -l, linger.ms=0), RF=3 acks=all and RF=1 acks=1, at half
-  the peak of RF=3 acks=all with that same client configuration (an unpaced -l run, linger.ms=0, measured first:
-  the throughput runs batch with linger.ms=5, a rate a linger.ms=0 client cannot send on this machine), and at
-  2000 msg/s;
+- produce latency p50/p99 (`strata perf produce`: librdkafka with linger.ms=0, each record due on a fixed
+  schedule and its latency counted from then, so a stall cannot hide as a lower send rate), RF=3 acks=all and RF=1
+  acks=1, at half the peak of RF=3 acks=all (the median of its throughput runs), and at 2000 msg/s;
 - failover: kill -9 (and SIGTERM: controlled shutdown) of a partition's leader, alternately not and also the
   active controller, while an idempotent acks=all producer (confluent-kafka) sends to it; time from the signal
   to the first acknowledgement of a record sent after it, and the longest wait of such a record; the broker is
@@ -26,6 +25,7 @@ Usage: bench/replication.sh [ROUNDS]   (builds everything, then runs this with t
 python bench/replication.py BROKER_BINARY LIBRDKAFKA_DIR [ROUNDS]; BENCH_DIR: where the temp dir goes)
 """
 
+import json
 import os
 import re
 import resource
@@ -46,6 +46,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 BROKER, RDKAFKA = sys.argv[1], Path(sys.argv[2])
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 5
 PERF = str(RDKAFKA / "examples" / "rdkafka_performance")
+STRATA = str(Path(BROKER).parent / "strata")  # the CLI, built beside the broker
 ENV = dict(os.environ, LD_LIBRARY_PATH=f"{RDKAFKA}/src:{RDKAFKA}/src-cpp")
 CLK = os.sysconf("SC_CLK_TCK")
 GIB = 1 << 30
@@ -60,7 +61,6 @@ RETENTION = {"retention.bytes": str(256 << 20), "segment.bytes": str(32 << 20), 
 CASES = [(rf, acks, size) for size in COUNTS for rf, acks in ((3, -1), (1, 1), (3, 1))]
 LATENCY_CASES = [c for c in CASES if c[:2] in ((3, -1), (1, 1))]
 LATENCY_SECONDS = 8
-PEAK_COUNTS = {1024: 500_000, 100: 1_000_000}  # records of the unpaced latency-client run that finds its peak
 LATENCY_ROUNDS = 2
 REFERENCE_RATE = 2000  # msg/s of 100 B records: latency at a light load, next to the half-of-peak runs
 KILL_ROUNDS = int(os.environ.get("KILL_ROUNDS", 4))  # alternately a leader that is not the active controller, and one that is
@@ -72,11 +72,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pct(values, p):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(len(v) * p / 100))]
 
 
 def wait_for(what, check, timeout=60, interval=0.1):
@@ -359,64 +354,32 @@ def throughput(cluster):
     return results
 
 
-def latency_run(cluster, root, rf, acks, size, rate):
-    """One paced run of rate * LATENCY_SECONDS records, stopped (SIGINT) if it has not finished 2 s after it
-    should have: a rate the client or the brokers cannot sustain shows as an achieved rate below the target and
-    records not acknowledged in time (not sent, or sent and left in flight; those have no latency). Rate None:
-    unpaced, PEAK_COUNTS[size] records (the peak of this client configuration).
-    Returns (achieved msg/s, records not acknowledged in time, latencies in ms)."""
-    path = os.path.join(root, "latency.txt")
-    count = PEAK_COUNTS[size] if rate is None else rate * LATENCY_SECONDS
-    pace = [] if rate is None else ["-r", str(rate)]
-    args = ["-P", "-t", topic_name(rf, size), "-b", cluster.bootstrap, "-s", str(size), "-c", str(count),
-            "-a", str(acks), "-q", *pace, "-l", "-A", path, "-X", "linger.ms=0"]
+def latency_run(cluster, rf, acks, size, rate):
+    """One run of `strata perf produce` at `rate` for LATENCY_SECONDS: its achieved msg/s, failed records and
+    latency percentiles (ms, from each record's scheduled time)."""
+    args = [STRATA, "--brokers", cluster.bootstrap, "--format", "json", "perf", "produce", topic_name(rf, size),
+            "-n", str(rate * LATENCY_SECONDS), "-s", str(size), "-r", str(rate), "--acks", str(acks)]
     before = children_cpu_seconds()
-    proc = subprocess.Popen([PERF, *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out, _ = proc.communicate(timeout=LATENCY_SECONDS + 2 if rate else 120)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=LATENCY_SECONDS * 4 + 60)
     CLIENT_CPU[0] += children_cpu_seconds() - before
-    m = re.search(r"(\d+) messages produced \(\d+ bytes\), (\d+) delivered \(offset -?\d+, (\d+) failed\) "
-                  r"in \d+ms: (\d+) msgs/s", out)
-    if not m:
-        raise RuntimeError(f"no produce summary in: {out[-1500:]}")
-    _, delivered, failed, achieved = (int(x) for x in m.groups())
-    if failed:
-        raise RuntimeError(f"{failed} records failed: {out[-1500:]}")
-    lat = [int(x) / 1000 for x in Path(path).read_text().split()]  # microseconds -> ms
-    return achieved, count - delivered, lat
+    if not out.stdout.strip():
+        raise RuntimeError(f"strata perf produce failed: {out.stderr[-1500:]}")
+    r = json.loads(out.stdout)
+    return dict(rate=r["records_per_sec"], failed=r["failed"], **r["latency_ms"])
 
 
-def latency_peaks(cluster, root):
-    """Per record size: the msg/s of an unpaced RF3 acks=all run with the latency runs' client configuration."""
-    peaks = {}
-    for size in COUNTS:
-        os.sync()
-        peaks[size], _, _ = latency_run(cluster, root, 3, -1, size, None)
-        print(f"latency client peak, RF3 acks=all {size} B: {peaks[size]:,} msg/s", flush=True)
-    return peaks
-
-
-def latency(cluster, root, rates):
-    """Per (case, rate): achieved rates and every record's latency (ms), over LATENCY_ROUNDS rotated rounds. The
-    rates: half the RF3 acks=all peak of the size with this client configuration, and REFERENCE_RATE (100 B), a
-    load this machine carries with room to spare."""
+def latency(cluster, rates):
+    """Per (case, rate): one result per round, over LATENCY_ROUNDS rotated rounds. The rates: half the RF3
+    acks=all peak of the size, and REFERENCE_RATE (100 B), a load this machine carries with room to spare."""
     runs = [(*case, rates[case[2]]) for case in LATENCY_CASES]
     runs += [(rf, acks, 100, REFERENCE_RATE) for rf, acks in ((3, -1), (1, 1))]
-    results = {run: dict(rates=[], undelivered=0, lat=[], p99s=[]) for run in runs}
+    results = {run: [] for run in runs}
     for rnd in range(LATENCY_ROUNDS):
         for run in rotated(runs, rnd):
             os.sync()
-            achieved, undelivered, lat = latency_run(cluster, root, *run)
-            r = results[run]
-            r["rates"].append(achieved)
-            r["undelivered"] += undelivered
-            r["lat"] += lat
-            r["p99s"].append(pct(lat, 99))
+            results[run].append(latency_run(cluster, *run))
         print(f"latency round {rnd}: " + ", ".join(
-            f"{label(run[:3])} at {run[3]:,}/s p99 {v['p99s'][-1]:.2f} ms" for run, v in results.items()), flush=True)
+            f"{label(run[:3])} at {run[3]:,}/s p99 {v[-1]['p99']:.2f} ms" for run, v in results.items()), flush=True)
     return results
 
 
@@ -563,19 +526,20 @@ def throughput_table(results):
 
 
 def latency_table(results):
-    lines = ["| record | replication | acks | target msg/s | achieved msg/s per run | records not acknowledged in time "
-             "| p50 ms | p99 ms (all runs) | p99 per run | max ms |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (rf, acks, size, rate), r in results.items():
+    lines = ["| record | replication | acks | target msg/s | achieved msg/s per run | failed | p50 ms | p99 ms | "
+             "p99 per run | p99.9 ms | max ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (rf, acks, size, rate), runs in results.items():
         lines.append(f"| {size} B | RF={rf} | {'all' if acks == -1 else acks} | {rate:,} | "
-                     f"{', '.join(f'{x:,}' for x in r['rates'])} | {r['undelivered']:,} of {len(r['rates']) * rate * LATENCY_SECONDS:,} | "
-                     f"{pct(r['lat'], 50):.2f} | {pct(r['lat'], 99):.2f} | {', '.join(f'{x:.2f}' for x in r['p99s'])} | "
-                     f"{max(r['lat']):.1f} |")
+                     f"{', '.join(format(r['rate'], ',.0f') for r in runs)} | {sum(r['failed'] for r in runs)} | "
+                     f"{median(r['p50'] for r in runs):.2f} | {median(r['p99'] for r in runs):.2f} | "
+                     f"{', '.join(format(r['p99'], '.2f') for r in runs)} | {median(r['p999'] for r in runs):.2f} | "
+                     f"{max(r['max'] for r in runs):.1f} |")
     lines.append("")
-    for (rf, acks, size, rate), r in results.items():
+    for (rf, acks, size, rate), runs in results.items():
         if (rf, acks) == (3, -1) and rate != REFERENCE_RATE:
-            p99 = pct(r["lat"], 99)
-            lines.append(f"- {size} B RF3 acks=all at half the peak ({rate:,} msg/s): p99 {p99:.2f} ms (target <= 5 ms: "
-                         f"{'met' if p99 <= 5 else 'MISSED'})")
+            p99 = median(r["p99"] for r in runs)
+            lines.append(f"- {size} B RF3 acks=all at half the peak ({rate:,} msg/s): p99 {p99:.2f} ms (median of the "
+                         f"runs; target <= 5 ms: {'met' if p99 <= 5 else 'MISSED'})")
     return lines
 
 
@@ -595,23 +559,23 @@ def failover_table(rounds):
 
 def report(tp, peaks, lat, fo, rss, loads, contention):
     lines = [*loads, contention, "", *throughput_table(tp), "",
-             f"Latency (rdkafka_performance -r RATE -l, linger.ms=0, {LATENCY_SECONDS} s per run, stopped 2 s after "
-             f"that; {LATENCY_ROUNDS} rounds rotated; RATE = half the peak msg/s of an unpaced RF3 acks=all run with the "
-             f"same client settings ({', '.join(f'{s} B: {p:,}' for s, p in peaks.items())}), and "
+             f"Latency (strata perf produce -r RATE, librdkafka linger.ms=0, latency from each record's scheduled "
+             f"time, {LATENCY_SECONDS} s per run; {LATENCY_ROUNDS} rounds rotated; RATE = half the median RF3 "
+             f"acks=all throughput ({', '.join(f'{s} B: {p:,}' for s, p in peaks.items())} msg/s), and "
              f"{REFERENCE_RATE:,} msg/s of 100 B):", "",
              *latency_table(lat), "", *failover_table(fo), "", *rss]
     print("\n".join(lines))
 
 
-def run(cluster, root):
+def run(cluster):
     for i in range(3):
         cluster.start(i)
     admin = cluster.admin()
     wait_for("three brokers in service", cluster.ready)
     topics = create_topics(cluster, admin)
     tp = throughput(cluster)
-    peaks = latency_peaks(cluster, root)
-    lat = latency(cluster, root, {size: peak // 2 for size, peak in peaks.items()})
+    peaks = {size: round(median(r["rate"] for r in tp[(3, -1, size)])) for size in COUNTS}
+    lat = latency(cluster, {size: peak // 2 for size, peak in peaks.items()})
     rss = [rss_line(cluster, "RSS after throughput and latency (the original processes)")]
     fo = failovers(cluster, admin, topics)
     rss.append(rss_line(cluster, "RSS at the end (each broker was restarted during the failover rounds)"))
@@ -624,7 +588,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="strata-replication-", dir=os.environ.get("BENCH_DIR")) as root:
         cluster = Cluster(root)
         try:
-            tp, peaks, lat, fo, rss = run(cluster, root)
+            tp, peaks, lat, fo, rss = run(cluster)
             brokers = cluster.cpu_seconds() + sum(cluster.cpu_done)
         except BaseException:
             for i in range(3):

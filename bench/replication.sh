@@ -7,7 +7,7 @@
 # KILL_ROUNDS / TERM_ROUNDS: failover rounds with kill -9 and SIGTERM, default 4 and 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p strata-broker --bin strata-broker
+cargo build --release --locked -p strata-broker --bin strata-broker -p strata-cli
 rdkafka=$(bash tests/librdkafka/build.sh)
 venv=$(bash tests/clients/venv.sh)
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release"

@@ -312,20 +312,22 @@ pub enum Next {
 
 /// The next step towards `goal` with `keep` the brokers that stay.
 pub fn next(goal: &Goal, view: &View, keep: &BTreeSet<i32>) -> Next {
-    let off: Vec<&Placement> = view.parts.iter().filter(|p| p.replicas.iter().any(|r| !keep.contains(r))).collect();
+    let off = view.parts.iter().any(|p| p.replicas.iter().any(|r| !keep.contains(r)));
+    if *goal == Goal::Drain && !off {
+        return Next::Done;
+    }
+    // While reassignments run, replica lists hold both the old and the new replicas: wait before
+    // judging them.
+    if view.reassigning > 0 {
+        return Next::Wait(format!("{} partition reassignments in progress", view.reassigning));
+    }
     if *goal == Goal::Drain {
         if let Err(why) = plan(&view.parts, keep, false) {
             return Next::Refuse(why);
         }
-        if off.is_empty() {
-            return Next::Done;
-        }
     }
     if let Some(b) = keep.iter().find(|b| !view.live.contains(b)) {
         return Next::Wait(format!("broker {b} is not registered and unfenced yet"));
-    }
-    if view.reassigning > 0 {
-        return Next::Wait(format!("{} partition reassignments in progress", view.reassigning));
     }
     if *goal == (Goal::Balance { submitted: true }) {
         return Next::Done;
@@ -501,6 +503,13 @@ mod tests {
             (Goal::Drain, view(&on_3, 2, &[0, 1, 2, 3]), &keep, "wait: 2 partition reassignments in progress"),
             (Goal::Drain, view(&on_3, 0, &[0, 2, 3]), &keep, "wait: broker 1 is not registered and unfenced yet"),
             (Goal::Drain, view(&off_3, 1, &[0, 1, 2]), &keep, "done"),
+            // Mid-move a partition lists its old and new replicas: no refusal for that.
+            (
+                Goal::Drain,
+                view(&[part("t", 0, &[0, 1, 2, 3], 1)], 1, &[0, 1, 2, 3]),
+                &keep,
+                "wait: 1 partition reassignments in progress",
+            ),
             (
                 Goal::Drain,
                 view(&off_3, 0, &[0, 1]),

@@ -714,6 +714,7 @@ async fn unregister_brokers(
                 Ok(outcome) => done.push((id, outcome)),
                 // This broker cannot be asked: the next ready one may.
                 Err(source @ (AdminError::Connect { .. } | AdminError::Timeout { .. })) if done.is_empty() => {
+                    tracing::info!(broker = id, via = node, error = %source, "cannot unregister a removed broker through this one");
                     error = Some(Error::Admin { node, source });
                     unreachable = true;
                     break;
