@@ -334,6 +334,12 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
 /// Dynamic keys set for the whole cluster (IncrementalAlterConfigs on the BROKER resource with
 /// the empty name, kept in the metadata log) rather than per broker: the replication defaults,
 /// which the operator derives from the broker count and which must not need a restart to change.
+/// Replication throttles (KIP-73) the operator sets while it moves replicas: rates (bytes/s) as
+/// cluster-wide broker defaults, and per topic the replicas they apply to.
+pub const LEADER_THROTTLE_RATE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLE_RATE: &str = "follower.replication.throttled.rate";
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
 pub const CLUSTER_WIDE_KEYS: &[&str] = &[DEFAULT_REPLICATION_FACTOR, MIN_INSYNC_REPLICAS];
 
 pub fn lookup(name: &str) -> Option<&'static ConfigKey> {

@@ -42,9 +42,10 @@ pub const KIND: &str = "LogCluster";
 #[serde(rename_all = "camelCase")]
 pub struct LogClusterSpec {
     /// Number of brokers. The first `min(3, replicas)` brokers at creation are the controller
-    /// voters, and stay so. Scale-down is refused when it would remove a voter, and while a
-    /// removed broker still hosts partitions unless the annotation
-    /// `strata.io/force-scale-down: "true"` is set.
+    /// voters, and stay so: a scale-down that would remove one is refused. Added brokers get a
+    /// fair share of the partition replicas; removed brokers are drained first (refused when the
+    /// rest cannot hold a topic's replication factor), unless the one-shot annotation
+    /// `strata.io/force-scale-down: "true"` removes them as they are.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
@@ -105,6 +106,9 @@ pub struct LogClusterSpec {
     pub metrics: MetricsSpec,
     #[serde(default)]
     pub pod_disruption_budget: PodDisruptionBudgetSpec,
+    /// How partition replicas move when brokers are added or removed.
+    #[serde(default)]
+    pub rebalancing: RebalancingSpec,
 }
 
 fn default_replicas() -> i32 {
@@ -375,6 +379,27 @@ impl Default for MetricsSpec {
 
 fn default_metrics_port() -> i32 {
     broker_contract::DEFAULT_METRICS_PORT
+}
+
+/// Replicas move by partition reassignment, throttled so the copying leaves room for clients
+/// (Kafka's `leader/follower.replication.throttled.rate`; in-sync replicas are never throttled).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalancingSpec {
+    /// Replication bytes per second each broker may send and fetch for moving replicas.
+    #[serde(default = "default_throttle")]
+    #[schemars(range(min = 1))]
+    pub throttle_bytes_per_second: i64,
+}
+
+impl Default for RebalancingSpec {
+    fn default() -> Self {
+        Self { throttle_bytes_per_second: default_throttle() }
+    }
+}
+
+fn default_throttle() -> i64 {
+    50 << 20
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -1,17 +1,21 @@
 //! What the operator asks of running brokers, over strata-client: apply the dynamic settings of the spec,
-//! find which brokers host partitions (before a scale-down), and whether a restart keeps the cluster
-//! available (before and after each restart of a roll).
+//! where partitions are and how big (to move them when brokers come and go), and whether a restart keeps
+//! the cluster available (before and after each restart of a roll).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use strata_client::admin::{min_insync_replicas, ClusterDescription, Metadata, Quorum};
 pub use strata_client::admin::{ConfigChange, ConfigResource};
 pub use strata_client::ClientError as AdminError;
-use strata_client::Connection;
+use strata_client::{Client, ClientConfig, Connection, ErrorCode};
 
-use crate::broker_contract;
+use crate::crd::LogCluster;
+use crate::rebalance::{self, Move, Placement, View};
 use crate::roll_safety::{PartitionIsr, QuorumProgress, Rejoin};
+use crate::status::{is_ready, is_terminating};
+use crate::{broker_contract, names};
 
 const CLIENT_ID: &str = "strata-operator";
 
@@ -41,26 +45,6 @@ fn set_or_reset<'a>(keys: impl Iterator<Item = &'a str>, desired: &BTreeMap<Stri
     .collect()
 }
 
-/// Partition replicas per broker id (a few `topic-partition` names each, for messages).
-pub fn partitions_by_broker(metadata: &Metadata) -> BTreeMap<i32, Vec<String>> {
-    let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for topic in &metadata.topics {
-        for p in &topic.partitions {
-            for replica in &p.replicas {
-                out.entry(*replica).or_default().push(format!("{}-{}", topic.name, p.partition));
-            }
-        }
-    }
-    for parts in out.values_mut() {
-        if parts.len() > 5 {
-            let more = parts.len() - 3;
-            parts.truncate(3);
-            parts.push(format!("and {more} more"));
-        }
-    }
-    out
-}
-
 /// Applies dynamic settings to `resource` (a broker, or all of them) through the broker at `addr`.
 pub async fn alter_broker_configs(
     addr: &str,
@@ -72,10 +56,109 @@ pub async fn alter_broker_configs(
     conn.alter_configs(resource, changes).await
 }
 
-/// Which brokers hold replicas of which partitions, as the broker at `addr` sees the cluster.
-pub async fn placement(addr: &str, timeout: Duration) -> Result<BTreeMap<i32, Vec<String>>, AdminError> {
-    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
-    Ok(partitions_by_broker(&conn.metadata(None).await?))
+/// The client addresses of `lc`'s ready brokers, lowest ordinal first.
+pub fn ready_brokers(lc: &LogCluster, pods: &[Pod]) -> Vec<String> {
+    let sts = names::statefulset(lc);
+    let mut ready: Vec<(i32, String)> = pods
+        .iter()
+        .filter(|p| is_ready(p) && !is_terminating(p))
+        .filter_map(|p| {
+            let ordinal = names::ordinal_of(&sts, p.metadata.name.as_deref()?)?;
+            let ip = p.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+            Some((ordinal, format!("{ip}:{}", lc.spec.listeners.client_port)))
+        })
+        .collect();
+    ready.sort();
+    ready.into_iter().map(|(_, addr)| addr).collect()
+}
+
+/// A client of the cluster, bootstrapped from `addrs` (any broker answers admin requests: it passes
+/// them to the active controller).
+pub async fn connect(addrs: Vec<String>, timeout: Duration) -> Result<Client, AdminError> {
+    Client::connect(ClientConfig { bootstrap: addrs, client_id: CLIENT_ID.to_string(), timeout }).await
+}
+
+/// Where every partition's replicas are and how big it is (the largest replica any broker reports;
+/// a broker that does not answer only leaves sizes out), which brokers serve, and how many
+/// reassignments are in progress.
+pub async fn cluster_view(client: &mut Client) -> Result<View, AdminError> {
+    let metadata = client.metadata(None).await?;
+    let conn = client.any();
+    let live = match conn.describe_cluster().await? {
+        Some(c) => c.brokers.iter().filter(|(_, fenced)| !fenced).map(|(b, _)| b.id).collect(),
+        None => metadata.brokers.iter().map(|b| b.id).collect(),
+    };
+    let reassigning = conn.list_partition_reassignments(None).await?.len();
+    let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
+    for id in metadata.brokers.iter().map(|b| b.id) {
+        let reported = match client.broker(id).await {
+            Ok(conn) => conn.describe_log_dirs().await,
+            Err(e) => Err(e),
+        };
+        match reported {
+            Ok(replicas) => {
+                for r in replicas.unwrap_or_default() {
+                    let size = sizes.entry((r.topic, r.partition)).or_default();
+                    *size = (*size).max(u64::try_from(r.bytes).unwrap_or(0));
+                }
+            }
+            Err(e) => tracing::warn!(broker = id, error = %e, "no replica sizes from this broker"),
+        }
+    }
+    let parts = metadata
+        .topics
+        .iter()
+        .filter(|t| t.error.is_ok())
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Placement {
+                topic: t.name.clone(),
+                partition: p.partition,
+                replicas: p.replicas.clone(),
+                bytes: sizes.get(&(t.name.clone(), p.partition)).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    Ok(View { parts, reassigning, live })
+}
+
+/// Starts `moves` as reassignments, throttled to `rate` bytes/s: the brokers' replication rates
+/// (cluster-wide default) and each moving topic's throttled replicas, set first, so the copying
+/// never runs unthrottled.
+pub async fn start_moves(client: &mut Client, moves: &[Move], rate: i64) -> Result<(), AdminError> {
+    let conn = client.any();
+    let rates = [
+        ConfigChange::Set(broker_contract::LEADER_THROTTLE_RATE.to_string(), rate.to_string()),
+        ConfigChange::Set(broker_contract::FOLLOWER_THROTTLE_RATE.to_string(), rate.to_string()),
+    ];
+    conn.alter_configs(&ConfigResource::BrokerDefault, &rates).await?;
+    for (topic, (leaders, followers)) in rebalance::throttled_replicas(moves) {
+        let lists = [
+            ConfigChange::Set(broker_contract::LEADER_THROTTLED_REPLICAS.to_string(), leaders),
+            ConfigChange::Set(broker_contract::FOLLOWER_THROTTLED_REPLICAS.to_string(), followers),
+        ];
+        conn.alter_configs(&ConfigResource::Topic(topic.to_string()), &lists).await?;
+    }
+    let targets: Vec<_> = moves.iter().map(|m| ((m.topic.clone(), m.partition), Some(m.to.clone()))).collect();
+    conn.alter_partition_reassignments(&targets).await?.into_iter().try_for_each(|(_, r)| r)
+}
+
+/// Removes the throttles [`start_moves`] set, from the brokers and from `topics` (a topic deleted
+/// meanwhile has none left).
+pub async fn clear_throttles(client: &mut Client, topics: &BTreeSet<String>) -> Result<(), AdminError> {
+    const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = ErrorCode(3);
+    let conn = client.any();
+    let rates = [broker_contract::LEADER_THROTTLE_RATE, broker_contract::FOLLOWER_THROTTLE_RATE];
+    conn.alter_configs(&ConfigResource::BrokerDefault, &rates.map(|k| ConfigChange::Delete(k.to_string()))).await?;
+    let lists = [broker_contract::LEADER_THROTTLED_REPLICAS, broker_contract::FOLLOWER_THROTTLED_REPLICAS];
+    for topic in topics {
+        let cleared =
+            conn.alter_configs(&ConfigResource::Topic(topic.clone()), &lists.map(|k| ConfigChange::Delete(k.to_string()))).await;
+        match cleared {
+            Err(e) if e.code() == Some(UNKNOWN_TOPIC_OR_PARTITION) => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Every partition with a replica on `broker`, with `min_insync` of its topic (1 if unknown,
@@ -236,23 +319,6 @@ mod tests {
             observers: vec![QuorumReplica { id: 5, log_end_offset: 3, last_caught_up_ms: -1 }],
         };
         assert_eq!(quorum_progress(&q), QuorumProgress { leader: 1, high_watermark: 50, voters: vec![(0, 50)] });
-    }
-
-    #[test]
-    fn placement_lists_partitions_per_broker() {
-        let md = Metadata {
-            cluster_id: None,
-            controller_id: None,
-            brokers: vec![],
-            topics: vec![
-                topic("a", &[(0, &[0, 1]), (1, &[1, 2])]),
-                topic("big", &(0..8).map(|i| (i, &[2][..])).collect::<Vec<_>>()),
-            ],
-        };
-        let placement = partitions_by_broker(&md);
-        assert_eq!(placement[&0], ["a-0"]);
-        assert_eq!(placement[&1], ["a-0", "a-1"]);
-        assert_eq!(placement[&2], ["a-1", "big-0", "big-1", "and 6 more"]);
     }
 }
 

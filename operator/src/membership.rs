@@ -110,6 +110,15 @@ pub fn format_ids(ids: &BTreeSet<i32>) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// Topic names in a comma-separated annotation (Kafka topic names have no commas).
+pub fn parse_names(value: Option<&str>) -> BTreeSet<String> {
+    value.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()
+}
+
+pub fn format_names(names: &BTreeSet<String>) -> String {
+    names.iter().map(String::as_str).collect::<Vec<_>>().join(",")
+}
+
 /// Brokers still to unregister: those recorded before, plus `current..replicas_after` when this
 /// pass scales down, minus any the cluster (scaled back up) runs again.
 pub fn to_unregister(recorded: &BTreeSet<i32>, current: Option<i32>, replicas_after: i32) -> BTreeSet<i32> {
@@ -230,6 +239,9 @@ mod tests {
         assert_eq!(parse_ids(Some("4, 3,x,-1,,3")), ids(&[3, 4]));
         assert_eq!(parse_ids(None), ids(&[]));
         assert_eq!(format_ids(&ids(&[4, 3])), "3,4");
+        let topics = parse_names(Some("b, a,,a"));
+        assert_eq!(format_names(&topics), "a,b");
+        assert!(parse_names(None).is_empty());
         // (recorded, current StatefulSet replicas, replicas after this pass) -> to unregister
         type Row = (&'static [i32], Option<i32>, i32, &'static [i32]);
         let table: [Row; 6] = [

@@ -8,7 +8,7 @@ use crate::crd::LogCluster;
 
 pub const FIELD_MANAGER: &str = "strata-operator";
 pub const FINALIZER: &str = "strata.io/cleanup";
-/// Annotation that lets a scale-down proceed without the partition-placement check.
+/// Annotation that lets one scale-down remove brokers without draining their replicas first.
 pub const FORCE_SCALE_DOWN_ANNOTATION: &str = "strata.io/force-scale-down";
 /// LogCluster annotation: while `"true"`, the operator changes nothing of the cluster.
 pub const PAUSE_RECONCILIATION_ANNOTATION: &str = "strata.io/pause-reconciliation";
@@ -32,6 +32,11 @@ pub const CONTROLLER_VOTERS_ANNOTATION: &str = "strata.io/controller-voters";
 /// StatefulSet annotation: ids of brokers removed by a scale-down and not unregistered yet
 /// (comma-separated), so unregistration resumes after an operator restart.
 pub const TO_UNREGISTER_ANNOTATION: &str = "strata.io/brokers-to-unregister";
+/// StatefulSet annotation: a scale-up's rebalance in progress (`pending`, `moving`).
+pub const REBALANCE_ANNOTATION: &str = "strata.io/rebalance";
+/// StatefulSet annotation: topics whose replication the operator throttled while moving replicas,
+/// cleared with the throttles once nothing moves.
+pub const THROTTLED_TOPICS_ANNOTATION: &str = "strata.io/throttled-topics";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

@@ -31,9 +31,11 @@ use crate::crd::{LogCluster, LogClusterStatus};
 use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, ConfigResource, Unregistration};
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
+use crate::rebalance::View;
 use crate::resize::{self, Expansion};
 use crate::roll_safety::{self, AfterRestart};
-use crate::rollout::{self, Restart, ScaleDown};
+use crate::rollout::{self, Restart};
+use crate::scaling;
 use crate::status::{self, is_ready, is_terminating, Observed, Problem};
 use crate::telemetry::Metrics;
 use crate::validation;
@@ -51,6 +53,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("broker {node}: {source}")]
     Admin { node: i32, source: AdminError },
+    #[error("cluster: {0}")]
+    Cluster(#[from] AdminError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -65,7 +69,7 @@ impl Error {
                 }
                 _ => "finalizer",
             },
-            Error::Admin { .. } => "broker_admin",
+            Error::Admin { .. } | Error::Cluster(_) => "broker_admin",
             Error::Invalid(_) => "invalid",
         }
     }
@@ -223,6 +227,8 @@ struct Outcome {
     storage: resize::Report,
     /// Why the next restart of a roll waits for the cluster.
     roll_held: Option<String>,
+    /// Replicas moving for a scale-up or scale-down.
+    moving: Option<scaling::Moving>,
 }
 
 async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
@@ -241,7 +247,7 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
             if !already_reported {
                 publish(ctx, lc, EventType::Warning, "InvalidSpec", errors.join("; ")).await;
             }
-            write_status(lc, ctx, Some(Problem::InvalidSpec(errors)), None, None).await?;
+            write_status(lc, ctx, Some(Problem::InvalidSpec(errors)), None, (None, None)).await?;
             // Nothing will change until the spec does; the watch brings the next generation.
             return Ok(Action::await_change());
         }
@@ -250,13 +256,16 @@ async fn apply(lc: &LogCluster, ctx: &Context) -> Result<Action, Error> {
         Ok(outcome) => {
             // Claims are not watched: a resize in flight is looked at again soon.
             let busy = outcome.busy || outcome.problem.is_some() || !outcome.storage.resized;
-            let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage), outcome.roll_held).await?;
+            let progress = (outcome.roll_held, outcome.moving);
+            let status = write_status(lc, ctx, outcome.problem, Some(outcome.storage), progress).await?;
             let settled = !busy && status.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True");
             Ok(Action::requeue(if settled { IDLE_REQUEUE } else { BUSY_REQUEUE }))
         }
         Err(e) => {
             // Report the failure, then let the error policy back off.
-            if let Err(status_err) = write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string())), None, None).await {
+            if let Err(status_err) =
+                write_status(lc, ctx, Some(Problem::ReconcileFailed(e.to_string())), None, (None, None)).await
+            {
                 tracing::warn!(error = %status_err, "could not record the failure in the status");
             }
             Err(e)
@@ -279,42 +288,44 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let recorded = |key: &str| existing.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
     let voters = membership::voter_count(recorded_voters(lc, existing.as_ref()), current, desired);
 
-    // Replicas: a scale-down keeps every voter and waits until the brokers to be removed host no
-    // partitions.
+    // Replicas: a scale-down keeps every voter and drains the brokers it removes first; a
+    // scale-up moves replicas onto the new brokers once they serve.
     let forced = lc.annotations().get(names::FORCE_SCALE_DOWN_ANNOTATION).map(String::as_str) == Some("true");
-    let replicas = match current {
-        Some(cur) if desired < cur => {
-            let decision = match rollout::check_voters_kept(cur, desired, voters) {
-                ScaleDown::Allowed => {
-                    let placement = if forced { Ok(BTreeMap::new()) } else { partition_placement(lc, &pods, ctx).await };
-                    rollout::check_scale_down(cur, desired, voters, forced, placement.as_ref().map_err(String::as_str))
-                }
-                blocked => blocked,
-            };
-            match decision {
-                ScaleDown::Allowed => {
-                    publish(ctx, lc, EventType::Normal, "ScalingDown", format!("scaling from {cur} to {desired} brokers")).await;
-                    desired
-                }
-                ScaleDown::Blocked(why) => {
-                    let already = lc
-                        .status
-                        .as_ref()
-                        .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "ScaleDownBlocked" && c.message == why));
-                    if !already {
-                        publish(ctx, lc, EventType::Warning, "ScaleDownBlocked", why.clone()).await;
-                    }
-                    problem = Some(Problem::ScaleDownBlocked(why));
-                    cur
-                }
-            }
-        }
-        Some(cur) if desired > cur => {
-            publish(ctx, lc, EventType::Normal, "ScalingUp", format!("scaling from {cur} to {desired} brokers")).await;
-            desired
-        }
-        _ => desired,
+    let rebalance = scaling::Rebalance::parse(recorded(names::REBALANCE_ANNOTATION));
+    let mut throttled = membership::parse_names(recorded(names::THROTTLED_TOPICS_ANNOTATION));
+    let mut cluster = if scaling::needs_view(current, desired, voters, forced, rebalance, !throttled.is_empty()) {
+        Some(ask_where_replicas_are(lc, &pods, ctx).await)
+    } else {
+        None
     };
+    let view = cluster.as_ref().map(|c| c.as_ref().map(|(_, view)| view).map_err(String::as_str));
+    let scale = scaling::decide(&scaling::Inputs { current, desired, voters, forced, rebalance, throttled: &throttled, view });
+    let replicas = scale.replicas;
+    if let Some(why) = &scale.blocked {
+        let already =
+            lc.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.reason == "ScaleDownBlocked" && &c.message == why));
+        if !already {
+            publish(ctx, lc, EventType::Warning, "ScaleDownBlocked", why.clone()).await;
+        }
+        problem = Some(Problem::ScaleDownBlocked(why.clone()));
+    }
+    match current {
+        Some(cur) if replicas < cur => {
+            publish(ctx, lc, EventType::Normal, "ScalingDown", format!("scaling from {cur} to {replicas} brokers")).await;
+        }
+        Some(cur) if replicas > cur => {
+            publish(ctx, lc, EventType::Normal, "ScalingUp", format!("scaling from {cur} to {replicas} brokers")).await;
+        }
+        _ => {}
+    }
+    if let (true, Some(Ok((client, _)))) = (scale.clear_throttles, cluster.as_mut()) {
+        match kafka_admin::clear_throttles(client, &throttled).await {
+            Ok(()) => throttled.clear(),
+            Err(e) => tracing::warn!(cluster = %key(lc), error = %e, "could not remove the replication throttles"),
+        }
+    }
+    // Recorded before the moves start, so the throttles are removed even if the operator stops now.
+    throttled.extend(scale.moves.iter().map(|m| m.topic.clone()));
 
     // Brokers removed by a scale-down leave the quorum's registrations once their pods are gone;
     // the ones still to do are recorded with the new replica count, in the same apply.
@@ -339,6 +350,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let mut sts = builders::statefulset(lc, settings);
     sts.spec.replicas = Some(replicas);
     builders::record_membership(&mut sts, voters, &to_unregister);
+    builders::record_scaling(&mut sts, scale.rebalance, &throttled);
     builders::keep_claim_templates(&mut sts, existing.as_ref());
     let roll_requested = annotations::roll_requested(&lc.metadata);
     let token = annotations::restart_token(
@@ -355,6 +367,15 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
         // Only after the new token is stored: a failure before this point retries the request.
         take_manual_roll_request(lc, ctx).await?;
     }
+    if scale.force_used {
+        remove_annotation(lc, ctx, names::FORCE_SCALE_DOWN_ANNOTATION).await?;
+    }
+    if let (false, Some(Ok((client, _)))) = (scale.moves.is_empty(), cluster.as_mut()) {
+        kafka_admin::start_moves(client, &scale.moves, lc.spec.rebalancing.throttle_bytes_per_second).await?;
+        if let Some(m) = &scale.moving {
+            publish(ctx, lc, EventType::Normal, m.reason, m.message.clone()).await;
+        }
+    }
     apply_pdb(lc, ctx).await?;
     if let Some(p) = apply_service_monitor(lc, ctx).await? {
         problem.get_or_insert(p);
@@ -365,7 +386,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let sts_status = sts.status.as_ref();
     let observed_latest = sts_status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
     let update_revision = sts_status.and_then(|s| s.update_revision.as_deref()).filter(|_| observed_latest);
-    let mut busy = !to_unregister.is_empty();
+    let mut busy = !to_unregister.is_empty() || scale.moving.is_some() || !throttled.is_empty();
     let mut roll_held = None;
     let clock = (Timestamp::now(), ctx.roll_timeout);
     let pending = match rollout::next_restart(&names::statefulset(lc), &pods, replicas, update_revision, clock) {
@@ -396,7 +417,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     unregister_error.map_or(Ok(()), Err)?;
     delete_orphaned_claims(lc, &pods, replicas, ctx).await?;
     let storage = resize_claims(lc, ctx).await;
-    Ok(Outcome { problem, busy, storage, roll_held })
+    Ok(Outcome { problem, busy, storage, roll_held, moving: scale.moving })
 }
 
 /// Says in the status (and once in an event) that reconciliation is paused; nothing else.
@@ -413,12 +434,18 @@ async fn report_paused(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
     patch_status(lc, ctx, &status).await
 }
 
+/// Removes a one-shot annotation from the LogCluster once it has acted.
+async fn remove_annotation(lc: &LogCluster, ctx: &Context, key: &str) -> Result<(), Error> {
+    let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let patch = json!({"metadata": {"annotations": {key: null}}});
+    api.patch(&lc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
 /// Removes the LogCluster's `strata.io/manual-rolling-update` annotation once its restart token
 /// is on the pod template, so the request acts once.
 async fn take_manual_roll_request(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {
-    let api: Api<LogCluster> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
-    let patch = json!({"metadata": {"annotations": {names::MANUAL_ROLLING_UPDATE_ANNOTATION: null}}});
-    api.patch(&lc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    remove_annotation(lc, ctx, names::MANUAL_ROLLING_UPDATE_ANNOTATION).await?;
     publish(
         ctx,
         lc,
@@ -575,20 +602,15 @@ async fn may_restart(
     Ok((roll_safety::may_restart(*id, &partitions, quorum.as_ref()), leader))
 }
 
-/// Asks a ready broker which brokers host partitions.
-async fn partition_placement(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Result<BTreeMap<i32, Vec<String>>, String> {
-    let mut last_error = "no broker is ready to report partition placement".to_string();
-    for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()) else {
-            continue;
-        };
-        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
-        match kafka_admin::placement(&addr, ctx.admin_timeout).await {
-            Ok(placement) => return Ok(placement),
-            Err(e) => last_error = format!("{addr}: {e}"),
-        }
+/// A client of the cluster and where the replicas are, through the ready brokers.
+async fn ask_where_replicas_are(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Result<(strata_client::Client, View), String> {
+    let addrs = kafka_admin::ready_brokers(lc, pods);
+    if addrs.is_empty() {
+        return Err("no broker is ready".to_string());
     }
-    Err(last_error)
+    let mut client = kafka_admin::connect(addrs, ctx.admin_timeout).await.map_err(|e| e.to_string())?;
+    let view = kafka_admin::cluster_view(&mut client).await.map_err(|e| e.to_string())?;
+    Ok((client, view))
 }
 
 /// Sends the cluster-wide settings (replication defaults) to every ready broker that has not got
@@ -921,7 +943,7 @@ async fn write_status(
     ctx: &Context,
     problem: Option<Problem>,
     storage: Option<resize::Report>,
-    roll_held: Option<String>,
+    (roll_held, moving): (Option<String>, Option<scaling::Moving>),
 ) -> Result<LogClusterStatus, Error> {
     let ns = names::namespace(lc);
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&selector(lc)).await?.items;
@@ -941,6 +963,7 @@ async fn write_status(
         storage,
         restart_token: annotations::current_restart_token(sts.as_ref()).map(str::to_string),
         roll_held,
+        moving,
     };
     let new = status::compute(lc, &observed, Time(Timestamp::now()));
     if lc.status.as_ref() != Some(&new) {

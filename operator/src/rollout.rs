@@ -1,5 +1,5 @@
-//! Decisions about changing the set of running brokers: restarting them one at a time after a
-//! restart-requiring change, and whether a scale-down may go ahead.
+//! Decisions about restarting running brokers one at a time after a restart-requiring change, and
+//! which claims the brokers a scale-down removed leave behind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -90,76 +90,6 @@ pub fn next_restart(
         .max_by_key(|(_, _, created)| *created);
     let candidates = outdated.iter().rev().map(|(o, p)| (*o, p.metadata.name.clone().unwrap_or_default())).collect();
     Restart::AskCluster(RollStep { candidates, last_restarted })
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScaleDown {
-    /// Go ahead with the new replica count.
-    Allowed,
-    /// Keep the current replica count; the message explains why.
-    Blocked(String),
-}
-
-/// Whether a scale-down keeps every controller voter (brokers `0..voters`). Changing the voter
-/// set is not supported, so nothing overrides this, not even the force annotation.
-pub fn check_voters_kept(current: i32, desired: i32, voters: i32) -> ScaleDown {
-    if desired >= current || desired >= voters {
-        return ScaleDown::Allowed;
-    }
-    let removed: BTreeSet<i32> = (desired.max(0)..voters.min(current)).collect();
-    let (noun, verb) =
-        if removed.len() == 1 { ("broker", "is a controller voter") } else { ("brokers", "are controller voters") };
-    ScaleDown::Blocked(format!(
-        "scale-down from {current} to {desired} refused: {noun} {} {verb}; the voters (brokers 0-{}) are fixed when the \
-         cluster is created and changing them is not supported, so replicas cannot go below {voters}",
-        join(&removed),
-        voters - 1
-    ))
-}
-
-/// `hosting`: for each broker id that holds partition replicas, a few of those partitions
-/// (as reported by the brokers' metadata), or the error that prevented finding out. Voters are
-/// checked first ([`check_voters_kept`]); the force annotation skips only the partition check.
-pub fn check_scale_down(
-    current: i32,
-    desired: i32,
-    voters: i32,
-    forced: bool,
-    hosting: Result<&BTreeMap<i32, Vec<String>>, &str>,
-) -> ScaleDown {
-    if let blocked @ ScaleDown::Blocked(_) = check_voters_kept(current, desired, voters) {
-        return blocked;
-    }
-    if desired >= current || forced {
-        return ScaleDown::Allowed;
-    }
-    let removed: BTreeSet<i32> = (desired..current).collect();
-    let override_hint = format!("set annotation {}: \"true\" to force", names::FORCE_SCALE_DOWN_ANNOTATION);
-    match hosting {
-        Err(e) => ScaleDown::Blocked(format!(
-            "scale-down from {current} to {desired} refused: cannot verify that brokers {} host no partitions ({e}); {override_hint}",
-            join(&removed)
-        )),
-        Ok(hosting) => {
-            let busy: Vec<String> = hosting
-                .iter()
-                .filter(|(id, parts)| removed.contains(id) && !parts.is_empty())
-                .map(|(id, parts)| format!("broker {id} hosts {}", parts.join(", ")))
-                .collect();
-            if busy.is_empty() {
-                ScaleDown::Allowed
-            } else {
-                ScaleDown::Blocked(format!(
-                    "scale-down from {current} to {desired} refused: {}; move those partitions first or {override_hint}",
-                    busy.join("; ")
-                ))
-            }
-        }
-    }
-}
-
-fn join(ids: &BTreeSet<i32>) -> String {
-    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Data claims of brokers that no longer exist (ordinal >= replicas and no pod left).
@@ -253,52 +183,6 @@ mod tests {
         let pods = [pod("logs-0", "r2", true), pod("logs-1", "r1", true)];
         assert_eq!(next_restart("logs", &pods, 1, Some("r2"), at(100)), Restart::Done);
         assert!(matches!(next_restart("logs", &pods, 1, None, at(100)), Restart::Wait(_)));
-    }
-
-    #[test]
-    fn scale_down_checks_partition_placement() {
-        let empty = BTreeMap::new();
-        assert_eq!(check_scale_down(3, 5, 1, false, Ok(&empty)), ScaleDown::Allowed);
-        assert_eq!(check_scale_down(3, 2, 1, false, Ok(&empty)), ScaleDown::Allowed);
-        let hosting = BTreeMap::from([(0, vec!["a-0".to_string()]), (2, vec!["a-1".to_string(), "b-0".to_string()])]);
-        let ScaleDown::Blocked(msg) = check_scale_down(3, 2, 1, false, Ok(&hosting)) else { panic!() };
-        assert!(msg.contains("broker 2 hosts a-1, b-0"), "{msg}");
-        assert!(msg.contains("strata.io/force-scale-down"), "{msg}");
-        assert_eq!(check_scale_down(3, 1, 1, true, Ok(&hosting)), ScaleDown::Allowed);
-        let ScaleDown::Blocked(msg) = check_scale_down(3, 1, 1, false, Err("connection refused")) else { panic!() };
-        assert!(msg.contains("brokers 1,2") && msg.contains("connection refused"), "{msg}");
-    }
-
-    #[test]
-    fn scale_down_never_removes_a_voter() {
-        let empty = BTreeMap::new();
-        // (current, desired, voters, forced) -> allowed
-        let table = [
-            (5, 3, 3, false, true),
-            (4, 3, 3, true, true),
-            (3, 2, 3, false, false),
-            (3, 2, 3, true, false), // the force annotation does not remove voters
-            (5, 1, 3, true, false),
-            (3, 1, 1, false, true), // scaled up from one broker: one voter
-            (2, 1, 2, false, false),
-            (3, 3, 3, false, true),
-            (1, 3, 1, false, true),
-        ];
-        for (current, desired, voters, forced, allowed) in table {
-            let got = check_scale_down(current, desired, voters, forced, Ok(&empty));
-            assert_eq!(
-                got == ScaleDown::Allowed,
-                allowed,
-                "{current} -> {desired} with {voters} voters, forced {forced}: {got:?}"
-            );
-        }
-        let ScaleDown::Blocked(msg) = check_voters_kept(3, 2, 3) else { panic!() };
-        assert!(msg.starts_with("scale-down from 3 to 2 refused: broker 2 is a controller voter;"), "{msg}");
-        assert!(msg.contains("brokers 0-2") && msg.contains("cannot go below 3"), "{msg}");
-        let ScaleDown::Blocked(msg) = check_voters_kept(5, 1, 3) else { panic!() };
-        assert!(msg.contains("brokers 1,2 are controller voters"), "{msg}");
-        let ScaleDown::Blocked(msg) = check_scale_down(3, 2, 3, false, Err("unreachable")) else { panic!() };
-        assert!(msg.contains("controller voter") && !msg.contains("unreachable"), "voters are reported first: {msg}");
     }
 
     #[test]

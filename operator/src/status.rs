@@ -8,6 +8,7 @@ use crate::broker_contract;
 use crate::crd::{BrokerStatus, LogCluster, LogClusterStatus};
 use crate::names;
 use crate::resize;
+use crate::scaling;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -53,6 +54,8 @@ pub struct Observed<'a> {
     pub restart_token: Option<String>,
     /// Why the next restart of a rolling restart waits for the cluster, if it does.
     pub roll_held: Option<String>,
+    /// Partition replicas moving because brokers were added or are being removed.
+    pub moving: Option<scaling::Moving>,
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -143,6 +146,8 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
 
     let progressing = if matches!(observed.problem, Some(Problem::InvalidSpec(_))) {
         condition(PROGRESSING, false, "InvalidSpec", "waiting for a valid spec".to_string(), generation, &now)
+    } else if let Some(m) = &observed.moving {
+        condition(PROGRESSING, true, m.reason, m.message.clone(), generation, &now)
     } else if present < desired || extra > 0 {
         condition(
             PROGRESSING,
@@ -280,6 +285,7 @@ pub(crate) mod tests {
             storage: None,
             restart_token: None,
             roll_held: None,
+            moving: None,
         };
         compute(lc, &observed, at(secs))
     }
@@ -319,6 +325,7 @@ pub(crate) mod tests {
             storage: None,
             restart_token: None,
             roll_held: None,
+            moving: None,
         };
         let s = compute(&lc, &observed, at(1));
         assert_eq!(s.brokers_to_unregister, [2, 3]);
@@ -367,6 +374,7 @@ pub(crate) mod tests {
             storage: None,
             restart_token: None,
             roll_held: Some("t-0 has 2 in-sync replicas".into()),
+            moving: None,
         };
         let s = compute(&lc, &held, at(1));
         let p = get(&s, PROGRESSING);
@@ -404,6 +412,25 @@ pub(crate) mod tests {
         assert_eq!(s.ready_replicas, 2);
         assert_eq!(get(&s, PROGRESSING).message, "2 of 2 brokers exist, 1 to remove");
         assert_eq!(get(&s, DEGRADED).reason, "ScaleDownBlocked");
+        // Draining first: the moves are what is happening.
+        let moving =
+            Some(scaling::Moving { reason: "Draining", message: "draining brokers 2: moving 4 partitions off them".into() });
+        let observed = Observed {
+            pods: &pods,
+            update_revision: Some("r1"),
+            problem: None,
+            voters: Some(2),
+            to_unregister: vec![],
+            storage: None,
+            restart_token: None,
+            roll_held: None,
+            moving,
+        };
+        let s = compute(&lc, &observed, at(11));
+        let p = get(&s, PROGRESSING);
+        assert_eq!((p.status.as_str(), p.reason.as_str()), ("True", "Draining"));
+        assert_eq!(p.message, "draining brokers 2: moving 4 partitions off them");
+        assert_eq!((get(&s, READY).status.as_str(), get(&s, DEGRADED).status.as_str()), ("True", "False"));
     }
 
     #[test]
@@ -433,6 +460,7 @@ pub(crate) mod tests {
             storage: Some(report),
             restart_token: Some("2026-12-03T12:00:00Z".into()),
             roll_held: None,
+            moving: None,
         };
         let s = compute(&lc, &observed, at(1));
         let c = get(&s, STORAGE_RESIZED);

@@ -12,7 +12,7 @@ pub use configmap::config_map;
 pub use pdb::pod_disruption_budget;
 pub use servicemonitor::{service_monitor, SERVICE_MONITOR_API_VERSION, SERVICE_MONITOR_KIND};
 pub use services::{bootstrap_service, headless_service};
-pub use statefulset::{keep_claim_templates, record_membership, restart_hash, statefulset};
+pub use statefulset::{keep_claim_templates, record_membership, record_scaling, restart_hash, statefulset};
 pub use storage::{local_persistent_volumes, local_storage_class};
 
 use kube::api::ObjectMeta;

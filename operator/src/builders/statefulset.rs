@@ -16,6 +16,7 @@ use super::{owned_meta, CLIENT_PORT_NAME, CONTROLLER_PORT_NAME, METRICS_PORT_NAM
 use crate::broker_contract::{self as contract, TuneValues};
 use crate::config::{hash_str, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogCluster};
+use crate::scaling::Rebalance;
 use crate::{membership, names};
 
 const CONFIG_VOLUME: &str = "config";
@@ -95,6 +96,21 @@ pub fn record_membership(sts: &mut StatefulSet, voters: i32, to_unregister: &BTr
         annotations.remove(names::TO_UNREGISTER_ANNOTATION);
     } else {
         annotations.insert(names::TO_UNREGISTER_ANNOTATION.to_string(), membership::format_ids(to_unregister));
+    }
+}
+
+/// Records a scale-up's rebalance and the topics the operator throttled on the StatefulSet, so an
+/// operator restart resumes them.
+pub fn record_scaling(sts: &mut StatefulSet, rebalance: Option<Rebalance>, throttled: &BTreeSet<String>) {
+    let annotations = sts.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    match rebalance {
+        Some(r) => annotations.insert(names::REBALANCE_ANNOTATION.to_string(), r.as_str().to_string()),
+        None => annotations.remove(names::REBALANCE_ANNOTATION),
+    };
+    if throttled.is_empty() {
+        annotations.remove(names::THROTTLED_TOPICS_ANNOTATION);
+    } else {
+        annotations.insert(names::THROTTLED_TOPICS_ANNOTATION.to_string(), membership::format_names(throttled));
     }
 }
 

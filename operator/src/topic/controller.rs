@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::ResourceExt;
 use serde_json::json;
@@ -26,9 +27,8 @@ use super::plan::{self, Change, Described};
 use super::spec::{self, Desired};
 use super::status::{self, Report};
 use crate::crd::LogCluster;
-use crate::names;
 use crate::reconcile::{self, Failures};
-use crate::status::{is_ready, is_terminating};
+use crate::{kafka_admin, names};
 
 /// Deleting the resource deletes the topic first (per `deletionPolicy`).
 pub const FINALIZER: &str = "strata.io/topic";
@@ -132,33 +132,14 @@ async fn refuse(lt: &LogTopic, ctx: &Context, report: Report, topic: Option<&Des
     write_status(lt, ctx, &report, topic, None).await
 }
 
-/// The client addresses of `lc`'s ready brokers, lowest ordinal first.
-async fn broker_addresses(lc: &LogCluster, ctx: &Context) -> Result<Vec<String>, Error> {
+async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.base.client.clone(), &names::namespace(lc));
     let selector = ListParams::default().labels(&names::label_selector(&names::selector_labels(lc)));
-    let sts = names::statefulset(lc);
-    let mut ready: Vec<(i32, String)> = pods
-        .list(&selector)
-        .await?
-        .items
-        .iter()
-        .filter(|p| is_ready(p) && !is_terminating(p))
-        .filter_map(|p| {
-            let ordinal = names::ordinal_of(&sts, p.metadata.name.as_deref()?)?;
-            let ip = p.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-            Some((ordinal, format!("{ip}:{}", lc.spec.listeners.client_port)))
-        })
-        .collect();
-    ready.sort();
-    if ready.is_empty() {
+    let addrs = kafka_admin::ready_brokers(lc, &pods.list(&selector).await?.items);
+    if addrs.is_empty() {
         return Err(Error::NoCluster(format!("no broker of LogCluster {} is ready", lc.name_any())));
     }
-    Ok(ready.into_iter().map(|(_, addr)| addr).collect())
-}
-
-async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
-    let addrs = broker_addresses(lc, ctx).await?;
-    Ok(kafka::connect(addrs, ctx.base.admin_timeout).await?)
+    Ok(kafka_admin::connect(addrs, ctx.base.admin_timeout).await?)
 }
 
 fn cluster_api(lt: &LogTopic, ctx: &Context) -> Api<LogCluster> {
@@ -340,7 +321,26 @@ pub async fn run(
         Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
         None => Api::all(ctx.base.client.clone()),
     };
-    Controller::new(api, watcher::Config::default())
+    let clusters: Api<LogCluster> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
+        None => Api::all(ctx.base.client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default());
+    let topics = controller.store();
+    // A topic waiting for its cluster is looked at again as soon as the cluster is ready, not after
+    // its back-off.
+    controller
+        .watches(clusters, watcher::Config::default(), move |lc: LogCluster| {
+            let ready = lc
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == crate::status::READY && c.status == "True"));
+            let (ns, name) = (lc.namespace(), lc.name_any());
+            let of_cluster = |t: &LogTopic| t.namespace() == ns && t.spec.cluster == name;
+            let refs: Vec<ObjectRef<LogTopic>> =
+                topics.state().iter().filter(|t| ready && of_cluster(t)).map(|t| ObjectRef::from_obj(t.as_ref())).collect();
+            refs
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

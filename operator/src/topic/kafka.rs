@@ -2,25 +2,17 @@
 //! make the planned changes, delete it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use strata_client::admin::{ConfigResource, NewTopic, PerName};
 pub use strata_client::ClientError as AdminError;
-use strata_client::{Client, ClientConfig, ErrorCode};
+use strata_client::{Client, ErrorCode};
 
 use super::plan::{Change, Described};
 
-const CLIENT_ID: &str = "strata-operator";
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// DescribeConfigs' source of a topic's own overrides.
 const TOPIC_OVERRIDE: &str = "DYNAMIC_TOPIC_CONFIG";
-
-/// A client of the cluster, bootstrapped from `addrs` (any broker answers topic requests: it passes
-/// them to the active controller).
-pub async fn connect(addrs: Vec<String>, timeout: Duration) -> Result<Client, AdminError> {
-    Client::connect(ClientConfig { bootstrap: addrs, client_id: CLIENT_ID.to_string(), timeout }).await
-}
 
 /// The cluster's broker ids and the topic, None if it does not exist.
 pub async fn describe(client: &mut Client, name: &str) -> Result<(Vec<i32>, Option<Described>), AdminError> {
@@ -107,6 +99,8 @@ fn capitalized(word: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn kafka(code: i16) -> AdminError {
