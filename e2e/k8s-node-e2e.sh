@@ -24,6 +24,7 @@ WL_DIR=$STATE/workload
 WL_RATE=400 # records/s: moderate, the machine has 2 cores
 export STATE
 
+rm -rf "$WL_DIR" # counts of an earlier run would show in this run's step lines
 T0=$(date +%s)
 STEP_T=$T0
 STEP_NAME="prepare"
@@ -33,7 +34,7 @@ step() { # step NAME: closes the previous step's timing, with the workload's cou
   [ -f "$WL_DIR/counts" ] && counts=$(tr -d '{}",' < "$WL_DIR/counts" | sed 's/: /=/g')
   TIMINGS+=("$(printf '%-62s %4ss  %s' "$STEP_NAME" $((now - STEP_T)) "$counts")")
   STEP_NAME=$1; STEP_T=$now
-  log "=== $1"
+  log "=== $1${counts:+   [workload so far: $counts]}"
 }
 
 cleanup() {
@@ -48,16 +49,25 @@ cleanup() {
     tail -20 "$STATE/logs/kubelet.log" >&2
     [ -f "$WL_DIR/workload.log" ] && { log "--- workload (counts: $(cat "$WL_DIR/counts" 2>/dev/null))"; grep -v '^%' "$WL_DIR/workload.log" | tail -20 >&2; }
   fi
-  [ -f "$STATE/workload.pid" ] && stop_pid_file "$STATE/workload.pid"
+  for f in workload watch; do [ -f "$STATE/$f.pid" ] && stop_pid_file "$STATE/$f.pid"; done
+  [ -n "${KUBECONFIG:-}" ] && save_logs
   if [ "${KEEP:-0}" = 1 ]; then log "KEEP=1: cluster left running (KUBECONFIG=$RUN/kubeconfig)"; return; fi
   [ -f "$STATE/prometheus.pid" ] && stop_pid_file "$STATE/prometheus.pid"
   KUBECTL=$KUBECTL "$E2E_DIR/node/node-down.sh"
   cp_stop "$RUN"
   ip link show strata0 >/dev/null 2>&1 && ip link del strata0
   rm -rf "$STATE/pv" "$STATE/prometheus" "$STATE/images"
-  log "torn down (workload records in $WL_DIR)"
+  log "torn down (workload records in $WL_DIR, operator and broker logs in $STATE/logs)"
 }
 trap cleanup EXIT
+# The operator's and brokers' logs, kept in $STATE/logs for a look after the teardown (a pod's, while it exists).
+save_logs() {
+  local p; mkdir -p "$STATE/logs"
+  k logs -n "$OP_NS" deploy/strata-strata-operator > "$STATE/logs/operator.log" 2>&1 || true
+  for p in $LC-0 $LC-1 $LC-2 $LC-3; do
+    if k get pod "$p" -n "$NS" >/dev/null 2>&1; then k logs -n "$NS" "$p" -c broker > "$STATE/logs/$p.log" 2>&1 || true; fi
+  done
+}
 
 k() { "$KUBECTL" "$@"; }
 
@@ -140,6 +150,7 @@ spec:
   retention: {ms: 3600000, bytes: 104857600, segmentBytes: 16777216}
   config: {num.partitions: "3"}
   tuning: {enabled: true, vmSwappiness: 1}
+  rebalancing: {throttleBytesPerSecond: 1048576} # slow enough to see replicas move in steps 10-11
 YAML
 
 step "3. Ready with 3 brokers on local PVs, tuning reported"
@@ -262,20 +273,19 @@ wait_until "cluster health: no offline, under-replicated or under-min-ISR partit
   "$STRATA" --brokers "$(pod_ips)" cluster health
 wl_flowing
 
-# Polls until COMMAND succeeds, noting each Progressing condition of the LogCluster seen meanwhile (in
-# PROGRESS_SEEN, as status/reason). track_until DESCRIPTION SECONDS COMMAND...
+# Polls until COMMAND succeeds, noting every Progressing condition of the LogCluster meanwhile (in
+# PROGRESS_SEEN, as status/reason): a watch, so a short-lived one is not missed between polls.
+# track_until DESCRIPTION SECONDS COMMAND...
 track_until() {
-  local desc=$1 secs=$2 end=$(( $(date +%s) + $2 )) now; shift 2
-  PROGRESS_SEEN=""
-  until "$@" >/dev/null 2>&1; do
-    now="$(lc_cond Progressing status)/$(lc_cond Progressing reason)"
-    [[ " $PROGRESS_SEEN " == *" $now "* ]] || { PROGRESS_SEEN+=" $now"; log "Progressing: $now: $(lc_cond Progressing message)"; }
-    if [ "$(date +%s)" -ge "$end" ]; then
-      FAILED=$((FAILED + 1)); log "NOT OK: timed out after ${secs}s waiting for: $desc"; return 1
-    fi
-    sleep 1
-  done
-  PASSED=$((PASSED + 1)); log "ok: $desc"
+  local desc=$1 secs=$2 rc=0; shift 2
+  "$KUBECTL" get logcluster $LC -n $NS -w -o jsonpath='{.status.conditions[?(@.type=="Progressing")].status}/{.status.conditions[?(@.type=="Progressing")].reason}: {.status.conditions[?(@.type=="Progressing")].message}{"\n"}' \
+    > "$STATE/progressing.log" 2>/dev/null &
+  echo $! > "$STATE/watch.pid"
+  wait_until "$desc" "$secs" "$@" || rc=$?
+  stop_pid_file "$STATE/watch.pid"
+  uniq "$STATE/progressing.log" | while read -r line; do log "Progressing: $line"; done
+  PROGRESS_SEEN=$(cut -d: -f1 "$STATE/progressing.log" | uniq | tr '\n' ' ')
+  return $rc
 }
 # The LogCluster's conditions describe the current spec: Ready True, nothing Progressing.
 settled() {
@@ -407,6 +417,7 @@ log "consumer duplicates (redelivered after rebalances, allowed): $(wl duplicate
 log "client errors by code: $(grep -o 'error: [A-Z_]*' "$WL_DIR/workload.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
 
 step "16. delete the LogCluster: everything garbage-collected"
+save_logs
 k delete logcluster $LC -n $NS --wait=true --timeout=180s >/dev/null
 wait_until "StatefulSet, Services, ConfigMap and PDB garbage-collected" 120 bash -c \
   "[ -z \"\$($KUBECTL get sts,svc,cm,pdb -n $NS -l app.kubernetes.io/instance=$LC -o name 2>/dev/null)\" ]"
