@@ -93,7 +93,8 @@ jpy() { "$VENV/bin/python" -c "import json,sys; d=json.load(sys.stdin); print($1
 pod_ips() { k get pods -n $NS -l app.kubernetes.io/instance=$LC -o jsonpath='{range .items[*]}{.status.podIP}{"\n"}{end}' | awk 'NF {printf "%s%s:9092", sep, $1; sep=","}'; }
 lc_cond() { k get logcluster $LC -n $NS -o jsonpath="{.status.conditions[?(@.type==\"$1\")].$2}"; } # lc_cond TYPE FIELD
 pod_ready() { [ "$(k get pod "$1" -n $NS -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; }
-# Every partition of the topics with 3 replicas, all in sync.
+# Every partition of the topics with 3 replicas, all in sync (__consumer_offsets too: its factor is the
+# 3 voters; a reassignment in flight shows as 4 replicas).
 in_sync() { local b t; b=$(pod_ips); for t in "$@"; do [ "$(kafka "$b" leaders "$t" | awk '{print $3 "/" $4}' | sort -u)" = 3/3 ] || return 1; done; }
 # Replicas per broker of a topic ("broker:count ..."), from the replica lists of its partitions.
 replica_counts() { kafka "$(pod_ips)" leaders "$1" | awk '{n = split($5, r, ","); for (i = 1; i <= n; i++) c[r[i]]++}
@@ -218,7 +219,7 @@ wait_until "pod $LC-1 recreated and Ready" 180 recreated $LC-1 "$uid1"
 check "same PV after re-creation" "$(k get pvc data-$LC-1 -n $NS -o jsonpath='{.spec.volumeName}')" "$pv1"
 BOOTSTRAP=$(pod_ips)
 check "all records readable after the pod came back" "$(kafka "$BOOTSTRAP" consume e2e $RECORDS)" $RECORDS
-wait_until "all partitions back to 3 in-sync replicas" 120 in_sync e2e workload
+wait_until "all partitions back to 3 in-sync replicas" 120 in_sync e2e workload __consumer_offsets
 wl_flowing
 
 step "8. static setting change: operator rolls pods one at a time"
@@ -250,7 +251,7 @@ ips_after=$(pod_ips)
 log "pod IPs before the roll: $ips_before; after: $ips_after"
 check "no pod IP of before the roll is left (the workload's bootstrap list is all stale)" \
   "$(comm -12 <(tr ',' '\n' <<< "$ips_before" | sort) <(tr ',' '\n' <<< "$ips_after" | sort))" ""
-wait_until "all partitions back to 3 in-sync replicas" 120 in_sync e2e workload
+wait_until "all partitions back to 3 in-sync replicas" 120 in_sync e2e workload __consumer_offsets
 wl_flowing
 
 step "9. kill -9 of a broker process: the kubelet restarts it in the same pod"
@@ -268,7 +269,7 @@ restarted() { [ "$(k get pod "$victim" -n $NS -o jsonpath='{.status.containerSta
 wait_until "$victim restarted by the kubelet and Ready" 180 restarted
 check "same pod (not recreated)" "$(k get pod "$victim" -n $NS -o jsonpath='{.metadata.uid}')" "$uid"
 check "the old broker process is gone" "$([ -d "/proc/$pid" ] && echo alive || echo gone)" gone
-wait_until "all partitions back to 3 in-sync replicas" 180 in_sync e2e workload
+wait_until "all partitions back to 3 in-sync replicas" 180 in_sync e2e workload __consumer_offsets
 wait_until "cluster health: no offline, under-replicated or under-min-ISR partition, no fenced broker" 60 \
   "$STRATA" --brokers "$(pod_ips)" cluster health
 wl_flowing
@@ -287,6 +288,13 @@ track_until() {
   PROGRESS_SEEN=$(cut -d: -f1 "$STATE/progressing.log" | uniq | tr '\n' ' ')
   return $rc
 }
+# The operator's events about the LogCluster since the step began, with their times (what happened when).
+lc_events() {
+  local since; since=$(date -u -d "@$STEP_T" +%Y-%m-%dT%H:%M:%S)
+  k get events -n $NS --field-selector involvedObject.kind=LogCluster \
+    -o jsonpath='{range .items[*]}{.eventTime}{.lastTimestamp} {.reason}: {.message}{"\n"}{end}' |
+    sort | awk -v s="$since" '$1 >= s' | while read -r line; do log "event: $line"; done
+}
 # The LogCluster's conditions describe the current spec: Ready True, nothing Progressing.
 settled() {
   [ "$(lc_cond Ready observedGeneration)" = "$(k get logcluster $LC -n $NS -o jsonpath='{.metadata.generation}')" ] &&
@@ -294,18 +302,19 @@ settled() {
 }
 # Every broker of 0..N-1 holds a fair share of the topic's 6 x 3 replicas: 18/N rounded down or up.
 fair_share() { # fair_share N TOPIC
-  local want="" i lo=$((18 / $1)) hi=$(((18 + $1 - 1) / $1)) got
+  local i lo=$((18 / $1)) hi=$(((18 + $1 - 1) / $1)) got
   got=$(replica_counts "$2")
   for i in $(seq 0 $(($1 - 1))); do [[ " $got" =~ \ $i:($lo|$hi)\  ]] || return 1; done
   [ "$(wc -w <<< "$got")" = "$1" ]
 }
-scaled_up() { [ "$(k get sts $LC -n $NS -o jsonpath='{.status.readyReplicas}')" = 4 ] && settled && fair_share 4 e2e && in_sync e2e workload; }
+scaled_up() { [ "$(k get sts $LC -n $NS -o jsonpath='{.status.readyReplicas}')" = 4 ] && settled && fair_share 4 e2e && in_sync e2e workload __consumer_offsets; }
 
 step "10. scale 3 -> 4: the operator moves replicas onto the new broker"
 install -d -o 10001 -g 10001 "$STATE/pv/broker-3"
 # The new broker needs its own local volume (validation: one storage.local entry per broker).
 k patch logcluster $LC -n $NS --type=merge -p "{\"spec\":{\"replicas\":4,\"storage\":{\"local\":$(local_volumes 4)}}}" >/dev/null
 track_until "4 brokers, replicas rebalanced (e2e: 4 or 5 per broker), all in sync, LogCluster Ready" 600 scaled_up
+lc_events
 check_match "Progressing True/Rebalancing reported while replicas moved" "$PROGRESS_SEEN" "True/Rebalancing"
 log "replicas per broker: e2e: $(replica_counts e2e); workload: $(replica_counts workload)"
 check "broker 3 registered" "$(broker_ids)" "0 1 2 3"
@@ -317,11 +326,12 @@ wl_flowing
 no_replica_on() { kafka "$(pod_ips)" leaders "$1" | awk -v b="$2" '{n = split($5, r, ","); for (i = 1; i <= n; i++) if (r[i] == b) exit 1}'; }
 scaled_down() {
   [ "$(k get sts $LC -n $NS -o jsonpath='{.spec.replicas}')" = 3 ] && ! k get pod $LC-3 -n $NS >/dev/null 2>&1 &&
-    ! k get pvc data-$LC-3 -n $NS >/dev/null 2>&1 && [ "$(broker_ids)" = "0 1 2" ] && settled && in_sync e2e workload
+    ! k get pvc data-$LC-3 -n $NS >/dev/null 2>&1 && [ "$(broker_ids)" = "0 1 2" ] && settled && in_sync e2e workload __consumer_offsets
 }
 step "11. scale 4 -> 3: the operator drains broker 3, then removes it"
 k patch logcluster $LC -n $NS --type=merge -p '{"spec":{"replicas":3}}' >/dev/null
 track_until "3 brokers: $LC-3 and its claim gone, broker 3 unregistered, all in sync, LogCluster Ready" 600 scaled_down
+lc_events
 check_match "Progressing True/Draining reported while replicas left broker 3" "$PROGRESS_SEEN" "True/Draining"
 for t in e2e workload __consumer_offsets; do
   check "no replica of $t on broker 3" "$(no_replica_on "$t" 3 && echo none)" none

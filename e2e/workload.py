@@ -69,9 +69,9 @@ class Workload:
         self.last = {}  # partition -> (offset, seq) of the last record the group read, for the order check
         self.stopping = threading.Event()
         self.flushed = threading.Event()
-        self.producer = Producer(self.config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
+        self.producer = Producer(self.config({"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
 
-    def config(self, **extra):
+    def config(self, extra):
         return {"bootstrap.servers": self.bootstrap, "error_cb": self.on_error} | extra
 
     def on_error(self, err):
@@ -120,8 +120,8 @@ class Workload:
 
     def consume(self):
         """The consumer group, until the producer has flushed and every acknowledged record arrived."""
-        consumer = Consumer(self.config(**{"group.id": GROUP, "auto.offset.reset": "earliest",
-                                           "enable.auto.commit": True, "auto.commit.interval.ms": 1000}))
+        consumer = Consumer(self.config({"group.id": GROUP, "auto.offset.reset": "earliest",
+                                          "enable.auto.commit": True, "auto.commit.interval.ms": 1000}))
         consumer.subscribe([self.topic])
         deadline = None
         while True:
@@ -154,8 +154,8 @@ class Workload:
         # Bootstrap from the brokers the producer knows now: the addresses given at the start may all be gone
         # (pods recreated with new IPs); the long-lived clients followed the moves through metadata.
         brokers = self.producer.list_topics(timeout=30).brokers.values()
-        c = Consumer(self.config(**{"bootstrap.servers": ",".join(f"{b.host}:{b.port}" for b in brokers),
-                                    "group.id": f"{GROUP}-verify", "enable.auto.commit": False}))
+        c = Consumer(self.config({"bootstrap.servers": ",".join(f"{b.host}:{b.port}" for b in brokers),
+                                   "group.id": f"{GROUP}-verify", "enable.auto.commit": False}))
         parts = c.list_topics(self.topic, timeout=30).topics[self.topic].partitions
         ends = {p: c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in parts}
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
