@@ -4,7 +4,7 @@
     kafka_check.py BOOTSTRAP create TOPIC PARTITIONS
     kafka_check.py BOOTSTRAP produce TOPIC COUNT [START]  # keys k<i>, values v<i> for i from START (0); prints acked count
     kafka_check.py BOOTSTRAP consume TOPIC COUNT          # reads everything back: keys k0..k<COUNT-1>, each once
-    kafka_check.py BOOTSTRAP leaders TOPIC                # partition -> leader node id
+    kafka_check.py BOOTSTRAP leaders TOPIC                # partition, leader, #replicas, #in sync, replica ids
     kafka_check.py BOOTSTRAP describe-broker NODE KEY     # a broker config value (DescribeConfigs)
 """
 import sys
@@ -81,10 +81,10 @@ def consume(bootstrap, topic, count):
 
 
 def leaders(bootstrap, topic):
-    """Per partition: its leader, how many replicas it has and how many are in sync."""
+    """Per partition: its leader, how many replicas it has, how many are in sync, and the replicas."""
     md = admin(bootstrap).list_topics(topic, timeout=30)
     for p, meta in sorted(md.topics[topic].partitions.items()):
-        print(p, meta.leader, len(meta.replicas), len(meta.isrs))
+        print(p, meta.leader, len(meta.replicas), len(meta.isrs), ",".join(map(str, meta.replicas)))
 
 
 def describe_broker(bootstrap, node, key):
