@@ -333,6 +333,8 @@ k patch logcluster $LC -n $NS --type=merge -p '{"spec":{"replicas":3}}' >/dev/nu
 track_until "3 brokers: $LC-3 and its claim gone, broker 3 unregistered, all in sync, LogCluster Ready" 600 scaled_down
 lc_events
 check_match "Progressing True/Draining reported while replicas left broker 3" "$PROGRESS_SEEN" "True/Draining"
+check "no ScaleDownBlocked warning during the drain" \
+  "$(k get events -n $NS --field-selector involvedObject.kind=LogCluster,reason=ScaleDownBlocked -o name | wc -l)" 0
 for t in e2e workload __consumer_offsets; do
   check "no replica of $t on broker 3" "$(no_replica_on "$t" 3 && echo none)" none
 done
