@@ -950,6 +950,33 @@ mod tests {
     }
 
     #[test]
+    fn listener_security_protocols() {
+        let c = BrokerConfig::from_pairs([("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093,INTERNAL://:9095")]).unwrap();
+        assert_eq!(c.listener_security.len(), 3);
+        assert!(c.listener_security.values().all(|s| matches!(s, ListenerSecurity::Plaintext)), "unmapped names are plaintext");
+        let ssl = [
+            ("listeners", "CLIENT://:9094,REPLICATION://:9095"),
+            ("listener.security.protocol.map", "CLIENT:SSL,REPLICATION:SSL,CONTROLLER:PLAINTEXT"),
+            ("inter.broker.listener.name", "REPLICATION"),
+            ("ssl.keystore.location", "/ks.pem"),
+        ];
+        let c = BrokerConfig::from_pairs(ssl).unwrap();
+        assert!(matches!(c.listener_security["CLIENT"], ListenerSecurity::Ssl(_)));
+        assert!(matches!(c.listener_security["CONTROLLER"], ListenerSecurity::Plaintext));
+        assert!(is_known("listener.name.client.ssl.keystore.location") && !is_known("listener.name.client.x"));
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![ssl[0], ssl[1]], "needs a keystore"),
+            (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:SSL"), ssl[3]], "no security protocol for listener"),
+            (vec![("listeners", "SASL_SSL://:9094")], "SASL is not supported yet"),
+            (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:TLS")], "unknown security protocol"),
+        ];
+        for (pairs, want) in cases {
+            let err = BrokerConfig::from_pairs(pairs.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
     fn broker_log_settings_become_topic_defaults() {
         let c = BrokerConfig::from_pairs([
             ("log.retention.hours", "1"),

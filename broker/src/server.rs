@@ -394,6 +394,7 @@ async fn connection(
     match handshake(stream, tls, opts.max_idle).await {
         Ok((stream, principal)) => {
             connections.metrics.successful_authentication.with_label_values(&[&peer.listener]).inc();
+            tracing::debug!(listener = %peer.listener, peer = %peer.addr, %principal, "TLS connection");
             peer.principal = principal.into();
             peer.tls = true;
             let (reader, writer) = tokio::io::split(stream);
