@@ -425,7 +425,7 @@ pub fn check_voters(voters: &BTreeMap<i32, String>, node_id: i32, roles: Roles, 
 pub enum FetchMode {
     /// sendfile(2) from the segment file: no copy through user space.
     Sendfile,
-    /// pread into a buffer, then write: for comparison, and for TLS later.
+    /// pread into a buffer, then write: for comparison (TLS connections always copy).
     Copy,
 }
 

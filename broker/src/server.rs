@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::FetchMode;
 use crate::episode::{Episode, Throttle, Transition, LOG_INTERVAL};
-use crate::frame::{write_frame, write_frame_through, FileSender, ResponseFrame, STREAM_CHUNK};
+use crate::frame::{write_frame, write_frame_through, FileSender, ResponseFrame};
 use crate::metrics::ConnectionMetrics;
 use crate::tls::{TlsContext, ANONYMOUS};
 use crate::warmup::Warmer;
@@ -398,7 +398,7 @@ async fn connection(
             peer.principal = principal.into();
             peer.tls = true;
             let (reader, writer) = tokio::io::split(stream);
-            let writer = Writer::Tls(writer, Vec::with_capacity(STREAM_CHUNK));
+            let writer = Writer::Tls(writer, Vec::new());
             converse(reader, writer, peer, service, &opts, shutdown, &connections).await
         }
         Err(reason) => connections.handshake_failed(&peer, &reason),
