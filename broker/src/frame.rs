@@ -274,12 +274,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn every_mode_sends_the_frame_byte_for_byte_and_holds_nothing_back() {
+    /// 4 MB of a pattern that a shifted or repeated range would not match.
+    fn sample_file() -> Arc<dyn RecordsFile> {
         let mut f = tempfile::tempfile().unwrap();
         let content: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         f.write_all(&content).unwrap();
-        let file: Arc<dyn RecordsFile> = Arc::new(f);
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn every_mode_sends_the_frame_byte_for_byte_and_holds_nothing_back() {
+        let file = sample_file();
         let frame = frame(&file);
         let expected = frame.to_vec().unwrap();
         for mode in [FetchMode::Sendfile, FetchMode::Copy] {
@@ -347,10 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn through_a_stream_in_bounded_full_writes() {
-        let mut f = tempfile::tempfile().unwrap();
-        let content: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        f.write_all(&content).unwrap();
-        let file: Arc<dyn RecordsFile> = Arc::new(f);
+        let file = sample_file();
         let frame = frame(&file);
         let expected = frame.to_vec().unwrap();
         let mut w = Recorder { out: Vec::new(), writes: 0, flushed: false };
