@@ -442,6 +442,14 @@ impl Writer {
             Writer::Tls(w, buf) => write_frame_through(w, frame, buf).await,
         }
     }
+
+    /// After the last response: TLS says close_notify, as Kafka's SslTransportLayer does (a plain socket just
+    /// closes when dropped), unless a client that stopped reading keeps it from being sent for a second.
+    async fn close(self) {
+        if let Writer::Tls(mut w, _) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tokio::io::AsyncWriteExt::shutdown(&mut w)).await;
+        }
+    }
 }
 
 /// Reads requests and writes responses until the client leaves, the connection fails or goes idle, or shutdown.
@@ -566,6 +574,7 @@ async fn write_responses(
         activity.touch();
         activity.pending.fetch_sub(1, Ordering::AcqRel);
     }
+    writer.close().await;
 }
 
 #[cfg(test)]
