@@ -1,7 +1,8 @@
 """SSL listeners with real clients: confluent-kafka (librdkafka over OpenSSL) and kcat produce and consume over
 TLS, trusting the broker through ssl.ca.location (librdkafka checks the broker's name, 127.0.0.1, by default), and
 over mutual TLS with a client certificate; without a certificate, or with one of another CA, they are refused.
-Certificates come from the openssl command line, made per test."""
+openssl s_client gets TLS 1.2 and 1.3 only, and only what ssl.enabled.protocols allows. Certificates come from the
+openssl command line, made per test."""
 
 import socket
 import subprocess
@@ -116,3 +117,30 @@ def test_mutual_tls(make_broker, pki, topic_name, tmp_path):
     signed(other, "other", "intruder", "/CN=app")
     assert refused(bootstrap, {**mtls, "ssl.certificate.location": str(other / "intruder.pem"),
                                "ssl.key.location": str(other / "intruder.key")})
+
+
+def s_client(port, *args):
+    """openssl s_client's handshake with 127.0.0.1:port: (succeeded, its output)."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *args], input=b"", capture_output=True,
+                         timeout=30)
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    return out.returncode == 0 and "Cipher is (NONE)" not in text, text
+
+
+def test_only_tls_1_2_and_1_3_and_as_ssl_enabled_protocols_says(make_broker, pki):
+    port = free_port()
+    make_broker("--ssl.keystore.location", pki.broker_keystore, ssl_port=port)
+    for version in ("-tls1_2", "-tls1_3"):
+        ok, text = s_client(port, version, "-CAfile", pki.ca)
+        assert ok and f"New, TLSv1.{version[-1]}" in text, text
+        assert "Verify return code: 0 (ok)" in text, text
+    # SECLEVEL=0 lets this OpenSSL offer TLS 1.0 and 1.1 at all: the broker refuses them with an alert.
+    for version in ("-tls1_1", "-tls1"):
+        ok, text = s_client(port, version, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert not ok and "SSL alert number" in text, text
+
+    only13 = free_port()
+    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.enabled.protocols", "TLSv1.3", ssl_port=only13)
+    assert s_client(only13, "-tls1_3", "-CAfile", pki.ca)[0]
+    ok, text = s_client(only13, "-tls1_2", "-CAfile", pki.ca)
+    assert not ok, text

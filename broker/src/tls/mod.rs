@@ -443,11 +443,6 @@ impl TlsContext {
             None => Err(format!("no ssl.principal.mapping.rules rule applies to {dn:?}")),
         }
     }
-
-    /// Whether ssl.client.auth asks clients for certificates (then Kafka's principal comes from them).
-    pub fn client_auth(&self) -> ClientAuth {
-        self.settings.client_auth
-    }
 }
 
 /// How this node connects to one kind of listener of the other nodes: plain TCP, or TLS with that
