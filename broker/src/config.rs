@@ -299,6 +299,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "The listener other nodes reach this broker on. Default: the first listener that is not a controller listener.",
     ),
+    s(
+        "security.inter.broker.protocol",
+        None,
+        "Instead of inter.broker.listener.name (not both): the inter-broker listener is the one named like this \
+         protocol (PLAINTEXT or SSL).",
+    ),
     s("broker.rack", None, "The rack of this broker (registered with the controller, reported in Metadata)."),
     s("broker.heartbeat.interval.ms", Some("2000"), "How often a broker heartbeats to the active controller."),
     s(
@@ -702,9 +708,17 @@ impl BrokerConfig {
                 "a voter needs this listener in listeners (e.g. CONTROLLER://0.0.0.0:9093)",
             ));
         }
-        let inter_broker_listener = match get("inter.broker.listener.name") {
+        // Kafka's older way to choose it, security.inter.broker.protocol, names the listener called like the protocol.
+        let (key, chosen) = match (get("inter.broker.listener.name"), get("security.inter.broker.protocol")) {
+            (Some(_), Some(protocol)) => {
+                return Err(invalid("security.inter.broker.protocol", &protocol, "set either it or inter.broker.listener.name"))
+            }
+            (Some(name), None) => ("inter.broker.listener.name", Some(name)),
+            (None, protocol) => ("security.inter.broker.protocol", protocol),
+        };
+        let inter_broker_listener = match chosen {
             Some(name) if listeners.iter().any(|l| l.name == name.trim()) => name.trim().to_string(),
-            Some(name) => return Err(invalid("inter.broker.listener.name", &name, "not in listeners")),
+            Some(name) => return Err(invalid(key, &name, "not in listeners")),
             None => listeners.iter().find(|l| l.name != controller_listener).unwrap_or(&listeners[0]).name.clone(),
         };
 
@@ -962,6 +976,12 @@ mod tests {
         ];
         let c = BrokerConfig::from_pairs(ssl).unwrap();
         assert!(matches!(c.listener_security["CLIENT"], ListenerSecurity::Ssl(_)));
+        let by_protocol = [
+            ("listeners", "PLAINTEXT://:9092,SSL://:9094"),
+            ("security.inter.broker.protocol", "SSL"),
+            ("ssl.keystore.location", "/ks.pem"),
+        ];
+        assert_eq!(BrokerConfig::from_pairs(by_protocol).unwrap().inter_broker_listener, "SSL");
         assert!(matches!(c.listener_security["CONTROLLER"], ListenerSecurity::Plaintext));
         assert!(is_known("listener.name.client.ssl.keystore.location") && !is_known("listener.name.client.x"));
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
@@ -969,6 +989,8 @@ mod tests {
             (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:SSL"), ssl[3]], "no security protocol for listener"),
             (vec![("listeners", "SASL_SSL://:9094")], "SASL is not supported yet"),
             (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:TLS")], "unknown security protocol"),
+            (vec![by_protocol[0], by_protocol[1], by_protocol[2], ssl[2]], "either it or inter.broker.listener.name"),
+            (vec![ssl[0], ssl[1], ssl[3], by_protocol[1]], "security.inter.broker.protocol"),
         ];
         for (pairs, want) in cases {
             let err = BrokerConfig::from_pairs(pairs.clone()).unwrap_err().to_string();
