@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::alter_partition::{self, IsrChanges};
-use crate::config::{BrokerConfig, Listener};
+use crate::config::{BrokerConfig, Listener, ListenerSecurity};
 use crate::controller::image::Image;
-use crate::controller::quorum::QuorumTiming;
+use crate::controller::quorum::{PeerDialers, QuorumTiming};
 use crate::controller::records::Endpoint;
 use crate::controller::service::Settings;
 use crate::controller::{Controller, ControllerConfig};
@@ -33,6 +33,7 @@ use crate::producer_ids::ProducerIdManager;
 use crate::publisher::{dynamic_overrides, Publisher};
 use crate::replica::{Defaults, ReplicaManager};
 use crate::server::{self, ConnectionOptions};
+use crate::tls::{Dialer, TlsContext};
 use crate::warmup::Warmer;
 
 /// Everything handlers need.
@@ -55,6 +56,8 @@ pub struct BrokerState {
     pub warmer: Option<Arc<Warmer>>,
     /// Where partition leaders send ISR changes for the controller.
     pub isr_changes: IsrChanges,
+    /// How this broker connects to the other nodes (TLS where their listener is SSL).
+    pub dialers: PeerDialers,
     /// Turns true at shutdown; waiting fetches answer at once.
     pub shutdown: watch::Receiver<bool>,
     /// True once this broker is registered and unfenced (in service, Kafka's RUNNING), for `/readyz`;
@@ -152,11 +155,24 @@ fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
+/// The TLS state of each SSL listener, the controller listener included (a broker-only node dials it).
+fn load_tls(config: &BrokerConfig) -> anyhow::Result<HashMap<String, Arc<TlsContext>>> {
+    let mut out = HashMap::new();
+    for (name, security) in &config.listener_security {
+        if let ListenerSecurity::Ssl(settings) = security {
+            let tls = TlsContext::load(name, settings.clone())
+                .with_context(|| format!("loading the TLS settings of listener {name}"))?;
+            out.insert(name.clone(), tls);
+        }
+    }
+    Ok(out)
+}
+
 /// Where voters were last told to be reached at run time (the operator learns pod IPs late).
 pub const DYNAMIC_VOTERS_FILE: &str = "quorum-voters.json";
 
 /// Starts this node's part of the controller quorum; a single node without voters is its own quorum.
-async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Result<Controller> {
+async fn start_controller(config: &BrokerConfig, cluster_id: &str, dialers: PeerDialers) -> anyhow::Result<Controller> {
     let mut voters = config.quorum_voters.clone();
     if voters.is_empty() {
         // Never contacted: a one-voter quorum sends no messages.
@@ -189,6 +205,7 @@ async fn start_controller(config: &BrokerConfig, cluster_id: &str) -> anyhow::Re
         },
         settings,
         inter_broker_listener: config.inter_broker_listener.clone(),
+        dialers,
     };
     Controller::start(&config.log_dir, controller_config).await
 }
@@ -230,7 +247,11 @@ impl Broker {
     pub async fn start(mut config: BrokerConfig) -> anyhow::Result<Broker> {
         fs::create_dir_all(&config.log_dir).with_context(|| format!("creating log.dirs {}", config.log_dir.display()))?;
         let cluster_id = cluster_id(&config.log_dir, config.node_id, config.cluster_id.as_deref())?;
-        let controller = Arc::new(start_controller(&config, &cluster_id).await?);
+        let tls = load_tls(&config)?;
+        let dialer = |name: &str| Dialer::new(tls.get(name).cloned());
+        let dialers =
+            PeerDialers { controller: dialer(&config.controller_listener), inter_broker: dialer(&config.inter_broker_listener) };
+        let controller = Arc::new(start_controller(&config, &cluster_id, dialers.clone()).await?);
         let logs_config = LogManagerConfig {
             retention_check_interval_ms: config.retention_check_interval_ms,
             flush_check_interval_ms: config.flush_check_interval_ms,
@@ -288,6 +309,7 @@ impl Broker {
         let r = &config.replication;
         let fetcher_settings = FetcherSettings {
             node_id: config.node_id,
+            dialer: dialers.inter_broker.clone(),
             max_bytes: r.fetch_max_bytes,
             response_max_bytes: r.fetch_response_max_bytes,
             max_wait_ms: r.fetch_wait_max_ms,
@@ -320,6 +342,7 @@ impl Broker {
             producer_ids,
             warmer,
             isr_changes: isr_changes.clone(),
+            dialers,
             shutdown: shutdown.clone(),
             in_service,
         });
@@ -330,19 +353,21 @@ impl Broker {
             fetch_mode: config.fetch_mode,
             max_idle: config.connections_max_idle,
             warmer: state.warmer.clone(),
+            tls: None,
         };
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
         let connections = server::Connections::new(limits, state.metrics.connections.clone());
         let mut servers = JoinSet::new();
         let mut addresses = Vec::new();
         for (name, addr, listener) in bound {
-            tracing::info!(listener = %name, %addr, "listening");
+            tracing::info!(listener = %name, %addr, tls = tls.contains_key(&name), "listening");
             addresses.push((name.clone(), addr));
+            let opts = ConnectionOptions { tls: tls.get(&name).cloned(), ..opts.clone() };
             servers.spawn(server::serve(
                 listener,
                 name.into(),
                 handler.clone(),
-                opts.clone(),
+                opts,
                 connections.clone(),
                 shutdown.clone(),
                 grace,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use strata_storage::LogConfig;
 
+use crate::tls::{parse_protocol_map, SecurityProtocol, SslSettings, SSL_KEYS};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid value {value:?} for {key}: {reason}")]
@@ -20,7 +22,7 @@ pub enum ConfigError {
     Syntax { path: PathBuf, line: usize },
 }
 
-fn invalid(key: &str, value: &str, reason: impl fmt::Display) -> ConfigError {
+pub(crate) fn invalid(key: &str, value: &str, reason: impl fmt::Display) -> ConfigError {
     ConfigError::Invalid { key: key.into(), value: value.into(), reason: reason.to_string() }
 }
 
@@ -74,7 +76,50 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "listeners",
         Some("PLAINTEXT://127.0.0.1:9092"),
-        "Comma-separated NAME://HOST:PORT to listen on (plaintext); an empty host or 0.0.0.0 binds all interfaces.",
+        "Comma-separated NAME://HOST:PORT to listen on; an empty host or 0.0.0.0 binds all interfaces. Each NAME's \
+         security protocol comes from listener.security.protocol.map.",
+    ),
+    s(
+        "listener.security.protocol.map",
+        Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+        "NAME:PROTOCOL for each listener name (PLAINTEXT or SSL; SASL_* are not supported yet). While it is not set, \
+         names it lacks (CONTROLLER, INTERNAL, ...) are PLAINTEXT; once set, it must name every listener.",
+    ),
+    s("ssl.keystore.type", Some("PEM"), "Format of the keystore: PEM only."),
+    s(
+        "ssl.keystore.location",
+        None,
+        "PEM file with the private key (unencrypted PKCS#8, PKCS#1 or SEC1) and the certificate chain of SSL \
+         listeners. Re-read when it changes (checked at most once a second, on new connections).",
+    ),
+    s("ssl.keystore.certificate.chain", None, "The certificate chain as PEM text (with ssl.keystore.key, instead of a file)."),
+    s("ssl.keystore.key", None, "The private key as PEM text (with ssl.keystore.certificate.chain)."),
+    s("ssl.key.password", None, "Refused: encrypted private keys are not supported yet."),
+    s("ssl.truststore.type", Some("PEM"), "Format of the truststore: PEM only."),
+    s(
+        "ssl.truststore.location",
+        None,
+        "PEM file of CA certificates that client certificates (ssl.client.auth) and, for this broker's connections \
+         to other nodes, their server certificates must chain to. Re-read when it changes.",
+    ),
+    s("ssl.truststore.certificates", None, "CA certificates as PEM text, instead of ssl.truststore.location."),
+    s(
+        "ssl.client.auth",
+        Some("none"),
+        "none, requested (clients may present a certificate) or required (they must; one not signed by a trusted CA \
+         fails the handshake). A client certificate's subject is the connection's principal.",
+    ),
+    s("ssl.enabled.protocols", Some("TLSv1.2,TLSv1.3"), "TLS versions accepted and offered: TLSv1.2 and/or TLSv1.3."),
+    s(
+        "ssl.principal.mapping.rules",
+        Some("DEFAULT"),
+        "Kafka's rules turning a client certificate's subject (RFC 2253, e.g. CN=app,O=Acme) into the principal's \
+         name: DEFAULT, or RULE:pattern/replacement/[LU], comma-separated; the first that applies wins.",
+    ),
+    s(
+        "ssl.endpoint.identification.algorithm",
+        Some("https"),
+        "https: this broker checks that another node's certificate names the host it dialed; empty: not checked.",
     ),
     s(
         "advertised.listeners",
@@ -254,6 +299,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "The listener other nodes reach this broker on. Default: the first listener that is not a controller listener.",
     ),
+    s(
+        "security.inter.broker.protocol",
+        None,
+        "Instead of inter.broker.listener.name (not both): the inter-broker listener is the one named like this \
+         protocol (PLAINTEXT or SSL).",
+    ),
     s("broker.rack", None, "The rack of this broker (registered with the controller, reported in Metadata)."),
     s("broker.heartbeat.interval.ms", Some("2000"), "How often a broker heartbeats to the active controller."),
     s(
@@ -380,7 +431,7 @@ pub fn check_voters(voters: &BTreeMap<i32, String>, node_id: i32, roles: Roles, 
 pub enum FetchMode {
     /// sendfile(2) from the segment file: no copy through user space.
     Sendfile,
-    /// pread into a buffer, then write: for comparison, and for TLS later.
+    /// pread into a buffer, then write: for comparison (TLS connections always copy).
     Copy,
 }
 
@@ -429,16 +480,13 @@ impl Listener {
     }
 }
 
-/// Parses a comma-separated listener list; security protocols other than plaintext are refused, not ignored.
+/// Parses a comma-separated listener list.
 pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
     let mut out: Vec<Listener> = Vec::new();
     for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (name, addr) = item.split_once("://").ok_or_else(|| invalid(key, value, "expected NAME://HOST:PORT"))?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(invalid(key, value, format!("bad listener name {name:?}")));
-        }
-        if matches!(name, "SSL" | "SASL_SSL" | "SASL_PLAINTEXT") {
-            return Err(invalid(key, value, format!("{name}: only plaintext listeners are supported")));
         }
         let (host, port) = addr.rsplit_once(':').ok_or_else(|| invalid(key, value, "missing :PORT"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -450,6 +498,54 @@ pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigEr
     }
     if out.is_empty() {
         return Err(invalid(key, value, "no listener"));
+    }
+    Ok(out)
+}
+
+/// A listener's security protocol, with its settings.
+#[derive(Debug, Clone)]
+pub enum ListenerSecurity {
+    Plaintext,
+    Ssl(SslSettings),
+}
+
+/// The security of each of `names` from `listener.security.protocol.map`.
+fn listener_security<'a>(
+    names: impl Iterator<Item = &'a str>,
+    served: &[Listener],
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, ListenerSecurity>, ConfigError> {
+    let key = "listener.security.protocol.map";
+    let explicit = get(key);
+    let value = explicit
+        .clone()
+        .unwrap_or_else(|| SETTINGS.iter().find(|s| s.name == key).and_then(|s| s.default).unwrap_or_default().into());
+    let map = parse_protocol_map(&value).map_err(|e| invalid(key, &value, e))?;
+    let mut out = BTreeMap::new();
+    for name in names {
+        let protocol = match (map.get(name), &explicit) {
+            (Some(p), _) => *p,
+            (None, Some(_)) => return Err(invalid(key, &value, format!("no security protocol for listener {name}"))),
+            (None, None) => SecurityProtocol::Plaintext,
+        };
+        let security = match protocol {
+            SecurityProtocol::Plaintext => ListenerSecurity::Plaintext,
+            SecurityProtocol::Ssl => {
+                let ssl = SslSettings::from_lookup(name, get)?;
+                if ssl.keystore.is_none() && served.iter().any(|l| l.name == name) {
+                    return Err(invalid(
+                        "ssl.keystore.location",
+                        "",
+                        format!("SSL listener {name} needs a keystore (or ssl.keystore.certificate.chain and ssl.keystore.key)"),
+                    ));
+                }
+                ListenerSecurity::Ssl(ssl)
+            }
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => {
+                return Err(invalid(key, &value, format!("listener {name}: SASL is not supported yet (PLAINTEXT or SSL)")))
+            }
+        };
+        out.insert(name.to_string(), security);
     }
     Ok(out)
 }
@@ -496,6 +592,8 @@ pub struct BrokerConfig {
     pub quorum_voters: BTreeMap<i32, String>,
     pub controller_listener: String,
     pub inter_broker_listener: String,
+    /// The security of each listener and of the controller listener (which a broker-only node only dials).
+    pub listener_security: BTreeMap<String, ListenerSecurity>,
     pub rack: Option<String>,
     pub heartbeat_interval: Duration,
     pub session_timeout: Duration,
@@ -610,11 +708,22 @@ impl BrokerConfig {
                 "a voter needs this listener in listeners (e.g. CONTROLLER://0.0.0.0:9093)",
             ));
         }
-        let inter_broker_listener = match get("inter.broker.listener.name") {
+        // Kafka's older way to choose it, security.inter.broker.protocol, names the listener called like the protocol.
+        let (key, chosen) = match (get("inter.broker.listener.name"), get("security.inter.broker.protocol")) {
+            (Some(_), Some(protocol)) => {
+                return Err(invalid("security.inter.broker.protocol", &protocol, "set either it or inter.broker.listener.name"))
+            }
+            (Some(name), None) => ("inter.broker.listener.name", Some(name)),
+            (None, protocol) => ("security.inter.broker.protocol", protocol),
+        };
+        let inter_broker_listener = match chosen {
             Some(name) if listeners.iter().any(|l| l.name == name.trim()) => name.trim().to_string(),
-            Some(name) => return Err(invalid("inter.broker.listener.name", &name, "not in listeners")),
+            Some(name) => return Err(invalid(key, &name, "not in listeners")),
             None => listeners.iter().find(|l| l.name != controller_listener).unwrap_or(&listeners[0]).name.clone(),
         };
+
+        let names = listeners.iter().map(|l| l.name.as_str()).chain([controller_listener.as_str()]);
+        let listener_security = listener_security(names, &listeners, &get)?;
 
         Ok(BrokerConfig {
             node_id,
@@ -696,6 +805,7 @@ impl BrokerConfig {
             quorum_voters,
             controller_listener,
             inter_broker_listener,
+            listener_security,
             rack: get("broker.rack").map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
             heartbeat_interval: Duration::from_millis(parse_range(
                 "broker.heartbeat.interval.ms",
@@ -775,7 +885,8 @@ pub fn check_cluster_id(id: &str) -> Result<(), String> {
 
 /// Every name the broker understands, for warning about unknown ones.
 pub fn is_known(key: &str) -> bool {
-    all_settings().any(|s| s.name == key)
+    let per_listener = key.strip_prefix("listener.name.").and_then(|k| k.split_once('.')).map(|(_, setting)| setting);
+    all_settings().any(|s| s.name == key) || per_listener.is_some_and(|k| SSL_KEYS.contains(&k))
 }
 
 /// The broker's settings and those of the group coordinator.
@@ -844,11 +955,46 @@ mod tests {
         let v6 = parse_listeners("listeners", "PLAINTEXT://[::1]:9092").unwrap();
         assert_eq!(v6[0].bind_addr(), "[::1]:9092");
         assert_eq!(v6[0].to_string(), "PLAINTEXT://[::1]:9092");
-        for bad in ["", "PLAINTEXT://host", "PLAINTEXT://h:x", "SSL://h:1", "h:1", "A://h:1,A://h:2"] {
+        for bad in ["", "PLAINTEXT://host", "PLAINTEXT://h:x", "h:1", "A://h:1,A://h:2"] {
             assert!(parse_listeners("listeners", bad).is_err(), "{bad}");
         }
         for (l, adv) in [("A://:1", "B://h:1"), ("A://:1", "A://0.0.0.0:1")] {
             assert!(BrokerConfig::from_pairs([("listeners", l), ("advertised.listeners", adv)]).is_err(), "{adv}");
+        }
+    }
+
+    #[test]
+    fn listener_security_protocols() {
+        let c = BrokerConfig::from_pairs([("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093,INTERNAL://:9095")]).unwrap();
+        assert_eq!(c.listener_security.len(), 3);
+        assert!(c.listener_security.values().all(|s| matches!(s, ListenerSecurity::Plaintext)), "unmapped names are plaintext");
+        let ssl = [
+            ("listeners", "CLIENT://:9094,REPLICATION://:9095"),
+            ("listener.security.protocol.map", "CLIENT:SSL,REPLICATION:SSL,CONTROLLER:PLAINTEXT"),
+            ("inter.broker.listener.name", "REPLICATION"),
+            ("ssl.keystore.location", "/ks.pem"),
+        ];
+        let c = BrokerConfig::from_pairs(ssl).unwrap();
+        assert!(matches!(c.listener_security["CLIENT"], ListenerSecurity::Ssl(_)));
+        let by_protocol = [
+            ("listeners", "PLAINTEXT://:9092,SSL://:9094"),
+            ("security.inter.broker.protocol", "SSL"),
+            ("ssl.keystore.location", "/ks.pem"),
+        ];
+        assert_eq!(BrokerConfig::from_pairs(by_protocol).unwrap().inter_broker_listener, "SSL");
+        assert!(matches!(c.listener_security["CONTROLLER"], ListenerSecurity::Plaintext));
+        assert!(is_known("listener.name.client.ssl.keystore.location") && !is_known("listener.name.client.x"));
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![ssl[0], ssl[1]], "needs a keystore"),
+            (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:SSL"), ssl[3]], "no security protocol for listener"),
+            (vec![("listeners", "SASL_SSL://:9094")], "SASL is not supported yet"),
+            (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:TLS")], "unknown security protocol"),
+            (vec![by_protocol[0], by_protocol[1], by_protocol[2], ssl[2]], "either it or inter.broker.listener.name"),
+            (vec![ssl[0], ssl[1], ssl[3], by_protocol[1]], "security.inter.broker.protocol"),
+        ];
+        for (pairs, want) in cases {
+            let err = BrokerConfig::from_pairs(pairs.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
         }
     }
 

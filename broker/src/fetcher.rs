@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::errors::code;
 use crate::partition::Partition;
 use crate::throttle::{ReplicationThrottles, Throttle};
+use crate::tls::Dialer;
 
 /// A partition to follow, and from whom.
 #[derive(Clone)]
@@ -31,6 +32,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct FetcherSettings {
     pub node_id: i32,
+    /// How to reach leaders' inter-broker listener.
+    pub dialer: Dialer,
     /// replica.fetch.max.bytes (per partition)
     pub max_bytes: i32,
     /// replica.fetch.response.max.bytes
@@ -203,7 +206,7 @@ async fn run(
         }
         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
             let timeout = Duration::from_millis(settings.max_wait_ms.max(0) as u64) + Duration::from_secs(10);
-            match Connection::connect(&addr, &format!("strata-replica-fetcher-{}", settings.node_id), timeout).await {
+            match settings.dialer.connect(&addr, &format!("strata-replica-fetcher-{}", settings.node_id), timeout).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "connecting to the leader");

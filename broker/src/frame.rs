@@ -1,12 +1,13 @@
 //! Outgoing response frames as a list of byte buffers and file ranges, and writing them to a socket: file
-//! ranges go out with sendfile(2) (zero-copy) or, in copy mode, through a user-space buffer.
+//! ranges go out with sendfile(2) (zero-copy) or, in copy mode, through a user-space buffer; through a TLS
+//! stream, which encrypts in user space, always through a bounded buffer.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::Interest;
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::config::FetchMode;
@@ -207,6 +208,47 @@ async fn copy_file(sock: &TcpStream, f: &FileSlice, scratch: &mut Vec<u8>, more:
     Ok(())
 }
 
+/// The copy path's buffer for streams that transform bytes (TLS): file ranges are read this much at a time, so a
+/// connection's fetches use this much memory however large they are (plus the TLS records rustls has
+/// buffered, 64 KiB by default).
+pub const STREAM_CHUNK: usize = 64 << 10;
+
+/// Writes a frame through a stream that transforms the bytes (TLS), which sendfile(2) cannot feed: file ranges
+/// are read into `buf` (at most [`STREAM_CHUNK`]) together with the small encoded pieces around them, so the
+/// stream gets full writes (full TLS records) rather than one per piece. Flushes at the end of the frame.
+pub async fn write_frame_through<W: AsyncWrite + Unpin>(w: &mut W, frame: &ResponseFrame, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    for part in &frame.parts {
+        match part {
+            Payload::Bytes(b) if buf.len() + b.len() <= STREAM_CHUNK => buf.extend_from_slice(b),
+            Payload::Bytes(b) => {
+                w.write_all(buf).await?;
+                buf.clear();
+                w.write_all(b).await?;
+            }
+            Payload::File(f) => {
+                // Sized on the first range: connections that never fetch keep small buffers.
+                buf.reserve_exact(STREAM_CHUNK.saturating_sub(buf.len()));
+                let (mut pos, end) = (f.position, f.position + f.len);
+                while pos < end {
+                    if buf.len() == STREAM_CHUNK {
+                        w.write_all(buf).await?;
+                        buf.clear();
+                    }
+                    let n = ((end - pos) as usize).min(STREAM_CHUNK - buf.len());
+                    let start = buf.len();
+                    buf.resize(start + n, 0);
+                    f.file.read_exact_at(&mut buf[start..], pos)?;
+                    pos += n as u64;
+                }
+            }
+        }
+    }
+    w.write_all(buf).await?;
+    buf.clear();
+    w.flush().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,12 +274,17 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn every_mode_sends_the_frame_byte_for_byte_and_holds_nothing_back() {
+    /// 4 MB of a pattern that a shifted or repeated range would not match.
+    fn sample_file() -> Arc<dyn RecordsFile> {
         let mut f = tempfile::tempfile().unwrap();
         let content: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
         f.write_all(&content).unwrap();
-        let file: Arc<dyn RecordsFile> = Arc::new(f);
+        Arc::new(f)
+    }
+
+    #[tokio::test]
+    async fn every_mode_sends_the_frame_byte_for_byte_and_holds_nothing_back() {
+        let file = sample_file();
         let frame = frame(&file);
         let expected = frame.to_vec().unwrap();
         for mode in [FetchMode::Sendfile, FetchMode::Copy] {
@@ -273,5 +320,46 @@ mod tests {
                 .unwrap();
             assert_eq!(&buf, b"small");
         }
+    }
+
+    /// Counts the writes it gets and never holds more than `STREAM_CHUNK` of one.
+    struct Recorder {
+        out: Vec<u8>,
+        writes: usize,
+        flushed: bool,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            assert!(buf.len() <= STREAM_CHUNK, "a write of {} bytes", buf.len());
+            self.out.extend_from_slice(buf);
+            self.writes += 1;
+            self.flushed = false;
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            self.flushed = true;
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn through_a_stream_in_bounded_full_writes() {
+        let file = sample_file();
+        let frame = frame(&file);
+        let expected = frame.to_vec().unwrap();
+        let mut w = Recorder { out: Vec::new(), writes: 0, flushed: false };
+        let mut buf = Vec::new();
+        write_frame_through(&mut w, &frame, &mut buf).await.unwrap();
+        assert!(w.out == expected && w.flushed);
+        assert_eq!(w.writes, expected.len().div_ceil(STREAM_CHUNK), "pieces are gathered into full writes");
+        assert_eq!(buf.capacity(), STREAM_CHUNK, "bounded buffer");
     }
 }

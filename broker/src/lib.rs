@@ -26,6 +26,7 @@ pub mod replica;
 pub mod resources;
 pub mod server;
 pub mod throttle;
+pub mod tls;
 pub mod topics;
 pub mod tune;
 pub mod warmup;

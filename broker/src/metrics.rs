@@ -7,7 +7,9 @@
 //! and `..._connection_close_total` (Kafka's socket-server-metrics; closes include idle ones, connections.max.idle.ms);
 //! `strata_connections_refused_total{reason="max.connections"|"max.connections.per.ip"}` (Kafka closes these without
 //! counting them); `strata_accept_errors_total` and `strata_accept_blocked` (1 while accept fails for lack of file
-//! descriptors and the listener backs off). Storage: `strata_log_dir_full` (1 from a write refused for lack of
+//! descriptors and the listener backs off); `..._successful_authentication_total` and
+//! `..._failed_authentication_total` (TLS handshakes; failures include a client speaking the wrong protocol for
+//! the listener). Storage: `strata_log_dir_full` (1 from a write refused for lack of
 //! space until a write to the directory succeeds again; Kafka would take the directory offline, we keep serving
 //! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
 //!
@@ -173,6 +175,8 @@ pub struct ConnectionMetrics {
     pub refused: IntCounterVec,
     pub accept_errors: IntCounterVec,
     pub accept_blocked: IntGaugeVec,
+    pub successful_authentication: IntCounterVec,
+    pub failed_authentication: IntCounterVec,
 }
 
 impl ConnectionMetrics {
@@ -203,6 +207,19 @@ impl ConnectionMetrics {
                 r,
                 "strata_accept_blocked",
                 "1 while the listener backs off because accept(2) fails",
+                &["listener"],
+            ),
+            successful_authentication: counter_vec(
+                r,
+                &socket("successful_authentication_total"),
+                "TLS handshakes completed (SSL listeners)",
+                &["listener"],
+            ),
+            failed_authentication: counter_vec(
+                r,
+                &socket("failed_authentication_total"),
+                "Connections closed for a failed TLS handshake, a client certificate no principal mapping rule applies \
+                 to, or the wrong protocol for the listener (plaintext on SSL, TLS on PLAINTEXT)",
                 &["listener"],
             ),
         }

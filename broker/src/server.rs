@@ -4,6 +4,12 @@
 //! requests are already being read (pipelining), with a bound on the requests in flight per connection.
 //! Connections idle for connections.max.idle.ms (nothing read or written, no request in progress; a request
 //! whose bytes stop arriving counts as idle) are closed, as Kafka's Selector does.
+//!
+//! On an SSL listener a connection starts with the TLS handshake (within connections.max.idle.ms) and its
+//! principal comes from the client certificate; responses then go through the TLS stream, file ranges by the
+//! bounded copy path. A client speaking the wrong protocol for the listener (plaintext on SSL, TLS on
+//! PLAINTEXT) or failing the handshake is closed with a rate-limited line and counted in
+//! `kafka_server_socket_server_metrics_failed_authentication_total`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,17 +22,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf, WriteHalf};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
 use crate::config::FetchMode;
 use crate::episode::{Episode, Throttle, Transition, LOG_INTERVAL};
-use crate::frame::{write_frame, FileSender, ResponseFrame};
+use crate::frame::{write_frame, write_frame_through, FileSender, ResponseFrame};
 use crate::metrics::ConnectionMetrics;
+use crate::tls::{TlsContext, ANONYMOUS};
 use crate::warmup::Warmer;
 
 /// What the service does with one request.
@@ -46,6 +54,11 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Name of the listener it connected to (selects the advertised address).
     pub listener: Arc<str>,
+    /// Kafka's principal, kept for authorization: `User:ANONYMOUS`, or on SSL listeners the client
+    /// certificate's subject through ssl.principal.mapping.rules.
+    pub principal: Arc<str>,
+    /// Over TLS: file ranges are copied through the stream, not sent with sendfile.
+    pub tls: bool,
 }
 
 pub trait Service: Send + Sync + 'static {
@@ -63,6 +76,8 @@ pub struct ConnectionOptions {
     pub max_idle: Duration,
     /// Reads cold file ranges into the page cache before a frame is written; None: written as they are.
     pub warmer: Option<Arc<Warmer>>,
+    /// The listener's TLS (SSL listeners); None: plaintext.
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 /// max.connections and max.connections.per.ip.
@@ -110,11 +125,34 @@ pub struct Connections {
     /// Total and per IP address.
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     refusals: Mutex<Throttle>,
+    /// Log lines about clients failing the handshake or speaking the wrong protocol, per listener.
+    bad_handshakes: Mutex<HashMap<Arc<str>, Throttle>>,
 }
 
 impl Connections {
     pub fn new(limits: Limits, metrics: ConnectionMetrics) -> Arc<Connections> {
-        Arc::new(Connections { limits, metrics, open: Mutex::default(), refusals: Mutex::new(Throttle::new(LOG_INTERVAL)) })
+        Arc::new(Connections {
+            limits,
+            metrics,
+            open: Mutex::default(),
+            refusals: Mutex::new(Throttle::new(LOG_INTERVAL)),
+            bad_handshakes: Mutex::default(),
+        })
+    }
+
+    /// A connection closed because its client failed the handshake or spoke another protocol than the
+    /// listener's: counted (Kafka's failed-authentication-total) and logged, rate-limited.
+    fn handshake_failed(&self, peer: &Peer, reason: &dyn std::fmt::Display) {
+        let listener = &*peer.listener;
+        self.metrics.failed_authentication.with_label_values(&[listener]).inc();
+        let allowed = {
+            let mut throttles = self.bad_handshakes.lock().expect("handshakes lock");
+            let throttle = throttles.entry(peer.listener.clone()).or_insert_with(|| Throttle::new(LOG_INTERVAL));
+            throttle.allow(std::time::Instant::now())
+        };
+        if let Some(suppressed) = allowed {
+            tracing::warn!(listener, peer = %peer.addr, principal = %peer.principal, failed_since_last_line = suppressed, "closing connection: {reason}");
+        }
     }
 
     /// Counts a new connection from `peer` until the guard drops, or refuses it (logged, rate-limited, and
@@ -232,7 +270,7 @@ pub async fn serve(
                     }
                     backoff = None;
                     blocked.set(0);
-                    let peer = Peer { addr, listener: name.clone() };
+                    let peer = Peer { addr, listener: name.clone(), principal: ANONYMOUS.into(), tls: false };
                     // A refused connection is closed by dropping it.
                     if let Ok(open) = limits.open(&peer) {
                         connections.spawn(connection(stream, peer, service.clone(), opts.clone(), conn_shutdown.clone(), open));
@@ -338,30 +376,113 @@ async fn unless_idle<T>(read: impl Future<Output = io::Result<T>>, activity: &Ac
 
 async fn connection(
     stream: TcpStream,
-    peer: Peer,
+    mut peer: Peer,
     service: Arc<dyn Service>,
     opts: ConnectionOptions,
     shutdown: watch::Receiver<bool>,
-    _open: Open,
+    open: Open,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(peer = %peer.addr, error = %e, "set_nodelay failed");
     }
-    let (reader, writer) = stream.into_split();
+    let connections = open.connections.clone();
+    let Some(tls) = &opts.tls else {
+        let (reader, writer) = stream.into_split();
+        let writer = Writer::Plain(writer, FileSender::new(opts.fetch_mode));
+        return converse(reader, writer, peer, service, &opts, shutdown, &connections).await;
+    };
+    match handshake(stream, tls, opts.max_idle).await {
+        Ok((stream, principal)) => {
+            connections.metrics.successful_authentication.with_label_values(&[&peer.listener]).inc();
+            tracing::debug!(listener = %peer.listener, peer = %peer.addr, %principal, "TLS connection");
+            peer.principal = principal.into();
+            peer.tls = true;
+            let (reader, writer) = tokio::io::split(stream);
+            let writer = Writer::Tls(writer, Vec::new());
+            converse(reader, writer, peer, service, &opts, shutdown, &connections).await
+        }
+        Err(reason) => connections.handshake_failed(&peer, &reason),
+    }
+}
+
+/// The TLS handshake of an accepted connection and the client's principal, within `timeout`.
+async fn handshake(stream: TcpStream, tls: &TlsContext, timeout: Duration) -> Result<(TlsStream<TcpStream>, String), String> {
+    let config = tls.server_config().ok_or("the listener has no keystore")?;
+    let accept = async {
+        // A TLS connection opens with a handshake record (content type 22); anything else is a client
+        // speaking plaintext, which rustls would only call a corrupt message.
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) => return Err("closed before the TLS handshake".to_string()),
+            Ok(_) if first[0] != 0x16 => return Err("not a TLS handshake: a plaintext client on an SSL listener?".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("before the TLS handshake: {e}")),
+        }
+        tokio_rustls::TlsAcceptor::from(config).accept(stream).await.map_err(|e| format!("TLS handshake failed: {e}"))
+    };
+    let stream = tokio::time::timeout(timeout, accept)
+        .await
+        .map_err(|_| format!("no TLS handshake within {} ms (connections.max.idle.ms)", timeout.as_millis()))??;
+    let principal = tls.principal(stream.get_ref().1.peer_certificates().and_then(|c| c.first()))?;
+    Ok((stream, principal))
+}
+
+/// Where a connection's responses go.
+enum Writer {
+    /// The socket itself: file ranges by sendfile (or the copy mode's buffer), with MSG_MORE.
+    Plain(OwnedWriteHalf, FileSender),
+    /// Through TLS, with the copy path's bounded buffer.
+    Tls(WriteHalf<TlsStream<TcpStream>>, Vec<u8>),
+}
+
+impl Writer {
+    async fn write(&mut self, frame: &ResponseFrame) -> io::Result<()> {
+        match self {
+            Writer::Plain(w, sender) => write_frame(w.as_ref(), frame, sender).await,
+            Writer::Tls(w, buf) => write_frame_through(w, frame, buf).await,
+        }
+    }
+
+    /// After the last response: TLS says close_notify, as Kafka's SslTransportLayer does (a plain socket just
+    /// closes when dropped), unless a client that stopped reading keeps it from being sent for a second.
+    async fn close(self) {
+        if let Writer::Tls(mut w, _) = self {
+            let _ = tokio::time::timeout(Duration::from_secs(1), tokio::io::AsyncWriteExt::shutdown(&mut w)).await;
+        }
+    }
+}
+
+/// Reads requests and writes responses until the client leaves, the connection fails or goes idle, or shutdown.
+async fn converse<R: AsyncRead + Unpin>(
+    reader: R,
+    writer: Writer,
+    peer: Peer,
+    service: Arc<dyn Service>,
+    opts: &ConnectionOptions,
+    shutdown: watch::Receiver<bool>,
+    connections: &Connections,
+) {
     let activity = Arc::new(Activity::new());
     let (tx, rx) = mpsc::channel(opts.max_inflight);
-    let write_task = tokio::spawn(write_responses(writer, rx, opts.fetch_mode, opts.warmer.clone(), peer.addr, activity.clone()));
+    let write_task = tokio::spawn(write_responses(writer, rx, opts.warmer.clone(), peer.addr, activity.clone()));
     let mut reader = Tracked { inner: reader, activity: &activity };
-    let reason = read_requests(&mut reader, &tx, &peer, &*service, &opts, shutdown).await;
+    let reason = read_requests(&mut reader, &tx, &peer, &*service, opts, shutdown).await;
     match &reason {
         Ok(()) => tracing::debug!(peer = %peer.addr, "connection closed"),
         // Idle connections are routine (Kafka does not log them either).
         Err(e) if e.kind() == io::ErrorKind::TimedOut => tracing::debug!(peer = %peer.addr, error = %e, "closing connection"),
+        Err(e) if e.get_ref().is_some_and(|e| e.is::<TlsOnPlaintext>()) => connections.handshake_failed(&peer, e),
         Err(e) => tracing::info!(peer = %peer.addr, error = %e, "closing connection"),
     }
     drop(tx); // the writer finishes the responses already queued, then closes
     let _ = write_task.await;
 }
+
+/// A request "size" that is the start of a TLS handshake record (content type 22, version 3.x): a TLS client
+/// on a PLAINTEXT listener.
+#[derive(Debug, thiserror::Error)]
+#[error("a TLS handshake on a PLAINTEXT listener (the client uses SSL?)")]
+struct TlsOnPlaintext;
 
 async fn read_requests<R: AsyncRead + Unpin>(
     reader: &mut Tracked<'_, R>,
@@ -402,6 +523,9 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin), max_request_bytes: 
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
+    if size[..2] == [0x16, 0x03] && i32::from_be_bytes(size) as usize > max_request_bytes {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, TlsOnPlaintext));
+    }
     let size = i32::from_be_bytes(size);
     if size < MIN_FRAME as i32 || size as usize > max_request_bytes {
         return Err(io::Error::new(
@@ -426,14 +550,12 @@ async fn read_frame(reader: &mut (impl AsyncRead + Unpin), size: usize) -> io::R
 /// Writes the responses in request order. A frame with cold file ranges waits here, off the worker thread, while
 /// they are read into the page cache: only this connection's later responses wait behind it.
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    mut writer: Writer,
     mut rx: mpsc::Receiver<Pending>,
-    mode: FetchMode,
     warmer: Option<Arc<Warmer>>,
     peer: SocketAddr,
     activity: Arc<Activity>,
 ) {
-    let mut sender = FileSender::new(mode);
     while let Some(pending) = rx.recv().await {
         let frame = match pending {
             Pending::Ready(f) => Some(f),
@@ -443,7 +565,7 @@ async fn write_responses(
             if let Some(w) = &warmer {
                 w.warm(&frame).await;
             }
-            if let Err(e) = write_frame(writer.as_ref(), &frame, &mut sender).await {
+            if let Err(e) = writer.write(&frame).await {
                 tracing::debug!(%peer, error = %e, "write failed");
                 return;
             }
@@ -452,6 +574,7 @@ async fn write_responses(
         activity.touch();
         activity.pending.fetch_sub(1, Ordering::AcqRel);
     }
+    writer.close().await;
 }
 
 #[cfg(test)]
@@ -493,6 +616,7 @@ mod tests {
             fetch_mode: FetchMode::Copy,
             max_idle: Duration::from_secs(600),
             warmer: None,
+            tls: None,
         };
         let limits = Limits { max_connections: 100, max_per_ip: 100 };
         let connections = Connections::new(limits, ConnectionMetrics::new(&prometheus::Registry::new()));

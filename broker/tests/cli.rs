@@ -1,9 +1,13 @@
 //! The `strata-broker` binary: help, config errors, the `tune` subcommand, SIGTERM, the metrics endpoint, and
 //! accepting again after running out of file descriptors.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::http_get;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata-broker");
 
@@ -89,15 +93,6 @@ fn start_listening(dir: &std::path::Path, args: &[&str]) -> (std::process::Child
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     (child, guard, line)
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    http.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
-    let mut page = String::new();
-    http.read_to_string(&mut page).unwrap();
-    page
 }
 
 /// A voter whose quorum cannot form (its peer is not running) listens and is alive, but is not ready: it is

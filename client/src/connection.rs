@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{ClientError, ErrorCode, Result};
@@ -80,9 +80,15 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
     tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { addr: addr.to_string(), timeout })?
 }
 
+/// A byte stream to a broker: TCP, or whatever a caller layers over it (the broker's TLS to its peers).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+pub type BoxStream = Box<dyn Stream>;
+
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: BoxStream,
     client_id: String,
     timeout: Duration,
     correlation_id: i32,
@@ -93,12 +99,20 @@ pub struct Connection {
 impl Connection {
     /// Connects and negotiates API versions, each step within `timeout`.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self> {
-        let mut conn = Self::open(addr, client_id, timeout).await?;
+        Self::open(addr, client_id, timeout).await?.negotiated().await
+    }
+
+    /// Like [`Connection::connect`], over a stream the caller opened to `addr`.
+    pub async fn connect_over(addr: &str, stream: BoxStream, client_id: &str, timeout: Duration) -> Result<Self> {
+        Self::over(addr, stream, client_id, timeout).negotiated().await
+    }
+
+    async fn negotiated(mut self) -> Result<Self> {
         // v0 is understood by every broker and needs no version knowledge yet.
-        let resp: ApiVersionsResponse = conn.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
-        conn.check(resp.error_code, "ApiVersions", None)?;
-        conn.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
-        Ok(conn)
+        let resp: ApiVersionsResponse = self.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()).await?;
+        self.check(resp.error_code, "ApiVersions", None)?;
+        self.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        Ok(self)
     }
 
     async fn open(addr: &str, client_id: &str, timeout: Duration) -> Result<Self> {
@@ -108,14 +122,20 @@ impl Connection {
             .map_err(|_| ClientError::Timeout { addr: addr.to_string(), timeout })?
             .map_err(connect)?;
         stream.set_nodelay(true).map_err(connect)?;
-        Ok(Self {
+        Ok(Self::over(addr, Box::new(stream), client_id, timeout))
+    }
+
+    /// A connection over a stream the caller opened to `addr`, without negotiating versions (for callers
+    /// that know them, as [`call`]).
+    pub fn over(addr: &str, stream: BoxStream, client_id: &str, timeout: Duration) -> Self {
+        Self {
             addr: addr.to_string(),
             stream,
             client_id: client_id.to_string(),
             timeout,
             correlation_id: 0,
             versions: BTreeMap::new(),
-        })
+        }
     }
 
     pub fn addr(&self) -> &str {
@@ -165,6 +185,7 @@ impl Connection {
         let frame = encode_request(api, version, self.correlation_id, &self.client_id, request).map_err(|r| self.protocol(r))?;
         let io = |source| ClientError::Io { addr: self.addr.clone(), source };
         self.stream.write_all(&frame).await.map_err(io)?;
+        self.stream.flush().await.map_err(io)?; // a TLS stream may hold the last record until flushed
         let size = self.stream.read_i32().await.map_err(io)?;
         let size = usize::try_from(size)
             .ok()

@@ -15,7 +15,7 @@ mod connection;
 mod error;
 
 pub use client::{Client, ClientConfig};
-pub use connection::{call, decode_response, encode_request, pick_version, Connection};
+pub use connection::{call, decode_response, encode_request, pick_version, BoxStream, Connection, Stream};
 pub use error::{ClientError, ErrorCode, Result};
 /// The protocol crate this client speaks, so users name the same message types.
 pub use kafka_protocol;

@@ -19,13 +19,15 @@ LISTENING = re.compile(r"strata-broker listening on PLAINTEXT://127\.0\.0\.1:(\d
 class Broker:
     """One broker process; `restart` keeps the data dir and the port, so clients reconnect to it."""
 
-    def __init__(self, data_dir: Path, log_path: Path, extra_args=(), controller_port=None):
+    def __init__(self, data_dir: Path, log_path: Path, extra_args=(), controller_port=None, ssl_port=None):
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.port = 0
         # A controller quorum voter also listens for the quorum's messages (a fixed port the others know).
         self.controller_port = controller_port
+        # An SSL listener besides the PLAINTEXT one (its TLS settings are in extra_args).
+        self.ssl_port = ssl_port
         self.proc = None
 
     @property
@@ -36,6 +38,8 @@ class Broker:
         listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
         if self.controller_port:
             listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.ssl_port:
+            listeners += f",SSL://127.0.0.1:{self.ssl_port}"
         args = [BINARY, "--listeners", listeners, "--log.dirs", str(self.data_dir)]
         log = open(self.log_path, "ab")
         # No metrics endpoint (flags win over the environment): several brokers would all bind the default 9644.
@@ -86,8 +90,10 @@ class Broker:
 def make_broker(tmp_path):
     brokers = []
 
-    def make(*extra_args, controller_port=None):
-        b = Broker(tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args, controller_port)
+    def make(*extra_args, controller_port=None, ssl_port=None):
+        b = Broker(
+            tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args, controller_port, ssl_port
+        )
         brokers.append(b)
         return b.start()
 

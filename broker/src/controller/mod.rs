@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::errors::code;
 use image::{Image, Refused};
 use log_store::LogStore;
-use quorum::{AddressBook, MetadataRaft, NodeId, QuorumTiming};
+use quorum::{AddressBook, MetadataRaft, NodeId, PeerDialers, QuorumTiming};
 use rpc::{Connection, RpcRequest, RpcResponse};
 use service::{not_controller, Active, ControllerReply, ControllerRequest, Settings};
 use state_machine::{Published, StateMachine};
@@ -45,6 +45,7 @@ pub struct ControllerConfig {
     pub settings: Settings,
     /// The listener other nodes reach this broker on (a learner's address).
     pub inter_broker_listener: String,
+    pub dialers: PeerDialers,
 }
 
 pub struct Controller {
@@ -67,7 +68,12 @@ impl Controller {
         let log = LogStore::open(&dir).context("opening the metadata log")?;
         let state_machine = StateMachine::open(&dir).context("opening the metadata snapshot")?;
         let published = state_machine.subscribe();
-        let book = Arc::new(AddressBook::new(config.voters.clone(), published.clone(), config.inter_broker_listener.clone()));
+        let book = Arc::new(AddressBook::new(
+            config.voters.clone(),
+            published.clone(),
+            config.inter_broker_listener.clone(),
+            config.dialers.clone(),
+        ));
         let refusals = Arc::new(quorum::Refusals::default());
         let network = quorum::Network { book: book.clone(), refusals: refusals.clone() };
         let raft = quorum::start(config.node_id, &config.cluster_id, &config.timing, network, log, state_machine)
@@ -183,9 +189,9 @@ impl Controller {
                 }
                 Some(l) => match self.book.address(l as i32) {
                     None => None,
-                    Some(addr) => {
+                    Some((addr, dialer)) => {
                         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
-                            conn = Connection::open(&addr, Duration::from_secs(2)).await.ok();
+                            conn = Connection::open(dialer, &addr, Duration::from_secs(2)).await.ok();
                         }
                         match conn.as_mut() {
                             None => None,

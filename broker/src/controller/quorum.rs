@@ -19,6 +19,7 @@ use super::log_store::LogStore;
 use super::records::MetadataBatch;
 use super::rpc::{Connection, RpcRequest, RpcResponse};
 use super::state_machine::{Applied, Published, StateMachine};
+use crate::tls::Dialer;
 
 pub type NodeId = u64;
 
@@ -38,11 +39,24 @@ pub struct AddressBook {
     voters: RwLock<BTreeMap<i32, String>>,
     image: watch::Receiver<Published>,
     inter_broker_listener: String,
+    dialers: PeerDialers,
+}
+
+/// How this node connects to the others: to a voter's controller listener, to a broker's inter-broker one.
+#[derive(Debug, Clone, Default)]
+pub struct PeerDialers {
+    pub controller: Dialer,
+    pub inter_broker: Dialer,
 }
 
 impl AddressBook {
-    pub fn new(voters: BTreeMap<i32, String>, image: watch::Receiver<Published>, inter_broker_listener: String) -> AddressBook {
-        AddressBook { voters: RwLock::new(voters), image, inter_broker_listener }
+    pub fn new(
+        voters: BTreeMap<i32, String>,
+        image: watch::Receiver<Published>,
+        inter_broker_listener: String,
+        dialers: PeerDialers,
+    ) -> AddressBook {
+        AddressBook { voters: RwLock::new(voters), image, inter_broker_listener, dialers }
     }
 
     pub fn voters(&self) -> BTreeMap<i32, String> {
@@ -58,12 +72,14 @@ impl AddressBook {
         *self.voters.write().expect("voters lock") = voters;
     }
 
-    pub fn address(&self, id: i32) -> Option<String> {
+    /// Where node `id` is reached, and how to connect there.
+    pub fn address(&self, id: i32) -> Option<(String, &Dialer)> {
         if let Some(a) = self.voters.read().expect("voters lock").get(&id) {
-            return Some(a.clone());
+            return Some((a.clone(), &self.dialers.controller));
         }
         let image = self.image.borrow().image.clone();
-        image.brokers.get(&id).and_then(|b| b.endpoint(&self.inter_broker_listener)).map(|e| host_port(&e.host, e.port))
+        let endpoint = image.brokers.get(&id).and_then(|b| b.endpoint(&self.inter_broker_listener));
+        endpoint.map(|e| (host_port(&e.host, e.port), &self.dialers.inter_broker))
     }
 }
 
@@ -135,14 +151,14 @@ impl PeerClient {
     async fn send<E: std::error::Error>(&mut self, req: RpcRequest, option: &RPCOption) -> RpcResult<RpcResponse, E> {
         // Before the address is looked up: a refusal counts against the registrations applied by then only.
         let applied = self.book.image.borrow().applied;
-        let addr = self.book.address(self.target as i32).ok_or_else(|| {
+        let (addr, dialer) = self.book.address(self.target as i32).ok_or_else(|| {
             RPCError::Unreachable(Unreachable::new(&io::Error::other(format!("no address for node {}", self.target))))
         })?;
         if self.conn.as_ref().is_some_and(|c| c.addr() != addr) {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let c = Connection::open(&addr, option.hard_ttl()).await.map_err(|e| {
+            let c = Connection::open(dialer, &addr, option.hard_ttl()).await.map_err(|e| {
                 if e.kind() == io::ErrorKind::ConnectionRefused {
                     self.refusals.note(self.target as i32, applied);
                 }

@@ -13,8 +13,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+use strata_client::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::tls::Dialer;
 
 use super::quorum::{NodeId, TypeConfig};
 use super::service::{ControllerRequest, ControllerResponse};
@@ -80,16 +82,14 @@ pub fn response_frame(correlation_id: i32, resp: &RpcResponse) -> Bytes {
 /// One connection to another node; requests on it are sequential.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: BoxStream,
     next_correlation: i32,
 }
 
 impl Connection {
-    pub async fn open(addr: &str, timeout: Duration) -> io::Result<Connection> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))??;
-        stream.set_nodelay(true)?;
+    /// Connects with `dialer` (plain TCP or TLS, as the target listener needs).
+    pub async fn open(dialer: &Dialer, addr: &str, timeout: Duration) -> io::Result<Connection> {
+        let stream = dialer.dial(addr, timeout).await?;
         Ok(Connection { addr: addr.to_string(), stream, next_correlation: 0 })
     }
 
@@ -117,6 +117,7 @@ impl Connection {
         buf.put_slice(CLIENT_ID);
         buf.put_slice(&body);
         self.stream.write_all(&buf).await?;
+        self.stream.flush().await?;
         let size = self.stream.read_i32().await?;
         let size = usize::try_from(size)
             .ok()

@@ -165,9 +165,14 @@ async fn refresh(state: &BrokerState) {
         Some(async move {
             let asked = Instant::now();
             let request = latest_offsets_request(partitions);
-            match strata_client::call(&addr, ApiKey::ListOffsets, LIST_OFFSETS_VERSION, PEER_CLIENT_ID, &request, timeout).await {
-                Ok(resp) => cache.store(asked, high_watermarks(resp)),
-                Err(e) => tracing::debug!(broker = id, error = %e, "cannot ask a peer for high watermarks"),
+            let ask = async {
+                let mut c = state.dialers.inter_broker.connect(&addr, PEER_CLIENT_ID, timeout).await?;
+                c.call(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &request).await
+            };
+            match tokio::time::timeout(timeout, ask).await {
+                Ok(Ok(resp)) => cache.store(asked, high_watermarks(resp)),
+                Ok(Err(e)) => tracing::debug!(broker = id, error = %e, "cannot ask a peer for high watermarks"),
+                Err(_) => tracing::debug!(broker = id, "a peer did not give its high watermarks within {timeout:?}"),
             }
         })
     });

@@ -198,7 +198,7 @@ async fn read_blocking(state: &Arc<BrokerState>, plan: &Arc<Plan>) -> (FetchResp
 }
 
 fn encode(state: &BrokerState, plan: &Plan, mut data: FetchResponseData) -> ResponseFrame {
-    record_metrics(state, &data);
+    record_metrics(state, &plan.peer, &data);
     if plan.version >= 16 {
         let leaders: Vec<i32> =
             data.topics.iter().flat_map(|t| &t.partitions).filter_map(|p| p.current_leader.map(|(l, _)| l)).collect();
@@ -227,9 +227,9 @@ fn leader_throttles(state: &BrokerState, name: &str, index: i32, replica: i32) -
     state.replicas.hosted(name, index).is_some_and(|p| p.leader_throttles(replica))
 }
 
-/// Bytes out per topic, failures, the zero-copy share, and the page-cache residency of every range about to
-/// be sent (probed now, before sending reads it in).
-fn record_metrics(state: &BrokerState, data: &FetchResponseData) {
+/// Bytes out per topic, failures, the zero-copy share (TLS connections always copy), and the page-cache
+/// residency of every range about to be sent (probed now, before sending reads it in).
+fn record_metrics(state: &BrokerState, peer: &Peer, data: &FetchResponseData) {
     let m = &state.metrics;
     let mut records = 0;
     for t in &data.topics {
@@ -246,8 +246,8 @@ fn record_metrics(state: &BrokerState, data: &FetchResponseData) {
         }
     }
     match state.config.fetch_mode {
-        FetchMode::Sendfile => m.sendfile_bytes.inc_by(records),
-        FetchMode::Copy => m.copy_bytes.inc_by(records),
+        FetchMode::Sendfile if !peer.tls => m.sendfile_bytes.inc_by(records),
+        _ => m.copy_bytes.inc_by(records),
     }
 }
 

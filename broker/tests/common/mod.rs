@@ -60,7 +60,8 @@ impl TestBroker {
 }
 
 pub struct Client {
-    pub stream: TcpStream,
+    /// TCP, or TLS over it.
+    pub stream: strata_client::BoxStream,
     correlation: i32,
 }
 
@@ -96,6 +97,17 @@ pub fn quorum_settings(id: usize, voter_ports: &[u16], cluster_id: &str) -> Vec<
     .collect()
 }
 
+/// A plain HTTP/1.0 GET of the broker's metrics endpoint: the status line, headers and body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    http.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    page
+}
+
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
@@ -105,8 +117,8 @@ impl Client {
         Client::from_stream(TcpStream::connect(addr).await.unwrap())
     }
 
-    pub fn from_stream(stream: TcpStream) -> Client {
-        Client { stream, correlation: 0 }
+    pub fn from_stream(stream: impl strata_client::Stream + 'static) -> Client {
+        Client { stream: Box::new(stream), correlation: 0 }
     }
 
     pub fn encode<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> Vec<u8> {
@@ -126,6 +138,7 @@ impl Client {
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
     }
 
     /// Reads one response frame; None if the broker closed the connection.

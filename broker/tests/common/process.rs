@@ -44,7 +44,10 @@ impl BrokerProcess {
         if !args.iter().any(|a| a == "--listeners") {
             cmd.args(["--listeners", "PLAINTEXT://127.0.0.1:0"]);
         }
-        cmd.args(["--metrics.port", "0", "--log.dirs"])
+        if !args.iter().any(|a| a == "--metrics.port") {
+            cmd.args(["--metrics.port", "0"]);
+        }
+        cmd.args(["--log.dirs"])
             .arg(data)
             .args(args)
             .stdout(Stdio::piped())
