@@ -309,6 +309,14 @@ fair_share() { # fair_share N TOPIC
 }
 scaled_up() { [ "$(k get sts $LC -n $NS -o jsonpath='{.status.readyReplicas}')" = 4 ] && settled && fair_share 4 e2e && in_sync e2e workload __consumer_offsets; }
 
+# Once nothing moves, the operator has removed the throttles it set: its record on the StatefulSet, the
+# topics' throttled-replica lists and the brokers' rates.
+throttles_cleared() {
+  [ -z "$(k get sts $LC -n $NS -o jsonpath='{.metadata.annotations.strata\.io/throttled-topics}')" ] &&
+    [ "$("$STRATA" --brokers "$(pod_ips)" --format json topic describe e2e workload |
+      jpy 'sorted({c["name"] for t in d for c in t["configs"] if "throttled" in c["name"] and c["source"] != "DEFAULT_CONFIG"})')" = "[]" ] &&
+    [ "$(kafka "$(pod_ips)" describe-broker 0 leader.replication.throttled.rate)" != 1048576 ]
+}
 step "10. scale 3 -> 4: the operator moves replicas onto the new broker"
 install -d -o 10001 -g 10001 "$STATE/pv/broker-3"
 # The new broker needs its own local volume (validation: one storage.local entry per broker).
@@ -321,6 +329,7 @@ check "broker 3 registered" "$(broker_ids)" "0 1 2 3"
 check "PVC data-$LC-3 bound to the 4th local volume" \
   "$(k get pv "$(k get pvc data-$LC-3 -n $NS -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.local.path}')" "$STATE/pv/broker-3"
 check "workload's replicas fairly spread too" "$(fair_share 4 workload && echo yes)" yes
+wait_until "replication throttles removed after the rebalance" 60 throttles_cleared
 wl_flowing
 
 no_replica_on() { kafka "$(pod_ips)" leaders "$1" | awk -v b="$2" '{n = split($5, r, ","); for (i = 1; i <= n; i++) if (r[i] == b) exit 1}'; }
@@ -339,6 +348,7 @@ for t in e2e workload __consumer_offsets; do
   check "no replica of $t on broker 3" "$(no_replica_on "$t" 3 && echo none)" none
 done
 log "replicas per broker: e2e: $(replica_counts e2e); workload: $(replica_counts workload)"
+wait_until "replication throttles removed after the drain" 60 throttles_cleared
 wl_flowing
 
 lt_get() { k get logtopic orders -n $NS -o jsonpath="$1"; }
