@@ -4,7 +4,8 @@
 # RF=1 acks=1 produce throughput and latency, bytes served to followers with sendfile and copy, broker CPU per
 # GiB, failover after kill -9 and SIGTERM of a leader, RSS). Takes about 6 minutes on two cores.
 # Usage: bench/replication.sh [ROUNDS]   (throughput rounds, default 5; BENCH_DIR: where the data dirs go;
-# KILL_ROUNDS / TERM_ROUNDS: failover rounds with kill -9 and SIGTERM, default 4 and 3)
+# KILL_ROUNDS / TERM_ROUNDS: failover rounds with kill -9 and SIGTERM, default 4 and 3; LATENCY_RATES: more 1 KiB
+# latency runs at these msg/s, e.g. 30000,60000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p strata-broker --bin strata-broker -p strata-cli
