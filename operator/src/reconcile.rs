@@ -299,7 +299,8 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
         None
     };
     let view = cluster.as_ref().map(|c| c.as_ref().map(|(_, view)| view).map_err(String::as_str));
-    let scale = scaling::decide(&scaling::Inputs { current, desired, voters, forced, rebalance, throttled: &throttled, view });
+    let scale =
+        scaling::decide(&scaling::Inputs { current, desired, voters, forced, rebalance, throttled: !throttled.is_empty(), view });
     let replicas = scale.replicas;
     if let Some(why) = &scale.blocked {
         let already =

@@ -47,8 +47,8 @@ pub struct Inputs<'a> {
     /// `strata.io/force-scale-down: "true"`: scale down without draining.
     pub forced: bool,
     pub rebalance: Option<Rebalance>,
-    /// Topics the operator throttled (recorded on the StatefulSet).
-    pub throttled: &'a BTreeSet<String>,
+    /// Whether the operator has throttles to remove (topics recorded on the StatefulSet).
+    pub throttled: bool,
     /// The cluster, when [`needs_view`] asked for it.
     pub view: Option<Result<&'a View, &'a str>>,
 }
@@ -121,7 +121,7 @@ pub fn decide(i: &Inputs) -> Decision {
         None => {}
     }
     let idle = matches!(i.view, Some(Ok(v)) if v.reassigning == 0);
-    d.clear_throttles = !i.throttled.is_empty() && idle && d.moves.is_empty() && d.moving.is_none();
+    d.clear_throttles = i.throttled && idle && d.moves.is_empty() && d.moving.is_none();
     d
 }
 
@@ -242,7 +242,7 @@ mod tests {
         current: i32,
         desired: i32,
         rebalance: Option<Rebalance>,
-        throttled: &'a BTreeSet<String>,
+        throttled: bool,
         view: Option<Result<&'a View, &'a str>>,
     ) -> Inputs<'a> {
         Inputs { current: Some(current), desired, voters: 3, forced: false, rebalance, throttled, view }
@@ -250,9 +250,8 @@ mod tests {
 
     #[test]
     fn scale_down_drains_first() {
-        let none = BTreeSet::new();
         let on_3 = view(&[&[0, 1, 3], &[3, 2, 1]], 0, &[0, 1, 2, 3]);
-        let d = decide(&inputs(4, 3, None, &none, Some(Ok(&on_3))));
+        let d = decide(&inputs(4, 3, None, false, Some(Ok(&on_3))));
         assert_eq!(d.replicas, 4, "brokers stay until drained");
         assert_eq!(d.moves.len(), 2);
         assert_eq!(
@@ -260,13 +259,13 @@ mod tests {
             Some(("Draining", "draining brokers 3: moving 2 partitions off them"))
         );
         let moving = view(&[&[0, 1, 3], &[3, 2, 1]], 2, &[0, 1, 2, 3]);
-        let d = decide(&inputs(4, 3, None, &none, Some(Ok(&moving))));
+        let d = decide(&inputs(4, 3, None, false, Some(Ok(&moving))));
         assert_eq!((d.replicas, d.moves.len()), (4, 0));
         assert_eq!(d.moving.unwrap().message, "draining brokers 3 before removing them: 2 partition reassignments in progress");
         let drained = view(&[&[0, 1, 2], &[1, 2, 0]], 0, &[0, 1, 2, 3]);
-        let d = decide(&inputs(5, 3, None, &none, Some(Ok(&drained))));
+        let d = decide(&inputs(5, 3, None, false, Some(Ok(&drained))));
         assert_eq!((d.replicas, d.moving, d.blocked), (3, None, None), "drained: the brokers go");
-        let d = decide(&inputs(4, 3, None, &none, Some(Err("connection refused"))));
+        let d = decide(&inputs(4, 3, None, false, Some(Err("connection refused"))));
         assert_eq!(d.replicas, 4);
         let why = d.blocked.unwrap();
         assert!(why.starts_with("scale-down from 4 to 3 refused: cannot verify that brokers 3 host no partitions (connection refused); set annotation strata.io/force-scale-down"), "{why}");
@@ -274,9 +273,8 @@ mod tests {
 
     #[test]
     fn scale_down_refused_when_the_rest_cannot_hold_the_replication_factor() {
-        let none = BTreeSet::new();
         let rf4 = view(&[&[0, 1, 2, 3]], 0, &[0, 1, 2, 3]);
-        let d = decide(&inputs(4, 3, None, &none, Some(Ok(&rf4))));
+        let d = decide(&inputs(4, 3, None, false, Some(Ok(&rf4))));
         assert_eq!(d.replicas, 4);
         let why = d.blocked.unwrap();
         assert!(
@@ -287,8 +285,7 @@ mod tests {
 
     #[test]
     fn force_acts_once_and_never_removes_a_voter() {
-        let none = BTreeSet::new();
-        let mut i = inputs(5, 3, None, &none, None);
+        let mut i = inputs(5, 3, None, false, None);
         i.forced = true;
         let d = decide(&i);
         assert_eq!((d.replicas, d.force_used), (3, true));
@@ -300,12 +297,11 @@ mod tests {
 
     #[test]
     fn scale_up_then_rebalance() {
-        let none = BTreeSet::new();
-        let d = decide(&inputs(3, 4, None, &none, None));
+        let d = decide(&inputs(3, 4, None, false, None));
         assert_eq!((d.replicas, d.rebalance), (4, Some(Rebalance::Pending)));
         assert_eq!(d.moving.unwrap().message, "brokers 3 added; replicas move onto them once they serve");
         let unbalanced = view(&[&[0, 1, 2], &[1, 2, 0], &[2, 0, 1], &[0, 1, 2]], 0, &[0, 1, 2]);
-        let d = decide(&inputs(4, 4, Some(Rebalance::Pending), &none, Some(Ok(&unbalanced))));
+        let d = decide(&inputs(4, 4, Some(Rebalance::Pending), false, Some(Ok(&unbalanced))));
         assert_eq!(d.rebalance, Some(Rebalance::Pending), "waits for broker 3");
         assert!(d.moves.is_empty());
         assert_eq!(
@@ -313,26 +309,25 @@ mod tests {
             "evening out replicas over brokers 0-3: broker 3 is not registered and unfenced yet"
         );
         let serving = View { live: [0, 1, 2, 3].into(), ..unbalanced };
-        let d = decide(&inputs(4, 4, Some(Rebalance::Pending), &none, Some(Ok(&serving))));
+        let d = decide(&inputs(4, 4, Some(Rebalance::Pending), false, Some(Ok(&serving))));
         assert_eq!(d.rebalance, Some(Rebalance::Moving));
         assert_eq!(d.moves.len(), 3, "broker 3 gets 3 of the 12 replicas: {:?}", d.moves);
         let moving = View { reassigning: 3, ..serving.clone() };
-        let d = decide(&inputs(4, 4, Some(Rebalance::Moving), &none, Some(Ok(&moving))));
+        let d = decide(&inputs(4, 4, Some(Rebalance::Moving), false, Some(Ok(&moving))));
         assert_eq!((d.rebalance, d.moves.len()), (Some(Rebalance::Moving), 0));
-        let d = decide(&inputs(4, 4, Some(Rebalance::Moving), &none, Some(Ok(&serving))));
+        let d = decide(&inputs(4, 4, Some(Rebalance::Moving), false, Some(Ok(&serving))));
         assert_eq!((d.rebalance, d.moving), (None, None), "moved once: done even if sizes changed meanwhile");
     }
 
     #[test]
     fn throttles_are_cleared_once_nothing_moves() {
-        let throttled = BTreeSet::from(["t".to_string()]);
         let balanced = view(&[&[0, 1, 2]], 0, &[0, 1, 2]);
-        let d = decide(&inputs(3, 3, None, &throttled, Some(Ok(&balanced))));
+        let d = decide(&inputs(3, 3, None, true, Some(Ok(&balanced))));
         assert!(d.clear_throttles);
         let busy = view(&[&[0, 1, 2]], 1, &[0, 1, 2]);
-        assert!(!decide(&inputs(3, 3, None, &throttled, Some(Ok(&busy)))).clear_throttles, "someone's reassignment runs");
-        assert!(!decide(&inputs(3, 3, None, &BTreeSet::new(), Some(Ok(&balanced)))).clear_throttles, "none set");
-        assert!(!decide(&inputs(3, 3, None, &throttled, Some(Err("down")))).clear_throttles);
+        assert!(!decide(&inputs(3, 3, None, true, Some(Ok(&busy)))).clear_throttles, "someone's reassignment runs");
+        assert!(!decide(&inputs(3, 3, None, false, Some(Ok(&balanced)))).clear_throttles, "none set");
+        assert!(!decide(&inputs(3, 3, None, true, Some(Err("down")))).clear_throttles);
     }
 
     #[test]
