@@ -56,17 +56,19 @@ pub async fn alter_broker_configs(
     conn.alter_configs(resource, changes).await
 }
 
+/// A broker pod's client address (its IP and the client port); None while it has no IP.
+pub fn client_addr(lc: &LogCluster, pod: &Pod) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+    Some(format!("{ip}:{}", lc.spec.listeners.client_port))
+}
+
 /// The client addresses of `lc`'s ready brokers, lowest ordinal first.
 pub fn ready_brokers(lc: &LogCluster, pods: &[Pod]) -> Vec<String> {
     let sts = names::statefulset(lc);
     let mut ready: Vec<(i32, String)> = pods
         .iter()
         .filter(|p| is_ready(p) && !is_terminating(p))
-        .filter_map(|p| {
-            let ordinal = names::ordinal_of(&sts, p.metadata.name.as_deref()?)?;
-            let ip = p.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-            Some((ordinal, format!("{ip}:{}", lc.spec.listeners.client_port)))
-        })
+        .filter_map(|p| Some((names::ordinal_of(&sts, p.metadata.name.as_deref()?)?, client_addr(lc, p)?)))
         .collect();
     ready.sort();
     ready.into_iter().map(|(_, addr)| addr).collect()

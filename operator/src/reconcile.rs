@@ -539,17 +539,13 @@ enum Roll {
     Stuck(String),
 }
 
-fn client_addr(lc: &LogCluster, pod: &Pod) -> Option<String> {
-    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-    Some(format!("{ip}:{}", lc.spec.listeners.client_port))
-}
-
 /// Asks the brokers whether the next serving broker may be restarted ([`roll_safety`]): the one
 /// restarted last must be back in service (bounded by the roll timeout), then the candidate (the
 /// active controller last) must not take any partition below min.insync.replicas nor the quorum
 /// below a caught-up majority. A broker that cannot be asked holds the roll.
 async fn ask_cluster(lc: &LogCluster, pods: &[Pod], step: &rollout::RollStep, ctx: &Context) -> Roll {
-    let addr_of = |name: &str| pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).and_then(|p| client_addr(lc, p));
+    let addr_of =
+        |name: &str| pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).and_then(|p| kafka_admin::client_addr(lc, p));
     if let Some((id, pod, created)) = &step.last_restarted {
         let why_not = match addr_of(pod) {
             None => Some(format!("pod {pod} has no IP")),
@@ -594,7 +590,7 @@ async fn may_restart(
     let addr = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(pod))
-        .and_then(|p| client_addr(lc, p))
+        .and_then(|p| kafka_admin::client_addr(lc, p))
         .ok_or_else(|| format!("pod {pod} has no IP"))?;
     let (partitions, quorum) = kafka_admin::roll_check(&addr, ctx.admin_timeout, *id)
         .await
