@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v kcat >/dev/null; then
+# kcat, and openssl for the TLS tests' certificates and s_client.
+missing=()
+command -v kcat >/dev/null || missing+=(kcat)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The venv lives in a cache keyed by the pinned requirements, so CI reuses it.
