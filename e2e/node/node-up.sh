@@ -17,6 +17,14 @@ SOCK=/run/containerd/containerd.sock
 mkdir -p "$S/logs"
 log() { printf '[%s] node: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# The brokers' volumes (3 x 1Gi), the images and the logs need a few GiB; without them the kubelet evicts every
+# pod and the run fails much later with pods that never start.
+free_mib=$(df -Pm "$S" | awk 'NR==2 {print $4}')
+if [ "$free_mib" -lt 3072 ]; then
+  log "only ${free_mib} MiB free on $(df -P "$S" | awk 'NR==2 {print $6}'); the node needs at least 3072 MiB"
+  exit 1
+fi
+
 # 0. What the kubelet rewrites on the host, to restore later.
 [ -f "$S/sysctl.orig" ] || for k in vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops \
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes vm.swappiness vm.dirty_ratio vm.dirty_background_ratio \
