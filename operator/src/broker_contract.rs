@@ -27,9 +27,10 @@
 //! * computes the advertised host from [`ENV_ADVERTISE`]: `pod-dns` gives the stable name
 //!   `<pod>.<headless-service>.<namespace>.svc`, `pod-ip` the pod IP from the downward API
 //!   (for clusters without DNS), `explicit` the line `ordinal + 1` of [`ADVERTISED_HOSTS_FILE`];
-//! * appends `node.id`, `process.roles`, `listeners` and `advertised.listeners` (the client
-//!   listener only) to the shared properties and writes the result to a writable emptyDir (the
-//!   root filesystem is read-only), then `exec`s the broker.
+//! * appends `node.id`, `process.roles`, `listeners` and `advertised.listeners` (every listener
+//!   of [`ENV_LISTENER_PORTS`], the controller's not advertised) and, in secured clusters, the
+//!   pod's `ssl.keystore.location` under [`ENV_TLS_DIR`] to the shared properties and writes the
+//!   result to a writable emptyDir (the root filesystem is read-only), then `exec`s the broker.
 //!
 //! # Host tuning
 //! `strata-broker tune` runs as a privileged init container when tuning is enabled, with the
@@ -76,8 +77,9 @@ pub const BINARY: &str = "strata-broker";
 pub const DEFAULT_CLIENT_PORT: i32 = 9092;
 /// Default port of the controller listener (voters only).
 pub const DEFAULT_CONTROLLER_PORT: i32 = 9093;
+/// Default port of the brokers' own mTLS listener (secured clusters only).
+pub const DEFAULT_REPLICATION_PORT: i32 = 9091;
 /// Listener names: clients, and the controller quorum (`controller.listener.names`).
-pub const CLIENT_LISTENER: &str = "PLAINTEXT";
 pub const CONTROLLER_LISTENER: &str = "CONTROLLER";
 /// Most controller voters a cluster gets (the first brokers).
 pub const MAX_CONTROLLER_VOTERS: i32 = 3;
@@ -108,7 +110,11 @@ pub const RUN_AS_USER: i64 = 10001;
 /// Environment read by [`START_SCRIPT`].
 pub const ENV_ADVERTISE: &str = "STRATA_ADVERTISE";
 pub const ENV_HEADLESS_SERVICE: &str = "STRATA_HEADLESS_SERVICE";
-pub const ENV_CLIENT_PORT: &str = "STRATA_CLIENT_PORT";
+/// `NAME:port,...` of the listeners (but the controller's), from [`crate::listeners::Listeners::script_value`];
+/// not a broker setting (the broker reads `STRATA_<KEY>` only for keys it knows).
+pub const ENV_LISTENER_PORTS: &str = "STRATA_LISTENER_PORTS";
+/// Set in secured clusters: the directory of the mounted certificates; the keystore is `<pod>.pem` there.
+pub const ENV_TLS_DIR: &str = "STRATA_TLS_DIR";
 pub const ENV_CONTROLLER_PORT: &str = "STRATA_CONTROLLER_PORT";
 pub const ENV_POD_IP: &str = "POD_IP";
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
@@ -154,7 +160,17 @@ voters="$(sed -n 's/^controller\.quorum\.voters=//p' "$conf_dir/server.propertie
 if [ -z "$voters" ]; then
   echo "strata: no controller.quorum.voters in $conf_dir/server.properties" >&2; exit 64
 fi
-listeners="PLAINTEXT://0.0.0.0:$STRATA_CLIENT_PORT"
+listeners=""
+advertised=""
+for l in $(printf '%s' "${STRATA_LISTENER_PORTS:-}" | tr ',' ' '); do
+  listeners="$listeners,${l%%:*}://0.0.0.0:${l##*:}"
+  advertised="$advertised,${l%%:*}://$host:${l##*:}"
+done
+listeners="${listeners#,}"
+advertised="${advertised#,}"
+if [ -z "$listeners" ]; then
+  echo "strata: no listeners in STRATA_LISTENER_PORTS" >&2; exit 64
+fi
 case ",$voters," in
   *",$ordinal@"*) roles="broker,controller"; listeners="$listeners,CONTROLLER://0.0.0.0:$STRATA_CONTROLLER_PORT" ;;
   *) roles="broker" ;;
@@ -164,7 +180,8 @@ esac
   echo "node.id=$ordinal"
   echo "process.roles=$roles"
   echo "listeners=$listeners"
-  echo "advertised.listeners=PLAINTEXT://$host:$STRATA_CLIENT_PORT"
+  echo "advertised.listeners=$advertised"
+  if [ -n "${STRATA_TLS_DIR:-}" ]; then echo "ssl.keystore.location=$STRATA_TLS_DIR/$HOSTNAME.pem"; fi
 } > "$run_dir/server.properties.tmp"
 mv "$run_dir/server.properties.tmp" "$run_dir/server.properties"
 exec strata-broker --config "$run_dir/server.properties"
@@ -271,6 +288,8 @@ pub const NODE_ID: &str = "node.id";
 pub const PROCESS_ROLES: &str = "process.roles";
 pub const LISTENERS: &str = "listeners";
 pub const ADVERTISED_LISTENERS: &str = "advertised.listeners";
+pub const LISTENER_SECURITY_PROTOCOL_MAP: &str = "listener.security.protocol.map";
+pub const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
 pub const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
 pub const CONTROLLER_QUORUM_VOTERS: &str = "controller.quorum.voters";
 pub const LOG_DIRS: &str = "log.dirs";
@@ -296,6 +315,8 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     key(PROCESS_ROLES, ValueKind::OneOf(&["broker", "broker,controller"]), Owner::Operator, false),
     key(LISTENERS, ValueKind::Text, Owner::Operator, false),
     key(ADVERTISED_LISTENERS, ValueKind::Text, Owner::Operator, false),
+    key(LISTENER_SECURITY_PROTOCOL_MAP, ValueKind::Text, Owner::Operator, false),
+    key(INTER_BROKER_LISTENER_NAME, ValueKind::Text, Owner::Operator, false),
     key(CONTROLLER_LISTENER_NAMES, ValueKind::Text, Owner::Operator, false),
     // Rendered, and set at run time in PodIP and Explicit modes: see "Controller quorum".
     key(CONTROLLER_QUORUM_VOTERS, ValueKind::Text, Owner::Operator, true),
@@ -445,6 +466,8 @@ mod tests {
                 "process.roles",
                 "listeners",
                 "advertised.listeners",
+                "listener.security.protocol.map",
+                "inter.broker.listener.name",
                 "controller.listener.names",
                 "controller.quorum.voters",
                 "log.dirs",
@@ -515,7 +538,7 @@ mod tests {
             .env("HOSTNAME", hostname)
             .env(ENV_CONFIG_DIR, &conf)
             .env(ENV_RUNTIME_DIR, &run)
-            .env(ENV_CLIENT_PORT, "9092")
+            .env(ENV_LISTENER_PORTS, "PLAINTEXT:9092")
             .env(ENV_CONTROLLER_PORT, "9093")
             .envs(env.iter().copied())
             .output()
@@ -562,6 +585,28 @@ mod tests {
         let (ok, _, err) = run_start_script_with("log.dirs=/x\n", "logs-0", &dns);
         assert!(!ok);
         assert!(err.contains("no controller.quorum.voters"), "{err}");
+    }
+
+    #[test]
+    fn start_script_writes_every_listener_and_the_pods_keystore() {
+        let env = [
+            (ENV_ADVERTISE, ADVERTISE_POD_IP),
+            (ENV_POD_IP, "10.1.2.3"),
+            (ENV_LISTENER_PORTS, "SCRAM:9094,REPLICATION:9091"),
+            (ENV_TLS_DIR, "/etc/strata/tls"),
+        ];
+        let (ok, out, err) = run_start_script("logs-0", &env);
+        assert!(ok, "{err}");
+        assert!(out.contains("\nlisteners=SCRAM://0.0.0.0:9094,REPLICATION://0.0.0.0:9091,CONTROLLER://0.0.0.0:9093\n"), "{out}");
+        assert!(out.contains("\nadvertised.listeners=SCRAM://10.1.2.3:9094,REPLICATION://10.1.2.3:9091\n"), "{out}");
+        assert!(out.contains("\nssl.keystore.location=/etc/strata/tls/logs-0.pem\n"), "{out}");
+        let (ok, out, _) = run_start_script("logs-0", &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3")]);
+        assert!(ok);
+        assert!(!out.contains("ssl.keystore.location"), "plaintext clusters have no keystore: {out}");
+        let (ok, _, err) =
+            run_start_script("logs-0", &[(ENV_ADVERTISE, ADVERTISE_POD_IP), (ENV_POD_IP, "10.1.2.3"), (ENV_LISTENER_PORTS, "")]);
+        assert!(!ok);
+        assert!(err.contains("no listeners"), "{err}");
     }
 
     #[test]

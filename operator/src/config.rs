@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::broker_contract::{self as contract, Owner};
 use crate::crd::LogClusterSpec;
+use crate::listeners;
 
 /// Validated broker settings for one cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +167,7 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
         (contract::LOG_DIRS.to_string(), contract::LOG_DIR.to_string()),
         (contract::METRICS_PORT.to_string(), spec.metrics.port.to_string()),
     ]);
+    restart.extend(listeners::plan(&spec.listeners).properties());
     let mut dynamic = BTreeMap::new();
     for (k, v) in user {
         let dynamic_key = contract::lookup(&k).is_some_and(|key| key.dynamic);

@@ -109,6 +109,37 @@ pub struct LogClusterSpec {
     /// How partition replicas move when brokers are added or removed.
     #[serde(default)]
     pub rebalancing: RebalancingSpec,
+    /// The cluster CA of a secured cluster (any listener with TLS or authentication).
+    #[serde(default)]
+    pub certificate_authority: CertificateAuthoritySpec,
+}
+
+/// Validity of the cluster CA and the certificates it signs, as Strimzi's `clusterCa`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthoritySpec {
+    /// Days the CA and each broker and operator certificate are valid.
+    #[serde(default = "default_validity_days")]
+    #[schemars(range(min = 2, max = 36500))]
+    pub validity_days: i64,
+    /// Days before expiry a certificate is renewed (the CA with its own key, so clients keep
+    /// trusting it); must be lower than `validityDays`.
+    #[serde(default = "default_renewal_days")]
+    #[schemars(range(min = 1, max = 36499))]
+    pub renewal_days: i64,
+}
+
+impl Default for CertificateAuthoritySpec {
+    fn default() -> Self {
+        Self { validity_days: default_validity_days(), renewal_days: default_renewal_days() }
+    }
+}
+
+fn default_validity_days() -> i64 {
+    365
+}
+fn default_renewal_days() -> i64 {
+    30
 }
 
 fn default_replicas() -> i32 {
@@ -197,6 +228,59 @@ pub struct ListenersSpec {
     #[serde(default = "default_controller_port")]
     #[schemars(range(min = 1024, max = 65535))]
     pub controller_port: i32,
+    /// Port of the brokers' own listener (replication, the controller quorum's clients, the
+    /// operator), which exists once any client listener has TLS or authentication: TLS with
+    /// client certificates of the cluster CA only.
+    #[serde(default = "default_replication_port")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub replication_port: i32,
+    /// The client listeners. When empty: one internal listener `plain` on `clientPort`, without
+    /// TLS or authentication.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientListener>,
+}
+
+/// A listener for Kafka clients, as Strimzi's `listeners` entries.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientListener {
+    /// Lower-case letters and digits, starting with a letter; the broker's listener name is
+    /// its upper case.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"))]
+    pub name: String,
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// How clients reach it: `internal` (pod and Service addresses inside the cluster).
+    #[serde(rename = "type", default)]
+    pub type_: ListenerType,
+    /// TLS with a broker certificate of the cluster CA (clients trust the CA certificate in
+    /// the Secret `<cluster>-cluster-ca-cert`).
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerType {
+    #[default]
+    Internal,
+}
+
+/// How a listener's clients prove who they are.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ListenerAuthentication {
+    /// Anyone who reaches the port (principal `User:ANONYMOUS`).
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// SASL SCRAM-SHA-512 with a LogUser's password.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// A client certificate of the cluster CA (needs `tls: true`).
+    #[serde(rename = "tls")]
+    Tls,
 }
 
 impl Default for ListenersSpec {
@@ -206,6 +290,8 @@ impl Default for ListenersSpec {
             advertise: AdvertiseMode::default(),
             advertised_hosts: None,
             controller_port: default_controller_port(),
+            replication_port: default_replication_port(),
+            clients: Vec::new(),
         }
     }
 }
@@ -216,6 +302,10 @@ fn default_client_port() -> i32 {
 
 fn default_controller_port() -> i32 {
     broker_contract::DEFAULT_CONTROLLER_PORT
+}
+
+fn default_replication_port() -> i32 {
+    broker_contract::DEFAULT_REPLICATION_PORT
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

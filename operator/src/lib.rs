@@ -6,10 +6,13 @@
 pub mod annotations;
 pub mod broker_contract;
 pub mod builders;
+pub mod certs;
+pub mod cluster_ca;
 pub mod config;
 pub mod crd;
 pub mod kafka_admin;
 pub mod leader;
+pub mod listeners;
 pub mod membership;
 pub mod names;
 pub mod quantity;

@@ -70,6 +70,21 @@ pub fn bootstrap_service(lc: &LogCluster) -> String {
 pub fn config_map(lc: &LogCluster) -> String {
     format!("{}-config", cluster_name(lc))
 }
+/// Secrets of a secured cluster: the CA's key and certificate (operator only), the CA certificate for
+/// clients, the brokers' keystores, the operator's client certificate.
+pub fn cluster_ca(lc: &LogCluster) -> String {
+    format!("{}-cluster-ca", cluster_name(lc))
+}
+pub fn cluster_ca_cert(lc: &LogCluster) -> String {
+    format!("{}-cluster-ca-cert", cluster_name(lc))
+}
+pub fn broker_certs(lc: &LogCluster) -> String {
+    format!("{}-broker-certs", cluster_name(lc))
+}
+pub fn operator_cert(lc: &LogCluster) -> String {
+    format!("{}-operator-cert", cluster_name(lc))
+}
+
 pub fn pod(lc: &LogCluster, ordinal: i32) -> String {
     format!("{}-{ordinal}", statefulset(lc))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -26,9 +26,11 @@ use serde_json::json;
 use crate::annotations;
 use crate::broker_contract;
 use crate::builders;
+use crate::cluster_ca;
 use crate::config::{self, hash_str, BrokerSettings};
 use crate::crd::{LogCluster, LogClusterStatus};
 use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, ConfigResource, Unregistration};
+use crate::listeners;
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
 use crate::rebalance::View;
@@ -344,6 +346,10 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let settings = &settings;
 
     apply_local_storage(lc, ctx).await?;
+    if listeners::plan(&lc.spec.listeners).secured() {
+        // Brokers being drained by a scale-down still serve until they are gone.
+        apply_certificates(lc, current.unwrap_or(0).max(replicas), ctx).await?;
+    }
     apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &builders::config_map(lc, settings)).await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     apply_object(&svc_api, &builders::headless_service(lc)).await?;
@@ -834,6 +840,36 @@ async fn push_to_brokers(
         }
     }
     (applied, first_error)
+}
+
+/// Makes, renews and re-issues the cluster's certificates (`cluster_ca`) and stores them. Secrets are
+/// read by name only: the operator may not list the namespace's Secrets.
+async fn apply_certificates(lc: &LogCluster, brokers: i32, ctx: &Context) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let ca = api.get_opt(&names::cluster_ca(lc)).await?;
+    let broker_certs = api.get_opt(&names::broker_certs(lc)).await?;
+    let operator = api.get_opt(&names::operator_cert(lc)).await?;
+    let stored = builders::stored_certificates(ca.as_ref(), broker_certs.as_ref(), operator.as_ref());
+    let days = |d: i64| time::Duration::days(d);
+    let ca_spec = &lc.spec.certificate_authority;
+    let validity = cluster_ca::Validity {
+        ca: days(ca_spec.validity_days),
+        leaf: days(ca_spec.validity_days),
+        renew_before: days(ca_spec.renewal_days),
+    };
+    let material = cluster_ca::converge(lc, brokers, &stored, time::OffsetDateTime::now_utc(), validity)
+        .map_err(|e| Error::Invalid(format!("secret {}: {e}", names::cluster_ca(lc))))?;
+    if material.changes.is_empty() && stored.ca.is_some() {
+        return Ok(());
+    }
+    // The CA first: a crash after it leaves leaves that the next reconcile re-issues, never leaves of a CA
+    // that was not stored.
+    apply_object(&api, &builders::cluster_ca_secret(lc, &material)).await?;
+    apply_object(&api, &builders::cluster_ca_cert_secret(lc, &material)).await?;
+    apply_object(&api, &builders::broker_certs_secret(lc, &material)).await?;
+    apply_object(&api, &builders::operator_cert_secret(lc, &material)).await?;
+    publish(ctx, lc, EventType::Normal, "CertificatesUpdated", material.changes.join("; ")).await;
+    Ok(())
 }
 
 async fn apply_local_storage(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {

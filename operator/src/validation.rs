@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use crate::broker_contract as contract;
 use crate::config::{self, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogClusterSpec};
-use crate::{names, quantity};
+use crate::{listeners, names, quantity};
 
 /// Returns the broker settings of a valid spec, or every problem found.
 pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
@@ -73,11 +73,25 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
             errors.push(format!("tuning.vmDirtyBackgroundRatio ({bg}) must be lower than tuning.vmDirtyRatio ({dirty})"));
         }
     }
-    let ports = [
-        ("listeners.clientPort", spec.listeners.client_port),
-        ("listeners.controllerPort", spec.listeners.controller_port),
-        ("metrics.port", spec.metrics.port),
-    ];
+    errors.extend(listeners::problems(&spec.listeners));
+    let ca = &spec.certificate_authority;
+    if ca.renewal_days >= ca.validity_days {
+        errors.push(format!(
+            "certificateAuthority.renewalDays ({}) must be lower than certificateAuthority.validityDays ({})",
+            ca.renewal_days, ca.validity_days
+        ));
+    }
+    let l = &spec.listeners;
+    let mut ports: Vec<(String, i32)> = if l.clients.is_empty() {
+        vec![("listeners.clientPort".to_string(), l.client_port)]
+    } else {
+        l.clients.iter().enumerate().map(|(i, c)| (format!("listeners.clients[{i}].port"), c.port)).collect()
+    };
+    if listeners::plan(l).secured() {
+        ports.push(("listeners.replicationPort".to_string(), l.replication_port));
+    }
+    ports.push(("listeners.controllerPort".to_string(), l.controller_port));
+    ports.push(("metrics.port".to_string(), spec.metrics.port));
     for (i, (a, port_a)) in ports.iter().enumerate() {
         for (b, port_b) in &ports[i + 1..] {
             if port_a == port_b {

@@ -3,6 +3,7 @@
 
 mod configmap;
 mod pdb;
+mod secrets;
 mod servicemonitor;
 mod services;
 mod statefulset;
@@ -10,6 +11,9 @@ mod storage;
 
 pub use configmap::config_map;
 pub use pdb::pod_disruption_budget;
+pub use secrets::{
+    broker_certs_secret, cluster_ca_cert_secret, cluster_ca_secret, operator_cert_secret, stored as stored_certificates,
+};
 pub use servicemonitor::{service_monitor, SERVICE_MONITOR_API_VERSION, SERVICE_MONITOR_KIND};
 pub use services::{bootstrap_service, headless_service};
 pub use statefulset::{keep_claim_templates, record_membership, record_scaling, restart_hash, statefulset};
@@ -21,7 +25,6 @@ use kube::Resource;
 use crate::crd::LogCluster;
 use crate::names;
 
-pub const CLIENT_PORT_NAME: &str = "kafka";
 pub const METRICS_PORT_NAME: &str = "metrics";
 /// The controller listener; only the voters listen on it, but all pods share one template.
 pub const CONTROLLER_PORT_NAME: &str = "controller";

@@ -1,9 +1,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{owned_meta, CLIENT_PORT_NAME, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
+use super::{owned_meta, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
 use crate::crd::LogCluster;
-use crate::names;
+use crate::{listeners, names};
 
 fn port(name: &str, port: i32) -> ServicePort {
     ServicePort {
@@ -27,18 +27,23 @@ pub fn headless_service(lc: &LogCluster) -> Service {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(names::selector_labels(lc)),
-            ports: Some(vec![
-                port(CLIENT_PORT_NAME, lc.spec.listeners.client_port),
-                port(METRICS_PORT_NAME, lc.spec.metrics.port),
-                port(CONTROLLER_PORT_NAME, lc.spec.listeners.controller_port),
-            ]),
+            ports: Some(
+                listeners::plan(&lc.spec.listeners)
+                    .all()
+                    .map(|l| port(&l.name, l.port))
+                    .chain([
+                        port(METRICS_PORT_NAME, lc.spec.metrics.port),
+                        port(CONTROLLER_PORT_NAME, lc.spec.listeners.controller_port),
+                    ])
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// The address clients bootstrap from: any ready broker.
+/// The address clients bootstrap from: any ready broker, on every client listener.
 pub fn bootstrap_service(lc: &LogCluster) -> Service {
     let mut meta = owned_meta(lc, names::bootstrap_service(lc));
     meta.labels.get_or_insert_with(Default::default).insert(names::LABEL_SERVICE_ROLE.to_string(), "bootstrap".to_string());
@@ -47,7 +52,7 @@ pub fn bootstrap_service(lc: &LogCluster) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(names::selector_labels(lc)),
-            ports: Some(vec![port(CLIENT_PORT_NAME, lc.spec.listeners.client_port)]),
+            ports: Some(listeners::plan(&lc.spec.listeners).clients.iter().map(|l| port(&l.name, l.port)).collect()),
             ..Default::default()
         }),
         ..Default::default()
@@ -73,7 +78,7 @@ mod tests {
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
         assert_eq!(spec.selector.unwrap(), names::selector_labels(&lc));
         let ports = spec.ports.unwrap();
-        assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("kafka"), 19092));
+        assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("plaintext"), 19092));
         assert_eq!((ports[1].name.as_deref(), ports[1].port), (Some("metrics"), 9644));
         assert_eq!((ports[2].name.as_deref(), ports[2].port), (Some("controller"), 9093));
         assert_eq!(ports[2].target_port, Some(IntOrString::String("controller".into())));

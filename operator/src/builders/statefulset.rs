@@ -4,24 +4,26 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdate
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
 use super::configmap::advertised_hosts;
-use super::{owned_meta, CLIENT_PORT_NAME, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
+use super::{owned_meta, CONTROLLER_PORT_NAME, METRICS_PORT_NAME};
 use crate::broker_contract::{self as contract, TuneValues};
 use crate::config::{hash_str, BrokerSettings};
 use crate::crd::{AdvertiseMode, LogCluster};
 use crate::scaling::Rebalance;
-use crate::{membership, names};
+use crate::{listeners, membership, names};
 
 const CONFIG_VOLUME: &str = "config";
 const RUNTIME_VOLUME: &str = "run";
 const TMP_VOLUME: &str = "tmp";
+/// The broker certificates and the CA certificate (secured clusters).
+const TLS_VOLUME: &str = "tls";
 
 /// Hash of everything in the ConfigMap that brokers read only at start-up. A change rolls the
 /// pods; dynamic settings are left out so retention changes never restart anything.
@@ -116,6 +118,33 @@ pub fn record_scaling(sts: &mut StatefulSet, rebalance: Option<Rebalance>, throt
 
 fn pod_spec(lc: &LogCluster) -> PodSpec {
     let spec = &lc.spec;
+    let mut volumes = vec![
+        Volume {
+            name: CONFIG_VOLUME.to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names::config_map(lc),
+                // The start script is run through `sh`, so it needs no exec bit.
+                default_mode: Some(0o444),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        empty_dir(RUNTIME_VOLUME),
+        empty_dir(TMP_VOLUME),
+    ];
+    if listeners::plan(&spec.listeners).secured() {
+        // The kubelet refreshes a Secret volume in place; the broker re-reads changed certificates.
+        volumes.push(Volume {
+            name: TLS_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names::broker_certs(lc)),
+                // Readable by the broker's group (fsGroup), by no one else.
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     PodSpec {
         init_containers: spec.tuning.enabled.then(|| vec![tune_container(lc)]),
         containers: vec![broker_container(lc)],
@@ -135,20 +164,7 @@ fn pod_spec(lc: &LogCluster) -> PodSpec {
         tolerations: spec.tolerations.clone(),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(lc))),
         topology_spread_constraints: spec.topology_spread_constraints.clone(),
-        volumes: Some(vec![
-            Volume {
-                name: CONFIG_VOLUME.to_string(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(lc),
-                    // The start script is run through `sh`, so it needs no exec bit.
-                    default_mode: Some(0o444),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            empty_dir(RUNTIME_VOLUME),
-            empty_dir(TMP_VOLUME),
-        ]),
+        volumes: Some(volumes),
         ..Default::default()
     }
 }
@@ -228,6 +244,7 @@ pub fn shutdown_timeout_ms(grace_seconds: i64) -> i64 {
 
 fn broker_container(lc: &LogCluster) -> Container {
     let spec = &lc.spec;
+    let listeners = listeners::plan(&spec.listeners);
     let advertise = match spec.listeners.advertise {
         AdvertiseMode::PodDns => contract::ADVERTISE_POD_DNS,
         AdvertiseMode::PodIp => contract::ADVERTISE_POD_IP,
@@ -237,41 +254,43 @@ fn broker_container(lc: &LogCluster) -> Container {
     let mut env_vars = vec![
         env(contract::ENV_ADVERTISE, advertise.to_string()),
         env(contract::ENV_HEADLESS_SERVICE, names::headless_service(lc)),
-        env(contract::ENV_CLIENT_PORT, spec.listeners.client_port.to_string()),
+        env(contract::ENV_LISTENER_PORTS, listeners.script_value()),
         env(contract::ENV_CONTROLLER_PORT, spec.listeners.controller_port.to_string()),
         env_field(contract::ENV_POD_NAMESPACE, "metadata.namespace"),
         env_field(contract::ENV_POD_IP, "status.podIP"),
         env(contract::ENV_CLUSTER_ID, membership::cluster_id(lc)),
         env(contract::ENV_SHUTDOWN_TIMEOUT_MS, shutdown_timeout_ms(spec.termination_grace_period_seconds).to_string()),
     ];
+    if listeners.secured() {
+        env_vars.push(env(contract::ENV_TLS_DIR, listeners::TLS_DIR.to_string()));
+    }
     env_vars.extend(spec.env.iter().flatten().cloned());
+    let tcp = |name: &str, port: i32| ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..Default::default()
+    };
+    let mut ports: Vec<ContainerPort> = listeners.all().map(|l| tcp(&l.name, l.port)).collect();
+    ports.push(tcp(METRICS_PORT_NAME, spec.metrics.port));
+    // Served by the voters only (the start script decides); one template for all pods.
+    ports.push(tcp(CONTROLLER_PORT_NAME, spec.listeners.controller_port));
+    let mut mounts = vec![
+        mount(names::DATA_VOLUME, contract::DATA_DIR, false),
+        mount(CONFIG_VOLUME, contract::CONFIG_DIR, true),
+        mount(RUNTIME_VOLUME, contract::RUNTIME_DIR, false),
+        mount(TMP_VOLUME, "/tmp", false),
+    ];
+    if listeners.secured() {
+        mounts.push(mount(TLS_VOLUME, listeners::TLS_DIR, true));
+    }
     Container {
         name: "broker".to_string(),
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_string()),
         command: Some(vec!["/bin/sh".to_string(), format!("{}/{}", contract::CONFIG_DIR, contract::START_SCRIPT_FILE)]),
         env: Some(env_vars),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(CLIENT_PORT_NAME.to_string()),
-                container_port: spec.listeners.client_port,
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            },
-            ContainerPort {
-                name: Some(METRICS_PORT_NAME.to_string()),
-                container_port: spec.metrics.port,
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            },
-            // Served by the voters only (the start script decides); one template for all pods.
-            ContainerPort {
-                name: Some(CONTROLLER_PORT_NAME.to_string()),
-                container_port: spec.listeners.controller_port,
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            },
-        ]),
+        ports: Some(ports),
         readiness_probe: Some(http_probe(contract::READY_PATH, 5, 3, 5)),
         // Generous: log recovery after an unclean stop can take a while before /healthz answers.
         liveness_probe: Some(http_probe(contract::HEALTH_PATH, 10, 6, 60)),
@@ -283,12 +302,7 @@ fn broker_container(lc: &LogCluster) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            mount(names::DATA_VOLUME, contract::DATA_DIR, false),
-            mount(CONFIG_VOLUME, contract::CONFIG_DIR, true),
-            mount(RUNTIME_VOLUME, contract::RUNTIME_DIR, false),
-            mount(TMP_VOLUME, "/tmp", false),
-        ]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     }
 }
@@ -400,7 +414,7 @@ mod tests {
         assert_eq!(get("POD_IP").value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "status.podIP");
         assert_eq!(get("STRATA_CONTROLLER_PORT").value.as_deref(), Some("9093"));
         let ports: Vec<_> = c.ports.as_ref().unwrap().iter().map(|p| (p.name.as_deref().unwrap(), p.container_port)).collect();
-        assert_eq!(ports, [("kafka", 9092), ("metrics", 9644), ("controller", 9093)]);
+        assert_eq!(ports, [("plaintext", 9092), ("metrics", 9644), ("controller", 9093)]);
         let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
         assert_eq!(mounts, ["/var/lib/strata", "/etc/strata", "/var/run/strata", "/tmp"]);
         let anti = p.affinity.as_ref().unwrap().pod_anti_affinity.as_ref().unwrap();
