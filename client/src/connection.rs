@@ -202,7 +202,7 @@ impl Connection {
         decode_response(api, version, self.correlation_id, buf.freeze()).map_err(|r| self.protocol(r))
     }
 
-    fn protocol(&self, reason: String) -> ClientError {
+    pub(crate) fn protocol(&self, reason: String) -> ClientError {
         ClientError::Protocol { addr: self.addr.clone(), reason }
     }
 

@@ -6,9 +6,10 @@
 //!   forwarding requests to each other).
 //! - [`Client`]: a cluster: bootstrap over several addresses, routing to a broker id, the controller, a
 //!   group's coordinator or partition leaders.
-//! - [`admin`]: the admin operations, returning plain types.
+//! - [`admin`]: the admin operations, returning plain types; [`acl`]: the ACL ones and their vocabulary.
 //! - [`ErrorCode`]: Kafka error codes in words.
 
+pub mod acl;
 pub mod admin;
 mod client;
 mod connection;

@@ -290,6 +290,8 @@ pub const LISTENERS: &str = "listeners";
 pub const ADVERTISED_LISTENERS: &str = "advertised.listeners";
 pub const LISTENER_SECURITY_PROTOCOL_MAP: &str = "listener.security.protocol.map";
 pub const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
+pub const AUTHORIZER_CLASS_NAME: &str = "authorizer.class.name";
+pub const SUPER_USERS: &str = "super.users";
 pub const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
 pub const CONTROLLER_QUORUM_VOTERS: &str = "controller.quorum.voters";
 pub const LOG_DIRS: &str = "log.dirs";
@@ -317,6 +319,8 @@ pub const KNOWN_KEYS: &[ConfigKey] = &[
     key(ADVERTISED_LISTENERS, ValueKind::Text, Owner::Operator, false),
     key(LISTENER_SECURITY_PROTOCOL_MAP, ValueKind::Text, Owner::Operator, false),
     key(INTER_BROKER_LISTENER_NAME, ValueKind::Text, Owner::Operator, false),
+    key(AUTHORIZER_CLASS_NAME, ValueKind::Text, Owner::Operator, false),
+    key(SUPER_USERS, ValueKind::Text, Owner::Operator, false),
     key(CONTROLLER_LISTENER_NAMES, ValueKind::Text, Owner::Operator, false),
     // Rendered, and set at run time in PodIP and Explicit modes: see "Controller quorum".
     key(CONTROLLER_QUORUM_VOTERS, ValueKind::Text, Owner::Operator, true),
@@ -468,6 +472,8 @@ mod tests {
                 "advertised.listeners",
                 "listener.security.protocol.map",
                 "inter.broker.listener.name",
+                "authorizer.class.name",
+                "super.users",
                 "controller.listener.names",
                 "controller.quorum.voters",
                 "log.dirs",

@@ -36,19 +36,12 @@ pub struct KeyAndCert {
 /// What a leaf certificate must say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeafSpec {
-    /// Subject common name; the principal of an mTLS client is `User:CN=<this>,O=strata.io`.
+    /// Subject common name; the brokers map the subject `CN=<this>,O=strata.io` to the principal `User:<this>`.
     pub common_name: String,
     /// DNS subject alternative names (servers); empty for client-only certificates.
     pub dns_names: Vec<String>,
     pub server: bool,
     pub client: bool,
-}
-
-impl LeafSpec {
-    /// The Kafka principal the broker derives from this certificate's subject with the default mapping rule.
-    pub fn principal(&self) -> String {
-        format!("User:CN={},O={ORGANIZATION}", self.common_name)
-    }
 }
 
 /// What the operator reads back from a stored certificate.

@@ -26,12 +26,11 @@ pub const CA_KEY_KEY: &str = "ca.key";
 pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_KEY_KEY: &str = "tls.key";
 
-/// The common name of every broker certificate: one principal (a super user) for all brokers.
-pub fn broker_common_name(lc: &LogCluster) -> String {
-    format!("{}-broker", names::cluster_name(lc))
-}
+/// The common name of every broker certificate: one principal (`User:strata-broker`, a super user) for
+/// all brokers; each cluster's own CA keeps other clusters' brokers out.
+pub const BROKER_COMMON_NAME: &str = "strata-broker";
 
-/// The operator's client certificate's common name.
+/// The operator's client certificate's common name (`User:strata-operator`, a super user).
 pub const OPERATOR_COMMON_NAME: &str = "strata-operator";
 
 /// The keystore file of a broker (key, then certificate), as `ssl.keystore.location` reads it.
@@ -58,7 +57,7 @@ pub fn broker_leaf(lc: &LogCluster, ordinal: i32) -> LeafSpec {
         let host = l.advertised_hosts.as_ref().and_then(|h| h.get(usize::try_from(ordinal).ok()?));
         dns_names.extend(host.filter(|h| h.parse::<std::net::IpAddr>().is_err()).cloned());
     }
-    LeafSpec { common_name: broker_common_name(lc), dns_names, server: true, client: true }
+    LeafSpec { common_name: BROKER_COMMON_NAME.to_string(), dns_names, server: true, client: true }
 }
 
 pub fn operator_leaf() -> LeafSpec {

@@ -168,6 +168,9 @@ pub fn broker_settings(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<Stri
         (contract::METRICS_PORT.to_string(), spec.metrics.port.to_string()),
     ]);
     restart.extend(listeners::plan(&spec.listeners).properties());
+    if let Some(authz) = &spec.authorization {
+        restart.extend(listeners::authorization_properties(authz));
+    }
     let mut dynamic = BTreeMap::new();
     for (k, v) in user {
         let dynamic_key = contract::lookup(&k).is_some_and(|key| key.dynamic);

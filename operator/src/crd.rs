@@ -112,6 +112,28 @@ pub struct LogClusterSpec {
     /// The cluster CA of a secured cluster (any listener with TLS or authentication).
     #[serde(default)]
     pub certificate_authority: CertificateAuthoritySpec,
+    /// Kafka ACLs (LogUsers carry them); needs a secured cluster. Unset: every client may do
+    /// everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<ClusterAuthorization>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAuthorization {
+    /// `simple`: Kafka's StandardAuthorizer; what no ACL allows is refused.
+    #[serde(rename = "type")]
+    pub type_: ClusterAuthorizationType,
+    /// Principals allowed everything (`User:<name>`), besides the brokers and the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^User:[^;]+$")))]
+    pub super_users: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterAuthorizationType {
+    Simple,
 }
 
 /// Validity of the cluster CA and the certificates it signs, as Strimzi's `clusterCa`.

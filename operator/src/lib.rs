@@ -26,6 +26,7 @@ pub mod scaling;
 pub mod status;
 pub mod telemetry;
 pub mod topic;
+pub mod user;
 pub mod validation;
 
 #[cfg(test)]

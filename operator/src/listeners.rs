@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::broker_contract as contract;
+use crate::certs::ORGANIZATION;
+use crate::cluster_ca::{BROKER_COMMON_NAME, OPERATOR_COMMON_NAME};
 use crate::crd::{AdvertiseMode, ClientListener, ListenerAuthentication, ListenerType, ListenersSpec};
+use crate::crd::{ClusterAuthorization, ClusterAuthorizationType};
 
 /// Broker listener names of the brokers' own listeners.
 pub const REPLICATION: &str = "REPLICATION";
@@ -160,11 +163,35 @@ impl Listeners {
         for name in client_auth {
             out.insert(format!("listener.name.{}.ssl.client.auth", name.to_ascii_lowercase()), "required".to_string());
         }
+        // Certificates the operator issues name their holder `CN=<name>,O=strata.io`: its principal is
+        // `User:<name>`, as a SCRAM user of the same name.
+        out.insert(
+            "ssl.principal.mapping.rules".to_string(),
+            format!("RULE:^CN=([^,]+),O={}$/$1/,DEFAULT", ORGANIZATION.replace('.', "\\.")),
+        );
         for l in self.all().filter(|l| l.authentication == ListenerAuthentication::ScramSha512) {
             out.insert(format!("listener.name.{}.sasl.enabled.mechanisms", l.name), "SCRAM-SHA-512".to_string());
         }
         out
     }
+}
+
+/// Kafka's class name of the ACL authorizer.
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+/// The authorizer settings: ACLs checked, the brokers, the operator and the listed principals super users.
+pub fn authorization_properties(authz: &ClusterAuthorization) -> BTreeMap<String, String> {
+    let ClusterAuthorizationType::Simple = authz.type_;
+    let supers = [BROKER_COMMON_NAME, OPERATOR_COMMON_NAME]
+        .iter()
+        .map(|cn| format!("User:{cn}"))
+        .chain(authz.super_users.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(";");
+    BTreeMap::from([
+        (contract::AUTHORIZER_CLASS_NAME.to_string(), STANDARD_AUTHORIZER.to_string()),
+        (contract::SUPER_USERS.to_string(), supers),
+    ])
 }
 
 #[cfg(test)]
@@ -216,6 +243,7 @@ mod tests {
         assert!(!props.contains_key("ssl.endpoint.identification.algorithm"), "pod DNS names are in the certificates");
         assert_eq!(props["listener.name.scram.sasl.enabled.mechanisms"], "SCRAM-SHA-512");
         assert_eq!(props["listener.name.sasl.sasl.enabled.mechanisms"], "SCRAM-SHA-512");
+        assert_eq!(props["ssl.principal.mapping.rules"], r"RULE:^CN=([^,]+),O=strata\.io$/$1/,DEFAULT");
     }
 
     #[test]
@@ -226,6 +254,14 @@ mod tests {
             ..ListenersSpec::default()
         };
         assert_eq!(plan(&spec).properties()["ssl.endpoint.identification.algorithm"], "");
+    }
+
+    #[test]
+    fn authorization_makes_brokers_and_operator_super_users() {
+        let authz = ClusterAuthorization { type_: ClusterAuthorizationType::Simple, super_users: vec!["User:admin".into()] };
+        let props = authorization_properties(&authz);
+        assert_eq!(props["authorizer.class.name"], STANDARD_AUTHORIZER);
+        assert_eq!(props["super.users"], "User:strata-broker;User:strata-operator;User:admin");
     }
 
     #[test]

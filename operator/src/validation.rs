@@ -74,6 +74,13 @@ pub fn validate(spec: &LogClusterSpec) -> Result<BrokerSettings, Vec<String>> {
         }
     }
     errors.extend(listeners::problems(&spec.listeners));
+    if spec.authorization.is_some() && !listeners::plan(&spec.listeners).secured() {
+        errors.push(
+            "authorization needs a listener with tls or authentication: without one every client is User:ANONYMOUS \
+             and the brokers could not tell each other from clients"
+                .to_string(),
+        );
+    }
     let ca = &spec.certificate_authority;
     if ca.renewal_days >= ca.validity_days {
         errors.push(format!(
