@@ -32,7 +32,10 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::publisher::{dynamic_overrides, Publisher};
 use crate::replica::{Defaults, ReplicaManager};
+use crate::sasl::authenticator::SaslServer;
+use crate::sasl::credentials::{CredentialStore, MetadataLookup};
 use crate::server::{self, ConnectionOptions};
+use strata_client::scram::{Credential, Mechanism};
 use crate::tls::{Dialer, TlsContext};
 use crate::warmup::Warmer;
 
@@ -159,13 +162,30 @@ fn base64_url(bytes: &[u8]) -> String {
 fn load_tls(config: &BrokerConfig) -> anyhow::Result<HashMap<String, Arc<TlsContext>>> {
     let mut out = HashMap::new();
     for (name, security) in &config.listener_security {
-        if let ListenerSecurity::Ssl(settings) = security {
+        if let ListenerSecurity { ssl: Some(settings), .. } = security {
             let tls = TlsContext::load(name, settings.clone())
                 .with_context(|| format!("loading the TLS settings of listener {name}"))?;
             out.insert(name.clone(), tls);
         }
     }
     Ok(out)
+}
+
+/// The SASL side of each SASL listener: its mechanisms, its static users and the metadata log's credentials.
+fn sasl_servers(config: &BrokerConfig, controller: &Arc<Controller>) -> HashMap<String, Arc<SaslServer>> {
+    let mut out = HashMap::new();
+    for (name, security) in &config.listener_security {
+        let Some(settings) = &security.sasl else { continue };
+        let controller = controller.clone();
+        let metadata: MetadataLookup = Arc::new(move |user: &str, m: Mechanism| {
+            let image = controller.image();
+            let c = image.scram_credentials.get(user)?.get(m.name())?;
+            Some(Credential { salt: c.salt.clone(), stored_key: c.stored_key.clone(), server_key: c.server_key.clone(), iterations: c.iterations })
+        });
+        let store = CredentialStore::new(settings.static_users(), metadata);
+        out.insert(name.clone(), Arc::new(SaslServer { mechanisms: settings.mechanisms.clone(), store }));
+    }
+    out
 }
 
 /// Where voters were last told to be reached at run time (the operator learns pod IPs late).
@@ -248,9 +268,11 @@ impl Broker {
         fs::create_dir_all(&config.log_dir).with_context(|| format!("creating log.dirs {}", config.log_dir.display()))?;
         let cluster_id = cluster_id(&config.log_dir, config.node_id, config.cluster_id.as_deref())?;
         let tls = load_tls(&config)?;
-        let dialer = |name: &str| Dialer::new(tls.get(name).cloned());
-        let dialers =
-            PeerDialers { controller: dialer(&config.controller_listener), inter_broker: dialer(&config.inter_broker_listener) };
+        let dialer = |name: &str, sasl: &Option<_>| Dialer::new(tls.get(name).cloned(), sasl.clone());
+        let dialers = PeerDialers {
+            controller: dialer(&config.controller_listener, &config.controller_sasl),
+            inter_broker: dialer(&config.inter_broker_listener, &config.inter_broker_sasl),
+        };
         let controller = Arc::new(start_controller(&config, &cluster_id, dialers.clone()).await?);
         let logs_config = LogManagerConfig {
             retention_check_interval_ms: config.retention_check_interval_ms,
@@ -354,7 +376,9 @@ impl Broker {
             max_idle: config.connections_max_idle,
             warmer: state.warmer.clone(),
             tls: None,
+            sasl: None,
         };
+        let sasl = sasl_servers(config, &controller);
         let handler: Arc<dyn server::Service> = Arc::new(Handler::new(state.clone()));
         let connections = server::Connections::new(limits, state.metrics.connections.clone());
         let mut servers = JoinSet::new();
@@ -362,7 +386,7 @@ impl Broker {
         for (name, addr, listener) in bound {
             tracing::info!(listener = %name, %addr, tls = tls.contains_key(&name), "listening");
             addresses.push((name.clone(), addr));
-            let opts = ConnectionOptions { tls: tls.get(&name).cloned(), ..opts.clone() };
+            let opts = ConnectionOptions { tls: tls.get(&name).cloned(), sasl: sasl.get(&name).cloned(), ..opts.clone() };
             servers.spawn(server::serve(
                 listener,
                 name.into(),

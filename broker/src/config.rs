@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use strata_storage::LogConfig;
 
+use crate::sasl::{dial_credentials, parse_mechanism, SaslSettings, SASL_KEYS};
 use crate::tls::{parse_protocol_map, SecurityProtocol, SslSettings, SSL_KEYS};
+use strata_client::{SaslCredentials, SaslMechanism};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -82,8 +84,33 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "listener.security.protocol.map",
         Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
-        "NAME:PROTOCOL for each listener name (PLAINTEXT or SSL; SASL_* are not supported yet). While it is not set, \
+        "NAME:PROTOCOL for each listener name (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL). While it is not set, \
          names it lacks (CONTROLLER, INTERNAL, ...) are PLAINTEXT; once set, it must name every listener.",
+    ),
+    s(
+        "sasl.enabled.mechanisms",
+        Some(crate::sasl::DEFAULT_MECHANISM),
+        "The SASL mechanisms SASL_* listeners accept (per listener: listener.name.<name>.sasl.enabled.mechanisms): \
+         PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. Kafka's default, GSSAPI, is not supported (nor OAUTHBEARER).",
+    ),
+    s(
+        "sasl.mechanism.inter.broker.protocol",
+        Some(crate::sasl::DEFAULT_MECHANISM),
+        "The mechanism this node authenticates with on a SASL inter-broker listener of the others (replication, \
+         forwarded requests), with the username and password of that listener's sasl.jaas.config for it.",
+    ),
+    s(
+        "sasl.mechanism.controller.protocol",
+        Some(crate::sasl::DEFAULT_MECHANISM),
+        "The mechanism this node authenticates with on a SASL controller listener of the voters.",
+    ),
+    s(
+        "sasl.jaas.config",
+        None,
+        "A login module and its options, as Kafka's: ScramLoginModule or PlainLoginModule required username=\"...\" \
+         password=\"...\"; (PlainLoginModule also user_<name>=\"<password>\"). Per listener and mechanism: \
+         listener.name.<name>.<mechanism lower-case>.sasl.jaas.config. Its username/password is what this node dials the \
+         others with, and a user every node accepts without the metadata log (put it in super.users once ACLs are on).",
     ),
     s("ssl.keystore.type", Some("PEM"), "Format of the keystore: PEM only."),
     s(
@@ -502,11 +529,11 @@ pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigEr
     Ok(out)
 }
 
-/// A listener's security protocol, with its settings.
-#[derive(Debug, Clone)]
-pub enum ListenerSecurity {
-    Plaintext,
-    Ssl(SslSettings),
+/// A listener's security: TLS settings for SSL and SASL_SSL, SASL settings for SASL_PLAINTEXT and SASL_SSL.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSecurity {
+    pub ssl: Option<SslSettings>,
+    pub sasl: Option<SaslSettings>,
 }
 
 /// The security of each of `names` from `listener.security.protocol.map`.
@@ -528,9 +555,10 @@ fn listener_security<'a>(
             (None, Some(_)) => return Err(invalid(key, &value, format!("no security protocol for listener {name}"))),
             (None, None) => SecurityProtocol::Plaintext,
         };
-        let security = match protocol {
-            SecurityProtocol::Plaintext => ListenerSecurity::Plaintext,
-            SecurityProtocol::Ssl => {
+        let tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+        let sasl = matches!(protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl);
+        let security = ListenerSecurity {
+            ssl: if tls {
                 let ssl = SslSettings::from_lookup(name, get)?;
                 if ssl.keystore.is_none() && served.iter().any(|l| l.name == name) {
                     return Err(invalid(
@@ -539,11 +567,11 @@ fn listener_security<'a>(
                         format!("SSL listener {name} needs a keystore (or ssl.keystore.certificate.chain and ssl.keystore.key)"),
                     ));
                 }
-                ListenerSecurity::Ssl(ssl)
-            }
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => {
-                return Err(invalid(key, &value, format!("listener {name}: SASL is not supported yet (PLAINTEXT or SSL)")))
-            }
+                Some(ssl)
+            } else {
+                None
+            },
+            sasl: if sasl { Some(SaslSettings::from_lookup(name, get)?) } else { None },
         };
         out.insert(name.to_string(), security);
     }
@@ -594,6 +622,10 @@ pub struct BrokerConfig {
     pub inter_broker_listener: String,
     /// The security of each listener and of the controller listener (which a broker-only node only dials).
     pub listener_security: BTreeMap<String, ListenerSecurity>,
+    /// What this node authenticates with when it dials the inter-broker / controller listener of the others,
+    /// if that listener is SASL.
+    pub inter_broker_sasl: Option<SaslCredentials>,
+    pub controller_sasl: Option<SaslCredentials>,
     pub rack: Option<String>,
     pub heartbeat_interval: Duration,
     pub session_timeout: Duration,
@@ -724,6 +756,13 @@ impl BrokerConfig {
 
         let names = listeners.iter().map(|l| l.name.as_str()).chain([controller_listener.as_str()]);
         let listener_security = listener_security(names, &listeners, &get)?;
+        let dial_sasl = |key: &str, listener: &str| -> Result<Option<SaslCredentials>, ConfigError> {
+            let Some(settings) = listener_security.get(listener).and_then(|s| s.sasl.as_ref()) else { return Ok(None) };
+            let mechanism: SaslMechanism = parse_mechanism(key, &val(key))?;
+            dial_credentials(key, mechanism, listener, settings).map(Some)
+        };
+        let inter_broker_sasl = dial_sasl("sasl.mechanism.inter.broker.protocol", &inter_broker_listener)?;
+        let controller_sasl = dial_sasl("sasl.mechanism.controller.protocol", &controller_listener)?;
 
         Ok(BrokerConfig {
             node_id,
@@ -806,6 +845,8 @@ impl BrokerConfig {
             controller_listener,
             inter_broker_listener,
             listener_security,
+            inter_broker_sasl,
+            controller_sasl,
             rack: get("broker.rack").map(|r| r.trim().to_string()).filter(|r| !r.is_empty()),
             heartbeat_interval: Duration::from_millis(parse_range(
                 "broker.heartbeat.interval.ms",
@@ -886,7 +927,11 @@ pub fn check_cluster_id(id: &str) -> Result<(), String> {
 /// Every name the broker understands, for warning about unknown ones.
 pub fn is_known(key: &str) -> bool {
     let per_listener = key.strip_prefix("listener.name.").and_then(|k| k.split_once('.')).map(|(_, setting)| setting);
-    all_settings().any(|s| s.name == key) || per_listener.is_some_and(|k| SSL_KEYS.contains(&k))
+    let jaas = |k: &str| {
+        k.strip_suffix(".sasl.jaas.config").is_some_and(|m| SaslMechanism::ALL.iter().any(|x| x.name().eq_ignore_ascii_case(m)))
+    };
+    all_settings().any(|s| s.name == key)
+        || per_listener.is_some_and(|k| SSL_KEYS.contains(&k) || SASL_KEYS.contains(&k) || jaas(k))
 }
 
 /// The broker's settings and those of the group coordinator.
@@ -967,7 +1012,8 @@ mod tests {
     fn listener_security_protocols() {
         let c = BrokerConfig::from_pairs([("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093,INTERNAL://:9095")]).unwrap();
         assert_eq!(c.listener_security.len(), 3);
-        assert!(c.listener_security.values().all(|s| matches!(s, ListenerSecurity::Plaintext)), "unmapped names are plaintext");
+        let plaintext = |s: &ListenerSecurity| s.ssl.is_none() && s.sasl.is_none();
+        assert!(c.listener_security.values().all(plaintext), "unmapped names are plaintext");
         let ssl = [
             ("listeners", "CLIENT://:9094,REPLICATION://:9095"),
             ("listener.security.protocol.map", "CLIENT:SSL,REPLICATION:SSL,CONTROLLER:PLAINTEXT"),
@@ -975,19 +1021,19 @@ mod tests {
             ("ssl.keystore.location", "/ks.pem"),
         ];
         let c = BrokerConfig::from_pairs(ssl).unwrap();
-        assert!(matches!(c.listener_security["CLIENT"], ListenerSecurity::Ssl(_)));
+        assert!(c.listener_security["CLIENT"].ssl.is_some() && c.listener_security["CLIENT"].sasl.is_none());
         let by_protocol = [
             ("listeners", "PLAINTEXT://:9092,SSL://:9094"),
             ("security.inter.broker.protocol", "SSL"),
             ("ssl.keystore.location", "/ks.pem"),
         ];
         assert_eq!(BrokerConfig::from_pairs(by_protocol).unwrap().inter_broker_listener, "SSL");
-        assert!(matches!(c.listener_security["CONTROLLER"], ListenerSecurity::Plaintext));
+        assert!(plaintext(&c.listener_security["CONTROLLER"]));
         assert!(is_known("listener.name.client.ssl.keystore.location") && !is_known("listener.name.client.x"));
         let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
             (vec![ssl[0], ssl[1]], "needs a keystore"),
             (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:SSL"), ssl[3]], "no security protocol for listener"),
-            (vec![("listeners", "SASL_SSL://:9094")], "SASL is not supported yet"),
+            (vec![("listeners", "SASL_SSL://:9094")], "needs a keystore"),
             (vec![ssl[0], ("listener.security.protocol.map", "CLIENT:TLS")], "unknown security protocol"),
             (vec![by_protocol[0], by_protocol[1], by_protocol[2], ssl[2]], "either it or inter.broker.listener.name"),
             (vec![ssl[0], ssl[1], ssl[3], by_protocol[1]], "security.inter.broker.protocol"),
@@ -995,6 +1041,39 @@ mod tests {
         for (pairs, want) in cases {
             let err = BrokerConfig::from_pairs(pairs.clone()).unwrap_err().to_string();
             assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn sasl_listeners_and_inter_broker_credentials() {
+        let scram = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="pw";"#;
+        let base = [
+            ("listeners", "CLIENT://:9094,REPLICATION://:9095,CONTROLLER://:9093"),
+            ("listener.security.protocol.map", "CLIENT:SASL_SSL,REPLICATION:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"),
+            ("inter.broker.listener.name", "REPLICATION"),
+            ("ssl.keystore.location", "/ks.pem"),
+            ("listener.name.client.sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| BrokerConfig::from_pairs(base.iter().chain(extra).copied());
+        let c = with(&[("sasl.jaas.config", scram)]).unwrap();
+        let client = &c.listener_security["CLIENT"];
+        assert!(client.ssl.is_some());
+        assert_eq!(client.sasl.as_ref().unwrap().mechanisms.len(), 2);
+        assert!(c.listener_security["REPLICATION"].ssl.is_none() && c.listener_security["REPLICATION"].sasl.is_some());
+        let creds = c.inter_broker_sasl.clone().unwrap();
+        assert_eq!((creds.mechanism.name(), creds.username.as_str()), ("SCRAM-SHA-512", "broker"));
+        assert_eq!(c.controller_sasl.unwrap().username, "broker");
+        assert!(is_known("listener.name.client.sasl.enabled.mechanisms"));
+        assert!(is_known("listener.name.client.scram-sha-256.sasl.jaas.config"));
+        assert!(!is_known("listener.name.client.gssapi.sasl.jaas.config"));
+        for (extra, want) in [
+            (vec![], "sasl.mechanism.inter.broker.protocol"),
+            (vec![("sasl.jaas.config", scram), ("sasl.mechanism.inter.broker.protocol", "PLAIN")], "not in the sasl.enabled.mechanisms"),
+            (vec![("sasl.jaas.config", scram), ("sasl.mechanism.controller.protocol", "GSSAPI")], "GSSAPI is not supported"),
+            (vec![("sasl.jaas.config", scram), ("sasl.enabled.mechanisms", "SCRAM-SHA-256")], "sasl.mechanism.inter.broker.protocol"),
+        ] {
+            let err = with(&extra).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: {err}");
         }
     }
 

@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod publisher;
 pub mod replica;
 pub mod resources;
+pub mod sasl;
 pub mod server;
 pub mod throttle;
 pub mod tls;

@@ -47,6 +47,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // SASL authentication (answered by the authenticator on SASL listeners) and SCRAM credentials (KIP-554).
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The advertised version range of an API, if this broker implements it.
@@ -164,6 +169,10 @@ pub enum Request {
     ListGroups(m::ListGroupsRequest),
     DeleteGroups(m::DeleteGroupsRequest),
     OffsetDelete(m::OffsetDeleteRequest),
+    SaslHandshake(m::SaslHandshakeRequest),
+    SaslAuthenticate(m::SaslAuthenticateRequest),
+    DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
 }
 
 /// Produce with each partition's records as a mutable, zero-copy slice of the request frame (the storage
@@ -237,6 +246,10 @@ pub fn decode_request(header: &RequestHeader, frame: Bytes, body_start: usize) -
             ApiKey::ListGroups => Request::ListGroups(Decodable::decode(b, version)?),
             ApiKey::DeleteGroups => Request::DeleteGroups(Decodable::decode(b, version)?),
             ApiKey::OffsetDelete => Request::OffsetDelete(Decodable::decode(b, version)?),
+            ApiKey::SaslHandshake => Request::SaslHandshake(Decodable::decode(b, version)?),
+            ApiKey::SaslAuthenticate => Request::SaslAuthenticate(Decodable::decode(b, version)?),
+            ApiKey::DescribeUserScramCredentials => Request::DescribeUserScramCredentials(Decodable::decode(b, version)?),
+            ApiKey::AlterUserScramCredentials => Request::AlterUserScramCredentials(Decodable::decode(b, version)?),
             other => anyhow::bail!("{other:?} has no decoder"),
         })
     }));

@@ -10,6 +10,11 @@
 //! bounded copy path. A client speaking the wrong protocol for the listener (plaintext on SSL, TLS on
 //! PLAINTEXT) or failing the handshake is closed with a rate-limited line and counted in
 //! `kafka_server_socket_server_metrics_failed_authentication_total`.
+//!
+//! On a SASL listener (after TLS on SASL_SSL) the connection first authenticates (see
+//! [`crate::sasl::authenticator`]); its principal is then `User:<name>`. A failed or refused exchange is
+//! answered where Kafka answers it, then the connection is closed, logged (rate-limited, naming the user and
+//! address) and counted as a failed authentication.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +39,7 @@ use crate::config::FetchMode;
 use crate::episode::{Episode, Throttle, Transition, LOG_INTERVAL};
 use crate::frame::{write_frame, write_frame_through, FileSender, ResponseFrame};
 use crate::metrics::ConnectionMetrics;
+use crate::sasl::authenticator::{Authenticator, SaslServer, Step};
 use crate::tls::{TlsContext, ANONYMOUS};
 use crate::warmup::Warmer;
 
@@ -54,8 +60,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Name of the listener it connected to (selects the advertised address).
     pub listener: Arc<str>,
-    /// Kafka's principal, kept for authorization: `User:ANONYMOUS`, or on SSL listeners the client
-    /// certificate's subject through ssl.principal.mapping.rules.
+    /// Kafka's principal, kept for authorization: `User:ANONYMOUS`, on SSL listeners the client
+    /// certificate's subject through ssl.principal.mapping.rules, on SASL listeners `User:<SASL username>`.
     pub principal: Arc<str>,
     /// Over TLS: file ranges are copied through the stream, not sent with sendfile.
     pub tls: bool,
@@ -76,8 +82,10 @@ pub struct ConnectionOptions {
     pub max_idle: Duration,
     /// Reads cold file ranges into the page cache before a frame is written; None: written as they are.
     pub warmer: Option<Arc<Warmer>>,
-    /// The listener's TLS (SSL listeners); None: plaintext.
+    /// The listener's TLS (SSL and SASL_SSL listeners); None: plaintext.
     pub tls: Option<Arc<TlsContext>>,
+    /// The listener's SASL (SASL_PLAINTEXT and SASL_SSL listeners).
+    pub sasl: Option<Arc<SaslServer>>,
 }
 
 /// max.connections and max.connections.per.ip.
@@ -387,21 +395,97 @@ async fn connection(
     }
     let connections = open.connections.clone();
     let Some(tls) = &opts.tls else {
-        let (reader, writer) = stream.into_split();
-        let writer = Writer::Plain(writer, FileSender::new(opts.fetch_mode));
-        return converse(reader, writer, peer, service, &opts, shutdown, &connections).await;
+        let (mut reader, writer) = stream.into_split();
+        let mut writer = Writer::Plain(writer, FileSender::new(opts.fetch_mode));
+        if authenticated(&mut reader, &mut writer, &mut peer, &*service, &opts, &connections).await {
+            converse(reader, writer, peer, service, &opts, shutdown, &connections).await;
+        }
+        return;
     };
     match handshake(stream, tls, opts.max_idle).await {
         Ok((stream, principal)) => {
-            connections.metrics.successful_authentication.with_label_values(&[&peer.listener]).inc();
+            if opts.sasl.is_none() {
+                connections.metrics.successful_authentication.with_label_values(&[&peer.listener]).inc();
+            }
             tracing::debug!(listener = %peer.listener, peer = %peer.addr, %principal, "TLS connection");
             peer.principal = principal.into();
             peer.tls = true;
-            let (reader, writer) = tokio::io::split(stream);
-            let writer = Writer::Tls(writer, Vec::new());
-            converse(reader, writer, peer, service, &opts, shutdown, &connections).await
+            let (mut reader, writer) = tokio::io::split(stream);
+            let mut writer = Writer::Tls(writer, Vec::new());
+            if authenticated(&mut reader, &mut writer, &mut peer, &*service, &opts, &connections).await {
+                converse(reader, writer, peer, service, &opts, shutdown, &connections).await
+            } else {
+                writer.close().await
+            }
         }
         Err(reason) => connections.handshake_failed(&peer, &reason),
+    }
+}
+
+/// Kafka's sasl.server.max.receive.size: the largest frame read before authentication.
+const SASL_MAX_RECEIVE: usize = 524_288;
+
+/// On a SASL listener, the authentication exchange (each frame within connections.max.idle.ms); then the
+/// peer's principal is the user's. False when the connection is to be closed (already logged and counted).
+async fn authenticated<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    writer: &mut Writer,
+    peer: &mut Peer,
+    service: &dyn Service,
+    opts: &ConnectionOptions,
+    connections: &Connections,
+) -> bool {
+    let Some(server) = &opts.sasl else { return true };
+    let mut auth = Authenticator::new(server.clone());
+    loop {
+        // Raw tokens (after SaslHandshake v0) may be shorter than a request header.
+        let min = if auth.raw_tokens() { 0 } else { MIN_FRAME };
+        let read = read_request(reader, min, SASL_MAX_RECEIVE.min(opts.max_request_bytes));
+        let frame = match tokio::time::timeout(opts.max_idle, read).await {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => {
+                tracing::debug!(peer = %peer.addr, "connection closed before SASL authentication ended");
+                return false;
+            }
+            Ok(Err(e)) => {
+                connections.handshake_failed(peer, &e);
+                return false;
+            }
+            Err(_) => {
+                let reason = format!("no SASL authentication within {} ms (connections.max.idle.ms)", opts.max_idle.as_millis());
+                connections.handshake_failed(peer, &reason);
+                return false;
+            }
+        };
+        let (reply, outcome): (Option<ResponseFrame>, Option<Result<String, String>>) = match auth.on_frame(frame) {
+            Step::Forward(frame) => match service.call(peer, frame) {
+                Reply::Ready(f) => (Some(f), None),
+                Reply::Close(reason) => (None, Some(Err(reason))),
+                Reply::None | Reply::Later(_) => (None, Some(Err("ApiVersions not answered at once".into()))),
+            },
+            Step::Reply(b) => (Some(b.into()), None),
+            Step::Authenticated { reply, user } => (Some(reply.into()), Some(Ok(user))),
+            Step::Fail { reply, reason } => (reply.map(Into::into), Some(Err(reason))),
+        };
+        if let Some(f) = reply {
+            if let Err(e) = writer.write(&f).await {
+                tracing::debug!(peer = %peer.addr, error = %e, "write failed during SASL authentication");
+                return false;
+            }
+        }
+        match outcome {
+            None => {}
+            Some(Ok(user)) => {
+                connections.metrics.successful_authentication.with_label_values(&[&peer.listener]).inc();
+                tracing::debug!(listener = %peer.listener, peer = %peer.addr, %user, "SASL authenticated");
+                peer.principal = crate::sasl::principal(&user).into();
+                return true;
+            }
+            Some(Err(reason)) => {
+                connections.handshake_failed(peer, &reason);
+                return false;
+            }
+        }
     }
 }
 
@@ -495,7 +579,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     let activity = reader.activity;
     loop {
         let frame = tokio::select! {
-            r = unless_idle(read_request(reader, opts.max_request_bytes), activity, opts.max_idle) => match r? {
+            r = unless_idle(read_request(reader, MIN_FRAME, opts.max_request_bytes), activity, opts.max_idle) => match r? {
                 Some(frame) => frame,
                 None => return Ok(()),
             },
@@ -515,8 +599,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
 }
 
-/// One request frame; None if the connection closed between requests.
-async fn read_request(reader: &mut (impl AsyncRead + Unpin), max_request_bytes: usize) -> io::Result<Option<Bytes>> {
+/// One request frame of `min` to `max_request_bytes` bytes; None if the connection closed between requests.
+async fn read_request(reader: &mut (impl AsyncRead + Unpin), min: usize, max_request_bytes: usize) -> io::Result<Option<Bytes>> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(_) => {}
@@ -527,10 +611,10 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin), max_request_bytes: 
         return Err(io::Error::new(io::ErrorKind::InvalidData, TlsOnPlaintext));
     }
     let size = i32::from_be_bytes(size);
-    if size < MIN_FRAME as i32 || size as usize > max_request_bytes {
+    if size < min as i32 || size as usize > max_request_bytes {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("request size {size} is outside [{MIN_FRAME}, {max_request_bytes}] (socket.request.max.bytes)"),
+            format!("request size {size} is outside [{min}, {max_request_bytes}] (socket.request.max.bytes)"),
         ));
     }
     read_frame(reader, size as usize).await.map(Some)
@@ -617,6 +701,7 @@ mod tests {
             max_idle: Duration::from_secs(600),
             warmer: None,
             tls: None,
+            sasl: None,
         };
         let limits = Limits { max_connections: 100, max_per_ip: 100 };
         let connections = Connections::new(limits, ConnectionMetrics::new(&prometheus::Registry::new()));

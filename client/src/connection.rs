@@ -142,6 +142,11 @@ impl Connection {
         &self.addr
     }
 
+    /// The stream, for a caller that authenticated here and frames its own requests from now on.
+    pub fn into_stream(self) -> BoxStream {
+        self.stream
+    }
+
     /// The version of `R` to use: the highest both sides support, at most `cap` (for APIs whose newer
     /// versions change the request's shape, so callers build one shape).
     pub fn version<R: Request>(&self, cap: i16) -> Result<i16> {

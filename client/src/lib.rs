@@ -7,6 +7,7 @@
 //! - [`Client`]: a cluster: bootstrap over several addresses, routing to a broker id, the controller, a
 //!   group's coordinator or partition leaders.
 //! - [`admin`]: the admin operations, returning plain types; [`acl`]: the ACL ones and their vocabulary.
+//! - [`Security`]: dialing a listener: TLS ([`dial`]) and SASL PLAIN / SCRAM ([`scram`]) authentication.
 //! - [`ErrorCode`]: Kafka error codes in words.
 
 pub mod acl;
@@ -14,9 +15,12 @@ pub mod admin;
 mod client;
 mod connection;
 mod error;
+mod sasl;
+pub mod scram;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{call, decode_response, encode_request, pick_version, BoxStream, Connection, Stream};
 pub use error::{ClientError, ErrorCode, Result};
+pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};
 /// The protocol crate this client speaks, so users name the same message types.
 pub use kafka_protocol;

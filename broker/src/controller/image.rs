@@ -87,6 +87,20 @@ pub struct Image {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// SCRAM credentials by user, then mechanism name (KIP-554). Left out of snapshots when empty, so that
+    /// snapshots without them are as the previous release wrote them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredentialImage>>,
+}
+
+/// What verifies a user's password for one SCRAM mechanism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScramCredentialImage {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 /// Why a batch was not applied (the same on every broker, so the proposer can answer with it).
@@ -256,6 +270,24 @@ impl Image {
                 };
                 self.brokers.insert(*id, broker);
             }
+            MetadataRecord::UserScramCredential { name, mechanism, salt, stored_key, server_key, iterations } => {
+                let credential = ScramCredentialImage {
+                    salt: salt.clone(),
+                    stored_key: stored_key.clone(),
+                    server_key: server_key.clone(),
+                    iterations: *iterations,
+                };
+                self.scram_credentials.entry(name.clone()).or_default().insert(mechanism.clone(), credential);
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                let user = self.scram_credentials.get_mut(name);
+                if user.and_then(|u| u.remove(mechanism)).is_none() {
+                    return Err(Refused::new(code::RESOURCE_NOT_FOUND, format!("user {name:?} has no {mechanism} credential")));
+                }
+                if self.scram_credentials.get(name).is_some_and(BTreeMap::is_empty) {
+                    self.scram_credentials.remove(name);
+                }
+            }
             MetadataRecord::FenceBroker { id, epoch } => self.broker_mut(*id, *epoch)?.fenced = true,
             MetadataRecord::UnfenceBroker { id, epoch } => self.broker_mut(*id, *epoch)?.fenced = false,
             MetadataRecord::UnregisterBroker { id } => {
@@ -410,6 +442,31 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn scram_credentials() {
+        let mut i = Image::default();
+        let upsert = |name: &str, mechanism: &str, iterations| MetadataRecord::UserScramCredential {
+            name: name.into(),
+            mechanism: mechanism.into(),
+            salt: vec![1],
+            stored_key: vec![2],
+            server_key: vec![3],
+            iterations,
+        };
+        let remove = |name: &str, mechanism: &str| MetadataRecord::RemoveUserScramCredential { name: name.into(), mechanism: mechanism.into() };
+        apply(&mut i, 1, vec![upsert("alice", "SCRAM-SHA-256", 4096), upsert("alice", "SCRAM-SHA-512", 8192)]).unwrap();
+        apply(&mut i, 2, vec![upsert("alice", "SCRAM-SHA-256", 5000)]).unwrap();
+        assert_eq!(i.scram_credentials["alice"]["SCRAM-SHA-256"].iterations, 5000, "replaced");
+        let json = serde_json::to_string(&i).unwrap();
+        assert_eq!(serde_json::from_str::<Image>(&json).unwrap(), i);
+        apply(&mut i, 3, vec![remove("alice", "SCRAM-SHA-256")]).unwrap();
+        assert_eq!(apply(&mut i, 4, vec![remove("alice", "SCRAM-SHA-256")]).unwrap_err().code, code::RESOURCE_NOT_FOUND);
+        assert_eq!(apply(&mut i, 4, vec![remove("bob", "SCRAM-SHA-256")]).unwrap_err().code, code::RESOURCE_NOT_FOUND);
+        apply(&mut i, 5, vec![remove("alice", "SCRAM-SHA-512")]).unwrap();
+        assert!(i.scram_credentials.is_empty(), "a user without credentials is gone");
+        assert!(!serde_json::to_string(&i).unwrap().contains("scram"), "absent from snapshots when empty");
+    }
+
     /// Records over a small space of ids and names, so that many apply and many are refused.
     pub(crate) fn arb_record() -> impl Strategy<Value = MetadataRecord> {
         let id = (0u128..4).prop_map(Uuid::from_u128);
@@ -466,6 +523,20 @@ pub(crate) mod tests {
                 next
             }),
             Just(MetadataRecord::NoOp),
+            (prop::sample::select(vec!["a", "b"]), prop::sample::select(vec!["SCRAM-SHA-256", "SCRAM-SHA-512"]), 4096i32..4100)
+                .prop_map(|(name, mechanism, iterations)| MetadataRecord::UserScramCredential {
+                    name: name.into(),
+                    mechanism: mechanism.into(),
+                    salt: vec![1, 2],
+                    stored_key: vec![3],
+                    server_key: vec![4],
+                    iterations,
+                }),
+            (prop::sample::select(vec!["a", "b"]), prop::sample::select(vec!["SCRAM-SHA-256", "SCRAM-SHA-512"]))
+                .prop_map(|(name, mechanism)| MetadataRecord::RemoveUserScramCredential {
+                    name: name.into(),
+                    mechanism: mechanism.into()
+                }),
         ]
     }
 

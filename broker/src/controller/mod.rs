@@ -13,6 +13,7 @@ pub mod quorum;
 pub mod reassignment;
 pub mod records;
 pub mod rpc;
+pub mod scram_credentials;
 pub mod service;
 pub mod state_machine;
 

@@ -8,7 +8,7 @@
 //! version its records need, so brokers of the previous release read everything but what they cannot apply.
 //!
 //! Versions: 1, the first; 2 adds PartitionChange's `replicas` (partition reassignment, KIP-455), absent
-//! when unchanged.
+//! when unchanged; 3 adds security records: SCRAM credentials and ACLs.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The newest batch format this broker writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,12 +135,29 @@ pub enum MetadataRecord {
     },
     /// Written by a new controller leader, so that it commits an entry of its own term.
     NoOp,
+    // Security records (version 3).
+    /// A user's SCRAM credential for one mechanism (`SCRAM-SHA-256` or `SCRAM-SHA-512`), created or replaced
+    /// (KIP-554's UserScramCredentialRecord): never the password, only what verifies it.
+    UserScramCredential {
+        name: String,
+        mechanism: String,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// A user's SCRAM credential for one mechanism removed.
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: String,
+    },
 }
 
 impl MetadataRecord {
     /// The batch format version this record needs.
     pub fn version(&self) -> u16 {
         match self {
+            MetadataRecord::UserScramCredential { .. } | MetadataRecord::RemoveUserScramCredential { .. } => 3,
             MetadataRecord::PartitionChange { replicas: Some(_), .. } => 2,
             _ => 1,
         }
@@ -191,6 +208,8 @@ mod tests {
         back.check_version().unwrap();
         let mislabelled = MetadataBatch { version: 1, ..v2 };
         assert!(mislabelled.check_version().unwrap_err().contains("record 1"), "{mislabelled:?}");
+        let scram = MetadataBatch::new(vec![MetadataRecord::RemoveUserScramCredential { name: "a".into(), mechanism: "SCRAM-SHA-256".into() }]);
+        assert_eq!(scram.version, 3);
         let unknown = r#"{"version":2,"records":[{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000000",
             "partition":0,"leader":null,"isr":null,"replicas":{"replicas":[1],"adding":[],"removing":[],"extra":1}}]}"#;
         assert!(serde_json::from_str::<MetadataBatch>(unknown).is_err());

@@ -113,6 +113,10 @@ pub enum ControllerRequest {
         broker_epoch: i64,
         floor: i64,
     },
+    /// Kafka's AlterUserScramCredentials, checked by the asking broker; answered with [`ControllerReply::Each`].
+    AlterUserScramCredentials {
+        changes: Vec<super::scram_credentials::ScramChange>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -416,6 +420,9 @@ impl Active {
                 ControllerReply::Done
             }
             ControllerRequest::DescribeQuorum => ControllerReply::Quorum(super::quorum::describe(&self.raft, s.node_id)),
+            ControllerRequest::AlterUserScramCredentials { changes } => {
+                self.each(changes, super::scram_credentials::decide, false).await
+            }
             ControllerRequest::Import { topics, broker_configs } => {
                 let image = self.image();
                 for t in topics.into_iter().filter(|t| image.topic(&t.name).is_none() && image.topic_by_id(t.id).is_none()) {

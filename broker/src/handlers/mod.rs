@@ -9,6 +9,7 @@ mod log_dirs;
 mod offsets;
 mod produce;
 mod reassignments;
+mod scram;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,6 +100,10 @@ impl Service for Handler {
             Request::AlterPartitionReassignments(r) => reassignments::alter_partition_reassignments(state, &header, r),
             Request::ListPartitionReassignments(r) => respond(&header, &reassignments::list_partition_reassignments(state, r)),
             Request::DescribeLogDirs(r) => respond(&header, &log_dirs::describe_log_dirs(state, header.api_version, r)),
+            Request::SaslHandshake(_) => scram::sasl_handshake(&header),
+            Request::SaslAuthenticate(_) => scram::sasl_authenticate(&header),
+            Request::AlterUserScramCredentials(r) => scram::alter_user_scram_credentials(state, &header, r),
+            Request::DescribeUserScramCredentials(r) => scram::describe_user_scram_credentials(state, &header, r),
         };
         match reply {
             Reply::Later(fut) => Reply::Later(Box::pin(async move {

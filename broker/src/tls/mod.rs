@@ -1,5 +1,5 @@
 //! TLS with rustls (ring), with Kafka's settings: for the listeners whose `listener.security.protocol.map`
-//! entry is SSL, and for this node's connections to the other nodes' inter-broker and controller listeners.
+//! entry is SSL or SASL_SSL, and for this node's connections to the other nodes' inter-broker and controller listeners.
 //!
 //! Certificates are PEM only (`ssl.keystore.type=PEM`): a keystore file with the key and its chain, or the
 //! inline `ssl.keystore.certificate.chain` + `ssl.keystore.key`; CA certificates from
@@ -26,8 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion};
-use strata_client::{BoxStream, ClientError, Connection};
-use tokio::net::TcpStream;
+use strata_client::{BoxStream, ClientError, Connection, SaslCredentials, Security};
 
 use crate::config::{invalid, ConfigError};
 use crate::episode::{Throttle, LOG_INTERVAL};
@@ -446,46 +445,47 @@ impl TlsContext {
 }
 
 /// How this node connects to one kind of listener of the other nodes: plain TCP, or TLS with that
-/// listener's settings (its truststore checks the peer, its keystore is this node's client certificate).
+/// listener's settings (its truststore checks the peer, its keystore is this node's client certificate), then
+/// SASL with this node's credentials if the listener is SASL. The dialing itself is strata-client's.
 #[derive(Clone, Default)]
 pub struct Dialer {
     tls: Option<Arc<TlsContext>>,
+    sasl: Option<SaslCredentials>,
 }
 
 impl std::fmt::Debug for Dialer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.tls.is_some() { "Dialer(TLS)" } else { "Dialer(plaintext)" })
+        write!(f, "Dialer(tls: {}, sasl: {:?})", self.tls.is_some(), self.sasl.as_ref().map(|s| s.mechanism))
     }
 }
 
 impl Dialer {
-    pub fn new(tls: Option<Arc<TlsContext>>) -> Dialer {
-        Dialer { tls }
+    pub fn new(tls: Option<Arc<TlsContext>>, sasl: Option<SaslCredentials>) -> Dialer {
+        Dialer { tls, sasl }
     }
 
-    /// Connects to `addr` (`host:port`) and, for TLS, completes the handshake, all within `timeout`. A refused
-    /// connection stays an `io::ErrorKind::ConnectionRefused` (the controller fences crashed brokers by it).
+    fn security(&self) -> Result<Security, TlsError> {
+        let tls = self.tls.as_ref().map(|t| t.client_config()).transpose()?;
+        Ok(Security { tls, sasl: self.sasl.clone() })
+    }
+
+    /// A stream to `addr` (`host:port`), TLS and SASL done, each step within `timeout`. A refused connection
+    /// stays an `io::ErrorKind::ConnectionRefused` (the controller fences crashed brokers by it).
     pub async fn dial(&self, addr: &str, timeout: Duration) -> io::Result<BoxStream> {
-        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out"));
-        let deadline = tokio::time::Instant::now() + timeout;
-        let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await.map_err(|_| timed_out())??;
-        tcp.set_nodelay(true)?;
-        let Some(tls) = &self.tls else { return Ok(Box::new(tcp)) };
-        let config = tls.client_config().map_err(io::Error::other)?;
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
-        let stream = tokio::time::timeout_at(deadline, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with {addr}: {e}")))?;
-        Ok(Box::new(stream))
+        let security = self.security().map_err(io::Error::other)?;
+        security.open(addr, "strata-internal", timeout).await.map_err(|e| match e {
+            ClientError::Connect { source, .. } | ClientError::Io { source, .. } => source,
+            ClientError::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+            other => io::Error::new(io::ErrorKind::PermissionDenied, other.to_string()),
+        })
     }
 
-    /// A Kafka client connection to `addr`, versions negotiated, within `timeout` for each step.
+    /// A Kafka client connection to `addr`, versions negotiated and authenticated, within `timeout` for each
+    /// step.
     pub async fn connect(&self, addr: &str, client_id: &str, timeout: Duration) -> strata_client::Result<Connection> {
-        let stream = self.dial(addr, timeout).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
-        Connection::connect_over(addr, stream, client_id, timeout).await
+        let security =
+            self.security().map_err(|e| ClientError::Connect { addr: addr.to_string(), source: io::Error::other(e) })?;
+        security.connect(addr, client_id, timeout).await
     }
 }
 
