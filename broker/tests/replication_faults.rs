@@ -1114,7 +1114,12 @@ async fn acknowledged_records_survive_rolling_restarts() {
 /// An admin client of the serving brokers.
 async fn admin(c: &Cluster) -> strata_client::Client {
     let bootstrap = c.serving().iter().map(|id| c.nodes[*id].addr.to_string()).collect();
-    let config = strata_client::ClientConfig { bootstrap, client_id: "reassigner".into(), timeout: Duration::from_secs(10) };
+    let config = strata_client::ClientConfig {
+        bootstrap,
+        client_id: "reassigner".into(),
+        timeout: Duration::from_secs(10),
+        security: Default::default(),
+    };
     strata_client::Client::connect(config).await.unwrap_or_else(|e| panic!("admin client: {e}\n{}", c.diagnosis()))
 }
 
@@ -1125,6 +1130,7 @@ async fn reassignments(c: &Cluster) -> Option<Vec<Reassignment>> {
             bootstrap: vec![c.nodes[id].addr.to_string()],
             client_id: "reassigner".into(),
             timeout: Duration::from_secs(3),
+            security: Default::default(),
         };
         let Ok(mut client) = strata_client::Client::connect(config).await else { continue };
         if let Ok(listed) = client.any().list_partition_reassignments(None).await {

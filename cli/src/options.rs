@@ -66,6 +66,7 @@ impl Options {
             bootstrap: self.brokers.clone(),
             client_id: self.setting("client.id").unwrap_or("strata-cli").to_string(),
             timeout: Duration::from_millis(timeout_ms),
+            security: Default::default(),
         })
     }
 

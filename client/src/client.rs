@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::admin::{GroupListing, Metadata, OffsetSpec, PerName, TopicInfo};
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::sasl::Security;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -16,6 +17,8 @@ pub struct ClientConfig {
     pub client_id: String,
     /// For connecting and for each request.
     pub timeout: Duration,
+    /// TLS and SASL for every broker's listener (the bootstrap one's, which the others advertise).
+    pub security: Security,
 }
 
 pub struct Client {
@@ -34,7 +37,7 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         let mut errors = Vec::new();
         for addr in &config.bootstrap {
-            match Connection::connect(addr, &config.client_id, config.timeout).await {
+            match config.security.connect(addr, &config.client_id, config.timeout).await {
                 Ok(conn) => {
                     let mut client = Client {
                         any: addr.clone(),
@@ -91,7 +94,7 @@ impl Client {
     /// The connection to `addr`, opened on first use.
     pub async fn connection(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.connections.contains_key(addr) {
-            let conn = Connection::connect(addr, &self.config.client_id, self.config.timeout).await?;
+            let conn = self.config.security.connect(addr, &self.config.client_id, self.config.timeout).await?;
             self.connections.insert(addr.to_string(), conn);
         }
         Ok(self.connections.get_mut(addr).expect("inserted above"))

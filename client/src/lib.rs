@@ -17,10 +17,11 @@ mod connection;
 mod error;
 mod sasl;
 pub mod scram;
+pub mod tls;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{call, decode_response, encode_request, pick_version, BoxStream, Connection, Stream};
 pub use error::{ClientError, ErrorCode, Result};
-pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};
 /// The protocol crate this client speaks, so users name the same message types.
 pub use kafka_protocol;
+pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};

@@ -9,13 +9,13 @@ use k8s_openapi::api::core::v1::Pod;
 use strata_client::admin::{min_insync_replicas, ClusterDescription, Metadata, Quorum};
 pub use strata_client::admin::{ConfigChange, ConfigResource};
 pub use strata_client::ClientError as AdminError;
-use strata_client::{Client, ClientConfig, Connection, ErrorCode};
+use strata_client::{Client, ClientConfig, Connection, ErrorCode, Security};
 
 use crate::crd::LogCluster;
 use crate::rebalance::{self, Move, Placement, View};
 use crate::roll_safety::{PartitionIsr, QuorumProgress, Rejoin};
 use crate::status::{is_ready, is_terminating};
-use crate::{broker_contract, names};
+use crate::{broker_contract, listeners, names};
 
 const CLIENT_ID: &str = "strata-operator";
 
@@ -45,39 +45,100 @@ fn set_or_reset<'a>(keys: impl Iterator<Item = &'a str>, desired: &BTreeMap<Stri
     .collect()
 }
 
-/// Applies dynamic settings to `resource` (a broker, or all of them) through the broker at `addr`.
-pub async fn alter_broker_configs(
-    addr: &str,
+/// How the operator reaches a cluster's brokers: the listener it uses (the brokers' own in a secured
+/// cluster, with the operator's client certificate; else the first client listener) and the timeout of
+/// each step.
+#[derive(Clone, Debug)]
+pub struct Access {
+    port: i32,
+    security: Security,
     timeout: Duration,
-    resource: &ConfigResource,
-    changes: &[ConfigChange],
-) -> Result<(), AdminError> {
-    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
-    conn.alter_configs(resource, changes).await
 }
 
-/// A broker pod's client address (its IP and the client port); None while it has no IP.
-pub fn client_addr(lc: &LogCluster, pod: &Pod) -> Option<String> {
-    let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
-    Some(format!("{ip}:{}", lc.spec.listeners.client_port))
-}
+impl Access {
+    pub fn new(lc: &LogCluster, security: Security, timeout: Duration) -> Access {
+        Access { port: listeners::plan(&lc.spec.listeners).inter_broker().port, security, timeout }
+    }
 
-/// The client addresses of `lc`'s ready brokers, lowest ordinal first.
-pub fn ready_brokers(lc: &LogCluster, pods: &[Pod]) -> Vec<String> {
-    let sts = names::statefulset(lc);
-    let mut ready: Vec<(i32, String)> = pods
-        .iter()
-        .filter(|p| is_ready(p) && !is_terminating(p))
-        .filter_map(|p| Some((names::ordinal_of(&sts, p.metadata.name.as_deref()?)?, client_addr(lc, p)?)))
-        .collect();
-    ready.sort();
-    ready.into_iter().map(|(_, addr)| addr).collect()
-}
+    /// A broker pod's address on that listener (its IP: the operator may have no cluster DNS); None while
+    /// it has no IP.
+    pub fn addr(&self, pod: &Pod) -> Option<String> {
+        let ip = pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())?;
+        Some(self.addr_at(ip))
+    }
 
-/// A client of the cluster, bootstrapped from `addrs` (any broker answers admin requests: it passes
-/// them to the active controller).
-pub async fn connect(addrs: Vec<String>, timeout: Duration) -> Result<Client, AdminError> {
-    Client::connect(ClientConfig { bootstrap: addrs, client_id: CLIENT_ID.to_string(), timeout }).await
+    pub fn addr_at(&self, ip: &str) -> String {
+        format!("{ip}:{}", self.port)
+    }
+
+    /// The addresses of `lc`'s ready brokers, lowest ordinal first.
+    pub fn ready_brokers(&self, lc: &LogCluster, pods: &[Pod]) -> Vec<String> {
+        let sts = names::statefulset(lc);
+        let mut ready: Vec<(i32, String)> = pods
+            .iter()
+            .filter(|p| is_ready(p) && !is_terminating(p))
+            .filter_map(|p| Some((names::ordinal_of(&sts, p.metadata.name.as_deref()?)?, self.addr(p)?)))
+            .collect();
+        ready.sort();
+        ready.into_iter().map(|(_, addr)| addr).collect()
+    }
+
+    pub async fn connection(&self, addr: &str) -> Result<Connection, AdminError> {
+        self.security.connect(addr, CLIENT_ID, self.timeout).await
+    }
+
+    /// A client of the cluster, bootstrapped from `addrs` (any broker answers admin requests: it passes
+    /// them to the active controller).
+    pub async fn client(&self, addrs: Vec<String>) -> Result<Client, AdminError> {
+        let config = ClientConfig {
+            bootstrap: addrs,
+            client_id: CLIENT_ID.to_string(),
+            timeout: self.timeout,
+            security: self.security.clone(),
+        };
+        Client::connect(config).await
+    }
+
+    /// Applies dynamic settings to `resource` (a broker, or all of them) through the broker at `addr`.
+    pub async fn alter_broker_configs(
+        &self,
+        addr: &str,
+        resource: &ConfigResource,
+        changes: &[ConfigChange],
+    ) -> Result<(), AdminError> {
+        self.connection(addr).await?.alter_configs(resource, changes).await
+    }
+
+    /// What restarting `broker` would do, asked of `broker` itself (it serves, so its metadata is
+    /// current): its partitions with their ISR and min.insync.replicas, and the metadata quorum's
+    /// progress (None without a quorum).
+    pub async fn roll_check(&self, addr: &str, broker: i32) -> Result<(Vec<PartitionIsr>, Option<QuorumProgress>), AdminError> {
+        let mut conn = self.connection(addr).await?;
+        let metadata = conn.metadata(None).await?;
+        let topics: BTreeSet<String> = partitions_on(&metadata, broker, |_| None).into_iter().map(|p| p.topic).collect();
+        let mut min_insync = BTreeMap::new();
+        for topic in topics {
+            let entries = conn.describe_configs(&ConfigResource::Topic(topic.clone())).await?;
+            min_insync.insert(topic, min_insync_replicas(&entries));
+        }
+        let partitions = partitions_on(&metadata, broker, |t| min_insync.get(t).copied().flatten());
+        let quorum = conn.describe_quorum().await?.as_ref().map(quorum_progress);
+        Ok((partitions, quorum))
+    }
+
+    /// Whether restarted `broker` is back in service, asked of `broker` itself: once it is unfenced
+    /// it has caught up with the metadata log, so its view is the cluster's.
+    pub async fn rejoin(&self, addr: &str, broker: i32) -> Result<Rejoin, AdminError> {
+        let mut conn = self.connection(addr).await?;
+        let cluster = conn.describe_cluster().await?;
+        let metadata = conn.metadata(None).await?;
+        Ok(rejoin_of(broker, cluster.as_ref(), &metadata))
+    }
+
+    /// Removes broker `broker_id`'s registration, asking the broker at `addr` (idempotent).
+    pub async fn unregister_broker(&self, addr: &str, broker_id: i32) -> Result<Unregistration, AdminError> {
+        unregistration_outcome(self.connection(addr).await?.unregister_broker(broker_id).await)
+    }
 }
 
 /// Where every partition's replicas are and how big it is (the largest replica any broker reports;
@@ -204,36 +265,6 @@ pub fn rejoin_of(broker: i32, cluster: Option<&ClusterDescription>, metadata: &M
     Rejoin { fenced, under_replicated }
 }
 
-/// What restarting `broker` would do, asked of `broker` itself (it serves, so its metadata is
-/// current): its partitions with their ISR and min.insync.replicas, and the metadata quorum's
-/// progress (None without a quorum).
-pub async fn roll_check(
-    addr: &str,
-    timeout: Duration,
-    broker: i32,
-) -> Result<(Vec<PartitionIsr>, Option<QuorumProgress>), AdminError> {
-    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
-    let metadata = conn.metadata(None).await?;
-    let topics: BTreeSet<String> = partitions_on(&metadata, broker, |_| None).into_iter().map(|p| p.topic).collect();
-    let mut min_insync = BTreeMap::new();
-    for topic in topics {
-        let entries = conn.describe_configs(&ConfigResource::Topic(topic.clone())).await?;
-        min_insync.insert(topic, min_insync_replicas(&entries));
-    }
-    let partitions = partitions_on(&metadata, broker, |t| min_insync.get(t).copied().flatten());
-    let quorum = conn.describe_quorum().await?.as_ref().map(quorum_progress);
-    Ok((partitions, quorum))
-}
-
-/// Whether restarted `broker` is back in service, asked of `broker` itself: once it is unfenced
-/// it has caught up with the metadata log, so its view is the cluster's.
-pub async fn rejoin(addr: &str, timeout: Duration, broker: i32) -> Result<Rejoin, AdminError> {
-    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
-    let cluster = conn.describe_cluster().await?;
-    let metadata = conn.metadata(None).await?;
-    Ok(rejoin_of(broker, cluster.as_ref(), &metadata))
-}
-
 #[cfg(test)]
 mod tests {
     use strata_client::admin::{BrokerInfo, PartitionInfo, QuorumReplica, TopicInfo};
@@ -350,12 +381,6 @@ pub fn unregistration_outcome(answer: Result<(), AdminError>) -> Result<Unregist
         Err(AdminError::Unsupported { theirs: None, .. }) => Ok(Unregistration::Unsupported),
         Err(e) => Err(e),
     }
-}
-
-/// Removes broker `broker_id`'s registration, asking the broker at `addr` (idempotent).
-pub async fn unregister_broker(addr: &str, timeout: Duration, broker_id: i32) -> Result<Unregistration, AdminError> {
-    let mut conn = Connection::connect(addr, CLIENT_ID, timeout).await?;
-    unregistration_outcome(conn.unregister_broker(broker_id).await)
 }
 
 #[cfg(test)]

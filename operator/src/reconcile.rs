@@ -22,14 +22,16 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
+use strata_client::Security;
 
 use crate::annotations;
 use crate::broker_contract;
 use crate::builders;
+use crate::certs::KeyAndCert;
 use crate::cluster_ca;
 use crate::config::{self, hash_str, BrokerSettings};
 use crate::crd::{LogCluster, LogClusterStatus};
-use crate::kafka_admin::{self, dynamic_changes, AdminError, ConfigChange, ConfigResource, Unregistration};
+use crate::kafka_admin::{self, dynamic_changes, Access, AdminError, ConfigChange, ConfigResource, Unregistration};
 use crate::listeners;
 use crate::membership;
 use crate::names::{self, FIELD_MANAGER};
@@ -289,6 +291,14 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let current = existing.as_ref().and_then(|s| s.spec.replicas);
     let recorded = |key: &str| existing.as_ref().and_then(|s| s.annotations().get(key)).map(String::as_str);
     let voters = membership::voter_count(recorded_voters(lc, existing.as_ref()), current, desired);
+    // Certificates first: new brokers need theirs to start, and the operator its own to ask the brokers.
+    // Brokers being drained by a scale-down keep theirs until they are gone.
+    let access = if listeners::plan(&lc.spec.listeners).secured() {
+        let material = apply_certificates(lc, current.unwrap_or(0).max(desired), ctx).await?;
+        operator_access(lc, &material.operator, &material.ca.cert, ctx)?
+    } else {
+        Access::new(lc, Security::default(), ctx.admin_timeout)
+    };
 
     // Replicas: a scale-down keeps every voter and drains the brokers it removes first; a
     // scale-up moves replicas onto the new brokers once they serve.
@@ -296,7 +306,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let rebalance = scaling::Rebalance::parse(recorded(names::REBALANCE_ANNOTATION));
     let mut throttled = membership::parse_names(recorded(names::THROTTLED_TOPICS_ANNOTATION));
     let mut cluster = if scaling::needs_view(current, desired, voters, forced, rebalance, !throttled.is_empty()) {
-        Some(ask_where_replicas_are(lc, &pods, ctx).await)
+        Some(ask_where_replicas_are(lc, &pods, &access).await)
     } else {
         None
     };
@@ -338,7 +348,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let pod_ordinals: BTreeSet<i32> =
         pods.iter().filter_map(|p| names::ordinal_of(&sts_name, p.metadata.name.as_deref()?)).collect();
     let (unregistered, unregister_error) =
-        unregister_brokers(lc, &pods, replicas, &membership::unregister_now(&to_unregister, &pod_ordinals), ctx).await;
+        unregister_brokers(lc, &pods, replicas, &membership::unregister_now(&to_unregister, &pod_ordinals), (ctx, &access)).await;
     for (id, _) in &unregistered {
         to_unregister.remove(id);
     }
@@ -346,10 +356,6 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     let settings = &settings;
 
     apply_local_storage(lc, ctx).await?;
-    if listeners::plan(&lc.spec.listeners).secured() {
-        // Brokers being drained by a scale-down still serve until they are gone.
-        apply_certificates(lc, current.unwrap_or(0).max(replicas), ctx).await?;
-    }
     apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &builders::config_map(lc, settings)).await?;
     let svc_api: Api<Service> = Api::namespaced(client.clone(), &ns);
     apply_object(&svc_api, &builders::headless_service(lc)).await?;
@@ -401,7 +407,7 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
         Restart::Wait(why) => Some(why),
         Restart::Stuck(why) => Some(roll_stuck(lc, ctx, why, &mut problem).await),
         Restart::Delete(pod) => Some(restart_broker(lc, &pods_api, &pod, ctx).await?),
-        Restart::AskCluster(step) => match ask_cluster(lc, &pods, &step, ctx).await {
+        Restart::AskCluster(step) => match ask_cluster(&pods, &step, ctx, &access).await {
             Roll::Go(pod) => Some(restart_broker(lc, &pods_api, &pod, ctx).await?),
             Roll::Held(why) => {
                 roll_held = Some(why.clone());
@@ -416,9 +422,9 @@ async fn converge(lc: &LogCluster, settings: &BrokerSettings, ctx: &Context) -> 
     }
 
     // Each is tried even if another fails.
-    let voters_pushed = apply_quorum_voters(lc, &pods, replicas, voters, ctx).await;
-    let cluster_pushed = apply_cluster_config(lc, settings, &pods, replicas, ctx).await;
-    apply_dynamic_config(lc, settings, &pods, replicas, ctx).await?;
+    let voters_pushed = apply_quorum_voters(lc, &pods, replicas, voters, (ctx, &access)).await;
+    let cluster_pushed = apply_cluster_config(lc, settings, &pods, replicas, (ctx, &access)).await;
+    apply_dynamic_config(lc, settings, &pods, replicas, (ctx, &access)).await?;
     voters_pushed?;
     cluster_pushed?;
     unregister_error.map_or(Ok(()), Err)?;
@@ -549,13 +555,12 @@ enum Roll {
 /// restarted last must be back in service (bounded by the roll timeout), then the candidate (the
 /// active controller last) must not take any partition below min.insync.replicas nor the quorum
 /// below a caught-up majority. A broker that cannot be asked holds the roll.
-async fn ask_cluster(lc: &LogCluster, pods: &[Pod], step: &rollout::RollStep, ctx: &Context) -> Roll {
-    let addr_of =
-        |name: &str| pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).and_then(|p| kafka_admin::client_addr(lc, p));
+async fn ask_cluster(pods: &[Pod], step: &rollout::RollStep, ctx: &Context, access: &Access) -> Roll {
+    let addr_of = |name: &str| pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).and_then(|p| access.addr(p));
     if let Some((id, pod, created)) = &step.last_restarted {
         let why_not = match addr_of(pod) {
             None => Some(format!("pod {pod} has no IP")),
-            Some(addr) => match kafka_admin::rejoin(&addr, ctx.admin_timeout, *id).await {
+            Some(addr) => match access.rejoin(&addr, *id).await {
                 Ok(r) => roll_safety::not_back(*id, &r),
                 Err(e) => Some(format!("broker {id} does not answer: {e}")),
             },
@@ -569,12 +574,12 @@ async fn ask_cluster(lc: &LogCluster, pods: &[Pod], step: &rollout::RollStep, ct
     }
     // The first answer names the active controller; if that is the first candidate, the next goes first.
     let Some(first) = step.candidates.first() else { return Roll::Held("no broker to restart".to_string()) };
-    let (verdict, leader) = match may_restart(lc, pods, first, ctx).await {
+    let (verdict, leader) = match may_restart(pods, first, access).await {
         Ok(answer) => answer,
         Err(why) => return Roll::Held(why),
     };
     let (pod, verdict) = match roll_safety::pick_candidate(&step.candidates, leader) {
-        Some(other) if other != first => match may_restart(lc, pods, other, ctx).await {
+        Some(other) if other != first => match may_restart(pods, other, access).await {
             Ok((verdict, _)) => (&other.1, verdict),
             Err(why) => return Roll::Held(why),
         },
@@ -588,30 +593,28 @@ async fn ask_cluster(lc: &LogCluster, pods: &[Pod], step: &rollout::RollStep, ct
 
 /// Asks broker `id` (pod `pod`) whether it may be restarted now, and which voter to restart last.
 async fn may_restart(
-    lc: &LogCluster,
     pods: &[Pod],
     (id, pod): &(i32, String),
-    ctx: &Context,
+    access: &Access,
 ) -> Result<(Result<(), String>, Option<i32>), String> {
     let addr = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(pod))
-        .and_then(|p| kafka_admin::client_addr(lc, p))
+        .and_then(|p| access.addr(p))
         .ok_or_else(|| format!("pod {pod} has no IP"))?;
-    let (partitions, quorum) = kafka_admin::roll_check(&addr, ctx.admin_timeout, *id)
-        .await
-        .map_err(|e| format!("cannot ask broker {id} whether it may restart: {e}"))?;
+    let (partitions, quorum) =
+        access.roll_check(&addr, *id).await.map_err(|e| format!("cannot ask broker {id} whether it may restart: {e}"))?;
     let leader = quorum.as_ref().and_then(roll_safety::deferred_leader);
     Ok((roll_safety::may_restart(*id, &partitions, quorum.as_ref()), leader))
 }
 
 /// A client of the cluster and where the replicas are, through the ready brokers.
-async fn ask_where_replicas_are(lc: &LogCluster, pods: &[Pod], ctx: &Context) -> Result<(strata_client::Client, View), String> {
-    let addrs = kafka_admin::ready_brokers(lc, pods);
+async fn ask_where_replicas_are(lc: &LogCluster, pods: &[Pod], access: &Access) -> Result<(strata_client::Client, View), String> {
+    let addrs = access.ready_brokers(lc, pods);
     if addrs.is_empty() {
         return Err("no broker is ready".to_string());
     }
-    let mut client = kafka_admin::connect(addrs, ctx.admin_timeout).await.map_err(|e| e.to_string())?;
+    let mut client = access.client(addrs).await.map_err(|e| e.to_string())?;
     let view = kafka_admin::cluster_view(&mut client).await.map_err(|e| e.to_string())?;
     Ok((client, view))
 }
@@ -624,7 +627,7 @@ async fn apply_cluster_config(
     settings: &BrokerSettings,
     pods: &[Pod],
     replicas: i32,
-    ctx: &Context,
+    (ctx, access): (&Context, &Access),
 ) -> Result<(), Error> {
     let desired = settings.cluster_wide(replicas);
     let changes = kafka_admin::cluster_changes(&desired);
@@ -636,7 +639,7 @@ async fn apply_cluster_config(
         cluster_wide: true,
     };
     let list: Vec<String> = desired.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    push_and_announce(lc, pods, replicas, ctx, target, "ClusterConfigApplied", |ids| {
+    push_and_announce(lc, pods, replicas, (ctx, access), target, "ClusterConfigApplied", |ids| {
         format!("applied cluster-wide settings {} through brokers {ids}", list.join(", "))
     })
     .await
@@ -649,7 +652,7 @@ async fn apply_dynamic_config(
     settings: &BrokerSettings,
     pods: &[Pod],
     replicas: i32,
-    ctx: &Context,
+    (ctx, access): (&Context, &Access),
 ) -> Result<(), Error> {
     let changes = dynamic_changes(&settings.dynamic);
     let target = BrokerPush {
@@ -659,7 +662,7 @@ async fn apply_dynamic_config(
         include_unready: false,
         cluster_wide: false,
     };
-    push_and_announce(lc, pods, replicas, ctx, target, "ConfigApplied", |ids| {
+    push_and_announce(lc, pods, replicas, (ctx, access), target, "ConfigApplied", |ids| {
         format!("applied dynamic settings (retention etc.) to brokers {ids} without restart")
     })
     .await
@@ -668,7 +671,13 @@ async fn apply_dynamic_config(
 /// In `PodIP` and `Explicit` modes, tells every running broker (ready or not: see
 /// [`push_target`]) the voters' current addresses (`controller.quorum.voters`) once every voter
 /// has one; `PodDNS` needs no push (the rendered names are final).
-async fn apply_quorum_voters(lc: &LogCluster, pods: &[Pod], replicas: i32, voters: i32, ctx: &Context) -> Result<(), Error> {
+async fn apply_quorum_voters(
+    lc: &LogCluster,
+    pods: &[Pod],
+    replicas: i32,
+    voters: i32,
+    (ctx, access): (&Context, &Access),
+) -> Result<(), Error> {
     let Some(value) = membership::runtime_voters(lc, pods, voters) else {
         return Ok(());
     };
@@ -680,7 +689,7 @@ async fn apply_quorum_voters(lc: &LogCluster, pods: &[Pod], replicas: i32, voter
         include_unready: true,
         cluster_wide: false,
     };
-    push_and_announce(lc, pods, replicas, ctx, target, "QuorumVotersApplied", |ids| {
+    push_and_announce(lc, pods, replicas, (ctx, access), target, "QuorumVotersApplied", |ids| {
         format!("told brokers {ids} the controller quorum voters: {value}")
     })
     .await
@@ -694,7 +703,7 @@ async fn unregister_brokers(
     pods: &[Pod],
     replicas: i32,
     ids: &[i32],
-    ctx: &Context,
+    (ctx, access): (&Context, &Access),
 ) -> (Vec<(i32, Unregistration)>, Option<Error>) {
     if ids.is_empty() {
         return (Vec::new(), None);
@@ -703,17 +712,14 @@ async fn unregister_brokers(
     let mut done = Vec::new();
     let mut error = None;
     for pod in pods.iter().filter(|p| is_ready(p) && !is_terminating(p)) {
-        let (Some(node), Some(ip)) = (
-            names::ordinal_of(&sts, &pod.name_any()).filter(|o| *o < replicas),
-            pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
-        ) else {
+        let (Some(node), Some(addr)) = (names::ordinal_of(&sts, &pod.name_any()).filter(|o| *o < replicas), access.addr(pod))
+        else {
             continue;
         };
-        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
         error = None;
         let mut unreachable = false;
         for &id in ids {
-            match kafka_admin::unregister_broker(&addr, ctx.admin_timeout, id).await {
+            match access.unregister_broker(&addr, id).await {
                 Ok(outcome) => done.push((id, outcome)),
                 // This broker cannot be asked: the next ready one may.
                 Err(source @ (AdminError::Connect { .. } | AdminError::Timeout { .. })) if done.is_empty() => {
@@ -753,12 +759,12 @@ async fn push_and_announce(
     lc: &LogCluster,
     pods: &[Pod],
     replicas: i32,
-    ctx: &Context,
+    (ctx, access): (&Context, &Access),
     target: BrokerPush<'_>,
     reason: &str,
     describe: impl FnOnce(&str) -> String,
 ) -> Result<(), Error> {
-    let (applied, error) = push_to_brokers(lc, pods, replicas, ctx, target).await;
+    let (applied, error) = push_to_brokers(lc, pods, replicas, (ctx, access), target).await;
     if !applied.is_empty() {
         let ids: Vec<String> = applied.iter().map(i32::to_string).collect();
         publish(ctx, lc, EventType::Normal, reason, describe(&ids.join(","))).await;
@@ -805,7 +811,7 @@ async fn push_to_brokers(
     lc: &LogCluster,
     pods: &[Pod],
     replicas: i32,
-    ctx: &Context,
+    (ctx, access): (&Context, &Access),
     target: BrokerPush<'_>,
 ) -> (Vec<i32>, Option<Error>) {
     let BrokerPush { annotation, hash, changes, include_unready, cluster_wide } = target;
@@ -818,9 +824,9 @@ async fn push_to_brokers(
             continue;
         };
         let name = pod.name_any();
-        let addr = format!("{ip}:{}", lc.spec.listeners.client_port);
+        let addr = access.addr_at(ip);
         let resource = if cluster_wide { ConfigResource::BrokerDefault } else { ConfigResource::Broker(node) };
-        match kafka_admin::alter_broker_configs(&addr, ctx.admin_timeout, &resource, changes).await {
+        match access.alter_broker_configs(&addr, &resource, changes).await {
             Ok(()) => {
                 let patch = json!({"metadata": {"annotations": {annotation: hash}}});
                 match pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -844,7 +850,7 @@ async fn push_to_brokers(
 
 /// Makes, renews and re-issues the cluster's certificates (`cluster_ca`) and stores them. Secrets are
 /// read by name only: the operator may not list the namespace's Secrets.
-async fn apply_certificates(lc: &LogCluster, brokers: i32, ctx: &Context) -> Result<(), Error> {
+async fn apply_certificates(lc: &LogCluster, brokers: i32, ctx: &Context) -> Result<cluster_ca::Material, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
     let ca = api.get_opt(&names::cluster_ca(lc)).await?;
     let broker_certs = api.get_opt(&names::broker_certs(lc)).await?;
@@ -859,8 +865,8 @@ async fn apply_certificates(lc: &LogCluster, brokers: i32, ctx: &Context) -> Res
     };
     let material = cluster_ca::converge(lc, brokers, &stored, time::OffsetDateTime::now_utc(), validity)
         .map_err(|e| Error::Invalid(format!("secret {}: {e}", names::cluster_ca(lc))))?;
-    if material.changes.is_empty() && stored.ca.is_some() {
-        return Ok(());
+    if material.changes.is_empty() {
+        return Ok(material);
     }
     // The CA first: a crash after it leaves leaves that the next reconcile re-issues, never leaves of a CA
     // that was not stored.
@@ -869,7 +875,40 @@ async fn apply_certificates(lc: &LogCluster, brokers: i32, ctx: &Context) -> Res
     apply_object(&api, &builders::broker_certs_secret(lc, &material)).await?;
     apply_object(&api, &builders::operator_cert_secret(lc, &material)).await?;
     publish(ctx, lc, EventType::Normal, "CertificatesUpdated", material.changes.join("; ")).await;
-    Ok(())
+    Ok(material)
+}
+
+/// How the operator reaches `lc`'s brokers: in a secured cluster over the brokers' own listener with the
+/// operator's certificate from its Secret (made by the LogCluster's reconcile).
+pub async fn admin_access(lc: &LogCluster, ctx: &Context) -> Result<Access, Error> {
+    if !listeners::plan(&lc.spec.listeners).secured() {
+        return Ok(Access::new(lc, Security::default(), ctx.admin_timeout));
+    }
+    let name = names::operator_cert(lc);
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &names::namespace(lc)).get_opt(&name).await?;
+    let (cert, ca) = secret
+        .as_ref()
+        .and_then(builders::operator_identity)
+        .ok_or_else(|| Error::Invalid(format!("Secret {name} with the operator's certificate is missing or incomplete")))?;
+    operator_access(lc, &cert, &ca, ctx)
+}
+
+/// A client of `lc` through its ready brokers, as the operator reaches them.
+pub async fn connect_cluster(lc: &LogCluster, ctx: &Context) -> Result<strata_client::Client, Error> {
+    let access = admin_access(lc, ctx).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names::namespace(lc));
+    let addrs = access.ready_brokers(lc, &pods.list(&selector(lc)).await?.items);
+    if addrs.is_empty() {
+        return Err(Error::Invalid(format!("no broker of LogCluster {} is ready", lc.name_any())));
+    }
+    Ok(access.client(addrs).await?)
+}
+
+fn operator_access(lc: &LogCluster, cert: &KeyAndCert, ca: &str, ctx: &Context) -> Result<Access, Error> {
+    // The operator dials pod IPs, which no certificate names: the chain to the cluster's CA identifies brokers.
+    let tls = strata_client::tls::client_config_from_pem(ca, Some((&cert.cert, &cert.key)), false)
+        .map_err(|e| Error::Invalid(format!("the operator's certificate for {}: {e}", names::cluster_name(lc))))?;
+    Ok(Access::new(lc, Security { tls: Some(tls), sasl: None }, ctx.admin_timeout))
 }
 
 async fn apply_local_storage(lc: &LogCluster, ctx: &Context) -> Result<(), Error> {

@@ -19,14 +19,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme, SupportedProtocolVersion};
-use strata_client::{BoxStream, ClientError, Connection, SaslCredentials, Security};
+use rustls::{ClientConfig, ServerConfig, SupportedProtocolVersion};
+use strata_client::{tls, BoxStream, ClientError, Connection, SaslCredentials, Security};
 
 use crate::config::{invalid, ConfigError};
 use crate::episode::{Throttle, LOG_INTERVAL};
@@ -213,6 +209,8 @@ pub enum TlsError {
     Rustls { listener: String, what: &'static str, source: rustls::Error },
     #[error("listener {listener} has no {what} (set {setting})")]
     Missing { listener: String, what: &'static str, setting: &'static str },
+    #[error("{0}")]
+    Config(#[from] tls::TlsConfigError),
 }
 
 /// The bytes the configs are built from: keystore (one or two sources), truststore.
@@ -239,41 +237,17 @@ struct Built {
     client: Option<Arc<ClientConfig>>,
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn build(listener: &str, s: &SslSettings, src: &Sources) -> Result<Built, TlsError> {
     let rustls_err = |what| move |source| TlsError::Rustls { listener: listener.to_string(), what, source };
-    let pem_err = |what| move |e: rustls::pki_types::pem::Error| TlsError::Pem { what, reason: e.to_string() };
-    let provider = provider();
+    let provider = tls::provider();
     let identity = match &src.keystore {
         None => None,
         Some((chain, key)) => {
-            let chain_pem = &chain[..];
-            let certs = CertificateDer::pem_slice_iter(chain_pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(pem_err("ssl.keystore certificate chain"))?;
-            if certs.is_empty() {
-                return Err(TlsError::Pem { what: "ssl.keystore", reason: "no CERTIFICATE in it".into() });
-            }
-            let key = PrivateKeyDer::from_pem_slice(key.as_deref().unwrap_or(chain_pem)).map_err(pem_err("ssl.keystore key"))?;
-            Some((certs, key))
+            let certs = tls::certificates(chain, "ssl.keystore certificate chain")?;
+            Some((certs, tls::private_key(key.as_deref().unwrap_or(chain), "ssl.keystore key")?))
         }
     };
-    let roots = match &src.truststore {
-        None => None,
-        Some(pem) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                roots.add(cert.map_err(pem_err("ssl.truststore"))?).map_err(rustls_err("ssl.truststore"))?;
-            }
-            if roots.is_empty() {
-                return Err(TlsError::Pem { what: "ssl.truststore", reason: "no CERTIFICATE in it".into() });
-            }
-            Some(Arc::new(roots))
-        }
-    };
+    let roots = src.truststore.as_ref().map(|pem| tls::roots(pem, "ssl.truststore")).transpose()?;
     let server = match &identity {
         None => None,
         Some((certs, key)) => {
@@ -293,72 +267,10 @@ fn build(listener: &str, s: &SslSettings, src: &Sources) -> Result<Built, TlsErr
             Some(Arc::new(builder.with_single_cert(certs.clone(), key.clone_key()).map_err(rustls_err("ssl.keystore"))?))
         }
     };
-    let client = match roots {
-        None => None,
-        Some(roots) => {
-            let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| TlsError::Pem { what: "ssl.truststore", reason: e.to_string() })?;
-            let verifier: Arc<dyn ServerCertVerifier> =
-                if s.verify_hostname { verifier } else { Arc::new(AnyHostname(verifier)) };
-            let builder = ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(&s.protocols)
-                .map_err(rustls_err("ssl.enabled.protocols"))?
-                .dangerous()
-                .with_custom_certificate_verifier(verifier);
-            // Peers with ssl.client.auth see this node's keystore certificate, as Kafka's inter-broker clients.
-            Some(Arc::new(match identity {
-                Some((certs, key)) => builder.with_client_auth_cert(certs, key).map_err(rustls_err("ssl.keystore"))?,
-                None => builder.with_no_client_auth(),
-            }))
-        }
-    };
+    // Peers with ssl.client.auth see this node's keystore certificate, as Kafka's inter-broker clients.
+    let client =
+        roots.map(|roots| tls::client_config(roots, identity, &s.protocols, s.verify_hostname).map(Arc::new)).transpose()?;
     Ok(Built { server, client })
-}
-
-/// `ssl.endpoint.identification.algorithm=` (empty): the chain is checked, the name it is for is not.
-#[derive(Debug)]
-struct AnyHostname(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyHostname {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 struct Loaded {

@@ -12,7 +12,8 @@ mod storage;
 pub use configmap::config_map;
 pub use pdb::pod_disruption_budget;
 pub use secrets::{
-    broker_certs_secret, cluster_ca_cert_secret, cluster_ca_secret, operator_cert_secret, stored as stored_certificates,
+    broker_certs_secret, cluster_ca_cert_secret, cluster_ca_secret, operator_cert_secret, operator_identity,
+    stored as stored_certificates,
 };
 pub use servicemonitor::{service_monitor, SERVICE_MONITOR_API_VERSION, SERVICE_MONITOR_KIND};
 pub use services::{bootstrap_service, headless_service};

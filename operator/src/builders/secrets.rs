@@ -59,6 +59,11 @@ fn key_and_cert(s: Option<&Secret>, cert: &str, key: &str) -> Option<KeyAndCert>
     Some(KeyAndCert { cert: text(s, cert)?, key: text(s, key)? })
 }
 
+/// The operator's certificate and the CA certificate from its Secret.
+pub fn operator_identity(s: &Secret) -> Option<(KeyAndCert, String)> {
+    Some((key_and_cert(Some(s), TLS_CERT_KEY, TLS_KEY_KEY)?, text(Some(s), CA_CERT_KEY)?))
+}
+
 /// What the Secrets hold (the CA Secret, the brokers', the operator's), ignoring what is not text.
 pub fn stored(ca: Option<&Secret>, brokers: Option<&Secret>, operator: Option<&Secret>) -> Stored {
     let keystores: BTreeMap<String, String> = brokers
@@ -99,5 +104,7 @@ mod tests {
         let back = stored(Some(&ca), Some(&brokers), Some(&operator));
         assert_eq!(back, Stored { ca: Some(m.ca.clone()), brokers: m.brokers.clone(), operator: Some(m.operator.clone()) });
         assert_eq!(stored(None, None, None), Stored::default());
+        assert_eq!(operator_identity(&operator), Some((m.operator.clone(), m.ca.cert.clone())));
+        assert_eq!(operator_identity(&public), None);
     }
 }

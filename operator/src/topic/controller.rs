@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -28,7 +27,6 @@ use super::spec::{self, Desired};
 use super::status::{self, Report};
 use crate::crd::LogCluster;
 use crate::reconcile::{self, Failures};
-use crate::{kafka_admin, names};
 
 /// Deleting the resource deletes the topic first (per `deletionPolicy`).
 pub const FINALIZER: &str = "strata.io/topic";
@@ -133,13 +131,11 @@ async fn refuse(lt: &LogTopic, ctx: &Context, report: Report, topic: Option<&Des
 }
 
 async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.base.client.clone(), &names::namespace(lc));
-    let selector = ListParams::default().labels(&names::label_selector(&names::selector_labels(lc)));
-    let addrs = kafka_admin::ready_brokers(lc, &pods.list(&selector).await?.items);
-    if addrs.is_empty() {
-        return Err(Error::NoCluster(format!("no broker of LogCluster {} is ready", lc.name_any())));
-    }
-    Ok(kafka_admin::connect(addrs, ctx.base.admin_timeout).await?)
+    reconcile::connect_cluster(lc, &ctx.base).await.map_err(|e| match e {
+        reconcile::Error::Cluster(e) => Error::Kafka(e),
+        reconcile::Error::Kube(e) => Error::Kube(e),
+        other => Error::NoCluster(other.to_string()),
+    })
 }
 
 fn cluster_api(lt: &LogTopic, ctx: &Context) -> Api<LogCluster> {
