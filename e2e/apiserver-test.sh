@@ -78,7 +78,7 @@ cp_start "$BIN_DIR" "$RUN"
 T_CP=$(date +%s)
 
 log "== CRD"
-k apply -f "$REPO_DIR/crds/logclusters.strata.io.yaml" -f "$REPO_DIR/crds/logtopics.strata.io.yaml" >/dev/null
+k apply -f "$REPO_DIR/crds/logclusters.strata.io.yaml" -f "$REPO_DIR/crds/logtopics.strata.io.yaml" -f "$REPO_DIR/crds/logusers.strata.io.yaml" >/dev/null
 wait_until "CRD established" 30 equals True jp crd/logclusters.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 wait_until "LogTopic CRD established" 30 equals True jp crd/logtopics.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 k create namespace e2e >/dev/null

@@ -18,6 +18,7 @@ mod error;
 mod sasl;
 pub mod scram;
 pub mod tls;
+pub mod users;
 
 pub use client::{Client, ClientConfig};
 pub use connection::{call, decode_response, encode_request, pick_version, BoxStream, Connection, Stream};

@@ -12,10 +12,10 @@ use kube::{Api, Client};
 use strata_operator::leader::{self, LeaseConfig};
 use strata_operator::reconcile::{self, Context};
 use strata_operator::telemetry::{self, Health, Metrics};
-use strata_operator::topic;
+use strata_operator::{topic, user};
 
 #[derive(Parser)]
-#[command(name = "strata-operator", version, about = "Kubernetes operator for Strata LogClusters and LogTopics")]
+#[command(name = "strata-operator", version, about = "Kubernetes operator for Strata LogClusters, LogTopics and LogUsers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +44,8 @@ enum CrdKind {
     LogCluster,
     #[value(name = "LogTopic")]
     LogTopic,
+    #[value(name = "LogUser")]
+    LogUser,
 }
 
 #[derive(clap::Args)]
@@ -83,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { kind: CrdKind::LogCluster } => print!("{}", strata_operator::crd::crd_yaml()?),
         Command::Crd { kind: CrdKind::LogTopic } => print!("{}", strata_operator::topic::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::LogUser } => print!("{}", strata_operator::user::crd::crd_yaml()?),
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -183,11 +186,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         reporter,
     ));
     let topics = Arc::new(topic::controller::Context::new(ctx.clone()));
+    let users = Arc::new(user::controller::Context::new(ctx.clone()));
     let shutdown = shutdown.shared();
-    tracing::info!("starting the LogCluster and LogTopic controllers");
+    tracing::info!("starting the LogCluster, LogTopic and LogUser controllers");
     tokio::join!(
         reconcile::run(ctx, args.namespace.clone(), shutdown.clone()),
-        topic::controller::run(topics, args.namespace, shutdown)
+        topic::controller::run(topics, args.namespace.clone(), shutdown.clone()),
+        user::controller::run(users, args.namespace, shutdown)
     );
     holder.abort();
     metrics.leader.set(0);

@@ -58,6 +58,37 @@ pub struct Observed<'a> {
     pub moving: Option<scaling::Moving>,
 }
 
+/// The Ready condition of a LogTopic or LogUser, as one pass found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Report {
+    pub fn ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { ready: true, reason: reason.into(), message: message.into() }
+    }
+
+    pub fn not_ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { ready: false, reason: reason.into(), message: message.into() }
+    }
+
+    /// The Ready condition, its transition time kept from `previous` while its status stays.
+    pub fn condition(&self, previous: &[Condition], generation: Option<i64>, now: Time) -> Condition {
+        let kept = previous.iter().find(|c| c.type_ == READY && (c.status == "True") == self.ready);
+        Condition {
+            type_: READY.to_string(),
+            status: if self.ready { "True" } else { "False" }.to_string(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            observed_generation: generation,
+            last_transition_time: kept.map_or(now, |c| c.last_transition_time.clone()),
+        }
+    }
+}
+
 pub fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()

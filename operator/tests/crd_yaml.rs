@@ -17,4 +17,5 @@ fn check(file: &str, kind: &str, generated: String) {
 fn committed_crds_match_the_types() {
     check("logclusters.strata.io.yaml", "LogCluster", strata_operator::crd::crd_yaml().expect("serialize CRD"));
     check("logtopics.strata.io.yaml", "LogTopic", strata_operator::topic::crd::crd_yaml().expect("serialize CRD"));
+    check("logusers.strata.io.yaml", "LogUser", strata_operator::user::crd::crd_yaml().expect("serialize CRD"));
 }

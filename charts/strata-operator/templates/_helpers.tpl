@@ -44,9 +44,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["strata.io"]
   resources: ["logtopics/status"]
   verbs: ["patch"]
-# For clusters that enforce owner-reference permissions on the finalizer the operator sets.
 - apiGroups: ["strata.io"]
-  resources: ["logtopics/finalizers"]
+  resources: ["logusers"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["strata.io"]
+  resources: ["logusers/status"]
+  verbs: ["patch"]
+# For clusters that enforce owner-reference permissions on the finalizers the operator sets.
+- apiGroups: ["strata.io"]
+  resources: ["logtopics/finalizers", "logusers/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]

@@ -243,7 +243,7 @@ async fn converge(lt: &LogTopic, desired: &Desired, ctx: &Context) -> Result<Act
     } else {
         let message =
             format!("topic {} has {} partitions, replication factor {}", desired.name, topic.partitions.len(), topic.factor());
-        (Report::ready(message), IDLE_REQUEUE)
+        (Report::ready("TopicReady", message), IDLE_REQUEUE)
     };
     write_status(lt, ctx, &report, Some(&topic), Some(&desired_keys)).await?;
     Ok(Action::requeue(next))

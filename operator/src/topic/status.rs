@@ -2,30 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::crd::LogTopicStatus;
 use super::plan::Described;
 
-pub const READY: &str = "Ready";
-
-/// The Ready condition's content.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    pub ready: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Report {
-    pub fn ready(message: impl Into<String>) -> Self {
-        Self { ready: true, reason: "TopicReady".into(), message: message.into() }
-    }
-
-    pub fn not_ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { ready: false, reason: reason.into(), message: message.into() }
-    }
-}
+pub use crate::status::Report;
 
 /// The next status: `previous` with this pass's Ready condition (its transition time kept while
 /// its status stays), the topic's facts when it was described, and the managed config keys when
@@ -39,16 +21,7 @@ pub fn next(
     now: Time,
 ) -> LogTopicStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let kept = status.conditions.iter().find(|c| c.type_ == READY && (c.status == "True") == report.ready);
-    let condition = Condition {
-        type_: READY.to_string(),
-        status: if report.ready { "True" } else { "False" }.to_string(),
-        reason: report.reason.clone(),
-        message: report.message.clone(),
-        observed_generation: generation,
-        last_transition_time: kept.map_or(now, |c| c.last_transition_time.clone()),
-    };
-    status.conditions = vec![condition];
+    status.conditions = vec![report.condition(&status.conditions, generation, now)];
     status.observed_generation = generation;
     if let Some(t) = topic {
         status.topic_id = Some(t.id.clone());
@@ -83,7 +56,7 @@ mod tests {
             reassigning: BTreeSet::from([1]),
         };
         let managed = BTreeSet::from(["retention.ms".to_string()]);
-        let s = next(None, Some(3), &Report::ready("up to date"), Some(&topic), Some(&managed), at(5));
+        let s = next(None, Some(3), &Report::ready("TopicReady", "up to date"), Some(&topic), Some(&managed), at(5));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!((s.topic_id.as_deref(), s.partitions, s.replicas), (Some("AAAAAAAAAAAAAAAAAAAAAA"), Some(2), Some(3)));
         assert_eq!(s.reassigning_partitions, [1]);
@@ -95,8 +68,9 @@ mod tests {
 
     #[test]
     fn transitions_and_kept_fields() {
-        let first = next(None, Some(1), &Report::ready("ok"), None, Some(&BTreeSet::from(["a".to_string()])), at(1));
-        let again = next(Some(&first), Some(2), &Report::ready("still ok"), None, None, at(2));
+        let first =
+            next(None, Some(1), &Report::ready("TopicReady", "ok"), None, Some(&BTreeSet::from(["a".to_string()])), at(1));
+        let again = next(Some(&first), Some(2), &Report::ready("TopicReady", "still ok"), None, None, at(2));
         assert_eq!(again.conditions[0].last_transition_time, at(1), "same status: time kept");
         assert_eq!(again.managed_config, ["a"], "unknown this pass: kept");
         let refused = Report::not_ready("PartitionsDecrease", "no");

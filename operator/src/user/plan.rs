@@ -5,12 +5,21 @@ use std::collections::BTreeSet;
 
 use strata_client::acl::{AclBinding, Operation, PatternType, Permission, ResourceType, CLUSTER_RESOURCE};
 
+use crate::cluster_ca::{BROKER_COMMON_NAME, OPERATOR_COMMON_NAME};
+
 use super::crd::{AclOperation, AclPatternType, AclResourceType, AclRuleType, UserAuthorization};
 
 /// The Kafka principal of a user: its name, whether it authenticates with SCRAM or with a certificate
 /// (the brokers map `CN=<name>,O=strata.io` to `<name>`).
 pub fn principal(user: &str) -> String {
     format!("User:{user}")
+}
+
+/// Users may not take the brokers' or the operator's principal: those are super users.
+pub fn reserved(user: &str) -> Option<String> {
+    [BROKER_COMMON_NAME, OPERATOR_COMMON_NAME]
+        .contains(&user)
+        .then(|| format!("the name {user} is reserved: User:{user} is a super user of every cluster"))
 }
 
 fn resource_type(t: AclResourceType) -> ResourceType {
@@ -195,6 +204,13 @@ mod tests {
                 "authorization.acls[4]: host \"example.com\" is neither * nor an IP address",
             ]
         );
+    }
+
+    #[test]
+    fn the_brokers_and_operators_names_are_reserved() {
+        assert!(reserved("strata-operator").is_some());
+        assert!(reserved("strata-broker").is_some());
+        assert_eq!(reserved("alice"), None);
     }
 
     #[test]
