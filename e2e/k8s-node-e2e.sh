@@ -3,7 +3,7 @@
 # helm install -> LogCluster -> 3 broker pods Running on local PersistentVolumes -> a Kafka client produces
 # to and consumes from them by pod IP -> live retention change -> pod loss -> rolling restart -> kill -9 of a
 # broker -> scale 3 -> 4 -> 3 by reassignment -> a LogTopic created, altered, deleted -> Prometheus scrape ->
-# refused scale-down -> deletion -> the machine left as it was. From step 5 to the end an idempotent acks=all
+# LogUsers (SCRAM over TLS, mTLS, ACLs) -> refused scale-down -> deletion -> the machine left as it was. From step 5 to the end an idempotent acks=all
 # producer and a consumer group run in the background (workload.py); no acknowledged record may be lost.
 #
 # Needs root. Builds and caches kube-apiserver/controller-manager (build-kube-apiserver.sh) and
@@ -123,7 +123,7 @@ KUBECTL=$KUBECTL "$E2E_DIR/node/node-up.sh" "$NODE_BIN" \
   --set image.tag=$TAG --set image.pullPolicy=Never --set logFormat=text --set localVolumes.enabled=true \
   --set apiServer.host=$BRIDGE_IP --set apiServer.port="$API_PORT" --wait --timeout 180s
 check "operator pod runs in the cluster" "$(k get pods -n "$OP_NS" -o jsonpath='{.items[0].status.phase}')" Running
-check "the chart installed both CRDs" "$(k get crd -o name | grep -c 'logclusters.strata.io\|logtopics.strata.io')" 2
+check "the chart installed the three CRDs" "$(k get crd -o name | grep -c 'logclusters.strata.io\|logtopics.strata.io\|logusers.strata.io')" 3
 
 local_volumes() { # local_volumes N: the storage.local list of N brokers, as JSON
   local i sep=""; printf '['
@@ -143,7 +143,15 @@ spec:
   imagePullPolicy: Never
   terminationGracePeriodSeconds: 10
   resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 512Mi}}
-  listeners: {advertise: PodIP}
+  # Secured: the plaintext listener the steps' clients use (User:ANONYMOUS, a super user), SCRAM over TLS and
+  # mTLS for the LogUsers of step 13; brokers, the quorum and the operator talk over the brokers' own mTLS listener.
+  listeners:
+    advertise: PodIP
+    clients:
+      - {name: plain, port: 9092}
+      - {name: scram, port: 9094, tls: true, authentication: scram-sha-512}
+      - {name: mtls, port: 9095, tls: true, authentication: tls}
+  authorization: {type: simple, superUsers: ["User:ANONYMOUS"]}
   storage:
     size: 1Gi
     deleteClaim: true
@@ -389,7 +397,68 @@ check "LogTopic gone (its finalizer deleted the topic first)" "$(k get logtopic 
 wait_until "topic orders.v1 deleted on the brokers" 60 equals False topic_listed orders.v1
 wl_flowing
 
-step "13. Prometheus scrapes the broker pods by IP"
+step "13. LogUsers: SCRAM-SHA-512 and certificate users with ACLs, over TLS"
+check "secrets: the cluster CA certificate for clients" "$(k get secret $LC-cluster-ca-cert -n $NS -o jsonpath='{.data.ca\.crt}' | base64 -d | head -1)" \
+  "-----BEGIN CERTIFICATE-----"
+kafka "$BOOTSTRAP" create secure-a 3
+kafka "$BOOTSTRAP" create secure-b 3
+cat <<YAML | k apply -f - >/dev/null
+apiVersion: strata.io/v1alpha1
+kind: LogUser
+metadata: {name: alice, namespace: $NS}
+spec:
+  cluster: $LC
+  authentication: {type: scram-sha-512}
+  authorization:
+    type: simple
+    acls:
+      - {resource: {type: topic, name: secure-a}, operations: [Write, Describe]}
+---
+apiVersion: strata.io/v1alpha1
+kind: LogUser
+metadata: {name: bob, namespace: $NS}
+spec:
+  cluster: $LC
+  authentication: {type: tls}
+  authorization:
+    type: simple
+    acls:
+      - {resource: {type: topic, name: secure-}, patternType: prefix, operations: [Read, Describe]}
+      - {resource: {type: group, name: e2e-}, patternType: prefix, operations: [Read]}
+YAML
+lu_ready() { [ "$(k get loguser "$1" -n $NS -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+wait_until "LogUser alice Ready" 120 lu_ready alice
+wait_until "LogUser bob Ready" 120 lu_ready bob
+check "status: alice's principal and Secret" "$(k get loguser alice -n $NS -o jsonpath='{.status.username} {.status.secret}')" "User:alice alice"
+secret() { k get secret "$1" -n $NS -o jsonpath="{.data.${2//./\\.}}" | base64 -d; }
+SEC=$STATE/security; mkdir -p "$SEC"
+secret $LC-cluster-ca-cert ca.crt > "$SEC/ca.crt"
+secret bob user.crt > "$SEC/bob.crt"; secret bob user.key > "$SEC/bob.key"
+# Clients reach pod IPs, which the broker certificates do not name: the chain to the cluster CA is checked.
+tls_conf="ssl.ca.location=$SEC/ca.crt
+ssl.endpoint.identification.algorithm=none"
+printf '%s\nsecurity.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=alice\nsasl.password=%s\n' "$tls_conf" \
+  "$(secret alice password)" > "$SEC/alice.properties"
+printf '%s\nsecurity.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=alice\nsasl.password=wrong\n' "$tls_conf" \
+  > "$SEC/alice-wrong.properties"
+printf '%s\nsecurity.protocol=SSL\nssl.certificate.location=%s\nssl.key.location=%s\n' "$tls_conf" "$SEC/bob.crt" "$SEC/bob.key" \
+  > "$SEC/bob.properties"
+check_match "the Secret's sasl.jaas.config names alice" "$(secret alice sasl.jaas.config)" 'ScramLoginModule required username="alice" password="[A-Za-z0-9]{32}";'
+ip0=$(k get pod "$LC-0" -n $NS -o jsonpath='{.status.podIP}')
+as() { KAFKA_CONFIG="$SEC/$1.properties" "$VENV/bin/python" "$E2E_DIR/kafka_check.py" "$2" try "${@:3}"; }
+# The credential and the ACLs reach every broker through the metadata log: the first answers may predate them.
+wait_until "alice (SCRAM-SHA-512 over TLS) writes to secure-a" 60 equals 1 as alice "$ip0:9094" produce secure-a
+check "alice may not write to secure-b" "$(as alice "$ip0:9094" produce secure-b)" TOPIC_AUTHORIZATION_FAILED
+check "alice may not read secure-a" "$(as alice "$ip0:9094" consume secure-a)" TOPIC_AUTHORIZATION_FAILED
+check "a wrong password is refused" "$(as alice-wrong "$ip0:9094" produce secure-a)" _AUTHENTICATION
+check "bob (client certificate) reads alice's record" "$(as bob "$ip0:9095" consume secure-a)" 1
+check "bob may not write" "$(as bob "$ip0:9095" produce secure-a)" TOPIC_AUTHORIZATION_FAILED
+k delete loguser alice -n $NS --wait=true --timeout=60s >/dev/null
+check "alice's Secret went with her" "$(k get secret alice -n $NS -o name 2>/dev/null)" ""
+wait_until "alice's credential is gone from the cluster" 60 equals _AUTHENTICATION as alice "$ip0:9094" produce secure-a
+wl_flowing
+
+step "14. Prometheus scrapes the broker pods by IP"
 BOOTSTRAP=$(pod_ips)
 mkdir -p "$STATE/prometheus"
 PROM_PORT=$(free_port)
@@ -412,7 +481,7 @@ wait_until "bytes-in for topic e2e visible in Prometheus" 60 bash -c \
   "curl -s 'http://127.0.0.1:$PROM_PORT/api/v1/query' --data-urlencode 'query=sum(kafka_server_brokertopicmetrics_bytesin_total{topic=\"e2e\"}) > 0' | grep -q '\"value\"'"
 log "bytes in for e2e: $(promq 'sum(kafka_server_brokertopicmetrics_bytesin_total{topic="e2e"})')"
 
-step "14. scale down to 2 refused: 3 controller voters and replication factor 3"
+step "15. scale down to 2 refused: 3 controller voters and replication factor 3"
 k patch logcluster $LC -n $NS --type=merge -p '{"spec":{"replicas":2}}' >/dev/null
 wait_until "scale-down refused with a condition" 60 bash -c \
   "$KUBECTL get logcluster $LC -n $NS -o jsonpath='{.status.conditions[?(@.type==\"Degraded\")].reason}' | grep -q ScaleDownBlocked"
@@ -420,7 +489,7 @@ log "condition: $(lc_cond Degraded message)"
 check "still 3 broker pods" "$(k get sts $LC -n $NS -o jsonpath='{.spec.replicas}')" 3
 wl_flowing
 
-step "15. stop the workload: every acknowledged record still in the topic and seen by the group"
+step "16. stop the workload: every acknowledged record still in the topic and seen by the group"
 wl_pid=$(cat "$STATE/workload.pid")
 kill -TERM "$wl_pid"
 wl_rc=0; wait "$wl_pid" || wl_rc=$?
@@ -438,7 +507,7 @@ check "workload exit status" "$wl_rc" 0
 log "consumer duplicates (redelivered after rebalances, allowed): $(wl duplicates); transient client errors, retried by librdkafka: $(wl transient_errors)"
 log "client errors by code: $(grep -o 'error: [A-Z_]*' "$WL_DIR/workload.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
 
-step "16. delete the LogCluster: everything garbage-collected"
+step "17. delete the LogCluster: everything garbage-collected"
 save_logs
 k delete logcluster $LC -n $NS --wait=true --timeout=180s >/dev/null
 wait_until "StatefulSet, Services, ConfigMap and PDB garbage-collected" 120 bash -c \
@@ -446,7 +515,7 @@ wait_until "StatefulSet, Services, ConfigMap and PDB garbage-collected" 120 bash
 wait_until "claims and local PVs removed (deleteClaim: true)" 120 bash -c \
   "[ -z \"\$($KUBECTL get pvc -n $NS -o name)\" ] && [ -z \"\$($KUBECTL get pv -o name)\" ]"
 
-step "17. teardown"
+step "18. teardown"
 trap - EXIT
 cleanup
 step "done"

@@ -6,7 +6,11 @@
     kafka_check.py BOOTSTRAP consume TOPIC COUNT          # reads everything back: keys k0..k<COUNT-1>, each once
     kafka_check.py BOOTSTRAP leaders TOPIC                # partition, leader, #replicas, #in sync, replica ids
     kafka_check.py BOOTSTRAP describe-broker NODE KEY     # a broker config value (DescribeConfigs)
+    kafka_check.py BOOTSTRAP try produce|consume TOPIC    # one attempt: prints the count, or the error's name
+
+KAFKA_CONFIG=FILE adds client properties (key=value lines: security.protocol, sasl.*, ssl.*) to every client.
 """
+import os
 import sys
 import time
 
@@ -14,8 +18,20 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 
+def settings(bootstrap, **extra):
+    conf = {"bootstrap.servers": bootstrap}
+    if os.environ.get("KAFKA_CONFIG"):
+        with open(os.environ["KAFKA_CONFIG"]) as f:
+            for line in f:
+                if "=" in line and not line.lstrip().startswith("#"):
+                    k, v = line.split("=", 1)
+                    conf[k.strip()] = v.strip()
+    conf.update(extra)
+    return conf
+
+
 def admin(bootstrap):
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(settings(bootstrap))
 
 
 def create(bootstrap, topic, partitions, replicas=-1):
@@ -37,8 +53,8 @@ def produce(bootstrap, topic, count, start=0):
         else:
             acked[0] += 1
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
-                  "enable.idempotence": False})
+    p = Producer(settings(bootstrap, **{"acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                                        "enable.idempotence": False}))
     for i in range(start, start + count):
         while True:
             try:
@@ -57,8 +73,8 @@ def consume(bootstrap, topic, count):
     count = int(count)
     md = admin(bootstrap).list_topics(topic, timeout=30)
     parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"e2e-{time.time()}", "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest"})
+    c = Consumer(settings(bootstrap, **{"group.id": f"e2e-{time.time()}", "enable.auto.commit": False,
+                                        "auto.offset.reset": "earliest"}))
     c.assign(parts)
     seen = {}
     deadline = time.time() + 180
@@ -94,7 +110,40 @@ def describe_broker(bootstrap, node, key):
     print(configs[key].value)
 
 
+def attempt(bootstrap, action, topic):
+    """One produce (a record) or consume (partition 0 from the start, group e2e-<topic>) that must answer
+    within 30 s: prints the records written or read, or the name of the first error (a refused
+    authentication, a denied topic)."""
+    errors = []
+    conf = settings(bootstrap, **{"error_cb": errors.append, "socket.timeout.ms": 10000})
+    if action == "produce":
+        conf.update({"message.timeout.ms": 30000, "enable.idempotence": False, "acks": "all"})
+        p = Producer(conf)
+        delivered = []
+        p.produce(topic, key="k", value="v", on_delivery=lambda err, msg: delivered.append(err))
+        deadline = time.time() + 35
+        while not delivered and not errors and time.time() < deadline:
+            p.poll(0.2)
+        err = (delivered[0] if delivered else None) or (errors[0] if errors else None)
+        print(err.name() if err else 1)
+        return
+    c = Consumer(dict(conf, **{"group.id": f"e2e-{topic}", "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+    c.assign([TopicPartition(topic, 0, 0)])
+    read, deadline = 0, time.time() + 30
+    while not errors and time.time() < deadline:
+        msgs = c.consume(100, timeout=1.0)
+        bad = [m.error() for m in msgs if m.error() and m.error().code() != -191]  # -191: end of partition
+        if bad:
+            errors.append(bad[0])
+            break
+        read += sum(1 for m in msgs if not m.error())
+        if read:
+            break
+    c.close()
+    print(errors[0].name() if errors else read)
+
+
 if __name__ == "__main__":
     bootstrap, cmd, *args = sys.argv[1:]
     {"create": create, "produce": produce, "consume": consume, "leaders": leaders,
-     "describe-broker": describe_broker}[cmd](bootstrap, *args)
+     "describe-broker": describe_broker, "try": attempt}[cmd](bootstrap, *args)
