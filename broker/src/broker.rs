@@ -35,9 +35,9 @@ use crate::replica::{Defaults, ReplicaManager};
 use crate::sasl::authenticator::SaslServer;
 use crate::sasl::credentials::{CredentialStore, MetadataLookup};
 use crate::server::{self, ConnectionOptions};
-use strata_client::scram::{Credential, Mechanism};
 use crate::tls::{Dialer, TlsContext};
 use crate::warmup::Warmer;
+use strata_client::scram::{Credential, Mechanism};
 
 /// Everything handlers need.
 pub struct BrokerState {
@@ -180,7 +180,12 @@ fn sasl_servers(config: &BrokerConfig, controller: &Arc<Controller>) -> HashMap<
         let metadata: MetadataLookup = Arc::new(move |user: &str, m: Mechanism| {
             let image = controller.image();
             let c = image.scram_credentials.get(user)?.get(m.name())?;
-            Some(Credential { salt: c.salt.clone(), stored_key: c.stored_key.clone(), server_key: c.server_key.clone(), iterations: c.iterations })
+            Some(Credential {
+                salt: c.salt.clone(),
+                stored_key: c.stored_key.clone(),
+                server_key: c.server_key.clone(),
+                iterations: c.iterations,
+            })
         });
         let store = CredentialStore::new(settings.static_users(), metadata);
         out.insert(name.clone(), Arc::new(SaslServer { mechanisms: settings.mechanisms.clone(), store }));

@@ -1068,9 +1068,15 @@ mod tests {
         assert!(!is_known("listener.name.client.gssapi.sasl.jaas.config"));
         for (extra, want) in [
             (vec![], "sasl.mechanism.inter.broker.protocol"),
-            (vec![("sasl.jaas.config", scram), ("sasl.mechanism.inter.broker.protocol", "PLAIN")], "not in the sasl.enabled.mechanisms"),
+            (
+                vec![("sasl.jaas.config", scram), ("sasl.mechanism.inter.broker.protocol", "PLAIN")],
+                "not in the sasl.enabled.mechanisms",
+            ),
             (vec![("sasl.jaas.config", scram), ("sasl.mechanism.controller.protocol", "GSSAPI")], "GSSAPI is not supported"),
-            (vec![("sasl.jaas.config", scram), ("sasl.enabled.mechanisms", "SCRAM-SHA-256")], "sasl.mechanism.inter.broker.protocol"),
+            (
+                vec![("sasl.jaas.config", scram), ("sasl.enabled.mechanisms", "SCRAM-SHA-256")],
+                "sasl.mechanism.inter.broker.protocol",
+            ),
         ] {
             let err = with(&extra).unwrap_err().to_string();
             assert!(err.contains(want), "{extra:?}: {err}");

@@ -20,6 +20,6 @@ pub mod scram;
 pub use client::{Client, ClientConfig};
 pub use connection::{call, decode_response, encode_request, pick_version, BoxStream, Connection, Stream};
 pub use error::{ClientError, ErrorCode, Result};
-pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};
 /// The protocol crate this client speaks, so users name the same message types.
 pub use kafka_protocol;
+pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};

@@ -98,7 +98,8 @@ impl Connection {
 
     /// One SaslAuthenticate exchange: the broker's token, or its refusal with the broker's message.
     async fn sasl_token(&mut self, token: Vec<u8>, what: &str) -> Result<Bytes> {
-        let resp: SaslAuthenticateResponse = self.send(1, &SaslAuthenticateRequest::default().with_auth_bytes(token.into())).await?;
+        let resp: SaslAuthenticateResponse =
+            self.send(1, &SaslAuthenticateRequest::default().with_auth_bytes(token.into())).await?;
         self.check(resp.error_code, what, resp.error_message.as_ref())?;
         Ok(resp.auth_bytes)
     }
@@ -143,8 +144,9 @@ impl Security {
     /// A Kafka client connection to `addr`: dialed, versions negotiated, authenticated, each step within
     /// `timeout`.
     pub async fn connect(&self, addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
-        let stream =
-            dial(addr, self.tls.as_ref(), timeout).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+        let stream = dial(addr, self.tls.as_ref(), timeout)
+            .await
+            .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
         let mut conn = Connection::connect_over(addr, stream, client_id, timeout).await?;
         if let Some(creds) = &self.sasl {
             conn.authenticate(creds).await?;
@@ -154,8 +156,9 @@ impl Security {
 
     /// A stream to `addr`, authenticated, for callers with their own framing (the broker's internal RPCs).
     pub async fn open(&self, addr: &str, client_id: &str, timeout: Duration) -> Result<BoxStream> {
-        let stream =
-            dial(addr, self.tls.as_ref(), timeout).await.map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
+        let stream = dial(addr, self.tls.as_ref(), timeout)
+            .await
+            .map_err(|source| ClientError::Connect { addr: addr.to_string(), source })?;
         let Some(creds) = &self.sasl else { return Ok(stream) };
         let mut conn = Connection::over(addr, stream, client_id, timeout);
         conn.authenticate(creds).await?;

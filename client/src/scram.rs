@@ -87,12 +87,7 @@ impl Mechanism {
     /// What a server keeps of a password: the stored and server keys derived from its salted form.
     pub fn credential(self, salted_password: &[u8], salt: Vec<u8>, iterations: i32) -> Credential {
         let client_key = self.hmac(salted_password, b"Client Key");
-        Credential {
-            stored_key: self.hash(&client_key),
-            server_key: self.hmac(salted_password, b"Server Key"),
-            salt,
-            iterations,
-        }
+        Credential { stored_key: self.hash(&client_key), server_key: self.hmac(salted_password, b"Server Key"), salt, iterations }
     }
 }
 
@@ -422,7 +417,10 @@ mod tests {
         // Another password's proof, and a proof with one bit flipped, are refused.
         let mut other = ScramClient::with_nonce(Mechanism::Sha256, "user", "pen", "rOprNGfwEbeRWgbNEkqO".into());
         let wrong = other.client_final(server_first).unwrap();
-        assert_eq!(server_check(Mechanism::Sha256, &credential, &first, sf, server_nonce, &wrong).unwrap_err().0, "invalid proof");
+        assert_eq!(
+            server_check(Mechanism::Sha256, &credential, &first, sf, server_nonce, &wrong).unwrap_err().0,
+            "invalid proof"
+        );
         let mut parsed = ClientFinal::parse(&fin).unwrap();
         parsed.proof[0] ^= 1;
         assert!(server_check(Mechanism::Sha256, &credential, &first, sf, server_nonce, &parsed.to_bytes()).is_err());

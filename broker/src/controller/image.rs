@@ -453,7 +453,10 @@ pub(crate) mod tests {
             server_key: vec![3],
             iterations,
         };
-        let remove = |name: &str, mechanism: &str| MetadataRecord::RemoveUserScramCredential { name: name.into(), mechanism: mechanism.into() };
+        let remove = |name: &str, mechanism: &str| MetadataRecord::RemoveUserScramCredential {
+            name: name.into(),
+            mechanism: mechanism.into(),
+        };
         apply(&mut i, 1, vec![upsert("alice", "SCRAM-SHA-256", 4096), upsert("alice", "SCRAM-SHA-512", 8192)]).unwrap();
         apply(&mut i, 2, vec![upsert("alice", "SCRAM-SHA-256", 5000)]).unwrap();
         assert_eq!(i.scram_credentials["alice"]["SCRAM-SHA-256"].iterations, 5000, "replaced");
@@ -532,11 +535,9 @@ pub(crate) mod tests {
                     server_key: vec![4],
                     iterations,
                 }),
-            (prop::sample::select(vec!["a", "b"]), prop::sample::select(vec!["SCRAM-SHA-256", "SCRAM-SHA-512"]))
-                .prop_map(|(name, mechanism)| MetadataRecord::RemoveUserScramCredential {
-                    name: name.into(),
-                    mechanism: mechanism.into()
-                }),
+            (prop::sample::select(vec!["a", "b"]), prop::sample::select(vec!["SCRAM-SHA-256", "SCRAM-SHA-512"])).prop_map(
+                |(name, mechanism)| MetadataRecord::RemoveUserScramCredential { name: name.into(), mechanism: mechanism.into() }
+            ),
         ]
     }
 

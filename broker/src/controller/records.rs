@@ -208,7 +208,10 @@ mod tests {
         back.check_version().unwrap();
         let mislabelled = MetadataBatch { version: 1, ..v2 };
         assert!(mislabelled.check_version().unwrap_err().contains("record 1"), "{mislabelled:?}");
-        let scram = MetadataBatch::new(vec![MetadataRecord::RemoveUserScramCredential { name: "a".into(), mechanism: "SCRAM-SHA-256".into() }]);
+        let scram = MetadataBatch::new(vec![MetadataRecord::RemoveUserScramCredential {
+            name: "a".into(),
+            mechanism: "SCRAM-SHA-256".into(),
+        }]);
         assert_eq!(scram.version, 3);
         let unknown = r#"{"version":2,"records":[{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000000",
             "partition":0,"leader":null,"isr":null,"replicas":{"replicas":[1],"adding":[],"removing":[],"extra":1}}]}"#;

@@ -12,18 +12,8 @@ use crate::errors::code;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum ScramChange {
-    Delete {
-        user: String,
-        mechanism: String,
-    },
-    Upsert {
-        user: String,
-        mechanism: String,
-        salt: Vec<u8>,
-        stored_key: Vec<u8>,
-        server_key: Vec<u8>,
-        iterations: i32,
-    },
+    Delete { user: String, mechanism: String },
+    Upsert { user: String, mechanism: String, salt: Vec<u8>, stored_key: Vec<u8>, server_key: Vec<u8>, iterations: i32 },
 }
 
 pub fn decide(image: &Image, change: ScramChange) -> Result<Vec<MetadataRecord>, Refused> {

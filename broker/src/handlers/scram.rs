@@ -101,7 +101,11 @@ fn duplicate() -> Refused {
     Refused::new(code::DUPLICATE_RESOURCE, "a user credential cannot be altered twice in the same request")
 }
 
-pub fn alter_user_scram_credentials(state: &Arc<BrokerState>, header: &RequestHeader, req: AlterUserScramCredentialsRequest) -> Reply {
+pub fn alter_user_scram_credentials(
+    state: &Arc<BrokerState>,
+    header: &RequestHeader,
+    req: AlterUserScramCredentialsRequest,
+) -> Reply {
     // Authorization (ALTER on the CLUSTER resource) goes here, before anything is checked or changed.
     let state = state.clone();
     respond_later(header, async move {
@@ -149,14 +153,14 @@ pub fn describe(image: &Image, req: &DescribeUserScramCredentialsRequest) -> Des
         }
         let result = DescribeUserScramCredentialsResult::default().with_user(s(user.clone()));
         let result = if named.iter().filter(|n| **n == user).count() > 1 {
-            result.with_error_code(code::DUPLICATE_RESOURCE).with_error_message(Some(s(format!(
-                "cannot describe the SCRAM credentials of user {user} twice in one request"
-            ))))
+            result
+                .with_error_code(code::DUPLICATE_RESOURCE)
+                .with_error_message(Some(s(format!("cannot describe the SCRAM credentials of user {user} twice in one request"))))
         } else {
             match image.scram_credentials.get(&user) {
-                None => result.with_error_code(code::RESOURCE_NOT_FOUND).with_error_message(Some(s(format!(
-                    "attempt to describe a user credential that does not exist ({user})"
-                )))),
+                None => result
+                    .with_error_code(code::RESOURCE_NOT_FOUND)
+                    .with_error_message(Some(s(format!("attempt to describe a user credential that does not exist ({user})")))),
                 Some(credentials) => result.with_credential_infos(
                     credentials
                         .iter()
@@ -173,7 +177,11 @@ pub fn describe(image: &Image, req: &DescribeUserScramCredentialsRequest) -> Des
     DescribeUserScramCredentialsResponse::default().with_results(results)
 }
 
-pub fn describe_user_scram_credentials(state: &BrokerState, header: &RequestHeader, req: DescribeUserScramCredentialsRequest) -> Reply {
+pub fn describe_user_scram_credentials(
+    state: &BrokerState,
+    header: &RequestHeader,
+    req: DescribeUserScramCredentialsRequest,
+) -> Reply {
     // Authorization (DESCRIBE on the CLUSTER resource) goes here.
     respond(header, &describe(&state.controller.image(), &req))
 }
@@ -250,13 +258,19 @@ mod tests {
     #[test]
     fn descriptions() {
         let mut image = Image::default();
-        let c = crate::controller::image::ScramCredentialImage { salt: vec![1], stored_key: vec![2], server_key: vec![3], iterations: 8192 };
+        let c = crate::controller::image::ScramCredentialImage {
+            salt: vec![1],
+            stored_key: vec![2],
+            server_key: vec![3],
+            iterations: 8192,
+        };
         image.scram_credentials.entry("alice".into()).or_default().insert("SCRAM-SHA-512".into(), c);
         let all = describe(&image, &DescribeUserScramCredentialsRequest::default());
         assert_eq!(all.results.len(), 1);
         assert_eq!(all.results[0].credential_infos, vec![CredentialInfo::default().with_mechanism(2).with_iterations(8192)]);
         let names = |n: &[&str]| {
-            DescribeUserScramCredentialsRequest::default().with_users(Some(n.iter().map(|u| UserName::default().with_name(s(*u))).collect()))
+            DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(n.iter().map(|u| UserName::default().with_name(s(*u))).collect()))
         };
         let r = describe(&image, &names(&["bob", "alice", "alice"]));
         let codes: Vec<_> = r.results.iter().map(|r| (r.user.as_str(), r.error_code)).collect();

@@ -42,7 +42,11 @@ enum Exchange {
 enum State {
     Handshake,
     /// After SaslHandshake: tokens in SaslAuthenticate requests, or raw after v0.
-    Authenticating { mechanism: SaslMechanism, exchange: Exchange, raw: bool },
+    Authenticating {
+        mechanism: SaslMechanism,
+        exchange: Exchange,
+        raw: bool,
+    },
 }
 
 pub struct Authenticator {
@@ -88,7 +92,9 @@ impl Authenticator {
         match (header.api_key, &self.state) {
             (ApiKey::ApiVersions, State::Handshake) => return Step::Forward(frame),
             (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate, _) => {}
-            (api, _) => return fail(format!("{api:?} request before SASL authentication (the client is not configured for SASL?)")),
+            (api, _) => {
+                return fail(format!("{api:?} request before SASL authentication (the client is not configured for SASL?)"))
+            }
         }
         let request = match decode_request(&header, frame, start) {
             Ok(r) => r,

@@ -83,7 +83,12 @@ pub fn fake_credential(user: &str, m: Mechanism) -> Credential {
     let secret = SECRET.get_or_init(|| scram::random_bytes(32));
     let salt = Mechanism::Sha256.hmac(secret, user.as_bytes());
     let key_len = m.hash(b"").len();
-    Credential { salt, stored_key: scram::random_bytes(key_len), server_key: scram::random_bytes(key_len), iterations: MIN_ITERATIONS }
+    Credential {
+        salt,
+        stored_key: scram::random_bytes(key_len),
+        server_key: scram::random_bytes(key_len),
+        iterations: MIN_ITERATIONS,
+    }
 }
 
 #[cfg(test)]
@@ -96,10 +101,7 @@ mod tests {
         users.add(SaslMechanism::Scram(Mechanism::Sha512), "broker", "pw");
         let salt = b"salt".to_vec();
         let alice = Mechanism::Sha256.credential(&Mechanism::Sha256.salted_password(b"wonderland", &salt, 4096), salt, 4096);
-        CredentialStore::new(
-            users,
-            Arc::new(move |user, m| (user == "alice" && m == Mechanism::Sha256).then(|| alice.clone())),
-        )
+        CredentialStore::new(users, Arc::new(move |user, m| (user == "alice" && m == Mechanism::Sha256).then(|| alice.clone())))
     }
 
     #[test]

@@ -89,13 +89,17 @@ mod tests {
 
     #[test]
     fn login_modules() {
-        let e = parse(r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="a \"b\" c";"#)
-            .unwrap();
+        let e =
+            parse(r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="a \"b\" c";"#)
+                .unwrap();
         assert_eq!(e.module, SCRAM_MODULE);
         assert_eq!(e.options["username"], "admin");
         assert_eq!(e.options["password"], "a \"b\" c");
         let p = parse(&format!("{PLAIN_MODULE} required\n user_alice=\"x=;y\" username=admin password=\"\";")).unwrap();
-        assert_eq!((p.options["user_alice"].as_str(), p.options["username"].as_str(), p.options["password"].as_str()), ("x=;y", "admin", ""));
+        assert_eq!(
+            (p.options["user_alice"].as_str(), p.options["username"].as_str(), p.options["password"].as_str()),
+            ("x=;y", "admin", "")
+        );
         for (bad, why) in [
             ("", "class name"),
             ("Module", "control flag"),

@@ -184,8 +184,7 @@ mod tests {
     }
 
     const SCRAM: &str = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="pw";"#;
-    const PLAIN: &str =
-        r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="a" user_admin="a" user_bob="b";"#;
+    const PLAIN: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="a" user_admin="a" user_bob="b";"#;
 
     #[test]
     fn mechanisms_and_jaas_entries() {
@@ -208,7 +207,10 @@ mod tests {
 
         for (pairs, want) in [
             (vec![("sasl.enabled.mechanisms", "GSSAPI")], "GSSAPI is not supported"),
-            (vec![("listener.name.secure.sasl.enabled.mechanisms", "OAUTHBEARER")], "listener.name.secure.sasl.enabled.mechanisms"),
+            (
+                vec![("listener.name.secure.sasl.enabled.mechanisms", "OAUTHBEARER")],
+                "listener.name.secure.sasl.enabled.mechanisms",
+            ),
             (vec![("sasl.enabled.mechanisms", "SCRAM-SHA-1")], "unknown SASL mechanism"),
             (vec![("sasl.enabled.mechanisms", " , ")], "at least one mechanism"),
             (vec![("listener.name.secure.plain.sasl.jaas.config", SCRAM)], "PLAIN needs"),
@@ -219,7 +221,8 @@ mod tests {
             assert!(!e.contains("pw"), "secrets stay out of errors: {e}");
         }
         let none = settings(&[]).unwrap();
-        let e = dial_credentials("sasl.mechanism.inter.broker.protocol", SaslMechanism::Scram(Mechanism::Sha512), "SECURE", &none);
+        let e =
+            dial_credentials("sasl.mechanism.inter.broker.protocol", SaslMechanism::Scram(Mechanism::Sha512), "SECURE", &none);
         assert!(e.unwrap_err().to_string().contains("listener.name.secure.scram-sha-512.sasl.jaas.config"));
         let e = dial_credentials("k", SaslMechanism::Plain, "SECURE", &none).unwrap_err().to_string();
         assert!(e.contains("not in the sasl.enabled.mechanisms"), "{e}");

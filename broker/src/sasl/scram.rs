@@ -56,7 +56,8 @@ impl ScramServer {
                 };
                 let nonce = format!("{}{}", first.nonce, self.nonce);
                 let server_first =
-                    ServerFirst { nonce: nonce.clone(), salt: credential.salt.clone(), iterations: credential.iterations }.message();
+                    ServerFirst { nonce: nonce.clone(), salt: credential.salt.clone(), iterations: credential.iterations }
+                        .message();
                 let challenge = server_first.clone().into_bytes();
                 self.state = State::Final { first, server_first, nonce, credential, known };
                 Ok(Progress::Challenge(challenge))
@@ -92,8 +93,13 @@ mod tests {
                 let mut server = ScramServer::with_nonce(m, "SERVERNONCE".into());
                 let mut client = ScramClient::new(m, "alice", password);
                 let lookup = |user: &str| (known && user == "alice").then(|| credential(m, "right"));
-                let Ok(Progress::Challenge(server_first)) = server.step(&client.client_first(), lookup) else { panic!("first step") };
-                assert!(std::str::from_utf8(&server_first).unwrap().contains("SERVERNONCE,s="), "the nonce is the client's + the server's");
+                let Ok(Progress::Challenge(server_first)) = server.step(&client.client_first(), lookup) else {
+                    panic!("first step")
+                };
+                assert!(
+                    std::str::from_utf8(&server_first).unwrap().contains("SERVERNONCE,s="),
+                    "the nonce is the client's + the server's"
+                );
                 let fin = client.client_final(&server_first).unwrap();
                 match server.step(&fin, |_| unreachable!("looked up once")) {
                     Ok(Progress::Done { user, last }) => {
