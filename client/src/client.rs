@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::admin::{GroupListing, Metadata, OffsetSpec, PerName, TopicInfo};
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::sasl::Security;
 
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -20,6 +21,8 @@ pub struct ClientConfig {
 
 pub struct Client {
     config: ClientConfig,
+    /// TLS and SASL for every connection.
+    security: Security,
     /// The bootstrap connection's address: any broker will do for most requests.
     any: String,
     /// By address.
@@ -32,11 +35,17 @@ pub struct Client {
 impl Client {
     /// Connects to the first bootstrap address that answers and reads the broker list.
     pub async fn connect(config: ClientConfig) -> Result<Client> {
+        Client::connect_secured(config, Security::default()).await
+    }
+
+    /// Like [`Client::connect`], each connection with `security` (TLS, SASL).
+    pub async fn connect_secured(config: ClientConfig, security: Security) -> Result<Client> {
         let mut errors = Vec::new();
         for addr in &config.bootstrap {
-            match Connection::connect(addr, &config.client_id, config.timeout).await {
+            match security.connect(addr, &config.client_id, config.timeout).await {
                 Ok(conn) => {
                     let mut client = Client {
+                        security,
                         any: addr.clone(),
                         connections: HashMap::from([(addr.clone(), conn)]),
                         brokers: BTreeMap::new(),
@@ -91,7 +100,7 @@ impl Client {
     /// The connection to `addr`, opened on first use.
     pub async fn connection(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.connections.contains_key(addr) {
-            let conn = Connection::connect(addr, &self.config.client_id, self.config.timeout).await?;
+            let conn = self.security.connect(addr, &self.config.client_id, self.config.timeout).await?;
             self.connections.insert(addr.to_string(), conn);
         }
         Ok(self.connections.get_mut(addr).expect("inserted above"))

@@ -22,4 +22,4 @@ pub use connection::{call, decode_response, encode_request, pick_version, BoxStr
 pub use error::{ClientError, ErrorCode, Result};
 /// The protocol crate this client speaks, so users name the same message types.
 pub use kafka_protocol;
-pub use sasl::{dial, plain_token, SaslCredentials, SaslMechanism, Security};
+pub use sasl::{dial, plain_token, tls_trusting, SaslCredentials, SaslMechanism, Security};
