@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Short fuzzing smoke run of request decoding (CI). For a real run: SECONDS_TO_FUZZ=600 bash fuzz/smoke.sh
+# Short fuzzing smoke run of request decoding and of SASL/SCRAM message parsing (CI), each target for SECONDS_TO_FUZZ. For a real run: SECONDS_TO_FUZZ=600 bash fuzz/smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,6 +13,8 @@ export PATH="$root/bin:$PATH"
 export CARGO_TARGET_DIR=/var/cache/strata/fuzz-target
 # Without a sanitizer, so it builds on the stable toolchain; libFuzzer still finds panics, aborts and hangs.
 # The seeds hold internal (node-to-node) frames, whose API key random bytes rarely hit.
-mkdir -p corpus/decode_request
-cargo fuzz run --sanitizer none decode_request corpus/decode_request seeds/decode_request -- \
-    -max_total_time="${SECONDS_TO_FUZZ:-60}" -rss_limit_mb=4096 -max_len=65536 -timeout=10
+for target in decode_request sasl_messages; do
+    mkdir -p "corpus/$target"
+    cargo fuzz run --sanitizer none "$target" "corpus/$target" "seeds/$target" -- \
+        -max_total_time="${SECONDS_TO_FUZZ:-60}" -rss_limit_mb=4096 -max_len=65536 -timeout=10
+done

@@ -8,8 +8,8 @@
 //! `strata_connections_refused_total{reason="max.connections"|"max.connections.per.ip"}` (Kafka closes these without
 //! counting them); `strata_accept_errors_total` and `strata_accept_blocked` (1 while accept fails for lack of file
 //! descriptors and the listener backs off); `..._successful_authentication_total` and
-//! `..._failed_authentication_total` (TLS handshakes; failures include a client speaking the wrong protocol for
-//! the listener). Storage: `strata_log_dir_full` (1 from a write refused for lack of
+//! `..._failed_authentication_total` (TLS handshakes and SASL exchanges; failures include a client speaking the
+//! wrong protocol for the listener). Storage: `strata_log_dir_full` (1 from a write refused for lack of
 //! space until a write to the directory succeeds again; Kafka would take the directory offline, we keep serving
 //! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
 //!
@@ -212,14 +212,15 @@ impl ConnectionMetrics {
             successful_authentication: counter_vec(
                 r,
                 &socket("successful_authentication_total"),
-                "TLS handshakes completed (SSL listeners)",
+                "TLS handshakes completed (SSL listeners) and SASL authentications (SASL_PLAINTEXT, SASL_SSL)",
                 &["listener"],
             ),
             failed_authentication: counter_vec(
                 r,
                 &socket("failed_authentication_total"),
                 "Connections closed for a failed TLS handshake, a client certificate no principal mapping rule applies \
-                 to, or the wrong protocol for the listener (plaintext on SSL, TLS on PLAINTEXT)",
+                 to, a failed or skipped SASL authentication, or the wrong protocol for the listener (plaintext on SSL, \
+                 TLS on PLAINTEXT)",
                 &["listener"],
             ),
         }

@@ -345,3 +345,35 @@ fn three_brokers() {
     let out = c.strata(&["topic", "reassign", "moved", "-p", "0"], b"");
     assert_eq!(out.code, 2, "--replicas or --cancel is required: {}", out.stderr);
 }
+
+/// The commands that speak through strata-client authenticate with librdkafka's -X security settings.
+#[test]
+fn sasl_with_the_x_security_settings() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listeners = format!("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:{port}");
+    let jaas = r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="admin-secret";"#;
+    let _broker = common::TestBroker::start(&[("listeners", &listeners), ("sasl.jaas.config", jaas)]);
+    let sasl = format!("127.0.0.1:{port}");
+    let x = |password: &str| {
+        ["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-512", "sasl.username=admin"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("sasl.password={password}")])
+            .flat_map(|s| ["-X".to_string(), s])
+            .collect::<Vec<_>>()
+    };
+    let args = |cmd: &[&str], password: &str| cmd.iter().map(|s| s.to_string()).chain(x(password)).collect::<Vec<_>>();
+    let run = |cmd: &[&str], password: &str| {
+        let a = args(cmd, password);
+        run_strata(&sasl, &a.iter().map(String::as_str).collect::<Vec<_>>(), b"")
+    };
+    let out = run(&["topic", "create", "secured"], "admin-secret");
+    assert_eq!((out.code, out.text()), (0, "NAME     RESULT\nsecured  created\n".to_string()), "{}", out.stderr);
+    assert!(run(&["topic", "list"], "admin-secret").text().contains("secured"));
+    let out = run(&["topic", "list"], "wrong");
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("SASL_AUTHENTICATION_FAILED (58)"), "{}", out.stderr);
+    assert!(out.stderr.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"), "{}", out.stderr);
+    // Without the settings the listener closes the connection.
+    assert_ne!(run_strata(&sasl, &["topic", "list"], b"").code, 0);
+}

@@ -376,7 +376,9 @@ pub fn server_check(
     if !(binding.starts_with("n,") || binding.starts_with("y,")) {
         return err("channel binding is not supported");
     }
-    if fin.nonce != server_nonce {
+    // As Kafka's ScramSaslServer, the nonce must end with the server's: librdkafka 2.0 (Debian's kcat) repeats
+    // the client's part in front of it. The proof signs the message as sent, so nothing is lost.
+    if !fin.nonce.ends_with(server_nonce) {
         return err("the nonce of the client's final message is not the server's");
     }
     let auth = auth_message(&client_first.bare, server_first, &fin.without_proof);
@@ -444,6 +446,14 @@ mod tests {
         client.verify_server_final(&server_final).unwrap();
         // The same proof against another server nonce is refused.
         assert!(server_check(Mechanism::Sha512, &credential, &first, &sf, "other", &fin).is_err());
+        // librdkafka 2.0's final message repeats the client nonce in front; Kafka accepts it, and so does this.
+        let without_proof = format!("c=biws,r={}{server_nonce}", first.nonce);
+        let auth = auth_message(&first.bare, &sf, &without_proof);
+        let client_key = Mechanism::Sha512.hmac(&salted, b"Client Key");
+        let signature = Mechanism::Sha512.hmac(&credential.stored_key, auth.as_bytes());
+        let proof = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        let doubled = ClientFinal { without_proof, binding: b"n,,".to_vec(), nonce: String::new(), proof }.to_bytes();
+        server_check(Mechanism::Sha512, &credential, &first, &sf, &server_nonce, &doubled).unwrap();
     }
 
     #[test]

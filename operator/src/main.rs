@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Print a CustomResourceDefinition as YAML.
     Crd {
-        #[arg(value_enum, default_value_t = CrdKind::LogCluster)]
+        #[arg(value_enum, default_value_t = CrdKind::Cluster)]
         kind: CrdKind,
     },
     /// Print the objects the operator would create for a LogCluster manifest (YAML), without
@@ -41,11 +41,11 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum CrdKind {
     #[value(name = "LogCluster")]
-    LogCluster,
+    Cluster,
     #[value(name = "LogTopic")]
-    LogTopic,
+    Topic,
     #[value(name = "LogUser")]
-    LogUser,
+    User,
 }
 
 #[derive(clap::Args)]
@@ -83,9 +83,9 @@ struct RunArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd { kind: CrdKind::LogCluster } => print!("{}", strata_operator::crd::crd_yaml()?),
-        Command::Crd { kind: CrdKind::LogTopic } => print!("{}", strata_operator::topic::crd::crd_yaml()?),
-        Command::Crd { kind: CrdKind::LogUser } => print!("{}", strata_operator::user::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::Cluster } => print!("{}", strata_operator::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::Topic } => print!("{}", strata_operator::topic::crd::crd_yaml()?),
+        Command::Crd { kind: CrdKind::User } => print!("{}", strata_operator::user::crd::crd_yaml()?),
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?

@@ -19,7 +19,8 @@ LISTENING = re.compile(r"strata-broker listening on PLAINTEXT://127\.0\.0\.1:(\d
 class Broker:
     """One broker process; `restart` keeps the data dir and the port, so clients reconnect to it."""
 
-    def __init__(self, data_dir: Path, log_path: Path, extra_args=(), controller_port=None, ssl_port=None):
+    def __init__(self, data_dir: Path, log_path: Path, extra_args=(), controller_port=None, ssl_port=None,
+                 extra_listeners=()):
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = list(extra_args)
@@ -28,6 +29,8 @@ class Broker:
         self.controller_port = controller_port
         # An SSL listener besides the PLAINTEXT one (its TLS settings are in extra_args).
         self.ssl_port = ssl_port
+        # More NAME://HOST:PORT listeners (SASL_PLAINTEXT, SASL_SSL; their settings are in extra_args).
+        self.extra_listeners = list(extra_listeners)
         self.proc = None
 
     @property
@@ -40,6 +43,7 @@ class Broker:
             listeners += f",CONTROLLER://127.0.0.1:{self.controller_port}"
         if self.ssl_port:
             listeners += f",SSL://127.0.0.1:{self.ssl_port}"
+        listeners = ",".join([listeners, *self.extra_listeners])
         args = [BINARY, "--listeners", listeners, "--log.dirs", str(self.data_dir)]
         log = open(self.log_path, "ab")
         # No metrics endpoint (flags win over the environment): several brokers would all bind the default 9644.
@@ -90,9 +94,10 @@ class Broker:
 def make_broker(tmp_path):
     brokers = []
 
-    def make(*extra_args, controller_port=None, ssl_port=None):
+    def make(*extra_args, controller_port=None, ssl_port=None, extra_listeners=()):
         b = Broker(
-            tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args, controller_port, ssl_port
+            tmp_path / f"data{len(brokers)}", tmp_path / f"broker{len(brokers)}.log", extra_args, controller_port, ssl_port,
+            extra_listeners,
         )
         brokers.append(b)
         return b.start()

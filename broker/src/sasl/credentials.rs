@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use strata_client::scram::{self, Credential, Mechanism, MIN_ITERATIONS};
 use strata_client::SaslMechanism;
 
-/// Users known without the metadata log.
-#[derive(Debug, Clone, Default)]
+/// Users known without the metadata log (no Debug: it holds PLAIN passwords).
+#[derive(Clone, Default)]
 pub struct StaticUsers {
     plain: BTreeMap<String, String>,
     scram: BTreeMap<(Mechanism, String), Credential>,

@@ -6,10 +6,17 @@ use std::collections::BTreeMap;
 pub const SCRAM_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
 pub const PLAIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JaasEntry {
     pub module: String,
     pub options: BTreeMap<String, String>,
+}
+
+/// Option names only: the values are passwords.
+impl std::fmt::Debug for JaasEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JaasEntry").field("module", &self.module).field("options", &self.options.keys()).finish()
+    }
 }
 
 /// Words, `=`, `;` and double-quoted strings (backslash escapes the next character).
@@ -95,6 +102,7 @@ mod tests {
         assert_eq!(e.module, SCRAM_MODULE);
         assert_eq!(e.options["username"], "admin");
         assert_eq!(e.options["password"], "a \"b\" c");
+        assert!(!format!("{e:?}").contains("a \"b\" c"), "passwords stay out of Debug");
         let p = parse(&format!("{PLAIN_MODULE} required\n user_alice=\"x=;y\" username=admin password=\"\";")).unwrap();
         assert_eq!(
             (p.options["user_alice"].as_str(), p.options["username"].as_str(), p.options["password"].as_str()),

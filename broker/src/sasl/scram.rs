@@ -23,9 +23,18 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// Between the server's first message and the client's final one.
+struct Sent {
+    first: ClientFirst,
+    server_first: String,
+    nonce: String,
+    credential: Credential,
+    known: bool,
+}
+
 enum State {
     First,
-    Final { first: ClientFirst, server_first: String, nonce: String, credential: Credential, known: bool },
+    Final(Box<Sent>),
     Done,
 }
 
@@ -59,10 +68,11 @@ impl ScramServer {
                     ServerFirst { nonce: nonce.clone(), salt: credential.salt.clone(), iterations: credential.iterations }
                         .message();
                 let challenge = server_first.clone().into_bytes();
-                self.state = State::Final { first, server_first, nonce, credential, known };
+                self.state = State::Final(Box::new(Sent { first, server_first, nonce, credential, known }));
                 Ok(Progress::Challenge(challenge))
             }
-            State::Final { first, server_first, nonce, credential, known } => {
+            State::Final(sent) => {
+                let Sent { first, server_first, nonce, credential, known } = *sent;
                 let checked = scram::server_check(self.mechanism, &credential, &first, &server_first, &nonce, token);
                 match (checked, known) {
                     (Ok(last), true) => Ok(Progress::Done { user: first.user, last }),
