@@ -47,6 +47,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Authorization.
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
 ];
 
 /// The advertised version range of an API, if this broker implements it.
@@ -164,6 +168,9 @@ pub enum Request {
     ListGroups(m::ListGroupsRequest),
     DeleteGroups(m::DeleteGroupsRequest),
     OffsetDelete(m::OffsetDeleteRequest),
+    DescribeAcls(m::DescribeAclsRequest),
+    CreateAcls(m::CreateAclsRequest),
+    DeleteAcls(m::DeleteAclsRequest),
 }
 
 /// Produce with each partition's records as a mutable, zero-copy slice of the request frame (the storage
@@ -237,6 +244,9 @@ pub fn decode_request(header: &RequestHeader, frame: Bytes, body_start: usize) -
             ApiKey::ListGroups => Request::ListGroups(Decodable::decode(b, version)?),
             ApiKey::DeleteGroups => Request::DeleteGroups(Decodable::decode(b, version)?),
             ApiKey::OffsetDelete => Request::OffsetDelete(Decodable::decode(b, version)?),
+            ApiKey::DescribeAcls => Request::DescribeAcls(Decodable::decode(b, version)?),
+            ApiKey::CreateAcls => Request::CreateAcls(Decodable::decode(b, version)?),
+            ApiKey::DeleteAcls => Request::DeleteAcls(Decodable::decode(b, version)?),
             other => anyhow::bail!("{other:?} has no decoder"),
         })
     }));

@@ -8,15 +8,17 @@
 //! version its records need, so brokers of the previous release read everything but what they cannot apply.
 //!
 //! Versions: 1, the first; 2 adds PartitionChange's `replicas` (partition reassignment, KIP-455), absent
-//! when unchanged.
+//! when unchanged; 3 adds security records: SCRAM credentials and ACLs.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::authorizer::AclBinding;
+
 /// The newest batch format this broker writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
 /// One entry of the metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +137,15 @@ pub enum MetadataRecord {
     },
     /// Written by a new controller leader, so that it commits an entry of its own term.
     NoOp,
+    // Security records (version 3).
+    /// An ACL, under an id no other ACL had.
+    Acl {
+        id: Uuid,
+        binding: AclBinding,
+    },
+    RemoveAcl {
+        id: Uuid,
+    },
 }
 
 impl MetadataRecord {
@@ -142,6 +153,7 @@ impl MetadataRecord {
     pub fn version(&self) -> u16 {
         match self {
             MetadataRecord::PartitionChange { replicas: Some(_), .. } => 2,
+            MetadataRecord::Acl { .. } | MetadataRecord::RemoveAcl { .. } => 3,
             _ => 1,
         }
     }
@@ -191,6 +203,15 @@ mod tests {
         back.check_version().unwrap();
         let mislabelled = MetadataBatch { version: 1, ..v2 };
         assert!(mislabelled.check_version().unwrap_err().contains("record 1"), "{mislabelled:?}");
+        let acl = MetadataRecord::Acl {
+            id: Uuid::nil(),
+            binding: AclBinding::from_wire(4, "kafka-cluster", 3, "User:a", "*", 7, 3).unwrap(),
+        };
+        let v3 = MetadataBatch::new(vec![MetadataRecord::NoOp, acl, MetadataRecord::RemoveAcl { id: Uuid::nil() }]);
+        assert_eq!(v3.version, 3);
+        let back: MetadataBatch = serde_json::from_str(&serde_json::to_string(&v3).unwrap()).unwrap();
+        assert_eq!(back, v3);
+        assert!(MetadataBatch { version: 2, ..v3 }.check_version().is_err());
         let unknown = r#"{"version":2,"records":[{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000000",
             "partition":0,"leader":null,"isr":null,"replicas":{"replicas":[1],"adding":[],"removing":[],"extra":1}}]}"#;
         assert!(serde_json::from_str::<MetadataBatch>(unknown).is_err());

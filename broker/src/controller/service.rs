@@ -18,6 +18,7 @@ use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId, Refusals};
 use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
+use crate::authorizer::{AclBinding, AclFilter};
 use crate::config_ops::{self, ConfigOp};
 use crate::errors::code;
 
@@ -113,6 +114,14 @@ pub enum ControllerRequest {
         broker_epoch: i64,
         floor: i64,
     },
+    /// Kafka's CreateAcls of valid bindings, committed as one batch; answered with [`ControllerReply::Done`].
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Kafka's DeleteAcls, committed as one batch; answered with [`ControllerReply::DeletedAcls`].
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +150,8 @@ pub enum ControllerReply {
     ProducerIds {
         start: i64,
     },
+    /// The bindings each filter of a DeleteAcls removed, in its order.
+    DeletedAcls(Vec<Vec<AclBinding>>),
 }
 
 /// The answer, with the log index the asking broker waits to have applied before it answers its client.
@@ -485,6 +496,20 @@ impl Active {
                     }
                 }
                 ControllerReply::Elections(outcomes)
+            }
+            ControllerRequest::CreateAcls { bindings } => {
+                let records = super::acls::create(&self.image(), &bindings, Uuid::new_v4);
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                }
+                ControllerReply::Done
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (records, deleted) = super::acls::delete(&self.image(), &filters);
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                }
+                ControllerReply::DeletedAcls(deleted)
             }
             ControllerRequest::AlterPartitionReassignments { partitions } => {
                 let (records, mut outcomes) = reassignment::alter(&self.image(), &partitions, &s.log_defaults);

@@ -1,5 +1,6 @@
 //! Request handlers, one module per API family, behind the [`Service`] the network server calls.
 
+mod acls;
 mod admin;
 mod cluster;
 mod configs;
@@ -99,6 +100,9 @@ impl Service for Handler {
             Request::AlterPartitionReassignments(r) => reassignments::alter_partition_reassignments(state, &header, r),
             Request::ListPartitionReassignments(r) => respond(&header, &reassignments::list_partition_reassignments(state, r)),
             Request::DescribeLogDirs(r) => respond(&header, &log_dirs::describe_log_dirs(state, header.api_version, r)),
+            Request::DescribeAcls(r) => respond(&header, &acls::describe_acls(state, peer, r)),
+            Request::CreateAcls(r) => acls::create_acls(state, peer, &header, r),
+            Request::DeleteAcls(r) => acls::delete_acls(state, peer, &header, r),
         };
         match reply {
             Reply::Later(fut) => Reply::Later(Box::pin(async move {
