@@ -10,8 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::acl::{
-    AclBinding, Operation, PatternType, Permission, Resource, ResourceType, WILDCARD_HOST, WILDCARD_PRINCIPAL,
-    WILDCARD_RESOURCE,
+    AclBinding, Operation, PatternType, Permission, Resource, ResourceType, WILDCARD_HOST, WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
 };
 use super::filter::AclFilter;
 
@@ -173,7 +172,8 @@ impl AclSet {
                 .collect()
         }
         let relevant = |index, permission| relevant(index, who, operation, resource_type, permission);
-        let (deny_literal, deny_prefixed) = (relevant(&self.literal, Permission::Deny), relevant(&self.prefixed, Permission::Deny));
+        let (deny_literal, deny_prefixed) =
+            (relevant(&self.literal, Permission::Deny), relevant(&self.prefixed, Permission::Deny));
         if deny_literal.contains(&WILDCARD_RESOURCE) {
             return false;
         }
@@ -207,7 +207,15 @@ mod tests {
     use super::*;
     use Operation::*;
 
-    fn acl(rt: ResourceType, name: &str, pt: PatternType, principal: &str, host: &str, op: Operation, perm: Permission) -> AclBinding {
+    fn acl(
+        rt: ResourceType,
+        name: &str,
+        pt: PatternType,
+        principal: &str,
+        host: &str,
+        op: Operation,
+        perm: Permission,
+    ) -> AclBinding {
         AclBinding {
             resource_type: rt,
             resource_name: name.into(),

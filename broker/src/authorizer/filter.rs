@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn unknown_filter_values_are_invalid() {
-        for (rt, pt, op, perm) in [(0, ANY, ANY, ANY), (ANY, 0, ANY, ANY), (ANY, ANY, 0, ANY), (ANY, ANY, ANY, 0), (9, ANY, ANY, ANY)] {
+        for (rt, pt, op, perm) in
+            [(0, ANY, ANY, ANY), (ANY, 0, ANY, ANY), (ANY, ANY, 0, ANY), (ANY, ANY, ANY, 0), (9, ANY, ANY, ANY)]
+        {
             assert!(AclFilter::from_wire(rt, None, pt, None, None, op, perm).is_err(), "{rt} {pt} {op} {perm}");
         }
     }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use tokio::sync::watch;
 
-pub use acl::{check_principal, AclBinding, InvalidAcl, Operation, PatternType, Permission, Resource, ResourceType, CLUSTER_NAME};
+pub use acl::{
+    check_principal, AclBinding, InvalidAcl, Operation, PatternType, Permission, Resource, ResourceType, CLUSTER_NAME,
+};
 pub use acls::{AclSet, Decision, Requester};
 pub use filter::AclFilter;
 
@@ -22,7 +24,8 @@ use crate::controller::state_machine::Published;
 use crate::server::Peer;
 
 /// The class names Kafka users configure; both mean this authorizer.
-pub const CLASS_NAMES: &[&str] = &["org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
+pub const CLASS_NAMES: &[&str] =
+    &["org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
 
 /// The settings of an enabled authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +70,7 @@ impl AuthorizerSettings {
 }
 
 pub struct Authorizer {
-    settings: Option<AuthorizerSettings>,
+    settings: Option<Arc<AuthorizerSettings>>,
     images: watch::Receiver<Published>,
     /// Requests (or parts of them) refused.
     denied: IntCounter,
@@ -75,17 +78,18 @@ pub struct Authorizer {
 
 impl Authorizer {
     pub fn new(settings: Option<AuthorizerSettings>, images: watch::Receiver<Published>, denied: IntCounter) -> Authorizer {
-        Authorizer { settings, images, denied }
+        Authorizer { settings: settings.map(Arc::new), images, denied }
     }
 
     pub fn enabled(&self) -> bool {
         self.settings.is_some()
     }
 
-    /// The questions one request of `peer` asks, against the ACLs as of now.
-    pub fn check<'a>(&'a self, peer: &'a Peer) -> Check<'a> {
-        let rules = self.settings.as_ref().map(|s| (s, self.images.borrow().image.clone()));
-        Check { rules, who: Requester { principal: &peer.principal, host: peer.addr.ip() }, denied: &self.denied }
+    /// The questions one request of `peer` asks, against the ACLs as of now (owned, so that a request
+    /// answered later can keep asking).
+    pub fn check(&self, peer: &Peer) -> Check {
+        let rules = self.settings.as_ref().map(|s| (s.clone(), self.images.borrow().image.clone()));
+        Check { rules, principal: peer.principal.clone(), host: peer.addr.ip(), denied: self.denied.clone() }
     }
 
     /// Whether `peer` may do `operation` on `resource` (a refusal is logged at debug and counted).
@@ -95,20 +99,25 @@ impl Authorizer {
 }
 
 /// One request's view of the authorizer.
-pub struct Check<'a> {
+pub struct Check {
     /// None: no authorizer, everything is allowed.
-    rules: Option<(&'a AuthorizerSettings, Arc<Image>)>,
-    who: Requester<'a>,
-    denied: &'a IntCounter,
+    rules: Option<(Arc<AuthorizerSettings>, Arc<Image>)>,
+    principal: Arc<str>,
+    host: std::net::IpAddr,
+    denied: IntCounter,
 }
 
-impl Check<'_> {
+impl Check {
+    fn who(&self) -> Requester<'_> {
+        Requester { principal: &self.principal, host: self.host }
+    }
+
     /// Whether the request may do `operation` on `resource`; a refusal is logged at debug and counted.
     pub fn allows(&self, operation: Operation, resource: Resource<'_>) -> bool {
         let allowed = self.quietly_allows(operation, resource);
         if !allowed {
             self.denied.inc();
-            tracing::debug!(principal = self.who.principal, host = %self.who.host, %operation, resource_type = %resource.resource_type,
+            tracing::debug!(principal = &*self.principal, host = %self.host, %operation, resource_type = %resource.resource_type,
                 resource = resource.name, "denied");
         }
         allowed
@@ -118,7 +127,7 @@ impl Check<'_> {
     pub fn quietly_allows(&self, operation: Operation, resource: Resource<'_>) -> bool {
         match &self.rules {
             None => true,
-            Some((settings, image)) => settings.allows(&image.acls, self.who, operation, resource),
+            Some((settings, image)) => settings.allows(&image.acls, self.who(), operation, resource),
         }
     }
 
@@ -127,7 +136,7 @@ impl Check<'_> {
         match &self.rules {
             None => true,
             Some((settings, image)) => {
-                settings.super_users.contains(self.who.principal) || image.acls.allows_any(self.who, operation, resource_type)
+                settings.super_users.contains(&*self.principal) || image.acls.allows_any(self.who(), operation, resource_type)
             }
         }
     }

@@ -495,9 +495,11 @@ pub(crate) mod tests {
                 next
             }),
             Just(MetadataRecord::NoOp),
-            (0u128..3, prop::sample::select(vec!["a", "b"]), any::<bool>()).prop_map(|(id, name, prefixed)| MetadataRecord::Acl {
-                id: Uuid::from_u128(id),
-                binding: AclBinding::from_wire(2, name, if prefixed { 4 } else { 3 }, "User:u", "*", 3, 3).unwrap(),
+            (0u128..3, prop::sample::select(vec!["a", "b"]), any::<bool>()).prop_map(|(id, name, prefixed)| {
+                MetadataRecord::Acl {
+                    id: Uuid::from_u128(id),
+                    binding: AclBinding::from_wire(2, name, if prefixed { 4 } else { 3 }, "User:u", "*", 3, 3).unwrap(),
+                }
             }),
             (0u128..3).prop_map(|id| MetadataRecord::RemoveAcl { id: Uuid::from_u128(id) }),
         ]

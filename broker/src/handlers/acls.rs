@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    create_acls_response, delete_acls_response, describe_acls_response, CreateAclsRequest, CreateAclsResponse,
-    DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    create_acls_response, delete_acls_response, describe_acls_response, CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest,
+    DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
 };
 
 use super::{respond_later, s};
