@@ -2,6 +2,7 @@
 //! speaking the wire protocol through kafka-protocol's encoders.
 #![allow(dead_code)] // each test binary uses part of this module
 
+pub mod pki;
 pub mod process;
 
 use std::net::SocketAddr;
