@@ -318,3 +318,18 @@ fn acls_created_through_one_broker_are_enforced_by_all() {
         rt.block_on(b.stop());
     }
 }
+
+/// Without authorizer.class.name every request is allowed, as before, and the ACL APIs say so.
+#[tokio::test]
+async fn without_an_authorizer_acl_apis_answer_security_disabled() {
+    const SECURITY_DISABLED: i16 = 54;
+    let broker = TestBroker::start(&[]).await;
+    let mut c = broker.client().await;
+    assert_eq!(describe_all(&mut c).await, (SECURITY_DISABLED, vec![]));
+    assert_eq!(create_acls(&mut c, vec![creation(TOPIC, "t", LITERAL, "User:alice", READ)]).await, vec![SECURITY_DISABLED]);
+    create_topic(&mut c, "t", 1, &[]).await;
+    assert_eq!(produce_with_acks(&mut c, "t", 0, record_batch(1, 10, 1_700_000_000_000), -1).await.error_code, 0);
+    assert!(matches!(internal_rpc(&mut c).await, RpcResponse::Controller(_)));
+    drop(c);
+    broker.stop().await;
+}
