@@ -333,3 +333,179 @@ async fn without_an_authorizer_acl_apis_answer_security_disabled() {
     drop(c);
     broker.stop().await;
 }
+
+/// A principal without ACLs is refused by every API with Kafka's code for the resource it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_refuses_a_principal_without_acls() {
+    let pki = Pki::new();
+    let mut settings = pki.settings();
+    settings.push(("listeners".into(), "SSL://127.0.0.1:0".into()));
+    let broker = start(tempfile::tempdir().unwrap(), &settings).await;
+    let (admin_cert, bob_cert) = (pki.ca.leaf("admin"), pki.ca.leaf("bob"));
+    let mut admin = pki.connect(broker.addr, &admin_cert).await;
+    create_topic(&mut admin, "t", 1, &[]).await;
+    let id = topic_id(&mut admin, "t").await;
+    let mut bob = pki.connect(broker.addr, &bob_cert).await;
+    let c = &mut bob;
+    let (topic, group, cluster) = (TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED);
+    let g = || GroupId(s("g"));
+    let t = || TopicName(s("t"));
+
+    let r: DeleteTopicsResponse = c
+        .call(
+            ApiKey::DeleteTopics,
+            6,
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(t()))]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, topic, "DeleteTopics");
+    let r: CreatePartitionsResponse = c
+        .call(
+            ApiKey::CreatePartitions,
+            3,
+            &CreatePartitionsRequest::default().with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(t())
+                .with_count(2)
+                .with_assignments(None)]),
+        )
+        .await;
+    assert_eq!(r.results[0].error_code, topic, "CreatePartitions");
+    let r: DeleteRecordsResponse = c
+        .call(
+            ApiKey::DeleteRecords,
+            2,
+            &DeleteRecordsRequest::default().with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(t())
+                .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default().with_offset(-1)])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, topic, "DeleteRecords");
+    let r: ListOffsetsResponse = c
+        .call(
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(t())
+                    .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)]),
+            ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, topic, "ListOffsets");
+    let r: OffsetForLeaderEpochResponse = c
+        .call(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(t())
+                    .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default()]),
+            ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, topic, "OffsetForLeaderEpoch");
+    // A follower's fetch needs CLUSTER_ACTION.
+    let follower = fetch_request("t", id, 0, 0).with_replica_id(BrokerId(0));
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &follower).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, topic, "replica Fetch");
+    for (resource_type, name, code) in [(TOPIC, "t", topic), (4, "0", cluster)] {
+        let r: DescribeConfigsResponse = c
+            .call(
+                ApiKey::DescribeConfigs,
+                4,
+                &DescribeConfigsRequest::default().with_resources(vec![
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(resource_type)
+                        .with_resource_name(s(name))
+                        .with_configuration_keys(None),
+                ]),
+            )
+            .await;
+        assert_eq!(r.results[0].error_code, code, "DescribeConfigs {name}");
+        let r: IncrementalAlterConfigsResponse = c
+            .call(ApiKey::IncrementalAlterConfigs, 1, &common::set_config_request(resource_type, name, "retention.ms", "1000"))
+            .await;
+        assert_eq!(r.responses[0].error_code, code, "IncrementalAlterConfigs {name}");
+        let r: AlterConfigsResponse = c
+            .call(
+                ApiKey::AlterConfigs,
+                2,
+                &AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(s(name))]),
+            )
+            .await;
+        assert_eq!(r.responses[0].error_code, code, "AlterConfigs {name}");
+    }
+
+    let r: OffsetCommitResponse = c
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            &OffsetCommitRequest::default().with_group_id(g()).with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(t()).with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1),
+                ]),
+            ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, group, "OffsetCommit");
+    let r: OffsetFetchResponse =
+        c.call(ApiKey::OffsetFetch, 7, &OffsetFetchRequest::default().with_group_id(g()).with_topics(None)).await;
+    assert_eq!(r.error_code, group, "OffsetFetch");
+    let r: DescribeGroupsResponse =
+        c.call(ApiKey::DescribeGroups, 5, &DescribeGroupsRequest::default().with_groups(vec![g()])).await;
+    assert_eq!(r.groups[0].error_code, group, "DescribeGroups");
+    let r: DeleteGroupsResponse =
+        c.call(ApiKey::DeleteGroups, 2, &DeleteGroupsRequest::default().with_groups_names(vec![g()])).await;
+    assert_eq!(r.results[0].error_code, group, "DeleteGroups");
+    let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &OffsetDeleteRequest::default().with_group_id(g())).await;
+    assert_eq!(r.error_code, group, "OffsetDelete");
+    let r: SyncGroupResponse = c.call(ApiKey::SyncGroup, 5, &SyncGroupRequest::default().with_group_id(g())).await;
+    assert_eq!(r.error_code, group, "SyncGroup");
+    let r: HeartbeatResponse = c.call(ApiKey::Heartbeat, 4, &HeartbeatRequest::default().with_group_id(g())).await;
+    assert_eq!(r.error_code, group, "Heartbeat");
+    let r: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, 4, &LeaveGroupRequest::default().with_group_id(g())).await;
+    assert_eq!(r.error_code, group, "LeaveGroup");
+
+    let r: AlterPartitionReassignmentsResponse =
+        c.call(ApiKey::AlterPartitionReassignments, 0, &AlterPartitionReassignmentsRequest::default()).await;
+    assert_eq!(r.error_code, cluster, "AlterPartitionReassignments");
+    let r: ListPartitionReassignmentsResponse =
+        c.call(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default().with_topics(None)).await;
+    assert_eq!(r.error_code, cluster, "ListPartitionReassignments");
+    let r: ElectLeadersResponse =
+        c.call(ApiKey::ElectLeaders, 2, &ElectLeadersRequest::default().with_topic_partitions(None)).await;
+    assert_eq!(r.error_code, cluster, "ElectLeaders");
+    let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &DescribeClusterRequest::default()).await;
+    assert_eq!(r.error_code, cluster, "DescribeCluster");
+    let r: DescribeLogDirsResponse =
+        c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None)).await;
+    assert_eq!((r.error_code, r.results.len()), (cluster, 0), "DescribeLogDirs");
+    let r: DescribeQuorumResponse = c.call(ApiKey::DescribeQuorum, 1, &DescribeQuorumRequest::default()).await;
+    assert_eq!(r.error_code, cluster, "DescribeQuorum");
+    let r: UnregisterBrokerResponse =
+        c.call(ApiKey::UnregisterBroker, 0, &UnregisterBrokerRequest::default().with_broker_id(BrokerId(5))).await;
+    assert_eq!(r.error_code, cluster, "UnregisterBroker");
+    // A group with offsets (committed by the super user) is listed only to who may describe it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while find_coordinator_error(&mut admin, "g").await != 0 {
+        assert!(Instant::now() < deadline, "no coordinator for g");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let commit = OffsetCommitRequest::default().with_group_id(g()).with_generation_id_or_member_epoch(-1).with_topics(vec![
+        offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(t())
+            .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(0)]),
+    ]);
+    let r: OffsetCommitResponse = admin.call(ApiKey::OffsetCommit, 8, &commit).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let listed = |r: ListGroupsResponse| r.groups.iter().map(|g| g.group_id.to_string()).collect::<Vec<_>>();
+    assert_eq!(listed(admin.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await), vec!["g"]);
+    assert_eq!(listed(bob.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default()).await), Vec::<String>::new());
+    // The topic is untouched.
+    assert_eq!(names(&metadata(&mut admin, Some(&["t"])).await), vec![("t".to_string(), 0)]);
+    drop((admin, bob));
+    broker.stop().await;
+}
