@@ -209,6 +209,13 @@ async fn a_user_may_do_what_acls_allow_and_they_survive_a_restart() {
         names(&metadata(&mut alice, Some(&["b", "nope"])).await),
         vec![("b".to_string(), TOPIC_AUTHORIZATION_FAILED), ("nope".to_string(), TOPIC_AUTHORIZATION_FAILED),]
     );
+    // Authorized operations, as AdminClient's describeTopics/describeCluster ask: READ and the DESCRIBE it implies.
+    let ops = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s("a"))))]))
+        .with_include_cluster_authorized_operations(true)
+        .with_include_topic_authorized_operations(true);
+    let md: MetadataResponse = alice.call(ApiKey::Metadata, 10, &ops).await;
+    assert_eq!((md.topics[0].topic_authorized_operations, md.cluster_authorized_operations), (1 << READ | 1 << DESCRIBE, 0));
     let created = common::try_create_topic(&mut alice, "c", 1, &[]).await;
     assert_eq!(created.error_code, TOPIC_AUTHORIZATION_FAILED);
     assert_ne!(find_coordinator_error(&mut alice, "team-blue").await, GROUP_AUTHORIZATION_FAILED, "prefixed READ");
