@@ -485,8 +485,10 @@ async fn every_api_refuses_a_principal_without_acls() {
     let r: ElectLeadersResponse =
         c.call(ApiKey::ElectLeaders, 2, &ElectLeadersRequest::default().with_topic_partitions(None)).await;
     assert_eq!(r.error_code, cluster, "ElectLeaders");
-    let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &DescribeClusterRequest::default()).await;
-    assert_eq!(r.error_code, cluster, "DescribeCluster");
+    // Anyone may describe the cluster (as on Kafka's brokers), with the operations they may do on it: none.
+    let describe = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &describe).await;
+    assert_eq!((r.error_code, r.brokers.len(), r.cluster_authorized_operations), (0, 1, 0), "DescribeCluster");
     let r: DescribeLogDirsResponse =
         c.call(ApiKey::DescribeLogDirs, 4, &DescribeLogDirsRequest::default().with_topics(None)).await;
     assert_eq!((r.error_code, r.results.len()), (cluster, 0), "DescribeLogDirs");

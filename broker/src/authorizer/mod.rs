@@ -141,8 +141,12 @@ impl Check {
         }
     }
 
-    /// Kafka's authorized-operations bit field of a resource: bit n set when operation code n is allowed.
+    /// Kafka's authorized-operations bit field of a resource: bit n set when operation code n is allowed; none
+    /// for a resource the client may not describe.
     pub fn authorized_operations(&self, resource: Resource<'_>) -> i32 {
+        if !self.quietly_allows(Operation::Describe, resource) {
+            return 0;
+        }
         Operation::reported_for(resource.resource_type)
             .iter()
             .filter(|op| self.quietly_allows(**op, resource))
@@ -210,6 +214,10 @@ mod tests {
         let p = peer("User:a");
         let bits = strict.check(&p).authorized_operations(Resource::topic("t"));
         assert_eq!(bits, 1 << 3 | 1 << 8, "READ and the DESCRIBE it implies");
+        let settings = AuthorizerSettings::parse(CLASS_NAMES[0], "", false).unwrap();
+        let create = AclBinding::from_wire(4, CLUSTER_NAME, 3, "User:a", "*", 5, 3).unwrap();
+        let authorizer = Authorizer::new(settings, watch::channel(image_with(&[create])).1, denied.clone());
+        assert_eq!(authorizer.check(&p).authorized_operations(Resource::cluster()), 0, "nothing without DESCRIBE");
         assert_eq!(denied.get(), 3, "listing operations counts nothing");
         assert!(strict.check(&peer("User:admin")).allows_any(Operation::Write, ResourceType::Topic));
         assert!(!strict.check(&p).allows_any(Operation::Write, ResourceType::Topic));

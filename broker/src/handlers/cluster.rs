@@ -211,12 +211,8 @@ fn metadata_answer(
 }
 
 pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // As on Kafka's brokers, anyone may ask (clients bootstrap with it); the operations show what they may do.
     let auth = state.authorizer.check(peer);
-    if !auth.allows(Operation::Describe, Resource::cluster()) {
-        return DescribeClusterResponse::default()
-            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
-            .with_error_message(Some(s("DESCRIBE on the cluster is not allowed")));
-    }
     // Endpoint type 2 asks about the controllers: the active one is the quorum's leader.
     let controller = if req.endpoint_type == 2 { state.controller.leader_id() } else { state.controller_for_clients() };
     let base = DescribeClusterResponse::default()
