@@ -14,7 +14,32 @@ use super::acl::{
 };
 use super::filter::AclFilter;
 
-type ByName = HashMap<ResourceType, HashMap<String, Vec<(Uuid, Arc<AclBinding>)>>>;
+type ByName = HashMap<ResourceType, HashMap<String, Vec<Entry>>>;
+
+/// A binding as indexed: with its id, and its host parsed once rather than at every decision.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: Uuid,
+    binding: Arc<AclBinding>,
+    host: Host,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Host {
+    Any,
+    Ip(IpAddr),
+    /// Not an address (Kafka compares the client's address with the text): matches no client.
+    Never,
+}
+
+impl Host {
+    fn of(host: &str) -> Host {
+        match host {
+            WILDCARD_HOST => Host::Any,
+            h => h.parse::<IpAddr>().map_or(Host::Never, |ip| Host::Ip(ip.to_canonical())),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct AclSet {
@@ -40,9 +65,13 @@ pub struct Requester<'a> {
 }
 
 impl Requester<'_> {
-    fn matches(&self, b: &AclBinding) -> bool {
-        (b.principal == self.principal || b.principal == WILDCARD_PRINCIPAL)
-            && (b.host == WILDCARD_HOST || b.host.parse::<IpAddr>().is_ok_and(|h| h.to_canonical() == self.host.to_canonical()))
+    fn matches(&self, e: &Entry) -> bool {
+        (e.binding.principal == self.principal || e.binding.principal == WILDCARD_PRINCIPAL)
+            && match e.host {
+                Host::Any => true,
+                Host::Ip(ip) => ip == self.host.to_canonical(),
+                Host::Never => false,
+            }
     }
 }
 
@@ -76,7 +105,7 @@ impl AclSet {
             PatternType::Literal => &self.literal,
             PatternType::Prefixed => &self.prefixed,
         };
-        index.get(&b.resource_type)?.get(&b.resource_name)?.iter().find(|(_, x)| **x == *b).map(|(id, _)| *id)
+        index.get(&b.resource_type)?.get(&b.resource_name)?.iter().find(|e| *e.binding == *b).map(|e| e.id)
     }
 
     /// Adds a binding under `id`; false if the id is taken.
@@ -85,12 +114,13 @@ impl AclSet {
             return false;
         }
         let binding = Arc::new(binding);
+        let entry = Entry { id, binding: binding.clone(), host: Host::of(&binding.host) };
         self.index(binding.pattern_type)
             .entry(binding.resource_type)
             .or_default()
             .entry(binding.resource_name.clone())
             .or_default()
-            .push((id, binding.clone()));
+            .push(entry);
         self.by_id.insert(id, binding);
         true
     }
@@ -100,7 +130,7 @@ impl AclSet {
         let Some(binding) = self.by_id.remove(&id) else { return false };
         let names = self.index(binding.pattern_type).get_mut(&binding.resource_type).expect("indexed type");
         let entries = names.get_mut(&binding.resource_name).expect("indexed name");
-        entries.retain(|(i, _)| *i != id);
+        entries.retain(|e| e.id != id);
         if entries.is_empty() {
             names.remove(&binding.resource_name);
         }
@@ -113,7 +143,7 @@ impl AclSet {
     }
 
     /// Every binding that applies to `resource`, whoever asks.
-    fn applying<'a>(&'a self, resource: Resource<'a>) -> impl Iterator<Item = &'a AclBinding> + 'a {
+    fn applying<'a>(&'a self, resource: Resource<'a>) -> impl Iterator<Item = &'a Entry> + 'a {
         let literal = self.literal.get(&resource.resource_type);
         let prefixed = self.prefixed.get(&resource.resource_type);
         let names = [resource.name, WILDCARD_RESOURCE];
@@ -121,7 +151,7 @@ impl AclSet {
             names.into_iter().take(if resource.name == WILDCARD_RESOURCE { 1 } else { 2 }).filter_map(move |n| literal?.get(n));
         let prefixes = resource.name.char_indices().map(|(i, c)| &resource.name[..i + c.len_utf8()]);
         let prefixed_hits = prefixes.filter_map(move |p| prefixed?.get(p));
-        literal_hits.chain(prefixed_hits).flatten().map(|(_, b)| &**b)
+        literal_hits.chain(prefixed_hits).flatten()
     }
 
     /// Kafka's rule: a matching DENY wins over any ALLOW; an ALLOW (or one implying the operation) allows;
@@ -129,11 +159,12 @@ impl AclSet {
     pub fn decide(&self, who: Requester<'_>, operation: Operation, resource: Resource<'_>) -> Decision {
         let mut named = false;
         let mut allowed = false;
-        for b in self.applying(resource) {
+        for e in self.applying(resource) {
             named = true;
-            if !who.matches(b) {
+            if !who.matches(e) {
                 continue;
             }
+            let b = &e.binding;
             match b.permission {
                 Permission::Deny if b.operation.denies(operation) => return Decision::Deny,
                 Permission::Allow if b.operation.allows(operation) => allowed = true,
@@ -161,11 +192,12 @@ impl AclSet {
             let Some(names) = index.get(&resource_type) else { return vec![] };
             names
                 .iter()
-                .filter(|(_, bs)| {
-                    bs.iter().any(|(_, b)| {
+                .filter(|(_, entries)| {
+                    entries.iter().any(|e| {
+                        let b = &e.binding;
                         b.permission == permission
                             && (b.operation == operation || b.operation == Operation::All)
-                            && who.matches(b)
+                            && who.matches(e)
                     })
                 })
                 .map(|(n, _)| n.as_str())
@@ -293,6 +325,7 @@ mod tests {
             (vec![acl(TOPIC, "t", LIT, "User:a", "10.0.0.1", Read, ALLOW)], "User:a", Read, "t", A),
             (vec![acl(TOPIC, "t", LIT, "User:a", "10.0.0.2", Read, ALLOW)], "User:a", Read, "t", D),
             (vec![acl(TOPIC, "t", LIT, "User:a", "10.0.0.2", Read, DENY)], "User:a", Read, "t", D),
+            (vec![acl(TOPIC, "t", LIT, "User:a", "client.example.com", Read, ALLOW)], "User:a", Read, "t", D),
             (
                 vec![acl(TOPIC, "t", LIT, "User:a", "*", Read, ALLOW), acl(TOPIC, "t", LIT, "User:a", "10.0.0.2", Read, DENY)],
                 "User:a",
