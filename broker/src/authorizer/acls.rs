@@ -146,9 +146,8 @@ impl AclSet {
     fn applying<'a>(&'a self, resource: Resource<'a>) -> impl Iterator<Item = &'a Entry> + 'a {
         let literal = self.literal.get(&resource.resource_type);
         let prefixed = self.prefixed.get(&resource.resource_type);
-        let names = [resource.name, WILDCARD_RESOURCE];
-        let literal_hits =
-            names.into_iter().take(if resource.name == WILDCARD_RESOURCE { 1 } else { 2 }).filter_map(move |n| literal?.get(n));
+        // A resource named `*` gets its bindings twice, which decides the same.
+        let literal_hits = [resource.name, WILDCARD_RESOURCE].into_iter().filter_map(move |n| literal?.get(n));
         let prefixes = resource.name.char_indices().map(|(i, c)| &resource.name[..i + c.len_utf8()]);
         let prefixed_hits = prefixes.filter_map(move |p| prefixed?.get(p));
         literal_hits.chain(prefixed_hits).flatten()
