@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::alter_partition::{self, IsrChanges};
+use crate::authorizer::Authorizer;
 use crate::config::{BrokerConfig, Listener, ListenerSecurity};
 use crate::controller::image::Image;
 use crate::controller::quorum::{PeerDialers, QuorumTiming};
@@ -45,6 +46,8 @@ pub struct BrokerState {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub controller: Arc<Controller>,
+    /// Checks each request against the ACLs of the image (allows everything when off).
+    pub authorizer: Authorizer,
     pub replicas: Arc<ReplicaManager>,
     /// Topics whose automatic creation is under way, so repeated Metadata requests ask the controller once.
     pub auto_creating: Mutex<HashSet<String>>,
@@ -356,7 +359,9 @@ impl Broker {
         // The partitions of the image replayed from the local log exist before clients connect.
         publisher.publish(&controller.subscribe().borrow());
         let in_service = if config.roles.broker { caught_up.clone() } else { watch::channel(true).1 };
+        let authorizer = Authorizer::new(config.authorizer.clone(), controller.subscribe(), metrics.authorization_denied.clone());
         let state = Arc::new(BrokerState {
+            authorizer,
             config,
             cluster_id,
             controller: controller.clone(),

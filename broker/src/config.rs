@@ -162,6 +162,24 @@ pub const SETTINGS: &[Setting] = &[
         "Replication factor of auto-created topics and of CreateTopics with -1 (at most the number of live brokers).",
     ),
     s("auto.create.topics.enable", Some("true"), "Create unknown topics on Metadata requests that allow it."),
+    s(
+        "authorizer.class.name",
+        Some(""),
+        "Empty: every request is allowed. org.apache.kafka.metadata.authorizer.StandardAuthorizer (or \
+         kafka.security.authorizer.AclAuthorizer): requests are checked against the ACLs (CreateAcls), kept in the \
+         metadata log.",
+    ),
+    s(
+        "super.users",
+        Some(""),
+        "Principals allowed everything, separated by ';' (e.g. User:admin;User:CN=broker). The brokers' own \
+         principal on the inter-broker and controller listeners must be one (User:ANONYMOUS on PLAINTEXT).",
+    ),
+    s(
+        "allow.everyone.if.no.acl.found",
+        Some("false"),
+        "With the authorizer, allow requests on resources that no ACL names (instead of denying them).",
+    ),
     s("log.retention.ms", None, "Default retention.ms of topics (-1: unlimited; default from .minutes/.hours)."),
     s("log.retention.minutes", None, "Default retention in minutes, used when log.retention.ms is not set."),
     s("log.retention.hours", None, "Default retention in hours, used when neither .ms nor .minutes is set (168)."),
@@ -588,6 +606,8 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     pub default_replication_factor: i16,
     pub auto_create_topics: bool,
+    /// None: no authorizer (authorizer.class.name empty).
+    pub authorizer: Option<crate::authorizer::AuthorizerSettings>,
     /// Broker-level overrides of topic-level log settings, by topic key (e.g. "retention.ms").
     pub log_overrides: Vec<(String, String)>,
     /// `LogConfig::default()` with `log_overrides` applied: the config of topics without overrides.
@@ -764,6 +784,11 @@ impl BrokerConfig {
         let inter_broker_sasl = dial_sasl("sasl.mechanism.inter.broker.protocol", &inter_broker_listener)?;
         let controller_sasl = dial_sasl("sasl.mechanism.controller.protocol", &controller_listener)?;
 
+        let (class, super_users) = (val("authorizer.class.name"), val("super.users"));
+        let allow_everyone = parse("allow.everyone.if.no.acl.found", &val("allow.everyone.if.no.acl.found"))?;
+        let authorizer = crate::authorizer::AuthorizerSettings::parse(&class, &super_users, allow_everyone)
+            .map_err(|(key, e)| invalid(key, &val(key), e))?;
+
         Ok(BrokerConfig {
             node_id,
             listeners,
@@ -777,6 +802,7 @@ impl BrokerConfig {
                 i16::MAX,
             )?,
             auto_create_topics: parse("auto.create.topics.enable", &val("auto.create.topics.enable"))?,
+            authorizer,
             log_overrides,
             log_defaults,
             retention_check_interval_ms: parse_range(
@@ -979,6 +1005,7 @@ mod tests {
         assert_eq!((c.num_partitions, c.default_replication_factor), (1, 1));
         assert_eq!(c.metrics_consumer_lag_refresh, Duration::from_secs(10));
         assert_eq!(c.metrics_port, 9644, "Redpanda's metrics port, as the operator's default");
+        assert_eq!(c.authorizer, None);
         assert_eq!(c.connections_max_idle, Duration::from_secs(600));
         assert_eq!(
             (c.max_connections, c.max_connections_per_ip, c.socket_listen_backlog),
@@ -1130,6 +1157,8 @@ mod tests {
             ("broker.session.timeout.ms", "0"),
             ("metrics.consumer.lag.refresh.ms", "0"),
             ("metrics.consumer.lag.refresh.ms", "3600001"),
+            ("authorizer.class.name", "kafka.security.auth.SimpleAclAuthorizer"),
+            ("allow.everyone.if.no.acl.found", "maybe"),
         ] {
             let err = BrokerConfig::from_pairs([(k, v)]).unwrap_err();
             assert!(err.to_string().contains(k), "{k}={v}: {err}");

@@ -2,6 +2,7 @@
 
 pub mod alloc_guard;
 pub mod alter_partition;
+pub mod authorizer;
 pub mod broker;
 pub mod config;
 pub mod config_ops;

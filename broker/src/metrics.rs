@@ -9,9 +9,10 @@
 //! counting them); `strata_accept_errors_total` and `strata_accept_blocked` (1 while accept fails for lack of file
 //! descriptors and the listener backs off); `..._successful_authentication_total` and
 //! `..._failed_authentication_total` (TLS handshakes and SASL exchanges; failures include a client speaking the
-//! wrong protocol for the listener). Storage: `strata_log_dir_full` (1 from a write refused for lack of
-//! space until a write to the directory succeeds again; Kafka would take the directory offline, we keep serving
-//! reads, so this is not `kafka_log_logmanager_offlinelogdirectorycount`).
+//! wrong protocol for the listener); `strata_authorization_denied_total` (operations the authorizer refused).
+//! Storage: `strata_log_dir_full` (1 from a write refused for lack of space until a write to the directory
+//! succeeds again; Kafka would take the directory offline, we keep serving reads, so this is not
+//! `kafka_log_logmanager_offlinelogdirectorycount`).
 //!
 //! Replication, as Kafka names it: per broker `kafka_server_replicamanager_{partitioncount,leadercount,
 //! underreplicatedpartitions,underminisrpartitioncount,atminisrpartitioncount,reassigningpartitions}` (the
@@ -303,6 +304,8 @@ pub struct Metrics {
     registry: Registry,
     pub connections: ConnectionMetrics,
     pub log_dir_full: IntGauge,
+    /// Requests or parts of them the authorizer refused.
+    pub authorization_denied: IntCounter,
     pub topics: TopicMetrics,
     pub page_cache: PageCacheMetrics,
     pub warmup: WarmupMetrics,
@@ -357,6 +360,11 @@ impl Metrics {
             topics: TopicMetrics::new(&r),
             connections: ConnectionMetrics::new(&r),
             log_dir_full: gauge(&r, "strata_log_dir_full", "1 while the log directory refuses writes for lack of space"),
+            authorization_denied: counter(
+                &r,
+                "strata_authorization_denied_total",
+                "Operations on resources the authorizer refused (resources left out of lists not counted)",
+            ),
             page_cache: PageCacheMetrics {
                 probe,
                 ranges: Default::default(),

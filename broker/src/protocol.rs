@@ -52,6 +52,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Authorization (v0, without pattern types, is gone from Kafka 4.0 and kafka-protocol).
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The advertised version range of an API, if this broker implements it.
@@ -173,6 +177,9 @@ pub enum Request {
     SaslAuthenticate(m::SaslAuthenticateRequest),
     DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
+    DescribeAcls(m::DescribeAclsRequest),
+    CreateAcls(m::CreateAclsRequest),
+    DeleteAcls(m::DeleteAclsRequest),
 }
 
 /// Produce with each partition's records as a mutable, zero-copy slice of the request frame (the storage
@@ -250,6 +257,9 @@ pub fn decode_request(header: &RequestHeader, frame: Bytes, body_start: usize) -
             ApiKey::SaslAuthenticate => Request::SaslAuthenticate(Decodable::decode(b, version)?),
             ApiKey::DescribeUserScramCredentials => Request::DescribeUserScramCredentials(Decodable::decode(b, version)?),
             ApiKey::AlterUserScramCredentials => Request::AlterUserScramCredentials(Decodable::decode(b, version)?),
+            ApiKey::DescribeAcls => Request::DescribeAcls(Decodable::decode(b, version)?),
+            ApiKey::CreateAcls => Request::CreateAcls(Decodable::decode(b, version)?),
+            ApiKey::DeleteAcls => Request::DeleteAcls(Decodable::decode(b, version)?),
             other => anyhow::bail!("{other:?} has no decoder"),
         })
     }));

@@ -13,24 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::pki::{client_config, write_pki, Ca, BOTH};
+use common::pki::{client_config, tls, write_pki, Ca, BOTH};
 use common::process::BrokerProcess;
 use common::{create_topic, fetch_request, free_port, http_get, produce_with_acks, quorum_settings, record_batch, topic_id};
 use common::{Client, TestBroker};
 use kafka_protocol::messages::*;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use rustls::ClientConfig;
 use strata_broker::tls::{SslSettings, TlsContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-
-async fn tls(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp)).await?
-}
 
 /// ApiVersions over TLS: Ok once the broker answered (with TLS 1.3, a refused client certificate shows only
 /// when the client reads after its handshake).

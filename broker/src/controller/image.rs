@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
+use crate::authorizer::AclSet;
 
 /// No leader (Kafka's -1).
 pub const NO_LEADER: i32 = -1;
@@ -91,6 +92,13 @@ pub struct Image {
     /// snapshots without them are as the previous release wrote them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: BTreeMap<String, BTreeMap<String, ScramCredentialImage>>,
+    /// Shared with older images until changed; left out of snapshots when empty, as earlier releases wrote them.
+    #[serde(default, skip_serializing_if = "no_acls")]
+    pub acls: Arc<AclSet>,
+}
+
+fn no_acls(acls: &Arc<AclSet>) -> bool {
+    acls.is_empty()
 }
 
 /// What verifies a user's password for one SCRAM mechanism.
@@ -306,6 +314,16 @@ impl Image {
                 self.next_producer_id = *next;
             }
             MetadataRecord::NoOp => {}
+            MetadataRecord::Acl { id, binding } => {
+                if !Arc::make_mut(&mut self.acls).insert(*id, binding.clone()) {
+                    return Err(Refused::new(code::INVALID_REQUEST, format!("ACL id {id} is taken")));
+                }
+            }
+            MetadataRecord::RemoveAcl { id } => {
+                if !Arc::make_mut(&mut self.acls).remove(*id) {
+                    return Err(Refused::new(code::INVALID_REQUEST, format!("no ACL has id {id}")));
+                }
+            }
         }
         Ok(())
     }
@@ -314,6 +332,7 @@ impl Image {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::authorizer::AclBinding;
     use crate::controller::records::{Endpoint, MetadataBatch, ReplicaChange};
     use proptest::prelude::*;
 
@@ -434,6 +453,16 @@ pub(crate) mod tests {
         assert_eq!(i.next_producer_id, 1000);
         apply(&mut i, 14, vec![MetadataRecord::RemoveTopic { id: t }, MetadataRecord::NoOp]).unwrap();
         assert!(i.topic("t").is_none() && i.topic_by_id(t).is_none());
+        let binding = AclBinding::from_wire(2, "t", 3, "User:u", "*", 3, 3).unwrap();
+        let acl = |id| MetadataRecord::Acl { id: Uuid::from_u128(id), binding: binding.clone() };
+        apply(&mut i, 14, vec![acl(1)]).unwrap();
+        let shared = i.acls.clone();
+        assert_eq!(apply(&mut i, 14, vec![acl(1)]).unwrap_err().code, code::INVALID_REQUEST, "ids are unique");
+        assert!(Arc::ptr_eq(&shared, &i.acls), "a refused batch leaves the ACLs as they were");
+        apply(&mut i, 14, vec![MetadataRecord::RemoveAcl { id: Uuid::from_u128(1) }]).unwrap();
+        assert!(i.acls.is_empty() && shared.len() == 1, "older images keep theirs");
+        let gone = apply(&mut i, 14, vec![MetadataRecord::RemoveAcl { id: Uuid::from_u128(1) }]).unwrap_err();
+        assert_eq!(gone.code, code::INVALID_REQUEST);
         apply(&mut i, 15, vec![MetadataRecord::UnregisterBroker { id: 1 }]).unwrap();
         assert_eq!(i.brokers.keys().copied().collect::<Vec<_>>(), vec![0]);
         assert_eq!(
@@ -538,6 +567,13 @@ pub(crate) mod tests {
             (prop::sample::select(vec!["a", "b"]), prop::sample::select(vec!["SCRAM-SHA-256", "SCRAM-SHA-512"])).prop_map(
                 |(name, mechanism)| MetadataRecord::RemoveUserScramCredential { name: name.into(), mechanism: mechanism.into() }
             ),
+            (0u128..3, prop::sample::select(vec!["a", "b"]), any::<bool>()).prop_map(|(id, name, prefixed)| {
+                MetadataRecord::Acl {
+                    id: Uuid::from_u128(id),
+                    binding: AclBinding::from_wire(2, name, if prefixed { 4 } else { 3 }, "User:u", "*", 3, 3).unwrap(),
+                }
+            }),
+            (0u128..3).prop_map(|id| MetadataRecord::RemoveAcl { id: Uuid::from_u128(id) }),
         ]
     }
 

@@ -5,6 +5,7 @@
 //! The rest of the broker sees only [`Controller`]: the current image, and `call` to have the active
 //! controller decide something.
 
+pub mod acls;
 pub mod decisions;
 pub mod image;
 pub mod log_store;

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::authorizer::AclBinding;
+
 /// The newest batch format this broker writes and reads.
 pub const FORMAT_VERSION: u16 = 3;
 
@@ -151,6 +153,14 @@ pub enum MetadataRecord {
         name: String,
         mechanism: String,
     },
+    /// An ACL, under an id no other ACL had.
+    Acl {
+        id: Uuid,
+        binding: AclBinding,
+    },
+    RemoveAcl {
+        id: Uuid,
+    },
 }
 
 impl MetadataRecord {
@@ -159,6 +169,7 @@ impl MetadataRecord {
         match self {
             MetadataRecord::UserScramCredential { .. } | MetadataRecord::RemoveUserScramCredential { .. } => 3,
             MetadataRecord::PartitionChange { replicas: Some(_), .. } => 2,
+            MetadataRecord::Acl { .. } | MetadataRecord::RemoveAcl { .. } => 3,
             _ => 1,
         }
     }
@@ -213,6 +224,15 @@ mod tests {
             mechanism: "SCRAM-SHA-256".into(),
         }]);
         assert_eq!(scram.version, 3);
+        let acl = MetadataRecord::Acl {
+            id: Uuid::nil(),
+            binding: AclBinding::from_wire(4, "kafka-cluster", 3, "User:a", "*", 7, 3).unwrap(),
+        };
+        let v3 = MetadataBatch::new(vec![MetadataRecord::NoOp, acl, MetadataRecord::RemoveAcl { id: Uuid::nil() }]);
+        assert_eq!(v3.version, 3);
+        let back: MetadataBatch = serde_json::from_str(&serde_json::to_string(&v3).unwrap()).unwrap();
+        assert_eq!(back, v3);
+        assert!(MetadataBatch { version: 2, ..v3 }.check_version().is_err());
         let unknown = r#"{"version":2,"records":[{"type":"PartitionChange","topic_id":"00000000-0000-0000-0000-000000000000",
             "partition":0,"leader":null,"isr":null,"replicas":{"replicas":[1],"adding":[],"removing":[],"extra":1}}]}"#;
         assert!(serde_json::from_str::<MetadataBatch>(unknown).is_err());

@@ -18,6 +18,7 @@ use super::image::{Image, Refused};
 use super::quorum::{host_port, MetadataRaft, NodeId, Refusals};
 use super::reassignment;
 use super::records::{Endpoint, MetadataBatch, MetadataRecord};
+use crate::authorizer::{AclBinding, AclFilter};
 use crate::config_ops::{self, ConfigOp};
 use crate::errors::code;
 
@@ -117,6 +118,14 @@ pub enum ControllerRequest {
     AlterUserScramCredentials {
         changes: Vec<super::scram_credentials::ScramChange>,
     },
+    /// Kafka's CreateAcls of valid bindings, committed as one batch; answered with [`ControllerReply::Done`].
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Kafka's DeleteAcls, committed as one batch; answered with [`ControllerReply::DeletedAcls`].
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +154,8 @@ pub enum ControllerReply {
     ProducerIds {
         start: i64,
     },
+    /// The bindings each filter of a DeleteAcls removed, in its order.
+    DeletedAcls(Vec<Vec<AclBinding>>),
 }
 
 /// The answer, with the log index the asking broker waits to have applied before it answers its client.
@@ -492,6 +503,20 @@ impl Active {
                     }
                 }
                 ControllerReply::Elections(outcomes)
+            }
+            ControllerRequest::CreateAcls { bindings } => {
+                let records = super::acls::create(&self.image(), &bindings, Uuid::new_v4);
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                }
+                ControllerReply::Done
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (records, deleted) = super::acls::delete(&self.image(), &filters);
+                if !records.is_empty() {
+                    self.propose(records).await?;
+                }
+                ControllerReply::DeletedAcls(deleted)
             }
             ControllerRequest::AlterPartitionReassignments { partitions } => {
                 let (records, mut outcomes) = reassignment::alter(&self.image(), &partitions, &s.log_defaults);

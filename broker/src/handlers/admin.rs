@@ -14,7 +14,8 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::configs::{describe_topic_configs, ConfigEntry};
-use super::{message_if, respond_later, s};
+use super::{message_if, respond, respond_later, s};
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::config::BrokerConfig;
 use crate::controller::decisions::{default_replication_factor, NewPartitions, NewTopic};
@@ -22,7 +23,7 @@ use crate::controller::image::{Image, Refused};
 use crate::controller::service::{ControllerReply, ControllerRequest};
 use crate::errors::code;
 use crate::protocol::RequestHeader;
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 
 /// How long a topic change may take when the request does not say (Kafka's default request timeout).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,7 +92,23 @@ fn counts(t: &NewTopic, config: &BrokerConfig, image: &Image) -> (i32, i16) {
     }
 }
 
-pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: CreateTopicsRequest) -> Reply {
+/// The refusal of an operation on a resource the client may not do it on.
+pub(crate) fn denied(code: i16, operation: Operation, what: &str) -> Refused {
+    Refused::new(code, format!("{operation} on {what} is not allowed"))
+}
+
+pub fn create_topics(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: CreateTopicsRequest) -> Reply {
+    let auth = state.authorizer.check(peer);
+    let cluster_create = auth.quietly_allows(Operation::Create, Resource::cluster());
+    // Per topic: may it be created, and may its configs be shown.
+    let allowed: Vec<(bool, bool)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = Resource::topic(t.name.as_str());
+            (cluster_create || auth.allows(Operation::Create, topic), auth.quietly_allows(Operation::DescribeConfigs, topic))
+        })
+        .collect();
     let state = state.clone();
     let version = header.api_version;
     respond_later(header, async move {
@@ -101,11 +118,13 @@ pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Crea
         let parsed: Vec<Result<NewTopic, Refused>> = req
             .topics
             .iter()
-            .map(|t| match duplicates.contains(t.name.as_str()) {
+            .zip(&allowed)
+            .map(|(t, (may_create, _))| match duplicates.contains(t.name.as_str()) {
                 true => Err(Refused::new(
                     code::INVALID_REQUEST,
                     format!("topic {} appears more than once in the request", t.name.as_str()),
                 )),
+                false if !may_create => Err(denied(code::TOPIC_AUTHORIZATION_FAILED, Operation::Create, "the topic")),
                 false => new_topic(t),
             })
             .collect();
@@ -122,7 +141,8 @@ pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Crea
             .topics
             .iter()
             .zip(parsed)
-            .map(|(t, parsed)| {
+            .zip(allowed)
+            .map(|((t, parsed), (_, may_describe_configs))| {
                 let outcome = parsed.and_then(|nt| decided.next().unwrap_or(Ok(())).map(|()| nt));
                 let result = create_topics_response::CreatableTopicResult::default().with_name(t.name.clone());
                 match outcome {
@@ -136,10 +156,13 @@ pub fn create_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Crea
                         if version < 5 {
                             return result.with_num_partitions(-1).with_replication_factor(-1);
                         }
+                        let result =
+                            result.with_topic_id(if version >= 7 { topic.map_or(Uuid::nil(), |t| t.id) } else { Uuid::nil() });
+                        if !may_describe_configs {
+                            return result.with_topic_config_error_code(code::TOPIC_AUTHORIZATION_FAILED);
+                        }
                         let entries = describe_topic_configs(&state, &nt.configs, None);
-                        result
-                            .with_topic_id(if version >= 7 { topic.map_or(Uuid::nil(), |t| t.id) } else { Uuid::nil() })
-                            .with_configs(Some(entries.into_iter().map(to_creatable_config).collect()))
+                        result.with_configs(Some(entries.into_iter().map(to_creatable_config).collect()))
                     }
                     Err(e) => {
                         tracing::info!(topic = %t.name.as_str(), error = %e, "create topic refused");
@@ -174,28 +197,35 @@ pub async fn auto_create(state: &BrokerState, name: &str) -> Result<bool, Refuse
     }
 }
 
-pub fn delete_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: DeleteTopicsRequest) -> Reply {
-    let state = state.clone();
+pub fn delete_topics(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: DeleteTopicsRequest) -> Reply {
     let version = header.api_version;
+    // By name or id (v6+), by name before.
+    let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect()
+    } else {
+        req.topic_names.iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
+    };
+    let image = state.image();
+    let auth = state.authorizer.check(peer);
+    let resolved: Vec<Result<(String, Uuid), Refused>> = wanted
+        .iter()
+        .map(|(name, id)| match (name, id.is_nil()) {
+            (_, false) => image
+                .topic_by_id(*id)
+                .map(|t| (t.name.clone(), t.id))
+                .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_ID, format!("no topic has id {id}"))),
+            (Some(n), true) => Ok((n.clone(), image.topic(n).map_or(Uuid::nil(), |t| t.id))),
+            (None, true) => Err(Refused::new(code::INVALID_REQUEST, "neither a name nor an id")),
+        })
+        .map(|r| match r {
+            Ok((n, _)) if !auth.allows(Operation::Delete, Resource::topic(&n)) => {
+                Err(denied(code::TOPIC_AUTHORIZATION_FAILED, Operation::Delete, "the topic"))
+            }
+            other => other,
+        })
+        .collect();
+    let state = state.clone();
     respond_later(header, async move {
-        // By name or id (v6+), by name before.
-        let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
-            req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect()
-        } else {
-            req.topic_names.iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
-        };
-        let image = state.image();
-        let resolved: Vec<Result<(String, Uuid), Refused>> = wanted
-            .iter()
-            .map(|(name, id)| match (name, id.is_nil()) {
-                (_, false) => image
-                    .topic_by_id(*id)
-                    .map(|t| (t.name.clone(), t.id))
-                    .ok_or_else(|| Refused::new(code::UNKNOWN_TOPIC_ID, format!("no topic has id {id}"))),
-                (Some(n), true) => Ok((n.clone(), image.topic(n).map_or(Uuid::nil(), |t| t.id))),
-                (None, true) => Err(Refused::new(code::INVALID_REQUEST, "neither a name nor an id")),
-            })
-            .collect();
         let names: Vec<String> = resolved.iter().filter_map(|r| r.as_ref().ok().map(|(n, _)| n.clone())).collect();
         let count = names.len();
         let mut decided = if count == 0 {
@@ -228,13 +258,17 @@ pub fn delete_topics(state: &Arc<BrokerState>, header: &RequestHeader, req: Dele
     })
 }
 
-pub fn create_partitions(state: &Arc<BrokerState>, header: &RequestHeader, req: CreatePartitionsRequest) -> Reply {
+pub fn create_partitions(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: CreatePartitionsRequest) -> Reply {
+    let auth = state.authorizer.check(peer);
+    let allowed: Vec<bool> = req.topics.iter().map(|t| auth.allows(Operation::Alter, Resource::topic(t.name.as_str()))).collect();
     let state = state.clone();
     respond_later(header, async move {
         let topics: Vec<NewPartitions> = req
             .topics
             .iter()
-            .map(|t| {
+            .zip(&allowed)
+            .filter(|(_, allowed)| **allowed)
+            .map(|(t, _)| {
                 // An empty list (kafka-protocol's default) asks for an automatic assignment, like null.
                 let explicit = t
                     .assignments
@@ -246,12 +280,17 @@ pub fn create_partitions(state: &Arc<BrokerState>, header: &RequestHeader, req: 
             .collect();
         let count = topics.len();
         let call = ControllerRequest::CreatePartitions { topics, validate_only: req.validate_only };
-        let decided = if count == 0 { vec![] } else { call_each(&state, call, count, timeout_of(req.timeout_ms)).await };
+        let mut decided =
+            if count == 0 { vec![] } else { call_each(&state, call, count, timeout_of(req.timeout_ms)).await }.into_iter();
         let results = req
             .topics
             .iter()
-            .zip(decided)
-            .map(|(t, r)| {
+            .zip(allowed)
+            .map(|(t, allowed)| {
+                let r = match allowed {
+                    true => decided.next().unwrap_or(Ok(())),
+                    false => Err(denied(code::TOPIC_AUTHORIZATION_FAILED, Operation::Alter, "the topic")),
+                };
                 let result = create_partitions_response::CreatePartitionsTopicResult::default().with_name(t.name.clone());
                 match r {
                     Ok(()) => result,
@@ -264,7 +303,14 @@ pub fn create_partitions(state: &Arc<BrokerState>, header: &RequestHeader, req: 
 }
 
 /// Removes a broker that is gone for good (scaled down) from the cluster, as Kafka's UnregisterBroker.
-pub fn unregister_broker(state: &Arc<BrokerState>, header: &RequestHeader, req: UnregisterBrokerRequest) -> Reply {
+pub fn unregister_broker(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: UnregisterBrokerRequest) -> Reply {
+    if !state.authorizer.authorize(peer, Operation::Alter, Resource::cluster()) {
+        let e = denied(code::CLUSTER_AUTHORIZATION_FAILED, Operation::Alter, "the cluster");
+        return respond(
+            header,
+            &UnregisterBrokerResponse::default().with_error_code(e.code).with_error_message(Some(s(e.message))),
+        );
+    }
     let state = state.clone();
     respond_later(header, async move {
         match state.controller.call(ControllerRequest::UnregisterBroker { id: req.broker_id.0 }, DEFAULT_TIMEOUT).await {
@@ -276,9 +322,23 @@ pub fn unregister_broker(state: &Arc<BrokerState>, header: &RequestHeader, req: 
 
 /// Kafka's ElectLeaders (preferred or unclean) of the partitions named, or of all (then only the partitions
 /// that got a new leader, or could not, are listed).
-pub fn elect_leaders(state: &Arc<BrokerState>, header: &RequestHeader, req: ElectLeadersRequest) -> Reply {
-    let state = state.clone();
+pub fn elect_leaders(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: ElectLeadersRequest) -> Reply {
     let version = header.api_version;
+    if !state.authorizer.authorize(peer, Operation::Alter, Resource::cluster()) {
+        // Kafka answers the top-level error and each partition asked for with it.
+        let failed = code::CLUSTER_AUTHORIZATION_FAILED;
+        let results = req.topic_partitions.unwrap_or_default().into_iter().map(|t| {
+            elect_leaders_response::ReplicaElectionResult::default().with_topic(t.topic).with_partition_result(
+                t.partitions
+                    .iter()
+                    .map(|p| elect_leaders_response::PartitionResult::default().with_partition_id(*p).with_error_code(failed))
+                    .collect(),
+            )
+        });
+        let response = ElectLeadersResponse::default().with_replica_election_results(results.collect());
+        return respond(header, &if version >= 1 { response.with_error_code(failed) } else { response });
+    }
+    let state = state.clone();
     respond_later(header, async move {
         let partitions: Option<Vec<(String, i32)>> = req
             .topic_partitions

@@ -1,6 +1,7 @@
 //! ApiVersions, Metadata (with auto topic creation), DescribeCluster and DescribeQuorum: every broker describes
 //! the whole cluster from its metadata image.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
@@ -11,6 +12,7 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::{respond, respond_later, s};
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::controller::image::{Image, TopicImage, NO_LEADER};
 use crate::errors::code;
@@ -88,18 +90,33 @@ pub fn metadata(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, r
     // Before v4 there is no flag and Kafka creates topics whenever the broker allows it.
     let allow_create = state.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let image = state.image();
+    let auth = state.authorizer.check(peer);
+    // Creating needs CREATE on the cluster or the topic; a topic the client may not even describe is answered as
+    // such, whether it exists or not.
+    let cluster_create = std::cell::OnceCell::new();
+    let mut refused = HashMap::new();
     let missing: Vec<String> = match &req.topics {
-        Some(list) if allow_create => {
-            list.iter().filter_map(|t| t.name.as_ref()).map(|n| n.to_string()).filter(|n| image.topic(n).is_none()).collect()
-        }
+        Some(list) if allow_create => list
+            .iter()
+            .filter_map(|t| t.name.as_ref())
+            .map(|n| n.to_string())
+            .filter(|n| image.topic(n).is_none() && auth.quietly_allows(Operation::Describe, Resource::topic(n)))
+            .filter(|n| {
+                let may = *cluster_create.get_or_init(|| auth.quietly_allows(Operation::Create, Resource::cluster()))
+                    || auth.allows(Operation::Create, Resource::topic(n));
+                if !may {
+                    refused.insert(n.clone(), code::TOPIC_AUTHORIZATION_FAILED);
+                }
+                may
+            })
+            .collect(),
         _ => vec![],
     };
     if missing.is_empty() {
-        return respond(header, &metadata_answer(state, peer, version, &req, &Default::default()));
+        return respond(header, &metadata_answer(state, peer, version, &req, &refused));
     }
     let (state, peer) = (state.clone(), peer.clone());
     respond_later(header, async move {
-        let mut refused = std::collections::HashMap::new();
         for name in missing {
             match super::admin::auto_create(&state, &name).await {
                 Ok(true) => {}
@@ -121,10 +138,27 @@ fn metadata_answer(
     peer: &Peer,
     version: i16,
     req: &MetadataRequest,
-    refused: &std::collections::HashMap<String, i16>,
+    refused: &HashMap<String, i16>,
 ) -> MetadataResponse {
     let image = state.image();
-    let all = || image.topics.values().map(|t| describe_topic(&image, t)).collect();
+    let auth = state.authorizer.check(peer);
+    let describe = |t: &TopicImage| {
+        let described = describe_topic(&image, t);
+        match version >= 8 && req.include_topic_authorized_operations {
+            true => described.with_topic_authorized_operations(auth.authorized_operations(Resource::topic(&t.name))),
+            false => described,
+        }
+    };
+    // Of all topics, those the client may describe.
+    let all = || {
+        image
+            .topics
+            .values()
+            .filter(|t| auth.quietly_allows(Operation::Describe, Resource::topic(&t.name)))
+            .map(|t| describe(t))
+            .collect()
+    };
+    let denied = code::TOPIC_AUTHORIZATION_FAILED;
     let topics = match &req.topics {
         // v0 has no null list: an empty one means all topics.
         None => all(),
@@ -134,20 +168,26 @@ fn metadata_answer(
             .map(|t| match &t.name {
                 Some(name) => {
                     let name = name.to_string();
+                    if !auth.allows(Operation::Describe, Resource::topic(&name)) {
+                        return topic_error(Some(name), Uuid::nil(), denied);
+                    }
                     match (image.topic(&name), refused.get(&name)) {
-                        (Some(topic), _) => describe_topic(&image, topic),
+                        (Some(topic), _) => describe(topic),
                         (None, Some(c)) => topic_error(Some(name), Uuid::nil(), *c),
                         (None, None) => topic_error(Some(name), Uuid::nil(), code::UNKNOWN_TOPIC_OR_PARTITION),
                     }
                 }
                 None => match image.topic_by_id(t.topic_id) {
-                    Some(topic) => describe_topic(&image, topic),
+                    Some(topic) if !auth.allows(Operation::Describe, Resource::topic(&topic.name)) => {
+                        topic_error(None, t.topic_id, denied)
+                    }
+                    Some(topic) => describe(topic),
                     None => topic_error(None, t.topic_id, code::UNKNOWN_TOPIC_ID),
                 },
             })
             .collect(),
     };
-    MetadataResponse::default()
+    let response = MetadataResponse::default()
         .with_brokers(
             brokers(state, &image, peer)
                 .into_iter()
@@ -162,16 +202,27 @@ fn metadata_answer(
         )
         .with_cluster_id(if version >= 2 { Some(s(state.cluster_id.clone())) } else { None })
         .with_controller_id(BrokerId(if version >= 1 { state.controller_for_clients() } else { -1 }))
-        .with_topics(topics)
+        .with_topics(topics);
+    // Only v8-v10 carry the cluster's (later versions ask DescribeCluster).
+    match (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        true => response.with_cluster_authorized_operations(auth.authorized_operations(Resource::cluster())),
+        false => response,
+    }
 }
 
 pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // As on Kafka's brokers, anyone may ask (clients bootstrap with it); the operations show what they may do.
+    let auth = state.authorizer.check(peer);
     // Endpoint type 2 asks about the controllers: the active one is the quorum's leader.
     let controller = if req.endpoint_type == 2 { state.controller.leader_id() } else { state.controller_for_clients() };
     let base = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(state.cluster_id.clone()))
-        .with_controller_id(BrokerId(controller));
+        .with_controller_id(BrokerId(controller))
+        .with_cluster_authorized_operations(match req.include_cluster_authorized_operations {
+            true => auth.authorized_operations(Resource::cluster()),
+            false => i32::MIN,
+        });
     let image = state.image();
     match req.endpoint_type {
         1 => base.with_brokers(
@@ -211,7 +262,10 @@ pub fn describe_cluster(state: &BrokerState, peer: &Peer, req: DescribeClusterRe
 
 /// DescribeQuorum (KIP-595/853): the metadata log's leader, epoch, high watermark, and each voter's and
 /// observer's progress (known on the leader).
-pub fn describe_quorum(state: &Arc<BrokerState>, header: &RequestHeader, req: DescribeQuorumRequest) -> Reply {
+pub fn describe_quorum(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: DescribeQuorumRequest) -> Reply {
+    if !state.authorizer.authorize(peer, Operation::Describe, Resource::cluster()) {
+        return respond(header, &DescribeQuorumResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED));
+    }
     let state = state.clone();
     respond_later(header, async move {
         match state.controller.quorum_state(std::time::Duration::from_secs(10)).await {

@@ -13,6 +13,7 @@ use strata_storage::LogConfig;
 
 use super::admin::call_each;
 use super::{respond_later, s};
+use crate::authorizer::{Check, Operation, Resource};
 use crate::broker::{BrokerState, DYNAMIC_VOTERS_FILE};
 use crate::config::{parse_voters, topic_key_for, LOG_DEFAULT_KEYS};
 use crate::config_ops::{self, ConfigOp, DELETE, SET, TYPE_BOOLEAN, TYPE_INT, TYPE_LIST, TYPE_LONG, TYPE_STRING};
@@ -21,11 +22,12 @@ use crate::controller::image::Refused;
 use crate::controller::service::{ConfigResource, ControllerRequest};
 use crate::errors::code;
 use crate::protocol::RequestHeader;
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 use crate::throttle;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
 
 // Kafka's ConfigSource values.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -170,6 +172,20 @@ fn describe_broker_configs(state: &BrokerState, by_node_id: bool, keys: Option<&
     out
 }
 
+/// Whether the client may do `operation` on a config resource, else the error: a topic's configs are the
+/// topic's, a broker's the cluster's (as Kafka checks them). Unknown types are refused later.
+fn authorize_configs(auth: &Check, operation: Operation, resource_type: i8, name: &str) -> Result<(), Refused> {
+    let (resource, error) = match resource_type {
+        TOPIC => (Resource::topic(name), code::TOPIC_AUTHORIZATION_FAILED),
+        BROKER | BROKER_LOGGER => (Resource::cluster(), code::CLUSTER_AUTHORIZATION_FAILED),
+        _ => return Ok(()),
+    };
+    match auth.allows(operation, resource) {
+        true => Ok(()),
+        false => Err(super::admin::denied(error, operation, if resource_type == TOPIC { "the topic" } else { "the cluster" })),
+    }
+}
+
 /// An empty name means the cluster-wide default; otherwise it must be this broker's id.
 fn is_this_broker(state: &BrokerState, name: &str) -> Option<bool> {
     if name.is_empty() {
@@ -181,25 +197,33 @@ fn is_this_broker(state: &BrokerState, name: &str) -> Option<bool> {
     }
 }
 
-pub fn describe_configs(state: &BrokerState, header: &RequestHeader, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn describe_configs(
+    state: &BrokerState,
+    peer: &Peer,
+    header: &RequestHeader,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let version = header.api_version;
+    let auth = state.authorizer.check(peer);
     let results = req
         .resources
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
             let keys: Option<Vec<String>> = r.configuration_keys.as_ref().map(|ks| ks.iter().map(|k| k.to_string()).collect());
-            let entries = match r.resource_type {
-                TOPIC => match state.image().topic(&name) {
-                    Some(t) => Ok(describe_topic_configs(state, &t.configs, keys.as_deref())),
-                    None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
-                },
-                BROKER => match is_this_broker(state, &name) {
-                    Some(by_id) => Ok(describe_broker_configs(state, by_id, keys.as_deref())),
-                    None => Err((code::INVALID_REQUEST, format!("unexpected broker id {name}"))),
-                },
-                other => Err((code::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
-            };
+            let entries = authorize_configs(&auth, Operation::DescribeConfigs, r.resource_type, &name)
+                .map_err(|e| (e.code, e.message))
+                .and_then(|()| match r.resource_type {
+                    TOPIC => match state.image().topic(&name) {
+                        Some(t) => Ok(describe_topic_configs(state, &t.configs, keys.as_deref())),
+                        None => Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic {name}"))),
+                    },
+                    BROKER => match is_this_broker(state, &name) {
+                        Some(by_id) => Ok(describe_broker_configs(state, by_id, keys.as_deref())),
+                        None => Err((code::INVALID_REQUEST, format!("unexpected broker id {name}"))),
+                    },
+                    other => Err((code::INVALID_REQUEST, format!("config resource type {other} is not supported"))),
+                });
             let result = describe_configs_response::DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name);
@@ -241,9 +265,15 @@ pub fn describe_configs(state: &BrokerState, header: &RequestHeader, req: Descri
 /// The voters' addresses, which the operator sets at run time (pod IPs are known late); this node's own.
 const QUORUM_VOTERS: &str = "controller.quorum.voters";
 
-pub fn incremental_alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: IncrementalAlterConfigsRequest) -> Reply {
+pub fn incremental_alter_configs(
+    state: &Arc<BrokerState>,
+    peer: &Peer,
+    header: &RequestHeader,
+    req: IncrementalAlterConfigsRequest,
+) -> Reply {
+    let auth = state.authorizer.check(peer);
     let state = state.clone();
-    respond_later(header, async move { alter(&state, req).await })
+    respond_later(header, async move { alter(&state, &auth, req).await })
 }
 
 /// What one resource of a request changes.
@@ -310,8 +340,14 @@ fn set_voters(state: &BrokerState, value: Option<&str>, validate_only: bool) -> 
 
 /// Topic configs and dynamic broker defaults change through the active controller; this node's voter
 /// addresses change here. The answer comes once this broker applied the change.
-async fn alter(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
-    let changes: Vec<Result<Change, Refused>> = req.resources.iter().map(|r| change_of(state, r)).collect();
+async fn alter(state: &BrokerState, auth: &Check, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let changes: Vec<Result<Change, Refused>> = req
+        .resources
+        .iter()
+        .map(|r| {
+            authorize_configs(auth, Operation::AlterConfigs, r.resource_type, &r.resource_name).and_then(|()| change_of(state, r))
+        })
+        .collect();
     let to_controller: Vec<(ConfigResource, Vec<ConfigOp>)> = changes
         .iter()
         .filter_map(|c| match c {
@@ -359,14 +395,24 @@ async fn alter(state: &BrokerState, req: IncrementalAlterConfigsRequest) -> Incr
 /// AlterConfigs, the API IncrementalAlterConfigs replaced: the given configs become the resource's only
 /// dynamic ones. Carried out as the IncrementalAlterConfigs that sets them and deletes the others, so both
 /// APIs share validation, persistence and the way through the controller.
-pub fn alter_configs(state: &Arc<BrokerState>, header: &RequestHeader, req: AlterConfigsRequest) -> Reply {
+pub fn alter_configs(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: AlterConfigsRequest) -> Reply {
+    let auth = state.authorizer.check(peer);
     let mut resources = Vec::with_capacity(req.resources.len());
-    let refused: Vec<Option<(i16, String)>> =
-        req.resources.iter().map(|r| as_incremental(state, r).map(|r| resources.push(r)).err()).collect();
+    let refused: Vec<Option<(i16, String)>> = req
+        .resources
+        .iter()
+        .map(|r| {
+            authorize_configs(&auth, Operation::AlterConfigs, r.resource_type, &r.resource_name)
+                .map_err(|e| (e.code, e.message))
+                .and_then(|()| as_incremental(state, r))
+                .map(|r| resources.push(r))
+                .err()
+        })
+        .collect();
     let incremental = IncrementalAlterConfigsRequest::default().with_resources(resources).with_validate_only(req.validate_only);
     let state = state.clone();
     respond_later(header, async move {
-        let mut answers = alter(&state, incremental).await.responses.into_iter();
+        let mut answers = alter(&state, &auth, incremental).await.responses.into_iter();
         let responses = req
             .resources
             .into_iter()

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::config::FetchMode;
 use crate::errors::{code, storage_error_code};
@@ -35,6 +36,8 @@ impl RecordsFile for FileRecords {
 struct Wanted {
     /// None: unknown topic id (v13+).
     name: Option<String>,
+    /// Whether the fetcher may read it: READ on the topic for a consumer, CLUSTER_ACTION for a follower.
+    authorized: bool,
     topic_id: Uuid,
     partitions: Vec<WantedPartition>,
 }
@@ -88,11 +91,18 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
     let version = header.api_version;
     let replica_id = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let replica = (replica_id >= 0).then_some(replica_id);
+    let auth = state.authorizer.check(peer);
+    let follower_authorized = replica.is_some() && auth.allows(Operation::ClusterAction, Resource::cluster());
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
             let name = if version >= 13 { state.topic_name_by_id(t.topic_id) } else { Some(t.topic.0.to_string()) };
+            let authorized = match (replica, name.as_deref()) {
+                (Some(_), _) => follower_authorized,
+                (None, Some(n)) => auth.allows(Operation::Read, Resource::topic(n)),
+                (None, None) => true,
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -102,12 +112,12 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
                     max_bytes: p.partition_max_bytes,
                     current_leader_epoch: p.current_leader_epoch,
                     early: match (replica, name.as_deref()) {
-                        (Some(r), Some(n)) => follower_precheck(state, r, n, p),
+                        (Some(r), Some(n)) if authorized => follower_precheck(state, r, n, p),
                         _ => None,
                     },
                 })
                 .collect();
-            Wanted { name, topic_id: t.topic_id, partitions }
+            Wanted { name, authorized, topic_id: t.topic_id, partitions }
         })
         .collect();
     let plan = Plan {
@@ -295,6 +305,11 @@ fn read(state: &BrokerState, plan: &Plan, io: ReadIo) -> Option<(FetchResponseDa
                 partitions.push(error_partition(index, code::UNKNOWN_TOPIC_ID));
                 continue;
             };
+            if !t.authorized {
+                errors = true;
+                partitions.push(error_partition(index, code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let Some(partition) = state.replicas.partition(name, index) else {
                 errors = true;
                 partitions.push(with_current_leader(

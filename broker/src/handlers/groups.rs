@@ -21,6 +21,7 @@ use std::time::Duration;
 use strata_storage::TopicPartition;
 
 use super::{message_if, respond, respond_later, s};
+use crate::authorizer::{Check, Operation, Resource, ResourceType};
 use crate::broker::BrokerState;
 use crate::controller::image::{Image, Refused, NO_LEADER};
 use crate::controller::service::ControllerRequest;
@@ -150,7 +151,11 @@ fn find_coordinator_answer(
     req: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let image = state.image();
+    let auth = state.authorizer.check(peer);
     let locate = |key: &str| match req.key_type {
+        0 if !auth.allows(Operation::Describe, Resource::group(key)) => {
+            Err((code::GROUP_AUTHORIZATION_FAILED, "DESCRIBE on the group is not allowed".to_string()))
+        }
         0 => group_coordinator(state, peer, &image, key),
         1 => Err((code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.to_string())),
         other => Err((code::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
@@ -185,11 +190,15 @@ fn find_coordinator_answer(
 /// How long InitProducerId waits for a new block of producer ids from the controller quorum.
 const PRODUCER_ID_BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn init_producer_id(state: &Arc<BrokerState>, header: &RequestHeader, req: InitProducerIdRequest) -> Reply {
+pub fn init_producer_id(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req: InitProducerIdRequest) -> Reply {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     match req.transactional_id {
         Some(t) if t.0.is_empty() => respond(header, &resp.with_error_code(code::INVALID_REQUEST)),
         Some(_) => respond(header, &resp.with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)),
+        // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since Kafka 3.0, WRITE on some topic.
+        None if !may_write_idempotently(&state.authorizer.check(peer)) => {
+            respond(header, &resp.with_error_code(code::CLUSTER_AUTHORIZATION_FAILED))
+        }
         // Non-transactional: always a fresh id with epoch 0, also when the producer asks to bump its epoch
         // (KIP-360), as Kafka does without a transactional id.
         None => {
@@ -206,6 +215,15 @@ pub fn init_producer_id(state: &Arc<BrokerState>, header: &RequestHeader, req: I
             })
         }
     }
+}
+
+fn may_write_idempotently(auth: &Check) -> bool {
+    auth.allows_any(Operation::Write, ResourceType::Topic) || auth.allows(Operation::IdempotentWrite, Resource::cluster())
+}
+
+/// Whether `peer` may READ `group` (joining, syncing, heartbeats, leaving, committing).
+fn may_read_group(state: &BrokerState, peer: &Peer, group: &str) -> bool {
+    state.authorizer.authorize(peer, Operation::Read, Resource::group(group))
 }
 
 fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
@@ -234,6 +252,9 @@ fn join_response(version: i16, r: JoinResult) -> JoinGroupResponse {
 pub fn join_group(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: JoinGroupRequest) -> Reply {
     let version = header.api_version;
     let member_id = req.member_id.to_string();
+    if !may_read_group(state, peer, &req.group_id.0) {
+        return respond(header, &join_response(version, JoinResult::error(&member_id, code::GROUP_AUTHORIZATION_FAILED)));
+    }
     let join = JoinRequest {
         member_id: member_id.clone(),
         instance_id: req.group_instance_id.map(|i| i.to_string()),
@@ -260,8 +281,11 @@ fn sync_response(version: i16, r: SyncResult) -> SyncGroupResponse {
         .with_assignment(r.assignment)
 }
 
-pub fn sync_group(state: &BrokerState, header: &RequestHeader, req: SyncGroupRequest) -> Reply {
+pub fn sync_group(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: SyncGroupRequest) -> Reply {
     let version = header.api_version;
+    if !may_read_group(state, peer, &req.group_id.0) {
+        return respond(header, &sync_response(version, SyncResult::error(code::GROUP_AUTHORIZATION_FAILED)));
+    }
     let sync = SyncRequest {
         generation_id: req.generation_id,
         member_id: req.member_id.to_string(),
@@ -274,13 +298,19 @@ pub fn sync_group(state: &BrokerState, header: &RequestHeader, req: SyncGroupReq
     reply_pending(header, pending, SyncResult::error(code::NOT_COORDINATOR), move |r| sync_response(version, r))
 }
 
-pub fn heartbeat(state: &BrokerState, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(state: &BrokerState, peer: &Peer, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !may_read_group(state, peer, &req.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let instance = req.group_instance_id.as_deref();
     let error = coordinator(state).heartbeat(&req.group_id.0, &req.member_id, instance, req.generation_id, now_ms());
     HeartbeatResponse::default().with_error_code(error)
 }
 
-pub fn leave_group(state: &BrokerState, header: &RequestHeader, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub fn leave_group(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !may_read_group(state, peer, &req.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let batch = header.api_version >= 3;
     let members: Vec<(String, Option<String>)> = if batch {
         req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
@@ -306,14 +336,23 @@ pub fn leave_group(state: &BrokerState, header: &RequestHeader, req: LeaveGroupR
     }
 }
 
-pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCommitRequest) -> Reply {
+pub fn offset_commit(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: OffsetCommitRequest) -> Reply {
     let version = header.api_version;
-    // Partitions of unknown topics are refused here; the rest go to the coordinator (`slots` index `entries`).
+    let auth = state.authorizer.check(peer);
+    let group_denied = !auth.allows(Operation::Read, Resource::group(&req.group_id.0));
+    // Partitions refused here (the group or topic may not be read, unknown topics) carry their error; the rest go
+    // to the coordinator (`slots` index `entries`).
     let mut entries = Vec::new();
     let mut slots = Vec::new();
     for t in &req.topics {
+        let topic_denied = !group_denied && !auth.allows(Operation::Read, Resource::topic(t.name.as_str()));
         for p in &t.partitions {
             let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+            if group_denied || topic_denied {
+                let error = if group_denied { code::GROUP_AUTHORIZATION_FAILED } else { code::TOPIC_AUTHORIZATION_FAILED };
+                slots.push((tp, Err(error)));
+                continue;
+            }
             let slot = state.image().partition(&tp.topic, tp.partition).is_some().then(|| {
                 entries.push(OffsetCommitEntry {
                     tp: tp.clone(),
@@ -323,7 +362,7 @@ pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCom
                 });
                 entries.len() - 1
             });
-            slots.push((tp, slot));
+            slots.push((tp, slot.ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)));
         }
     }
     // v2-v4 may ask for a retention time (-1: the broker's).
@@ -335,12 +374,15 @@ pub fn offset_commit(state: &BrokerState, header: &RequestHeader, req: OffsetCom
         retention_ms: retention,
         offsets: &entries,
     };
-    let pending = coordinator(state).commit(&req.group_id.0, commit, now_ms());
+    let pending = match group_denied {
+        true => Pending::Ready(vec![]),
+        false => coordinator(state).commit(&req.group_id.0, commit, now_ms()),
+    };
     let gone = vec![code::NOT_COORDINATOR; entries.len()];
     reply_pending(header, pending, gone, move |errors| commit_response(slots, &errors))
 }
 
-fn commit_response(slots: Vec<(TopicPartition, Option<usize>)>, errors: &[i16]) -> OffsetCommitResponse {
+fn commit_response(slots: Vec<(TopicPartition, Result<usize, i16>)>, errors: &[i16]) -> OffsetCommitResponse {
     OffsetCommitResponse::default().with_topics(
         by_topic(slots)
             .into_iter()
@@ -351,7 +393,7 @@ fn commit_response(slots: Vec<(TopicPartition, Option<usize>)>, errors: &[i16]) 
                         .map(|(index, slot)| {
                             offset_commit_response::OffsetCommitResponsePartition::default()
                                 .with_partition_index(index)
-                                .with_error_code(slot.map_or(code::UNKNOWN_TOPIC_OR_PARTITION, |i| errors[i]))
+                                .with_error_code(slot.map_or_else(|e| e, |i| errors[i]))
                         })
                         .collect(),
                 )
@@ -375,24 +417,59 @@ fn by_topic<T>(items: Vec<(TopicPartition, T)>) -> ByTopic<T> {
     out
 }
 
-/// (offset, leader epoch, metadata) of a partition without a committed offset: Kafka's -1, -1, "".
-fn offset_fields(o: Option<CommittedOffset>) -> (i64, i32, String) {
-    o.map_or((-1, -1, String::new()), |o| (o.offset, o.leader_epoch, o.metadata))
+/// (offset, leader epoch, metadata, error) of a partition: Kafka's -1, -1, "" without a committed offset.
+fn offset_fields(o: Result<Option<CommittedOffset>, i16>) -> (i64, i32, String, i16) {
+    match o {
+        Ok(o) => o.map_or((-1, -1, String::new(), code::NONE), |o| (o.offset, o.leader_epoch, o.metadata, code::NONE)),
+        Err(error) => (-1, -1, String::new(), error),
+    }
 }
 
-pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetchRequest) -> Reply {
+/// Each partition's committed offset as answered, or why it is not shown.
+type Fetched = Vec<(TopicPartition, Result<Option<CommittedOffset>, i16>)>;
+
+/// The topics asked for split into those the client may describe (asked of the coordinator) and the partitions
+/// of the others (answered TOPIC_AUTHORIZATION_FAILED); all topics (None) are filtered once known.
+/// Topics with the partitions asked for.
+type Asked = Vec<(String, Vec<i32>)>;
+
+fn describable(auth: &Check, asked: Option<Asked>) -> (Option<Asked>, Vec<TopicPartition>) {
+    let Some(asked) = asked else { return (None, vec![]) };
+    let (allowed, denied): (Vec<_>, Vec<_>) =
+        asked.into_iter().partition(|(t, _)| auth.allows(Operation::Describe, Resource::topic(t)));
+    let denied = denied.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect();
+    (Some(allowed), denied)
+}
+
+/// The coordinator's offsets with the refused partitions: of all topics, only those the client may describe.
+fn visible(auth: &Check, all: bool, list: OffsetList, denied: Vec<TopicPartition>) -> Fetched {
+    list.into_iter()
+        .filter(|(tp, _)| !all || auth.quietly_allows(Operation::Describe, Resource::topic(&tp.topic)))
+        .map(|(tp, o)| (tp, Ok(o)))
+        .chain(denied.into_iter().map(|tp| (tp, Err(code::TOPIC_AUTHORIZATION_FAILED))))
+        .collect()
+}
+
+pub fn offset_fetch(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: OffsetFetchRequest) -> Reply {
     let version = header.api_version;
     let coordinator = coordinator(state);
+    let auth = Arc::new(state.authorizer.check(peer));
+    // One group: its offsets (of the describable topics asked), and the asked partitions refused.
     let fetch = |group: &str, topics: Option<Vec<(String, Vec<i32>)>>| {
-        let tps: Option<Vec<TopicPartition>> = topics.map(|ts| {
+        if !auth.allows(Operation::Describe, Resource::group(group)) {
+            return (Pending::Ready(Err(code::GROUP_AUTHORIZATION_FAILED)), (false, vec![]));
+        }
+        let all = topics.is_none();
+        let (allowed, denied) = describable(&auth, topics);
+        let tps: Option<Vec<TopicPartition>> = allowed.map(|ts| {
             ts.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| TopicPartition::new(t.clone(), p))).collect()
         });
-        coordinator.fetch_offsets(group, tps.as_deref())
+        (coordinator.fetch_offsets(group, tps.as_deref()), (all, denied))
     };
     let gone = Err(code::NOT_COORDINATOR);
     if version >= 8 {
         let ids: Vec<GroupId> = req.groups.iter().map(|g| g.group_id.clone()).collect();
-        let pending = req
+        let (pending, refused): (Vec<_>, Vec<_>) = req
             .groups
             .into_iter()
             .map(|g| {
@@ -401,19 +478,24 @@ pub fn offset_fetch(state: &BrokerState, header: &RequestHeader, req: OffsetFetc
                     g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect()),
                 )
             })
-            .collect();
+            .unzip();
         return reply_all(header, pending, gone, move |results| {
-            OffsetFetchResponse::default().with_groups(ids.into_iter().zip(results).map(|(id, r)| fetch_group(id, r)).collect())
+            let groups = ids
+                .into_iter()
+                .zip(results)
+                .zip(refused)
+                .map(|((id, r), (all, denied))| fetch_group(id, r.map(|list| visible(&auth, all, list, denied))));
+            OffsetFetchResponse::default().with_groups(groups.collect())
         });
     }
     let asked: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let pending = fetch(&req.group_id.0, asked.clone());
-    reply_pending(header, pending, gone, move |r| fetch_response(version, asked, r))
+    let (pending, (all, denied)) = fetch(&req.group_id.0, asked.clone());
+    reply_pending(header, pending, gone, move |r| fetch_response(version, asked, r.map(|list| visible(&auth, all, list, denied))))
 }
 
 /// One group's OffsetFetch answer (v8+).
-fn fetch_group(id: GroupId, result: Result<OffsetList, i16>) -> offset_fetch_response::OffsetFetchResponseGroup {
+fn fetch_group(id: GroupId, result: Result<Fetched, i16>) -> offset_fetch_response::OffsetFetchResponseGroup {
     let resp = offset_fetch_response::OffsetFetchResponseGroup::default().with_group_id(id);
     match result.map(by_topic) {
         Err(error) => resp.with_error_code(error),
@@ -424,12 +506,13 @@ fn fetch_group(id: GroupId, result: Result<OffsetList, i16>) -> offset_fetch_res
                     offset_fetch_response::OffsetFetchResponseTopics::default().with_name(TopicName(s(name))).with_partitions(
                         ps.into_iter()
                             .map(|(p, o)| {
-                                let (offset, epoch, metadata) = offset_fields(o);
+                                let (offset, epoch, metadata, error) = offset_fields(o);
                                 offset_fetch_response::OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
                                     .with_metadata(Some(s(metadata)))
+                                    .with_error_code(error)
                             })
                             .collect(),
                     )
@@ -440,15 +523,14 @@ fn fetch_group(id: GroupId, result: Result<OffsetList, i16>) -> offset_fetch_res
 }
 
 /// The OffsetFetch answer before v8 (one group).
-fn fetch_response(version: i16, asked: Option<Vec<(String, Vec<i32>)>>, result: Result<OffsetList, i16>) -> OffsetFetchResponse {
-    let (error, topics) = match result.map(by_topic) {
-        Ok(topics) => (code::NONE, topics),
+fn fetch_response(version: i16, asked: Option<Vec<(String, Vec<i32>)>>, result: Result<Fetched, i16>) -> OffsetFetchResponse {
+    let topics = match result.map(by_topic) {
+        Ok(topics) => topics,
         Err(error) if version >= 2 => return OffsetFetchResponse::default().with_error_code(error),
         // v1 has no top-level error: Kafka puts it on every partition asked for.
-        Err(error) => (
-            error,
-            asked.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, None)).collect())).collect(),
-        ),
+        Err(error) => {
+            asked.unwrap_or_default().into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, Err(error))).collect())).collect()
+        }
     };
     OffsetFetchResponse::default().with_topics(
         topics
@@ -457,7 +539,7 @@ fn fetch_response(version: i16, asked: Option<Vec<(String, Vec<i32>)>>, result: 
                 offset_fetch_response::OffsetFetchResponseTopic::default().with_name(TopicName(s(name))).with_partitions(
                     ps.into_iter()
                         .map(|(p, o)| {
-                            let (offset, epoch, metadata) = offset_fields(o);
+                            let (offset, epoch, metadata, error) = offset_fields(o);
                             offset_fetch_response::OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
@@ -472,8 +554,11 @@ fn fetch_response(version: i16, asked: Option<Vec<(String, Vec<i32>)>>, result: 
     )
 }
 
-pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsRequest) -> ListGroupsResponse {
+pub fn list_groups(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: ListGroupsRequest) -> ListGroupsResponse {
     let version = header.api_version;
+    // DESCRIBE on the cluster lists every group, else those the client may describe.
+    let auth = state.authorizer.check(peer);
+    let every = auth.quietly_allows(Operation::Describe, Resource::cluster());
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     // Only classic groups exist here.
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
@@ -484,6 +569,7 @@ pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsR
         .list_groups()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_lowercase()))
+        .filter(|g| every || auth.quietly_allows(Operation::Describe, Resource::group(&g.group_id)))
         .map(|g| {
             list_groups_response::ListedGroup::default()
                 .with_group_id(GroupId(s(g.group_id)))
@@ -495,14 +581,27 @@ pub fn list_groups(state: &BrokerState, header: &RequestHeader, req: ListGroupsR
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn describe_groups(
+    state: &BrokerState,
+    peer: &Peer,
+    header: &RequestHeader,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let version = header.api_version;
     let coordinator = coordinator(state);
+    let auth = state.authorizer.check(peer);
     let groups = req
         .groups
         .into_iter()
         .map(|id| {
             let base = describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
+            if !auth.allows(Operation::Describe, Resource::group(&id.0)) {
+                return base.with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+            }
+            let base = match version >= 3 && req.include_authorized_operations {
+                true => base.with_authorized_operations(auth.authorized_operations(Resource::group(&id.0))),
+                false => base,
+            };
             let d = match coordinator.describe(&id.0) {
                 Ok(Some(d)) => d,
                 Err(error) => return base.with_error_code(error),
@@ -535,9 +634,18 @@ pub fn describe_groups(state: &BrokerState, header: &RequestHeader, req: Describ
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete_groups(state: &BrokerState, header: &RequestHeader, req: DeleteGroupsRequest) -> Reply {
-    let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let pending = coordinator(state).delete_groups(&ids, now_ms());
+pub fn delete_groups(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: DeleteGroupsRequest) -> Reply {
+    let auth = state.authorizer.check(peer);
+    let allowed: Vec<bool> = req.groups_names.iter().map(|g| auth.allows(Operation::Delete, Resource::group(&g.0))).collect();
+    let ids: Vec<String> = req.groups_names.iter().zip(&allowed).filter(|(_, a)| **a).map(|(g, _)| g.0.to_string()).collect();
+    let mut decided = coordinator(state).delete_groups(&ids, now_ms()).into_iter();
+    let pending = allowed
+        .iter()
+        .map(|allowed| match allowed {
+            true => decided.next().unwrap_or(Pending::Ready(code::UNKNOWN_SERVER_ERROR)),
+            false => Pending::Ready(code::GROUP_AUTHORIZATION_FAILED),
+        })
+        .collect();
     reply_all(header, pending, code::NOT_COORDINATOR, move |errors| {
         DeleteGroupsResponse::default().with_results(
             req.groups_names
@@ -553,17 +661,25 @@ pub fn delete_groups(state: &BrokerState, header: &RequestHeader, req: DeleteGro
     })
 }
 
-pub fn offset_delete(state: &BrokerState, header: &RequestHeader, req: OffsetDeleteRequest) -> Reply {
+pub fn offset_delete(state: &BrokerState, peer: &Peer, header: &RequestHeader, req: OffsetDeleteRequest) -> Reply {
+    let auth = state.authorizer.check(peer);
+    if !auth.allows(Operation::Delete, Resource::group(&req.group_id.0)) {
+        return respond(header, &OffsetDeleteResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+    }
+    // Topics the client may not read keep their offsets and answer TOPIC_AUTHORIZATION_FAILED.
+    let readable: Vec<bool> = req.topics.iter().map(|t| auth.allows(Operation::Read, Resource::topic(t.name.as_str()))).collect();
     let tps: Vec<TopicPartition> = req
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index)))
+        .zip(&readable)
+        .filter(|(_, readable)| **readable)
+        .flat_map(|(t, _)| t.partitions.iter().map(|p| TopicPartition::new(t.name.0.to_string(), p.partition_index)))
         .collect();
     let pending = coordinator(state).delete_offsets(&req.group_id.0, &tps, now_ms());
-    reply_pending(header, pending, Err(code::NOT_COORDINATOR), move |r| offset_delete_response(req, r))
+    reply_pending(header, pending, Err(code::NOT_COORDINATOR), move |r| offset_delete_response(req, &readable, r))
 }
 
-fn offset_delete_response(req: OffsetDeleteRequest, result: Result<Vec<i16>, i16>) -> OffsetDeleteResponse {
+fn offset_delete_response(req: OffsetDeleteRequest, readable: &[bool], result: Result<Vec<i16>, i16>) -> OffsetDeleteResponse {
     let errors = match result {
         Ok(errors) => errors,
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error),
@@ -572,14 +688,19 @@ fn offset_delete_response(req: OffsetDeleteRequest, result: Result<Vec<i16>, i16
     OffsetDeleteResponse::default().with_topics(
         req.topics
             .into_iter()
-            .map(|t| {
+            .zip(readable)
+            .map(|(t, readable)| {
                 let partitions = t
                     .partitions
                     .into_iter()
                     .map(|p| {
+                        let error = match readable {
+                            true => errors.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                            false => code::TOPIC_AUTHORIZATION_FAILED,
+                        };
                         offset_delete_response::OffsetDeleteResponsePartition::default()
                             .with_partition_index(p.partition_index)
-                            .with_error_code(errors.next().unwrap_or(code::UNKNOWN_SERVER_ERROR))
+                            .with_error_code(error)
                     })
                     .collect();
                 offset_delete_response::OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)

@@ -11,10 +11,17 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 
 use super::s;
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::errors::code;
+use crate::server::Peer;
 
-pub fn describe_log_dirs(state: &BrokerState, version: i16, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub fn describe_log_dirs(state: &BrokerState, peer: &Peer, version: i16, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    if !state.authorizer.authorize(peer, Operation::Describe, Resource::cluster()) {
+        // As Kafka: no directories, and from v3 the error.
+        let response = DescribeLogDirsResponse::default();
+        return if version >= 3 { response.with_error_code(code::CLUSTER_AUTHORIZATION_FAILED) } else { response };
+    }
     let wanted: Option<HashSet<(String, i32)>> =
         req.topics.map(|topics| topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p))).collect());
     let logs = state.replicas.log_manager();

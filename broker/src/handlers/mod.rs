@@ -1,5 +1,6 @@
 //! Request handlers, one module per API family, behind the [`Service`] the network server calls.
 
+mod acls;
 mod admin;
 mod cluster;
 mod configs;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::controller::rpc;
 use crate::protocol::{decode_header, decode_request, encode_response, DecodeError, Request, RequestHeader, StrBytes};
@@ -37,6 +39,17 @@ impl Service for Handler {
     fn call(&self, peer: &Peer, frame: Bytes) -> Reply {
         if let Some(internal) = rpc::internal_body(&frame) {
             return match internal {
+                // Anyone able to talk to the quorum could rewrite the cluster's metadata: as Kafka's controller
+                // APIs, these need CLUSTER_ACTION.
+                Ok((correlation_id, _))
+                    if !self.state.authorizer.authorize(peer, Operation::ClusterAction, Resource::cluster()) =>
+                {
+                    let refused = rpc::RpcResponse::Refused(format!(
+                        "CLUSTER_AUTHORIZATION_FAILED: {} may not send controller requests (it must be a super user)",
+                        peer.principal
+                    ));
+                    Reply::Ready(rpc::response_frame(correlation_id, &refused).into())
+                }
                 Ok((correlation_id, req)) => {
                     let controller = self.state.controller.clone();
                     Reply::Later(Box::pin(async move {
@@ -71,39 +84,44 @@ impl Service for Handler {
             Request::ApiVersions(_) => respond(&header, &cluster::api_versions(0)),
             Request::Metadata(r) => cluster::metadata(state, peer, &header, r),
             Request::DescribeCluster(r) => respond(&header, &cluster::describe_cluster(state, peer, r)),
-            Request::DescribeQuorum(r) => cluster::describe_quorum(state, &header, r),
-            Request::UnregisterBroker(r) => admin::unregister_broker(state, &header, r),
-            Request::ElectLeaders(r) => admin::elect_leaders(state, &header, r),
+            Request::DescribeQuorum(r) => cluster::describe_quorum(state, peer, &header, r),
+            Request::UnregisterBroker(r) => admin::unregister_broker(state, peer, &header, r),
+            Request::ElectLeaders(r) => admin::elect_leaders(state, peer, &header, r),
             Request::FindCoordinator(r) => groups::find_coordinator(state, peer, &header, r),
-            Request::InitProducerId(r) => groups::init_producer_id(state, &header, r),
+            Request::InitProducerId(r) => groups::init_producer_id(state, peer, &header, r),
             Request::JoinGroup(r) => groups::join_group(state, peer, &header, r),
-            Request::SyncGroup(r) => groups::sync_group(state, &header, r),
-            Request::Heartbeat(r) => respond(&header, &groups::heartbeat(state, r)),
-            Request::LeaveGroup(r) => respond(&header, &groups::leave_group(state, &header, r)),
-            Request::OffsetCommit(r) => groups::offset_commit(state, &header, r),
-            Request::OffsetFetch(r) => groups::offset_fetch(state, &header, r),
-            Request::ListGroups(r) => respond(&header, &groups::list_groups(state, &header, r)),
-            Request::DescribeGroups(r) => respond(&header, &groups::describe_groups(state, &header, r)),
-            Request::DeleteGroups(r) => groups::delete_groups(state, &header, r),
-            Request::OffsetDelete(r) => groups::offset_delete(state, &header, r),
+            Request::SyncGroup(r) => groups::sync_group(state, peer, &header, r),
+            Request::Heartbeat(r) => respond(&header, &groups::heartbeat(state, peer, r)),
+            Request::LeaveGroup(r) => respond(&header, &groups::leave_group(state, peer, &header, r)),
+            Request::OffsetCommit(r) => groups::offset_commit(state, peer, &header, r),
+            Request::OffsetFetch(r) => groups::offset_fetch(state, peer, &header, r),
+            Request::ListGroups(r) => respond(&header, &groups::list_groups(state, peer, &header, r)),
+            Request::DescribeGroups(r) => respond(&header, &groups::describe_groups(state, peer, &header, r)),
+            Request::DeleteGroups(r) => groups::delete_groups(state, peer, &header, r),
+            Request::OffsetDelete(r) => groups::offset_delete(state, peer, &header, r),
             Request::Produce(r) => produce::handle(state, peer, &header, r),
             Request::Fetch(r) => fetch::handle(state, peer, &header, r),
-            Request::ListOffsets(r) => respond(&header, &offsets::list_offsets(state, header.api_version, r)),
-            Request::OffsetForLeaderEpoch(r) => respond(&header, &offsets::offset_for_leader_epoch(state, r)),
-            Request::DeleteRecords(r) => respond(&header, &offsets::delete_records(state, r)),
-            Request::CreateTopics(r) => admin::create_topics(state, &header, r),
-            Request::DeleteTopics(r) => admin::delete_topics(state, &header, r),
-            Request::CreatePartitions(r) => admin::create_partitions(state, &header, r),
-            Request::DescribeConfigs(r) => respond(&header, &configs::describe_configs(state, &header, r)),
-            Request::AlterConfigs(r) => configs::alter_configs(state, &header, r),
-            Request::IncrementalAlterConfigs(r) => configs::incremental_alter_configs(state, &header, r),
-            Request::AlterPartitionReassignments(r) => reassignments::alter_partition_reassignments(state, &header, r),
-            Request::ListPartitionReassignments(r) => respond(&header, &reassignments::list_partition_reassignments(state, r)),
-            Request::DescribeLogDirs(r) => respond(&header, &log_dirs::describe_log_dirs(state, header.api_version, r)),
+            Request::ListOffsets(r) => respond(&header, &offsets::list_offsets(state, peer, header.api_version, r)),
+            Request::OffsetForLeaderEpoch(r) => respond(&header, &offsets::offset_for_leader_epoch(state, peer, r)),
+            Request::DeleteRecords(r) => respond(&header, &offsets::delete_records(state, peer, r)),
+            Request::CreateTopics(r) => admin::create_topics(state, peer, &header, r),
+            Request::DeleteTopics(r) => admin::delete_topics(state, peer, &header, r),
+            Request::CreatePartitions(r) => admin::create_partitions(state, peer, &header, r),
+            Request::DescribeConfigs(r) => respond(&header, &configs::describe_configs(state, peer, &header, r)),
+            Request::AlterConfigs(r) => configs::alter_configs(state, peer, &header, r),
+            Request::IncrementalAlterConfigs(r) => configs::incremental_alter_configs(state, peer, &header, r),
+            Request::AlterPartitionReassignments(r) => reassignments::alter_partition_reassignments(state, peer, &header, r),
+            Request::ListPartitionReassignments(r) => {
+                respond(&header, &reassignments::list_partition_reassignments(state, peer, r))
+            }
+            Request::DescribeLogDirs(r) => respond(&header, &log_dirs::describe_log_dirs(state, peer, header.api_version, r)),
+            Request::DescribeAcls(r) => respond(&header, &acls::describe_acls(state, peer, r)),
+            Request::CreateAcls(r) => acls::create_acls(state, peer, &header, r),
+            Request::DeleteAcls(r) => acls::delete_acls(state, peer, &header, r),
             Request::SaslHandshake(_) => scram::sasl_handshake(&header),
             Request::SaslAuthenticate(_) => scram::sasl_authenticate(&header),
-            Request::AlterUserScramCredentials(r) => scram::alter_user_scram_credentials(state, &header, r),
-            Request::DescribeUserScramCredentials(r) => scram::describe_user_scram_credentials(state, &header, r),
+            Request::AlterUserScramCredentials(r) => scram::alter_user_scram_credentials(state, peer, &header, r),
+            Request::DescribeUserScramCredentials(r) => scram::describe_user_scram_credentials(state, peer, &header, r),
         };
         match reply {
             Reply::Later(fut) => Reply::Later(Box::pin(async move {

@@ -6,8 +6,10 @@ use kafka_protocol::messages::{
     DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
+use crate::server::Peer;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -44,19 +46,25 @@ fn lookup(state: &BrokerState, topic: &str, partition: i32, timestamp: i64) -> R
     Ok((found_timestamp, offset, epoch.unwrap_or(-1)))
 }
 
-pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn list_offsets(state: &BrokerState, peer: &Peer, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let auth = state.authorizer.check(peer);
     ListOffsetsResponse::default().with_topics(
         req.topics
             .into_iter()
             .map(|t| {
                 let name = t.name.0.to_string();
+                let authorized = auth.allows(Operation::Describe, Resource::topic(&name));
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let r = list_offsets_response::ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        match lookup(state, &name, p.partition_index, p.timestamp) {
+                        let found = match authorized {
+                            true => lookup(state, &name, p.partition_index, p.timestamp),
+                            false => Err(code::TOPIC_AUTHORIZATION_FAILED),
+                        };
+                        match found {
                             Ok((timestamp, offset, epoch)) => r
                                 .with_timestamp(timestamp)
                                 .with_offset(offset)
@@ -71,18 +79,29 @@ pub fn list_offsets(state: &BrokerState, version: i16, req: ListOffsetsRequest) 
     )
 }
 
-pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn offset_for_leader_epoch(
+    state: &BrokerState,
+    peer: &Peer,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let auth = state.authorizer.check(peer);
+    // A follower (replica id set, v3+) asks for replication, a consumer about a topic it reads.
+    let follower = (req.replica_id.0 >= 0).then(|| auth.allows(Operation::ClusterAction, Resource::cluster()));
     OffsetForLeaderEpochResponse::default().with_topics(
         req.topics
             .into_iter()
             .map(|t| {
                 let name = t.topic.0.to_string();
+                let authorized = follower.unwrap_or_else(|| auth.allows(Operation::Describe, Resource::topic(&name)));
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let r = offset_for_leader_epoch_response::EpochEndOffset::default().with_partition(p.partition);
                         match state.replicas.partition(&name, p.partition) {
+                            _ if !authorized => {
+                                r.with_error_code(code::TOPIC_AUTHORIZATION_FAILED).with_leader_epoch(-1).with_end_offset(-1)
+                            }
                             None => r
                                 .with_error_code(state.missing_partition_code(&name, p.partition))
                                 .with_leader_epoch(-1)
@@ -110,18 +129,23 @@ pub fn offset_for_leader_epoch(state: &BrokerState, req: OffsetForLeaderEpochReq
     )
 }
 
-pub fn delete_records(state: &BrokerState, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn delete_records(state: &BrokerState, peer: &Peer, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let auth = state.authorizer.check(peer);
     DeleteRecordsResponse::default().with_topics(
         req.topics
             .into_iter()
             .map(|t| {
                 let name = t.name.0.to_string();
+                let authorized = auth.allows(Operation::Delete, Resource::topic(&name));
                 let partitions = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let r = delete_records_response::DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index);
+                        if !authorized {
+                            return r.with_error_code(code::TOPIC_AUTHORIZATION_FAILED).with_low_watermark(-1);
+                        }
                         // Kafka's rule: the broker's own records are not the client's to delete.
                         if crate::group::is_internal_topic(&name) {
                             return r.with_error_code(code::INVALID_TOPIC_EXCEPTION).with_low_watermark(-1);

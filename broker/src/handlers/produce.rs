@@ -12,6 +12,7 @@ use kafka_protocol::messages::{produce_response, BrokerId, ProduceResponse, Topi
 use strata_storage::StorageError;
 
 use super::{message_if, respond, s};
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::errors::{code, storage_error_code};
 use crate::partition::{AppendError, Partition};
@@ -34,9 +35,11 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
     let mut any_error = false;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut waiting = Vec::new();
+    let auth = state.authorizer.check(peer);
     for mut topic in req.topics {
         // v13+ names topics by id.
         let name = if version >= 13 { state.topic_name_by_id(topic.topic_id) } else { Some(topic.name.clone()) };
+        let authorized = name.as_deref().is_none_or(|n| auth.allows(Operation::Write, Resource::topic(n)));
         let unknown = if version >= 13 { code::UNKNOWN_TOPIC_ID } else { code::UNKNOWN_TOPIC_OR_PARTITION };
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &mut topic.partitions {
@@ -44,6 +47,7 @@ pub fn handle(state: &Arc<BrokerState>, peer: &Peer, header: &RequestHeader, req
             let partition = name.as_deref().and_then(|n| state.replicas.partition(n, p.index));
             let outcome = match (valid_acks, partition, p.records.as_mut()) {
                 (false, _, _) => Err((code::INVALID_REQUIRED_ACKS, format!("acks={} (expected -1, 0 or 1)", req.acks))),
+                _ if !authorized => Err((code::TOPIC_AUTHORIZATION_FAILED, "WRITE on the topic is not allowed".to_string())),
                 // Kafka's ReplicaManager: only the broker appends to its internal topics.
                 _ if name.as_deref().is_some_and(crate::group::is_internal_topic) => Err((
                     code::INVALID_TOPIC_EXCEPTION,

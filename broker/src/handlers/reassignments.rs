@@ -12,12 +12,14 @@ use kafka_protocol::messages::{
 };
 
 use super::admin::{call_each, timeout_of};
-use super::{respond_later, s};
+use super::{respond, respond_later, s};
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::controller::reassignment::{self, Reassign};
 use crate::controller::service::ControllerRequest;
+use crate::errors::code;
 use crate::protocol::RequestHeader;
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 
 fn brokers(ids: &[i32]) -> Vec<BrokerId> {
     ids.iter().copied().map(BrokerId).collect()
@@ -25,10 +27,27 @@ fn brokers(ids: &[i32]) -> Vec<BrokerId> {
 
 pub fn alter_partition_reassignments(
     state: &Arc<BrokerState>,
+    peer: &Peer,
     header: &RequestHeader,
     req: AlterPartitionReassignmentsRequest,
 ) -> Reply {
     use alter_partition_reassignments_response::{ReassignablePartitionResponse, ReassignableTopicResponse};
+    if !state.authorizer.authorize(peer, Operation::Alter, Resource::cluster()) {
+        // Kafka answers the top-level error and each partition asked for with it.
+        let failed = code::CLUSTER_AUTHORIZATION_FAILED;
+        let responses = req.topics.iter().map(|t| {
+            ReassignableTopicResponse::default().with_name(t.name.clone()).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        ReassignablePartitionResponse::default().with_partition_index(p.partition_index).with_error_code(failed)
+                    })
+                    .collect(),
+            )
+        });
+        let response = AlterPartitionReassignmentsResponse::default().with_error_code(failed).with_responses(responses.collect());
+        return respond(header, &response.with_error_message(Some(s("ALTER on the cluster is not allowed"))));
+    }
     let state = state.clone();
     respond_later(header, async move {
         let partitions: Vec<Reassign> = req
@@ -75,9 +94,15 @@ pub fn alter_partition_reassignments(
 
 pub fn list_partition_reassignments(
     state: &BrokerState,
+    peer: &Peer,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     use list_partition_reassignments_response::{OngoingPartitionReassignment, OngoingTopicReassignment};
+    if !state.authorizer.authorize(peer, Operation::Describe, Resource::cluster()) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(s("DESCRIBE on the cluster is not allowed")));
+    }
     let asked: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|topics| topics.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
     let topics = reassignment::ongoing(&state.image(), asked.as_deref())

@@ -17,14 +17,16 @@ use kafka_protocol::messages::{
 };
 use strata_client::scram::{Mechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
+use super::admin::denied;
 use super::{respond, respond_later, s};
+use crate::authorizer::{Operation, Resource};
 use crate::broker::BrokerState;
 use crate::controller::image::{Image, Refused};
 use crate::controller::scram_credentials::ScramChange;
 use crate::controller::service::ControllerRequest;
 use crate::errors::code;
 use crate::protocol::RequestHeader;
-use crate::server::Reply;
+use crate::server::{Peer, Reply};
 
 /// Each user of the request, in the order first named, with the changes to make or why none are made.
 pub fn check_alter(req: &AlterUserScramCredentialsRequest) -> Vec<(String, Result<Vec<ScramChange>, Refused>)> {
@@ -103,10 +105,25 @@ fn duplicate() -> Refused {
 
 pub fn alter_user_scram_credentials(
     state: &Arc<BrokerState>,
+    peer: &Peer,
     header: &RequestHeader,
     req: AlterUserScramCredentialsRequest,
 ) -> Reply {
-    // Authorization (ALTER on the CLUSTER resource) goes here, before anything is checked or changed.
+    if !state.authorizer.authorize(peer, Operation::Alter, Resource::cluster()) {
+        let refused = denied(code::CLUSTER_AUTHORIZATION_FAILED, Operation::Alter, "the cluster");
+        let users: BTreeSet<&str> =
+            req.deletions.iter().map(|d| d.name.as_str()).chain(req.upsertions.iter().map(|u| u.name.as_str())).collect();
+        let results = users
+            .into_iter()
+            .map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(s(user))
+                    .with_error_code(refused.code)
+                    .with_error_message(Some(s(refused.message.clone())))
+            })
+            .collect();
+        return respond(header, &AlterUserScramCredentialsResponse::default().with_results(results));
+    }
     let state = state.clone();
     respond_later(header, async move {
         let checked = check_alter(&req);
@@ -179,10 +196,17 @@ pub fn describe(image: &Image, req: &DescribeUserScramCredentialsRequest) -> Des
 
 pub fn describe_user_scram_credentials(
     state: &BrokerState,
+    peer: &Peer,
     header: &RequestHeader,
     req: DescribeUserScramCredentialsRequest,
 ) -> Reply {
-    // Authorization (DESCRIBE on the CLUSTER resource) goes here.
+    if !state.authorizer.authorize(peer, Operation::Describe, Resource::cluster()) {
+        let refused = denied(code::CLUSTER_AUTHORIZATION_FAILED, Operation::Describe, "the cluster");
+        let resp = DescribeUserScramCredentialsResponse::default()
+            .with_error_code(refused.code)
+            .with_error_message(Some(s(refused.message)));
+        return respond(header, &resp);
+    }
     respond(header, &describe(&state.controller.image(), &req))
 }
 

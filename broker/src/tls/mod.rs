@@ -459,7 +459,7 @@ mod tests {
         let path = dir.path().join("ks.pem");
         std::fs::write(&path, "not pem").unwrap();
         let s = settings(&[("ssl.keystore.location", path.to_str().unwrap())]).unwrap();
-        assert!(matches!(TlsContext::load("SSL", s), Err(TlsError::Pem { .. })));
+        assert!(matches!(TlsContext::load("SSL", s), Err(TlsError::Config(tls::TlsConfigError::Pem { .. }))));
         let s = settings(&[("ssl.keystore.location", "/nonexistent/ks.pem")]).unwrap();
         assert!(matches!(TlsContext::load("SSL", s), Err(TlsError::Read { .. })));
     }

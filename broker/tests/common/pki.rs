@@ -1,14 +1,19 @@
-//! Certificates for tests, made by rcgen: a CA, leaf certificates for 127.0.0.1, and rustls client configs.
+//! Certificates made at test time with rcgen (a CA, leaf certificates for 127.0.0.1 whose subject is a client's
+//! principal), broker keystore files, and TLS client connections with them.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 pub const BOTH: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12, &rustls::version::TLS13];
 
@@ -70,6 +75,12 @@ pub fn client_config(ca: &str, identity: Option<&Leaf>, versions: &[&'static Sup
         }
         None => builder.with_no_client_auth(),
     })
+}
+
+pub async fn tls(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp)).await?
 }
 
 /// Writes `ca.pem` and `broker.pem` (the broker's keystore) into `dir`; returns their paths.
