@@ -118,3 +118,12 @@ def broker(tmp_path_factory):
 @pytest.fixture
 def topic_name():
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def kafkajs():
+    """NODE_PATH with kafkajs installed (pinned, cached outside the repo)."""
+    out = subprocess.run(["bash", str(Path(__file__).parent / "node" / "install.sh")], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    return str(Path(out.stdout.strip()) / "node_modules")

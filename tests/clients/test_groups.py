@@ -298,14 +298,6 @@ def test_kcat_balanced_consumers(make_broker, topic_name, tmp_path):
     assert sorted(out.stdout.split()) == sorted(f"later-{i}" for i in range(12)), out.stderr
 
 
-@pytest.fixture(scope="module")
-def kafkajs():
-    """NODE_PATH with kafkajs installed (pinned, cached outside the repo)."""
-    out = subprocess.run(["bash", str(HERE / "node" / "install.sh")], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return str(Path(out.stdout.strip()) / "node_modules")
-
-
 def test_kafkajs_consumer_group(make_broker, topic_name, kafkajs):
     b = make_broker(*GROUP_ARGS)
     create_topic(b.bootstrap, topic_name, PARTITIONS)

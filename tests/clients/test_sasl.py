@@ -3,7 +3,10 @@ SASL_SSL and with PLAIN over SASL_PLAINTEXT, as users created with AdminClient.a
 the static user of sasl.jaas.config) and described with describe_user_scram_credentials; a wrong password and an
 unknown user fail with the broker's message on the client side."""
 
+import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
@@ -110,3 +113,22 @@ def test_kcat_over_sasl_ssl_with_scram_sha_512(sasl_broker, pki, topic_name):  #
                            + ["-L", "-m", "5"], capture_output=True, timeout=60)
     assert wrong.returncode != 0
     assert FAILED in wrong.stderr.decode(errors="replace"), wrong.stderr
+
+
+def kafkajs_run(node_path, bootstrap, topic, count, ca, *auth):
+    out = subprocess.run(["node", str(Path(__file__).parent / "node" / "kafkajs_secure.js"), bootstrap, topic, str(count), ca,
+                          *auth], capture_output=True, text=True, timeout=180, env={**os.environ, "NODE_PATH": node_path})
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def test_kafkajs_over_sasl_ssl_with_scram_sha_512(sasl_broker, pki, topic_name, kafkajs):  # noqa: F811
+    _, ssl_bootstrap = sasl_broker
+    admin = scram_ssl(pki, "admin", "admin-secret")
+    create_user(ssl_bootstrap, admin, "js", "js-pass")
+    create_topic(ssl_bootstrap, topic_name, 2, conf=admin)
+    rc, result, err = kafkajs_run(kafkajs, ssl_bootstrap, topic_name, 200, pki.ca, "sasl", "scram-sha-512", "js", "js-pass")
+    assert rc == 0, (result, err[-2000:])
+    assert result == {"produced": 200, "consumed": 200}
+    rc, result, _ = kafkajs_run(kafkajs, ssl_bootstrap, topic_name, 1, pki.ca, "sasl", "scram-sha-512", "js", "wrong")
+    assert rc == 1 and result["error"] == "KafkaJSSASLAuthenticationError", result
+    assert FAILED in result["message"], result
