@@ -100,13 +100,14 @@ succeeds "helm install (defaults: no local volumes)" "$HELM" install strata "$CH
 check "release deployed" "$("$HELM" status strata -n strata-system -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["status"])')" "deployed"
 wait_until "CRD installed by the chart" 30 equals True jp crd/logclusters.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 wait_until "LogTopic CRD installed by the chart" 30 equals True jp crd/logtopics.strata.io '{.status.conditions[?(@.type=="Established")].status}'
+wait_until "LogUser CRD installed by the chart" 30 equals True jp crd/logusers.strata.io '{.status.conditions[?(@.type=="Established")].status}'
 check "operator Deployment" "$(jp deployment/strata-strata-operator '{.spec.template.spec.serviceAccountName}' -n strata-system)" "strata-strata-operator"
 SA=system:serviceaccount:strata-system:strata-strata-operator
-for can in "create statefulsets.apps -n apps" "patch logclusters.strata.io/status -n apps" "watch logtopics.strata.io -n apps" "patch logtopics.strata.io --subresource=status -n apps" "update logtopics.strata.io --subresource=finalizers -n apps" "patch persistentvolumeclaims -n apps" "get secrets -n apps" "patch secrets -n apps" "get storageclasses" "update leases.coordination.k8s.io -n strata-system"; do
+for can in "create statefulsets.apps -n apps" "patch logclusters.strata.io/status -n apps" "watch logtopics.strata.io -n apps" "patch logtopics.strata.io --subresource=status -n apps" "update logtopics.strata.io --subresource=finalizers -n apps" "watch logusers.strata.io -n apps" "patch logusers.strata.io --subresource=status -n apps" "update logusers.strata.io --subresource=finalizers -n apps" "patch persistentvolumeclaims -n apps" "get secrets -n apps" "patch secrets -n apps" "get storageclasses" "update leases.coordination.k8s.io -n strata-system"; do
   # shellcheck disable=SC2086
   check "operator may: $can" "$(k auth can-i $can --as "$SA")" "yes"
 done
-for cannot in "list secrets -n apps" "watch secrets -n apps" "delete secrets -n apps" "delete statefulsets.apps -n apps" "list nodes" "update logclusters.strata.io -n apps" "delete logtopics.strata.io -n apps" "update leases.coordination.k8s.io -n apps" "create persistentvolumes" "delete storageclasses"; do
+for cannot in "list secrets -n apps" "watch secrets -n apps" "delete secrets -n apps" "delete statefulsets.apps -n apps" "list nodes" "update logclusters.strata.io -n apps" "delete logtopics.strata.io -n apps" "delete logusers.strata.io -n apps" "update leases.coordination.k8s.io -n apps" "create persistentvolumes" "delete storageclasses"; do
   # shellcheck disable=SC2086
   check "operator may not: $cannot" "$(k auth can-i $cannot --as "$SA" 2>/dev/null || true)" "no"
 done
