@@ -413,6 +413,7 @@ spec:
     type: simple
     acls:
       - {resource: {type: topic, name: secure-a}, operations: [Write, Describe]}
+      - {resource: {type: group, name: e2e-, patternType: prefix}, operations: [Read]}
 ---
 apiVersion: strata.io/v1alpha1
 kind: LogUser
@@ -423,8 +424,8 @@ spec:
   authorization:
     type: simple
     acls:
-      - {resource: {type: topic, name: secure-}, patternType: prefix, operations: [Read, Describe]}
-      - {resource: {type: group, name: e2e-}, patternType: prefix, operations: [Read]}
+      - {resource: {type: topic, name: secure-, patternType: prefix}, operations: [Read, Describe]}
+      - {resource: {type: group, name: e2e-, patternType: prefix}, operations: [Read]}
 YAML
 lu_ready() { [ "$(k get loguser "$1" -n $NS -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 wait_until "LogUser alice Ready" 120 lu_ready alice
@@ -454,7 +455,7 @@ check "a wrong password is refused" "$(as alice-wrong "$ip0:9094" produce secure
 check "bob (client certificate) reads alice's record" "$(as bob "$ip0:9095" consume secure-a)" 1
 check "bob may not write" "$(as bob "$ip0:9095" produce secure-a)" TOPIC_AUTHORIZATION_FAILED
 k delete loguser alice -n $NS --wait=true --timeout=60s >/dev/null
-check "alice's Secret went with her" "$(k get secret alice -n $NS -o name 2>/dev/null)" ""
+wait_until "alice's Secret went with her (garbage-collected)" 60 equals "" k get secret alice -n $NS -o name --ignore-not-found
 wait_until "alice's credential is gone from the cluster" 60 equals _AUTHENTICATION as alice "$ip0:9094" produce secure-a
 wl_flowing
 
