@@ -9,10 +9,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use super::acl::{
-    AclBinding, Operation, PatternType, Permission, Resource, ResourceType, WILDCARD_HOST, WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
+use strata_client::acl::{
+    AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType, WILDCARD_HOST, WILDCARD_PRINCIPAL, WILDCARD_RESOURCE,
 };
-use super::filter::AclFilter;
+
+use super::Resource;
 
 type ByName = HashMap<ResourceType, HashMap<String, Vec<Entry>>>;
 

@@ -3,9 +3,8 @@
 //! `allow.everyone.if.no.acl.found` decides for resources no ACL names. Off (no class name), everything is
 //! allowed. Handlers ask one narrow question per resource; the rules are here.
 
-mod acl;
 mod acls;
-mod filter;
+mod resource;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,11 +12,11 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use tokio::sync::watch;
 
-pub use acl::{
-    check_principal, AclBinding, InvalidAcl, Operation, PatternType, Permission, Resource, ResourceType, CLUSTER_NAME,
-};
 pub use acls::{AclSet, Decision, Requester};
-pub use filter::AclFilter;
+pub use resource::Resource;
+pub use strata_client::acl::{
+    check_principal, AclBinding, AclFilter, InvalidAcl, Operation, PatternType, Permission, ResourceType, CLUSTER_NAME,
+};
 
 use crate::controller::image::Image;
 use crate::controller::state_machine::Published;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use strata_client::acl::{AclBinding, Operation, PatternType, Permission, ResourceType, CLUSTER_RESOURCE};
+use strata_client::acl::{AclBinding, Operation, PatternType, Permission, ResourceType, CLUSTER_NAME};
 
 use crate::cluster_ca::{BROKER_COMMON_NAME, OPERATOR_COMMON_NAME};
 
@@ -47,18 +47,6 @@ fn operation(o: AclOperation) -> Operation {
     }
 }
 
-/// The operations Kafka checks on each resource type (ALL on any).
-fn supported(t: AclResourceType, o: AclOperation) -> bool {
-    use AclOperation::*;
-    let ops: &[AclOperation] = match t {
-        AclResourceType::Topic => &[Read, Write, Create, Delete, Alter, Describe, AlterConfigs, DescribeConfigs],
-        AclResourceType::Group => &[Read, Delete, Describe],
-        AclResourceType::Cluster => &[Create, Alter, Describe, ClusterAction, AlterConfigs, DescribeConfigs, IdempotentWrite],
-        AclResourceType::TransactionalId => &[Write, Describe],
-    };
-    o == All || ops.contains(&o)
-}
-
 /// The bindings the spec asks for, or every problem with it.
 pub fn bindings(user: &str, authz: Option<&UserAuthorization>) -> Result<BTreeSet<AclBinding>, Vec<String>> {
     let (mut out, mut errors) = (BTreeSet::new(), Vec::new());
@@ -66,7 +54,7 @@ pub fn bindings(user: &str, authz: Option<&UserAuthorization>) -> Result<BTreeSe
         let at = format!("authorization.acls[{i}]");
         let r = &rule.resource;
         let name = match (r.type_, r.name.as_deref()) {
-            (AclResourceType::Cluster, None | Some(CLUSTER_RESOURCE)) => CLUSTER_RESOURCE.to_string(),
+            (AclResourceType::Cluster, None | Some(CLUSTER_NAME)) => CLUSTER_NAME.to_string(),
             (AclResourceType::Cluster, Some(other)) => {
                 errors.push(format!("{at}: the cluster resource has no name (got {other:?})"));
                 continue;
@@ -90,7 +78,8 @@ pub fn bindings(user: &str, authz: Option<&UserAuthorization>) -> Result<BTreeSe
             continue;
         }
         for op in &rule.operations {
-            if !supported(r.type_, *op) {
+            let operation = operation(*op);
+            if operation != Operation::All && !Operation::reported_for(resource_type(r.type_)).contains(&operation) {
                 errors.push(format!("{at}: {op:?} does not apply to {:?} resources", r.type_));
                 continue;
             }
@@ -100,7 +89,7 @@ pub fn bindings(user: &str, authz: Option<&UserAuthorization>) -> Result<BTreeSe
                 pattern_type,
                 principal: principal(user),
                 host: rule.host.clone(),
-                operation: operation(*op),
+                operation,
                 permission: match rule.type_ {
                     AclRuleType::Allow => Permission::Allow,
                     AclRuleType::Deny => Permission::Deny,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::acl::{AclBinding, InvalidAcl, Operation, PatternType, Permission, ResourceType, ANY, MATCH, WILDCARD_RESOURCE};
+use super::binding::{AclBinding, InvalidAcl, Operation, PatternType, Permission, ResourceType, ANY, MATCH, WILDCARD_RESOURCE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternFilter {
@@ -61,6 +61,37 @@ impl AclFilter {
             operation: field(operation, "operation", Operation::from_code)?,
             permission: field(permission, "permission type", Permission::from_code)?,
         })
+    }
+
+    /// Every binding.
+    pub fn any() -> AclFilter {
+        AclFilter {
+            resource_type: None,
+            resource_name: None,
+            pattern: PatternFilter::Any,
+            principal: None,
+            host: None,
+            operation: None,
+            permission: None,
+        }
+    }
+
+    /// Every binding of one principal.
+    pub fn principal(principal: &str) -> AclFilter {
+        AclFilter { principal: Some(principal.to_string()), ..AclFilter::any() }
+    }
+
+    /// Exactly this binding.
+    pub fn exact(b: &AclBinding) -> AclFilter {
+        AclFilter {
+            resource_type: Some(b.resource_type),
+            resource_name: Some(b.resource_name.clone()),
+            pattern: PatternFilter::Exactly(b.pattern_type),
+            principal: Some(b.principal.clone()),
+            host: Some(b.host.clone()),
+            operation: Some(b.operation),
+            permission: Some(b.permission),
+        }
     }
 
     pub fn matches(&self, b: &AclBinding) -> bool {
