@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, BytesMut};
 use common::pki::{client_config, tls, Ca, Leaf, BOTH};
 use common::{create_topic, fetch_request, free_port, produce_with_acks, quorum_settings, record_batch, s, topic_id};
-use common::{Client, TestBroker};
+use common::{wait_for, Client, TestBroker};
 use kafka_protocol::messages::*;
 use strata_broker::controller::rpc::{RpcRequest, RpcResponse, INTERNAL_API_KEY};
 use strata_broker::controller::service::ControllerRequest;
@@ -271,14 +271,6 @@ async fn a_user_may_do_what_acls_allow_and_they_survive_a_restart() {
     assert_eq!(init.error_code, 0);
     drop((admin, alice, bob));
     broker.stop().await;
-}
-
-fn wait_for(what: &str, done: &mut dyn FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Three nodes whose every listener is SSL with client certificates (replication and the quorum use the

@@ -9,10 +9,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pki::{client_config, write_pki, Ca, BOTH};
-use common::{fetch_request, free_port, produce_request, quorum_settings, record_batch, s, Client, TestBroker};
+use common::{
+    fetch_request, free_port, partition0, produce_request, quorum_settings, record_batch, s, wait_for, Client, TestBroker,
+};
 use kafka_protocol::messages::alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::*;
@@ -205,13 +207,6 @@ fn a_cluster_with_every_listener_sasl_ssl_replicates_and_shares_users() {
             c.send(12, &MetadataRequest::default().with_topics(None)).await.unwrap()
         })
     };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     wait_for("every broker is in service", &|| brokers.iter().flatten().all(|b| metadata(b).brokers.len() == 3));
 
     // A user created through node 1 authenticates on every node.
@@ -240,13 +235,7 @@ fn a_cluster_with_every_listener_sasl_ssl_replicates_and_shares_users() {
         ]));
         c.send(12, &req).await.unwrap().topics[0].partitions[0].leader_id.0 as usize
     });
-    let isr = |b: &TestBroker| {
-        let md = metadata(b);
-        md.topics
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "replicated"))
-            .map(|t| t.partitions[0].isr_nodes.len())
-    };
+    let isr = |b: &TestBroker| partition0(&metadata(b), "replicated").map(|p| p.isr_nodes.len());
     wait_for("three in-sync replicas", &|| isr(brokers[leader].as_ref().unwrap()) == Some(3));
     rt.block_on(async {
         let mut c = connect(brokers[leader].as_ref().unwrap().addr, &carol).await.unwrap();
@@ -260,9 +249,8 @@ fn a_cluster_with_every_listener_sasl_ssl_replicates_and_shares_users() {
     rt.block_on(old.stop());
     let survivor = (0..3).find(|id| *id != leader).unwrap();
     let new_leader = || {
-        let md = metadata(brokers[survivor].as_ref().unwrap());
-        let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "replicated"))?;
-        Some(t.partitions[0].leader_id.0).filter(|l| *l >= 0 && *l as usize != leader).map(|l| l as usize)
+        let l = partition0(&metadata(brokers[survivor].as_ref().unwrap()), "replicated")?.leader_id.0;
+        usize::try_from(l).ok().filter(|l| *l != leader)
     };
     wait_for("a new leader, elected by the quorum over SASL_SSL", &|| new_leader().is_some());
     let new = new_leader().unwrap();

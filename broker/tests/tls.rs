@@ -16,7 +16,7 @@ use bytes::Bytes;
 use common::pki::{client_config, tls, write_pki, Ca, BOTH};
 use common::process::BrokerProcess;
 use common::{create_topic, fetch_request, free_port, http_get, produce_with_acks, quorum_settings, record_batch, topic_id};
-use common::{Client, TestBroker};
+use common::{partition0, wait_for, Client, TestBroker};
 use kafka_protocol::messages::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -262,13 +262,6 @@ fn a_cluster_replicates_and_elects_over_mutual_tls() {
             b.client().await.call(ApiKey::Metadata, 12, &req).await
         })
     };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
     wait_for("every broker is in service", &|| brokers.iter().flatten().all(|b| metadata(b).brokers.len() == 3));
     let batch = record_batch(10, 200, 1_700_000_000_000);
     let leader = rt.block_on(async {
@@ -287,13 +280,7 @@ fn a_cluster_replicates_and_elects_over_mutual_tls() {
         let md: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
         md.topics[0].partitions[0].leader_id.0 as usize
     });
-    let isr = |b: &TestBroker| {
-        let md = metadata(b);
-        md.topics
-            .iter()
-            .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "replicated"))
-            .map(|t| t.partitions[0].isr_nodes.len())
-    };
+    let isr = |b: &TestBroker| partition0(&metadata(b), "replicated").map(|p| p.isr_nodes.len());
     wait_for("three in-sync replicas", &|| isr(brokers[leader].as_ref().unwrap()) == Some(3));
     rt.block_on(async {
         let mut c = brokers[leader].as_ref().unwrap().client().await;
@@ -306,9 +293,8 @@ fn a_cluster_replicates_and_elects_over_mutual_tls() {
     rt.block_on(old.stop());
     let survivor = (0..3).find(|id| *id != leader).unwrap();
     let new_leader = || {
-        let md = metadata(brokers[survivor].as_ref().unwrap());
-        let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "replicated"))?;
-        Some(t.partitions[0].leader_id.0).filter(|l| *l >= 0 && *l as usize != leader).map(|l| l as usize)
+        let l = partition0(&metadata(brokers[survivor].as_ref().unwrap()), "replicated")?.leader_id.0;
+        usize::try_from(l).ok().filter(|l| *l != leader)
     };
     wait_for("a new leader, elected by the quorum over TLS", &|| new_leader().is_some());
     let new = new_leader().unwrap();

@@ -8,6 +8,7 @@ pub mod broker_contract;
 pub mod builders;
 pub mod certs;
 pub mod cluster_ca;
+pub mod cluster_resource;
 pub mod config;
 pub mod crd;
 pub mod kafka_admin;

@@ -109,6 +109,20 @@ pub fn http_get(port: u16, path: &str) -> String {
     page
 }
 
+/// Waits (up to a minute, polling) until `done`, failing the test with `what` otherwise.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Partition 0 of `topic` in a Metadata response.
+pub fn partition0<'a>(md: &'a MetadataResponse, topic: &str) -> Option<&'a metadata_response::MetadataResponsePartition> {
+    md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))?.partitions.first()
+}
+
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }

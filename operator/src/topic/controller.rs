@@ -6,18 +6,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::ResourceExt;
 use serde_json::json;
-use strata_client::Client;
 
 use super::claim;
 use super::crd::{DeletionPolicy, LogTopic};
@@ -26,7 +22,7 @@ use super::plan::{self, Change, Described};
 use super::spec::{self, Desired};
 use super::status::{self, Report};
 use crate::crd::LogCluster;
-use crate::reconcile::{self, Failures};
+use crate::reconcile;
 
 /// Deleting the resource deletes the topic first (per `deletionPolicy`).
 pub const FINALIZER: &str = "strata.io/topic";
@@ -35,59 +31,24 @@ const BUSY_REQUEUE: Duration = Duration::from_secs(10);
 /// Re-check interval of a settled topic: changes made with Kafka tools are undone this late.
 const IDLE_REQUEUE: Duration = Duration::from_secs(120);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("{0}")]
-    Kafka(#[from] AdminError),
-    /// The LogCluster is missing or has no ready broker.
-    #[error("{0}")]
-    NoCluster(String),
-}
+use crate::cluster_resource::{self, connect, namespace, OfCluster};
+pub use crate::cluster_resource::{Context, Error};
 
-pub struct Context {
-    pub base: Arc<reconcile::Context>,
-    failures: Failures,
-}
-
-impl Context {
-    pub fn new(base: Arc<reconcile::Context>) -> Self {
-        Self { base, failures: Failures::default() }
+impl OfCluster for LogTopic {
+    const KIND: &'static str = "topic";
+    fn cluster(&self) -> &str {
+        &self.spec.cluster
     }
 }
 
-fn namespace(lt: &LogTopic) -> String {
-    lt.namespace().unwrap_or_else(|| "default".to_string())
-}
-
-fn key(lt: &LogTopic) -> String {
-    format!("{}/{}", namespace(lt), lt.name_any())
-}
-
 pub async fn reconcile(lt: Arc<LogTopic>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<LogTopic> = Api::namespaced(ctx.base.client.clone(), &namespace(&lt));
-    let result = finalizer(&api, FINALIZER, lt.clone(), |event| async {
+    cluster_resource::reconcile(lt, &ctx, FINALIZER, |event| async {
         match event {
             FinalizerEvent::Apply(lt) => apply(&lt, &ctx).await,
             FinalizerEvent::Cleanup(lt) => cleanup(&lt, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if result.is_ok() {
-        ctx.failures.clear(&key(&lt));
-    }
-    result
-}
-
-pub fn error_policy(lt: Arc<LogTopic>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.base.metrics.reconcile_errors.with_label_values(&["topic"]).inc();
-    let delay = ctx.failures.next_delay(&key(&lt));
-    tracing::warn!(topic = %key(&lt), error = %error, retry_in = ?delay, "topic reconcile failed");
-    Action::requeue(delay)
 }
 
 async fn publish(ctx: &Context, lt: &LogTopic, type_: EventType, reason: &str, note: String) {
@@ -130,14 +91,6 @@ async fn refuse(lt: &LogTopic, ctx: &Context, report: Report, topic: Option<&Des
     write_status(lt, ctx, &report, topic, None).await
 }
 
-async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
-    reconcile::connect_cluster(lc, &ctx.base).await.map_err(|e| match e {
-        reconcile::Error::Cluster(e) => Error::Kafka(e),
-        reconcile::Error::Kube(e) => Error::Kube(e),
-        other => Error::NoCluster(other.to_string()),
-    })
-}
-
 fn cluster_api(lt: &LogTopic, ctx: &Context) -> Api<LogCluster> {
     Api::namespaced(ctx.base.client.clone(), &namespace(lt))
 }
@@ -146,7 +99,7 @@ fn cluster_api(lt: &LogTopic, ctx: &Context) -> Api<LogCluster> {
 fn failure_report(e: &Error) -> Report {
     match e {
         Error::Kafka(e) => Report::not_ready(kafka::reason_of(e), e.to_string()),
-        Error::NoCluster(why) => Report::not_ready("ClusterUnavailable", why.clone()),
+        Error::Cluster(why) => Report::not_ready("ClusterUnavailable", why.clone()),
         other => Report::not_ready("ReconcileFailed", other.to_string()),
     }
 }
@@ -198,7 +151,7 @@ async fn apply(lt: &LogTopic, ctx: &Context) -> Result<Action, Error> {
 async fn converge(lt: &LogTopic, desired: &Desired, ctx: &Context) -> Result<Action, Error> {
     let cluster = &lt.spec.cluster;
     let Some(lc) = cluster_api(lt, ctx).get_opt(cluster).await? else {
-        return Err(Error::NoCluster(format!("LogCluster {cluster} does not exist in namespace {}", namespace(lt))));
+        return Err(Error::Cluster(format!("LogCluster {cluster} does not exist in namespace {}", namespace(lt))));
     };
     let mut client = connect(&lc, ctx).await?;
     let (brokers, topic) = kafka::describe(&mut client, &desired.name).await?;
@@ -313,38 +266,5 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<LogTopic> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
-        None => Api::all(ctx.base.client.clone()),
-    };
-    let clusters: Api<LogCluster> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
-        None => Api::all(ctx.base.client.clone()),
-    };
-    let controller = Controller::new(api, watcher::Config::default());
-    let topics = controller.store();
-    // A topic waiting for its cluster is looked at again as soon as the cluster is ready, not after
-    // its back-off.
-    controller
-        .watches(clusters, watcher::Config::default(), move |lc: LogCluster| {
-            let ready = lc
-                .status
-                .as_ref()
-                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == crate::status::READY && c.status == "True"));
-            let (ns, name) = (lc.namespace(), lc.name_any());
-            let of_cluster = |t: &LogTopic| t.namespace() == ns && t.spec.cluster == name;
-            let refs: Vec<ObjectRef<LogTopic>> =
-                topics.state().iter().filter(|t| ready && of_cluster(t)).map(|t| ObjectRef::from_obj(t.as_ref())).collect();
-            refs
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(topic = %obj, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged by error_policy
-                Err(e) => tracing::warn!(error = %e, "topic controller"),
-            }
-        })
-        .await;
+    cluster_resource::run::<LogTopic, _, _>(ctx, namespace, shutdown, reconcile).await
 }

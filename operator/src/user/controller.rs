@@ -6,21 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::ResourceExt;
 use serde_json::json;
 use strata_client::acl::AclFilter;
 use strata_client::scram::Mechanism;
-use strata_client::{Client, ClientError};
 
 use super::crd::{AuthenticationType, LogUser, LogUserStatus};
 use super::credentials::{self, PASSWORD_KEY};
@@ -29,7 +25,7 @@ use crate::certs::{self, KeyAndCert};
 use crate::cluster_ca::{CA_CERT_KEY, CA_KEY_KEY};
 use crate::crd::LogCluster;
 use crate::names::{self, FIELD_MANAGER};
-use crate::reconcile::{self, Failures};
+use crate::reconcile;
 use crate::status::Report;
 use crate::{listeners, status};
 
@@ -38,59 +34,24 @@ pub const FINALIZER: &str = "strata.io/user";
 /// Re-check interval of a settled user: certificates near expiry are renewed, drift undone.
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("{0}")]
-    Kafka(#[from] ClientError),
-    /// The LogCluster is missing, not reachable, or cannot hold this user.
-    #[error("{0}")]
-    Cluster(String),
-}
+use crate::cluster_resource::{self, connect, namespace, OfCluster};
+pub use crate::cluster_resource::{Context, Error};
 
-pub struct Context {
-    pub base: Arc<reconcile::Context>,
-    failures: Failures,
-}
-
-impl Context {
-    pub fn new(base: Arc<reconcile::Context>) -> Self {
-        Self { base, failures: Failures::default() }
+impl OfCluster for LogUser {
+    const KIND: &'static str = "user";
+    fn cluster(&self) -> &str {
+        &self.spec.cluster
     }
 }
 
-fn namespace(lu: &LogUser) -> String {
-    lu.namespace().unwrap_or_else(|| "default".to_string())
-}
-
-fn key(lu: &LogUser) -> String {
-    format!("{}/{}", namespace(lu), lu.name_any())
-}
-
 pub async fn reconcile(lu: Arc<LogUser>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let api: Api<LogUser> = Api::namespaced(ctx.base.client.clone(), &namespace(&lu));
-    let result = finalizer(&api, FINALIZER, lu.clone(), |event| async {
+    cluster_resource::reconcile(lu, &ctx, FINALIZER, |event| async {
         match event {
             FinalizerEvent::Apply(lu) => apply(&lu, &ctx).await,
             FinalizerEvent::Cleanup(lu) => cleanup(&lu, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    if result.is_ok() {
-        ctx.failures.clear(&key(&lu));
-    }
-    result
-}
-
-pub fn error_policy(lu: Arc<LogUser>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.base.metrics.reconcile_errors.with_label_values(&["user"]).inc();
-    let delay = ctx.failures.next_delay(&key(&lu));
-    tracing::warn!(user = %key(&lu), error = %error, retry_in = ?delay, "user reconcile failed");
-    Action::requeue(delay)
 }
 
 /// Writes the status if it changed (a Warning event for a new refusal).
@@ -117,14 +78,6 @@ async fn report(lu: &LogUser, ctx: &Context, report: &Report) -> Result<(), Erro
 
 async fn cluster(lu: &LogUser, ctx: &Context) -> Result<Option<LogCluster>, Error> {
     Ok(Api::<LogCluster>::namespaced(ctx.base.client.clone(), &namespace(lu)).get_opt(&lu.spec.cluster).await?)
-}
-
-async fn connect(lc: &LogCluster, ctx: &Context) -> Result<Client, Error> {
-    reconcile::connect_cluster(lc, &ctx.base).await.map_err(|e| match e {
-        reconcile::Error::Cluster(e) => Error::Kafka(e),
-        reconcile::Error::Kube(e) => Error::Kube(e),
-        other => Error::Cluster(other.to_string()),
-    })
 }
 
 async fn apply(lu: &LogUser, ctx: &Context) -> Result<Action, Error> {
@@ -314,37 +267,5 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<LogUser> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
-        None => Api::all(ctx.base.client.clone()),
-    };
-    let clusters: Api<LogCluster> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.base.client.clone(), ns),
-        None => Api::all(ctx.base.client.clone()),
-    };
-    let controller = Controller::new(api, watcher::Config::default());
-    let users = controller.store();
-    // A user waiting for its cluster is looked at again as soon as the cluster is ready.
-    controller
-        .watches(clusters, watcher::Config::default(), move |lc: LogCluster| {
-            let ready =
-                lc.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == status::READY && c.status == "True"));
-            let (ns, name) = (lc.namespace(), lc.name_any());
-            users
-                .state()
-                .iter()
-                .filter(|u| ready && u.namespace() == ns && u.spec.cluster == name)
-                .map(|u| ObjectRef::from_obj(u.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(user = %obj, "reconciled"),
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {} // logged by error_policy
-                Err(e) => tracing::warn!(error = %e, "user controller"),
-            }
-        })
-        .await;
+    cluster_resource::run::<LogUser, _, _>(ctx, namespace, shutdown, reconcile).await
 }
