@@ -31,9 +31,10 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 
 class Broker:
-    def __init__(self, data, *args):
+    def __init__(self, data, *args, listeners="PLAINTEXT://127.0.0.1:0"):
+        """`addr` is the first listener's address (the one the broker prints first)."""
         self.proc = subprocess.Popen(
-            [BROKER, "--listeners", "PLAINTEXT://127.0.0.1:0", "--log.dirs", str(data), *args],
+            [BROKER, "--listeners", listeners, "--log.dirs", str(data), *args],
             stdout=subprocess.PIPE, stderr=open(Path(data).parent / "broker.log", "ab"),
             # No metrics endpoint unless args ask (flags win): brokers side by side would all bind 9644.
             env=dict(os.environ, STRATA_METRICS_PORT="0"),
@@ -68,22 +69,22 @@ def perf(*args, timeout=600):
     return out.stdout + out.stderr
 
 
-def produce(addr, topic, size, count, acks):
-    """Topics are auto-created with the broker's num.partitions."""
+def produce(addr, topic, size, count, acks, *extra):
+    """Topics are auto-created with the broker's num.partitions; `extra`: more rdkafka_performance arguments."""
     out = perf("-P", "-t", topic, "-b", addr, "-s", str(size), "-c", str(count), "-a", str(acks), "-q",
                "-X", "linger.ms=5", "-X", "batch.size=1000000", "-X", "queue.buffering.max.kbytes=1048576",
-               "-X", "topic.metadata.refresh.interval.ms=1000")
+               "-X", "topic.metadata.refresh.interval.ms=1000", *extra)
     m = re.search(r"(\d+) msgs/s and ([\d.]+) MB/s", out)
     if not m:
         raise RuntimeError(f"no produce summary in: {out[-1500:]}")
     return int(m.group(1)), float(m.group(2))
 
 
-def consume(addr, topic, partitions, count):
+def consume(addr, topic, partitions, count, *extra):
     parts = [a for p in range(partitions) for a in ("-p", str(p))]
     out = perf("-C", "-t", topic, "-b", addr, *parts, "-o", "beginning", "-c", str(count), "-q",
                "-X", "fetch.message.max.bytes=8388608", "-X", "fetch.max.bytes=67108864",
-               "-X", "queued.max.messages.kbytes=262144")
+               "-X", "queued.max.messages.kbytes=262144", *extra)
     m = re.search(r"consumed in \d+ms: (\d+) msgs/s \(([\d.]+) MB/s\)", out)
     if not m:
         raise RuntimeError(f"no consume summary in: {out[-1500:]}")
