@@ -28,13 +28,14 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def signed(d: Path, ca: str, name: str, subject: str):
-    """A key and a certificate signed by `ca` (in `d`), good for 127.0.0.1 as server and client."""
+def signed(d: Path, ca: str, name: str, subject: str, days: int = 2):
+    """A key and a certificate signed by `ca` (in `d`), good for 127.0.0.1 as server and client (for `days`;
+    negative: expired since)."""
     (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
     openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", f"{name}.key",
             "-out", f"{name}.csr", "-subj", subject, cwd=d)
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+            "-out", f"{name}.pem", "-days", str(days), "-extfile", f"{name}.ext", cwd=d)
 
 
 def make_ca(d: Path, name: str):
@@ -161,3 +162,33 @@ def test_kafkajs_over_mutual_tls(make_broker, pki, topic_name, tmp_path, kafkajs
     # Without a client certificate the broker refuses the handshake: kafkajs says so instead of hanging.
     rc, result, _ = kafkajs_run(kafkajs, bootstrap, topic_name, 1, pki.ca)
     assert rc == 1 and result["error"], result
+
+
+def handshake_errors(bootstrap, conf):
+    """What a client with `conf` reports when it cannot list the topics."""
+    errors = []
+    a = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, **conf})
+    with pytest.raises(KafkaException):
+        a.list_topics(timeout=5)
+    a.poll(1)
+    return " | ".join(e.str() for e in errors)
+
+
+def test_expired_certificates_fail_with_a_clear_error(make_broker, pki):
+    d = Path(pki.ca).parent
+    signed(d, "ca", "expired", "/O=Strata Tests/CN=app", days=-1)
+    (d / "expired-keystore.pem").write_text((d / "expired.key").read_text() + (d / "expired.pem").read_text())
+    # The broker's certificate expired: the client says so.
+    port = free_port()
+    make_broker("--ssl.keystore.location", str(d / "expired-keystore.pem"), ssl_port=port)
+    errors = handshake_errors(f"127.0.0.1:{port}", {"security.protocol": "SSL", "ssl.ca.location": pki.ca})
+    # librdkafka names the failed check, not the reason (OpenSSL's verify result says "expired").
+    assert "certificate verify failed" in errors, errors
+    # The client's certificate expired: the broker refuses it with TLS's certificate_expired alert.
+    port = free_port()
+    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.truststore.location", pki.ca,
+                "--ssl.client.auth", "required", ssl_port=port)
+    errors = handshake_errors(f"127.0.0.1:{port}", {"security.protocol": "SSL", "ssl.ca.location": pki.ca,
+                                                    "ssl.certificate.location": str(d / "expired.pem"),
+                                                    "ssl.key.location": str(d / "expired.key")})
+    assert "expired" in errors, errors
