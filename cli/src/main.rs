@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 error, 2 bad usage, 3 `cluster health` found the cluster unhealthy.
 
+mod acl;
 mod cluster;
 mod consume;
 mod group;
@@ -14,6 +15,7 @@ mod progress;
 mod table;
 mod template;
 mod topic;
+mod user;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,12 @@ enum Command {
     /// Load generators that measure throughput and latency.
     #[command(subcommand)]
     Perf(perf::Command),
+    /// List, add and remove ACLs.
+    #[command(subcommand)]
+    Acl(acl::Command),
+    /// Set, describe and delete users' SCRAM credentials.
+    #[command(subcommand)]
+    User(user::Command),
 }
 
 /// What a command reports besides success: unhealthy for `cluster health`, failed when some items failed
@@ -78,6 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Cluster(c) => runtime.block_on(cluster::run(&opts, c)),
         Command::Topic(c) => runtime.block_on(topic::run(&opts, c)),
         Command::Group(c) => runtime.block_on(group::run(&opts, c)),
+        Command::Acl(c) => runtime.block_on(acl::run(&opts, c)),
+        Command::User(c) => runtime.block_on(user::run(&opts, c)),
         Command::Produce(a) => produce::run(&opts, &runtime, a),
         Command::Consume(a) => consume::run(&opts, &runtime, a),
         Command::Perf(c) => perf::run(&opts, &runtime, c),

@@ -377,3 +377,51 @@ fn sasl_with_the_x_security_settings() {
     // Without the settings the listener closes the connection.
     assert_ne!(run_strata(&sasl, &["topic", "list"], b"").code, 0);
 }
+
+#[test]
+fn acls_and_scram_users() {
+    let c = Cluster {
+        brokers: vec![common::TestBroker::start(&[
+            ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"),
+            ("super.users", "User:ANONYMOUS"),
+        ])],
+    };
+    assert_eq!(c.ok(&["acl", "list"]), "PRINCIPAL  PERMISSION  OPERATION  RESOURCE  NAME  PATTERN  HOST\n");
+    let added = c.ok(&[
+        "acl",
+        "add",
+        "--topic",
+        "orders-",
+        "--prefixed",
+        "--principal",
+        "User:alice",
+        "--operation",
+        "read",
+        "--operation",
+        "describe",
+    ]);
+    assert_eq!(added.lines().count(), 3, "{added}");
+    c.ok(&["acl", "add", "--cluster", "--principal", "User:bob", "--operation", "idempotent-write", "--deny"]);
+    let alice = c.json(&["acl", "list", "--principal", "User:alice"]);
+    assert_eq!(alice.as_array().map(Vec::len), Some(2), "{alice}");
+    assert_eq!((&alice[0]["operation"], &alice[0]["pattern_type"]), (&Value::from("READ"), &Value::from("PREFIXED")), "{alice}");
+    let cluster = c.ok(&["acl", "list", "--cluster"]);
+    assert!(cluster.contains("User:bob   DENY        IDEMPOTENT_WRITE  CLUSTER   kafka-cluster  LITERAL  *"), "{cluster}");
+    // Bad input: a clear error, exit code 2 for usage, 1 for what the broker refuses.
+    let out = c.strata(&["acl", "add", "--topic", "t", "--principal", "User:a", "--operation", "reed"], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("expected one of ALL, READ"), "{}", out.stderr);
+    let out = c.strata(&["acl", "add", "--topic", "t", "--principal", "alice", "--operation", "read"], b"");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("expected Type:name"), "{}", out.stderr);
+    let removed = c.ok(&["acl", "remove", "--principal", "User:alice", "--operation", "read"]);
+    assert!(removed.contains("User:alice  ALLOW       READ") && removed.lines().count() == 2, "{removed}");
+    assert_eq!(c.json(&["acl", "list", "--principal", "User:alice"]).as_array().map(Vec::len), Some(1));
+
+    let out = c.strata(&["user", "set-password", "carol", "--iterations", "4096"], b"s3cret\n");
+    assert_eq!((out.code, out.text()), (0, "SCRAM-SHA-512 credential of carol set\n".to_string()), "{}", out.stderr);
+    assert_eq!(c.ok(&["user", "describe", "carol"]), "USER   MECHANISM      ITERATIONS\ncarol  SCRAM-SHA-512  4096\n");
+    assert_eq!(c.strata(&["user", "set-password", "carol", "--iterations", "100"], b"x\n").code, 2);
+    c.ok(&["user", "delete", "carol"]);
+    assert_eq!(c.json(&["user", "describe", "carol"]), Value::Array(vec![]));
+}

@@ -17,7 +17,9 @@ pub const WILDCARD_HOST: &str = "*";
 macro_rules! coded {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal, $text:literal;)* }) => {
         $(#[$m])*
+        // Serialized (metadata records, JSON output) by Kafka's names.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         pub enum $name { $($variant),* }
 
         impl $name {
@@ -39,6 +41,18 @@ macro_rules! coded {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.name())
+            }
+        }
+
+        /// Kafka's names, case-insensitive, `-` for `_` (`idempotent-write`, `IDEMPOTENT_WRITE`).
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                let wanted = s.trim().to_ascii_uppercase().replace('-', "_");
+                $name::ALL.iter().copied().find(|v| v.name() == wanted).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.name()).collect();
+                    format!("{s:?}: expected one of {}", names.join(", "))
+                })
             }
         }
     };
@@ -217,6 +231,26 @@ mod tests {
         for code in [0, ANY, 4] {
             assert!(Permission::from_code(code).is_none(), "{code}");
         }
+    }
+
+    #[test]
+    fn serialized_by_kafkas_names() {
+        for op in Operation::ALL {
+            assert_eq!(serde_json::to_string(op).unwrap(), format!("\"{}\"", op.name()));
+        }
+        for t in ResourceType::ALL {
+            assert_eq!(serde_json::to_string(t).unwrap(), format!("\"{}\"", t.name()));
+        }
+    }
+
+    #[test]
+    fn names_parse_as_kafka_tools_write_them() {
+        assert_eq!("idempotent-write".parse::<Operation>(), Ok(IdempotentWrite));
+        assert_eq!("Read".parse::<Operation>(), Ok(Read));
+        assert_eq!("transactional_id".parse::<ResourceType>(), Ok(ResourceType::TransactionalId));
+        assert_eq!("prefixed".parse::<PatternType>(), Ok(PatternType::Prefixed));
+        let err = "any".parse::<Operation>().unwrap_err();
+        assert!(err.contains("expected one of ALL, READ"), "{err}");
     }
 
     #[test]
