@@ -431,6 +431,9 @@ lu_ready() { [ "$(k get loguser "$1" -n $NS -o jsonpath='{.status.conditions[?(@
 wait_until "LogUser alice Ready" 120 lu_ready alice
 wait_until "LogUser bob Ready" 120 lu_ready bob
 check "status: alice's principal and Secret" "$(k get loguser alice -n $NS -o jsonpath='{.status.username} {.status.secret}')" "User:alice alice"
+check "LogCluster status: how clients reach the scram listener" \
+  "$(k get logcluster $LC -n $NS -o jsonpath='{.status.listeners[1].bootstrapServers} {.status.listeners[1].securityProtocol} {.status.listeners[1].saslMechanism} {.status.listeners[1].caCertificateSecret}')" \
+  "$LC-bootstrap.$NS.svc:9094 SASL_SSL SCRAM-SHA-512 $LC-cluster-ca-cert"
 secret() { k get secret "$1" -n $NS -o jsonpath="{.data.${2//./\\.}}" | base64 -d; }
 SEC=$STATE/security; mkdir -p "$SEC"
 secret $LC-cluster-ca-cert ca.crt > "$SEC/ca.crt"

@@ -552,9 +552,12 @@ pub struct LogClusterStatus {
     pub replicas: i32,
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Kafka bootstrap address for clients inside the cluster.
+    /// Kafka bootstrap address of the first client listener, for clients inside the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
+    /// Every client listener as clients reach it.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
     #[serde(default)]
     pub brokers: Vec<BrokerStatus>,
     /// Ids of the controller voters (`process.roles=broker,controller`), fixed at creation.
@@ -570,6 +573,22 @@ pub struct LogClusterStatus {
     /// (the restart token stamped into the pod template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_manual_rolling_update: Option<String>,
+}
+
+/// A client listener: where clients bootstrap and how they connect.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    pub bootstrap_servers: String,
+    /// Kafka's `security.protocol` for clients: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub security_protocol: String,
+    /// `SCRAM-SHA-512` for SASL listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    /// The Secret whose `ca.crt` clients trust (TLS listeners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate_secret: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -10,7 +10,8 @@ use crate::broker_contract as contract;
 use crate::certs::ORGANIZATION;
 use crate::cluster_ca::{BROKER_COMMON_NAME, OPERATOR_COMMON_NAME};
 use crate::crd::{AdvertiseMode, ClientListener, ListenerAuthentication, ListenerType, ListenersSpec};
-use crate::crd::{ClusterAuthorization, ClusterAuthorizationType};
+use crate::crd::{ClusterAuthorization, ClusterAuthorizationType, ListenerStatus, LogCluster};
+use crate::names;
 
 /// Broker listener names of the brokers' own listeners.
 pub const REPLICATION: &str = "REPLICATION";
@@ -176,6 +177,21 @@ impl Listeners {
     }
 }
 
+/// The client listeners as the status reports them.
+pub fn status(lc: &LogCluster) -> Vec<ListenerStatus> {
+    plan(&lc.spec.listeners)
+        .clients
+        .iter()
+        .map(|l| ListenerStatus {
+            name: l.name.clone(),
+            bootstrap_servers: names::bootstrap_address(lc, l.port),
+            security_protocol: l.protocol().to_string(),
+            sasl_mechanism: (l.authentication == ListenerAuthentication::ScramSha512).then(|| "SCRAM-SHA-512".to_string()),
+            ca_certificate_secret: l.tls.then(|| names::cluster_ca_cert(lc)),
+        })
+        .collect()
+}
+
 /// Kafka's class name of the ACL authorizer.
 pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
@@ -262,6 +278,35 @@ mod tests {
         let props = authorization_properties(&authz);
         assert_eq!(props["authorizer.class.name"], STANDARD_AUTHORIZER);
         assert_eq!(props["super.users"], "User:strata-broker;User:strata-operator;User:admin");
+    }
+
+    #[test]
+    fn the_status_says_how_clients_connect() {
+        let mut spec = crate::testing::spec();
+        spec.listeners.clients = vec![
+            client("plain", 9092, false, ListenerAuthentication::None),
+            client("scram", 9094, true, ListenerAuthentication::ScramSha512),
+        ];
+        let got = status(&crate::testing::cluster(spec));
+        assert_eq!(
+            got,
+            [
+                ListenerStatus {
+                    name: "plain".into(),
+                    bootstrap_servers: "logs-bootstrap.prod.svc:9092".into(),
+                    security_protocol: "PLAINTEXT".into(),
+                    sasl_mechanism: None,
+                    ca_certificate_secret: None,
+                },
+                ListenerStatus {
+                    name: "scram".into(),
+                    bootstrap_servers: "logs-bootstrap.prod.svc:9094".into(),
+                    security_protocol: "SASL_SSL".into(),
+                    sasl_mechanism: Some("SCRAM-SHA-512".into()),
+                    ca_certificate_secret: Some("logs-cluster-ca-cert".into()),
+                },
+            ]
+        );
     }
 
     #[test]

@@ -101,8 +101,9 @@ pub fn local_storage_class(lc: &LogCluster) -> String {
 pub fn local_volume(lc: &LogCluster, index: usize) -> String {
     format!("strata-{}-{}-{index}", namespace(lc), cluster_name(lc))
 }
-pub fn bootstrap_servers(lc: &LogCluster) -> String {
-    format!("{}.{}.svc:{}", bootstrap_service(lc), namespace(lc), lc.spec.listeners.client_port)
+/// The bootstrap Service's address on `port`.
+pub fn bootstrap_address(lc: &LogCluster, port: i32) -> String {
+    format!("{}.{}.svc:{port}", bootstrap_service(lc), namespace(lc))
 }
 
 /// Keys of [`selector_labels`]; users cannot override them through `podLabels`.

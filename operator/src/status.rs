@@ -237,12 +237,14 @@ pub fn compute(lc: &LogCluster, observed: &Observed, now: Time) -> LogClusterSta
         conditions.push(condition(STORAGE_RESIZED, r.resized, &r.reason, r.message.clone(), generation, &now));
     }
     carry_transition_times(&mut conditions, lc.status.as_ref());
+    let listeners = crate::listeners::status(lc);
     LogClusterStatus {
         observed_generation: generation,
         conditions,
         replicas: desired,
         ready_replicas: ready,
-        bootstrap_servers: Some(names::bootstrap_servers(lc)),
+        bootstrap_servers: listeners.first().map(|l| l.bootstrap_servers.clone()),
+        listeners,
         brokers,
         controller_voters: (0..observed.voters.unwrap_or(0)).collect(),
         brokers_to_unregister: observed.to_unregister.clone(),
