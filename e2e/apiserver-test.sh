@@ -148,7 +148,7 @@ check "broker non-root" "$(jp statefulset/demo '{.spec.template.spec.securityCon
 check "advertise pod DNS" "$(jp statefulset/demo '{.spec.template.spec.containers[0].env[?(@.name=="STRATA_ADVERTISE")].value}' -n e2e)" "pod-dns"
 check "controller port for the start script" "$(jp statefulset/demo '{.spec.template.spec.containers[0].env[?(@.name=="STRATA_CONTROLLER_PORT")].value}' -n e2e)" "9093"
 check "container ports" "$(jp statefulset/demo '{range .spec.template.spec.containers[0].ports[*]}{.name}={.containerPort} {end}' -n e2e)" \
-  "kafka=$CLIENT_PORT metrics=9644 controller=9093 "
+  "plaintext=$CLIENT_PORT metrics=9644 controller=9093 "
 check "voter count recorded on the StatefulSet (min(3, replicas) at creation)" \
   "$(jp statefulset/demo '{.metadata.annotations.strata\.io/controller-voters}' -n e2e)" "2"
 check "tune init container" "$(jp statefulset/demo '{.spec.template.spec.initContainers[0].command[0]} {.spec.template.spec.initContainers[0].command[3:]}' -n e2e)" \
