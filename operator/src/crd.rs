@@ -266,9 +266,9 @@ pub struct ListenersSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientListener {
-    /// Lower-case letters and digits, starting with a letter; the broker's listener name is
-    /// its upper case.
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,24}$"))]
+    /// Lower-case letters and digits, starting with a letter, at most 15 (it also names the
+    /// container port); the broker's listener name is its upper case.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
     pub name: String,
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::broker_contract as contract;
+use crate::builders::METRICS_PORT_NAME;
 use crate::certs::ORGANIZATION;
 use crate::cluster_ca::{BROKER_COMMON_NAME, OPERATOR_COMMON_NAME};
 use crate::crd::{AdvertiseMode, ClientListener, ListenerAuthentication, ListenerType, ListenersSpec};
@@ -101,8 +102,8 @@ pub fn problems(spec: &ListenersSpec) -> Vec<String> {
         if !names.insert(l.name.as_str()) {
             errors.push(format!("{at}: the name is used twice"));
         }
-        if [REPLICATION, contract::CONTROLLER_LISTENER].iter().any(|n| n.eq_ignore_ascii_case(&l.name)) {
-            errors.push(format!("{at}: the name is reserved for the brokers' own listeners"));
+        if [REPLICATION, contract::CONTROLLER_LISTENER, METRICS_PORT_NAME].iter().any(|n| n.eq_ignore_ascii_case(&l.name)) {
+            errors.push(format!("{at}: the name is reserved for the brokers' own listeners and ports"));
         }
         if l.authentication == ListenerAuthentication::Tls && !l.tls {
             errors.push(format!("{at}: authentication tls (client certificates) needs tls: true"));
@@ -322,11 +323,15 @@ mod tests {
             ),
             (
                 vec![client("replication", 9092, true, ListenerAuthentication::None)],
-                vec!["listeners.clients[0] (replication): the name is reserved for the brokers' own listeners"],
+                vec!["listeners.clients[0] (replication): the name is reserved for the brokers' own listeners and ports"],
             ),
             (
                 vec![client("controller", 9092, true, ListenerAuthentication::None)],
-                vec!["listeners.clients[0] (controller): the name is reserved for the brokers' own listeners"],
+                vec!["listeners.clients[0] (controller): the name is reserved for the brokers' own listeners and ports"],
+            ),
+            (
+                vec![client("metrics", 9092, false, ListenerAuthentication::None)],
+                vec!["listeners.clients[0] (metrics): the name is reserved for the brokers' own listeners and ports"],
             ),
             (
                 vec![client("m", 9092, false, ListenerAuthentication::Tls)],
