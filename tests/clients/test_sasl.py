@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
 
 from kafka_util import consume_all, create_topic
-from test_tls import free_port, pki, produce  # noqa: F401 (pki is a fixture)
+from test_tls import client_errors, free_port, pki, produce  # noqa: F401 (pki is a fixture)
 
 ADMIN_JAAS = ('org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" '
               'password="admin-secret";')
@@ -75,13 +75,8 @@ def test_scram_over_sasl_ssl_and_plain_over_sasl_plaintext(sasl_broker, pki, top
 
 
 def auth_errors(bootstrap, conf):
-    """The errors a client with `conf` reports when it cannot list the topics (its authentication fails)."""
-    errors = []
-    p = Producer({"bootstrap.servers": bootstrap, "error_cb": errors.append, **conf})
-    with pytest.raises(KafkaException):
-        p.list_topics(timeout=5)
-    p.poll(1)
-    messages = [e.str() for e in errors]
+    """The errors a client with `conf` reports when its authentication fails."""
+    messages = client_errors(bootstrap, conf)
     assert any(FAILED in m for m in messages), messages
     return messages
 

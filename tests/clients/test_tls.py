@@ -69,12 +69,32 @@ def produce(bootstrap, topic, n, conf):
     assert errors == []
 
 
-def refused(bootstrap, conf):
-    """True if a client with `conf` cannot list the topics (its handshakes fail)."""
-    a = AdminClient({"bootstrap.servers": bootstrap, **conf})
+def client_errors(bootstrap, conf):
+    """The errors a client with `conf` reports when it cannot list the topics (its handshake or authentication
+    fails)."""
+    errors = []
+    a = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, **conf})
     with pytest.raises(KafkaException):
         a.list_topics(timeout=5)
+    a.poll(1)
+    return [e.str() for e in errors]
+
+
+def refused(bootstrap, conf):
+    """True if a client with `conf` cannot list the topics (its handshakes fail)."""
+    client_errors(bootstrap, conf)
     return True
+
+
+def mtls_broker(make_broker, pki):
+    """A broker whose SSL listener requires client certificates of the test CA: its bootstrap, and the client
+    settings of the test client certificate."""
+    port = free_port()
+    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.truststore.location", pki.ca,
+                "--ssl.client.auth", "required", ssl_port=port)
+    mtls = {"security.protocol": "SSL", "ssl.ca.location": pki.ca, "ssl.certificate.location": pki.client_cert,
+            "ssl.key.location": pki.client_key}
+    return f"127.0.0.1:{port}", mtls
 
 
 def test_produce_and_consume_over_ssl_with_confluent_kafka_and_kcat(make_broker, pki, topic_name, tmp_path):
@@ -101,12 +121,7 @@ def test_produce_and_consume_over_ssl_with_confluent_kafka_and_kcat(make_broker,
 
 
 def test_mutual_tls(make_broker, pki, topic_name, tmp_path):
-    port = free_port()
-    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.truststore.location", pki.ca,
-                "--ssl.client.auth", "required", ssl_port=port)
-    bootstrap = f"127.0.0.1:{port}"
-    mtls = {"security.protocol": "SSL", "ssl.ca.location": pki.ca, "ssl.certificate.location": pki.client_cert,
-            "ssl.key.location": pki.client_key}
+    bootstrap, mtls = mtls_broker(make_broker, pki)
     create_topic(bootstrap, topic_name, 1, conf=mtls)
     produce(bootstrap, topic_name, 50, mtls)
     assert len(consume_all(bootstrap, topic_name, 1, 50, conf=mtls)[0]) == 50
@@ -147,14 +162,9 @@ def test_only_tls_1_2_and_1_3_and_as_ssl_enabled_protocols_says(make_broker, pki
     assert not ok, text
 
 
-def test_kafkajs_over_mutual_tls(make_broker, pki, topic_name, tmp_path, kafkajs):
+def test_kafkajs_over_mutual_tls(make_broker, pki, topic_name, kafkajs):
     from test_sasl import kafkajs_run
-    port = free_port()
-    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.truststore.location", pki.ca,
-                "--ssl.client.auth", "required", ssl_port=port)
-    bootstrap = f"127.0.0.1:{port}"
-    mtls = {"security.protocol": "SSL", "ssl.ca.location": pki.ca, "ssl.certificate.location": pki.client_cert,
-            "ssl.key.location": pki.client_key}
+    bootstrap, mtls = mtls_broker(make_broker, pki)
     create_topic(bootstrap, topic_name, 2, conf=mtls)
     rc, result, err = kafkajs_run(kafkajs, bootstrap, topic_name, 100, pki.ca, "cert", pki.client_cert, pki.client_key)
     assert rc == 0, (result, err[-2000:])
@@ -164,16 +174,6 @@ def test_kafkajs_over_mutual_tls(make_broker, pki, topic_name, tmp_path, kafkajs
     assert rc == 1 and result["error"], result
 
 
-def handshake_errors(bootstrap, conf):
-    """What a client with `conf` reports when it cannot list the topics."""
-    errors = []
-    a = AdminClient({"bootstrap.servers": bootstrap, "error_cb": errors.append, **conf})
-    with pytest.raises(KafkaException):
-        a.list_topics(timeout=5)
-    a.poll(1)
-    return " | ".join(e.str() for e in errors)
-
-
 def test_expired_certificates_fail_with_a_clear_error(make_broker, pki):
     d = Path(pki.ca).parent
     signed(d, "ca", "expired", "/O=Strata Tests/CN=app", days=-1)
@@ -181,14 +181,11 @@ def test_expired_certificates_fail_with_a_clear_error(make_broker, pki):
     # The broker's certificate expired: the client says so.
     port = free_port()
     make_broker("--ssl.keystore.location", str(d / "expired-keystore.pem"), ssl_port=port)
-    errors = handshake_errors(f"127.0.0.1:{port}", {"security.protocol": "SSL", "ssl.ca.location": pki.ca})
+    errors = " | ".join(client_errors(f"127.0.0.1:{port}", {"security.protocol": "SSL", "ssl.ca.location": pki.ca}))
     # librdkafka names the failed check, not the reason (OpenSSL's verify result says "expired").
     assert "certificate verify failed" in errors, errors
     # The client's certificate expired: the broker refuses it with TLS's certificate_expired alert.
-    port = free_port()
-    make_broker("--ssl.keystore.location", pki.broker_keystore, "--ssl.truststore.location", pki.ca,
-                "--ssl.client.auth", "required", ssl_port=port)
-    errors = handshake_errors(f"127.0.0.1:{port}", {"security.protocol": "SSL", "ssl.ca.location": pki.ca,
-                                                    "ssl.certificate.location": str(d / "expired.pem"),
-                                                    "ssl.key.location": str(d / "expired.key")})
+    bootstrap, mtls = mtls_broker(make_broker, pki)
+    errors = " | ".join(client_errors(bootstrap, {**mtls, "ssl.certificate.location": str(d / "expired.pem"),
+                                                  "ssl.key.location": str(d / "expired.key")}))
     assert "expired" in errors, errors
